@@ -1,0 +1,72 @@
+/*
+** pdr.h — things every module of pdrelay shares: the one result enum, the
+** event kinds and actions, the version, and small helpers (redaction, hashing).
+**
+** Result codes have fixed numbers that are never reused (curl's habit). Codes
+** of third-party libraries (SQLite, libcurl, mbedTLS, libmicrohttpd) are
+** translated into these where they enter pdrelay.
+*/
+#ifndef PDR_H
+#define PDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PDR_VERSION "0.1.0"
+
+typedef enum pdr_rc {
+    PDR_OK = 0,              /* success */
+    PDR_COALESCED = 1,       /* push: an identical event is already pending; nothing stored */
+    PDR_ERR_NOMEM = 2,       /* out of memory */
+    PDR_ERR_FULL = 3,        /* outbox holds max_events rows; retry later */
+    PDR_ERR_IO = 4,          /* I/O error reading or writing the database or a file */
+    PDR_ERR_CORRUPT = 5,     /* database file is corrupt or not a pdrelay database */
+    PDR_ERR_TOO_NEW = 6,     /* database schema is newer than this binary understands */
+    PDR_ERR_BUSY = 7,        /* database locked by another process beyond the busy timeout */
+    PDR_ERR_NOT_FOUND = 8,   /* no such row */
+    PDR_ERR_INVALID = 9,     /* invalid argument or input */
+    PDR_ERR_CONFIG = 10,     /* configuration invalid */
+    PDR_ERR_DISK_FULL = 11,  /* no space left on device */
+    PDR_ERR_READONLY = 12,   /* database or directory is read-only */
+    PDR_ERR_PERM = 13,       /* permission denied */
+    PDR_ERR_INTERNAL = 14    /* a bug: unexpected library result */
+} pdr_rc;
+
+/* A short, stable English description of rc ("outbox is full"). Never NULL. */
+const char *pdr_strerror(pdr_rc rc);
+
+/* What an outbox row will become upstream. Numbers are stored in the database:
+** never renumber. */
+typedef enum pdr_action {
+    PDR_ACTION_TRIGGER = 1,
+    PDR_ACTION_ACKNOWLEDGE = 2,
+    PDR_ACTION_RESOLVE = 3,
+    PDR_ACTION_CHANGE = 4     /* a change event (POST /v2/change/enqueue) */
+} pdr_action;
+
+/* "trigger", "acknowledge", "resolve", "change"; NULL for an unknown value. */
+const char *pdr_action_name(pdr_action a);
+/* Parses the PagerDuty event_action names (and "change"); 0 if unknown. */
+pdr_action pdr_action_parse(const char *s);
+
+/* A PagerDuty integration (routing) key is exactly this long. */
+#define PDR_ROUTING_KEY_LEN 32
+/* PagerDuty's cap on dedup_key. */
+#define PDR_DEDUP_KEY_MAX 255
+/* hex SHA-256 + NUL */
+#define PDR_SHA256_HEX_LEN 65
+
+/* Redacts a secret for display: "R0…ab12" (first 2, an ellipsis, last 4)
+** for strings of 8 or more bytes, "…" for shorter ones. Writes at most
+** outsz bytes including the NUL; 16 bytes always suffice. Returns out. */
+char *pdr_redact(const char *secret, char *out, size_t outsz);
+
+/* Lowercase hex SHA-256 (mbedTLS) of data into out[PDR_SHA256_HEX_LEN]. */
+pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN]);
+
+/* The deterministic dedup key for an alert without one:
+** hex SHA-256 of routing_key ":" fingerprint. */
+pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,
+                            char out[PDR_SHA256_HEX_LEN]);
+
+#endif /* PDR_H */

@@ -1,0 +1,135 @@
+/*
+** config.h — pdrelay's configuration: one immutable struct loaded from an INI
+** file by inih, validated as a whole.
+**
+** Every key of DESIGN.md's contract has a default (see config.c's key table,
+** which is the single list of keys, types and defaults). Durations accept the
+** units ms, s, m, h, d and are stored in milliseconds. Errors are collected,
+** not stopped at: pdr_config_load() reports every problem of a file, each as
+** "FILE:LINE: what is wrong; what is allowed".
+**
+** Ownership: pdr_config_load() returns a heap object the caller frees with
+** pdr_config_destroy() (NULL accepted). The error list is caller-owned and
+** freed with pdr_config_errors_cleanup().
+*/
+#ifndef PDR_CONFIG_H
+#define PDR_CONFIG_H
+
+#include <regex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../agent/pdr.h"
+
+typedef enum pdr_log_level {
+    PDR_LOG_ERROR = 0,
+    PDR_LOG_WARN = 1,
+    PDR_LOG_INFO = 2,
+    PDR_LOG_DEBUG = 3
+} pdr_log_level;
+
+typedef enum pdr_sync_mode {
+    PDR_SYNC_FULL = 0,    /* one fsync per commit: survives power loss */
+    PDR_SYNC_NORMAL = 1   /* WAL synced at checkpoints: may lose last commits on power loss */
+} pdr_sync_mode;
+
+typedef enum pdr_match_op {
+    PDR_MATCH_EQ = 1,       /* label=value   */
+    PDR_MATCH_NE = 2,       /* label!=value  */
+    PDR_MATCH_RE = 3,       /* label=~regex  (POSIX ERE, anchored at both ends) */
+    PDR_MATCH_NRE = 4       /* label!~regex  */
+} pdr_match_op;
+
+typedef struct pdr_matcher {
+    char *label;
+    pdr_match_op op;
+    char *value;            /* the value or the regex source as written */
+    regex_t re;             /* compiled for RE/NRE only */
+} pdr_matcher;
+
+typedef struct pdr_target {
+    char *name;                              /* NAME of [target NAME] */
+    char routing_key[PDR_ROUTING_KEY_LEN + 1];
+    char *routing_key_file;                  /* NULL when routing_key was inline */
+    pdr_matcher *matchers;                   /* all must hold; none = match all */
+    size_t n_matchers;
+    int line;                                /* line of the section header */
+} pdr_target;
+
+typedef struct pdr_config {
+    char *path;                 /* the file it was loaded from */
+
+    /* [agent] */
+    char *data_dir;             /* default "./var" */
+    pdr_log_level log_level;    /* default info */
+    char *source;               /* default: the host name */
+
+    /* [listen] */
+    char *listen_address;       /* default "127.0.0.1" */
+    int listen_port;            /* default 8787, 0..65535 (0 = disabled) */
+    char *unix_socket;          /* NULL when unset */
+    char *auth_token_file;      /* NULL when unset */
+
+    /* [pagerduty] */
+    char *pd_url;               /* default "https://events.pagerduty.com", no trailing '/' */
+    int rate_per_minute;        /* default 120, >= 1 */
+    int burst;                  /* default 10, >= 1 */
+    int64_t backoff_initial_ms; /* default 100 */
+    int64_t backoff_max_ms;     /* default 5000, >= backoff_initial_ms */
+    int64_t timeout_ms;         /* default 10000 */
+    char *ca_file;              /* NULL when unset */
+    char *proxy;                /* NULL when unset */
+
+    /* [outbox] */
+    pdr_sync_mode synchronous;  /* default full */
+    int64_t max_events;         /* default 1000000, >= 1 */
+    int64_t max_age_ms;         /* default 0 = never expire */
+
+    /* [dedup] */
+    int64_t dedup_ttl_ms;       /* default 24h */
+    int64_t cleanup_interval_ms;/* default 1h */
+
+    pdr_target *targets;        /* in file order */
+    size_t n_targets;
+} pdr_config;
+
+/* One error: already formatted as "FILE:LINE: message" (or "FILE: message"
+** when no line applies). */
+typedef struct pdr_config_errors {
+    char **msgs;
+    size_t n;
+} pdr_config_errors;
+
+/* Loads and validates path. On success returns PDR_OK and *out (caller
+** destroys). On failure returns PDR_ERR_CONFIG (or PDR_ERR_IO when the file
+** cannot be read, or PDR_ERR_NOMEM), *out = NULL, and errs holds every
+** error found. errs may be NULL when the caller does not want the messages. */
+pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *errs);
+
+/* A config with every default and no targets (path "(defaults)"). */
+pdr_rc pdr_config_defaults(pdr_config **out);
+
+void pdr_config_destroy(pdr_config *cfg);
+void pdr_config_errors_cleanup(pdr_config_errors *errs);
+
+/* Parses a duration: a non-negative integer followed by a unit, "250ms",
+** "30s", "5m", "24h", "7d"; a bare "0" means zero. A unit is required
+** otherwise. Returns PDR_OK or PDR_ERR_INVALID (also on overflow). */
+pdr_rc pdr_duration_parse(const char *s, int64_t *ms_out);
+
+/* Formats ms as the largest exact unit ("90s", "24h", "1500ms") into out. */
+char *pdr_duration_format(int64_t ms, char *out, size_t outsz);
+
+/* Does the target's matcher list hold for these labels? get(ctx, name)
+** returns the label's value or NULL when absent (an absent label matches
+** like the empty string, as in Prometheus). */
+typedef const char *(*pdr_label_get_fn)(void *ctx, const char *name);
+int pdr_target_matches(const pdr_target *t, pdr_label_get_fn get, void *ctx);
+
+/* Finds a target by name; NULL if none. */
+const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name);
+
+/* "error", "warn", "info", "debug" */
+const char *pdr_log_level_name(pdr_log_level l);
+
+#endif /* PDR_CONFIG_H */

@@ -1,0 +1,45 @@
+#!/bin/sh
+# cross/setup-host.sh — install everything pdrelay's build and tests need on the
+# host (Debian 12), from Debian packages. The host is the first "target".
+#
+# Safe to run twice: apt-get install is idempotent, and the package index is only
+# refreshed when it is missing or older than a day. Needs root (or sudo) and asks
+# nothing (DEBIAN_FRONTEND=noninteractive, -y).
+set -eu
+
+PKGS="build-essential cmake pkg-config ca-certificates
+      libsqlite3-dev sqlite3 libcurl4-openssl-dev libmbedtls-dev libcjson-dev
+      libinih-dev libmicrohttpd-dev libcmocka-dev
+      python3 openssl"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "setup-host: must run as root (or have sudo) to install packages" >&2
+        exit 1
+    fi
+fi
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "setup-host: all build and test packages are installed"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+stamp=/var/lib/apt/periodic/update-success-stamp
+lists=$(ls /var/lib/apt/lists/ 2>/dev/null | grep -c Packages || true)
+if [ "$lists" -eq 0 ] || [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+    $SUDO apt-get update -q
+fi
+echo "setup-host: installing:$missing"
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,220 @@
+/*
+** db.h — pdrelay's database: the outbox of events waiting for PagerDuty and
+** the dedup table. The only public door to SQLite; no SQL exists outside db/.
+**
+** INVARIANTS
+**   1. An event pushed with PDR_OK is durable when the push returns (with
+**      synchronous=full: on disk, fsync'd; with normal: survives a crash of
+**      the process, may be lost on power loss).
+**   2. A row leaves the outbox only by db_outbox_delivered() (after a 2xx
+**      upstream) or by db_outbox_purge_dead() (an operator's order). Nothing
+**      else deletes a pending row.
+**   3. Per routing key, rows are delivered in id order: the sender only ever
+**      takes the key's head (lowest pending id); a head that is not due
+**      holds back the rest of its key.
+**   4. The outbox never holds more than max_events rows (pending + dead).
+**
+** LIFE OF A ROW
+**
+**     push ──► PENDING ──(2xx)── db_outbox_delivered ──► (deleted)
+**                │  ▲
+**   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
+**                │
+**   (permanent)  └──── db_outbox_kill ──► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
+**                                          │                            back of its key)
+**                                          └──(db_outbox_purge_dead)──► (deleted)
+**
+** "In flight" is not a stored state: a row being sent is still PENDING, so a
+** crash mid-request sends it again on restart (at-least-once, same dedup_key).
+**
+** Threading: a db_t is used by one thread at a time. Several processes may
+** open the same file (the daemon and `pdrelay send`): writers take the lock
+** with BEGIN IMMEDIATE and wait up to the busy timeout.
+**
+** Ownership: db_open() returns a handle closed by db_close() (NULL accepted).
+** Rows filled by reads own their strings; release them with
+** db_row_cleanup() / db_rows_free().
+*/
+#ifndef PDR_DB_H
+#define PDR_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../agent/pdr.h"
+
+#define DB_SCHEMA_VERSION 1
+#define DB_FILE_NAME "pdrelay.db"
+
+typedef struct db db_t;
+
+typedef struct db_options {
+    const char *data_dir;       /* created 0700 if missing (with parents) */
+    int sync_full;              /* 1: synchronous=FULL, 0: NORMAL */
+    int64_t max_events;         /* bound on outbox rows (pending + dead) */
+    int busy_timeout_ms;        /* 0: default 5000 */
+    int skip_quick_check;       /* 1: do not run PRAGMA quick_check on open */
+    int read_only;              /* 1: open read-only (no create, no migration) */
+} db_options;
+
+/* Opens or creates data_dir/pdrelay.db, migrates it to DB_SCHEMA_VERSION.
+** On failure returns the reason and, if errbuf is given, a sentence for the
+** user naming the file, what is wrong and what to do, e.g.
+**   PDR_ERR_CORRUPT  "./var/pdrelay.db is corrupt: ... It was left untouched; ..."
+**   PDR_ERR_TOO_NEW  "./var/pdrelay.db has schema version 7, newer than this pdrelay (1) ..."
+** It never deletes or recreates an existing file. */
+pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz);
+void db_close(db_t *db);
+
+/* The full path of the database file (owned by db). */
+const char *db_path(const db_t *db);
+
+/* The last SQLite error message of this handle (owned by db). */
+const char *db_errmsg(const db_t *db);
+
+/* ---- outbox ---------------------------------------------------------- */
+
+typedef enum db_row_state {
+    DB_ROW_PENDING = 0,
+    DB_ROW_DEAD = 1
+} db_row_state;
+
+/* An event to push. All strings are borrowed for the call. */
+typedef struct db_event {
+    const char *routing_key;    /* 32 chars */
+    pdr_action action;
+    const char *dedup_key;      /* NULL for change events */
+    const char *fingerprint;    /* optional: the source's alert identity, for the dedup table */
+    const char *body;           /* the JSON to POST upstream */
+    size_t body_len;
+} db_event;
+
+/* Pushes one event in its own transaction.
+**   PDR_OK         stored (*id_out = its id, if id_out)
+**   PDR_COALESCED  the newest pending row of the same routing key and
+**                  dedup_key has the same action and body: nothing stored
+**                  (*id_out = that row's id)
+**   PDR_ERR_FULL   the outbox holds max_events rows: nothing stored
+**   other          database error */
+pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out);
+
+/* Pushes n events in one transaction (one fsync). results[i] gets each
+** event's PDR_OK / PDR_COALESCED / PDR_ERR_FULL and ids[i] its id (ids may
+** be NULL). Returns PDR_OK when the transaction committed (whatever the
+** per-event results), or the database error that rolled all of it back. */
+pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
+                            pdr_rc *results, int64_t *ids);
+
+/* A row as read back. Owns its strings. */
+typedef struct db_row {
+    int64_t id;
+    char *routing_key;
+    pdr_action action;
+    char *dedup_key;            /* NULL for change events */
+    char *fingerprint;          /* NULL when none */
+    char *body;
+    size_t body_len;
+    int64_t created_ms;
+    int64_t attempts;
+    int64_t next_ms;            /* next attempt time */
+    char *last_error;           /* NULL when none */
+    db_row_state state;
+    int64_t dead_ms;            /* when it became dead; 0 when pending */
+} db_row;
+
+void db_row_cleanup(db_row *row);
+void db_rows_free(db_row *rows, size_t n);
+
+/* The due heads: for each routing key, its oldest pending row, if that row's
+** next_ms <= now_ms. At most max rows, earliest next_ms first. *rows_out is
+** a malloc'd array (free with db_rows_free), *n_out its length. */
+pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out);
+
+/* The oldest pending row of routing_key (due or not). PDR_ERR_NOT_FOUND if
+** the key has no pending row. */
+pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out);
+
+/* The earliest next_ms among all keys' heads, or PDR_ERR_NOT_FOUND when
+** nothing is pending. The sender sleeps until then. */
+pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
+
+/* Delivered: deletes pending row id. PDR_ERR_NOT_FOUND if there is none. */
+pdr_rc db_outbox_delivered(db_t *db, int64_t id);
+
+/* Transient failure: attempts += 1, next_ms, last_error (may be NULL). */
+pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error);
+
+/* Permanent failure: the pending row becomes dead with the error text. */
+pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error);
+
+/* Kills every pending row created before cutoff_ms (max_age); *n_out how
+** many. error is stored as their last_error. */
+pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out);
+
+/* Retry dead letters: they become pending again, due now, attempts 0, at
+** the back of their key's queue in their original relative order (new ids).
+** _all: every dead row; _key: those of routing_key; _id: one row
+** (PDR_ERR_NOT_FOUND if id is not a dead row). *n_out = rows retried. */
+pdr_rc db_outbox_retry_all(db_t *db, int64_t *n_out);
+pdr_rc db_outbox_retry_key(db_t *db, const char *routing_key, int64_t *n_out);
+pdr_rc db_outbox_retry_id(db_t *db, int64_t id);
+
+/* Purge dead letters that died before cutoff_ms (INT64_MAX: all). */
+pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out);
+
+/* Lists rows of one state, oldest first, optionally of one key (NULL: all),
+** at most limit (0: no limit). */
+pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
+                      size_t limit, db_row **rows_out, size_t *n_out);
+
+/* Reads one row by id (any state). */
+pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out);
+
+/* Per routing key figures, for `pdrelay queue status` and metrics. */
+typedef struct db_key_stats {
+    char routing_key[PDR_ROUTING_KEY_LEN + 1];  /* may be shorter if a stored key is odd */
+    int64_t pending;
+    int64_t dead;
+    int64_t oldest_pending_ms;  /* created_ms of the oldest pending row; 0 when none */
+    int64_t next_attempt_ms;    /* next_ms of the head; 0 when none pending */
+} db_key_stats;
+
+/* One entry per routing key having rows, ordered by key. malloc'd array. */
+pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out);
+
+/* Total rows (pending + dead), O(1). */
+pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out);
+
+/* ---- dedup table ----------------------------------------------------- */
+
+typedef enum db_dedup_state {
+    DB_DEDUP_TRIGGERED = 1,
+    DB_DEDUP_ACKNOWLEDGED = 2,
+    DB_DEDUP_RESOLVED = 3
+} db_dedup_state;
+
+typedef struct db_dedup_entry {
+    char dedup_key[PDR_DEDUP_KEY_MAX + 1];
+    db_dedup_state state;
+    int64_t updated_ms;
+    int64_t expires_ms;
+} db_dedup_entry;
+
+/* Inserts or replaces (routing_key, fingerprint) → dedup_key with state,
+** updated = now, expires = now + ttl_ms. */
+pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
+                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms);
+
+/* Finds a live entry; PDR_ERR_NOT_FOUND if none or expired (now >= expires). */
+pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
+                    db_dedup_entry *out);
+
+pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint);
+
+/* Deletes expired entries; *n_out how many (may be NULL). */
+pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out);
+
+/* Number of entries (expired or not). */
+pdr_rc db_dedup_count(db_t *db, int64_t *n_out);
+
+#endif /* PDR_DB_H */

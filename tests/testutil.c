@@ -1,0 +1,203 @@
+/*
+** testutil.c — see testutil.h.
+*/
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+extern char **environ;
+
+static void die(const char *what)
+{
+    perror(what);
+    abort();
+}
+
+char *tu_mkdtemp(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *p = tu_printf("%s/pdrtest.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(p)) die("mkdtemp");
+    return p;
+}
+
+void tu_rmrf(const char *path)
+{
+    const char *argv[] = {"/bin/rm", "-rf", path, NULL};
+    tu_run(argv, NULL, NULL, NULL);
+}
+
+void tu_write_file(const char *path, const char *content)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) die(path);
+    if (fputs(content, f) < 0) die(path);
+    if (fclose(f) != 0) die(path);
+}
+
+char *tu_read_file(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) die("malloc");
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf) die("realloc");
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+static int64_t fake_now;
+
+static int64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    return fake_now;
+}
+
+void tu_clock_install(int64_t now_ms)
+{
+    fake_now = now_ms;
+    pdr_clock_set(fake_clock, NULL);
+}
+
+void tu_clock_advance(int64_t delta_ms) { fake_now += delta_ms; }
+int64_t tu_clock_get(void) { return fake_now; }
+
+typedef struct sink {
+    char *buf;
+    size_t len, cap;
+} sink;
+
+static void sink_add(sink *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        s->cap = (s->len + n + 1) * 2;
+        s->buf = realloc(s->buf, s->cap);
+        if (!s->buf) die("realloc");
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+    s->buf[s->len] = '\0';
+}
+
+int tu_run(const char *const argv[], const char *stdin_data, char **out, char **err)
+{
+    int pin[2], pout[2], perr[2];
+    if (pipe(pin) || pipe(pout) || pipe(perr)) die("pipe");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+    posix_spawn_file_actions_addclose(&fa, pin[1]);
+    posix_spawn_file_actions_addclose(&fa, pout[0]);
+    posix_spawn_file_actions_addclose(&fa, perr[0]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        errno = rc;
+        die(argv[0]);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+
+    signal(SIGPIPE, SIG_IGN);
+    const char *in = stdin_data ? stdin_data : "";
+    size_t in_left = strlen(in);
+    if (in_left == 0) {
+        close(pin[1]);
+        pin[1] = -1;
+    }
+    sink so = {0}, se = {0};
+    sink_add(&so, "", 0);
+    sink_add(&se, "", 0);
+    int open_fds = 2;
+    while (open_fds > 0 || pin[1] >= 0) {
+        struct pollfd pf[3];
+        int np = 0;
+        int iout = -1, ierr = -1, iin = -1;
+        if (pout[0] >= 0) { iout = np; pf[np].fd = pout[0]; pf[np++].events = POLLIN; }
+        if (perr[0] >= 0) { ierr = np; pf[np].fd = perr[0]; pf[np++].events = POLLIN; }
+        if (pin[1] >= 0) { iin = np; pf[np].fd = pin[1]; pf[np++].events = POLLOUT; }
+        if (poll(pf, (nfds_t)np, -1) < 0) {
+            if (errno == EINTR) continue;
+            die("poll");
+        }
+        char buf[8192];
+        if (iout >= 0 && pf[iout].revents) {
+            ssize_t n = read(pout[0], buf, sizeof buf);
+            if (n > 0) sink_add(&so, buf, (size_t)n);
+            else { close(pout[0]); pout[0] = -1; open_fds--; }
+        }
+        if (ierr >= 0 && pf[ierr].revents) {
+            ssize_t n = read(perr[0], buf, sizeof buf);
+            if (n > 0) sink_add(&se, buf, (size_t)n);
+            else { close(perr[0]); perr[0] = -1; open_fds--; }
+        }
+        if (iin >= 0 && pf[iin].revents) {
+            ssize_t n = write(pin[1], in, in_left);
+            if (n > 0) { in += n; in_left -= (size_t)n; }
+            if (n <= 0 || in_left == 0) { close(pin[1]); pin[1] = -1; }
+        }
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) die("waitpid");
+    if (out) *out = so.buf; else free(so.buf);
+    if (err) *err = se.buf; else free(se.buf);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+
+const char *tu_pdrelay(void)
+{
+    const char *env = getenv("PDRELAY_BIN");
+    return env && *env ? env : PDR_TEST_BINARY;
+}
+
+char *tu_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) die("vsnprintf");
+    char *p = malloc((size_t)n + 1);
+    if (!p) die("malloc");
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+int tu_contains(const char *haystack, const char *needle)
+{
+    return haystack && strstr(haystack, needle) != NULL;
+}

@@ -1,0 +1,42 @@
+/*
+** testutil.h — helpers shared by the test programs: scratch directories, a
+** fake clock, files, and running the real pdrelay binary with its output
+** captured. cmocka must be included by the test itself (after the usual
+** <stdarg.h> <stddef.h> <setjmp.h> <stdint.h>).
+*/
+#ifndef PDR_TESTUTIL_H
+#define PDR_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh directory under $TMPDIR (or /tmp), malloc'd path. Aborts on failure. */
+char *tu_mkdtemp(void);
+/* rm -rf path (best effort). */
+void tu_rmrf(const char *path);
+
+/* Writes content to path (mode 0644), aborting on failure. */
+void tu_write_file(const char *path, const char *content);
+/* Reads a whole file; malloc'd, NUL-terminated; NULL if unreadable. */
+char *tu_read_file(const char *path, size_t *len_out);
+
+/* The fake clock: installs itself as pdrelay's clock at the given time. */
+void tu_clock_install(int64_t now_ms);
+void tu_clock_advance(int64_t delta_ms);
+int64_t tu_clock_get(void);
+
+/* Runs argv (argv[0] is a path; NULL-terminated) with stdin_data (may be
+** NULL: empty stdin) and captures stdout and stderr (malloc'd, NUL-terminated;
+** pass NULL to discard). Returns the exit code, or 128+signal when killed. */
+int tu_run(const char *const argv[], const char *stdin_data, char **out, char **err);
+
+/* The path of the pdrelay binary under test. */
+const char *tu_pdrelay(void);
+
+/* snprintf into a malloc'd string. */
+char *tu_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Does haystack contain needle? (NULL haystack: no) */
+int tu_contains(const char *haystack, const char *needle);
+
+#endif
