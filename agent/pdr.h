@@ -12,7 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PDR_VERSION "0.1.0"
+/* The version comes from CMake's project(VERSION); the fallback keeps the
+** header usable outside the build. */
+#ifdef PDR_VERSION_CMAKE
+#define PDR_VERSION PDR_VERSION_CMAKE
+#else
+#define PDR_VERSION "0.0.0-unknown"
+#endif
 
 typedef enum pdr_rc {
     PDR_OK = 0,              /* success */

@@ -21,6 +21,11 @@
 
 #include "../agent/pdr.h"
 
+/* Caps: nothing in a config grows without bound. */
+#define PDR_CONFIG_MAX_TARGETS 64    /* [target NAME] sections per file */
+#define PDR_CONFIG_MAX_MATCHERS 32   /* match lines per target */
+#define PDR_CONFIG_MAX_ERRORS 100    /* errors recorded; then one "too many errors" line */
+
 typedef enum pdr_log_level {
     PDR_LOG_ERROR = 0,
     PDR_LOG_WARN = 1,

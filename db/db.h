@@ -48,10 +48,14 @@
 
 typedef struct db db_t;
 
+/* max_events when the options give none (the [outbox] max_events default). */
+#define DB_MAX_EVENTS_DEFAULT 1000000
+
 typedef struct db_options {
     const char *data_dir;       /* created 0700 if missing (with parents) */
     int sync_full;              /* 1: synchronous=FULL, 0: NORMAL */
-    int64_t max_events;         /* bound on outbox rows (pending + dead) */
+    int64_t max_events;         /* bound on outbox rows (pending + dead);
+                                ** <= 0: DB_MAX_EVENTS_DEFAULT */
     int busy_timeout_ms;        /* 0: default 5000 */
     int skip_quick_check;       /* 1: do not run PRAGMA quick_check on open */
     int read_only;              /* 1: open read-only (no create, no migration) */
@@ -62,9 +66,24 @@ typedef struct db_options {
 ** user naming the file, what is wrong and what to do, e.g.
 **   PDR_ERR_CORRUPT  "./var/pdrelay.db is corrupt: ... It was left untouched; ..."
 **   PDR_ERR_TOO_NEW  "./var/pdrelay.db has schema version 7, newer than this pdrelay (1) ..."
-** It never deletes or recreates an existing file. */
+** It never deletes or recreates an existing file.
+** read_only: the file must exist (PDR_ERR_NOT_FOUND if it does not, or if
+** it has no schema yet); versions are checked, nothing is migrated. */
 pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz);
 void db_close(db_t *db);
+
+/* The settings in force on this connection, read back from SQLite (for
+** tests and `pdrelay queue status`). synchronous: 1 NORMAL, 2 FULL. */
+typedef struct db_settings {
+    char journal_mode[16];      /* "wal" once opened read-write */
+    int synchronous;
+    int busy_timeout_ms;
+    int64_t journal_size_limit; /* bytes */
+    int user_version;           /* DB_SCHEMA_VERSION once opened */
+    int32_t application_id;     /* pdrelay's fixed id */
+} db_settings;
+
+pdr_rc db_settings_get(db_t *db, db_settings *out);
 
 /* The full path of the database file (owned by db). */
 const char *db_path(const db_t *db);

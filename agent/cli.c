@@ -1,0 +1,106 @@
+/*
+** cli.c — what the CLI commands share: finding and loading the config,
+** opening the outbox with messages a user can act on, mapping result codes to
+** exit codes, resolving a --key argument, formatting ages.
+*/
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *cli_config_path(const char *path)
+{
+    const char *env;
+    if (path && *path) return path;
+    env = getenv("PDRELAY_CONFIG");
+    if (env && *env) return env;
+    return CLI_DEFAULT_CONFIG;
+}
+
+pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code)
+{
+    pdr_config *cfg = NULL;
+    pdr_config_errors errs = {0};
+    const char *p = cli_config_path(path);
+    pdr_rc rc = pdr_config_load(p, &cfg, &errs);
+    if (rc == PDR_OK) return cfg;
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "pdrelay %s: %s\n", cmd, errs.msgs[i]);
+    if (errs.n == 0) fprintf(stderr, "pdrelay %s: %s: %s\n", cmd, p, pdr_strerror(rc));
+    if (!path && rc == PDR_ERR_IO)
+        fprintf(stderr, "pdrelay %s: give the config file with -c FILE (or set PDRELAY_CONFIG)\n", cmd);
+    pdr_config_errors_cleanup(&errs);
+    *exit_code = rc == PDR_ERR_NOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+    return NULL;
+}
+
+int cli_exit_for(pdr_rc rc)
+{
+    switch (rc) {
+    case PDR_OK:
+    case PDR_COALESCED:
+        return CLI_EXIT_OK;
+    case PDR_ERR_FULL:
+    case PDR_ERR_BUSY:
+        return CLI_EXIT_TEMPFAIL;
+    case PDR_ERR_INVALID:
+    case PDR_ERR_CONFIG:
+        return CLI_EXIT_USAGE;
+    default:
+        return CLI_EXIT_FAIL;
+    }
+}
+
+db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    db_options opt;
+    db_t *db = NULL;
+    char err[1024] = "";
+    memset(&opt, 0, sizeof opt);
+    opt.data_dir = cfg->data_dir;
+    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
+    opt.max_events = cfg->max_events;
+    pdr_rc rc = db_open(&opt, &db, err, sizeof err);
+    if (rc == PDR_OK) return db;
+    fprintf(stderr, "pdrelay %s: %s\n", cmd, err[0] ? err : pdr_strerror(rc));
+    *exit_code = cli_exit_for(rc);
+    return NULL;
+}
+
+const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
+{
+    for (size_t i = 0; i < cfg->n_targets; i++)
+        if (!strcmp(cfg->targets[i].routing_key, routing_key)) return cfg->targets[i].name;
+    return NULL;
+}
+
+const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *arg)
+{
+    const pdr_target *t = pdr_config_target(cfg, arg);
+    char red[16];
+    if (t) return t->routing_key;
+    if (strlen(arg) == PDR_ROUTING_KEY_LEN) return arg;
+    fprintf(stderr,
+            "pdrelay %s: --key %s is neither a target of the config nor a routing key "
+            "(a routing key has exactly %d characters, this has %zu)\n",
+            cmd, pdr_redact(arg, red, sizeof red), PDR_ROUTING_KEY_LEN, strlen(arg));
+    return NULL;
+}
+
+char *cli_fmt_age(long long ms, char *out, size_t outsz)
+{
+    long long s;
+    if (ms < 0) ms = 0;
+    s = ms / 1000;
+    if (ms < 1000)
+        snprintf(out, outsz, "%lldms", ms);
+    else if (s < 60)
+        snprintf(out, outsz, "%llds", s);
+    else if (s < 3600)
+        snprintf(out, outsz, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, outsz, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+    else
+        snprintf(out, outsz, "%lldd%02lldh", s / 86400, (s % 86400) / 3600);
+    return out;
+}

@@ -1,0 +1,65 @@
+/*
+** cli.h — the command-line face of pdrelay: `send`, `queue`, `config check`,
+** `--version` and `help`. Each command is a function taking main()'s argv
+** (argv[0] is the command name) and returning the process exit code.
+**
+** Exit codes (documented in the README and --help):
+**   0   success
+**   1   operational failure (database unreadable, corrupt, I/O error, not found)
+**   2   usage error or invalid input (bad flag, bad value, invalid config)
+**   75  temporary failure: retry later (outbox full, database locked) — EX_TEMPFAIL
+*/
+#ifndef PDR_CLI_H
+#define PDR_CLI_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "db.h"
+
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAIL = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_TEMPFAIL = 75
+};
+
+#define CLI_DEFAULT_CONFIG "/etc/pdrelay/pdrelay.ini"
+
+int cli_send(int argc, char **argv);
+int cli_queue(int argc, char **argv);
+int cli_config(int argc, char **argv);
+int cli_version(void);
+/* Prints help for cmd (NULL: overview) to out; returns 0, or 2 if cmd is unknown. */
+int cli_help(FILE *out, const char *cmd);
+
+/* The help text of a command ("send", "queue", "config", NULL: overview);
+** NULL when unknown. The man page is generated from the same text. */
+const char *cli_help_text(const char *cmd);
+
+/* ---- shared helpers (cli.c) ---- */
+
+/* The config path: path if given, else $PDRELAY_CONFIG, else the default. */
+const char *cli_config_path(const char *path);
+
+/* Loads the config, printing every error as "pdrelay CMD: FILE:LINE: …" to
+** stderr. Returns NULL (and sets *exit_code) on failure. */
+pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code);
+
+/* Opens the outbox of cfg, printing a clear message on failure. */
+db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code);
+
+/* The exit code for a pdr_rc of a database operation. */
+int cli_exit_for(pdr_rc rc);
+
+/* Resolves --key K: a target name of cfg or a literal routing key. Returns
+** the key (owned by cfg or by arg), or NULL with a message printed. */
+const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *arg);
+
+/* The name of the first target of cfg using routing_key, or NULL. */
+const char *cli_target_of(const pdr_config *cfg, const char *routing_key);
+
+/* Formats a duration in ms as "3d4h", "5m12s", "850ms" into out. */
+char *cli_fmt_age(long long ms, char *out, size_t outsz);
+
+#endif /* PDR_CLI_H */

@@ -1,0 +1,93 @@
+/*
+** cli_config.c — `pdrelay config check`: load a config, print every error
+** (exit 2) or a summary of the effective settings with keys redacted (exit 0).
+*/
+#include <getopt.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct option config_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}
+};
+
+static const char *or_unset(const char *s)
+{
+    return s && *s ? s : "(unset)";
+}
+
+static const char *match_op(pdr_match_op op)
+{
+    switch (op) {
+    case PDR_MATCH_EQ: return "=";
+    case PDR_MATCH_NE: return "!=";
+    case PDR_MATCH_RE: return "=~";
+    case PDR_MATCH_NRE: return "!~";
+    }
+    return "?";
+}
+
+static void config_print(const pdr_config *c)
+{
+    char d1[32], d2[32], d3[32];
+    printf("%s: valid\n", c->path);
+    printf("[agent]     data_dir=%s log_level=%s source=%s\n", c->data_dir,
+           pdr_log_level_name(c->log_level), c->source);
+    printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s\n", c->listen_address,
+           c->listen_port, or_unset(c->unix_socket), or_unset(c->auth_token_file));
+    printf("[pagerduty] url=%s rate_per_minute=%d burst=%d backoff_initial_ms=%lld backoff_max_ms=%lld "
+           "timeout_ms=%lld ca_file=%s proxy=%s\n",
+           c->pd_url, c->rate_per_minute, c->burst, (long long)c->backoff_initial_ms,
+           (long long)c->backoff_max_ms, (long long)c->timeout_ms, or_unset(c->ca_file), or_unset(c->proxy));
+    printf("[outbox]    synchronous=%s max_events=%lld max_age=%s\n",
+           c->synchronous == PDR_SYNC_FULL ? "full" : "normal", (long long)c->max_events,
+           c->max_age_ms ? pdr_duration_format(c->max_age_ms, d1, sizeof d1) : "(never)");
+    printf("[dedup]     ttl=%s cleanup_interval=%s\n", pdr_duration_format(c->dedup_ttl_ms, d2, sizeof d2),
+           pdr_duration_format(c->cleanup_interval_ms, d3, sizeof d3));
+    if (!c->n_targets)
+        printf("no [target] sections: `pdrelay send` needs -k KEY, alerts are unrouted\n");
+    for (size_t i = 0; i < c->n_targets; i++) {
+        const pdr_target *t = &c->targets[i];
+        char red[16];
+        printf("[target %s] routing_key=%s", t->name, pdr_redact(t->routing_key, red, sizeof red));
+        if (t->routing_key_file) printf(" (from %s)", t->routing_key_file);
+        if (!t->n_matchers) printf(" match=(everything)");
+        for (size_t m = 0; m < t->n_matchers; m++)
+            printf(" match=%s%s%s", t->matchers[m].label, match_op(t->matchers[m].op), t->matchers[m].value);
+        printf("\n");
+    }
+}
+
+int cli_config(int argc, char **argv)
+{
+    const char *path = NULL;
+    int c, ex;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", config_options, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'h': return cli_help(stdout, "config");
+        case ':':
+            fprintf(stderr, "pdrelay config: option '%s' needs a value\n", argv[optind - 1]);
+            return CLI_EXIT_USAGE;
+        default:
+            fprintf(stderr, "pdrelay config: unknown option '%s'; see 'pdrelay config --help'\n",
+                    argv[optind - 1]);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc || strcmp(argv[optind], "check") || optind + 1 < argc) {
+        fprintf(stderr, "pdrelay config: expected 'pdrelay config check [-c FILE]'\n");
+        return CLI_EXIT_USAGE;
+    }
+    pdr_config *cfg = cli_config_load("config check", path, &ex);
+    if (!cfg) {
+        fprintf(stderr, "pdrelay config check: %s is not valid\n", cli_config_path(path));
+        return ex;
+    }
+    config_print(cfg);
+    pdr_config_destroy(cfg);
+    return CLI_EXIT_OK;
+}

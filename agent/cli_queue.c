@@ -1,0 +1,378 @@
+/*
+** cli_queue.c — `pdrelay queue`: status, list, retry and purge of the outbox.
+** Every routing key printed is redacted; --json gives one JSON document (built
+** with cJSON) for scripts.
+*/
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "clock.h"
+#include "cli.h"
+
+enum { OPT_JSON = 256, OPT_DEAD, OPT_KEY, OPT_LIMIT, OPT_ALL, OPT_OLDER };
+
+static const struct option queue_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"dead", no_argument, NULL, OPT_DEAD},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"older-than", required_argument, NULL, OPT_OLDER},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}
+};
+
+typedef struct queue_args {
+    const char *config;
+    int json, dead, all;
+    const char *key;
+    const char *limit;
+    const char *older;
+    const char *sub;
+    char **ids;
+    int n_ids;
+} queue_args;
+
+static int queue_parse(int argc, char **argv, queue_args *a)
+{
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", queue_options, NULL)) != -1) {
+        switch (c) {
+        case 'c': a->config = optarg; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_DEAD: a->dead = 1; break;
+        case OPT_KEY: a->key = optarg; break;
+        case OPT_LIMIT: a->limit = optarg; break;
+        case OPT_ALL: a->all = 1; break;
+        case OPT_OLDER: a->older = optarg; break;
+        case 'h': cli_help(stdout, "queue"); return -1;
+        case ':':
+            fprintf(stderr, "pdrelay queue: option '%s' needs a value\n", argv[optind - 1]);
+            return CLI_EXIT_USAGE;
+        default:
+            fprintf(stderr, "pdrelay queue: unknown option '%s'; see 'pdrelay queue --help'\n",
+                    argv[optind - 1]);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry or purge; "
+                        "see 'pdrelay queue --help'\n");
+        return CLI_EXIT_USAGE;
+    }
+    a->sub = argv[optind++];
+    a->ids = argv + optind;
+    a->n_ids = argc - optind;
+    return 0;
+}
+
+/* Flags that a subcommand does not take are errors, not silently ignored. */
+static int queue_check_flags(const queue_args *a)
+{
+    struct { int given; const char *flag; const char *subs; } f[] = {
+        {a->dead, "--dead", "list purge"},
+        {a->key != NULL, "--key", "list retry"},
+        {a->limit != NULL, "--limit", "list"},
+        {a->all, "--all", "retry"},
+        {a->older != NULL, "--older-than", "purge"},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        if (!f[i].given) continue;
+        const char *s = strstr(f[i].subs, a->sub);
+        size_t n = strlen(a->sub);
+        if (!s || (s[n] != ' ' && s[n] != '\0')) {
+            fprintf(stderr, "pdrelay queue %s: %s is not an option of '%s' (it belongs to: %s)\n",
+                    a->sub, f[i].flag, a->sub, f[i].subs);
+            bad = 1;
+        }
+    }
+    if (a->n_ids && strcmp(a->sub, "retry")) {
+        fprintf(stderr, "pdrelay queue %s: unexpected argument '%s'\n", a->sub, a->ids[0]);
+        bad = 1;
+    }
+    return bad ? CLI_EXIT_USAGE : 0;
+}
+
+static void print_json(cJSON *doc)
+{
+    char *s = doc ? cJSON_Print(doc) : NULL;
+    if (s) {
+        printf("%s\n", s);
+        cJSON_free(s);
+    } else {
+        fprintf(stderr, "pdrelay queue: out of memory\n");
+    }
+    cJSON_Delete(doc);
+}
+
+static int queue_status(db_t *db, const pdr_config *cfg, int json)
+{
+    db_key_stats *st = NULL;
+    size_t n = 0;
+    int64_t pending = 0, dead = 0;
+    int64_t now = pdr_clock_now_ms();
+    char red[16], age[32], next[32];
+    pdr_rc rc = db_outbox_count(db, &pending, &dead);
+    if (!rc) rc = db_outbox_stats(db, &st, &n);
+    if (rc) {
+        fprintf(stderr, "pdrelay queue status: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
+        return cli_exit_for(rc);
+    }
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
+        cJSON_AddStringToObject(doc, "database", db_path(db));
+        cJSON_AddNumberToObject(doc, "pending", (double)pending);
+        cJSON_AddNumberToObject(doc, "dead", (double)dead);
+        cJSON_AddNumberToObject(doc, "max_events", (double)cfg->max_events);
+        for (size_t i = 0; i < n; i++) {
+            cJSON *k = cJSON_CreateObject();
+            const char *t = cli_target_of(cfg, st[i].routing_key);
+            cJSON_AddItemToArray(keys, k);
+            cJSON_AddStringToObject(k, "routing_key", pdr_redact(st[i].routing_key, red, sizeof red));
+            if (t) cJSON_AddStringToObject(k, "target", t);
+            else cJSON_AddNullToObject(k, "target");
+            cJSON_AddNumberToObject(k, "pending", (double)st[i].pending);
+            cJSON_AddNumberToObject(k, "dead", (double)st[i].dead);
+            if (st[i].pending) {
+                cJSON_AddNumberToObject(k, "oldest_pending_age_ms", (double)(now - st[i].oldest_pending_ms));
+                cJSON_AddNumberToObject(k, "next_attempt_in_ms",
+                                        (double)(st[i].next_attempt_ms > now ? st[i].next_attempt_ms - now : 0));
+            } else {
+                cJSON_AddNullToObject(k, "oldest_pending_age_ms");
+                cJSON_AddNullToObject(k, "next_attempt_in_ms");
+            }
+        }
+        print_json(doc);
+    } else {
+        printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", db_path(db),
+               (long long)pending, (long long)dead, (long long)cfg->max_events);
+        if (n) printf("%-12s %-16s %8s %6s  %-14s %s\n", "ROUTING KEY", "TARGET", "PENDING", "DEAD",
+                      "OLDEST PENDING", "NEXT ATTEMPT");
+        for (size_t i = 0; i < n; i++) {
+            const char *t = cli_target_of(cfg, st[i].routing_key);
+            if (st[i].pending) {
+                cli_fmt_age(now - st[i].oldest_pending_ms, age, sizeof age);
+                if (st[i].next_attempt_ms <= now) snprintf(next, sizeof next, "now");
+                else {
+                    char in[24];
+                    snprintf(next, sizeof next, "in %s", cli_fmt_age(st[i].next_attempt_ms - now, in, sizeof in));
+                }
+            } else {
+                snprintf(age, sizeof age, "-");
+                snprintf(next, sizeof next, "-");
+            }
+            /* The redacted key holds a 3-byte ellipsis: pad by bytes + 2. */
+            printf("%-14s %-16s %8lld %6lld  %-14s %s\n", pdr_redact(st[i].routing_key, red, sizeof red),
+                   t ? t : "-", (long long)st[i].pending, (long long)st[i].dead, age, next);
+        }
+    }
+    free(st);
+    return CLI_EXIT_OK;
+}
+
+static const char *row_summary(const db_row *r, cJSON **owner)
+{
+    cJSON *ev = cJSON_ParseWithLength(r->body, r->body_len);
+    cJSON *p = ev ? cJSON_GetObjectItemCaseSensitive(ev, "payload") : NULL;
+    cJSON *s = p ? cJSON_GetObjectItemCaseSensitive(p, "summary") : NULL;
+    *owner = ev;
+    return cJSON_IsString(s) ? s->valuestring : NULL;
+}
+
+static int parse_count(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 0) return -1;
+    *out = v;
+    return 0;
+}
+
+static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
+{
+    long long limit = 100;
+    const char *key = NULL;
+    db_row *rows = NULL;
+    size_t n = 0;
+    int64_t now = pdr_clock_now_ms();
+    char red[16], age[32];
+
+    if (a->limit && parse_count(a->limit, &limit)) {
+        fprintf(stderr, "pdrelay queue list: invalid --limit '%s'; expected a number >= 0 (0 = all)\n", a->limit);
+        return CLI_EXIT_USAGE;
+    }
+    if (a->key && !(key = cli_resolve_key("queue list", cfg, a->key))) return CLI_EXIT_USAGE;
+    pdr_rc rc = db_outbox_list(db, a->dead ? DB_ROW_DEAD : DB_ROW_PENDING, key, (size_t)limit, &rows, &n);
+    if (rc) {
+        fprintf(stderr, "pdrelay queue list: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
+        return cli_exit_for(rc);
+    }
+    cJSON *doc = a->json ? cJSON_CreateArray() : NULL;
+    if (!a->json && n)
+        printf("%-8s %-14s %-11s %8s %-8s %s\n", "ID", "ROUTING KEY", "ACTION", "ATTEMPTS", "AGE", "DEDUP KEY");
+    for (size_t i = 0; i < n; i++) {
+        const db_row *r = &rows[i];
+        cJSON *owner;
+        const char *summary = row_summary(r, &owner);
+        pdr_redact(r->routing_key, red, sizeof red);
+        if (a->json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(doc, o);
+            cJSON_AddNumberToObject(o, "id", (double)r->id);
+            cJSON_AddStringToObject(o, "state", r->state == DB_ROW_DEAD ? "dead" : "pending");
+            cJSON_AddStringToObject(o, "routing_key", red);
+            const char *t = cli_target_of(cfg, r->routing_key);
+            if (t) cJSON_AddStringToObject(o, "target", t); else cJSON_AddNullToObject(o, "target");
+            cJSON_AddStringToObject(o, "action", pdr_action_name(r->action) ? pdr_action_name(r->action) : "?");
+            if (r->dedup_key) cJSON_AddStringToObject(o, "dedup_key", r->dedup_key);
+            else cJSON_AddNullToObject(o, "dedup_key");
+            if (summary) cJSON_AddStringToObject(o, "summary", summary);
+            else cJSON_AddNullToObject(o, "summary");
+            cJSON_AddNumberToObject(o, "attempts", (double)r->attempts);
+            cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
+            cJSON_AddNumberToObject(o, "next_attempt_ms", (double)r->next_ms);
+            if (r->state == DB_ROW_DEAD) cJSON_AddNumberToObject(o, "dead_ms", (double)r->dead_ms);
+            if (r->last_error) cJSON_AddStringToObject(o, "last_error", r->last_error);
+            else cJSON_AddNullToObject(o, "last_error");
+        } else {
+            printf("%-8lld %-16s %-11s %8lld %-8s %s\n", (long long)r->id, red,
+                   pdr_action_name(r->action) ? pdr_action_name(r->action) : "?", (long long)r->attempts,
+                   cli_fmt_age(now - r->created_ms, age, sizeof age), r->dedup_key ? r->dedup_key : "-");
+            if (summary) printf("         summary: %s\n", summary);
+            if (r->last_error) printf("         %s: %s\n", r->state == DB_ROW_DEAD ? "died of" : "last error",
+                                      r->last_error);
+        }
+        cJSON_Delete(owner);
+    }
+    if (a->json) print_json(doc);
+    else if (!n) printf("no %s events%s\n", a->dead ? "dead" : "pending", a->key ? " for this key" : "");
+    db_rows_free(rows, n);
+    return CLI_EXIT_OK;
+}
+
+static int queue_retry(db_t *db, const pdr_config *cfg, const queue_args *a)
+{
+    int64_t n = 0;
+    pdr_rc rc = PDR_OK;
+    int modes = (a->all ? 1 : 0) + (a->key ? 1 : 0) + (a->n_ids ? 1 : 0);
+    int ex = CLI_EXIT_OK;
+
+    if (modes != 1) {
+        fprintf(stderr, "pdrelay queue retry: give exactly one of --all, --key K or IDs\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->all) {
+        rc = db_outbox_retry_all(db, &n);
+    } else if (a->key) {
+        const char *key = cli_resolve_key("queue retry", cfg, a->key);
+        if (!key) return CLI_EXIT_USAGE;
+        rc = db_outbox_retry_key(db, key, &n);
+    } else {
+        for (int i = 0; i < a->n_ids; i++) {
+            long long id;
+            if (parse_count(a->ids[i], &id) || id == 0) {
+                fprintf(stderr, "pdrelay queue retry: invalid id '%s'; expected a positive number "
+                                "(see 'pdrelay queue list --dead')\n", a->ids[i]);
+                return CLI_EXIT_USAGE;
+            }
+        }
+        for (int i = 0; i < a->n_ids; i++) {
+            pdr_rc r = db_outbox_retry_id(db, strtoll(a->ids[i], NULL, 10));
+            if (r == PDR_ERR_NOT_FOUND) {
+                fprintf(stderr, "pdrelay queue retry: %s: no dead letter with this id\n", a->ids[i]);
+                ex = CLI_EXIT_FAIL;
+            } else if (r) {
+                rc = r;
+                break;
+            } else {
+                n++;
+            }
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "pdrelay queue retry: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
+        return cli_exit_for(rc);
+    }
+    if (a->json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddNumberToObject(doc, "retried", (double)n);
+        print_json(doc);
+    } else {
+        printf("retried %lld dead letter%s: pending again, due now\n", (long long)n, n == 1 ? "" : "s");
+    }
+    return ex;
+}
+
+static int queue_purge(db_t *db, const queue_args *a)
+{
+    int64_t cutoff = INT64_MAX, older = 0, n = 0;
+    if (!a->dead) {
+        fprintf(stderr, "pdrelay queue purge: only dead letters can be purged: give --dead "
+                        "(pending events are never purged)\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (a->older) {
+        if (pdr_duration_parse(a->older, &older)) {
+            fprintf(stderr, "pdrelay queue purge: invalid --older-than '%s'; expected a duration such "
+                            "as 90s, 30m, 12h or 7d (units ms, s, m, h, d)\n", a->older);
+            return CLI_EXIT_USAGE;
+        }
+        cutoff = pdr_clock_now_ms() - older;
+    }
+    pdr_rc rc = db_outbox_purge_dead(db, cutoff, &n);
+    if (rc) {
+        fprintf(stderr, "pdrelay queue purge: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
+        return cli_exit_for(rc);
+    }
+    if (a->json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddNumberToObject(doc, "purged", (double)n);
+        print_json(doc);
+    } else {
+        printf("purged %lld dead letter%s%s%s\n", (long long)n, n == 1 ? "" : "s",
+               a->older ? " older than " : "", a->older ? a->older : "");
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_queue(int argc, char **argv)
+{
+    queue_args a;
+    pdr_config *cfg = NULL;
+    db_t *db = NULL;
+    int ex;
+
+    memset(&a, 0, sizeof a);
+    ex = queue_parse(argc, argv, &a);
+    if (ex) return ex < 0 ? CLI_EXIT_OK : ex;
+    if (strcmp(a.sub, "status") && strcmp(a.sub, "list") && strcmp(a.sub, "retry") && strcmp(a.sub, "purge")) {
+        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry or purge\n", a.sub);
+        return CLI_EXIT_USAGE;
+    }
+    ex = queue_check_flags(&a);
+    if (ex) return ex;
+    cfg = cli_config_load("queue", a.config, &ex);
+    if (!cfg) return ex;
+    db = cli_db_open("queue", cfg, &ex);
+    if (!db) goto out;
+
+    if (!strcmp(a.sub, "status")) ex = queue_status(db, cfg, a.json);
+    else if (!strcmp(a.sub, "list")) ex = queue_list(db, cfg, &a);
+    else if (!strcmp(a.sub, "retry")) ex = queue_retry(db, cfg, &a);
+    else ex = queue_purge(db, &a);
+out:
+    db_close(db);
+    pdr_config_destroy(cfg);
+    return ex;
+}

@@ -1,0 +1,119 @@
+/*
+** help.c — the help text of every command, in one place, so that --help,
+** `pdrelay help CMD` and the man page say the same thing.
+*/
+#include <string.h>
+
+#include "cli.h"
+
+static const char help_overview[] =
+"Usage: pdrelay COMMAND [OPTIONS]\n"
+"\n"
+"pdrelay stores alerts in a durable SQLite outbox and forwards them to the\n"
+"PagerDuty Events API v2 at the pace PagerDuty allows.\n"
+"\n"
+"Commands:\n"
+"  send           queue one event (like pd-send); works with the daemon stopped\n"
+"  queue          inspect and repair the outbox: status, list, retry, purge\n"
+"  config check   validate a config file and print every error with FILE:LINE\n"
+"  help [COMMAND] show help for a command\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE   config file (default: $PDRELAY_CONFIG, else " CLI_DEFAULT_CONFIG ")\n"
+"  -h, --help          show help\n"
+"  -V, --version       show the version of pdrelay and of the libraries it runs with\n"
+"\n"
+"Exit status:\n"
+"  0   success\n"
+"  1   operational failure (database unreadable or corrupt, I/O error, not found)\n"
+"  2   usage error, invalid input or invalid config\n"
+"  75  temporary failure, retry later (outbox full, database locked)\n";
+
+static const char help_send[] =
+"Usage: pdrelay send [-c FILE] [OPTIONS]\n"
+"\n"
+"Queue one PagerDuty event in the outbox and exit 0 once it is committed to\n"
+"disk. The daemon need not run: it delivers the event when it next runs.\n"
+"Prints the event's dedup key on standard output.\n"
+"\n"
+"Without -k, the event is queued once for each [target] of the config\n"
+"(all of them; their match rules apply to alerts, not to send).\n"
+"\n"
+"Options (pd-send names first):\n"
+"  -k, --routing-key KEY    the 32-character integration key (alias --service-key)\n"
+"      --target NAME        send to this configured target only\n"
+"  -t, --event-type TYPE    trigger (default), acknowledge or resolve\n"
+"  -d, --description TEXT   the summary (payload.summary); over 1024 characters is cut\n"
+"  -i, --incident-key KEY   the dedup key (alias --dedup-key); required for\n"
+"                           acknowledge and resolve; a trigger without one gets a new one\n"
+"      --client NAME        the monitoring client's name (pd-send's -c; here -c is the config)\n"
+"  -u, --client-url URL     the monitoring client's URL\n"
+"  -f, --field KEY=VALUE    a custom detail (repeatable; into payload.custom_details)\n"
+"      --severity SEV       critical, error (default), warning or info\n"
+"      --source SOURCE      payload.source (default: [agent] source, the host name)\n"
+"      --component NAME     payload.component\n"
+"      --group NAME         payload.group\n"
+"      --class NAME         payload.class\n"
+"      --link URL[=TEXT]    a link (repeatable); TEXT follows the first '=' that\n"
+"                           comes before any '?' in the argument\n"
+"      --image SRC          an image URL (repeatable); a non-HTTPS image is dropped\n"
+"      --change             send a change event instead of an alert\n"
+"  -c, --config FILE        config file\n"
+"  -h, --help               show this help\n"
+"\n"
+"Exit status: 0 queued (or an identical event was already pending), 1 database\n"
+"failure, 2 invalid input, 75 outbox full or database locked (retry later).\n";
+
+static const char help_queue[] =
+"Usage: pdrelay queue [-c FILE] [--json] SUBCOMMAND [OPTIONS]\n"
+"\n"
+"Inspect and repair the outbox. Routing keys are shown redacted (R0\xe2\x80\xa6" "ab12);\n"
+"wherever a key is asked for, a target name of the config works too.\n"
+"\n"
+"Subcommands:\n"
+"  status                        per routing key: pending, dead, oldest pending age,\n"
+"                                next attempt\n"
+"  list [--dead] [--key K] [--limit N]\n"
+"                                list pending (or dead) events, oldest first\n"
+"                                (default limit 100; 0 = all)\n"
+"  retry --all | --key K | ID... make dead letters pending again; they go to the\n"
+"                                back of their key's queue, in their original order\n"
+"  purge --dead [--older-than DURATION]\n"
+"                                delete dead letters (that died more than DURATION\n"
+"                                ago, e.g. 7d); pending events are never purged\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE   config file\n"
+"      --json          machine-readable output (one JSON document)\n"
+"  -h, --help          show this help\n";
+
+static const char help_config[] =
+"Usage: pdrelay config check [-c FILE]\n"
+"\n"
+"Validate a config file. Prints every error as FILE:LINE: message (not just\n"
+"the first) and exits 2 when there is any; otherwise prints a summary of the\n"
+"effective settings, with routing keys redacted, and exits 0.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE   config file\n"
+"  -h, --help          show this help\n";
+
+const char *cli_help_text(const char *cmd)
+{
+    if (!cmd) return help_overview;
+    if (!strcmp(cmd, "send")) return help_send;
+    if (!strcmp(cmd, "queue")) return help_queue;
+    if (!strcmp(cmd, "config")) return help_config;
+    return NULL;
+}
+
+int cli_help(FILE *out, const char *cmd)
+{
+    const char *t = cli_help_text(cmd);
+    if (!t) {
+        fprintf(stderr, "pdrelay help: unknown command '%s'; commands: send, queue, config\n", cmd);
+        return CLI_EXIT_USAGE;
+    }
+    fputs(t, out);
+    return CLI_EXIT_OK;
+}

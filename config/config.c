@@ -1,0 +1,1086 @@
+/*
+** config.c — loads pdrelay.ini into one immutable pdr_config. It owns the key
+** table below, which is the single list of sections, keys, types, defaults
+** and limits (Fluent Bit's config map): defaults are applied by parsing the
+** default strings through the same code as the file's values, and the
+** "allowed: …" part of every unknown-key message is generated from it. inih
+** does the INI syntax; this file adds what inih 55 does not give: line
+** numbers (our reader counts the lines it hands to inih), section headers
+** with their lines and sections that have no keys (the reader recognises
+** "[...]" lines the way inih does), every syntax error rather than the first,
+** and a clean error for lines over inih's limit. Errors are collected, never
+** stopped at, each formatted "FILE:LINE: what is wrong; allowed: …", at most
+** PDR_CONFIG_MAX_ERRORS of them. Routing keys are never printed whole: every
+** message shows them through pdr_redact().
+**
+** Value syntax: strings are taken as inih trims them (a ';' after whitespace
+** starts a comment); integers are plain decimal; *_ms keys are plain integers
+** of milliseconds; durations are an integer with a unit (ms s m h d) or a bare
+** 0; match values are label=value, label!=value, label=~regex or
+** label!~regex, and a value wrapped in double quotes has them removed.
+** Relative paths (data_dir, routing_key_file, …) are relative to the working
+** directory of the process, not to the config file.
+*/
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+/* ---- the key table ------------------------------------------------------ */
+
+typedef enum key_type {
+    KT_STRING,           /* char *; max = longest allowed length (0: no limit) */
+    KT_URL,              /* char *; http:// or https://, trailing '/' removed */
+    KT_INT,              /* int in [min, max] */
+    KT_INT64,            /* int64_t in [min, max] */
+    KT_MS,               /* int64_t milliseconds, a plain integer in [min, max] */
+    KT_DURATION,         /* int64_t milliseconds, "30s" etc., in [min, max] */
+    KT_ENUM,             /* an enum field; value = index in names[] */
+    KT_ROUTING_KEY,      /* [target]: the key inline */
+    KT_ROUTING_KEY_FILE, /* [target]: a file holding the key */
+    KT_MATCH             /* [target]: one label matcher, repeatable */
+} key_type;
+
+#define KF_OPTIONAL 1u   /* an empty value means unset (NULL or 0) */
+
+typedef struct key_def {
+    const char *section;
+    const char *key;
+    key_type type;
+    unsigned flags;
+    const char *def;            /* default as it would be written; NULL: none
+                                ** (source: the host name; target keys) */
+    size_t offset;              /* into pdr_config */
+    int64_t min, max;
+    const char *const *names;   /* KT_ENUM: NULL-terminated, index = value */
+} key_def;
+
+#define MS_SECOND INT64_C(1000)
+#define MS_MINUTE (60 * MS_SECOND)
+#define MS_HOUR (60 * MS_MINUTE)
+#define MS_DAY (24 * MS_HOUR)
+#define MAX_DURATION (3650 * MS_DAY)
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const sync_names[] = {"full", "normal", NULL};
+
+_Static_assert(sizeof(pdr_log_level) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(pdr_sync_mode) == sizeof(int), "enum fields are stored as int");
+
+#define CFG(f) offsetof(pdr_config, f)
+
+static const key_def key_table[] = {
+    {"agent", "data_dir", KT_STRING, 0, "./var", CFG(data_dir), 0, 0, NULL},
+    {"agent", "log_level", KT_ENUM, 0, "info", CFG(log_level), 0, 0, log_level_names},
+    {"agent", "source", KT_STRING, 0, NULL, CFG(source), 0, 0, NULL},
+    {"listen", "address", KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL},
+    {"listen", "port", KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL},
+    {"listen", "unix_socket", KT_STRING, KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL},
+    {"listen", "auth_token_file", KT_STRING, KF_OPTIONAL, "", CFG(auth_token_file), 0, 0, NULL},
+    {"pagerduty", "url", KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL},
+    {"pagerduty", "rate_per_minute", KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL},
+    {"pagerduty", "burst", KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL},
+    {"pagerduty", "backoff_initial_ms", KT_MS, 0, "100", CFG(backoff_initial_ms), 1, MS_DAY, NULL},
+    {"pagerduty", "backoff_max_ms", KT_MS, 0, "5000", CFG(backoff_max_ms), 1, MS_DAY, NULL},
+    {"pagerduty", "timeout_ms", KT_MS, 0, "10000", CFG(timeout_ms), 1, MS_HOUR, NULL},
+    {"pagerduty", "ca_file", KT_STRING, KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL},
+    {"pagerduty", "proxy", KT_STRING, KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL},
+    {"outbox", "synchronous", KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names},
+    {"outbox", "max_events", KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL},
+    {"outbox", "max_age", KT_DURATION, KF_OPTIONAL, "", CFG(max_age_ms), 0, MAX_DURATION, NULL},
+    {"dedup", "ttl", KT_DURATION, 0, "24h", CFG(dedup_ttl_ms), 1, MAX_DURATION, NULL},
+    {"dedup", "cleanup_interval", KT_DURATION, 0, "1h", CFG(cleanup_interval_ms), 1, MAX_DURATION, NULL},
+    {"target", "routing_key", KT_ROUTING_KEY, 0, NULL, 0, 0, 0, NULL},
+    {"target", "routing_key_file", KT_ROUTING_KEY_FILE, 0, NULL, 0, 0, 0, NULL},
+    {"target", "match", KT_MATCH, 0, NULL, 0, 0, 0, NULL},
+};
+
+#define N_KEYS (sizeof key_table / sizeof key_table[0])
+
+/* Sections in the order they are listed in messages; "target" takes a NAME. */
+static const char *const section_names[] = {"agent", "listen", "pagerduty", "outbox", "dedup", "target"};
+#define N_SECTIONS (sizeof section_names / sizeof section_names[0])
+#define SECTIONS_ALLOWED "[agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]"
+
+enum {
+    SEC_NONE = -1,       /* before the first section header */
+    SEC_IGNORED = -2,    /* a section already reported as wrong: its keys are skipped */
+    SEC_TARGET = 5       /* index of "target" in section_names */
+};
+
+#define KEY_FILE_MAX 1024   /* a key file longer than this is not a key file */
+#define MSG_MAX 1024        /* one message, without the "FILE:LINE: " prefix */
+
+/* ---- load context ------------------------------------------------------- */
+
+typedef enum line_kind {
+    LK_OTHER = 0,
+    LK_CONTINUATION      /* inih passes this line as more of the previous key */
+} line_kind;
+
+typedef struct target_aux {
+    int rk_line;         /* line of routing_key, 0 if none */
+    int rkf_line;        /* line of routing_key_file, 0 if none */
+} target_aux;
+
+typedef struct load_ctx {
+    const char *path;
+    FILE *f;
+    pdr_config *cfg;
+    pdr_config_errors *errs;
+    size_t n_errs_seen;           /* including those past the cap */
+    pdr_rc fatal;                 /* PDR_ERR_NOMEM once memory ran out */
+
+    int lineno;                   /* the line inih is working on */
+    line_kind kind;               /* of that line */
+    int prev_key;                 /* mirror of inih's prev_name != "" */
+    int first_syntax_line;
+
+    int sec;                      /* index into section_names or SEC_* */
+    char sec_name[INI_MAX_LINE];  /* as written between the brackets */
+    int cur_target;               /* index into cfg->targets, -1 if none */
+    target_aux aux[PDR_CONFIG_MAX_TARGETS];
+    int key_line[N_KEYS];         /* last line that set each key (0: default) */
+} load_ctx;
+
+static void ctx_init(load_ctx *c, const char *path, pdr_config_errors *errs)
+{
+    memset(c, 0, sizeof *c);
+    c->path = path;
+    c->errs = errs;
+    c->sec = SEC_NONE;
+    c->cur_target = -1;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void err_push(load_ctx *c, char *msg)
+{
+    pdr_config_errors *e = c->errs;
+    if (!e->msgs) {
+        e->msgs = calloc(PDR_CONFIG_MAX_ERRORS + 1, sizeof *e->msgs);
+        if (!e->msgs) {
+            free(msg);
+            c->fatal = PDR_ERR_NOMEM;
+            return;
+        }
+    }
+    e->msgs[e->n++] = msg;
+}
+
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *p = malloc((size_t)n + 1);
+    if (!p) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+/* Records "PATH:LINE: message" (or "PATH: message" when line <= 0). */
+static void err_at(load_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void err_at(load_ctx *c, int line, const char *fmt, ...)
+{
+    char msg[MSG_MAX];
+    char *full;
+    va_list ap;
+
+    c->n_errs_seen++;
+    if (c->fatal) return;
+    if (c->n_errs_seen > PDR_CONFIG_MAX_ERRORS + 1) return;
+    if (c->n_errs_seen == PDR_CONFIG_MAX_ERRORS + 1) {
+        full = str_printf("%s: too many errors; only the first %d are shown", c->path,
+                          PDR_CONFIG_MAX_ERRORS);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (line > 0)
+            full = str_printf("%s:%d: %s", c->path, line, msg);
+        else
+            full = str_printf("%s: %s", c->path, msg);
+    }
+    if (!full) {
+        c->fatal = PDR_ERR_NOMEM;
+        return;
+    }
+    err_push(c, full);
+}
+
+static char *dup_or_fail(load_ctx *c, const char *s)
+{
+    char *p = strdup(s);
+    if (!p) c->fatal = PDR_ERR_NOMEM;
+    return p;
+}
+
+/* Overwrites a secret so it does not linger in freed memory. */
+static void secure_zero(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--) *v++ = 0;
+}
+
+/* ---- durations ---------------------------------------------------------- */
+
+pdr_rc pdr_duration_parse(const char *s, int64_t *ms_out)
+{
+    static const struct { const char *name; int64_t ms; } units[] = {
+        {"ms", 1}, {"s", MS_SECOND}, {"m", MS_MINUTE}, {"h", MS_HOUR}, {"d", MS_DAY}
+    };
+    int64_t v = 0;
+    const char *p = s;
+
+    if (!s || !ms_out) return PDR_ERR_INVALID;
+    if (!strcmp(s, "0")) {
+        *ms_out = 0;
+        return PDR_OK;
+    }
+    if (*p < '0' || *p > '9') return PDR_ERR_INVALID;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10) return PDR_ERR_INVALID;
+        v = v * 10 + d;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(p, units[i].name)) continue;
+        if (v > INT64_MAX / units[i].ms) return PDR_ERR_INVALID;
+        *ms_out = v * units[i].ms;
+        return PDR_OK;
+    }
+    return PDR_ERR_INVALID;
+}
+
+/* Days are used from two days up; exactly one day is shown as "24h", the way
+** people write it. */
+char *pdr_duration_format(int64_t ms, char *out, size_t outsz)
+{
+    if (!out || !outsz) return out;
+    if (ms == 0)
+        snprintf(out, outsz, "0");
+    else if (ms < 0)
+        snprintf(out, outsz, "%lldms", (long long)ms);
+    else if (ms % MS_DAY == 0 && ms / MS_DAY >= 2)
+        snprintf(out, outsz, "%lldd", (long long)(ms / MS_DAY));
+    else if (ms % MS_HOUR == 0)
+        snprintf(out, outsz, "%lldh", (long long)(ms / MS_HOUR));
+    else if (ms % MS_MINUTE == 0)
+        snprintf(out, outsz, "%lldm", (long long)(ms / MS_MINUTE));
+    else if (ms % MS_SECOND == 0)
+        snprintf(out, outsz, "%llds", (long long)(ms / MS_SECOND));
+    else
+        snprintf(out, outsz, "%lldms", (long long)ms);
+    return out;
+}
+
+/* ---- value parsing (one function per type) ------------------------------ */
+
+static void *field(pdr_config *cfg, const key_def *kd)
+{
+    return (char *)cfg + kd->offset;
+}
+
+/* Strict decimal integer: optional '-', digits, nothing else. */
+static int parse_int64(const char *s, int64_t *out, int *overflow)
+{
+    char *end;
+    *overflow = 0;
+    if (!(*s == '-' || (*s >= '0' && *s <= '9'))) return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end) return -1;
+    if (errno == ERANGE) *overflow = 1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int set_string(load_ctx *c, const key_def *kd, const char *value)
+{
+    char **sp = field(c->cfg, kd);
+    char *copy = NULL;
+
+    if (!*value && !(kd->flags & KF_OPTIONAL)) {
+        err_at(c, c->lineno, "%s: empty value; a value is required", kd->key);
+        return -1;
+    }
+    if (kd->max > 0 && (int64_t)strlen(value) > kd->max) {
+        err_at(c, c->lineno, "%s = %s: too long; allowed: at most %lld characters", kd->key, value,
+               (long long)kd->max);
+        return -1;
+    }
+    if (*value) {
+        copy = dup_or_fail(c, value);
+        if (!copy) return -1;
+    }
+    free(*sp);
+    *sp = copy;
+    return 0;
+}
+
+static int set_url(load_ctx *c, const key_def *kd, const char *value)
+{
+    char **sp = field(c->cfg, kd);
+    const char *host;
+    char *copy;
+    size_t n;
+
+    if (!strncmp(value, "https://", 8))
+        host = value + 8;
+    else if (!strncmp(value, "http://", 7))
+        host = value + 7;
+    else
+        host = NULL;
+    if (!host || !*host || *host == '/' || strpbrk(value, " \t")) {
+        err_at(c, c->lineno, "%s = %s: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
+               kd->key, value);
+        return -1;
+    }
+    copy = dup_or_fail(c, value);
+    if (!copy) return -1;
+    n = strlen(copy);
+    while (n > (size_t)(host - value) && copy[n - 1] == '/') copy[--n] = '\0';
+    free(*sp);
+    *sp = copy;
+    return 0;
+}
+
+static int set_number(load_ctx *c, const key_def *kd, const char *value)
+{
+    int64_t v;
+    int overflow;
+    const char *what = kd->type == KT_MS ? "not an integer number of milliseconds" : "not an integer";
+
+    if (parse_int64(value, &v, &overflow)) {
+        err_at(c, c->lineno, "%s = %s: %s; allowed: %lld to %lld", kd->key, value, what,
+               (long long)kd->min, (long long)kd->max);
+        return -1;
+    }
+    if (overflow || v < kd->min || v > kd->max) {
+        err_at(c, c->lineno, "%s = %s: out of range; allowed: %lld to %lld", kd->key, value,
+               (long long)kd->min, (long long)kd->max);
+        return -1;
+    }
+    if (kd->type == KT_INT)
+        *(int *)field(c->cfg, kd) = (int)v;
+    else
+        *(int64_t *)field(c->cfg, kd) = v;
+    return 0;
+}
+
+static int set_duration(load_ctx *c, const key_def *kd, const char *value)
+{
+    int64_t v;
+    char lo[32], hi[32];
+
+    if (!*value && (kd->flags & KF_OPTIONAL)) {
+        *(int64_t *)field(c->cfg, kd) = 0;
+        return 0;
+    }
+    if (pdr_duration_parse(value, &v)) {
+        err_at(c, c->lineno,
+               "%s = %s: not a duration; allowed: a whole number with a unit ms, s, m, h or d "
+               "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0",
+               kd->key, value);
+        return -1;
+    }
+    if (v < kd->min || v > kd->max) {
+        err_at(c, c->lineno, "%s = %s: out of range; allowed: %s to %s", kd->key, value,
+               pdr_duration_format(kd->min, lo, sizeof lo), pdr_duration_format(kd->max, hi, sizeof hi));
+        return -1;
+    }
+    *(int64_t *)field(c->cfg, kd) = v;
+    return 0;
+}
+
+static void join_names(const char *const *names, char *out, size_t outsz)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; names[i] && len < outsz; i++) {
+        int n = snprintf(out + len, outsz - len, "%s%s", i ? ", " : "", names[i]);
+        if (n < 0) break;
+        len += (size_t)n;
+    }
+}
+
+static int set_enum(load_ctx *c, const key_def *kd, const char *value)
+{
+    char allowed[256];
+    for (int i = 0; kd->names[i]; i++) {
+        if (!strcmp(kd->names[i], value)) {
+            memcpy(field(c->cfg, kd), &i, sizeof i);
+            return 0;
+        }
+    }
+    join_names(kd->names, allowed, sizeof allowed);
+    err_at(c, c->lineno, "%s = %s: unknown value; allowed: %s", kd->key, value, allowed);
+    return -1;
+}
+
+static int set_value(load_ctx *c, const key_def *kd, const char *value)
+{
+    switch (kd->type) {
+    case KT_STRING: return set_string(c, kd, value);
+    case KT_URL: return set_url(c, kd, value);
+    case KT_INT:
+    case KT_INT64:
+    case KT_MS: return set_number(c, kd, value);
+    case KT_DURATION: return set_duration(c, kd, value);
+    case KT_ENUM: return set_enum(c, kd, value);
+    case KT_ROUTING_KEY:
+    case KT_ROUTING_KEY_FILE:
+    case KT_MATCH: break;   /* handled by the target code */
+    }
+    return -1;
+}
+
+/* Applies every default of the table by parsing its string. */
+static pdr_rc apply_defaults(load_ctx *c)
+{
+    char host[256];
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_def *kd = &key_table[i];
+        const char *def = kd->def;
+        if (!strcmp(kd->section, "target")) continue;
+        if (!def) {   /* source: the host name */
+            if (gethostname(host, sizeof host) != 0 || !host[0]) snprintf(host, sizeof host, "localhost");
+            host[sizeof host - 1] = '\0';
+            def = host;
+        }
+        if (set_value(c, kd, def)) return c->fatal ? c->fatal : PDR_ERR_INTERNAL;
+    }
+    return PDR_OK;
+}
+
+/* ---- targets: routing keys and matchers --------------------------------- */
+
+/* Checks a key (len bytes, not necessarily NUL-terminated) and copies it to
+** out on success. what names the key in messages. */
+static int check_routing_key(load_ctx *c, const char *what, const char *key, size_t len,
+                             char out[PDR_ROUTING_KEY_LEN + 1])
+{
+    char copy[KEY_FILE_MAX + 1];
+    char red[16];
+    int rc = -1;
+
+    if (len > KEY_FILE_MAX) len = KEY_FILE_MAX;
+    memcpy(copy, key, len);
+    copy[len] = '\0';
+    pdr_redact(copy, red, sizeof red);
+    if (len != PDR_ROUTING_KEY_LEN) {
+        err_at(c, c->lineno, "%s (%s) has %zu characters; exactly %d are required", what, red, len,
+               PDR_ROUTING_KEY_LEN);
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)copy[i];
+        if (ch <= 0x20 || ch >= 0x7f) {
+            err_at(c, c->lineno,
+                   "%s (%s) contains a space or a non-printable character; allowed: %d printable "
+                   "ASCII characters without spaces",
+                   what, red, PDR_ROUTING_KEY_LEN);
+            goto out;
+        }
+    }
+    memcpy(out, copy, len);
+    out[len] = '\0';
+    rc = 0;
+out:
+    secure_zero(copy, sizeof copy);
+    return rc;
+}
+
+static void read_key_file(load_ctx *c, pdr_target *t, const char *path)
+{
+    char buf[KEY_FILE_MAX + 1];
+    char what[64 + INI_MAX_LINE];
+    size_t n, start, end;
+    int more = 0, err = 0;
+    FILE *f;
+
+    f = fopen(path, "r");
+    if (!f) {
+        err_at(c, c->lineno, "routing_key_file = %s: cannot read: %s", path, strerror(errno));
+        return;
+    }
+    n = fread(buf, 1, KEY_FILE_MAX, f);
+    if (ferror(f))
+        err = errno ? errno : EIO;
+    else if (n == KEY_FILE_MAX && getc(f) != EOF)
+        more = 1;
+    fclose(f);
+    if (err) {
+        err_at(c, c->lineno, "routing_key_file = %s: cannot read: %s", path, strerror(err));
+        goto out;
+    }
+    if (more) {
+        err_at(c, c->lineno, "routing_key_file = %s: longer than %d bytes; exactly %d characters are required",
+               path, KEY_FILE_MAX, PDR_ROUTING_KEY_LEN);
+        goto out;
+    }
+    start = 0;
+    end = n;
+    while (start < end && isspace((unsigned char)buf[start])) start++;
+    while (end > start && isspace((unsigned char)buf[end - 1])) end--;
+    snprintf(what, sizeof what, "routing_key_file = %s: the key", path);
+    check_routing_key(c, what, buf + start, end - start, t->routing_key);
+out:
+    secure_zero(buf, sizeof buf);
+}
+
+static int is_label_start(int ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+}
+
+static int is_label_char(int ch)
+{
+    return is_label_start(ch) || (ch >= '0' && ch <= '9');
+}
+
+#define MATCHER_ALLOWED \
+    "label=value, label!=value, label=~regex or label!~regex, label as [a-zA-Z_][a-zA-Z0-9_]*"
+
+static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
+{
+    static const struct { const char *text; pdr_match_op op; } ops[] = {
+        {"=~", PDR_MATCH_RE}, {"!~", PDR_MATCH_NRE}, {"!=", PDR_MATCH_NE}, {"=", PDR_MATCH_EQ}
+    };
+    const char *p = spec, *label, *v;
+    size_t label_len, v_len;
+    pdr_match_op op = (pdr_match_op)0;
+    pdr_matcher m;
+    char *anchored = NULL;
+    int rc;
+
+    memset(&m, 0, sizeof m);
+    if (t->n_matchers >= PDR_CONFIG_MAX_MATCHERS) {
+        err_at(c, c->lineno, "too many match lines in [target %s]; allowed: at most %d", t->name,
+               PDR_CONFIG_MAX_MATCHERS);
+        return;
+    }
+    while (*p == ' ' || *p == '\t') p++;
+    label = p;
+    while (is_label_char((unsigned char)*p)) p++;
+    label_len = (size_t)(p - label);
+    while (*p == ' ' || *p == '\t') p++;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        size_t n = strlen(ops[i].text);
+        if (!strncmp(p, ops[i].text, n)) {
+            op = ops[i].op;
+            p += n;
+            break;
+        }
+    }
+    if (!op || !label_len || !is_label_start((unsigned char)label[0])) {
+        err_at(c, c->lineno, "match = %s: not a matcher; allowed: %s", spec, MATCHER_ALLOWED);
+        return;
+    }
+    while (*p == ' ' || *p == '\t') p++;
+    v = p;
+    v_len = strlen(v);
+    if (v_len >= 2 && v[0] == '"' && v[v_len - 1] == '"') {
+        v++;
+        v_len -= 2;
+    }
+
+    m.op = op;
+    m.label = strndup(label, label_len);
+    m.value = strndup(v, v_len);
+    if (!m.label || !m.value) goto nomem;
+    if (op == PDR_MATCH_RE || op == PDR_MATCH_NRE) {
+        anchored = str_printf("^(%s)$", m.value);
+        if (!anchored) goto nomem;
+        rc = regcomp(&m.re, anchored, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char why[256];
+            regerror(rc, &m.re, why, sizeof why);
+            err_at(c, c->lineno, "match = %s: bad regex: %s; allowed: a POSIX extended regular expression",
+                   spec, why);
+            goto fail;
+        }
+    }
+    if (!t->matchers) {
+        t->matchers = calloc(PDR_CONFIG_MAX_MATCHERS, sizeof *t->matchers);
+        if (!t->matchers) {
+            if (op == PDR_MATCH_RE || op == PDR_MATCH_NRE) regfree(&m.re);
+            goto nomem;
+        }
+    }
+    t->matchers[t->n_matchers++] = m;
+    free(anchored);
+    return;
+nomem:
+    c->fatal = PDR_ERR_NOMEM;
+fail:
+    free(anchored);
+    free(m.label);
+    free(m.value);
+}
+
+static void target_set(load_ctx *c, const key_def *kd, const char *value)
+{
+    pdr_target *t = &c->cfg->targets[c->cur_target];
+    target_aux *a = &c->aux[c->cur_target];
+
+    switch (kd->type) {
+    case KT_ROUTING_KEY:
+        if (a->rk_line) {
+            err_at(c, c->lineno, "routing_key set twice in [target %s] (first at line %d); allowed: once",
+                   t->name, a->rk_line);
+            return;
+        }
+        a->rk_line = c->lineno;
+        if (a->rkf_line)
+            err_at(c, c->lineno,
+                   "[target %s] has both routing_key (line %d) and routing_key_file (line %d); "
+                   "allowed: exactly one of them",
+                   t->name, a->rk_line, a->rkf_line);
+        check_routing_key(c, "routing_key", value, strlen(value), t->routing_key);
+        return;
+    case KT_ROUTING_KEY_FILE:
+        if (a->rkf_line) {
+            err_at(c, c->lineno,
+                   "routing_key_file set twice in [target %s] (first at line %d); allowed: once", t->name,
+                   a->rkf_line);
+            return;
+        }
+        a->rkf_line = c->lineno;
+        if (a->rk_line)
+            err_at(c, c->lineno,
+                   "[target %s] has both routing_key (line %d) and routing_key_file (line %d); "
+                   "allowed: exactly one of them",
+                   t->name, a->rk_line, a->rkf_line);
+        if (!*value) {
+            err_at(c, c->lineno, "routing_key_file: empty value; allowed: the path of a file holding the key");
+            return;
+        }
+        t->routing_key_file = dup_or_fail(c, value);
+        if (!t->routing_key_file) return;
+        read_key_file(c, t, value);
+        return;
+    case KT_MATCH:
+        add_matcher(c, t, value);
+        return;
+    default:
+        return;
+    }
+}
+
+int pdr_target_matches(const pdr_target *t, pdr_label_get_fn get, void *ctx)
+{
+    if (!t) return 0;
+    for (size_t i = 0; i < t->n_matchers; i++) {
+        const pdr_matcher *m = &t->matchers[i];
+        const char *v = get ? get(ctx, m->label) : NULL;
+        int hold;
+        if (!v) v = "";
+        switch (m->op) {
+        case PDR_MATCH_EQ: hold = strcmp(v, m->value) == 0; break;
+        case PDR_MATCH_NE: hold = strcmp(v, m->value) != 0; break;
+        case PDR_MATCH_RE: hold = regexec(&m->re, v, 0, NULL, 0) == 0; break;
+        case PDR_MATCH_NRE: hold = regexec(&m->re, v, 0, NULL, 0) != 0; break;
+        default: hold = 0; break;
+        }
+        if (!hold) return 0;
+    }
+    return 1;
+}
+
+/* ---- sections ----------------------------------------------------------- */
+
+/* Closes the current section: a target must have a routing key. */
+static void section_end(load_ctx *c)
+{
+    if (c->sec == SEC_TARGET && c->cur_target >= 0) {
+        const pdr_target *t = &c->cfg->targets[c->cur_target];
+        const target_aux *a = &c->aux[c->cur_target];
+        if (!a->rk_line && !a->rkf_line)
+            err_at(c, t->line,
+                   "[target %s] has no routing key; allowed: routing_key = KEY (%d characters) "
+                   "or routing_key_file = PATH",
+                   t->name, PDR_ROUTING_KEY_LEN);
+    }
+    c->sec = SEC_IGNORED;
+    c->cur_target = -1;
+}
+
+static int is_target_name(const char *s)
+{
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!is_label_char((unsigned char)*s) && *s != '.' && *s != '-') return 0;
+    return 1;
+}
+
+static void target_begin(load_ctx *c, const char *name)
+{
+    pdr_config *cfg = c->cfg;
+    pdr_target *t;
+
+    if (!*name) {
+        err_at(c, c->lineno, "[%s] needs a name; allowed: [target NAME], NAME of letters, digits, '_', '.', '-'",
+               c->sec_name);
+        return;
+    }
+    if (!is_target_name(name)) {
+        err_at(c, c->lineno, "bad target name '%s'; allowed: letters, digits, '_', '.', '-'", name);
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        if (!strcmp(cfg->targets[i].name, name)) {
+            err_at(c, c->lineno, "duplicate [target %s]; first defined at line %d", name, cfg->targets[i].line);
+            return;
+        }
+    }
+    if (cfg->n_targets >= PDR_CONFIG_MAX_TARGETS) {
+        err_at(c, c->lineno, "too many targets; allowed: at most %d", PDR_CONFIG_MAX_TARGETS);
+        return;
+    }
+    if (!cfg->targets) {
+        cfg->targets = calloc(PDR_CONFIG_MAX_TARGETS, sizeof *cfg->targets);
+        if (!cfg->targets) {
+            c->fatal = PDR_ERR_NOMEM;
+            return;
+        }
+    }
+    t = &cfg->targets[cfg->n_targets];
+    t->name = dup_or_fail(c, name);
+    if (!t->name) return;
+    t->line = c->lineno;
+    c->cur_target = (int)cfg->n_targets++;
+    c->sec = SEC_TARGET;
+}
+
+/* A "[name]" header at line c->lineno (name is len bytes, not terminated). */
+static void section_begin(load_ctx *c, const char *name, size_t len)
+{
+    section_end(c);
+    if (len >= sizeof c->sec_name) len = sizeof c->sec_name - 1;
+    memcpy(c->sec_name, name, len);
+    c->sec_name[len] = '\0';
+
+    if (!strncmp(c->sec_name, "target", 6) && (c->sec_name[6] == '\0' || c->sec_name[6] == ' ')) {
+        target_begin(c, c->sec_name[6] ? c->sec_name + 7 : "");
+        return;
+    }
+    for (size_t i = 0; i < N_SECTIONS; i++) {
+        if (i != SEC_TARGET && !strcmp(c->sec_name, section_names[i])) {
+            c->sec = (int)i;
+            return;
+        }
+    }
+    err_at(c, c->lineno, "unknown section [%s]; allowed: %s", c->sec_name, SECTIONS_ALLOWED);
+}
+
+/* ---- the reader and the handler given to inih --------------------------- */
+
+/* inih's "find a char of chars, or an inline comment" (';' after whitespace). */
+static const char *find_chars_or_comment(const char *s, const char *chars)
+{
+    int was_space = 0;
+    while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+static void syntax_error(load_ctx *c, int line)
+{
+    if (!c->first_syntax_line) c->first_syntax_line = line;
+    err_at(c, line, "syntax error: expected 'key = value' or '[section]'");
+}
+
+/* Decides what inih will make of this line, the way inih 55 does: comment,
+** blank, continuation of the previous key (indented, after a key), section
+** header, key = value, or a syntax error. Section headers are handled here,
+** since inih tells the handler neither their line nor empty sections. */
+static void classify_line(load_ctx *c, const char *line)
+{
+    const char *p = line, *end;
+
+    c->kind = LK_OTHER;
+    if (c->lineno == 1 && !strncmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    while (*p && isspace((unsigned char)*p)) p++;
+    if (!*p || *p == ';' || *p == '#') return;
+    if (c->prev_key && p > line) {
+        c->kind = LK_CONTINUATION;
+        return;
+    }
+    if (*p == '[') {
+        end = find_chars_or_comment(p + 1, "]");
+        if (*end == ']') {
+            c->prev_key = 0;
+            section_begin(c, p + 1, (size_t)(end - (p + 1)));
+        } else {
+            syntax_error(c, c->lineno);
+        }
+        return;
+    }
+    end = find_chars_or_comment(p, "=:");
+    if (*end == '=' || *end == ':')
+        c->prev_key = 1;
+    else
+        syntax_error(c, c->lineno);
+}
+
+/* fgets for inih that counts lines and turns a line over inih's limit into
+** one error (and a blank line), instead of inih reading its tail as the next
+** line. */
+static char *cfg_reader(char *str, int num, void *stream)
+{
+    load_ctx *c = stream;
+    size_t n;
+    int ch;
+
+    if (num < 2 || !fgets(str, num, c->f)) return NULL;
+    c->lineno++;
+    n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n') {
+        ch = getc(c->f);
+        if (ch == '\r') {
+            ch = getc(c->f);
+            if (ch != '\n' && ch != EOF) ch = 'x';
+        }
+        if (ch != '\n' && ch != EOF) {
+            while (ch != '\n' && ch != EOF) ch = getc(c->f);
+            err_at(c, c->lineno, "line too long (at most %d characters)", num - 1);
+            {
+                const char *p = str;
+                while (isspace((unsigned char)*p)) p++;
+                if (*p == '[') section_end(c);   /* a header we cannot read: skip its keys */
+            }
+            c->kind = LK_OTHER;
+            str[0] = '\n';
+            str[1] = '\0';
+            return str;
+        }
+    }
+    classify_line(c, str);
+    return str;
+}
+
+static const key_def *key_find(int sec, const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(key_table[i].section, section_names[sec]) && !strcmp(key_table[i].key, name))
+            return &key_table[i];
+    return NULL;
+}
+
+static void keys_allowed(int sec, char *out, size_t outsz)
+{
+    const char *names[N_KEYS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(key_table[i].section, section_names[sec])) names[n++] = key_table[i].key;
+    names[n] = NULL;
+    join_names(names, out, outsz);
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+    load_ctx *c = user;
+    const key_def *kd;
+    char allowed[512];
+
+    (void)section;   /* ours, from the reader, is not truncated to 49 bytes */
+    if (c->fatal) return 1;
+    if (c->kind == LK_CONTINUATION) {
+        err_at(c, c->lineno,
+               "indented line would continue the value of '%s'; allowed: keys and sections at the "
+               "start of the line",
+               name);
+        return 1;
+    }
+    if (c->sec == SEC_IGNORED) return 1;
+    if (!*name) {
+        syntax_error(c, c->lineno);
+        return 1;
+    }
+    if (c->sec == SEC_NONE) {
+        err_at(c, c->lineno, "key '%s' is outside any section; allowed: keys under %s", name, SECTIONS_ALLOWED);
+        return 1;
+    }
+    kd = key_find(c->sec, name);
+    if (!kd) {
+        keys_allowed(c->sec, allowed, sizeof allowed);
+        if (c->sec == SEC_TARGET)
+            err_at(c, c->lineno, "unknown key '%s' in [%s]; allowed: %s", name, c->sec_name, allowed);
+        else
+            err_at(c, c->lineno, "unknown key '%s' in [%s]; allowed: %s", name, section_names[c->sec], allowed);
+        return 1;
+    }
+    if (c->sec == SEC_TARGET) {
+        target_set(c, kd, value);
+        return 1;
+    }
+    if (!set_value(c, kd, value)) c->key_line[kd - key_table] = c->lineno;
+    return 1;
+}
+
+/* Checks that need more than one key. */
+static void validate_whole(load_ctx *c)
+{
+    const pdr_config *cfg = c->cfg;
+    if (cfg->backoff_max_ms < cfg->backoff_initial_ms) {
+        int li = 0, lm = 0;
+        for (size_t i = 0; i < N_KEYS; i++) {
+            if (!strcmp(key_table[i].key, "backoff_initial_ms")) li = c->key_line[i];
+            if (!strcmp(key_table[i].key, "backoff_max_ms")) lm = c->key_line[i];
+        }
+        err_at(c, li > lm ? li : lm,
+               "backoff_max_ms = %lld is less than backoff_initial_ms = %lld; allowed: backoff_max_ms >= "
+               "backoff_initial_ms",
+               (long long)cfg->backoff_max_ms, (long long)cfg->backoff_initial_ms);
+    }
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+static pdr_rc config_new(load_ctx *c, const char *path)
+{
+    c->cfg = calloc(1, sizeof *c->cfg);
+    if (!c->cfg) return PDR_ERR_NOMEM;
+    c->cfg->path = strdup(path);
+    if (!c->cfg->path) return PDR_ERR_NOMEM;
+    return apply_defaults(c);
+}
+
+pdr_rc pdr_config_defaults(pdr_config **out)
+{
+    load_ctx c;
+    pdr_config_errors errs = {0};
+    pdr_rc rc;
+
+    if (!out) return PDR_ERR_INVALID;
+    *out = NULL;
+    ctx_init(&c, "(defaults)", &errs);
+    rc = config_new(&c, "(defaults)");
+    if (rc == PDR_OK)
+        *out = c.cfg;
+    else
+        pdr_config_destroy(c.cfg);
+    pdr_config_errors_cleanup(&errs);
+    return rc;
+}
+
+pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *errs)
+{
+    pdr_config_errors local = {0};
+    load_ctx *c = NULL;
+    pdr_rc rc = PDR_OK;
+    int ini_rc;
+
+    if (out) *out = NULL;
+    if (errs) {
+        errs->msgs = NULL;
+        errs->n = 0;
+    }
+    if (!path || !out) return PDR_ERR_INVALID;
+    c = malloc(sizeof *c);   /* a few KB: kept off the stack */
+    if (!c) return PDR_ERR_NOMEM;
+    ctx_init(c, path, errs ? errs : &local);
+
+    rc = config_new(c, path);
+    if (rc) goto out;
+    c->f = fopen(path, "r");
+    if (!c->f) {
+        err_at(c, 0, "cannot open: %s", strerror(errno));
+        rc = c->fatal ? c->fatal : PDR_ERR_IO;
+        goto out;
+    }
+    ini_rc = ini_parse_stream(cfg_reader, c, cfg_handler, c);
+    section_end(c);
+    if (ferror(c->f)) {
+        err_at(c, 0, "cannot read: %s", strerror(errno));
+        rc = c->fatal ? c->fatal : PDR_ERR_IO;
+        goto out;
+    }
+    if (ini_rc < 0) {
+        rc = PDR_ERR_NOMEM;
+        goto out;
+    }
+    if (ini_rc > 0 && ini_rc != c->first_syntax_line) syntax_error(c, ini_rc);
+    validate_whole(c);
+    if (c->fatal)
+        rc = c->fatal;
+    else if (c->n_errs_seen)
+        rc = PDR_ERR_CONFIG;
+out:
+    if (c->f) fclose(c->f);
+    if (rc == PDR_OK)
+        *out = c->cfg;
+    else
+        pdr_config_destroy(c->cfg);
+    pdr_config_errors_cleanup(&local);
+    free(c);
+    return rc;
+}
+
+void pdr_config_destroy(pdr_config *cfg)
+{
+    if (!cfg) return;
+    free(cfg->path);
+    free(cfg->data_dir);
+    free(cfg->source);
+    free(cfg->listen_address);
+    free(cfg->unix_socket);
+    free(cfg->auth_token_file);
+    free(cfg->pd_url);
+    free(cfg->ca_file);
+    free(cfg->proxy);
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        pdr_target *t = &cfg->targets[i];
+        for (size_t m = 0; m < t->n_matchers; m++) {
+            pdr_matcher *mt = &t->matchers[m];
+            if (mt->op == PDR_MATCH_RE || mt->op == PDR_MATCH_NRE) regfree(&mt->re);
+            free(mt->label);
+            free(mt->value);
+        }
+        free(t->matchers);
+        free(t->name);
+        free(t->routing_key_file);
+        secure_zero(t->routing_key, sizeof t->routing_key);
+    }
+    free(cfg->targets);
+    free(cfg);
+}
+
+void pdr_config_errors_cleanup(pdr_config_errors *errs)
+{
+    if (!errs) return;
+    for (size_t i = 0; i < errs->n; i++) free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name)
+{
+    if (!cfg || !name) return NULL;
+    for (size_t i = 0; i < cfg->n_targets; i++)
+        if (!strcmp(cfg->targets[i].name, name)) return &cfg->targets[i];
+    return NULL;
+}
+
+const char *pdr_log_level_name(pdr_log_level l)
+{
+    if ((int)l >= 0 && (int)l < 4) return log_level_names[l];
+    return "unknown";
+}

@@ -1,0 +1,807 @@
+/*
+** db.c — opening pdrelay's database: the data directory and file modes, the
+** checks that refuse a file that is not ours, too new or corrupt, the
+** pragmas, the migrations, the statements prepared once; and the helpers
+** the rest of db/ shares (dbInt.h): error translation, binding, transactions
+** and reading rows. The outbox is in outbox.c, the dedup table in dedup.c,
+** every SQL text in sql.h.
+**
+** NOTES ON THE DESIGN OF THE DATABASE
+**
+** INVARIANTS
+**   1. An event pushed with PDR_OK is durable when the push returns: the push
+**      commits before returning, in WAL mode with synchronous=FULL (the WAL
+**      is fsync'd at each commit) or NORMAL (fsync'd at checkpoints only: a
+**      power cut may lose the last commits, a process crash loses nothing).
+**   2. A row leaves the outbox only by db_outbox_delivered() (after a 2xx
+**      upstream) or db_outbox_purge_dead() (an operator's order); retrying a
+**      dead letter replaces it by a copy in the same transaction. Nothing
+**      else deletes a pending row.
+**   3. Per routing key, rows are delivered in id order: the sender only ever
+**      takes a key's head (its lowest pending id); a head that is not due
+**      holds back the rest of its key. Ids are never reused (AUTOINCREMENT).
+**   4. The outbox never holds more than max_events rows (pending + dead):
+**      push checks the count inside its write transaction, so two processes
+**      pushing at once cannot both take the last place.
+**   5. counts.pending and counts.dead equal the number of rows in each state
+**      at every commit: triggers keep them, inside the writing transaction,
+**      whichever process writes.
+**   6. A file that is not ours, newer than us, or corrupt is never written:
+**      every check runs before the first write (even before journal_mode=WAL,
+**      which rewrites the header), and checkpoint-on-close stays off until
+**      the file is accepted.
+**
+** LIFE OF A ROW
+**
+**     push ──► PENDING ──(2xx)── db_outbox_delivered ──► (deleted)
+**                │  ▲
+**   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
+**                │
+**   (permanent,  └──── db_outbox_kill, ──► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
+**    max_age)          db_outbox_kill_older │                            back of its key)
+**                                           └──(db_outbox_purge_dead)──► (deleted)
+**
+** "In flight" is not a stored state: a row being sent is still PENDING, so a
+** crash mid-request sends it again on restart (at-least-once, same dedup_key).
+**
+** OPENING, in this order (each step may refuse; nothing is written before 6)
+**   1. mkdir -p data_dir (0700), open(O_CREAT, 0600) the file so that SQLite
+**      finds it with our mode and gives -wal and -shm the same.
+**   2. sqlite3_open_v2 without SQLITE_OPEN_CREATE; no checkpoint on close.
+**   3. application_id, user_version, schema: foreign → CORRUPT, newer →
+**      TOO_NEW. A file that is not SQLite fails here with NOTADB → CORRUPT.
+**   4. PRAGMA quick_check (unless skipped): anything but "ok" → CORRUPT.
+**   5. pragmas: WAL, synchronous, busy_timeout, journal_size_limit, cache.
+**   6. migrations from user_version to DB_SCHEMA_VERSION in one BEGIN
+**      IMMEDIATE transaction (re-reading the version inside it, for two
+**      processes that open a new file at once).
+**   7. prepare every statement of sql.h once (SQLITE_PREPARE_PERSISTENT).
+*/
+#include "dbInt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DB_BUSY_TIMEOUT_DEFAULT_MS 5000
+
+/* The advice given with every refusal of an existing file. */
+#define DB_ADVICE_CORRUPT \
+    "It was left untouched; move it aside to start with an empty outbox, " \
+    "or restore a backup."
+#define DB_ADVICE_FOREIGN \
+    "It was left untouched; check data_dir, or move the file aside to " \
+    "start with an empty outbox."
+
+static const char *const db_stmt_sql[DB_STMT_COUNT] = {
+#define DB_STMT_SQL(name, sql) sql,
+    DB_STATEMENTS(DB_STMT_SQL)
+#undef DB_STMT_SQL
+};
+
+static const char *const db_stmt_names[DB_STMT_COUNT] = {
+#define DB_STMT_NAME(name, sql) #name,
+    DB_STATEMENTS(DB_STMT_NAME)
+#undef DB_STMT_NAME
+};
+
+typedef struct db_migration {
+    int version;
+    const char *sql;
+} db_migration;
+
+static const db_migration db_migrations[] = {
+#define DB_MIGRATION_ENTRY(v, sql) {v, sql},
+    DB_MIGRATIONS(DB_MIGRATION_ENTRY)
+#undef DB_MIGRATION_ENTRY
+};
+
+_Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
+               "one migration per schema version, the last one DB_SCHEMA_VERSION");
+
+/* ---- messages and error translation -------------------------------------- */
+
+static void db_msg(char *buf, size_t sz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void db_msg(char *buf, size_t sz, const char *fmt, ...)
+{
+    va_list ap;
+    if (!buf || !sz) return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sz, fmt, ap);
+    va_end(ap);
+}
+
+pdr_rc db_rc_from_sqlite(int src)
+{
+    if (src == SQLITE_IOERR_NOMEM) return PDR_ERR_NOMEM;
+    switch (src & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE: return PDR_OK;
+    case SQLITE_NOMEM: return PDR_ERR_NOMEM;
+    case SQLITE_FULL: return PDR_ERR_DISK_FULL;
+    case SQLITE_READONLY: return PDR_ERR_READONLY;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return PDR_ERR_BUSY;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return PDR_ERR_CORRUPT;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN: return PDR_ERR_IO;
+    case SQLITE_PERM:
+    case SQLITE_AUTH: return PDR_ERR_PERM;
+    case SQLITE_TOOBIG:
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH: return PDR_ERR_INVALID;
+    default: return PDR_ERR_INTERNAL;
+    }
+}
+
+static pdr_rc db_rc_from_errno(int err)
+{
+    switch (err) {
+    case EACCES:
+    case EPERM: return PDR_ERR_PERM;
+    case EROFS: return PDR_ERR_READONLY;
+    case ENOSPC:
+    case EDQUOT: return PDR_ERR_DISK_FULL;
+    case ENOMEM: return PDR_ERR_NOMEM;
+    case ENOENT: return PDR_ERR_NOT_FOUND;
+    default: return PDR_ERR_IO;
+    }
+}
+
+pdr_rc db_fail(db_t *db, int src, const char *what)
+{
+    const char *msg = db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(src);
+    if (what)
+        db_msg(db->errmsg, sizeof db->errmsg, "%s: %s", what, msg);
+    else
+        db_msg(db->errmsg, sizeof db->errmsg, "%s", msg);
+    return db_rc_from_sqlite(src);
+}
+
+const char *db_path(const db_t *db)
+{
+    return db ? db->path : NULL;
+}
+
+const char *db_errmsg(const db_t *db)
+{
+    return db ? db->errmsg : "no database";
+}
+
+/* ---- statements, binding, transactions ----------------------------------- */
+
+sqlite3_stmt *db_stmt(db_t *db, db_stmt_id id)
+{
+    return db->stmt[id];
+}
+
+static int db_bind_index(sqlite3_stmt *st, const char *name, int *src)
+{
+    int i;
+    if (*src != SQLITE_OK) return 0;
+    i = sqlite3_bind_parameter_index(st, name);
+    if (!i) *src = SQLITE_RANGE;
+    return i;
+}
+
+void db_bind_text(sqlite3_stmt *st, const char *name, const char *s, int *src)
+{
+    int i = db_bind_index(st, name, src);
+    if (!i) return;
+    *src = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+void db_bind_textn(sqlite3_stmt *st, const char *name, const char *s, size_t n, int *src)
+{
+    int i = db_bind_index(st, name, src);
+    if (!i) return;
+    *src = s ? sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8)
+             : sqlite3_bind_null(st, i);
+}
+
+void db_bind_int64(sqlite3_stmt *st, const char *name, int64_t v, int *src)
+{
+    int i = db_bind_index(st, name, src);
+    if (!i) return;
+    *src = sqlite3_bind_int64(st, i, v);
+}
+
+pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out)
+{
+    pdr_rc rc = PDR_OK;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        if (changes_out) *changes_out = sqlite3_changes64(db->h);
+    } else if (src == SQLITE_ROW) {
+        db_msg(db->errmsg, sizeof db->errmsg, "statement returned rows: %s", sqlite3_sql(st));
+        rc = PDR_ERR_INTERNAL;
+    } else {
+        rc = db_fail(db, src, NULL);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+pdr_rc db_tx_begin(db_t *db)
+{
+    return db_stmt_run(db, db->stmt[DB_STMT_BEGIN], NULL);
+}
+
+pdr_rc db_tx_commit(db_t *db)
+{
+    pdr_rc rc = db_stmt_run(db, db->stmt[DB_STMT_COMMIT], NULL);
+    if (rc) db_tx_rollback(db);
+    return rc;
+}
+
+void db_tx_rollback(db_t *db)
+{
+    /* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
+    if (sqlite3_get_autocommit(db->h)) return;
+    sqlite3_step(db->stmt[DB_STMT_ROLLBACK]);
+    sqlite3_reset(db->stmt[DB_STMT_ROLLBACK]);
+}
+
+/* ---- reading rows -------------------------------------------------------- */
+
+/* A malloc'd copy of text column i, NULL for SQL NULL. *nomem set on OOM. */
+static char *db_col_dup(sqlite3_stmt *st, int i, size_t *len_out, int *nomem)
+{
+    const unsigned char *s;
+    size_t n;
+    char *p;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        if (len_out) *len_out = 0;
+        return NULL;
+    }
+    s = sqlite3_column_text(st, i);
+    n = (size_t)sqlite3_column_bytes(st, i);
+    if (!s) {
+        *nomem = 1;
+        return NULL;
+    }
+    p = malloc(n + 1);
+    if (!p) {
+        *nomem = 1;
+        return NULL;
+    }
+    memcpy(p, s, n);
+    p[n] = '\0';
+    if (len_out) *len_out = n;
+    return p;
+}
+
+pdr_rc db_row_read(sqlite3_stmt *st, db_row *row)
+{
+    int nomem = 0;
+    memset(row, 0, sizeof *row);
+    row->id = sqlite3_column_int64(st, 0);
+    row->routing_key = db_col_dup(st, 1, NULL, &nomem);
+    row->action = (pdr_action)sqlite3_column_int(st, 2);
+    row->dedup_key = db_col_dup(st, 3, NULL, &nomem);
+    row->fingerprint = db_col_dup(st, 4, NULL, &nomem);
+    row->body = db_col_dup(st, 5, &row->body_len, &nomem);
+    row->created_ms = sqlite3_column_int64(st, 6);
+    row->attempts = sqlite3_column_int64(st, 7);
+    row->next_ms = sqlite3_column_int64(st, 8);
+    row->last_error = db_col_dup(st, 9, NULL, &nomem);
+    row->state = sqlite3_column_int(st, 10) ? DB_ROW_DEAD : DB_ROW_PENDING;
+    row->dead_ms = sqlite3_column_int64(st, 11);
+    if (!nomem && (!row->routing_key || !row->body)) {
+        /* NOT NULL columns: only a damaged file gets here. */
+        db_row_cleanup(row);
+        return PDR_ERR_CORRUPT;
+    }
+    if (nomem) {
+        db_row_cleanup(row);
+        return PDR_ERR_NOMEM;
+    }
+    return PDR_OK;
+}
+
+void db_row_cleanup(db_row *row)
+{
+    if (!row) return;
+    free(row->routing_key);
+    free(row->dedup_key);
+    free(row->fingerprint);
+    free(row->body);
+    free(row->last_error);
+    memset(row, 0, sizeof *row);
+}
+
+void db_rows_free(db_row *rows, size_t n)
+{
+    size_t i;
+    if (!rows) return;
+    for (i = 0; i < n; i++) db_row_cleanup(&rows[i]);
+    free(rows);
+}
+
+pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
+                       db_row **rows_out, size_t *n_out)
+{
+    db_row *rows = NULL, *grown;
+    size_t n = 0, cap = 0;
+    pdr_rc rc = PDR_OK;
+    int src;
+
+    *rows_out = NULL;
+    *n_out = 0;
+    while (n < max) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE) break;
+        if (src != SQLITE_ROW) {
+            rc = db_fail(db, src, NULL);
+            goto out;
+        }
+        if (n == cap) {
+            /* The array grows with the result, which max and the outbox's
+            ** own bound (max_events) cap. */
+            size_t ncap = cap ? cap * 2 : 16;
+            if (ncap > max) ncap = max;
+            if (ncap > SIZE_MAX / sizeof *rows) {
+                rc = PDR_ERR_NOMEM;
+                goto out;
+            }
+            grown = realloc(rows, ncap * sizeof *rows);
+            if (!grown) {
+                rc = PDR_ERR_NOMEM;
+                goto out;
+            }
+            rows = grown;
+            cap = ncap;
+        }
+        rc = db_row_read(st, &rows[n]);
+        if (rc) goto out;
+        n++;
+    }
+out:
+    sqlite3_reset(st);
+    if (rc) {
+        db_rows_free(rows, n);
+        return rc;
+    }
+    *rows_out = rows;
+    *n_out = n;
+    return PDR_OK;
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+/* mkdir -p dir; directories we create get mode 0700. */
+static pdr_rc db_mkdirs(const char *dir, char *errbuf, size_t errsz)
+{
+    char *buf = strdup(dir);
+    char *p;
+    struct stat sb;
+    pdr_rc rc = PDR_OK;
+
+    if (!buf) return PDR_ERR_NOMEM;
+    for (p = buf + 1; ; p++) {
+        char c = *p;
+        if (c != '/' && c != '\0') continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+            int err = errno;
+            db_msg(errbuf, errsz, "cannot create data directory %s: %s", buf, strerror(err));
+            rc = db_rc_from_errno(err);
+            if (rc == PDR_ERR_NOT_FOUND) rc = PDR_ERR_IO;
+            goto out;
+        }
+        *p = c;
+        if (c == '\0') break;
+    }
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        db_msg(errbuf, errsz, "data directory %s is not a directory", buf);
+        rc = PDR_ERR_IO;
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+/* Creates the file, if missing, with mode 0600 (SQLite would use 0644). */
+static pdr_rc db_file_create(const char *path, char *errbuf, size_t errsz)
+{
+    pdr_rc rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        db_msg(errbuf, errsz, "cannot open %s: %s", path, strerror(err));
+        rc = db_rc_from_errno(err);
+        return rc == PDR_ERR_NOT_FOUND ? PDR_ERR_IO : rc;
+    }
+    close(fd);
+    return PDR_OK;
+}
+
+/* Runs a one-row, one-integer query. */
+static int db_query_int64(sqlite3 *h, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
+    if (src) return src;
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *v = sqlite3_column_int64(st, 0);
+        src = SQLITE_OK;
+    } else if (src == SQLITE_DONE) {
+        src = SQLITE_INTERNAL;
+    }
+    sqlite3_finalize(st);
+    return src;
+}
+
+/* Explains an SQLite failure met while opening; returns its translation. */
+static pdr_rc db_open_fail(db_t *db, int src, const char *doing, char *errbuf, size_t errsz)
+{
+    pdr_rc rc = db_fail(db, src, doing);
+    switch (rc) {
+    case PDR_ERR_CORRUPT:
+        if ((src & 0xff) == SQLITE_NOTADB)
+            db_msg(errbuf, errsz, "%s is not a SQLite database (%s). " DB_ADVICE_FOREIGN,
+                   db->path, db->errmsg);
+        else
+            db_msg(errbuf, errsz, "%s is corrupt (%s). " DB_ADVICE_CORRUPT,
+                   db->path, db->errmsg);
+        break;
+    case PDR_ERR_BUSY:
+        db_msg(errbuf, errsz, "%s is locked by another process (%s); try again",
+               db->path, db->errmsg);
+        break;
+    default:
+        db_msg(errbuf, errsz, "cannot open %s: %s", db->path, db->errmsg);
+        break;
+    }
+    return rc;
+}
+
+/*
+** Step 3: is this file ours, and which version? *version_out gets its
+** user_version (0 for a new, empty file).
+*/
+static pdr_rc db_check_header(db_t *db, int64_t *version_out, char *errbuf, size_t errsz)
+{
+    int64_t app_id = 0, version = 0, n_schema = 0;
+    int src;
+
+    src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id);
+    if (!src) src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version);
+    if (!src) src = db_query_int64(db->h, DB_SQL_SCHEMA_COUNT, &n_schema);
+    if (src) return db_open_fail(db, src, "reading the header", errbuf, errsz);
+
+    if (app_id != 0 && app_id != DB_APPLICATION_ID) {
+        db_msg(errbuf, errsz,
+               "%s is not a pdrelay database (application_id 0x%08llx, pdrelay's is 0x%08x). "
+               DB_ADVICE_FOREIGN,
+               db->path, (unsigned long long)(uint32_t)app_id, (unsigned)DB_APPLICATION_ID);
+        db_msg(db->errmsg, sizeof db->errmsg, "not a pdrelay database");
+        return PDR_ERR_CORRUPT;
+    }
+    if (version > DB_SCHEMA_VERSION) {
+        db_msg(errbuf, errsz,
+               "%s has schema version %lld, newer than this pdrelay (%d) understands. "
+               "It was left untouched; upgrade pdrelay (this is %s) to open it.",
+               db->path, (long long)version, DB_SCHEMA_VERSION, PDR_VERSION);
+        db_msg(db->errmsg, sizeof db->errmsg, "schema version %lld is newer than %d",
+               (long long)version, DB_SCHEMA_VERSION);
+        return PDR_ERR_TOO_NEW;
+    }
+    if (app_id == 0 && n_schema > 0) {
+        db_msg(errbuf, errsz,
+               "%s holds tables but is not a pdrelay database (no pdrelay application_id). "
+               DB_ADVICE_FOREIGN, db->path);
+        db_msg(db->errmsg, sizeof db->errmsg, "not a pdrelay database");
+        return PDR_ERR_CORRUPT;
+    }
+    if (app_id == DB_APPLICATION_ID && (version == 0 || n_schema == 0)) {
+        db_msg(errbuf, errsz,
+               "%s is damaged: it is marked as pdrelay's but has no schema (version %lld). "
+               DB_ADVICE_CORRUPT, db->path, (long long)version);
+        db_msg(db->errmsg, sizeof db->errmsg, "no schema");
+        return PDR_ERR_CORRUPT;
+    }
+    *version_out = version;
+    return PDR_OK;
+}
+
+/* Step 4: PRAGMA quick_check; its first complaint goes into the message. */
+static pdr_rc db_quick_check(db_t *db, char *errbuf, size_t errsz)
+{
+    sqlite3_stmt *st = NULL;
+    const char *res;
+    pdr_rc rc = PDR_OK;
+    int src = sqlite3_prepare_v2(db->h, DB_SQL_QUICK_CHECK, -1, &st, NULL);
+    if (src) return db_open_fail(db, src, "quick_check", errbuf, errsz);
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) {
+        rc = db_open_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, "quick_check",
+                          errbuf, errsz);
+        goto out;
+    }
+    res = (const char *)sqlite3_column_text(st, 0);
+    if (!res || strcmp(res, "ok") != 0) {
+        db_msg(db->errmsg, sizeof db->errmsg, "quick_check: %s", res ? res : "(no result)");
+        db_msg(errbuf, errsz, "%s is corrupt: %s. " DB_ADVICE_CORRUPT,
+               db->path, res ? res : "quick_check gave no result");
+        rc = PDR_ERR_CORRUPT;
+    }
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static pdr_rc db_exec(db_t *db, const char *sql, const char *doing, char *errbuf, size_t errsz)
+{
+    int src = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+    if (src) return db_open_fail(db, src, doing, errbuf, errsz);
+    return PDR_OK;
+}
+
+/* Step 5. */
+static pdr_rc db_set_pragmas(db_t *db, const db_options *opt, char *errbuf, size_t errsz)
+{
+    sqlite3_stmt *st = NULL;
+    pdr_rc rc;
+    int src;
+
+    if (!opt->read_only) {
+        /* journal_mode answers with the mode in force: on a file system
+        ** without shared memory it stays "delete", which we refuse rather
+        ** than lose group commit and concurrent readers silently. */
+        src = sqlite3_prepare_v2(db->h, DB_SQL_JOURNAL_WAL, -1, &st, NULL);
+        if (!src) src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(st, 0);
+            if (!mode || strcmp(mode, "wal") != 0) {
+                db_msg(errbuf, errsz, "%s: cannot switch to WAL mode (journal_mode is %s)",
+                       db->path, mode ? mode : "unknown");
+                sqlite3_finalize(st);
+                return PDR_ERR_IO;
+            }
+            src = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (src) return db_open_fail(db, src, "setting WAL mode", errbuf, errsz);
+    }
+    rc = db_exec(db, opt->sync_full ? DB_SQL_SYNC_FULL : DB_SQL_SYNC_NORMAL,
+                 "setting synchronous", errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_JOURNAL_SIZE_LIMIT, "setting journal_size_limit",
+                          errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_CACHE_SIZE, "setting cache_size", errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_TEMP_STORE, "setting temp_store", errbuf, errsz);
+    return rc;
+}
+
+/* Step 6: from `from` to DB_SCHEMA_VERSION in one transaction. */
+static pdr_rc db_migrate(db_t *db, int64_t from, char *errbuf, size_t errsz)
+{
+    char sql[64];
+    int64_t version = 0, app_id = 0;
+    pdr_rc rc;
+    int src;
+    size_t i;
+
+    if (from == DB_SCHEMA_VERSION) return PDR_OK;
+    rc = db_exec(db, DB_SQL_MIGRATE_BEGIN, "migrating", errbuf, errsz);
+    if (rc) return rc;
+    /* Another process may have migrated between our check and our lock. */
+    src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version);
+    if (!src) src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id);
+    if (src) {
+        rc = db_open_fail(db, src, "migrating", errbuf, errsz);
+        goto out;
+    }
+    if (version > DB_SCHEMA_VERSION || (app_id != 0 && app_id != DB_APPLICATION_ID)) {
+        /* Changed under us: check again from the start, and refuse. */
+        rc = db_check_header(db, &version, errbuf, errsz);
+        if (!rc) rc = PDR_ERR_INTERNAL;
+        goto out;
+    }
+    for (i = 0; i < sizeof db_migrations / sizeof db_migrations[0]; i++) {
+        if (db_migrations[i].version <= version) continue;
+        rc = db_exec(db, db_migrations[i].sql, "migrating", errbuf, errsz);
+        if (rc) goto out;
+    }
+    snprintf(sql, sizeof sql, DB_SQL_SET_APPLICATION_ID, DB_APPLICATION_ID);
+    rc = db_exec(db, sql, "migrating", errbuf, errsz);
+    if (rc) goto out;
+    snprintf(sql, sizeof sql, DB_SQL_SET_USER_VERSION, DB_SCHEMA_VERSION);
+    rc = db_exec(db, sql, "migrating", errbuf, errsz);
+    if (rc) goto out;
+    rc = db_exec(db, DB_SQL_MIGRATE_COMMIT, "migrating", errbuf, errsz);
+out:
+    if (rc && !sqlite3_get_autocommit(db->h))
+        sqlite3_exec(db->h, DB_SQL_MIGRATE_ROLLBACK, NULL, NULL, NULL);
+    return rc;
+}
+
+/* Step 7. */
+static pdr_rc db_prepare_all(db_t *db, char *errbuf, size_t errsz)
+{
+    int i, src;
+    for (i = 0; i < DB_STMT_COUNT; i++) {
+        src = sqlite3_prepare_v3(db->h, db_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                 &db->stmt[i], NULL);
+        if (src) {
+            pdr_rc rc = db_fail(db, src, db_stmt_names[i]);
+            db_msg(errbuf, errsz, "%s: cannot prepare statement %s: %s",
+                   db->path, db_stmt_names[i], db->errmsg);
+            return rc;
+        }
+    }
+    return PDR_OK;
+}
+
+pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
+{
+    db_t *db = NULL;
+    int64_t version = 0;
+    pdr_rc rc;
+    int src, flags;
+    size_t len;
+
+    if (errbuf && errsz) errbuf[0] = '\0';
+    if (!out) return PDR_ERR_INVALID;
+    *out = NULL;
+    if (!opt || !opt->data_dir || !*opt->data_dir) {
+        db_msg(errbuf, errsz, "no data directory given");
+        return PDR_ERR_INVALID;
+    }
+
+    db = calloc(1, sizeof *db);
+    if (!db) return PDR_ERR_NOMEM;
+    len = strlen(opt->data_dir) + sizeof "/" DB_FILE_NAME;
+    db->path = malloc(len);
+    if (!db->path) {
+        rc = PDR_ERR_NOMEM;
+        goto out;
+    }
+    snprintf(db->path, len, "%s/%s", opt->data_dir, DB_FILE_NAME);
+    db->max_events = opt->max_events > 0 ? opt->max_events : DB_MAX_EVENTS_DEFAULT;
+    db->read_only = opt->read_only ? 1 : 0;
+
+    /* 1. directory and file, with our modes */
+    if (db->read_only) {
+        struct stat sb;
+        if (stat(db->path, &sb) != 0) {
+            int err = errno;
+            rc = db_rc_from_errno(err);
+            if (rc == PDR_ERR_NOT_FOUND)
+                db_msg(errbuf, errsz, "%s does not exist: nothing was ever queued in %s",
+                       db->path, opt->data_dir);
+            else
+                db_msg(errbuf, errsz, "cannot open %s: %s", db->path, strerror(err));
+            goto out;
+        }
+    } else {
+        rc = db_mkdirs(opt->data_dir, errbuf, errsz);
+        if (rc) goto out;
+        rc = db_file_create(db->path, errbuf, errsz);
+        if (rc) goto out;
+    }
+
+    /* 2. connection: never creates, never checkpoints into a file we refuse */
+    flags = (db->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+            SQLITE_OPEN_NOMUTEX;
+    src = sqlite3_open_v2(db->path, &db->h, flags, NULL);
+    if (src) {
+        rc = db_open_fail(db, src, NULL, errbuf, errsz);
+        goto out;
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    sqlite3_busy_timeout(db->h, opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms
+                                                         : DB_BUSY_TIMEOUT_DEFAULT_MS);
+
+    /* 3. ours? which version? 4. sound? */
+    rc = db_check_header(db, &version, errbuf, errsz);
+    if (rc) goto out;
+    if (!opt->skip_quick_check) {
+        rc = db_quick_check(db, errbuf, errsz);
+        if (rc) goto out;
+    }
+    if (db->read_only && version < DB_SCHEMA_VERSION) {
+        db_msg(errbuf, errsz,
+               "%s has schema version %lld, older than this pdrelay (%d); it is "
+               "migrated by the first pdrelay that opens it for writing",
+               db->path, (long long)version, DB_SCHEMA_VERSION);
+        rc = version == 0 ? PDR_ERR_NOT_FOUND : PDR_ERR_INVALID;
+        goto out;
+    }
+
+    /* 5. pragmas  6. migrations  7. statements */
+    rc = db_set_pragmas(db, opt, errbuf, errsz);
+    if (rc) goto out;
+    if (!db->read_only) {
+        rc = db_migrate(db, version, errbuf, errsz);
+        if (rc) goto out;
+    }
+    rc = db_prepare_all(db, errbuf, errsz);
+    if (rc) goto out;
+
+    /* Accepted: from now on the last connection to close checkpoints. */
+    sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
+    db->errmsg[0] = '\0';
+    *out = db;
+    return PDR_OK;
+
+out:
+    if (errbuf && errsz && !errbuf[0])
+        db_msg(errbuf, errsz, "cannot open %s: %s", db->path ? db->path : opt->data_dir,
+               pdr_strerror(rc));
+    db_close(db);
+    return rc;
+}
+
+void db_close(db_t *db)
+{
+    int i;
+    if (!db) return;
+    for (i = 0; i < DB_STMT_COUNT; i++) sqlite3_finalize(db->stmt[i]);
+    if (db->h) sqlite3_close(db->h);
+    free(db->path);
+    free(db);
+}
+
+/* ---- settings ------------------------------------------------------------ */
+
+pdr_rc db_settings_get(db_t *db, db_settings *out)
+{
+    static const db_stmt_id ids[] = {
+        DB_STMT_PRAGMA_JOURNAL_MODE, DB_STMT_PRAGMA_SYNCHRONOUS, DB_STMT_PRAGMA_BUSY_TIMEOUT,
+        DB_STMT_PRAGMA_JOURNAL_SIZE_LIMIT, DB_STMT_PRAGMA_USER_VERSION,
+        DB_STMT_PRAGMA_APPLICATION_ID
+    };
+    size_t i;
+    int src;
+
+    if (!db || !out) return PDR_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        sqlite3_stmt *st = db->stmt[ids[i]];
+        src = sqlite3_step(st);
+        if (src != SQLITE_ROW) {
+            pdr_rc rc = db_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, NULL);
+            sqlite3_reset(st);
+            return rc;
+        }
+        switch (ids[i]) {
+        case DB_STMT_PRAGMA_JOURNAL_MODE: {
+            const char *m = (const char *)sqlite3_column_text(st, 0);
+            snprintf(out->journal_mode, sizeof out->journal_mode, "%s", m ? m : "");
+            break;
+        }
+        case DB_STMT_PRAGMA_SYNCHRONOUS:
+            out->synchronous = sqlite3_column_int(st, 0);
+            break;
+        case DB_STMT_PRAGMA_BUSY_TIMEOUT:
+            out->busy_timeout_ms = sqlite3_column_int(st, 0);
+            break;
+        case DB_STMT_PRAGMA_JOURNAL_SIZE_LIMIT:
+            out->journal_size_limit = sqlite3_column_int64(st, 0);
+            break;
+        case DB_STMT_PRAGMA_USER_VERSION:
+            out->user_version = sqlite3_column_int(st, 0);
+            break;
+        case DB_STMT_PRAGMA_APPLICATION_ID:
+            out->application_id = (int32_t)sqlite3_column_int64(st, 0);
+            break;
+        default:
+            break;
+        }
+        sqlite3_reset(st);
+    }
+    return PDR_OK;
+}

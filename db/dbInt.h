@@ -1,0 +1,73 @@
+/*
+** dbInt.h — what the files of db/ share and nobody else sees: the db_t
+** structure, the statement ids, and the small helpers (error translation,
+** binding by name, transactions, reading rows) that db.c defines for
+** outbox.c and dedup.c.
+**
+** Every helper that takes a statement leaves it reset, whatever happened,
+** so the next user finds it ready; a statement is only ever in use between
+** db_stmt() and the helper that finishes it.
+*/
+#ifndef PDR_DB_INT_H
+#define PDR_DB_INT_H
+
+#include <sqlite3.h>
+
+#include "db.h"
+#include "sql.h"
+
+typedef enum db_stmt_id {
+#define DB_STMT_ENUM(name, sql) DB_STMT_##name,
+    DB_STATEMENTS(DB_STMT_ENUM)
+#undef DB_STMT_ENUM
+    DB_STMT_COUNT
+} db_stmt_id;
+
+struct db {
+    sqlite3 *h;                         /* the connection */
+    char *path;                         /* data_dir/pdrelay.db, malloc'd */
+    int64_t max_events;                 /* bound on pending + dead */
+    int read_only;
+    sqlite3_stmt *stmt[DB_STMT_COUNT];  /* prepared at open, finalized at close */
+    char errmsg[256];                   /* the last error, for db_errmsg() */
+};
+
+/* Translates a SQLite result code (primary or extended) into a pdr_rc. */
+pdr_rc db_rc_from_sqlite(int src);
+
+/* Records the connection's current error message (prefixed by what) and
+** returns the translation of src. */
+pdr_rc db_fail(db_t *db, int src, const char *what);
+
+/* The prepared statement id (reset, parameters from the last use still
+** bound: bind every parameter before stepping). */
+sqlite3_stmt *db_stmt(db_t *db, db_stmt_id id);
+
+/* Binding by parameter name ("@routing_key"). *src accumulates: once it
+** holds an error the later binds do nothing, so a caller binds all and
+** checks once. An unknown name is SQLITE_RANGE (a bug in sql.h). Text is
+** bound SQLITE_STATIC: it must live until the statement is reset. */
+void db_bind_text(sqlite3_stmt *st, const char *name, const char *s, int *src);
+void db_bind_textn(sqlite3_stmt *st, const char *name, const char *s, size_t n, int *src);
+void db_bind_int64(sqlite3_stmt *st, const char *name, int64_t v, int *src);
+
+/* Steps a statement that returns no rows, then resets it. *changes_out (may
+** be NULL) gets the number of rows it changed. */
+pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out);
+
+/* Runs st (already bound) and collects its rows as db_rows (columns
+** DB_ROW_COLUMNS), at most max. Resets st. */
+pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
+                       db_row **rows_out, size_t *n_out);
+
+/* Fills row from the current result row of st (columns DB_ROW_COLUMNS). */
+pdr_rc db_row_read(sqlite3_stmt *st, db_row *row);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback is quiet and safe to call
+** when SQLite already rolled the transaction back itself (after a FULL or
+** IOERR). */
+pdr_rc db_tx_begin(db_t *db);
+pdr_rc db_tx_commit(db_t *db);
+void db_tx_rollback(db_t *db);
+
+#endif /* PDR_DB_INT_H */

@@ -1,0 +1,136 @@
+/*
+** dedup.c — the dedup table: (routing key, source fingerprint) → the
+** dedup_key PagerDuty knows the incident by, its last state, and an expiry.
+**
+** An entry is live while now < expires_ms; a lookup never returns an
+** expired entry even before db_dedup_purge_expired() removed it, so the
+** periodic purge only reclaims space and never changes an answer. Losing the
+** table is harmless: dedup keys are derived deterministically (pdr.h), the
+** table only remembers keys a source chose itself and the incident state.
+*/
+#include "dbInt.h"
+
+#include <string.h>
+
+#include "clock.h"
+
+pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
+                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms)
+{
+    sqlite3_stmt *st;
+    int64_t now, expires;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key || !fingerprint || !dedup_key) return PDR_ERR_INVALID;
+    if (strlen(dedup_key) > PDR_DEDUP_KEY_MAX) return PDR_ERR_INVALID;
+    if (state < DB_DEDUP_TRIGGERED || state > DB_DEDUP_RESOLVED || ttl_ms < 0)
+        return PDR_ERR_INVALID;
+    now = pdr_clock_now_ms();
+    expires = ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
+
+    st = db_stmt(db, DB_STMT_DEDUP_PUT);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@fingerprint", fingerprint, &src);
+    db_bind_text(st, "@dedup_key", dedup_key, &src);
+    db_bind_int64(st, "@state", state, &src);
+    db_bind_int64(st, "@now", now, &src);
+    db_bind_int64(st, "@expires", expires, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    return db_stmt_run(db, st, NULL);
+}
+
+pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
+                    db_dedup_entry *out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key || !fingerprint || !out) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_GET);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@fingerprint", fingerprint, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
+        goto out;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        const unsigned char *key = sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (len > PDR_DEDUP_KEY_MAX) len = PDR_DEDUP_KEY_MAX;
+        if (key) memcpy(out->dedup_key, key, len);
+        out->dedup_key[key ? len : 0] = '\0';
+        out->state = (db_dedup_state)sqlite3_column_int(st, 1);
+        out->updated_ms = sqlite3_column_int64(st, 2);
+        out->expires_ms = sqlite3_column_int64(st, 3);
+    } else if (src == SQLITE_DONE) {
+        rc = PDR_ERR_NOT_FOUND;
+    } else {
+        rc = db_fail(db, src, NULL);
+    }
+out:
+    sqlite3_reset(st);
+    return rc;
+}
+
+pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint)
+{
+    sqlite3_stmt *st;
+    int64_t changes = 0;
+    pdr_rc rc;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key || !fingerprint) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_DELETE);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@fingerprint", fingerprint, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (rc) return rc;
+    return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
+}
+
+pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int64_t changes = 0;
+    pdr_rc rc;
+    int src = SQLITE_OK;
+
+    if (n_out) *n_out = 0;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_PURGE);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (!rc && n_out) *n_out = changes;
+    return rc;
+}
+
+pdr_rc db_dedup_count(db_t *db, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src;
+
+    if (!db || !n_out) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_COUNT);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *n_out = sqlite3_column_int64(st, 0);
+    else
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, NULL);
+    sqlite3_reset(st);
+    return rc;
+}

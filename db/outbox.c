@@ -1,0 +1,521 @@
+/*
+** outbox.c — the outbox: events waiting for PagerDuty, one row each, and
+** every transition of a row's life (see the diagram at the top of db.c):
+** push (with coalescing and the max_events bound), the sender's reads (due
+** heads, next due time) and outcomes (delivered, reschedule, kill), and the
+** operator's repairs (list, retry, purge, stats).
+**
+** Writes that touch more than one statement run inside BEGIN IMMEDIATE, so
+** another process writing the same file waits on the busy timeout instead
+** of interleaving; a single statement is its own transaction.
+*/
+#include "dbInt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+
+/* ---- push ------------------------------------------------------------------ */
+
+static int outbox_event_valid(const db_event *ev)
+{
+    if (!ev || !ev->routing_key || !ev->body) return 0;
+    if (ev->action < PDR_ACTION_TRIGGER || ev->action > PDR_ACTION_CHANGE) return 0;
+    if (ev->dedup_key && strlen(ev->dedup_key) > PDR_DEDUP_KEY_MAX) return 0;
+    return 1;
+}
+
+/* The counts row, inside or outside a transaction. */
+static pdr_rc outbox_counts(db_t *db, int64_t *pending, int64_t *dead)
+{
+    sqlite3_stmt *st = db_stmt(db, DB_STMT_COUNTS);
+    pdr_rc rc = PDR_OK;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *pending = sqlite3_column_int64(st, 0);
+        *dead = sqlite3_column_int64(st, 1);
+    } else {
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_CORRUPT : src, "reading counts");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/*
+** Coalescing: is the newest pending row of (routing_key, dedup_key) the same
+** event? Only the newest counts: after trigger, resolve, a new identical
+** trigger re-opens the incident and must be stored; a repeated trigger
+** (Alertmanager every group_interval) must not. Bodies are compared byte for
+** byte. Sets *id_out to the row's id when it is the same.
+*/
+static pdr_rc outbox_coalesce(db_t *db, const db_event *ev, int *same, int64_t *id_out)
+{
+    sqlite3_stmt *st = db_stmt(db, DB_STMT_OUTBOX_NEWEST);
+    pdr_rc rc = PDR_OK;
+    int src = SQLITE_OK;
+
+    *same = 0;
+    db_bind_text(st, "@routing_key", ev->routing_key, &src);
+    db_bind_text(st, "@dedup_key", ev->dedup_key, &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
+        goto out;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        const void *body = sqlite3_column_blob(st, 2);
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        if (sqlite3_column_int(st, 1) == (int)ev->action && len == ev->body_len &&
+            (len == 0 || (body && memcmp(body, ev->body, len) == 0))) {
+            *same = 1;
+            *id_out = sqlite3_column_int64(st, 0);
+        }
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(db, src, NULL);
+    }
+out:
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* One event inside the push transaction; *total is pending + dead so far.
+** Returns the event's result, or a database error (the caller rolls back). */
+static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
+                              int64_t *total, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc;
+    int same = 0, src = SQLITE_OK;
+
+    *id_out = 0;
+    if (!outbox_event_valid(ev)) return PDR_ERR_INVALID;
+    rc = outbox_coalesce(db, ev, &same, id_out);
+    if (rc) return rc;
+    if (same) return PDR_COALESCED;
+    if (*total >= db->max_events) return PDR_ERR_FULL;
+
+    st = db_stmt(db, DB_STMT_OUTBOX_INSERT);
+    db_bind_text(st, "@routing_key", ev->routing_key, &src);
+    db_bind_int64(st, "@action", ev->action, &src);
+    db_bind_text(st, "@dedup_key", ev->dedup_key, &src);
+    db_bind_text(st, "@fingerprint", ev->fingerprint, &src);
+    db_bind_textn(st, "@body", ev->body, ev->body_len, &src);
+    db_bind_int64(st, "@now", now, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, NULL);
+    if (rc) return rc;
+    *id_out = sqlite3_last_insert_rowid(db->h);
+    (*total)++;
+    return PDR_OK;
+}
+
+/* Is rc one of the per-event results (as opposed to a database error)? */
+static int outbox_is_event_result(pdr_rc rc)
+{
+    return rc == PDR_OK || rc == PDR_COALESCED || rc == PDR_ERR_FULL || rc == PDR_ERR_INVALID;
+}
+
+pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
+                            pdr_rc *results, int64_t *ids)
+{
+    int64_t pending = 0, dead = 0, total, id, now;
+    pdr_rc rc, ev_rc = PDR_OK;
+    size_t i;
+
+    if (!db || (n && (!evs || !results))) return PDR_ERR_INVALID;
+    if (!n) return PDR_OK;
+    now = pdr_clock_now_ms();
+    rc = db_tx_begin(db);
+    if (rc) goto out;
+    /* Read once: we hold the write lock, nobody else changes it. */
+    rc = outbox_counts(db, &pending, &dead);
+    if (rc) goto out;
+    total = pending + dead;
+    for (i = 0; i < n; i++) {
+        ev_rc = outbox_push_one(db, &evs[i], now, &total, &id);
+        if (!outbox_is_event_result(ev_rc)) {
+            rc = ev_rc;
+            goto out;
+        }
+        results[i] = ev_rc;
+        if (ids) ids[i] = id;
+    }
+    rc = db_tx_commit(db);
+out:
+    if (rc) {
+        db_tx_rollback(db);
+        for (i = 0; i < n; i++) {
+            results[i] = rc;
+            if (ids) ids[i] = 0;
+        }
+    }
+    return rc;
+}
+
+pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out)
+{
+    pdr_rc result = PDR_OK;
+    int64_t id = 0;
+    pdr_rc rc;
+
+    if (!ev) return PDR_ERR_INVALID;
+    rc = db_outbox_push_batch(db, ev, 1, &result, &id);
+    if (rc) return rc;
+    if (id_out) *id_out = id;
+    return result;
+}
+
+/* ---- the sender's reads ---------------------------------------------------- */
+
+pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+
+    if (!db || !rows_out || !n_out) return PDR_ERR_INVALID;
+    *rows_out = NULL;
+    *n_out = 0;
+    if (!max) return PDR_OK;
+    st = db_stmt(db, DB_STMT_OUTBOX_DUE);
+    db_bind_int64(st, "@now", now_ms, &src);
+    db_bind_int64(st, "@max", max > INT64_MAX ? INT64_MAX : (int64_t)max, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    return db_rows_collect(db, st, max, rows_out, n_out);
+}
+
+/* Steps st for exactly one row and reads it into row_out; NOT_FOUND when
+** the statement gives none. Resets st. */
+static pdr_rc outbox_one_row(db_t *db, sqlite3_stmt *st, db_row *row_out)
+{
+    pdr_rc rc;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        rc = db_row_read(st, row_out);
+    else if (src == SQLITE_DONE)
+        rc = PDR_ERR_NOT_FOUND;
+    else
+        rc = db_fail(db, src, NULL);
+    sqlite3_reset(st);
+    return rc;
+}
+
+pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key || !row_out) return PDR_ERR_INVALID;
+    memset(row_out, 0, sizeof *row_out);
+    st = db_stmt(db, DB_STMT_OUTBOX_HEAD);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    return outbox_one_row(db, st, row_out);
+}
+
+pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src;
+
+    if (!db || !ms_out) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_NEXT_DUE);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+            rc = PDR_ERR_NOT_FOUND;
+        else
+            *ms_out = sqlite3_column_int64(st, 0);
+    } else {
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, NULL);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* ---- the sender's outcomes --------------------------------------------------- */
+
+/* Runs a bound single-row update; NOT_FOUND when it changed nothing. */
+static pdr_rc outbox_run_one(db_t *db, sqlite3_stmt *st, int src)
+{
+    int64_t changes = 0;
+    pdr_rc rc;
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (rc) return rc;
+    return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
+}
+
+pdr_rc db_outbox_delivered(db_t *db, int64_t id)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_DELIVERED);
+    db_bind_int64(st, "@id", id, &src);
+    return outbox_run_one(db, st, src);
+}
+
+pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_RESCHEDULE);
+    db_bind_int64(st, "@id", id, &src);
+    db_bind_int64(st, "@next_ms", next_ms, &src);
+    db_bind_text(st, "@error", error, &src);
+    return outbox_run_one(db, st, src);
+}
+
+pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_KILL);
+    db_bind_int64(st, "@id", id, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    db_bind_text(st, "@error", error, &src);
+    return outbox_run_one(db, st, src);
+}
+
+/* Runs a bound statement changing any number of rows; *n_out (may be NULL)
+** how many. */
+static pdr_rc outbox_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out)
+{
+    int64_t changes = 0;
+    pdr_rc rc;
+    if (n_out) *n_out = 0;
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (!rc && n_out) *n_out = changes;
+    return rc;
+}
+
+pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_KILL_OLDER);
+    db_bind_int64(st, "@cutoff", cutoff_ms, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    db_bind_text(st, "@error", error, &src);
+    return outbox_run_many(db, st, src, n_out);
+}
+
+/* ---- the operator's repairs ---------------------------------------------------- */
+
+/*
+** Retry: copy the chosen dead rows as new pending rows (INSERT ... SELECT
+** ... ORDER BY id: new ids, larger than any, in the old relative order),
+** then delete the originals, in one transaction. The count of rows does not
+** change, so the max_events bound is not consulted. routing_key or id
+** selects (see the statements); *n_out gets the rows retried.
+*/
+static pdr_rc outbox_retry(db_t *db, db_stmt_id copy_id, db_stmt_id delete_id,
+                           const char *routing_key, const int64_t *id, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int64_t copied = 0, deleted = 0;
+    pdr_rc rc;
+    int src = SQLITE_OK;
+
+    *n_out = 0;
+    rc = db_tx_begin(db);
+    if (rc) return rc;
+
+    st = db_stmt(db, copy_id);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
+    if (id) db_bind_int64(st, "@id", *id, &src);
+    rc = outbox_run_many(db, st, src, &copied);
+    if (rc) goto out;
+
+    src = SQLITE_OK;
+    st = db_stmt(db, delete_id);
+    if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
+    if (id) db_bind_int64(st, "@id", *id, &src);
+    rc = outbox_run_many(db, st, src, &deleted);
+    if (rc) goto out;
+    if (copied != deleted) {
+        /* Cannot happen while we hold the write lock: a bug, keep the rows. */
+        rc = PDR_ERR_INTERNAL;
+        goto out;
+    }
+    rc = db_tx_commit(db);
+    if (!rc) *n_out = copied;
+out:
+    if (rc) db_tx_rollback(db);
+    return rc;
+}
+
+pdr_rc db_outbox_retry_all(db_t *db, int64_t *n_out)
+{
+    int64_t n = 0;
+    pdr_rc rc;
+    if (!db) return PDR_ERR_INVALID;
+    rc = outbox_retry(db, DB_STMT_OUTBOX_RETRY_ALL_COPY, DB_STMT_OUTBOX_RETRY_ALL_DELETE,
+                      NULL, NULL, &n);
+    if (n_out) *n_out = n;
+    return rc;
+}
+
+pdr_rc db_outbox_retry_key(db_t *db, const char *routing_key, int64_t *n_out)
+{
+    int64_t n = 0;
+    pdr_rc rc;
+    if (!db || !routing_key) return PDR_ERR_INVALID;
+    rc = outbox_retry(db, DB_STMT_OUTBOX_RETRY_KEY_COPY, DB_STMT_OUTBOX_RETRY_KEY_DELETE,
+                      routing_key, NULL, &n);
+    if (n_out) *n_out = n;
+    return rc;
+}
+
+pdr_rc db_outbox_retry_id(db_t *db, int64_t id)
+{
+    int64_t n = 0;
+    pdr_rc rc;
+    if (!db) return PDR_ERR_INVALID;
+    rc = outbox_retry(db, DB_STMT_OUTBOX_RETRY_ID_COPY, DB_STMT_OUTBOX_RETRY_ID_DELETE,
+                      NULL, &id, &n);
+    if (!rc && n == 0) rc = PDR_ERR_NOT_FOUND;
+    return rc;
+}
+
+pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_PURGE_DEAD);
+    db_bind_int64(st, "@cutoff", cutoff_ms, &src);
+    return outbox_run_many(db, st, src, n_out);
+}
+
+/* ---- inspection -------------------------------------------------------------- */
+
+pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
+                      size_t limit, db_row **rows_out, size_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+
+    if (!db || !rows_out || !n_out) return PDR_ERR_INVALID;
+    *rows_out = NULL;
+    *n_out = 0;
+    if (state != DB_ROW_PENDING && state != DB_ROW_DEAD) return PDR_ERR_INVALID;
+    if (state == DB_ROW_PENDING)
+        st = db_stmt(db, routing_key ? DB_STMT_OUTBOX_LIST_PENDING_KEY
+                                     : DB_STMT_OUTBOX_LIST_PENDING);
+    else
+        st = db_stmt(db, routing_key ? DB_STMT_OUTBOX_LIST_DEAD_KEY : DB_STMT_OUTBOX_LIST_DEAD);
+    /* LIMIT -1: no limit */
+    db_bind_int64(st, "@limit", limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit, &src);
+    if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    return db_rows_collect(db, st, limit ? limit : SIZE_MAX, rows_out, n_out);
+}
+
+pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+
+    if (!db || !row_out) return PDR_ERR_INVALID;
+    memset(row_out, 0, sizeof *row_out);
+    st = db_stmt(db, DB_STMT_OUTBOX_GET);
+    db_bind_int64(st, "@id", id, &src);
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    return outbox_one_row(db, st, row_out);
+}
+
+pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out)
+{
+    sqlite3_stmt *st;
+    db_key_stats *stats = NULL, *grown, *k;
+    size_t n = 0, cap = 0;
+    pdr_rc rc = PDR_OK;
+    int src;
+
+    if (!db || !stats_out || !n_out) return PDR_ERR_INVALID;
+    *stats_out = NULL;
+    *n_out = 0;
+    st = db_stmt(db, DB_STMT_OUTBOX_STATS);
+    for (;;) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE) break;
+        if (src != SQLITE_ROW) {
+            rc = db_fail(db, src, NULL);
+            goto out;
+        }
+        if (n == cap) {
+            /* One entry per distinct key: bounded by the outbox's rows. */
+            size_t ncap = cap ? cap * 2 : 8;
+            grown = realloc(stats, ncap * sizeof *stats);
+            if (!grown) {
+                rc = PDR_ERR_NOMEM;
+                goto out;
+            }
+            stats = grown;
+            cap = ncap;
+        }
+        k = &stats[n++];
+        memset(k, 0, sizeof *k);
+        {
+            const unsigned char *rk = sqlite3_column_text(st, 0);
+            size_t len = (size_t)sqlite3_column_bytes(st, 0);
+            if (len > PDR_ROUTING_KEY_LEN) len = PDR_ROUTING_KEY_LEN;
+            if (rk) memcpy(k->routing_key, rk, len);
+            k->routing_key[len] = '\0';
+        }
+        k->pending = sqlite3_column_int64(st, 1);
+        k->dead = sqlite3_column_int64(st, 2);
+        k->oldest_pending_ms = sqlite3_column_int64(st, 3);
+        k->next_attempt_ms = sqlite3_column_int64(st, 4);
+    }
+out:
+    sqlite3_reset(st);
+    if (rc) {
+        free(stats);
+        return rc;
+    }
+    *stats_out = stats;
+    *n_out = n;
+    return PDR_OK;
+}
+
+pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out)
+{
+    int64_t pending = 0, dead = 0;
+    pdr_rc rc;
+    if (!db) return PDR_ERR_INVALID;
+    rc = outbox_counts(db, &pending, &dead);
+    if (rc) return rc;
+    if (pending_out) *pending_out = pending;
+    if (dead_out) *dead_out = dead;
+    return PDR_OK;
+}

@@ -1,0 +1,664 @@
+/*
+** test_cli.c — runs the real pdrelay binary (send, queue, config check,
+** --version, help) and asserts on what a user sees: its output, its exit code,
+** and the rows it left in the outbox (read back through db.h).
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "db.h"
+#include "testutil.h"
+
+#define KEY_A "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12"
+#define KEY_B "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34"
+#define KEY_X "R0xxxxxxxxxxxxxxxxxxxxxxxxxxef56"
+
+typedef struct fx {
+    char *dir;
+    char *cfg;       /* config with targets a (inline key) and b (key file) */
+    char *data_dir;
+} fx;
+
+static void write_cfg(fx *f, const char *extra)
+{
+    char *keyfile = tu_printf("%s/b.key", f->dir);
+    tu_write_file(keyfile, "  " KEY_B "\n\n");
+    char *text = tu_printf("[agent]\ndata_dir = %s\nsource = gw-test\n\n"
+                           "[target a]\nrouting_key = " KEY_A "\n\n"
+                           "[target b]\nrouting_key_file = %s\nmatch = severity=critical\n%s",
+                           f->data_dir, keyfile, extra ? extra : "");
+    tu_write_file(f->cfg, text);
+    free(text);
+    free(keyfile);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
+    f->data_dir = tu_printf("%s/var", f->dir);
+    write_cfg(f, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->cfg);
+    free(f->data_dir);
+    free(f);
+    return 0;
+}
+
+/* Runs pdrelay with up to 62 arguments (NULL-terminated). */
+static int run(char **out, char **err, ...)
+{
+    const char *argv[64];
+    int n = 0;
+    va_list ap;
+    argv[n++] = tu_pdrelay();
+    va_start(ap, err);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < 63);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    return tu_run(argv, NULL, out, err);
+}
+
+static db_t *open_db(const fx *f)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->data_dir;
+    o.sync_full = 1;
+    o.max_events = 1000000;
+    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    return db;
+}
+
+static size_t list_rows(const fx *f, db_row_state st, db_row **rows)
+{
+    db_t *db = open_db(f);
+    size_t n = 0;
+    assert_int_equal(db_outbox_list(db, st, NULL, 0, rows, &n), PDR_OK);
+    db_close(db);
+    return n;
+}
+
+static const char *jstr(const cJSON *o, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *it = o;
+    for (char *tok = strtok(buf, "."); tok && it; tok = strtok(NULL, "."))
+        it = cJSON_GetObjectItemCaseSensitive(it, tok);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static void assert_no_whole_key(const char *s)
+{
+    assert_false(tu_contains(s, KEY_A));
+    assert_false(tu_contains(s, KEY_B));
+    assert_false(tu_contains(s, KEY_X));
+}
+
+/* ---- version and help --------------------------------------------------- */
+
+static void test_version(void **state)
+{
+    char *out, *err;
+    (void)state;
+    assert_int_equal(run(&out, &err, "--version", NULL), 0);
+    assert_true(tu_contains(out, "pdrelay 0.1.0\n"));
+    assert_true(tu_contains(out, "SQLite 3."));
+    assert_true(tu_contains(out, "libcurl 7."));
+    assert_true(tu_contains(out, "TLS backend: "));
+    assert_true(tu_contains(out, "mbed TLS 2."));
+    assert_true(tu_contains(out, "cJSON 1."));
+    assert_true(tu_contains(out, "libmicrohttpd 0."));
+    free(out);
+    free(err);
+}
+
+static void test_help(void **state)
+{
+    char *out, *err;
+    (void)state;
+    assert_int_equal(run(&out, &err, "--help", NULL), 0);
+    assert_true(tu_contains(out, "Usage: pdrelay COMMAND"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "help", "send", NULL), 0);
+    assert_true(tu_contains(out, "-i, --incident-key KEY"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "--help", NULL), 0);
+    assert_true(tu_contains(out, "Usage: pdrelay send"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "--help", NULL), 0);
+    assert_true(tu_contains(out, "Usage: pdrelay queue"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "help", "frobnicate", NULL), 2);
+    assert_true(tu_contains(err, "unknown command 'frobnicate'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "frobnicate", NULL), 2);
+    assert_true(tu_contains(err, "pdrelay: unknown command 'frobnicate'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, NULL), 2);
+    assert_true(tu_contains(err, "Usage: pdrelay COMMAND"));
+    free(out); free(err);
+}
+
+/* ---- config check ------------------------------------------------------- */
+
+static void test_config_check_shipped(void **state)
+{
+    char *out, *err;
+    (void)state;
+    assert_int_equal(run(&out, &err, "config", "check", "-c", PDR_TEST_SOURCE_DIR "/config/pdrelay.ini", NULL), 0);
+    assert_true(tu_contains(out, "pdrelay.ini: valid"));
+    assert_true(tu_contains(out, "rate_per_minute=120 burst=10"));
+    free(out); free(err);
+}
+
+static void test_config_check_redacts(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 0);
+    assert_true(tu_contains(out, "[target a] routing_key=R0\xe2\x80\xa6" "ab12"));
+    assert_true(tu_contains(out, "[target b] routing_key=R0\xe2\x80\xa6" "cd34 (from "));
+    assert_true(tu_contains(out, "match=severity=critical"));
+    assert_no_whole_key(out);
+    assert_no_whole_key(err);
+    free(out); free(err);
+}
+
+static void test_config_check_all_errors(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    tu_write_file(f->cfg, "[agent]\n"
+                          "log_level = loud\n"
+                          "colour = blue\n"
+                          "[outbox]\n"
+                          "max_age = 5 minutes\n"
+                          "[target short]\n"
+                          "routing_key = R0shortkeyab12\n");
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 2);
+    char *l2 = tu_printf("%s:2: ", f->cfg), *l3 = tu_printf("%s:3: ", f->cfg);
+    char *l5 = tu_printf("%s:5: ", f->cfg), *l7 = tu_printf("%s:7: ", f->cfg);
+    assert_true(tu_contains(err, l2));
+    assert_true(tu_contains(err, l3));
+    assert_true(tu_contains(err, l5));
+    assert_true(tu_contains(err, l7));
+    assert_true(tu_contains(err, "is not valid"));
+    assert_false(tu_contains(err, "R0shortkeyab12"));
+    free(l2); free(l3); free(l5); free(l7);
+    free(out); free(err);
+}
+
+static void test_config_missing_file(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    char *p = tu_printf("%s/nope.ini", f->dir);
+    assert_int_equal(run(&out, &err, "config", "check", "-c", p, NULL), 2);
+    assert_true(tu_contains(err, "nope.ini"));
+    free(p); free(out); free(err);
+}
+
+/* ---- send --------------------------------------------------------------- */
+
+static void test_send_trigger_fields(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-t", "trigger",
+                         "-d", "Disk full on web01", "--severity", "critical", "--client", "Zabbix",
+                         "-u", "https://zabbix.example/1", "-f", "disk=/var", "-f", "used=99%",
+                         "--component", "disk", "--group", "web", "--class", "storage",
+                         "--link", "https://wiki.example/disk=Runbook", "--link", "https://x.example/?a=b",
+                         "--image", "https://img.example/g.png", "--image", "http://insecure.example/g.png",
+                         NULL), 0);
+    /* stdout is the generated dedup key (a UUID) and nothing else */
+    assert_int_equal(strlen(out), 37);
+    assert_int_equal(out[8], '-');
+    assert_true(tu_contains(err, "1 image(s) without an https:// src dropped"));
+    assert_no_whole_key(err);
+
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].routing_key, KEY_X);
+    assert_int_equal(rows[0].action, PDR_ACTION_TRIGGER);
+    assert_int_equal(strncmp(rows[0].dedup_key, out, 36), 0);
+    cJSON *ev = cJSON_Parse(rows[0].body);
+    assert_non_null(ev);
+    assert_string_equal(jstr(ev, "routing_key"), KEY_X);
+    assert_string_equal(jstr(ev, "event_action"), "trigger");
+    assert_string_equal(jstr(ev, "dedup_key"), rows[0].dedup_key);
+    assert_string_equal(jstr(ev, "payload.summary"), "Disk full on web01");
+    assert_string_equal(jstr(ev, "payload.severity"), "critical");
+    assert_string_equal(jstr(ev, "payload.source"), "gw-test");
+    assert_string_equal(jstr(ev, "payload.component"), "disk");
+    assert_string_equal(jstr(ev, "payload.group"), "web");
+    assert_string_equal(jstr(ev, "payload.class"), "storage");
+    assert_string_equal(jstr(ev, "payload.custom_details.disk"), "/var");
+    assert_string_equal(jstr(ev, "payload.custom_details.used"), "99%");
+    assert_string_equal(jstr(ev, "client"), "Zabbix");
+    assert_string_equal(jstr(ev, "client_url"), "https://zabbix.example/1");
+    cJSON *links = cJSON_GetObjectItem(ev, "links");
+    assert_int_equal(cJSON_GetArraySize(links), 2);
+    assert_string_equal(jstr(cJSON_GetArrayItem(links, 0), "href"), "https://wiki.example/disk");
+    assert_string_equal(jstr(cJSON_GetArrayItem(links, 0), "text"), "Runbook");
+    assert_string_equal(jstr(cJSON_GetArrayItem(links, 1), "href"), "https://x.example/?a=b");
+    assert_null(jstr(cJSON_GetArrayItem(links, 1), "text"));
+    cJSON *images = cJSON_GetObjectItem(ev, "images");
+    assert_int_equal(cJSON_GetArraySize(images), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(images, 0), "src"), "https://img.example/g.png");
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "payload"), "timestamp"));
+    cJSON_Delete(ev);
+    db_rows_free(rows, n);
+    free(out); free(err);
+}
+
+static void test_send_every_target(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-d", "Fan failed", "-i", "fan-1", NULL), 0);
+    assert_string_equal(out, "fan-1\n");
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].routing_key, KEY_A);
+    assert_string_equal(rows[1].routing_key, KEY_B);
+    assert_string_equal(rows[0].dedup_key, "fan-1");
+    assert_string_equal(rows[1].dedup_key, "fan-1");
+    cJSON *ev = cJSON_Parse(rows[1].body);
+    assert_string_equal(jstr(ev, "payload.severity"), "error");
+    assert_string_equal(jstr(ev, "routing_key"), KEY_B);
+    cJSON_Delete(ev);
+    db_rows_free(rows, n);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--target", "b", "-t", "resolve", "-i", "fan-1", NULL), 0);
+    n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 3);
+    assert_string_equal(rows[2].routing_key, KEY_B);
+    assert_int_equal(rows[2].action, PDR_ACTION_RESOLVE);
+    ev = cJSON_Parse(rows[2].body);
+    assert_string_equal(jstr(ev, "event_action"), "resolve");
+    assert_null(cJSON_GetObjectItem(ev, "payload"));
+    cJSON_Delete(ev);
+    db_rows_free(rows, n);
+    free(out); free(err);
+}
+
+static void test_send_refusals(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    /* something queued first: bad input must not harm it */
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "kept", "-i", "k1", NULL), 0);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-t", "acknowledge", NULL), 2);
+    assert_true(tu_contains(err, "--event-type acknowledge needs -i/--incident-key"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "x", "--severity", "high", NULL), 2);
+    assert_true(tu_contains(err, "invalid --severity 'high'; allowed: critical, error, warning, info"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", "R0tooshortkeyxxxxxxxxxxxxxxab12", "-d", "x", NULL), 2);
+    assert_true(tu_contains(err, "routing key R0\xe2\x80\xa6" "ab12 has 31 characters"));
+    assert_false(tu_contains(err, "R0tooshortkey"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-t", "page", NULL), 2);
+    assert_true(tu_contains(err, "invalid --event-type 'page'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "x", "-f", "novalue", NULL), 2);
+    assert_true(tu_contains(err, "invalid -f/--field 'novalue'; expected KEY=VALUE"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, NULL), 2);
+    assert_true(tu_contains(err, "a trigger needs -d/--description"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--bogus", NULL), 2);
+    assert_true(tu_contains(err, "unknown option '--bogus'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-d", "x", "--target", "nope", NULL), 2);
+    assert_true(tu_contains(err, "no [target nope]"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", NULL), 2);
+    assert_true(tu_contains(err, "option '-k' needs a value"));
+    free(out); free(err);
+
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].dedup_key, "k1");
+    db_rows_free(rows, n);
+}
+
+static void test_send_no_targets(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    char *text = tu_printf("[agent]\ndata_dir = %s\n", f->data_dir);
+    tu_write_file(f->cfg, text);
+    free(text);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-d", "x", NULL), 2);
+    assert_true(tu_contains(err, "no routing key: give -k KEY"));
+    free(out); free(err);
+}
+
+static void test_send_summary_cut(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    /* 1500 characters, multi-byte: "é" is two bytes */
+    char *desc = malloc(3001);
+    for (int i = 0; i < 1500; i++) memcpy(desc + 2 * i, "\xc3\xa9", 2);
+    desc[3000] = '\0';
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", desc, NULL), 0);
+    assert_true(tu_contains(err, "summary cut from 1500 to 1024 characters"));
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 1);
+    cJSON *ev = cJSON_Parse(rows[0].body);
+    const char *s = jstr(ev, "payload.summary");
+    assert_int_equal(strlen(s), 1023 * 2 + 3);
+    assert_memory_equal(s + 1023 * 2, "\xe2\x80\xa6", 3);
+    assert_memory_equal(s, desc, 1023 * 2);
+    cJSON_Delete(ev);
+    db_rows_free(rows, n);
+    free(desc); free(out); free(err);
+}
+
+static void test_send_coalesce_and_full(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    write_cfg(f, "[outbox]\nmax_events = 2\n");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "same", "-i", "dup", NULL), 0);
+        assert_string_equal(out, "dup\n");
+        if (i == 1) assert_true(tu_contains(err, "an identical event is already pending"));
+        free(out); free(err);
+    }
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "other", "-i", "o", NULL), 0);
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "third", "-i", "t", NULL), 75);
+    assert_true(tu_contains(err, "outbox is full (max_events = 2)"));
+    assert_string_equal(out, "");
+    free(out); free(err);
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].dedup_key, "dup");
+    assert_string_equal(rows[1].dedup_key, "o");
+    db_rows_free(rows, n);
+}
+
+static void test_send_change(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "--change", "-d", "Deployed v2",
+                         "--link", "https://ci.example/42=Build 42", NULL), 0);
+    assert_string_equal(out, "");
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].action, PDR_ACTION_CHANGE);
+    assert_null(rows[0].dedup_key);
+    cJSON *ev = cJSON_Parse(rows[0].body);
+    assert_string_equal(jstr(ev, "payload.summary"), "Deployed v2");
+    assert_non_null(jstr(ev, "payload.timestamp"));
+    assert_null(cJSON_GetObjectItem(ev, "event_action"));
+    cJSON_Delete(ev);
+    db_rows_free(rows, n);
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "--change", "-t", "resolve", "-d", "x", NULL), 2);
+    assert_true(tu_contains(err, "--change sends a change event"));
+    free(out); free(err);
+}
+
+/* ---- queue -------------------------------------------------------------- */
+
+static void queue_three(fx *f)
+{
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--target", "a", "-d", "one", "-i", "1", NULL), 0);
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--target", "a", "-d", "two", "-i", "2", NULL), 0);
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "three", "-i", "3", NULL), 0);
+    free(out); free(err);
+}
+
+/* The status table's line of a redacted key: its target and counts. */
+static void assert_status_line(const char *out, const char *red, const char *target,
+                               long long pending, long long dead)
+{
+    char k[32], t[32], age[32], next[32];
+    long long p, d;
+    const char *line = strstr(out, red);
+    assert_non_null(line);
+    assert_int_equal(sscanf(line, "%31s %31s %lld %lld %31s %31s", k, t, &p, &d, age, next), 6);
+    assert_string_equal(t, target);
+    assert_int_equal(p, pending);
+    assert_int_equal(d, dead);
+    assert_string_equal(next, "now");
+}
+
+static void test_queue_status(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 0);
+    assert_true(tu_contains(out, ": 0 pending, 0 dead (max_events 1000000)"));
+    free(out); free(err);
+    queue_three(f);
+    assert_int_equal(run(&out, &err, "queue", "status", "-c", f->cfg, NULL), 0);
+    assert_true(tu_contains(out, ": 3 pending, 0 dead"));
+    assert_status_line(out, "R0\xe2\x80\xa6" "ab12", "a", 2, 0);
+    assert_status_line(out, "R0\xe2\x80\xa6" "ef56", "-", 1, 0);
+    assert_no_whole_key(out);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "queue", "status", "--json", "-c", f->cfg, NULL), 0);
+    assert_no_whole_key(out);
+    cJSON *doc = cJSON_Parse(out);
+    assert_non_null(doc);
+    assert_int_equal(cJSON_GetObjectItem(doc, "pending")->valueint, 3);
+    cJSON *keys = cJSON_GetObjectItem(doc, "keys");
+    assert_int_equal(cJSON_GetArraySize(keys), 2);
+    cJSON *k0 = cJSON_GetArrayItem(keys, 0);
+    assert_string_equal(jstr(k0, "target"), "a");
+    assert_int_equal(cJSON_GetObjectItem(k0, "pending")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(k0, "next_attempt_in_ms")->valueint, 0);
+    cJSON_Delete(doc);
+    free(out); free(err);
+}
+
+static void test_queue_list_retry_purge(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    queue_three(f);
+    /* the sender would do this on a 400: kill the first row of key a */
+    db_t *db = open_db(f);
+    db_row *rows;
+    size_t n;
+    assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, KEY_A, 0, &rows, &n), PDR_OK);
+    assert_int_equal(n, 2);
+    int64_t dead_id = rows[0].id;
+    db_rows_free(rows, n);
+    assert_int_equal(db_outbox_kill(db, dead_id, "400 'payload.summary' is missing or blank"), PDR_OK);
+    db_close(db);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--dead", NULL), 0);
+    assert_true(tu_contains(out, "died of: 400 'payload.summary' is missing or blank"));
+    assert_true(tu_contains(out, "summary: one"));
+    assert_no_whole_key(out);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--key", "a", "--json", NULL), 0);
+    cJSON *doc = cJSON_Parse(out);
+    assert_int_equal(cJSON_GetArraySize(doc), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(doc, 0), "summary"), "two");
+    assert_string_equal(jstr(cJSON_GetArrayItem(doc, 0), "routing_key"), "R0\xe2\x80\xa6" "ab12");
+    cJSON_Delete(doc);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--limit", "1", "--json", NULL), 0);
+    doc = cJSON_Parse(out);
+    assert_int_equal(cJSON_GetArraySize(doc), 1);
+    cJSON_Delete(doc);
+    free(out); free(err);
+
+    char *id = tu_printf("%lld", (long long)dead_id);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "retry", id, "999", NULL), 1);
+    assert_true(tu_contains(out, "retried 1 dead letter: pending again"));
+    assert_true(tu_contains(err, "999: no dead letter with this id"));
+    free(out); free(err);
+    /* the retried row is now behind "two" in key a's queue */
+    n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 3);
+    assert_string_equal(rows[2].routing_key, KEY_A);
+    assert_true(rows[2].id > dead_id);
+    assert_null(rows[2].last_error);
+    assert_int_equal(rows[2].attempts, 0);
+    db_rows_free(rows, n);
+
+    /* kill all, retry by target name, then purge */
+    db = open_db(f);
+    assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_OK);
+    for (size_t i = 0; i < n; i++) assert_int_equal(db_outbox_kill(db, rows[i].id, "401 unauthorized"), PDR_OK);
+    db_rows_free(rows, n);
+    db_close(db);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "retry", "--key", "a", "--json", NULL), 0);
+    doc = cJSON_Parse(out);
+    assert_int_equal(cJSON_GetObjectItem(doc, "retried")->valueint, 2);
+    cJSON_Delete(doc);
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "purge", "--dead", "--older-than", "1h", NULL), 0);
+    assert_true(tu_contains(out, "purged 0 dead letters older than 1h"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "purge", "--dead", NULL), 0);
+    assert_true(tu_contains(out, "purged 1 dead letter\n"));
+    free(out); free(err);
+    n = list_rows(f, DB_ROW_DEAD, &rows);
+    assert_int_equal(n, 0);
+    db_rows_free(rows, n);
+    n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 2);
+    db_rows_free(rows, n);
+    free(id);
+}
+
+static void test_queue_refusals(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    queue_three(f);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "purge", NULL), 2);
+    assert_true(tu_contains(err, "give --dead"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "purge", "--dead", "--older-than", "soon", NULL), 2);
+    assert_true(tu_contains(err, "invalid --older-than 'soon'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "retry", NULL), 2);
+    assert_true(tu_contains(err, "give exactly one of --all, --key K or IDs"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "retry", "abc", NULL), 2);
+    assert_true(tu_contains(err, "invalid id 'abc'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", "--all", NULL), 2);
+    assert_true(tu_contains(err, "--all is not an option of 'status'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "drain", NULL), 2);
+    assert_true(tu_contains(err, "unknown subcommand 'drain'"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, NULL), 2);
+    assert_true(tu_contains(err, "missing subcommand"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--key", "R0short", NULL), 2);
+    assert_true(tu_contains(err, "neither a target of the config nor a routing key"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--limit", "-3", NULL), 2);
+    assert_true(tu_contains(err, "invalid --limit '-3'"));
+    free(out); free(err);
+    db_row *rows;
+    size_t n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 3);
+    db_rows_free(rows, n);
+}
+
+static void test_corrupt_database(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    size_t len, len2;
+    mkdir(f->data_dir, 0700);
+    char *fixture = tu_read_file(PDR_TEST_FIXTURES "/corrupt.db", &len);
+    assert_non_null(fixture);
+    char *dbp = tu_printf("%s/pdrelay.db", f->data_dir);
+    FILE *fp = fopen(dbp, "wb");
+    assert_int_equal(fwrite(fixture, 1, len, fp), len);
+    fclose(fp);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 1);
+    assert_true(tu_contains(err, "corrupt"));
+    assert_true(tu_contains(err, dbp));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "x", NULL), 1);
+    assert_true(tu_contains(err, "corrupt"));
+    free(out); free(err);
+    char *after = tu_read_file(dbp, &len2);
+    assert_int_equal(len, len2);
+    assert_memory_equal(fixture, after, len);
+    free(after); free(fixture); free(dbp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_config_check_shipped),
+        cmocka_unit_test_setup_teardown(test_config_check_redacts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_check_all_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_trigger_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_every_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_no_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_summary_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_coalesce_and_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_list_retry_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

@@ -1,0 +1,845 @@
+/*
+** test_config.c — unit tests of config/: the defaults of every key, every
+** value type, durations, each class of error with its exact "FILE:LINE: …"
+** text, routing keys (inline and from a file, never printed whole), label
+** matchers, and the shipped config/pdrelay.ini.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "config.h"
+
+/* Valid routing keys: 32 printable characters. */
+#define KEY_A "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
+#define KEY_B "Zz9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k"
+#define ELLIPSIS "\xe2\x80\xa6"
+
+typedef struct fx {
+    char *dir;
+    char *path;      /* DIR/pdrelay.ini */
+    pdr_config *cfg;
+    pdr_config_errors errs;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = tu_mkdtemp();
+    f->path = tu_printf("%s/pdrelay.ini", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    pdr_config_destroy(f->cfg);
+    pdr_config_errors_cleanup(&f->errs);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f->path);
+    free(f);
+    return 0;
+}
+
+/* Writes content as the config and loads it into f->cfg / f->errs. */
+static pdr_rc load(fx *f, const char *content)
+{
+    pdr_config_destroy(f->cfg);
+    f->cfg = NULL;
+    pdr_config_errors_cleanup(&f->errs);
+    tu_write_file(f->path, content);
+    return pdr_config_load(f->path, &f->cfg, &f->errs);
+}
+
+static void load_ok(fx *f, const char *content)
+{
+    pdr_rc rc = load(f, content);
+    for (size_t i = 0; i < f->errs.n; i++) print_message("unexpected: %s\n", f->errs.msgs[i]);
+    assert_int_equal(rc, PDR_OK);
+    assert_int_equal(f->errs.n, 0);
+    assert_non_null(f->cfg);
+}
+
+/* Loads content and asserts the errors are exactly the NULL-terminated list
+** of suffixes, each prefixed with "PATH". */
+static void expect_errors(fx *f, const char *content, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    const char *suffix;
+
+    assert_int_equal(load(f, content), PDR_ERR_CONFIG);
+    assert_null(f->cfg);
+    va_start(ap, content);
+    while ((suffix = va_arg(ap, const char *)) != NULL) {
+        char *want = tu_printf("%s%s", f->path, suffix);
+        if (n >= f->errs.n) {
+            print_message("missing error: %s\n", want);
+            fail();
+        }
+        assert_string_equal(f->errs.msgs[n], want);
+        free(want);
+        n++;
+    }
+    va_end(ap);
+    for (size_t i = n; i < f->errs.n; i++) print_message("extra error: %s\n", f->errs.msgs[i]);
+    assert_int_equal(f->errs.n, n);
+}
+
+static void check_defaults(const pdr_config *c)
+{
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
+
+    assert_string_equal(c->data_dir, "./var");
+    assert_int_equal(c->log_level, PDR_LOG_INFO);
+    assert_string_equal(c->source, host);
+    assert_string_equal(c->listen_address, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8787);
+    assert_null(c->unix_socket);
+    assert_null(c->auth_token_file);
+    assert_string_equal(c->pd_url, "https://events.pagerduty.com");
+    assert_int_equal(c->rate_per_minute, 120);
+    assert_int_equal(c->burst, 10);
+    assert_int_equal(c->backoff_initial_ms, 100);
+    assert_int_equal(c->backoff_max_ms, 5000);
+    assert_int_equal(c->timeout_ms, 10000);
+    assert_null(c->ca_file);
+    assert_null(c->proxy);
+    assert_int_equal(c->synchronous, PDR_SYNC_FULL);
+    assert_int_equal(c->max_events, 1000000);
+    assert_int_equal(c->max_age_ms, 0);
+    assert_int_equal(c->dedup_ttl_ms, 24 * 3600 * 1000LL);
+    assert_int_equal(c->cleanup_interval_ms, 3600 * 1000LL);
+    assert_null(c->targets);
+    assert_int_equal(c->n_targets, 0);
+}
+
+/* ---- defaults and value types ------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    pdr_config *c = NULL;
+    (void)state;
+    assert_int_equal(pdr_config_defaults(&c), PDR_OK);
+    assert_non_null(c);
+    assert_string_equal(c->path, "(defaults)");
+    check_defaults(c);
+    pdr_config_destroy(c);
+}
+
+static void test_empty_file_is_defaults(void **state)
+{
+    fx *f = *state;
+    load_ok(f, "");
+    assert_string_equal(f->cfg->path, f->path);
+    check_defaults(f->cfg);
+
+    /* sections without keys, comments and blank lines change nothing */
+    load_ok(f, "; comment\n# another\n\n[agent]\n[listen]\n  ; indented comment\n[pagerduty]\n[outbox]\n[dedup]\n");
+    check_defaults(f->cfg);
+}
+
+static void test_every_type_parsed(void **state)
+{
+    fx *f = *state;
+    load_ok(f,
+            "[agent]\n"
+            "data_dir = /var/lib/pdrelay\n"
+            "log_level = debug\n"
+            "source = edge-7\n"
+            "[listen]\n"
+            "address = 0.0.0.0\n"
+            "port = 0\n"
+            "unix_socket = /run/pdrelay.sock\n"
+            "auth_token_file = /etc/pdrelay/token\n"
+            "[pagerduty]\n"
+            "url = http://127.0.0.1:9999/pd///\n"
+            "rate_per_minute = 60   ; an inline comment\n"
+            "burst = 3\n"
+            "backoff_initial_ms = 250\n"
+            "backoff_max_ms = 250\n"
+            "timeout_ms = 1500\n"
+            "ca_file = /etc/ssl/ca.pem\n"
+            "proxy = http://proxy:3128\n"
+            "[outbox]\n"
+            "synchronous = normal\n"
+            "max_events = 42\n"
+            "max_age = 7d\n"
+            "[dedup]\n"
+            "ttl = 90m\n"
+            "cleanup_interval = 30s\n");
+    const pdr_config *c = f->cfg;
+    assert_string_equal(c->data_dir, "/var/lib/pdrelay");
+    assert_int_equal(c->log_level, PDR_LOG_DEBUG);
+    assert_string_equal(c->source, "edge-7");
+    assert_string_equal(c->listen_address, "0.0.0.0");
+    assert_int_equal(c->listen_port, 0);
+    assert_string_equal(c->unix_socket, "/run/pdrelay.sock");
+    assert_string_equal(c->auth_token_file, "/etc/pdrelay/token");
+    assert_string_equal(c->pd_url, "http://127.0.0.1:9999/pd");
+    assert_int_equal(c->rate_per_minute, 60);
+    assert_int_equal(c->burst, 3);
+    assert_int_equal(c->backoff_initial_ms, 250);
+    assert_int_equal(c->backoff_max_ms, 250);
+    assert_int_equal(c->timeout_ms, 1500);
+    assert_string_equal(c->ca_file, "/etc/ssl/ca.pem");
+    assert_string_equal(c->proxy, "http://proxy:3128");
+    assert_int_equal(c->synchronous, PDR_SYNC_NORMAL);
+    assert_int_equal(c->max_events, 42);
+    assert_int_equal(c->max_age_ms, 7 * 86400000LL);
+    assert_int_equal(c->dedup_ttl_ms, 90 * 60000LL);
+    assert_int_equal(c->cleanup_interval_ms, 30000);
+    assert_int_equal(c->n_targets, 0);
+
+    /* the other enum values, the range ends */
+    load_ok(f, "[agent]\nlog_level = error\n[listen]\nport = 65535\n[outbox]\nsynchronous = full\n"
+               "max_events = 1000000000\n");
+    assert_int_equal(f->cfg->log_level, PDR_LOG_ERROR);
+    assert_int_equal(f->cfg->listen_port, 65535);
+    assert_int_equal(f->cfg->synchronous, PDR_SYNC_FULL);
+    assert_int_equal(f->cfg->max_events, 1000000000);
+    load_ok(f, "[agent]\nlog_level = warn\n[pagerduty]\nurl = https://pd.example/\n");
+    assert_int_equal(f->cfg->log_level, PDR_LOG_WARN);
+    assert_string_equal(f->cfg->pd_url, "https://pd.example");
+}
+
+static void test_duplicate_key_last_wins_and_empty_unsets(void **state)
+{
+    fx *f = *state;
+    load_ok(f, "[listen]\nport = 1\nunix_socket = /x.sock\nport = 2\nunix_socket =\n"
+               "[outbox]\nmax_age = 1h\nmax_age =\n[listen]\naddress = ::1\n");
+    assert_int_equal(f->cfg->listen_port, 2);
+    assert_null(f->cfg->unix_socket);
+    assert_int_equal(f->cfg->max_age_ms, 0);
+    assert_string_equal(f->cfg->listen_address, "::1");
+
+    load_ok(f, "[outbox]\nmax_age = 0\n[pagerduty]\nproxy = http://p:1\nproxy =\n");
+    assert_int_equal(f->cfg->max_age_ms, 0);
+    assert_null(f->cfg->proxy);
+}
+
+/* ---- durations ------------------------------------------------------------ */
+
+static void test_duration_parse(void **state)
+{
+    static const struct { const char *s; int64_t ms; } good[] = {
+        {"0", 0}, {"0ms", 0}, {"0d", 0}, {"1ms", 1}, {"250ms", 250}, {"30s", 30000},
+        {"5m", 300000}, {"24h", 86400000}, {"7d", 604800000}, {"007s", 7000},
+        {"9223372036854775807ms", INT64_MAX},
+    };
+    static const char *const bad[] = {
+        "", "5", "5x", "-1s", "+1s", " 5s", "5s ", "5 s", "1.5s", "s", "ms", "5sec", "5M", "5S",
+        "5ms5", "0x10s", "9223372036854775808ms", "9223372036854775807s", "106751991167301d",
+        "99999999999999999999999d",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t v = -7;
+        if (pdr_duration_parse(good[i].s, &v) != PDR_OK) print_message("rejected: '%s'\n", good[i].s);
+        assert_int_equal(pdr_duration_parse(good[i].s, &v), PDR_OK);
+        assert_int_equal(v, good[i].ms);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v = -7;
+        if (pdr_duration_parse(bad[i], &v) != PDR_ERR_INVALID) print_message("accepted: '%s'\n", bad[i]);
+        assert_int_equal(pdr_duration_parse(bad[i], &v), PDR_ERR_INVALID);
+        assert_int_equal(v, -7);   /* untouched on failure */
+    }
+    int64_t v;
+    assert_int_equal(pdr_duration_parse(NULL, &v), PDR_ERR_INVALID);
+    assert_int_equal(pdr_duration_parse("5s", NULL), PDR_ERR_INVALID);
+}
+
+static void test_duration_format(void **state)
+{
+    static const struct { int64_t ms; const char *s; } cases[] = {
+        {0, "0"}, {1, "1ms"}, {1500, "1500ms"}, {1000, "1s"}, {90000, "90s"}, {60000, "1m"},
+        {5400000, "90m"}, {3600000, "1h"}, {86400000, "24h"}, {129600000, "36h"},
+        {172800000, "2d"}, {604800000, "7d"}, {3650 * 86400000LL, "3650d"}, {86401000, "86401s"},
+    };
+    char buf[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_ptr_equal(pdr_duration_format(cases[i].ms, buf, sizeof buf), buf);
+        assert_string_equal(buf, cases[i].s);
+        /* and it parses back to the same value */
+        int64_t back = -1;
+        assert_int_equal(pdr_duration_parse(buf, &back), PDR_OK);
+        assert_int_equal(back, cases[i].ms);
+    }
+    char small[4];
+    pdr_duration_format(1500, small, sizeof small);
+    assert_string_equal(small, "150");   /* truncated, still terminated */
+}
+
+static void test_durations_in_config(void **state)
+{
+    fx *f = *state;
+    static const struct { const char *v; int64_t ms; } units[] = {
+        {"1500ms", 1500}, {"45s", 45000}, {"15m", 900000}, {"2h", 7200000}, {"3d", 259200000},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        char *ini = tu_printf("[dedup]\nttl = %s\ncleanup_interval = %s\n[outbox]\nmax_age = %s\n",
+                              units[i].v, units[i].v, units[i].v);
+        load_ok(f, ini);
+        assert_int_equal(f->cfg->dedup_ttl_ms, units[i].ms);
+        assert_int_equal(f->cfg->cleanup_interval_ms, units[i].ms);
+        assert_int_equal(f->cfg->max_age_ms, units[i].ms);
+        free(ini);
+    }
+#define NOT_DURATION ": not a duration; allowed: a whole number with a unit ms, s, m, h or d " \
+                     "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0"
+    expect_errors(f, "[dedup]\nttl = 5\ncleanup_interval = 5x\n[outbox]\nmax_age = -1s\n"
+                     "[dedup]\nttl = 99999999999999999999d\n",
+                  ":2: ttl = 5" NOT_DURATION,
+                  ":3: cleanup_interval = 5x" NOT_DURATION,
+                  ":5: max_age = -1s" NOT_DURATION,
+                  ":7: ttl = 99999999999999999999d" NOT_DURATION, NULL);
+    expect_errors(f, "[dedup]\nttl = 0\ncleanup_interval = 3651d\n",
+                  ":2: ttl = 0: out of range; allowed: 1ms to 3650d",
+                  ":3: cleanup_interval = 3651d: out of range; allowed: 1ms to 3650d", NULL);
+}
+
+/* ---- each class of error ---------------------------------------------------- */
+
+static void test_error_unknown_section(void **state)
+{
+    fx *f = *state;
+    /* keys of an unknown section are not reported one by one */
+    expect_errors(f, "[agent]\ndata_dir = /d\n[agnt]\ndata_dir = x\nfoo = 1\n[Agent]\n",
+                  ":3: unknown section [agnt]; allowed: [agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]",
+                  ":6: unknown section [Agent]; allowed: [agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]",
+                  NULL);
+    expect_errors(f, "[targets]\n",
+                  ":1: unknown section [targets]; allowed: [agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]",
+                  NULL);
+}
+
+static void test_error_unknown_key(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "[listen]\nprot = 1\n[agent]\nLog_Level = info\n[pagerduty]\nrate = 1\n[outbox]\nsync = full\n"
+                  "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
+                  ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file",
+                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source",
+                  ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, "
+                  "backoff_initial_ms, backoff_max_ms, timeout_ms, ca_file, proxy",
+                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age",
+                  ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
+                  ":13: unknown key 'key' in [target prod]; allowed: routing_key, routing_key_file, match",
+                  NULL);
+    expect_errors(f, "port = 1\n[listen]\nport = 2\n",
+                  ":1: key 'port' is outside any section; allowed: keys under [agent] [listen] [pagerduty] "
+                  "[outbox] [dedup] [target NAME]",
+                  NULL);
+}
+
+static void test_error_bad_number(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "[listen]\nport = 8o\nport = 65536\nport = -1\n[pagerduty]\nrate_per_minute = 0\n"
+                  "burst = 1.5\ntimeout_ms = 10s\nbackoff_initial_ms =\n[outbox]\n"
+                  "max_events = 99999999999999999999\n",
+                  ":2: port = 8o: not an integer; allowed: 0 to 65535",
+                  ":3: port = 65536: out of range; allowed: 0 to 65535",
+                  ":4: port = -1: out of range; allowed: 0 to 65535",
+                  ":6: rate_per_minute = 0: out of range; allowed: 1 to 1000000",
+                  ":7: burst = 1.5: not an integer; allowed: 1 to 1000000",
+                  ":8: timeout_ms = 10s: not an integer number of milliseconds; allowed: 1 to 3600000",
+                  ":9: backoff_initial_ms = : not an integer number of milliseconds; allowed: 1 to 86400000",
+                  ":11: max_events = 99999999999999999999: out of range; allowed: 1 to 1000000000",
+                  NULL);
+}
+
+static void test_error_bad_enum_url_string(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "[agent]\nlog_level = verbose\ndata_dir =\n[outbox]\nsynchronous = FULL\n"
+                  "[pagerduty]\nurl = ftp://pd.example\nurl = https://\nurl = events.pagerduty.com\n"
+                  "[listen]\nunix_socket = /" "0123456789012345678901234567890123456789"
+                  "0123456789012345678901234567890123456789012345678901234567890123456789\n",
+                  ":2: log_level = verbose: unknown value; allowed: error, warn, info, debug",
+                  ":3: data_dir: empty value; a value is required",
+                  ":5: synchronous = FULL: unknown value; allowed: full, normal",
+                  ":7: url = ftp://pd.example: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
+                  ":8: url = https://: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
+                  ":9: url = events.pagerduty.com: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
+                  ":11: unix_socket = /0123456789012345678901234567890123456789"
+                  "0123456789012345678901234567890123456789012345678901234567890123456789: "
+                  "too long; allowed: at most 107 characters",
+                  NULL);
+}
+
+static void test_error_backoff_order(void **state)
+{
+    fx *f = *state;
+    expect_errors(f, "[pagerduty]\nbackoff_initial_ms = 1000\nbackoff_max_ms = 500\n",
+                  ":3: backoff_max_ms = 500 is less than backoff_initial_ms = 1000; allowed: "
+                  "backoff_max_ms >= backoff_initial_ms",
+                  NULL);
+    /* only the initial delay set: the error is on its line */
+    expect_errors(f, "[pagerduty]\n\nbackoff_initial_ms = 6000\n",
+                  ":3: backoff_max_ms = 5000 is less than backoff_initial_ms = 6000; allowed: "
+                  "backoff_max_ms >= backoff_initial_ms",
+                  NULL);
+    load_ok(f, "[pagerduty]\nbackoff_initial_ms = 6000\nbackoff_max_ms = 6000\n");
+}
+
+static void test_error_syntax(void **state)
+{
+    fx *f = *state;
+    expect_errors(f, "[agent]\ngarbage\n[listen\nport = 1\n= 5\n",
+                  ":2: syntax error: expected 'key = value' or '[section]'",
+                  ":3: syntax error: expected 'key = value' or '[section]'",
+                  ":5: syntax error: expected 'key = value' or '[section]'", NULL);
+}
+
+static void test_error_continuation_line(void **state)
+{
+    fx *f = *state;
+    expect_errors(f, "[agent]\ndata_dir = /a\n  log_level = debug\n",
+                  ":3: indented line would continue the value of 'data_dir'; allowed: keys and sections at "
+                  "the start of the line",
+                  NULL);
+}
+
+static char *repeat(char ch, size_t n)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void test_line_length_limit(void **state)
+{
+    fx *f = *state;
+    /* exactly 199 characters fit, and the next line is read as itself */
+    char *y = repeat('y', 199 - strlen("data_dir = "));
+    char *ini = tu_printf("[agent]\ndata_dir = %s\nlog_level = debug\n", y);
+    load_ok(f, ini);
+    assert_string_equal(f->cfg->data_dir, y);
+    assert_int_equal(f->cfg->log_level, PDR_LOG_DEBUG);
+    free(ini);
+    ini = tu_printf("[agent]\r\ndata_dir = %s\r\nlog_level = warn\r\n", y);
+    load_ok(f, ini);
+    assert_string_equal(f->cfg->data_dir, y);
+    assert_int_equal(f->cfg->log_level, PDR_LOG_WARN);
+    free(ini);
+    free(y);
+
+    /* 200 and 250 do not; the line count stays right after them */
+    char *x200 = repeat('x', 200 - strlen("data_dir = "));
+    char *x250 = repeat('x', 250);
+    ini = tu_printf("[agent]\ndata_dir = %s\nbogus = 1\ndata_dir = %s\nlog_level = loud\n", x200, x250);
+    expect_errors(f, ini,
+                  ":2: line too long (at most 199 characters)",
+                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source",
+                  ":4: line too long (at most 199 characters)",
+                  ":5: log_level = loud: unknown value; allowed: error, warn, info, debug", NULL);
+    free(ini);
+    /* a too-long last line without a newline */
+    ini = tu_printf("[agent]\ndata_dir = %s", x250);
+    expect_errors(f, ini, ":2: line too long (at most 199 characters)", NULL);
+    free(ini);
+    free(x200);
+    free(x250);
+}
+
+static void test_error_targets(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "[target prod]\nmatch = a=b\n[agent]\n[target a b]\nrouting_key = x\n[target]\n"
+                  "[target ok]\nrouting_key = " KEY_A "\n[target ok]\nrouting_key = " KEY_B "\n"
+                  "[target empty]\n",
+                  ":1: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
+                  "routing_key_file = PATH",
+                  ":4: bad target name 'a b'; allowed: letters, digits, '_', '.', '-'",
+                  ":6: [target] needs a name; allowed: [target NAME], NAME of letters, digits, '_', '.', '-'",
+                  ":9: duplicate [target ok]; first defined at line 7",
+                  ":11: [target empty] has no routing key; allowed: routing_key = KEY (32 characters) or "
+                  "routing_key_file = PATH",
+                  NULL);
+}
+
+static void test_error_routing_keys(void **state)
+{
+    fx *f = *state;
+    char *kf = tu_printf("%s/prod.key", f->dir);
+    char *missing = tu_printf("%s/missing.key", f->dir);
+    tu_write_file(kf, KEY_B "\n");
+
+    /* both ways at once */
+    char *ini = tu_printf("[target prod]\nrouting_key = %s\nrouting_key_file = %s\n", KEY_A, kf);
+    char *want = tu_printf(":3: [target prod] has both routing_key (line 2) and routing_key_file (line 3); "
+                           "allowed: exactly one of them");
+    expect_errors(f, ini, want, NULL);
+    free(ini);
+    free(want);
+
+    /* an unreadable file, a directory, a key set twice */
+    ini = tu_printf("[target a]\nrouting_key_file = %s\n[target b]\nrouting_key_file = %s\n"
+                    "[target c]\nrouting_key = %s\nrouting_key = %s\n[target d]\nrouting_key_file =\n",
+                    missing, f->dir, KEY_A, KEY_B);
+    char *w1 = tu_printf(":2: routing_key_file = %s: cannot read: No such file or directory", missing);
+    char *w2 = tu_printf(":4: routing_key_file = %s: cannot read: Is a directory", f->dir);
+    expect_errors(f, ini, w1, w2,
+                  ":7: routing_key set twice in [target c] (first at line 6); allowed: once",
+                  ":9: routing_key_file: empty value; allowed: the path of a file holding the key", NULL);
+    free(ini);
+    free(w1);
+    free(w2);
+    free(kf);
+    free(missing);
+}
+
+static void test_key_wrong_length_never_printed(void **state)
+{
+    fx *f = *state;
+    const char *k31 = "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p";
+    const char *k33 = KEY_A "X";
+    char *kf = tu_printf("%s/long.key", f->dir);
+    char *ef = tu_printf("%s/empty.key", f->dir);
+    tu_write_file(kf, tu_contains(k33, "X") ? "  " KEY_A "X\n" : "");
+    tu_write_file(ef, " \n\n");
+
+    char *ini = tu_printf("[target a]\nrouting_key = %s\n[target b]\nrouting_key_file = %s\n"
+                          "[target c]\nrouting_key = A1b2C3d4E5f6 7h8I9j0K1l2M3n4O5p6\n"
+                          "[target d]\nrouting_key_file = %s\n[target e]\nrouting_key = abc\n",
+                          k31, kf, ef);
+    char *w2 = tu_printf(":4: routing_key_file = %s: the key (A1" ELLIPSIS "5p6X) has 33 characters; "
+                         "exactly 32 are required", kf);
+    char *w4 = tu_printf(":8: routing_key_file = %s: the key (" ELLIPSIS ") has 0 characters; "
+                         "exactly 32 are required", ef);
+    expect_errors(f, ini,
+                  ":2: routing_key (A1" ELLIPSIS "4O5p) has 31 characters; exactly 32 are required",
+                  w2,
+                  ":6: routing_key (A1" ELLIPSIS "O5p6) contains a space or a non-printable character; "
+                  "allowed: 32 printable ASCII characters without spaces",
+                  w4,
+                  ":10: routing_key (" ELLIPSIS ") has 3 characters; exactly 32 are required", NULL);
+    for (size_t i = 0; i < f->errs.n; i++) {
+        assert_false(tu_contains(f->errs.msgs[i], k31));
+        assert_false(tu_contains(f->errs.msgs[i], k33));
+        assert_false(tu_contains(f->errs.msgs[i], "A1b2C3d4"));
+    }
+    free(ini);
+    free(w2);
+    free(w4);
+    free(kf);
+    free(ef);
+}
+
+static void test_key_file_read_and_trimmed(void **state)
+{
+    fx *f = *state;
+    char *kf = tu_printf("%s/prod.key", f->dir);
+    tu_write_file(kf, "\n \t" KEY_B "  \r\n\n");
+    char *ini = tu_printf("[target prod]\nrouting_key_file = %s\n[target inline]\nrouting_key = %s\n", kf, KEY_A);
+    load_ok(f, ini);
+    assert_int_equal(f->cfg->n_targets, 2);
+    const pdr_target *t = &f->cfg->targets[0];
+    assert_string_equal(t->name, "prod");
+    assert_string_equal(t->routing_key, KEY_B);
+    assert_string_equal(t->routing_key_file, kf);
+    assert_int_equal(t->line, 1);
+    assert_int_equal(t->n_matchers, 0);
+    t = &f->cfg->targets[1];
+    assert_string_equal(t->name, "inline");
+    assert_string_equal(t->routing_key, KEY_A);
+    assert_null(t->routing_key_file);
+    assert_int_equal(t->line, 3);
+
+    assert_ptr_equal(pdr_config_target(f->cfg, "inline"), &f->cfg->targets[1]);
+    assert_ptr_equal(pdr_config_target(f->cfg, "prod"), &f->cfg->targets[0]);
+    assert_null(pdr_config_target(f->cfg, "staging"));
+    assert_null(pdr_config_target(NULL, "prod"));
+    free(ini);
+    free(kf);
+}
+
+static void test_error_matchers(void **state)
+{
+    fx *f = *state;
+    char why[256];
+    regex_t re;
+    int rc = regcomp(&re, "^(()$", REG_EXTENDED | REG_NOSUB);
+    assert_int_not_equal(rc, 0);
+    regerror(rc, &re, why, sizeof why);
+
+#define MATCHER_ALLOWED "allowed: label=value, label!=value, label=~regex or label!~regex, " \
+                        "label as [a-zA-Z_][a-zA-Z0-9_]*"
+    char *w = tu_printf(":7: match = job=~(: bad regex: %s; allowed: a POSIX extended regular expression", why);
+    expect_errors(f,
+                  "[target t]\nrouting_key = " KEY_A "\nmatch = 1abc=x\nmatch = severity\nmatch = sev~x\n"
+                  "match =\nmatch = job=~(\nmatch = a-b=c\n",
+                  ":3: match = 1abc=x: not a matcher; " MATCHER_ALLOWED,
+                  ":4: match = severity: not a matcher; " MATCHER_ALLOWED,
+                  ":5: match = sev~x: not a matcher; " MATCHER_ALLOWED,
+                  ":6: match = : not a matcher; " MATCHER_ALLOWED,
+                  w,
+                  ":8: match = a-b=c: not a matcher; " MATCHER_ALLOWED, NULL);
+    free(w);
+}
+
+typedef struct labels {
+    const char *const *kv;   /* name, value, name, value, …, NULL */
+} labels;
+
+static const char *label_get(void *ctx, const char *name)
+{
+    const labels *l = ctx;
+    for (size_t i = 0; l->kv[i]; i += 2)
+        if (!strcmp(l->kv[i], name)) return l->kv[i + 1];
+    return NULL;
+}
+
+static int matches(const pdr_target *t, const char *const *kv)
+{
+    labels l = {kv};
+    return pdr_target_matches(t, label_get, &l);
+}
+
+static void test_matchers(void **state)
+{
+    fx *f = *state;
+    load_ok(f,
+            "[target t]\nrouting_key = " KEY_A "\n"
+            "match = severity=critical\n"
+            "match = env != staging\n"
+            "match = team=~\"db|web\"\n"
+            "match = instance!~.*:9100\n"
+            "match = maintenance=\n"
+            "[target all]\nrouting_key = " KEY_B "\n");
+    const pdr_target *t = pdr_config_target(f->cfg, "t");
+    assert_non_null(t);
+    assert_int_equal(t->n_matchers, 5);
+    static const struct { const char *label; pdr_match_op op; const char *value; } want[] = {
+        {"severity", PDR_MATCH_EQ, "critical"}, {"env", PDR_MATCH_NE, "staging"},
+        {"team", PDR_MATCH_RE, "db|web"}, {"instance", PDR_MATCH_NRE, ".*:9100"},
+        {"maintenance", PDR_MATCH_EQ, ""},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(t->matchers[i].label, want[i].label);
+        assert_int_equal(t->matchers[i].op, want[i].op);
+        assert_string_equal(t->matchers[i].value, want[i].value);
+    }
+
+    const char *ok[] = {"severity", "critical", "env", "prod", "team", "db", "instance", "h:9200", NULL};
+    assert_true(matches(t, ok));
+    const char *no_env[] = {"severity", "critical", "team", "web", NULL};   /* absent env: "" != staging */
+    assert_true(matches(t, no_env));
+    const char *warning[] = {"severity", "warning", "team", "db", NULL};
+    assert_false(matches(t, warning));
+    const char *staging[] = {"severity", "critical", "env", "staging", "team", "db", NULL};
+    assert_false(matches(t, staging));
+    const char *no_team[] = {"severity", "critical", NULL};                 /* absent team: "" !~ db|web */
+    assert_false(matches(t, no_team));
+    const char *unanchored[] = {"severity", "critical", "team", "dbx", NULL};  /* the regex is anchored */
+    assert_false(matches(t, unanchored));
+    const char *node[] = {"severity", "critical", "team", "db", "instance", "h:9100", NULL};
+    assert_false(matches(t, node));
+    const char *maint[] = {"severity", "critical", "team", "db", "maintenance", "yes", NULL};
+    assert_false(matches(t, maint));
+    const char *maint_empty[] = {"severity", "critical", "team", "db", "maintenance", "", NULL};
+    assert_true(matches(t, maint_empty));
+
+    const pdr_target *all = pdr_config_target(f->cfg, "all");
+    assert_non_null(all);
+    assert_int_equal(all->n_matchers, 0);
+    const char *none[] = {NULL};
+    assert_true(matches(all, none));
+    assert_true(pdr_target_matches(all, NULL, NULL));
+    assert_false(pdr_target_matches(NULL, label_get, NULL));
+
+    /* =~ .* holds for an absent label, as in Prometheus */
+    load_ok(f, "[target x]\nrouting_key = " KEY_A "\nmatch = anything=~.*\nmatch = other!~.+\n");
+    assert_true(matches(pdr_config_target(f->cfg, "x"), none));
+}
+
+/* ---- caps, several errors, files ---------------------------------------------- */
+
+static void test_caps(void **state)
+{
+    fx *f = *state;
+    size_t cap = 64 * 64 + 64;
+    char *ini = calloc(1, cap * 2), *p;
+    assert_non_null(ini);
+
+    /* 65 targets: the 65th is refused at its header line (2 lines each) */
+    p = ini;
+    for (int i = 0; i <= PDR_CONFIG_MAX_TARGETS; i++)
+        p += sprintf(p, "[target t%d]\nrouting_key = %s\n", i, KEY_A);
+    char *w = tu_printf(":%d: too many targets; allowed: at most 64", 2 * PDR_CONFIG_MAX_TARGETS + 1);
+    expect_errors(f, ini, w, NULL);
+    free(w);
+
+    /* 33 matchers */
+    p = ini;
+    p += sprintf(p, "[target m]\nrouting_key = %s\n", KEY_A);
+    for (int i = 0; i <= PDR_CONFIG_MAX_MATCHERS; i++) p += sprintf(p, "match = l%d=v\n", i);
+    w = tu_printf(":%d: too many match lines in [target m]; allowed: at most 32", PDR_CONFIG_MAX_MATCHERS + 3);
+    expect_errors(f, ini, w, NULL);
+    free(w);
+
+    /* 150 errors: 100 recorded, then one line */
+    p = ini;
+    p += sprintf(p, "[agent]\n");
+    for (int i = 0; i < 150; i++) p += sprintf(p, "k%d = 1\n", i);
+    assert_int_equal(load(f, ini), PDR_ERR_CONFIG);
+    assert_int_equal(f->errs.n, PDR_CONFIG_MAX_ERRORS + 1);
+    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source", f->path);
+    assert_string_equal(f->errs.msgs[99], w);
+    free(w);
+    w = tu_printf("%s: too many errors; only the first 100 are shown", f->path);
+    assert_string_equal(f->errs.msgs[100], w);
+    free(w);
+    free(ini);
+}
+
+static void test_several_errors_all_reported(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "; a file with one mistake of each kind\n"
+                  "[agent]\n"
+                  "log_level = chatty\n"
+                  "[listen]\n"
+                  "port = http\n"
+                  "[dedup]\n"
+                  "ttl = 1 day\n"
+                  "[logging]\n"
+                  "[target prod]\n"
+                  "match = sev\n"
+                  "[outbox]\n"
+                  "max_event = 5\n",
+                  ":3: log_level = chatty: unknown value; allowed: error, warn, info, debug",
+                  ":5: port = http: not an integer; allowed: 0 to 65535",
+                  ":7: ttl = 1 day" NOT_DURATION,
+                  ":8: unknown section [logging]; allowed: [agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]",
+                  ":10: match = sev: not a matcher; " MATCHER_ALLOWED,
+                  ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
+                  "routing_key_file = PATH",
+                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_age",
+                  NULL);
+}
+
+static void test_cannot_open(void **state)
+{
+    fx *f = *state;
+    char *missing = tu_printf("%s/nope.ini", f->dir);
+    assert_int_equal(pdr_config_load(missing, &f->cfg, &f->errs), PDR_ERR_IO);
+    assert_null(f->cfg);
+    assert_int_equal(f->errs.n, 1);
+    char *want = tu_printf("%s: cannot open: No such file or directory", missing);
+    assert_string_equal(f->errs.msgs[0], want);
+    free(want);
+    free(missing);
+
+    /* errs may be NULL */
+    tu_write_file(f->path, "[bogus]\n");
+    pdr_config *c = (pdr_config *)f;   /* any non-NULL value: must be reset */
+    assert_int_equal(pdr_config_load(f->path, &c, NULL), PDR_ERR_CONFIG);
+    assert_null(c);
+    assert_int_equal(pdr_config_load(NULL, &c, NULL), PDR_ERR_INVALID);
+}
+
+static void test_shipped_config(void **state)
+{
+    pdr_config *c = NULL;
+    pdr_config_errors errs = {0};
+    const char *path = PDR_TEST_SOURCE_DIR "/config/pdrelay.ini";
+    (void)state;
+    pdr_rc rc = pdr_config_load(path, &c, &errs);
+    for (size_t i = 0; i < errs.n; i++) print_message("%s\n", errs.msgs[i]);
+    assert_int_equal(rc, PDR_OK);
+    assert_int_equal(errs.n, 0);
+    assert_string_equal(c->path, path);
+    check_defaults(c);   /* every value it shows is the default */
+    pdr_config_destroy(c);
+    pdr_config_errors_cleanup(&errs);
+
+    /* and it names every key of the table */
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    static const char *const keys[] = {
+        "\ndata_dir = ./var\n", "\nlog_level = info\n", "\n;source = ", "\naddress = 127.0.0.1\n",
+        "\nport = 8787\n", "\nunix_socket =\n", "\nauth_token_file =\n",
+        "\nurl = https://events.pagerduty.com\n", "\nrate_per_minute = 120\n", "\nburst = 10\n",
+        "\nbackoff_initial_ms = 100\n", "\nbackoff_max_ms = 5000\n", "\ntimeout_ms = 10000\n",
+        "\nca_file =\n", "\nproxy =\n", "\nsynchronous = full\n", "\nmax_events = 1000000\n",
+        "\nmax_age =\n", "\nttl = 24h\n", "\ncleanup_interval = 1h\n", "\n;[target prod]\n",
+        "\n;routing_key_file = ", "\n;match = ",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!tu_contains(text, keys[i])) print_message("missing: %s", keys[i]);
+        assert_true(tu_contains(text, keys[i]));
+    }
+    free(text);
+}
+
+static void test_names_and_null(void **state)
+{
+    (void)state;
+    assert_string_equal(pdr_log_level_name(PDR_LOG_ERROR), "error");
+    assert_string_equal(pdr_log_level_name(PDR_LOG_WARN), "warn");
+    assert_string_equal(pdr_log_level_name(PDR_LOG_INFO), "info");
+    assert_string_equal(pdr_log_level_name(PDR_LOG_DEBUG), "debug");
+    pdr_config_destroy(NULL);
+    pdr_config_errors_cleanup(NULL);
+    pdr_config_errors e = {0};
+    pdr_config_errors_cleanup(&e);
+    assert_int_equal(e.n, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test_setup_teardown(test_empty_file_is_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_type_parsed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_key_last_wins_and_empty_unsets, setup, teardown),
+        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_duration_format),
+        cmocka_unit_test_setup_teardown(test_durations_in_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_bad_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_bad_enum_url_string, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_backoff_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_syntax, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_continuation_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_length_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_routing_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_wrong_length_never_printed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_file_read_and_trimmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_matchers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_matchers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_several_errors_all_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cannot_open, setup, teardown),
+        cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_names_and_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
