@@ -62,6 +62,9 @@ typedef struct key_def {
     const char *const *names;   /* KT_ENUM: NULL-terminated, index = value */
 } key_def;
 
+#define DURATION_ALLOWED \
+    "a whole number with a unit ms, s, m, h or d (e.g. 500ms, 30s, 5m, 24h, 7d), or 0"
+
 #define MS_SECOND INT64_C(1000)
 #define MS_MINUTE (60 * MS_SECOND)
 #define MS_HOUR (60 * MS_MINUTE)
@@ -345,8 +348,8 @@ static int set_url(load_ctx *c, const key_def *kd, const char *value)
     else
         host = NULL;
     if (!host || !*host || *host == '/' || strpbrk(value, " \t")) {
-        err_at(c, c->lineno, "%s = %s: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
-               kd->key, value);
+        err_at(c, c->lineno, "%s%s%s: %s; allowed: http://HOST[:PORT][/PATH] or https://…", kd->key,
+               *value ? " = " : "", value, *value ? "not an HTTP URL" : "empty value");
         return -1;
     }
     copy = dup_or_fail(c, value);
@@ -364,6 +367,11 @@ static int set_number(load_ctx *c, const key_def *kd, const char *value)
     int overflow;
     const char *what = kd->type == KT_MS ? "not an integer number of milliseconds" : "not an integer";
 
+    if (!*value) {
+        err_at(c, c->lineno, "%s: empty value; allowed: %lld to %lld", kd->key, (long long)kd->min,
+               (long long)kd->max);
+        return -1;
+    }
     if (parse_int64(value, &v, &overflow)) {
         err_at(c, c->lineno, "%s = %s: %s; allowed: %lld to %lld", kd->key, value, what,
                (long long)kd->min, (long long)kd->max);
@@ -391,10 +399,8 @@ static int set_duration(load_ctx *c, const key_def *kd, const char *value)
         return 0;
     }
     if (pdr_duration_parse(value, &v)) {
-        err_at(c, c->lineno,
-               "%s = %s: not a duration; allowed: a whole number with a unit ms, s, m, h or d "
-               "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0",
-               kd->key, value);
+        err_at(c, c->lineno, "%s%s%s: %s; allowed: " DURATION_ALLOWED, kd->key, *value ? " = " : "", value,
+               *value ? "not a duration" : "empty value");
         return -1;
     }
     if (v < kd->min || v > kd->max) {
@@ -427,7 +433,8 @@ static int set_enum(load_ctx *c, const key_def *kd, const char *value)
         }
     }
     join_names(kd->names, allowed, sizeof allowed);
-    err_at(c, c->lineno, "%s = %s: unknown value; allowed: %s", kd->key, value, allowed);
+    err_at(c, c->lineno, "%s%s%s: %s; allowed: %s", kd->key, *value ? " = " : "", value,
+           *value ? "unknown value" : "empty value", allowed);
     return -1;
 }
 
@@ -587,7 +594,8 @@ static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
         }
     }
     if (!op || !label_len || !is_label_start((unsigned char)label[0])) {
-        err_at(c, c->lineno, "match = %s: not a matcher; allowed: %s", spec, MATCHER_ALLOWED);
+        err_at(c, c->lineno, "match%s%s: %s; allowed: %s", *spec ? " = " : "", spec,
+               *spec ? "not a matcher" : "empty value", MATCHER_ALLOWED);
         return;
     }
     while (*p == ' ' || *p == '\t') p++;
@@ -829,6 +837,7 @@ static void classify_line(load_ctx *c, const char *line)
             section_begin(c, p + 1, (size_t)(end - (p + 1)));
         } else {
             syntax_error(c, c->lineno);
+            section_end(c);   /* its keys would land in the previous section: skip them */
         }
         return;
     }
@@ -908,11 +917,11 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
                name);
         return 1;
     }
-    if (c->sec == SEC_IGNORED) return 1;
     if (!*name) {
         syntax_error(c, c->lineno);
         return 1;
     }
+    if (c->sec == SEC_IGNORED) return 1;
     if (c->sec == SEC_NONE) {
         err_at(c, c->lineno, "key '%s' is outside any section; allowed: keys under %s", name, SECTIONS_ALLOWED);
         return 1;
