@@ -531,9 +531,21 @@ static pdr_rc db_quick_check(db_t *db, char *errbuf, size_t errsz)
     }
     res = (const char *)sqlite3_column_text(st, 0);
     if (!res || strcmp(res, "ok") != 0) {
-        db_msg(db->errmsg, sizeof db->errmsg, "quick_check: %s", res ? res : "(no result)");
-        db_msg(errbuf, errsz, "%s is corrupt: %s. " DB_ADVICE_CORRUPT,
-               db->path, res ? res : "quick_check gave no result");
+        /* The answer is one problem per line (or per row), the first line
+        ** perhaps only "*** in database main ***": keep the first problem. */
+        const char *first = res ? res : "quick_check gave no result";
+        const char *nl = strchr(first, '\n');
+        int more;
+        if (nl && !strncmp(first, "*** ", 4)) {
+            first = nl + 1;
+            nl = strchr(first, '\n');
+        }
+        db_msg(db->errmsg, sizeof db->errmsg, "quick_check: %.*s",
+               (int)(nl ? (size_t)(nl - first) : strlen(first)), first);
+        /* (res is invalid once the statement steps again) */
+        more = nl != NULL || sqlite3_step(st) == SQLITE_ROW;
+        db_msg(errbuf, errsz, "%s is corrupt (%s%s). " DB_ADVICE_CORRUPT,
+               db->path, db->errmsg, more ? ", and more" : "");
         rc = PDR_ERR_CORRUPT;
     }
 out:

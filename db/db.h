@@ -228,6 +228,7 @@ pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
 pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
                     db_dedup_entry *out);
 
+/* PDR_ERR_NOT_FOUND if there was no such entry. */
 pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint);
 
 /* Deletes expired entries; *n_out how many (may be NULL). */

@@ -1,0 +1,496 @@
+/*
+** test_db_open.c — opening the database: modes of the files and directories
+** pdrelay creates, the pragmas in force, migration of a new or empty file,
+** and the refusals (too new, not SQLite, not pdrelay's, corrupt) that must
+** leave the user's file byte for byte as it was.
+**
+** sqlite3 is used directly only to build fixtures; every assertion goes
+** through the db API.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "testutil.h"
+#include "db.h"
+#include "clock.h"
+
+#define RK_A "R0000000000000000000000000000AAA"
+
+static db_options opts_for(const char *dir)
+{
+    db_options o;
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    o.sync_full = 1;
+    o.max_events = 1000;
+    return o;
+}
+
+static void push_one(db_t *db, const char *body)
+{
+    db_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = RK_A;
+    ev.action = PDR_ACTION_TRIGGER;
+    ev.dedup_key = "k";
+    ev.body = body;
+    ev.body_len = strlen(body);
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
+}
+
+static mode_t mode_of(const char *path)
+{
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return sb.st_mode & 07777;
+}
+
+/* Runs SQL on a raw connection (fixtures only). */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+}
+
+/* Opens dir expecting failure `want`; checks the message names the file and
+** contains each of the NULL-terminated needles, and that the file's bytes
+** did not change. */
+static void expect_refused(const char *dir, int read_only, pdr_rc want, ...)
+{
+    char *path = tu_printf("%s/%s", dir, DB_FILE_NAME);
+    size_t len_before = 0, len_after = 0;
+    char *before = tu_read_file(path, &len_before);
+    char errbuf[512];
+    db_options o = opts_for(dir);
+    db_t *db = (db_t *)0x1;
+    const char *needle;
+    va_list ap;
+
+    assert_non_null(before);
+    o.read_only = read_only;
+    assert_int_equal(db_open(&o, &db, errbuf, sizeof errbuf), want);
+    assert_null(db);
+    assert_true(tu_contains(errbuf, path));
+    va_start(ap, want);
+    while ((needle = va_arg(ap, const char *)) != NULL) {
+        if (!tu_contains(errbuf, needle)) fail_msg("message \"%s\" lacks \"%s\"", errbuf, needle);
+    }
+    va_end(ap);
+
+    char *after = tu_read_file(path, &len_after);
+    assert_non_null(after);
+    assert_int_equal(len_before, len_after);
+    assert_memory_equal(before, after, len_before);
+    free(before);
+    free(after);
+    free(path);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t len = 0;
+    char *data = tu_read_file(from, &len);
+    FILE *f;
+    assert_non_null(data);
+    f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    free(data);
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+static void test_creates_dirs_and_file_with_private_modes(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *dir = tu_printf("%s/a/b/var", tmp);
+    char *a = tu_printf("%s/a", tmp);
+    char *path, *wal, *shm;
+    db_options o = opts_for(dir);
+    db_t *db = NULL;
+    char errbuf[256];
+    (void)state;
+
+    assert_int_equal(db_open(&o, &db, errbuf, sizeof errbuf), PDR_OK);
+    path = tu_printf("%s/%s", dir, DB_FILE_NAME);
+    assert_string_equal(db_path(db), path);
+    assert_int_equal(mode_of(a), 0700);
+    assert_int_equal(mode_of(dir), 0700);
+    assert_int_equal(mode_of(path), 0600);
+    push_one(db, "{}");
+    wal = tu_printf("%s-wal", path);
+    shm = tu_printf("%s-shm", path);
+    assert_int_equal(mode_of(wal), 0600);
+    assert_int_equal(mode_of(shm), 0600);
+    db_close(db);
+
+    free(wal);
+    free(shm);
+    free(path);
+    free(a);
+    free(dir);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_pragmas_full(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_t *db = NULL;
+    (void)state;
+
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_settings_get(db, &s), PDR_OK);
+    assert_string_equal(s.journal_mode, "wal");
+    assert_int_equal(s.synchronous, 2);
+    assert_int_equal(s.busy_timeout_ms, 5000);
+    assert_int_equal(s.journal_size_limit, 16 * 1024 * 1024);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
+    assert_int_not_equal(s.application_id, 0);
+    db_close(db);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_pragmas_normal_and_busy_timeout(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_t *db = NULL;
+    (void)state;
+
+    o.sync_full = 0;
+    o.busy_timeout_ms = 1234;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_settings_get(db, &s), PDR_OK);
+    assert_string_equal(s.journal_mode, "wal");
+    assert_int_equal(s.synchronous, 1);
+    assert_int_equal(s.busy_timeout_ms, 1234);
+    db_close(db);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_migrates_empty_file(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_t *db = NULL;
+    int64_t pending = -1, dead = -1;
+    (void)state;
+
+    tu_write_file(path, "");
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_settings_get(db, &s), PDR_OK);
+    assert_int_equal(s.user_version, 1);
+    assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
+    assert_int_equal(pending, 0);
+    assert_int_equal(dead, 0);
+    db_close(db);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_reopen_keeps_rows_and_version(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_t *db = NULL;
+    int64_t pending = 0;
+    (void)state;
+
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    push_one(db, "{\"a\":1}");
+    db_close(db);
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_settings_get(db, &s), PDR_OK);
+    assert_int_equal(s.user_version, 1);
+    assert_int_equal(db_outbox_count(db, &pending, NULL), PDR_OK);
+    assert_int_equal(pending, 1);
+    db_close(db);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+static void test_too_new_is_refused_untouched(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_t *db = NULL;
+    (void)state;
+
+    /* A real pdrelay database, then "upgraded" by a future pdrelay. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    push_one(db, "{}");
+    db_close(db);
+    raw_exec(path, "PRAGMA user_version=99");
+
+    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(1)", "upgrade pdrelay", "untouched",
+                   (const char *)NULL);
+    expect_refused(tmp, 1, PDR_ERR_TOO_NEW, "99", (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_too_new_bare_file(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    (void)state;
+
+    raw_exec(path, "PRAGMA user_version=99");
+    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "schema version 99", (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_not_a_database_is_refused_untouched(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    char text[8192];
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof text - 1; i++) text[i] = (char)('a' + i % 26);
+    text[sizeof text - 1] = '\0';
+    tu_write_file(path, text);
+    expect_refused(tmp, 0, PDR_ERR_CORRUPT, "not a SQLite database", "untouched",
+                   (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_foreign_database_is_refused_untouched(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    (void)state;
+
+    /* Someone else's tables, no application_id. */
+    raw_exec(path, "CREATE TABLE photos(id INTEGER PRIMARY KEY, name TEXT);"
+                   "INSERT INTO photos(name) VALUES('cat.jpg');");
+    expect_refused(tmp, 0, PDR_ERR_CORRUPT, "not a pdrelay database", (const char *)NULL);
+    /* Someone else's application_id. */
+    raw_exec(path, "PRAGMA application_id=1234");
+    expect_refused(tmp, 0, PDR_ERR_CORRUPT, "not a pdrelay database", "application_id",
+                   (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_corrupt_fixture_is_refused_untouched(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    (void)state;
+
+    copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
+    expect_refused(tmp, 0, PDR_ERR_CORRUPT, "is corrupt", "left untouched",
+                   "move it aside", "restore a backup", (const char *)NULL);
+    expect_refused(tmp, 1, PDR_ERR_CORRUPT, "is corrupt", (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* Without quick_check the damage is met by the first read that crosses the
+** broken page, and reported as PDR_ERR_CORRUPT, not a crash. */
+static void test_corrupt_fixture_without_quick_check(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_row *rows = NULL;
+    size_t n = 0;
+    db_t *db = NULL;
+    (void)state;
+
+    copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
+    o.skip_quick_check = 1;
+    o.read_only = 1;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_ERR_CORRUPT);
+    assert_null(rows);
+    assert_true(tu_contains(db_errmsg(db), "malformed"));
+    db_close(db);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* ---- read-only, paths, locks --------------------------------------------- */
+
+static void test_read_only(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *sub = tu_printf("%s/none", tmp);
+    db_options o = opts_for(sub);
+    db_event ev;
+    db_t *db = NULL, *ro = NULL;
+    char errbuf[256];
+    int64_t pending = 0;
+    struct stat sb;
+    (void)state;
+
+    o.read_only = 1;
+    assert_int_equal(db_open(&o, &ro, errbuf, sizeof errbuf), PDR_ERR_NOT_FOUND);
+    assert_true(tu_contains(errbuf, "does not exist"));
+    assert_int_not_equal(stat(sub, &sb), 0); /* read-only creates nothing */
+
+    o.read_only = 0;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    push_one(db, "{}");
+    o.read_only = 1;
+    assert_int_equal(db_open(&o, &ro, NULL, 0), PDR_OK);
+    assert_int_equal(db_outbox_count(ro, &pending, NULL), PDR_OK);
+    assert_int_equal(pending, 1);
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = RK_A;
+    ev.action = PDR_ACTION_TRIGGER;
+    ev.dedup_key = "other";
+    ev.body = "{}";
+    ev.body_len = 2;
+    assert_int_equal(db_outbox_push(ro, &ev, NULL), PDR_ERR_READONLY);
+    db_close(ro);
+    db_close(db);
+    free(sub);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_data_dir_is_a_file(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *file = tu_printf("%s/plain", tmp);
+    db_options o = opts_for(file);
+    db_t *db = NULL;
+    char errbuf[256];
+    (void)state;
+
+    tu_write_file(file, "x");
+    assert_int_not_equal(db_open(&o, &db, errbuf, sizeof errbuf), PDR_OK);
+    assert_null(db);
+    assert_true(tu_contains(errbuf, file));
+    free(file);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static void test_invalid_options(void **state)
+{
+    db_options o;
+    db_t *db = NULL;
+    char errbuf[64];
+    (void)state;
+    memset(&o, 0, sizeof o);
+    assert_int_equal(db_open(&o, &db, errbuf, sizeof errbuf), PDR_ERR_INVALID);
+    assert_int_equal(db_open(NULL, &db, NULL, 0), PDR_ERR_INVALID);
+    db_close(NULL);
+}
+
+/* Another process holds the write lock past our busy timeout. */
+static void test_locked_is_busy(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_event ev;
+    sqlite3 *h = NULL;
+    db_t *db = NULL;
+    (void)state;
+
+    o.busy_timeout_ms = 50;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = RK_A;
+    ev.action = PDR_ACTION_TRIGGER;
+    ev.dedup_key = "k";
+    ev.body = "{}";
+    ev.body_len = 2;
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_ERR_BUSY);
+    assert_int_equal(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    /* Once released, the handle works again. */
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
+    db_close(db);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* Two handles (as the daemon and `pdrelay send` are): counts agree. */
+static void test_two_handles_share_counts(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_t *a = NULL, *b = NULL;
+    int64_t pending = 0;
+    (void)state;
+
+    assert_int_equal(db_open(&o, &a, NULL, 0), PDR_OK);
+    assert_int_equal(db_open(&o, &b, NULL, 0), PDR_OK);
+    push_one(a, "{\"n\":1}");
+    push_one(b, "{\"n\":2}");
+    assert_int_equal(db_outbox_count(a, &pending, NULL), PDR_OK);
+    assert_int_equal(pending, 2);
+    assert_int_equal(db_outbox_count(b, &pending, NULL), PDR_OK);
+    assert_int_equal(pending, 2);
+    db_close(a);
+    db_close(b);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_creates_dirs_and_file_with_private_modes),
+        cmocka_unit_test(test_pragmas_full),
+        cmocka_unit_test(test_pragmas_normal_and_busy_timeout),
+        cmocka_unit_test(test_migrates_empty_file),
+        cmocka_unit_test(test_reopen_keeps_rows_and_version),
+        cmocka_unit_test(test_too_new_is_refused_untouched),
+        cmocka_unit_test(test_too_new_bare_file),
+        cmocka_unit_test(test_not_a_database_is_refused_untouched),
+        cmocka_unit_test(test_foreign_database_is_refused_untouched),
+        cmocka_unit_test(test_corrupt_fixture_is_refused_untouched),
+        cmocka_unit_test(test_corrupt_fixture_without_quick_check),
+        cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_data_dir_is_a_file),
+        cmocka_unit_test(test_invalid_options),
+        cmocka_unit_test(test_locked_is_busy),
+        cmocka_unit_test(test_two_handles_share_counts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,812 @@
+/*
+** test_outbox.c — the outbox through db.h: push and coalescing, the bound,
+** due heads per routing key, the sender's outcomes, dead letters (kill,
+** list, retry, purge), stats and counts. Time is the fake clock.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "db.h"
+#include "clock.h"
+
+#define RK_A "R0000000000000000000000000000AAA"
+#define RK_B "R0000000000000000000000000000BBB"
+#define RK_C "R0000000000000000000000000000CCC"
+#define T0 1700000000000LL
+
+typedef struct fixture {
+    char *dir;
+    db_t *db;
+} fixture;
+
+static fixture *fixture_open(int64_t max_events)
+{
+    fixture *f = calloc(1, sizeof *f);
+    db_options o;
+    char errbuf[256];
+    assert_non_null(f);
+    f->dir = tu_mkdtemp();
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->dir;
+    o.sync_full = 0; /* the durability of a test dir does not matter */
+    o.max_events = max_events;
+    tu_clock_install(T0);
+    if (db_open(&o, &f->db, errbuf, sizeof errbuf) != PDR_OK) fail_msg("db_open: %s", errbuf);
+    return f;
+}
+
+static int setup(void **state)
+{
+    *state = fixture_open(1000);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    db_close(f->db);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static db_event ev_make(const char *rk, pdr_action action, const char *dedup_key, const char *body)
+{
+    db_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = rk;
+    ev.action = action;
+    ev.dedup_key = dedup_key;
+    ev.body = body;
+    ev.body_len = strlen(body);
+    return ev;
+}
+
+/* Pushes and expects PDR_OK; returns the id. */
+static int64_t push(db_t *db, const char *rk, pdr_action action, const char *dk, const char *body)
+{
+    db_event ev = ev_make(rk, action, dk, body);
+    int64_t id = -1;
+    assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+static void expect_counts(db_t *db, int64_t pending, int64_t dead)
+{
+    int64_t p = -1, d = -1;
+    assert_int_equal(db_outbox_count(db, &p, &d), PDR_OK);
+    assert_int_equal(p, pending);
+    assert_int_equal(d, dead);
+}
+
+/* Ids of the due heads, in order; returns how many. */
+static size_t due_ids(db_t *db, size_t max, int64_t *ids)
+{
+    db_row *rows = NULL;
+    size_t n = 0, i;
+    assert_int_equal(db_outbox_due(db, pdr_clock_now_ms(), max, &rows, &n), PDR_OK);
+    for (i = 0; i < n; i++) ids[i] = rows[i].id;
+    db_rows_free(rows, n);
+    return n;
+}
+
+/* Ids of a list, in order; returns how many. */
+static size_t list_ids(db_t *db, db_row_state st, const char *rk, size_t limit, int64_t *ids)
+{
+    db_row *rows = NULL;
+    size_t n = 0, i;
+    assert_int_equal(db_outbox_list(db, st, rk, limit, &rows, &n), PDR_OK);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(rows[i].state, st);
+        if (rk) assert_string_equal(rows[i].routing_key, rk);
+        ids[i] = rows[i].id;
+    }
+    db_rows_free(rows, n);
+    return n;
+}
+
+/* ---- push ------------------------------------------------------------------ */
+
+static void test_push_and_get(void **state)
+{
+    fixture *f = *state;
+    const char *body = "{\"payload\":{\"summary\":\"disk full\"}}trailing";
+    db_event ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "disk-full", body);
+    db_row row;
+    int64_t id = 0;
+
+    ev.fingerprint = "fp-1";
+    ev.body_len = strlen(body) - strlen("trailing"); /* body_len is what counts */
+    assert_int_equal(db_outbox_push(f->db, &ev, &id), PDR_OK);
+    assert_int_equal(db_outbox_get(f->db, id, &row), PDR_OK);
+    assert_int_equal(row.id, id);
+    assert_string_equal(row.routing_key, RK_A);
+    assert_int_equal(row.action, PDR_ACTION_TRIGGER);
+    assert_string_equal(row.dedup_key, "disk-full");
+    assert_string_equal(row.fingerprint, "fp-1");
+    assert_string_equal(row.body, "{\"payload\":{\"summary\":\"disk full\"}}");
+    assert_int_equal(row.body_len, ev.body_len);
+    assert_int_equal(row.created_ms, T0);
+    assert_int_equal(row.attempts, 0);
+    assert_int_equal(row.next_ms, T0);
+    assert_null(row.last_error);
+    assert_int_equal(row.state, DB_ROW_PENDING);
+    assert_int_equal(row.dead_ms, 0);
+    db_row_cleanup(&row);
+    db_row_cleanup(&row); /* idempotent */
+
+    /* A change event: no dedup key, no fingerprint. */
+    id = push(f->db, RK_A, PDR_ACTION_CHANGE, NULL, "{\"summary\":\"deploy\"}");
+    assert_int_equal(db_outbox_get(f->db, id, &row), PDR_OK);
+    assert_null(row.dedup_key);
+    assert_null(row.fingerprint);
+    assert_int_equal(row.action, PDR_ACTION_CHANGE);
+    db_row_cleanup(&row);
+
+    assert_int_equal(db_outbox_get(f->db, 999999, &row), PDR_ERR_NOT_FOUND);
+    expect_counts(f->db, 2, 0);
+}
+
+static void test_push_invalid(void **state)
+{
+    fixture *f = *state;
+    db_event ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "k", "{}");
+    char longkey[PDR_DEDUP_KEY_MAX + 2];
+
+    ev.routing_key = NULL;
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_INVALID);
+    ev = ev_make(RK_A, (pdr_action)9, "k", "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_INVALID);
+    ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "k", "{}");
+    ev.body = NULL;
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_INVALID);
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    ev = ev_make(RK_A, PDR_ACTION_TRIGGER, longkey, "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_INVALID);
+    assert_int_equal(db_outbox_push(f->db, NULL, NULL), PDR_ERR_INVALID);
+    expect_counts(f->db, 0, 0);
+}
+
+static void test_batch_push(void **state)
+{
+    fixture *f = *state;
+    db_event evs[100];
+    pdr_rc results[100];
+    int64_t ids[100];
+    char bodies[100][32];
+    size_t i;
+
+    for (i = 0; i < 100; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "{\"n\":%zu}", i);
+        evs[i] = ev_make(i % 2 ? RK_A : RK_B, PDR_ACTION_TRIGGER, bodies[i], bodies[i]);
+    }
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 100, results, ids), PDR_OK);
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(results[i], PDR_OK);
+        if (i) assert_true(ids[i] > ids[i - 1]);
+    }
+    expect_counts(f->db, 100, 0);
+    /* ids may be NULL; n = 0 is a no-op */
+    evs[0] = ev_make(RK_C, PDR_ACTION_TRIGGER, "x", "{}");
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 1, results, NULL), PDR_OK);
+    assert_int_equal(results[0], PDR_OK);
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 0, results, NULL), PDR_OK);
+    expect_counts(f->db, 101, 0);
+}
+
+/* ---- coalescing ------------------------------------------------------------- */
+
+static void test_coalesce_repeated_trigger(void **state)
+{
+    fixture *f = *state;
+    db_event ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "cpu", "{\"summary\":\"cpu hot\"}");
+    int64_t id1 = 0, id2 = 0;
+
+    assert_int_equal(db_outbox_push(f->db, &ev, &id1), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ev, &id2), PDR_COALESCED);
+    assert_int_equal(id2, id1);
+    assert_int_equal(db_outbox_push(f->db, &ev, &id2), PDR_COALESCED);
+    expect_counts(f->db, 1, 0);
+
+    /* Same key and action, another body (one byte differs): stored. */
+    ev.body = "{\"summary\":\"cpu hoT\"}";
+    assert_int_equal(db_outbox_push(f->db, &ev, &id2), PDR_OK);
+    assert_true(id2 > id1);
+    /* A longer body sharing the prefix: stored. */
+    ev.body = "{\"summary\":\"cpu hoT\"} ";
+    ev.body_len = strlen(ev.body);
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    /* Same body, other routing key or other dedup key: stored. */
+    ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "cpu", "{\"summary\":\"cpu hot\"}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "cpu2", "{\"summary\":\"cpu hot\"}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    expect_counts(f->db, 5, 0);
+}
+
+/* Only the newest pending row counts: trigger, resolve, trigger re-opens the
+** incident, so the third event must be stored. */
+static void test_coalesce_trigger_resolve_trigger(void **state)
+{
+    fixture *f = *state;
+    const char *body = "{\"summary\":\"link down\"}";
+    db_event trig = ev_make(RK_A, PDR_ACTION_TRIGGER, "link", body);
+    db_event res = ev_make(RK_A, PDR_ACTION_RESOLVE, "link", body);
+    int64_t ids[8];
+
+    assert_int_equal(db_outbox_push(f->db, &trig, NULL), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &res, NULL), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &trig, NULL), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &trig, NULL), PDR_COALESCED);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_A, 0, ids), 3);
+}
+
+static void test_coalesce_change_events_null_key(void **state)
+{
+    fixture *f = *state;
+    db_event ch = ev_make(RK_A, PDR_ACTION_CHANGE, NULL, "{\"summary\":\"deploy 42\"}");
+    db_event ch2 = ev_make(RK_A, PDR_ACTION_CHANGE, NULL, "{\"summary\":\"deploy 43\"}");
+    db_event trig = ev_make(RK_A, PDR_ACTION_TRIGGER, "x", "{\"summary\":\"deploy 43\"}");
+    int64_t id1 = 0, id2 = 0;
+
+    assert_int_equal(db_outbox_push(f->db, &ch, &id1), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ch, &id2), PDR_COALESCED);
+    assert_int_equal(id1, id2);
+    assert_int_equal(db_outbox_push(f->db, &trig, NULL), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ch2, NULL), PDR_OK);
+    /* The newest NULL-key row is now ch2: ch is stored again. */
+    assert_int_equal(db_outbox_push(f->db, &ch, NULL), PDR_OK);
+    expect_counts(f->db, 4, 0);
+}
+
+/* Rows that left the pending state do not coalesce anything. */
+static void test_coalesce_only_pending(void **state)
+{
+    fixture *f = *state;
+    db_event ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "k", "{}");
+    int64_t id = 0;
+
+    assert_int_equal(db_outbox_push(f->db, &ev, &id), PDR_OK);
+    assert_int_equal(db_outbox_delivered(f->db, id), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ev, &id), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, id, "400"), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ev, &id), PDR_OK);
+    expect_counts(f->db, 1, 1);
+}
+
+static void test_coalesce_within_batch(void **state)
+{
+    fixture *f = *state;
+    db_event evs[3];
+    pdr_rc results[3];
+    int64_t ids[3];
+
+    evs[0] = ev_make(RK_A, PDR_ACTION_TRIGGER, "k", "{\"a\":1}");
+    evs[1] = evs[0];
+    evs[2] = ev_make(RK_A, PDR_ACTION_RESOLVE, "k", "{\"a\":1}");
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 3, results, ids), PDR_OK);
+    assert_int_equal(results[0], PDR_OK);
+    assert_int_equal(results[1], PDR_COALESCED);
+    assert_int_equal(ids[1], ids[0]);
+    assert_int_equal(results[2], PDR_OK);
+    expect_counts(f->db, 2, 0);
+}
+
+/* ---- bound ------------------------------------------------------------------- */
+
+static void test_max_events_single(void **state)
+{
+    fixture *f = fixture_open(3);
+    db_event ev;
+    int64_t id1, n = 0;
+    (void)state;
+
+    id1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "1", "{}");
+    push(f->db, RK_A, PDR_ACTION_TRIGGER, "2", "{}");
+    push(f->db, RK_B, PDR_ACTION_TRIGGER, "3", "{}");
+    ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "4", "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_FULL);
+    expect_counts(f->db, 3, 0);
+    /* A coalesced event needs no space. */
+    ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "3", "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_COALESCED);
+    /* Dead letters count against the bound. */
+    assert_int_equal(db_outbox_kill(f->db, id1, "400"), PDR_OK);
+    ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "4", "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_FULL);
+    assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    expect_counts(f->db, 3, 0);
+    teardown((void **)&f);
+}
+
+static void test_max_events_batch(void **state)
+{
+    fixture *f = fixture_open(5);
+    db_event evs[4];
+    pdr_rc results[4];
+    int64_t ids[4];
+    (void)state;
+
+    push(f->db, RK_A, PDR_ACTION_TRIGGER, "a", "{}");
+    push(f->db, RK_A, PDR_ACTION_TRIGGER, "b", "{}");
+    push(f->db, RK_A, PDR_ACTION_TRIGGER, "c", "{}");
+    evs[0] = ev_make(RK_B, PDR_ACTION_TRIGGER, "d", "{}");
+    evs[1] = ev_make(RK_B, PDR_ACTION_TRIGGER, "e", "{}");
+    evs[2] = ev_make(RK_B, PDR_ACTION_TRIGGER, "f", "{}");
+    evs[3] = ev_make(RK_A, PDR_ACTION_TRIGGER, "a", "{}"); /* coalesces even when full */
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 4, results, ids), PDR_OK);
+    assert_int_equal(results[0], PDR_OK);
+    assert_int_equal(results[1], PDR_OK);
+    assert_int_equal(results[2], PDR_ERR_FULL);
+    assert_int_equal(ids[2], 0);
+    assert_int_equal(results[3], PDR_COALESCED);
+    expect_counts(f->db, 5, 0);
+    teardown((void **)&f);
+}
+
+/* ---- the sender's view ---------------------------------------------------------- */
+
+static void test_heads_across_keys(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, b1, b2, c1, ids[8];
+    db_row row;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    c1 = push(f->db, RK_C, PDR_ACTION_TRIGGER, "c1", "{}");
+    b2 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b2", "{}");
+
+    /* One head per key, earliest next_ms (then id) first. */
+    assert_int_equal(due_ids(f->db, 10, ids), 3);
+    assert_int_equal(ids[0], a1);
+    assert_int_equal(ids[1], b1);
+    assert_int_equal(ids[2], c1);
+    assert_int_equal(due_ids(f->db, 2, ids), 2);
+    assert_int_equal(due_ids(f->db, 0, ids), 0);
+
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.id, a1);
+    db_row_cleanup(&row);
+
+    assert_int_equal(db_outbox_delivered(f->db, a1), PDR_OK);
+    assert_int_equal(db_outbox_delivered(f->db, a1), PDR_ERR_NOT_FOUND);
+    assert_int_equal(due_ids(f->db, 10, ids), 3);
+    assert_int_equal(ids[0], b1);
+    assert_int_equal(ids[1], a2);
+    assert_int_equal(ids[2], c1);
+
+    assert_int_equal(db_outbox_delivered(f->db, b1), PDR_OK);
+    assert_int_equal(db_outbox_delivered(f->db, a2), PDR_OK);
+    assert_int_equal(db_outbox_delivered(f->db, c1), PDR_OK);
+    assert_int_equal(due_ids(f->db, 10, ids), 1);
+    assert_int_equal(ids[0], b2);
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_delivered(f->db, b2), PDR_OK);
+    assert_int_equal(due_ids(f->db, 10, ids), 0);
+    expect_counts(f->db, 0, 0);
+}
+
+static void test_non_due_head_holds_back_its_key(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, b1, ids[8], next = 0;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    tu_clock_advance(5);
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");
+    assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_OK);
+    assert_int_equal(next, T0);
+
+    assert_int_equal(db_outbox_reschedule(f->db, a1, T0 + 1000, "HTTP 503"), PDR_OK);
+    /* a2 is due but waits behind its head. */
+    assert_int_equal(due_ids(f->db, 10, ids), 1);
+    assert_int_equal(ids[0], b1);
+    assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_OK);
+    assert_int_equal(next, T0 + 5);
+
+    assert_int_equal(db_outbox_delivered(f->db, b1), PDR_OK);
+    assert_int_equal(due_ids(f->db, 10, ids), 0);
+    assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_OK);
+    assert_int_equal(next, T0 + 1000);
+
+    tu_clock_advance(994); /* T0 + 999 */
+    assert_int_equal(due_ids(f->db, 10, ids), 0);
+    tu_clock_advance(1);
+    assert_int_equal(due_ids(f->db, 10, ids), 1);
+    assert_int_equal(ids[0], a1);
+    assert_int_equal(db_outbox_delivered(f->db, a1), PDR_OK);
+    assert_int_equal(due_ids(f->db, 10, ids), 1);
+    assert_int_equal(ids[0], a2);
+    assert_int_equal(db_outbox_delivered(f->db, a2), PDR_OK);
+    assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_ERR_NOT_FOUND);
+}
+
+/* Heads among many keys and rows: the order is by next_ms, then id. */
+static void test_due_order_by_next_ms(void **state)
+{
+    fixture *f = *state;
+    char rk[PDR_ROUTING_KEY_LEN + 1], dk[16];
+    int64_t first[20], ids[20];
+    int i, j;
+
+    for (j = 0; j < 5; j++) {
+        for (i = 0; i < 20; i++) {
+            snprintf(rk, sizeof rk, "R%031d", i);
+            snprintf(dk, sizeof dk, "round-%d", j);
+            int64_t id = push(f->db, rk, PDR_ACTION_TRIGGER, dk, "{}");
+            if (!j) first[i] = id;
+        }
+    }
+    /* Key i's head becomes due at T0 + (20 - i): reverse order. */
+    for (i = 0; i < 20; i++)
+        assert_int_equal(db_outbox_reschedule(f->db, first[i], T0 + 20 - i, NULL), PDR_OK);
+    tu_clock_advance(100);
+    assert_int_equal(due_ids(f->db, 20, ids), 20);
+    for (i = 0; i < 20; i++) assert_int_equal(ids[i], first[19 - i]);
+    assert_int_equal(due_ids(f->db, 3, ids), 3);
+    assert_int_equal(ids[0], first[19]);
+}
+
+static void test_reschedule(void **state)
+{
+    fixture *f = *state;
+    int64_t id = push(f->db, RK_A, PDR_ACTION_TRIGGER, "k", "{}");
+    db_row row;
+
+    assert_int_equal(db_outbox_reschedule(f->db, id, T0 + 100, "HTTP 429"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, id, T0 + 300, "timeout"), PDR_OK);
+    assert_int_equal(db_outbox_get(f->db, id, &row), PDR_OK);
+    assert_int_equal(row.attempts, 2);
+    assert_int_equal(row.next_ms, T0 + 300);
+    assert_string_equal(row.last_error, "timeout");
+    assert_int_equal(row.state, DB_ROW_PENDING);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_reschedule(f->db, id, T0 + 400, NULL), PDR_OK);
+    assert_int_equal(db_outbox_get(f->db, id, &row), PDR_OK);
+    assert_int_equal(row.attempts, 3);
+    assert_null(row.last_error);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_reschedule(f->db, id + 100, T0, "x"), PDR_ERR_NOT_FOUND);
+    expect_counts(f->db, 1, 0);
+}
+
+/* ---- dead letters ------------------------------------------------------------------ */
+
+static void test_kill_and_list_dead(void **state)
+{
+    fixture *f = *state;
+    const char *err = "HTTP 400: {\"status\":\"invalid event\",\"errors\":[\"'routing_key' is invalid\"]}";
+    int64_t a1, a2, ids[8];
+    db_row *rows = NULL, row;
+    size_t n = 0;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    tu_clock_advance(42);
+    assert_int_equal(db_outbox_kill(f->db, a1, err), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, a1, err), PDR_ERR_NOT_FOUND);
+    /* Invariant 2: a dead row is not delivered away. */
+    assert_int_equal(db_outbox_delivered(f->db, a1), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_reschedule(f->db, a1, T0, NULL), PDR_ERR_NOT_FOUND);
+    expect_counts(f->db, 1, 1);
+
+    assert_int_equal(db_outbox_list(f->db, DB_ROW_DEAD, NULL, 0, &rows, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, a1);
+    assert_int_equal(rows[0].state, DB_ROW_DEAD);
+    assert_string_equal(rows[0].last_error, err);
+    assert_int_equal(rows[0].dead_ms, T0 + 42);
+    db_rows_free(rows, n);
+
+    /* The rest of the key goes on. */
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.id, a2);
+    db_row_cleanup(&row);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, NULL, 0, ids), 1);
+    assert_int_equal(ids[0], a2);
+    assert_int_equal(list_ids(f->db, DB_ROW_DEAD, RK_B, 0, ids), 0);
+}
+
+static void test_kill_older(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, b1, n = 0;
+    db_row row;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");
+    tu_clock_advance(10);
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    assert_int_equal(db_outbox_kill_older(f->db, T0, "max_age", &n), PDR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(db_outbox_kill_older(f->db, T0 + 5, "max_age", &n), PDR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(db_outbox_get(f->db, a1, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_DEAD);
+    assert_string_equal(row.last_error, "max_age");
+    assert_int_equal(row.dead_ms, T0 + 10);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, b1, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_DEAD);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, a2, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_PENDING);
+    db_row_cleanup(&row);
+    expect_counts(f->db, 1, 2);
+}
+
+static void test_retry_all_keeps_order_with_new_ids(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, a3, b1, ids[8], n = 0;
+    db_row *rows = NULL, row;
+    size_t nr = 0;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{\"n\":1}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{\"n\":2}");
+    a3 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a3", "{\"n\":3}");
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{\"n\":4}");
+    assert_int_equal(db_outbox_reschedule(f->db, a2, T0 + 5, "503"), PDR_OK);
+    /* Killed out of id order: retry must restore id order, not kill order. */
+    assert_int_equal(db_outbox_kill(f->db, a2, "400 second"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, a1, "400 first"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, b1, "403"), PDR_OK);
+    expect_counts(f->db, 1, 3);
+
+    tu_clock_advance(1000);
+    assert_int_equal(db_outbox_retry_all(f->db, &n), PDR_OK);
+    assert_int_equal(n, 3);
+    expect_counts(f->db, 4, 0);
+    assert_int_equal(list_ids(f->db, DB_ROW_DEAD, NULL, 0, ids), 0);
+
+    /* A's queue: a3 (never died), then a1', a2' at the back, in order. */
+    assert_int_equal(db_outbox_list(f->db, DB_ROW_PENDING, RK_A, 0, &rows, &nr), PDR_OK);
+    assert_int_equal(nr, 3);
+    assert_int_equal(rows[0].id, a3);
+    assert_true(rows[1].id > b1);
+    assert_true(rows[2].id > rows[1].id);
+    assert_string_equal(rows[1].dedup_key, "a1");
+    assert_string_equal(rows[1].body, "{\"n\":1}");
+    assert_string_equal(rows[2].dedup_key, "a2");
+    assert_int_equal(rows[2].attempts, 0);
+    assert_null(rows[2].last_error);
+    assert_int_equal(rows[2].dead_ms, 0);
+    assert_int_equal(rows[2].next_ms, T0 + 1000);
+    assert_int_equal(rows[2].state, DB_ROW_PENDING);
+    db_rows_free(rows, nr);
+    assert_int_equal(db_outbox_get(f->db, a1, &row), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_get(f->db, a2, &row), PDR_ERR_NOT_FOUND);
+
+    assert_int_equal(db_outbox_retry_all(f->db, &n), PDR_OK);
+    assert_int_equal(n, 0);
+}
+
+static void test_retry_key(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, b1, b2, ids[8], n = 0;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");
+    b2 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b2", "{}");
+    assert_int_equal(db_outbox_kill(f->db, a1, "e"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, b1, "e"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, b2, "e"), PDR_OK);
+
+    assert_int_equal(db_outbox_retry_key(f->db, RK_B, &n), PDR_OK);
+    assert_int_equal(n, 2);
+    expect_counts(f->db, 2, 1);
+    assert_int_equal(list_ids(f->db, DB_ROW_DEAD, NULL, 0, ids), 1);
+    assert_int_equal(ids[0], a1);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_B, 0, ids), 2);
+    assert_true(ids[0] > b2);
+    assert_true(ids[1] > ids[0]);
+    assert_int_equal(db_outbox_retry_key(f->db, RK_C, &n), PDR_OK);
+    assert_int_equal(n, 0);
+}
+
+static void test_retry_id(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, ids[8];
+    db_row row;
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    assert_int_equal(db_outbox_kill(f->db, a1, "e"), PDR_OK);
+    assert_int_equal(db_outbox_retry_id(f->db, a2), PDR_ERR_NOT_FOUND); /* pending */
+    assert_int_equal(db_outbox_retry_id(f->db, 424242), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_retry_id(f->db, a1), PDR_OK);
+    assert_int_equal(db_outbox_retry_id(f->db, a1), PDR_ERR_NOT_FOUND); /* gone */
+    assert_int_equal(db_outbox_get(f->db, a1, &row), PDR_ERR_NOT_FOUND);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_A, 0, ids), 2);
+    assert_int_equal(ids[0], a2);
+    assert_true(ids[1] > a2);
+    expect_counts(f->db, 2, 0);
+}
+
+static void test_purge_dead(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, a3, n = 0, ids[8];
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    a3 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a3", "{}");
+    assert_int_equal(db_outbox_kill(f->db, a1, "e"), PDR_OK);  /* dead at T0 */
+    tu_clock_advance(100);
+    assert_int_equal(db_outbox_kill(f->db, a2, "e"), PDR_OK);  /* dead at T0+100 */
+
+    assert_int_equal(db_outbox_purge_dead(f->db, T0, &n), PDR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(db_outbox_purge_dead(f->db, T0 + 50, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list_ids(f->db, DB_ROW_DEAD, NULL, 0, ids), 1);
+    assert_int_equal(ids[0], a2);
+    assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    /* Pending rows are never purged. */
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, NULL, 0, ids), 1);
+    assert_int_equal(ids[0], a3);
+    expect_counts(f->db, 1, 0);
+    assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, NULL), PDR_OK);
+}
+
+/* ---- inspection ---------------------------------------------------------------- */
+
+static void test_list_limit_and_key(void **state)
+{
+    fixture *f = *state;
+    int64_t ids[64], pushed[40];
+    char dk[16];
+    int i;
+
+    for (i = 0; i < 40; i++) {
+        snprintf(dk, sizeof dk, "k%d", i);
+        pushed[i] = push(f->db, i % 2 ? RK_A : RK_B, PDR_ACTION_TRIGGER, dk, "{}");
+    }
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, NULL, 0, ids), 40);
+    for (i = 0; i < 40; i++) assert_int_equal(ids[i], pushed[i]);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, NULL, 7, ids), 7);
+    assert_int_equal(ids[6], pushed[6]);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_A, 0, ids), 20);
+    assert_int_equal(ids[0], pushed[1]);
+    assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_A, 3, ids), 3);
+    assert_int_equal(ids[2], pushed[5]);
+    assert_int_equal(list_ids(f->db, DB_ROW_DEAD, NULL, 0, ids), 0);
+}
+
+static void test_stats_and_counts(void **state)
+{
+    fixture *f = *state;
+    db_key_stats *st = NULL;
+    int64_t a1, a2, a3, b1;
+    size_t n = 0;
+
+    assert_int_equal(db_outbox_stats(f->db, &st, &n), PDR_OK);
+    assert_int_equal(n, 0);
+    free(st);
+
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    tu_clock_advance(10);
+    a2 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");
+    a3 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a3", "{}");
+    b1 = push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");
+    (void)a3;
+    assert_int_equal(db_outbox_kill(f->db, a1, "e"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, a2, T0 + 777, NULL), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, b1, "e"), PDR_OK);
+    push(f->db, RK_C, PDR_ACTION_CHANGE, NULL, "{}");
+
+    assert_int_equal(db_outbox_stats(f->db, &st, &n), PDR_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(st[0].routing_key, RK_A);
+    assert_int_equal(st[0].pending, 2);
+    assert_int_equal(st[0].dead, 1);
+    assert_int_equal(st[0].oldest_pending_ms, T0 + 10);
+    assert_int_equal(st[0].next_attempt_ms, T0 + 777);
+    assert_string_equal(st[1].routing_key, RK_B);
+    assert_int_equal(st[1].pending, 0);
+    assert_int_equal(st[1].dead, 1);
+    assert_int_equal(st[1].oldest_pending_ms, 0);
+    assert_int_equal(st[1].next_attempt_ms, 0);
+    assert_string_equal(st[2].routing_key, RK_C);
+    assert_int_equal(st[2].pending, 1);
+    free(st);
+    expect_counts(f->db, 3, 2);
+}
+
+/* The counts row stays equal to the real number of rows through every
+** transition, and another handle sees the same. */
+static void test_counts_follow_every_transition(void **state)
+{
+    fixture *f = *state;
+    db_options o;
+    db_t *other = NULL;
+    int64_t id[6], n = 0, p = 0, d = 0, ids[16];
+    char dk[8];
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        snprintf(dk, sizeof dk, "d%d", i);
+        id[i] = push(f->db, i < 3 ? RK_A : RK_B, PDR_ACTION_TRIGGER, dk, "{}");
+    }
+    expect_counts(f->db, 6, 0);
+    assert_int_equal(db_outbox_delivered(f->db, id[0]), PDR_OK);
+    expect_counts(f->db, 5, 0);
+    assert_int_equal(db_outbox_kill(f->db, id[1], "e"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, id[3], "e"), PDR_OK);
+    expect_counts(f->db, 3, 2);
+    assert_int_equal(db_outbox_reschedule(f->db, id[2], T0 + 1, "e"), PDR_OK);
+    expect_counts(f->db, 3, 2);
+    assert_int_equal(db_outbox_retry_id(f->db, id[1]), PDR_OK);
+    expect_counts(f->db, 4, 1);
+    assert_int_equal(db_outbox_kill_older(f->db, INT64_MAX, "age", &n), PDR_OK);
+    assert_int_equal(n, 4);
+    expect_counts(f->db, 0, 5);
+    assert_int_equal(db_outbox_retry_key(f->db, RK_A, &n), PDR_OK);
+    assert_int_equal(n, 2);
+    expect_counts(f->db, 2, 3);
+    assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, &n), PDR_OK);
+    assert_int_equal(n, 3);
+    expect_counts(f->db, 2, 0);
+
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->dir;
+    assert_int_equal(db_open(&o, &other, NULL, 0), PDR_OK);
+    assert_int_equal(db_outbox_count(other, &p, &d), PDR_OK);
+    assert_int_equal(p, 2);
+    assert_int_equal(d, 0);
+    assert_int_equal(list_ids(other, DB_ROW_PENDING, NULL, 0, ids), 2);
+    push(other, RK_C, PDR_ACTION_TRIGGER, "x", "{}");
+    expect_counts(f->db, 3, 0);
+    db_close(other);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_push_and_get),
+        T(test_push_invalid),
+        T(test_batch_push),
+        T(test_coalesce_repeated_trigger),
+        T(test_coalesce_trigger_resolve_trigger),
+        T(test_coalesce_change_events_null_key),
+        T(test_coalesce_only_pending),
+        T(test_coalesce_within_batch),
+        cmocka_unit_test(test_max_events_single),
+        cmocka_unit_test(test_max_events_batch),
+        T(test_heads_across_keys),
+        T(test_non_due_head_holds_back_its_key),
+        T(test_due_order_by_next_ms),
+        T(test_reschedule),
+        T(test_kill_and_list_dead),
+        T(test_kill_older),
+        T(test_retry_all_keeps_order_with_new_ids),
+        T(test_retry_key),
+        T(test_retry_id),
+        T(test_purge_dead),
+        T(test_list_limit_and_key),
+        T(test_stats_and_counts),
+        T(test_counts_follow_every_transition),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
