@@ -26,6 +26,7 @@ enum {
 
 #define CLI_DEFAULT_CONFIG "/etc/pdrelay/pdrelay.ini"
 
+int cli_run(int argc, char **argv);
 int cli_send(int argc, char **argv);
 int cli_queue(int argc, char **argv);
 int cli_config(int argc, char **argv);
@@ -33,7 +34,7 @@ int cli_version(void);
 /* Prints help for cmd (NULL: overview) to out; returns 0, or 2 if cmd is unknown. */
 int cli_help(FILE *out, const char *cmd);
 
-/* The help text of a command ("send", "queue", "config", NULL: overview);
+/* The help text of a command ("run", "send", "queue", "config", NULL: overview);
 ** NULL when unknown. The man page is generated from the same text. */
 const char *cli_help_text(const char *cmd);
 

@@ -38,9 +38,10 @@ static void config_print(const pdr_config *c)
     printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s\n", c->listen_address,
            c->listen_port, or_unset(c->unix_socket), or_unset(c->auth_token_file));
     printf("[pagerduty] url=%s rate_per_minute=%d burst=%d backoff_initial_ms=%lld backoff_max_ms=%lld "
-           "timeout_ms=%lld ca_file=%s proxy=%s\n",
+           "timeout_ms=%lld connect_timeout_ms=%lld concurrency=%d ca_file=%s proxy=%s\n",
            c->pd_url, c->rate_per_minute, c->burst, (long long)c->backoff_initial_ms,
-           (long long)c->backoff_max_ms, (long long)c->timeout_ms, or_unset(c->ca_file), or_unset(c->proxy));
+           (long long)c->backoff_max_ms, (long long)c->timeout_ms, (long long)c->connect_timeout_ms,
+           c->concurrency, or_unset(c->ca_file), or_unset(c->proxy));
     printf("[outbox]    synchronous=%s max_events=%lld max_age=%s\n",
            c->synchronous == PDR_SYNC_FULL ? "full" : "normal", (long long)c->max_events,
            c->max_age_ms ? pdr_duration_format(c->max_age_ms, d1, sizeof d1) : "(never)");

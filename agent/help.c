@@ -13,6 +13,7 @@ static const char help_overview[] =
 "PagerDuty Events API v2 at the pace PagerDuty allows.\n"
 "\n"
 "Commands:\n"
+"  run            the daemon: deliver the outbox to PagerDuty\n"
 "  send           queue one event (like pd-send); works with the daemon stopped\n"
 "  queue          inspect and repair the outbox: status, list, retry, purge\n"
 "  config check   validate a config file and print every error with FILE:LINE\n"
@@ -28,6 +29,24 @@ static const char help_overview[] =
 "  1   operational failure (database unreadable or corrupt, I/O error, not found)\n"
 "  2   usage error, invalid input or invalid config\n"
 "  75  temporary failure, retry later (outbox full, database locked)\n";
+
+static const char help_run[] =
+"Usage: pdrelay run [-c FILE] [-v]\n"
+"\n"
+"Run the daemon: deliver every event of the outbox to the PagerDuty Events\n"
+"API v2, in order per routing key, at most rate_per_minute per key, retrying\n"
+"transient failures with exponential backoff for as long as it takes.\n"
+"Logs go to stderr in logfmt. SIGTERM or SIGINT stops it: requests in flight\n"
+"get [pagerduty] timeout_ms to finish, and every event not confirmed by\n"
+"PagerDuty stays queued for the next start.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE   config file\n"
+"  -v, --verbose       log at debug level (overrides [agent] log_level)\n"
+"  -h, --help          show this help\n"
+"\n"
+"Exit status: 0 stopped by a signal, 1 cannot start (database), 2 invalid\n"
+"config or usage.\n";
 
 static const char help_send[] =
 "Usage: pdrelay send [-c FILE] [OPTIONS]\n"
@@ -101,6 +120,7 @@ static const char help_config[] =
 const char *cli_help_text(const char *cmd)
 {
     if (!cmd) return help_overview;
+    if (!strcmp(cmd, "run")) return help_run;
     if (!strcmp(cmd, "send")) return help_send;
     if (!strcmp(cmd, "queue")) return help_queue;
     if (!strcmp(cmd, "config")) return help_config;
@@ -111,7 +131,7 @@ int cli_help(FILE *out, const char *cmd)
 {
     const char *t = cli_help_text(cmd);
     if (!t) {
-        fprintf(stderr, "pdrelay help: unknown command '%s'; commands: send, queue, config\n", cmd);
+        fprintf(stderr, "pdrelay help: unknown command '%s'; commands: run, send, queue, config\n", cmd);
         return CLI_EXIT_USAGE;
     }
     fputs(t, out);

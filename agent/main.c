@@ -41,10 +41,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version") || !strcmp(cmd, "version")) return cli_version();
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return cli_help(stdout, NULL);
     if (!strcmp(cmd, "help")) return cli_help(stdout, argc > 2 ? argv[2] : NULL);
+    if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "send")) return cli_send(argc - 1, argv + 1);
     if (!strcmp(cmd, "queue")) return cli_queue(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) return cli_config(argc - 1, argv + 1);
-    fprintf(stderr, "pdrelay: unknown command '%s'; commands: send, queue, config, help "
+    fprintf(stderr, "pdrelay: unknown command '%s'; commands: run, send, queue, config, help "
                     "(see 'pdrelay --help')\n", cmd);
     return CLI_EXIT_USAGE;
 }

@@ -93,6 +93,8 @@ static const key_def key_table[] = {
     {"pagerduty", "backoff_initial_ms", KT_MS, 0, "100", CFG(backoff_initial_ms), 1, MS_DAY, NULL},
     {"pagerduty", "backoff_max_ms", KT_MS, 0, "5000", CFG(backoff_max_ms), 1, MS_DAY, NULL},
     {"pagerduty", "timeout_ms", KT_MS, 0, "10000", CFG(timeout_ms), 1, MS_HOUR, NULL},
+    {"pagerduty", "connect_timeout_ms", KT_MS, 0, "5000", CFG(connect_timeout_ms), 1, MS_HOUR, NULL},
+    {"pagerduty", "concurrency", KT_INT, 0, "16", CFG(concurrency), 1, 1024, NULL},
     {"pagerduty", "ca_file", KT_STRING, KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL},
     {"pagerduty", "proxy", KT_STRING, KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL},
     {"outbox", "synchronous", KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names},

@@ -81,7 +81,9 @@ typedef struct pdr_config {
     int burst;                  /* default 10, >= 1 */
     int64_t backoff_initial_ms; /* default 100 */
     int64_t backoff_max_ms;     /* default 5000, >= backoff_initial_ms */
-    int64_t timeout_ms;         /* default 10000 */
+    int64_t timeout_ms;         /* default 10000: whole request; also the shutdown grace */
+    int64_t connect_timeout_ms; /* default 5000 */
+    int concurrency;            /* default 16: requests in flight at once, all keys */
     char *ca_file;              /* NULL when unset */
     char *proxy;                /* NULL when unset */
 

@@ -157,6 +157,11 @@ pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out);
 ** nothing is pending. The sender sleeps until then. */
 pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
 
+/* The earliest next_ms among the heads whose next_ms > after_ms, or
+** PDR_ERR_NOT_FOUND. The sender asks with after_ms = now: heads already due
+** are either in flight or waiting for a token, and wake it otherwise. */
+pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out);
+
 /* Delivered: deletes pending row id. PDR_ERR_NOT_FOUND if there is none. */
 pdr_rc db_outbox_delivered(db_t *db, int64_t id);
 

@@ -224,12 +224,23 @@ pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out)
 
 pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out)
 {
+    return db_outbox_next_due_after(db, INT64_MIN, ms_out);
+}
+
+pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
+{
     sqlite3_stmt *st;
     pdr_rc rc = PDR_OK;
-    int src;
+    int src = SQLITE_OK;
 
     if (!db || !ms_out) return PDR_ERR_INVALID;
     st = db_stmt(db, DB_STMT_OUTBOX_NEXT_DUE);
+    db_bind_int64(st, "@after", after_ms, &src);
+    if (src != SQLITE_OK) {
+        rc = db_fail(db, src, "binding");
+        sqlite3_reset(st);
+        return rc;
+    }
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         if (sqlite3_column_type(st, 0) == SQLITE_NULL)

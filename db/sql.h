@@ -176,7 +176,8 @@
       " WHERE o.next_ms<=@now ORDER BY o.next_ms, o.id LIMIT @max") \
     X(OUTBOX_NEXT_DUE, \
       DB_SQL_HEADS_CTE \
-      "SELECT MIN(o.next_ms) FROM heads JOIN outbox o ON o.id=heads.hid") \
+      "SELECT MIN(o.next_ms) FROM heads JOIN outbox o ON o.id=heads.hid" \
+      " WHERE o.next_ms>@after") \
     X(OUTBOX_HEAD, \
       "SELECT " DB_ROW_COLUMNS " FROM outbox" \
       " WHERE state=0 AND routing_key=@routing_key ORDER BY id LIMIT 1") \

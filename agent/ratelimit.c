@@ -1,0 +1,73 @@
+/*
+** ratelimit.c — token bucket plus sliding window per routing key (see
+** ratelimit.h for why both).
+*/
+#include "ratelimit.h"
+
+#include <stdlib.h>
+
+int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t now_ms)
+{
+    rl->rate = rate_per_minute > 0 ? rate_per_minute : 1;
+    rl->burst = burst > 0 ? burst : 1;
+    rl->per_ms = (double)rl->rate / RL_WINDOW_MS;
+    rl->tokens = rl->burst;
+    rl->refilled_ms = now_ms;
+    rl->n_done = 0;
+    rl->head = 0;
+    rl->done = malloc(sizeof *rl->done * (size_t)rl->rate);
+    return rl->done ? 0 : -1;
+}
+
+void rl_cleanup(ratelimit *rl)
+{
+    free(rl->done);
+    rl->done = NULL;
+}
+
+static void refill(ratelimit *rl, int64_t now_ms)
+{
+    if (now_ms > rl->refilled_ms) {
+        rl->tokens += (double)(now_ms - rl->refilled_ms) * rl->per_ms;
+        if (rl->tokens > rl->burst) rl->tokens = rl->burst;
+        rl->refilled_ms = now_ms;
+    }
+}
+
+int64_t rl_next_ms(ratelimit *rl, int64_t now_ms)
+{
+    int64_t t = now_ms;
+    refill(rl, now_ms);
+    if (rl->tokens < 1.0) {
+        int64_t wait = (int64_t)((1.0 - rl->tokens) / rl->per_ms) + 1;
+        t = now_ms + wait;
+    }
+    if (rl->n_done == rl->rate) {
+        int64_t w = rl->done[rl->head] + RL_WINDOW_MS + 1;
+        if (w > t) t = w;
+    }
+    return t;
+}
+
+void rl_take(ratelimit *rl, int64_t now_ms)
+{
+    refill(rl, now_ms);
+    rl->tokens -= 1.0;
+}
+
+void rl_done(ratelimit *rl, int64_t now_ms)
+{
+    if (rl->n_done < rl->rate) {
+        rl->done[(rl->head + rl->n_done) % rl->rate] = now_ms;
+        rl->n_done++;
+    } else {
+        rl->done[rl->head] = now_ms;
+        rl->head = (rl->head + 1) % rl->rate;
+    }
+}
+
+void rl_throttled(ratelimit *rl, int64_t now_ms)
+{
+    refill(rl, now_ms);
+    rl->tokens = 0.0;
+}

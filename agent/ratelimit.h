@@ -1,0 +1,50 @@
+/*
+** ratelimit.h — how fast one routing key may send: a token bucket
+** (rate_per_minute, burst) AND a sliding 60-second window.
+**
+** PagerDuty counts requests per integration key over a 60-second look-back.
+** A token bucket alone lets burst + rate requests into some 60 s window
+** (130 with the defaults), which PagerDuty would throttle. So a key also
+** remembers when its last rate_per_minute requests COMPLETED and sends the
+** next one only once the oldest of them is 60 s old. Completion time is
+** later than the server's arrival time, so however the network delays
+** requests, the server never sees more than rate_per_minute in any window.
+**
+** All times are the caller's (pdr_clock_now_ms), so tests drive it.
+** Caller-owned: rl_init / rl_cleanup.
+*/
+#ifndef PDR_RATELIMIT_H
+#define PDR_RATELIMIT_H
+
+#include <stdint.h>
+
+#define RL_WINDOW_MS 60000
+
+typedef struct ratelimit {
+    double tokens;            /* bucket content */
+    int64_t refilled_ms;      /* when tokens was last brought up to date */
+    int burst;
+    double per_ms;            /* tokens per millisecond */
+    int64_t *done;            /* ring of the last `rate` completion times */
+    int rate;                 /* rate_per_minute: ring size */
+    int n_done, head;         /* entries used; index of the oldest */
+} ratelimit;
+
+/* Returns 0, or -1 when out of memory. The bucket starts full. */
+int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t now_ms);
+void rl_cleanup(ratelimit *rl);
+
+/* The earliest time >= now_ms at which a request may start. */
+int64_t rl_next_ms(ratelimit *rl, int64_t now_ms);
+
+/* Takes a token for a request starting now (call only when
+** rl_next_ms(now) <= now). */
+void rl_take(ratelimit *rl, int64_t now_ms);
+
+/* Records that a request which reached the server completed at now_ms. */
+void rl_done(ratelimit *rl, int64_t now_ms);
+
+/* A 429: the bucket is emptied. */
+void rl_throttled(ratelimit *rl, int64_t now_ms);
+
+#endif /* PDR_RATELIMIT_H */

@@ -1,0 +1,445 @@
+/*
+** sender.c — the delivery thread (see sender.h for its invariants and the
+** life of a row). One loop:
+**
+**   1. if something may have changed (a transfer finished, a due time or
+**      token came, another process wrote the database, sender_notify), read
+**      the due heads and start what the lanes, rate limiters and the
+**      concurrency cap allow; note the earliest time anything else could go;
+**   2. let libcurl progress; handle every finished transfer (classify,
+**      then delete, reschedule or kill the row);
+**   3. sleep in curl_multi_poll until that time, socket activity, a wake-up
+**      or an inotify event on the data directory.
+*/
+#include "sender.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "pd_client.h"
+#include "ratelimit.h"
+
+#define SENDER_DUE_BATCH 512
+#define SENDER_MAX_LANES 4096
+
+typedef struct lane {
+    char key[PDR_ROUTING_KEY_LEN + 1];
+    char red[16];               /* the key redacted, for logs */
+    ratelimit rl;
+    backoff bo;
+    pd_request *req;
+    int busy;
+    db_row row;                 /* the row in flight when busy */
+} lane;
+
+struct sender {
+    const pdr_config *cfg;
+    db_t *db;
+    CURLM *multi;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int notified;
+    lane *lanes;
+    size_t n_lanes;
+    int in_flight;
+    int ino_fd;
+    int64_t next_cleanup_ms;
+    char url_alert[600], url_change[600];
+};
+
+pdr_rc sender_create(const pdr_config *cfg, sender **out)
+{
+    sender *s = calloc(1, sizeof *s);
+    if (!s) return PDR_ERR_NOMEM;
+    s->cfg = cfg;
+    s->ino_fd = -1;
+    atomic_init(&s->stop, 0);
+    atomic_init(&s->notified, 0);
+    snprintf(s->url_alert, sizeof s->url_alert, "%s/v2/enqueue", cfg->pd_url);
+    snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
+    s->multi = curl_multi_init();
+    s->lanes = calloc(SENDER_MAX_LANES, sizeof *s->lanes);
+    if (!s->multi || !s->lanes) {
+        sender_destroy(s);
+        return PDR_ERR_NOMEM;
+    }
+    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency * 2);
+    curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->concurrency);
+    *out = s;
+    return PDR_OK;
+}
+
+void sender_destroy(sender *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        if (l->busy) curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
+        db_row_cleanup(&l->row);
+        pd_request_destroy(l->req);
+        rl_cleanup(&l->rl);
+    }
+    free(s->lanes);
+    if (s->multi) curl_multi_cleanup(s->multi);
+    if (s->ino_fd >= 0) close(s->ino_fd);
+    db_close(s->db);
+    free(s);
+}
+
+/* ---- lanes ---------------------------------------------------------------- */
+
+/* Forgets idle lanes whose limiter holds nothing recent, to make room. */
+static void lanes_gc(sender *s, int64_t now)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        int recent = l->rl.n_done > 0 &&
+                     l->rl.done[(l->rl.head + l->rl.n_done - 1) % l->rl.rate] > now - RL_WINDOW_MS;
+        if (!l->busy && !recent && l->bo.failures == 0) {
+            pd_request_destroy(l->req);
+            rl_cleanup(&l->rl);
+            continue;
+        }
+        if (i != j) s->lanes[j] = *l;
+        j++;
+    }
+    s->n_lanes = j;
+}
+
+static lane *lane_get(sender *s, const char *key, int64_t now)
+{
+    for (size_t i = 0; i < s->n_lanes; i++)
+        if (!strcmp(s->lanes[i].key, key)) return &s->lanes[i];
+    if (s->n_lanes == SENDER_MAX_LANES) lanes_gc(s, now);
+    if (s->n_lanes == SENDER_MAX_LANES || strlen(key) > PDR_ROUTING_KEY_LEN) return NULL;
+    lane *l = &s->lanes[s->n_lanes];
+    memset(l, 0, sizeof *l);
+    snprintf(l->key, sizeof l->key, "%s", key);
+    pdr_redact(key, l->red, sizeof l->red);
+    l->req = pd_request_create(s->cfg);
+    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, now)) {
+        pd_request_destroy(l->req);
+        return NULL;
+    }
+    backoff_init(&l->bo, s->cfg->backoff_initial_ms, s->cfg->backoff_max_ms,
+                 (uint64_t)now ^ ((uint64_t)s->n_lanes * 0x9E3779B97F4A7C15ull));
+    s->n_lanes++;
+    return l;
+}
+
+static lane *lane_of_easy(sender *s, CURL *easy)
+{
+    for (size_t i = 0; i < s->n_lanes; i++)
+        if (s->lanes[i].busy && pd_request_easy(s->lanes[i].req) == easy) return &s->lanes[i];
+    return NULL;
+}
+
+/* ---- starting requests ------------------------------------------------------ */
+
+static void min_into(int64_t *wake, int64_t t)
+{
+    if (t < *wake) *wake = t;
+}
+
+static void log_db_error(sender *s, const char *what, pdr_rc rc, const char *red)
+{
+    pdr_log(PDR_LOG_ERROR, what, "key", red, "error", pdr_strerror(rc), "detail", db_errmsg(s->db), NULL);
+}
+
+static int start_request(sender *s, lane *l, db_row *row)
+{
+    const char *url = row->action == PDR_ACTION_CHANGE ? s->url_change : s->url_alert;
+    if (pd_request_prepare(l->req, url, row->body, row->body_len)) return -1;
+    if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
+    rl_take(&l->rl, pdr_clock_now_ms());
+    l->row = *row;
+    memset(row, 0, sizeof *row);   /* the lane owns the strings now */
+    l->busy = 1;
+    s->in_flight++;
+    return 0;
+}
+
+static void kill_expired(sender *s, lane *l, db_row *row)
+{
+    char id[24];
+    pdr_rc rc = db_outbox_kill(s->db, row->id, "max_age exceeded: not delivered in time");
+    snprintf(id, sizeof id, "%lld", (long long)row->id);
+    if (rc) log_db_error(s, "cannot move an expired event to the dead letters", rc, l->red);
+    else pdr_log(PDR_LOG_WARN, "event expired: moved to the dead letters", "key", l->red, "id", id,
+                 "dedup_key", row->dedup_key, "reason", "max_age", NULL);
+}
+
+/* Starts what may start; lowers *wake to when anything else may. */
+static void fill(sender *s, int64_t now, int64_t *wake)
+{
+    db_row *rows = NULL;
+    size_t n = 0;
+    int64_t next;
+    pdr_rc rc = db_outbox_due(s->db, now, SENDER_DUE_BATCH, &rows, &n);
+    if (rc) {
+        log_db_error(s, "cannot read the outbox", rc, NULL);
+        min_into(wake, now + 1000);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lane *l = lane_get(s, rows[i].routing_key, now);
+        if (!l) {
+            min_into(wake, now + 1000);
+            continue;
+        }
+        if (l->busy) continue;                    /* its completion wakes us */
+        if (s->cfg->max_age_ms && rows[i].created_ms + s->cfg->max_age_ms <= now) {
+            kill_expired(s, l, &rows[i]);
+            min_into(wake, now);                  /* the next head may be due */
+            continue;
+        }
+        int64_t t = rl_next_ms(&l->rl, now);
+        if (t > now) {
+            min_into(wake, t);
+            continue;
+        }
+        if (s->in_flight >= s->cfg->concurrency) continue;
+        if (start_request(s, l, &rows[i])) {
+            pdr_log(PDR_LOG_ERROR, "cannot start a request (out of memory)", "key", l->red, NULL);
+            min_into(wake, now + 1000);
+        }
+    }
+    db_rows_free(rows, n);
+    if (n == SENDER_DUE_BATCH) min_into(wake, now);
+    rc = db_outbox_next_due_after(s->db, now, &next);
+    if (rc == PDR_OK) min_into(wake, next);
+    else if (rc != PDR_ERR_NOT_FOUND) min_into(wake, now + 1000);
+}
+
+/* ---- finished requests ------------------------------------------------------ */
+
+static void update_dedup(sender *s, const lane *l, const pd_result *res)
+{
+    const db_row *r = &l->row;
+    const char *dk = res->dedup_key[0] ? res->dedup_key : r->dedup_key;
+    pdr_rc rc = PDR_OK;
+    if (!r->fingerprint || !dk) return;
+    switch (r->action) {
+    case PDR_ACTION_TRIGGER:
+        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_TRIGGERED, s->cfg->dedup_ttl_ms);
+        break;
+    case PDR_ACTION_ACKNOWLEDGE:
+        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_ACKNOWLEDGED,
+                          s->cfg->dedup_ttl_ms);
+        break;
+    case PDR_ACTION_RESOLVE:
+        rc = db_dedup_delete(s->db, r->routing_key, r->fingerprint);
+        if (rc == PDR_ERR_NOT_FOUND) rc = PDR_OK;
+        break;
+    case PDR_ACTION_CHANGE:
+        break;
+    }
+    if (rc) log_db_error(s, "cannot update the dedup table", rc, l->red);
+}
+
+static void finish(sender *s, lane *l, CURLcode cc)
+{
+    pd_result res;
+    char id[24], attempts[24], delay_s[32], status[16];
+    int64_t now = pdr_clock_now_ms();
+    pdr_rc rc = PDR_OK;
+    db_row *r = &l->row;
+
+    pd_request_result(l->req, cc, &res);
+    curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
+    l->busy = 0;
+    s->in_flight--;
+    if (res.http_status) rl_done(&l->rl, now);
+    snprintf(id, sizeof id, "%lld", (long long)r->id);
+    snprintf(attempts, sizeof attempts, "%lld", (long long)r->attempts + 1);
+    snprintf(status, sizeof status, "%ld", res.http_status);
+    const char *action = pdr_action_name(r->action);
+
+    switch (res.outcome) {
+    case PD_OK:
+        backoff_reset(&l->bo);
+        rc = db_outbox_delivered(s->db, r->id);
+        if (rc) log_db_error(s, "delivered, but cannot remove the event from the outbox (it will be sent again)",
+                             rc, l->red);
+        update_dedup(s, l, &res);
+        pdr_log(PDR_LOG_INFO, "delivered", "key", l->red, "id", id, "action", action, "dedup_key",
+                r->dedup_key, "status", status, "attempts", attempts, NULL);
+        break;
+    case PD_RETRY: {
+        int64_t delay = backoff_next(&l->bo);
+        if (res.type == PD_ERR_RATE_LIMIT) rl_throttled(&l->rl, now);
+        if (res.retry_after_ms > delay) delay = res.retry_after_ms;
+        rc = db_outbox_reschedule(s->db, r->id, now + delay, res.error);
+        if (rc) log_db_error(s, "cannot reschedule an event (it stays pending)", rc, l->red);
+        snprintf(delay_s, sizeof delay_s, "%.3fs", (double)delay / 1000.0);
+        pdr_log(res.type == PD_ERR_TLS ? PDR_LOG_ERROR : PDR_LOG_WARN,
+                res.type == PD_ERR_TLS ? "TLS failure talking to PagerDuty; check [pagerduty] ca_file and the "
+                                         "system clock; will retry"
+                                       : "delivery failed; will retry",
+                "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
+                pd_error_type_name(res.type), "error", res.error, "attempts", attempts, "retry_in", delay_s,
+                NULL);
+        break;
+    }
+    case PD_DEAD:
+        backoff_reset(&l->bo);
+        rc = db_outbox_kill(s->db, r->id, res.error);
+        if (rc) log_db_error(s, "cannot move a refused event to the dead letters", rc, l->red);
+        pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
+                "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res.type),
+                "error", res.error, NULL);
+        break;
+    }
+    db_row_cleanup(r);
+}
+
+/* Handles every finished transfer; returns how many. */
+static int collect(sender *s)
+{
+    CURLMsg *m;
+    int left, n = 0;
+    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) continue;
+        lane *l = lane_of_easy(s, m->easy_handle);
+        if (l) {
+            finish(s, l, m->data.result);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+
+static void housekeeping(sender *s, int64_t now, int64_t *wake)
+{
+    if (now >= s->next_cleanup_ms) {
+        int64_t n = 0;
+        pdr_rc rc = db_dedup_purge_expired(s->db, &n);
+        if (rc) log_db_error(s, "cannot purge expired dedup entries", rc, NULL);
+        else if (n) {
+            char c[24];
+            snprintf(c, sizeof c, "%lld", (long long)n);
+            pdr_log(PDR_LOG_DEBUG, "purged expired dedup entries", "count", c, NULL);
+        }
+        s->next_cleanup_ms = now + s->cfg->cleanup_interval_ms;
+    }
+    min_into(wake, s->next_cleanup_ms);
+}
+
+/* Drains the inotify queue; 1 if the database or its WAL was written. */
+static int inotify_drain(sender *s)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int hit = 0;
+    for (;;) {
+        ssize_t n = read(s->ino_fd, buf, sizeof buf);
+        if (n <= 0) break;
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            if (ev->len && !strncmp(ev->name, DB_FILE_NAME, strlen(DB_FILE_NAME))) hit = 1;
+            p += sizeof *ev + ev->len;
+        }
+    }
+    return hit;
+}
+
+static void *sender_main(void *arg)
+{
+    sender *s = arg;
+    int dirty = 1;
+    int64_t wake_at = 0, grace_end = 0;
+
+    for (;;) {
+        int stopping = atomic_load(&s->stop);
+        int64_t now = pdr_clock_now_ms();
+        if (stopping) {
+            int64_t mono = pdr_clock_mono_ms();
+            if (!grace_end) grace_end = mono + s->cfg->timeout_ms;
+            if (s->in_flight == 0 || mono >= grace_end) break;
+        } else if (dirty || now >= wake_at || atomic_exchange(&s->notified, 0)) {
+            wake_at = INT64_MAX;
+            housekeeping(s, now, &wake_at);
+            fill(s, now, &wake_at);
+            dirty = 0;
+        }
+        int running = 0;
+        curl_multi_perform(s->multi, &running);
+        if (collect(s)) {
+            dirty = 1;
+            continue;
+        }
+        int64_t timeout = stopping ? grace_end - pdr_clock_mono_ms() : wake_at - now;
+        if (timeout < 0) timeout = 0;
+        if (timeout > INT_MAX) timeout = INT_MAX;
+        if (s->ino_fd < 0 && timeout > 1000) timeout = 1000;   /* no inotify: look each second */
+        struct curl_waitfd wfd = {s->ino_fd, CURL_WAIT_POLLIN, 0};
+        curl_multi_poll(s->multi, &wfd, s->ino_fd >= 0 ? 1 : 0, (int)timeout, NULL);
+        if (s->ino_fd >= 0 && (wfd.revents & CURL_WAIT_POLLIN) && inotify_drain(s)) dirty = 1;
+    }
+    if (s->in_flight) {
+        char c[16];
+        snprintf(c, sizeof c, "%d", s->in_flight);
+        pdr_log(PDR_LOG_WARN, "shutdown grace over: requests in flight abandoned; their events stay queued",
+                "count", c, NULL);
+    }
+    return NULL;
+}
+
+pdr_rc sender_start(sender *s)
+{
+    db_options opt;
+    char err[1024] = "";
+    memset(&opt, 0, sizeof opt);
+    opt.data_dir = s->cfg->data_dir;
+    opt.sync_full = s->cfg->synchronous == PDR_SYNC_FULL;
+    opt.max_events = s->cfg->max_events;
+    opt.skip_quick_check = 1;   /* the daemon checked it when it opened its own handle */
+    pdr_rc rc = db_open(&opt, &s->db, err, sizeof err);
+    if (rc) {
+        pdr_log(PDR_LOG_ERROR, "sender cannot open the outbox", "error", err, NULL);
+        return rc;
+    }
+    s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (s->ino_fd < 0 ||
+        inotify_add_watch(s->ino_fd, s->cfg->data_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
+        pdr_log(PDR_LOG_WARN, "inotify unavailable: events queued by other processes are noticed within 1s",
+                "error", strerror(errno), NULL);
+        if (s->ino_fd >= 0) close(s->ino_fd);
+        s->ino_fd = -1;
+    }
+    if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;
+    s->started = 1;
+    return PDR_OK;
+}
+
+void sender_notify(sender *s)
+{
+    atomic_store(&s->notified, 1);
+    curl_multi_wakeup(s->multi);
+}
+
+void sender_stop(sender *s)
+{
+    if (!s || !s->started) return;
+    atomic_store(&s->stop, 1);
+    curl_multi_wakeup(s->multi);
+    pthread_join(s->thread, NULL);
+    s->started = 0;
+}
