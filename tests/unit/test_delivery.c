@@ -1,0 +1,171 @@
+/*
+** test_delivery.c — the sender's parts that decide when and whether to send:
+** the rate limiter (never more than rate_per_minute in any sliding 60 s
+** window as the server sees it), backoff with jitter, and the
+** classification of PagerDuty's replies.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "pd_client.h"
+#include "ratelimit.h"
+
+/* Drives one key's limiter as the sender does (one request in flight, each
+** taking a varying latency) and returns the arrival times the server saw. */
+static int64_t *simulate(int rate, int burst, int n, int64_t *end_out)
+{
+    ratelimit rl;
+    int64_t *arrivals = malloc(sizeof *arrivals * (size_t)n);
+    int64_t now = 1000000;
+    uint64_t seed = 42;
+    assert_int_equal(rl_init(&rl, rate, burst, now), 0);
+    for (int i = 0; i < n; i++) {
+        int64_t t = rl_next_ms(&rl, now);
+        if (t > now) now = t;
+        assert_true(rl_next_ms(&rl, now) <= now);
+        rl_take(&rl, now);
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t up = (int64_t)(seed >> 33) % 80, down = (int64_t)(seed >> 40) % 80;
+        arrivals[i] = now + up;          /* the server sees it after the uplink delay */
+        now = arrivals[i] + down;        /* and we see the reply after the downlink delay */
+        rl_done(&rl, now);
+    }
+    rl_cleanup(&rl);
+    *end_out = now;
+    return arrivals;
+}
+
+static void test_ratelimit_sliding_window(void **state)
+{
+    (void)state;
+    int64_t end;
+    int64_t *a = simulate(120, 10, 600, &end);
+    /* no 60 s window (as the server counts: arrivals within (t-60000, t]) holds more than 120 */
+    int j = 0, worst = 0;
+    for (int i = 0; i < 600; i++) {
+        while (a[j] <= a[i] - 60000) j++;
+        if (i - j + 1 > worst) worst = i - j + 1;
+    }
+    assert_true(worst <= 120);
+    assert_int_equal(worst, 120);      /* and it uses the whole allowance */
+    /* and it does not waste it: once the first window is full, requests go
+    ** at 120/min less only the network delays (>= 0.99 of the limit here) */
+    double per_min = (double)(599 - 119) * 60000.0 / (double)(a[599] - a[119]);
+    assert_true(per_min <= 120.0);
+    assert_true(per_min >= 0.99 * 120.0);
+    free(a);
+}
+
+static void test_ratelimit_burst_then_rate(void **state)
+{
+    (void)state;
+    ratelimit rl;
+    int64_t now = 5000;
+    assert_int_equal(rl_init(&rl, 120, 10, now), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(rl_next_ms(&rl, now), now);
+        rl_take(&rl, now);
+        rl_done(&rl, now);
+    }
+    /* bucket empty: the next token comes in 500 ms (120/min) */
+    int64_t t = rl_next_ms(&rl, now);
+    assert_true(t >= now + 500 && t <= now + 501);
+    /* a 429 empties the bucket again */
+    rl_take(&rl, t);
+    rl_throttled(&rl, t + 100);
+    assert_true(rl_next_ms(&rl, t + 100) >= t + 100 + 500);
+    rl_cleanup(&rl);
+}
+
+static void test_backoff(void **state)
+{
+    (void)state;
+    backoff b;
+    backoff_init(&b, 100, 5000, 7);
+    static const int64_t ceil[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000};
+    for (int i = 0; i < 9; i++) {
+        int64_t d = backoff_next(&b);
+        assert_int_equal(backoff_ceiling(&b, i + 1), ceil[i]);
+        assert_true(d >= ceil[i] / 2 && d <= ceil[i]);
+    }
+    backoff_reset(&b);
+    int64_t d = backoff_next(&b);
+    assert_true(d >= 50 && d <= 100);
+    /* jitter: two keys failing together do not retry together */
+    backoff x, y;
+    backoff_init(&x, 1000, 60000, 1);
+    backoff_init(&y, 1000, 60000, 2);
+    int same = 0;
+    for (int i = 0; i < 6; i++) same += backoff_next(&x) == backoff_next(&y);
+    assert_true(same < 6);
+}
+
+static void test_classify(void **state)
+{
+    (void)state;
+    pd_result r;
+    const char *ok = "{\"status\":\"success\",\"message\":\"Event processed\",\"dedup_key\":\"abc\"}";
+    pd_classify(202, CURLE_OK, ok, strlen(ok), 0, NULL, &r);
+    assert_int_equal(r.outcome, PD_OK);
+    assert_string_equal(r.dedup_key, "abc");
+    assert_string_equal(r.error, "");
+
+    const char *bad = "{\"status\":\"invalid event\",\"message\":\"Event object is invalid\","
+                      "\"errors\":[\"'payload.summary' is missing or blank\",\"'payload.source' is missing or blank\"]}";
+    pd_classify(400, CURLE_OK, bad, strlen(bad), 0, NULL, &r);
+    assert_int_equal(r.outcome, PD_DEAD);
+    assert_int_equal(r.type, PD_ERR_BAD_REQUEST);
+    assert_string_equal(r.error, "HTTP 400: 'payload.summary' is missing or blank; 'payload.source' is missing or blank");
+
+    pd_classify(429, CURLE_OK, "{}", 2, 7, NULL, &r);
+    assert_int_equal(r.outcome, PD_RETRY);
+    assert_int_equal(r.type, PD_ERR_RATE_LIMIT);
+    assert_int_equal(r.retry_after_ms, 7000);
+
+    static const struct { long status; pd_outcome o; pd_error_type t; } table[] = {
+        {500, PD_RETRY, PD_ERR_SERVER}, {502, PD_RETRY, PD_ERR_SERVER}, {503, PD_RETRY, PD_ERR_SERVER},
+        {408, PD_RETRY, PD_ERR_TIMEOUT}, {401, PD_DEAD, PD_ERR_UNAUTHORIZED}, {403, PD_DEAD, PD_ERR_UNAUTHORIZED},
+        {404, PD_DEAD, PD_ERR_BAD_REQUEST}, {413, PD_DEAD, PD_ERR_BAD_REQUEST}, {301, PD_RETRY, PD_ERR_OTHER},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        pd_classify(table[i].status, CURLE_OK, "not json", 8, 0, NULL, &r);
+        assert_int_equal(r.outcome, table[i].o);
+        assert_int_equal(r.type, table[i].t);
+    }
+    pd_classify(404, CURLE_OK, "not json", 8, 0, NULL, &r);
+    assert_string_equal(r.error, "HTTP 404: not json");
+
+    static const struct { CURLcode cc; pd_error_type t; } net[] = {
+        {CURLE_OPERATION_TIMEDOUT, PD_ERR_TIMEOUT}, {CURLE_COULDNT_CONNECT, PD_ERR_NETWORK},
+        {CURLE_COULDNT_RESOLVE_HOST, PD_ERR_NETWORK}, {CURLE_RECV_ERROR, PD_ERR_NETWORK},
+        {CURLE_GOT_NOTHING, PD_ERR_NETWORK}, {CURLE_PEER_FAILED_VERIFICATION, PD_ERR_TLS},
+        {CURLE_SSL_CONNECT_ERROR, PD_ERR_TLS}, {CURLE_SSL_CACERT_BADFILE, PD_ERR_TLS},
+    };
+    for (size_t i = 0; i < sizeof net / sizeof *net; i++) {
+        pd_classify(0, net[i].cc, NULL, 0, 0, "detail", &r);
+        assert_int_equal(r.outcome, PD_RETRY);
+        assert_int_equal(r.type, net[i].t);
+        assert_int_equal(r.http_status, 0);
+    }
+    pd_classify(0, CURLE_PEER_FAILED_VERIFICATION, NULL, 0, 0,
+                "SSL certificate problem: unable to get local issuer certificate", &r);
+    assert_string_equal(r.error, "tls: SSL certificate problem: unable to get local issuer certificate");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ratelimit_sliding_window),
+        cmocka_unit_test(test_ratelimit_burst_then_rate),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_classify),
+    };
+    return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
+}
