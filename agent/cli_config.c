@@ -31,15 +31,16 @@ static const char *match_op(pdr_match_op op)
 
 static void config_print(const pdr_config *c)
 {
-    char d1[32], d2[32], d3[32];
+    char d1[32], d2[32], d3[32], d4[32];
     printf("%s: valid\n", c->path);
     printf("[agent]     data_dir=%s log_level=%s source=%s\n", c->data_dir,
            pdr_log_level_name(c->log_level), c->source);
     printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s\n", c->listen_address,
            c->listen_port, or_unset(c->unix_socket), or_unset(c->auth_token_file));
-    printf("[pagerduty] url=%s rate_per_minute=%d burst=%d backoff_initial_ms=%lld backoff_max_ms=%lld "
+    printf("[pagerduty] url=%s rate_per_minute=%d burst=%d rate_window=%s backoff_initial_ms=%lld backoff_max_ms=%lld "
            "timeout_ms=%lld connect_timeout_ms=%lld concurrency=%d ca_file=%s proxy=%s\n",
-           c->pd_url, c->rate_per_minute, c->burst, (long long)c->backoff_initial_ms,
+           c->pd_url, c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
+           (long long)c->backoff_initial_ms,
            (long long)c->backoff_max_ms, (long long)c->timeout_ms, (long long)c->connect_timeout_ms,
            c->concurrency, or_unset(c->ca_file), or_unset(c->proxy));
     printf("[outbox]    synchronous=%s max_events=%lld max_age=%s\n",

@@ -6,11 +6,14 @@
 
 #include <stdlib.h>
 
-int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t now_ms)
+int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
 {
-    rl->rate = rate_per_minute > 0 ? rate_per_minute : 1;
+    int64_t allowance = (int64_t)rate_per_minute * window_ms / 60000;
+    if (rate_per_minute < 1) rate_per_minute = 1;
+    rl->rate = allowance >= 1 ? (allowance <= 1000000 ? (int)allowance : 1000000) : 1;
+    rl->window_ms = window_ms > 0 ? window_ms : 60000;
     rl->burst = burst > 0 ? burst : 1;
-    rl->per_ms = (double)rl->rate / RL_WINDOW_MS;
+    rl->per_ms = (double)rate_per_minute / 60000.0;
     rl->tokens = rl->burst;
     rl->refilled_ms = now_ms;
     rl->n_done = 0;
@@ -43,7 +46,7 @@ int64_t rl_next_ms(ratelimit *rl, int64_t now_ms)
         t = now_ms + wait;
     }
     if (rl->n_done == rl->rate) {
-        int64_t w = rl->done[rl->head] + RL_WINDOW_MS + 1;
+        int64_t w = rl->done[rl->head] + rl->window_ms + 1;
         if (w > t) t = w;
     }
     return t;

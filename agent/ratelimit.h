@@ -6,7 +6,8 @@
 ** A token bucket alone lets burst + rate requests into some 60 s window
 ** (130 with the defaults), which PagerDuty would throttle. So a key also
 ** remembers when its last rate_per_minute requests COMPLETED and sends the
-** next one only once the oldest of them is 60 s old. Completion time is
+** next one only once the oldest of them is 60 s old (the window is a
+** parameter, so tests and benchmarks can scale time). Completion time is
 ** later than the server's arrival time, so however the network delays
 ** requests, the server never sees more than rate_per_minute in any window.
 **
@@ -18,20 +19,21 @@
 
 #include <stdint.h>
 
-#define RL_WINDOW_MS 60000
-
 typedef struct ratelimit {
     double tokens;            /* bucket content */
     int64_t refilled_ms;      /* when tokens was last brought up to date */
     int burst;
     double per_ms;            /* tokens per millisecond */
     int64_t *done;            /* ring of the last `rate` completion times */
-    int rate;                 /* rate_per_minute: ring size */
+    int rate;                 /* the allowance per window: ring size */
+    int64_t window_ms;
     int n_done, head;         /* entries used; index of the oldest */
 } ratelimit;
 
-/* Returns 0, or -1 when out of memory. The bucket starts full. */
-int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t now_ms);
+/* Returns 0, or -1 when out of memory. The bucket starts full; it refills
+** at rate_per_minute; at most rate_per_minute * window_ms / 60000 requests
+** (at least 1) fall in any window_ms (PagerDuty: 60000). */
+int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
 void rl_cleanup(ratelimit *rl);
 
 /* The earliest time >= now_ms at which a request may start. */

@@ -110,7 +110,7 @@ static void lanes_gc(sender *s, int64_t now)
     for (size_t i = 0; i < s->n_lanes; i++) {
         lane *l = &s->lanes[i];
         int recent = l->rl.n_done > 0 &&
-                     l->rl.done[(l->rl.head + l->rl.n_done - 1) % l->rl.rate] > now - RL_WINDOW_MS;
+                     l->rl.done[(l->rl.head + l->rl.n_done - 1) % l->rl.rate] > now - l->rl.window_ms;
         if (!l->busy && !recent && l->bo.failures == 0) {
             pd_request_destroy(l->req);
             rl_cleanup(&l->rl);
@@ -133,7 +133,7 @@ static lane *lane_get(sender *s, const char *key, int64_t now)
     snprintf(l->key, sizeof l->key, "%s", key);
     pdr_redact(key, l->red, sizeof l->red);
     l->req = pd_request_create(s->cfg);
-    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, now)) {
+    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now)) {
         pd_request_destroy(l->req);
         return NULL;
     }

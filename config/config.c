@@ -90,6 +90,7 @@ static const key_def key_table[] = {
     {"pagerduty", "url", KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL},
     {"pagerduty", "rate_per_minute", KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL},
     {"pagerduty", "burst", KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL},
+    {"pagerduty", "rate_window", KT_DURATION, 0, "60s", CFG(rate_window_ms), 100, MS_HOUR, NULL},
     {"pagerduty", "backoff_initial_ms", KT_MS, 0, "100", CFG(backoff_initial_ms), 1, MS_DAY, NULL},
     {"pagerduty", "backoff_max_ms", KT_MS, 0, "5000", CFG(backoff_max_ms), 1, MS_DAY, NULL},
     {"pagerduty", "timeout_ms", KT_MS, 0, "10000", CFG(timeout_ms), 1, MS_HOUR, NULL},

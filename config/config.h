@@ -79,6 +79,8 @@ typedef struct pdr_config {
     char *pd_url;               /* default "https://events.pagerduty.com", no trailing '/' */
     int rate_per_minute;        /* default 120, >= 1 */
     int burst;                  /* default 10, >= 1 */
+    int64_t rate_window_ms;     /* default 60s: PagerDuty's look-back; the allowance per
+                                ** window is rate_per_minute * rate_window / 1 minute */
     int64_t backoff_initial_ms; /* default 100 */
     int64_t backoff_max_ms;     /* default 5000, >= backoff_initial_ms */
     int64_t timeout_ms;         /* default 10000: whole request; also the shutdown grace */

@@ -119,6 +119,7 @@ static void check_defaults(const pdr_config *c)
     assert_int_equal(c->timeout_ms, 10000);
     assert_int_equal(c->connect_timeout_ms, 5000);
     assert_int_equal(c->concurrency, 16);
+    assert_int_equal(c->rate_window_ms, 60000);
     assert_null(c->ca_file);
     assert_null(c->proxy);
     assert_int_equal(c->synchronous, PDR_SYNC_FULL);
@@ -341,7 +342,7 @@ static void test_error_unknown_key(void **state)
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
                   ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file",
                   ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source",
-                  ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, "
+                  ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy",
                   ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age",
                   ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
@@ -802,7 +803,7 @@ static void test_shipped_config(void **state)
         "\nport = 8787\n", "\nunix_socket =\n", "\nauth_token_file =\n",
         "\nurl = https://events.pagerduty.com\n", "\nrate_per_minute = 120\n", "\nburst = 10\n",
         "\nbackoff_initial_ms = 100\n", "\nbackoff_max_ms = 5000\n", "\ntimeout_ms = 10000\n",
-        "\nconnect_timeout_ms = 5000\n", "\nconcurrency = 16\n",
+        "\nconnect_timeout_ms = 5000\n", "\nconcurrency = 16\n", "\nrate_window = 60s\n",
         "\nca_file =\n", "\nproxy =\n", "\nsynchronous = full\n", "\nmax_events = 1000000\n",
         "\nmax_age =\n", "\nttl = 24h\n", "\ncleanup_interval = 1h\n", "\n;[target prod]\n",
         "\n;routing_key_file = ", "\n;match = ",
