@@ -164,8 +164,12 @@
       "SELECT id, action, body FROM outbox WHERE id=(" \
       "SELECT MAX(id) FROM outbox" \
       " WHERE state=0 AND routing_key=@routing_key AND dedup_key IS @dedup_key)") \
+    /* OR FAIL: a failing statement keeps what it already did instead of \
+    ** undoing it, so SQLite needs no statement journal (a savepoint per  \
+    ** insert: ~3 us of 10 per event). Safe because every error of a push \
+    ** rolls back its whole transaction (outbox.c). */                     \
     X(OUTBOX_INSERT, \
-      "INSERT INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
+      "INSERT OR FAIL INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
       " created_ms, attempts, next_ms, state, dead_ms)" \
       " VALUES(@routing_key, @action, @dedup_key, @fingerprint, @body," \
       " @now, 0, @now, 0, 0)") \

@@ -63,11 +63,9 @@ static int make_body(char *buf, size_t sz, size_t i, const char *dedup_key)
         "\"device\":\"/dev/mmcblk0p%zu\",\"fstype\":\"ext4\",\"instance\":\"gw-%03zu:9100\","
         "\"job\":\"node\",\"mountpoint\":\"/var/lib/data\",\"firing\":\"Labels: "
         "severity=critical team=edge-ops\"}},\"client\":\"Alertmanager\","
-        "\"client_url\":\"http://alertmanager.site-%02zu.local:9093/#/alerts?receiver=pagerduty\","
-        "\"links\":[{\"href\":\"http://grafana.site-%02zu.local/d/node?var-instance=gw-%03zu\","
-        "\"text\":\"Dashboard\"}]}",
+        "\"client_url\":\"http://alertmanager.site-%02zu.local:9093/#/alerts\"}",
         dedup_key, i % 1000, i % 50, i % 10, i % 1000, i % 50, (i / 60) % 60, i % 60,
-        i % 4, i % 1000, i % 50, i % 50, i % 1000);
+        i % 4, i % 1000, i % 50);
 }
 
 typedef struct workload {

@@ -1,0 +1,1233 @@
+/*
+** mock_pd.c — a mock PagerDuty Events API v2 server for pdrelay's tests.
+**
+** It answers POST /v2/enqueue (alias /v2/events) and /v2/change/enqueue the
+** way PagerDuty does (validation, 202/400/429 bodies, a per-routing-key
+** sliding-window rate limit), records every event request in memory, and can
+** be told at run time to misbehave (fixed status, hang, connection reset,
+** slow replies). Tests drive it over HTTP through /_mock/... endpoints (see
+** mockpd_client.h); it never links pdrelay's own code, so the two validators
+** check each other.
+**
+**   mock_pd [--port N] [--tls-cert FILE --tls-key FILE] [--limit N]
+**           [--window-ms MS] [--latency-ms MS] [--port-file PATH]
+**           [--watch-stdin] [--verbose]
+**
+** Once listening it prints the port and writes it to --port-file (tmp +
+** rename). SIGTERM / SIGINT (or EOF on stdin with --watch-stdin, so a test
+** process that dies takes its mock with it) stop it with exit status 0.
+**
+** DESIGN
+**  1. One MHD daemon bound to 127.0.0.1 with a socket we make ourselves
+**     (SO_REUSEADDR, so a restart rebinds the same port at once), one thread
+**     per connection, so a handler may block (latency, "slow", "hang",
+**     /_mock/wait) without holding up any other connection.
+**  2. All shared state — records, counters, rate windows, fault mode — is the
+**     one `mock` struct under one mutex. One condition variable (on
+**     CLOCK_MONOTONIC) is broadcast whenever a counter moves and at shutdown,
+**     so every wait is a condition wait: nothing polls.
+**  3. An event request's fate is decided once, under the mutex, when its whole
+**     body is in: it is recorded and counted then, and only the reply is
+**     delayed afterwards. A rate window or /_mock/wait sees it at once, as
+**     PagerDuty has the event even if the client times out on the reply.
+**  4. Shutdown: the signal handler only writes to a pipe. main() then sets
+**     `stopping` and broadcasts (wakes delays and waits), writes the stop pipe
+**     (wakes "hang" handlers blocked in poll() on their client socket), and
+**     only then calls MHD_stop_daemon(), which joins every connection thread.
+**  5. Memory is bounded: bodies are capped at 1 MB (413 beyond), records at
+**     MOCK_RECORDS_MAX, each rate window at --limit timestamps.
+**
+** Life of one event request (the access handler is called several times):
+**
+**   first call ── route_find ──▶ unknown path 404 / wrong method 405 /
+**        │                       Content-Length > 1 MB: 413 (event_decide)
+**        ▼
+**   upload calls ── body_append (over the cap: discarded, too_big set)
+**        ▼
+**   final call ── event_check (parse, validate; no lock)
+**        ▼
+**   event_decide (under the mutex: fault mode, rate window, record, counters)
+**        ├── reset ──▶ return MHD_NO: the connection is closed, no reply
+**        ├── hang ───▶ hang_until_gone (client closes or server stops) ▶ MHD_NO
+**        └── else ───▶ delay_ms (latency [+ slow delay]) ▶ reply
+*/
+#define _GNU_SOURCE /* POLLRDHUP */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#define MOCK_BODY_MAX (1024 * 1024)  /* larger request bodies: 413 */
+#define MOCK_EVENT_MAX (512 * 1024)  /* PagerDuty's event size limit: 400 */
+#define MOCK_RECORDS_MAX 100000      /* requests beyond are counted, not kept */
+#define MOCK_KEY_LEN 32              /* routing_key length */
+#define MOCK_DEDUP_MAX 255           /* dedup_key characters */
+#define MOCK_SUMMARY_MAX 1024        /* payload.summary characters */
+#define MOCK_WAIT_DEFAULT_MS 10000   /* /_mock/wait without timeout_ms */
+#define MOCK_WAIT_MAX_MS 600000
+
+/* ---- state --------------------------------------------------------------- */
+
+typedef enum mock_fault {
+    FAULT_OK = 0,
+    FAULT_STATUS, /* answer every event request with a fixed HTTP status */
+    FAULT_HANG,   /* never answer */
+    FAULT_RESET,  /* close the connection without a reply */
+    FAULT_SLOW    /* a normal reply after delay_ms */
+} mock_fault;
+
+static const char *const fault_names[] = {"ok", "status", "hang", "reset", "slow"};
+
+/* One event request as /_mock/requests shows it. Strings are malloc'd or NULL. */
+typedef struct mock_record {
+    long seq;           /* 1, 2, ... in arrival order (restarts at reset) */
+    int64_t arrival_ms; /* monotonic, since the mock started */
+    const char *path;   /* a route's static path */
+    int status;         /* HTTP status answered; 0: none (hang, reset) */
+    mock_fault fault;   /* the fault applied, FAULT_OK if none */
+    char *routing_key, *event_action, *dedup_key, *summary, *body;
+} mock_record;
+
+/* The accepted-request times of one routing key, oldest first, at most
+** mock.limit of them. */
+typedef struct rate_window {
+    char *key;
+    int64_t *stamps;
+    size_t n;
+    struct rate_window *next;
+} rate_window;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* broadcast: counters moved, or stopping */
+    struct timespec t0;
+
+    /* Options, read-only once the daemon runs. */
+    int limit;      /* 0: no rate limit */
+    int window_ms;
+    int latency_ms;
+    bool verbose;
+
+    /* Under mu. */
+    bool stopping;
+    mock_fault fault;
+    int fault_status;
+    int fault_delay_ms;
+    long fault_left; /* event requests the fault still applies to; <0: all */
+    char *retry_after; /* Retry-After header on FAULT_STATUS replies, or NULL */
+    mock_record *recs;
+    size_t nrecs, caprecs;
+    long seq;
+    long accepted, throttled, invalid, faulted, requests;
+    rate_window *windows;
+    uint64_t uuid_state;
+
+    int stop_rd, stop_wr; /* readable once the server is stopping */
+} mock = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .limit = 120,
+    .window_ms = 60000,
+    .stop_rd = -1,
+    .stop_wr = -1,
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)(ts.tv_sec - mock.t0.tv_sec) * 1000 + (ts.tv_nsec - mock.t0.tv_nsec) / 1000000;
+}
+
+/* An absolute CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fputs("mock_pd: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+/* ---- validation (PAGERDUTY-EVENTS-V2.md; no lock, no shared state) ------- */
+
+typedef enum verdict { V_VALID, V_NOT_JSON, V_INVALID, V_TOO_BIG } verdict;
+
+/* What event_check learnt from a body. The strings point into doc. */
+typedef struct check_result {
+    verdict v;
+    cJSON *doc;    /* the parsed body, or NULL */
+    cJSON *errors; /* V_INVALID: array of messages */
+    const char *routing_key, *event_action, *dedup_key, *summary;
+    bool is_change;
+    bool is_trigger;
+} check_result;
+
+static void err_add(cJSON *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void err_add(cJSON *errs, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    cJSON_AddItemToArray(errs, cJSON_CreateString(buf));
+}
+
+static bool blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') return false;
+    return true;
+}
+
+/* Characters (UTF-8 code points) in s. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
+/* A string member's value, or NULL when absent, null or not a string. */
+static const char *str_of(const cJSON *obj, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* A required non-blank string; reports and returns NULL otherwise. */
+static const char *need_str(const cJSON *obj, const char *name, const char *path, cJSON *errs)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it) || (cJSON_IsString(it) && blank(it->valuestring))) {
+        err_add(errs, "'%s' is missing or blank", path);
+        return NULL;
+    }
+    if (!cJSON_IsString(it)) {
+        err_add(errs, "'%s' must be a string", path);
+        return NULL;
+    }
+    return it->valuestring;
+}
+
+/* An optional string: absent, null, or a string. */
+static void opt_str(const cJSON *obj, const char *name, const char *path, cJSON *errs)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (it && !cJSON_IsNull(it) && !cJSON_IsString(it)) err_add(errs, "'%s' must be a string", path);
+}
+
+static void check_routing_key(const cJSON *ev, cJSON *errs)
+{
+    const char *rk = need_str(ev, "routing_key", "routing_key", errs);
+    if (rk && strlen(rk) != MOCK_KEY_LEN)
+        err_add(errs, "Length of 'routing_key' is incorrect (should be %d characters)", MOCK_KEY_LEN);
+}
+
+static void check_summary(const cJSON *payload, cJSON *errs)
+{
+    const char *s = need_str(payload, "summary", "payload.summary", errs);
+    if (s && utf8_chars(s) > MOCK_SUMMARY_MAX)
+        err_add(errs, "'payload.summary' is too long (must be at most %d characters)", MOCK_SUMMARY_MAX);
+}
+
+/* images[] (src required, HTTPS) and links[] (href required). */
+static void check_images_links(const cJSON *ev, cJSON *errs)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(ev, "images");
+    const cJSON *it;
+    char path[48];
+    int i = 0;
+    if (arr && !cJSON_IsNull(arr)) {
+        if (!cJSON_IsArray(arr)) {
+            err_add(errs, "'images' must be an array");
+        } else {
+            cJSON_ArrayForEach(it, arr) {
+                if (!cJSON_IsObject(it)) {
+                    err_add(errs, "'images[%d]' must be an object", i);
+                } else {
+                    snprintf(path, sizeof path, "images[%d].src", i);
+                    const char *src = need_str(it, "src", path, errs);
+                    if (src && strncasecmp(src, "https://", 8) != 0)
+                        err_add(errs, "'%s' must be an HTTPS URL", path);
+                    snprintf(path, sizeof path, "images[%d].href", i);
+                    opt_str(it, "href", path, errs);
+                    snprintf(path, sizeof path, "images[%d].alt", i);
+                    opt_str(it, "alt", path, errs);
+                }
+                i++;
+            }
+        }
+    }
+    arr = cJSON_GetObjectItemCaseSensitive(ev, "links");
+    i = 0;
+    if (arr && !cJSON_IsNull(arr)) {
+        if (!cJSON_IsArray(arr)) {
+            err_add(errs, "'links' must be an array");
+        } else {
+            cJSON_ArrayForEach(it, arr) {
+                if (!cJSON_IsObject(it)) {
+                    err_add(errs, "'links[%d]' must be an object", i);
+                } else {
+                    snprintf(path, sizeof path, "links[%d].href", i);
+                    need_str(it, "href", path, errs);
+                    snprintf(path, sizeof path, "links[%d].text", i);
+                    opt_str(it, "text", path, errs);
+                }
+                i++;
+            }
+        }
+    }
+}
+
+/* The payload object, or NULL after reporting why not. */
+static const cJSON *need_payload(const cJSON *ev, cJSON *errs)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "payload");
+    if (!p || cJSON_IsNull(p)) {
+        err_add(errs, "'payload' is missing or blank");
+        return NULL;
+    }
+    if (!cJSON_IsObject(p)) {
+        err_add(errs, "'payload' must be an object");
+        return NULL;
+    }
+    return p;
+}
+
+static void check_alert(const cJSON *ev, cJSON *errs)
+{
+    static const char *const severities[] = {"critical", "error", "warning", "info"};
+    check_routing_key(ev, errs);
+
+    const char *act = need_str(ev, "event_action", "event_action", errs);
+    bool trigger = act && !strcmp(act, "trigger");
+    bool ack_res = act && (!strcmp(act, "acknowledge") || !strcmp(act, "resolve"));
+    if (act && !trigger && !ack_res)
+        err_add(errs, "'event_action' is invalid (must be one of: trigger, acknowledge, resolve)");
+
+    /* dedup_key: absent or blank is fine for a trigger, not for the others;
+    ** a bad one is reported once, as what it is. */
+    const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
+    bool dk_reported = false, dk_present = false;
+    if (dk && !cJSON_IsNull(dk)) {
+        if (!cJSON_IsString(dk)) {
+            err_add(errs, "'dedup_key' must be a string");
+            dk_reported = true;
+        } else if (utf8_chars(dk->valuestring) > MOCK_DEDUP_MAX) {
+            err_add(errs, "'dedup_key' is too long (must be at most %d characters)", MOCK_DEDUP_MAX);
+            dk_reported = true;
+        } else {
+            dk_present = !blank(dk->valuestring);
+        }
+    }
+    if (ack_res && !dk_present && !dk_reported)
+        err_add(errs, "'dedup_key' is missing or blank (required for %s)", act);
+
+    if (!trigger) return; /* acknowledge and resolve carry nothing else */
+    opt_str(ev, "client", "client", errs);
+    opt_str(ev, "client_url", "client_url", errs);
+    const cJSON *p = need_payload(ev, errs);
+    if (p) {
+        check_summary(p, errs);
+        need_str(p, "source", "payload.source", errs);
+        const char *sev = need_str(p, "severity", "payload.severity", errs);
+        if (sev) {
+            size_t i;
+            for (i = 0; i < sizeof severities / sizeof severities[0]; i++)
+                if (!strcmp(sev, severities[i])) break;
+            if (i == sizeof severities / sizeof severities[0])
+                err_add(errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)");
+        }
+        opt_str(p, "timestamp", "payload.timestamp", errs);
+        opt_str(p, "component", "payload.component", errs);
+        opt_str(p, "group", "payload.group", errs);
+        opt_str(p, "class", "payload.class", errs);
+        /* custom_details: any JSON */
+    }
+    check_images_links(ev, errs);
+}
+
+static void check_change(const cJSON *ev, cJSON *errs)
+{
+    check_routing_key(ev, errs);
+    const cJSON *p = need_payload(ev, errs);
+    if (p) {
+        check_summary(p, errs);
+        opt_str(p, "source", "payload.source", errs);
+        opt_str(p, "timestamp", "payload.timestamp", errs);
+    }
+    check_images_links(ev, errs);
+}
+
+/* Parses and validates one event body; fills cr (free with check_free). */
+static void event_check(const char *body, size_t len, bool too_big, bool is_change, check_result *cr)
+{
+    memset(cr, 0, sizeof *cr);
+    cr->is_change = is_change;
+    if (too_big) {
+        cr->v = V_TOO_BIG;
+        return;
+    }
+    cr->doc = body ? cJSON_ParseWithLength(body, len) : NULL;
+    if (!cr->doc) {
+        cr->v = V_NOT_JSON;
+        return;
+    }
+    cr->errors = cJSON_CreateArray();
+    if (!cJSON_IsObject(cr->doc)) {
+        err_add(cr->errors, "Event object must be a JSON object");
+    } else {
+        if (len > MOCK_EVENT_MAX) err_add(cr->errors, "Event object is larger than 512 KB");
+        if (is_change) check_change(cr->doc, cr->errors);
+        else check_alert(cr->doc, cr->errors);
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(cr->doc, "payload");
+        cr->routing_key = str_of(cr->doc, "routing_key");
+        cr->event_action = is_change ? "change" : str_of(cr->doc, "event_action");
+        cr->dedup_key = str_of(cr->doc, "dedup_key");
+        cr->summary = str_of(p, "summary");
+        cr->is_trigger = !is_change && cr->event_action && !strcmp(cr->event_action, "trigger");
+    }
+    cr->v = cJSON_GetArraySize(cr->errors) ? V_INVALID : V_VALID;
+}
+
+static void check_free(check_result *cr)
+{
+    cJSON_Delete(cr->doc);
+    cJSON_Delete(cr->errors);
+}
+
+/* ---- decisions (under mock.mu) ------------------------------------------ */
+
+/* May this routing key have one more accepted request now? If so, counts it. */
+static bool rate_take(const char *key, int64_t now)
+{
+    rate_window *w;
+    if (mock.limit <= 0) return true;
+    if (!key) key = "";
+    for (w = mock.windows; w; w = w->next)
+        if (!strcmp(w->key, key)) break;
+    if (!w) {
+        w = xmalloc(sizeof *w);
+        w->key = xstrdup(key);
+        w->stamps = xmalloc(sizeof(int64_t) * (size_t)mock.limit);
+        w->n = 0;
+        w->next = mock.windows;
+        mock.windows = w;
+    }
+    size_t old = 0;
+    while (old < w->n && now - w->stamps[old] >= mock.window_ms) old++;
+    if (old) {
+        memmove(w->stamps, w->stamps + old, (w->n - old) * sizeof(int64_t));
+        w->n -= old;
+    }
+    if (w->n >= (size_t)mock.limit) return false;
+    w->stamps[w->n++] = now;
+    return true;
+}
+
+static void windows_free(void)
+{
+    while (mock.windows) {
+        rate_window *w = mock.windows;
+        mock.windows = w->next;
+        free(w->key);
+        free(w->stamps);
+        free(w);
+    }
+}
+
+static void records_free(void)
+{
+    for (size_t i = 0; i < mock.nrecs; i++) {
+        mock_record *r = &mock.recs[i];
+        free(r->routing_key);
+        free(r->event_action);
+        free(r->dedup_key);
+        free(r->summary);
+        free(r->body);
+    }
+    free(mock.recs);
+    mock.recs = NULL;
+    mock.nrecs = mock.caprecs = 0;
+}
+
+/* A fresh UUID-shaped dedup key, as PagerDuty gives a trigger without one. */
+static void uuid_make(char out[37])
+{
+    uint64_t x = mock.uuid_state, a, b;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17; a = x;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17; b = x;
+    mock.uuid_state = x;
+    snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffffu,
+             (unsigned)a & 0xfffu, (unsigned)((b >> 48) & 0x3fffu) | 0x8000u,
+             (unsigned long long)(b & 0xffffffffffffULL));
+}
+
+/* What the handler does after event_decide. */
+typedef struct decision {
+    mock_fault fault;
+    int status;         /* to answer (unless hang / reset) */
+    int delay_ms;       /* before answering */
+    char dedup_key[37]; /* a generated key for a trigger without one */
+    char *retry_after;  /* malloc'd copy, or NULL */
+} decision;
+
+static void record_add(const char *path, int64_t now, const check_result *cr, const char *body,
+                       const decision *d)
+{
+    if (mock.nrecs == MOCK_RECORDS_MAX) return;
+    if (mock.nrecs == mock.caprecs) {
+        size_t cap = mock.caprecs ? mock.caprecs * 2 : 64;
+        if (cap > MOCK_RECORDS_MAX) cap = MOCK_RECORDS_MAX;
+        mock_record *n = realloc(mock.recs, cap * sizeof *n);
+        if (!n) return;
+        mock.recs = n;
+        mock.caprecs = cap;
+    }
+    mock_record *r = &mock.recs[mock.nrecs++];
+    r->seq = mock.seq;
+    r->arrival_ms = now;
+    r->path = path;
+    r->status = d->status;
+    r->fault = d->fault;
+    r->routing_key = xstrdup(cr->routing_key);
+    r->event_action = xstrdup(cr->event_action);
+    r->dedup_key = xstrdup(d->dedup_key[0] ? d->dedup_key : cr->dedup_key);
+    r->summary = xstrdup(cr->summary);
+    r->body = xstrdup(body);
+}
+
+/* Decides an event request's fate, then records and counts it. */
+static void event_decide(const char *path, const check_result *cr, const char *body, decision *d)
+{
+    memset(d, 0, sizeof *d);
+    pthread_mutex_lock(&mock.mu);
+    int64_t now = mono_ms();
+    mock.seq++;
+    d->fault = mock.fault;
+    d->delay_ms = mock.latency_ms;
+    if (mock.fault != FAULT_OK && mock.fault_left > 0 && --mock.fault_left == 0) mock.fault = FAULT_OK;
+
+    switch (d->fault) {
+    case FAULT_HANG:
+    case FAULT_RESET:
+        d->status = 0;
+        mock.faulted++;
+        break;
+    case FAULT_STATUS:
+        d->status = mock.fault_status;
+        d->retry_after = xstrdup(mock.retry_after);
+        mock.faulted++;
+        break;
+    case FAULT_SLOW:
+        d->delay_ms += mock.fault_delay_ms; /* and otherwise a normal reply */
+        /* fall through */
+    case FAULT_OK:
+        if (cr->v == V_TOO_BIG) {
+            d->status = MHD_HTTP_CONTENT_TOO_LARGE;
+            mock.invalid++;
+        } else if (cr->v != V_VALID) {
+            d->status = MHD_HTTP_BAD_REQUEST;
+            mock.invalid++;
+        } else if (!rate_take(cr->routing_key, now)) {
+            d->status = MHD_HTTP_TOO_MANY_REQUESTS;
+            mock.throttled++;
+        } else {
+            d->status = MHD_HTTP_ACCEPTED;
+            mock.accepted++;
+            if (cr->is_trigger && (!cr->dedup_key || blank(cr->dedup_key))) uuid_make(d->dedup_key);
+        }
+        break;
+    }
+    mock.requests++;
+    record_add(path, now, cr, body, d);
+    pthread_cond_broadcast(&mock.cv);
+    pthread_mutex_unlock(&mock.mu);
+}
+
+/* ---- replies -------------------------------------------------------------- */
+
+/* Queues j (consumed) as a JSON reply. */
+static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, cJSON *j,
+                                  const char *hdr_name, const char *hdr_value)
+{
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
+    cJSON_free(text);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (hdr_name && hdr_value) MHD_add_response_header(resp, hdr_name, hdr_value);
+    enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static cJSON *msg_json(const char *status, const char *message)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "status", status);
+    cJSON_AddStringToObject(j, "message", message);
+    return j;
+}
+
+static enum MHD_Result reply_msg(struct MHD_Connection *conn, unsigned status, const char *st,
+                                 const char *message)
+{
+    return reply_json(conn, status, msg_json(st, message), NULL, NULL);
+}
+
+static cJSON *throttle_json(void)
+{
+    return msg_json("throttle event",
+                    "Requests for this service are arriving too quickly. Please retry later.");
+}
+
+/* The reply body for a decided event request. Consumes cr->errors. */
+static cJSON *event_reply_body(check_result *cr, const decision *d)
+{
+    cJSON *j;
+    char msg[64];
+    if (d->fault == FAULT_STATUS) {
+        if (d->status == MHD_HTTP_TOO_MANY_REQUESTS) return throttle_json();
+        snprintf(msg, sizeof msg, "Injected HTTP %d", d->status);
+        return msg_json("mock fault", msg);
+    }
+    switch (d->status) {
+    case MHD_HTTP_ACCEPTED:
+        if (cr->is_change) return msg_json("success", "Change event processed");
+        j = msg_json("success", "Event processed");
+        cJSON_AddStringToObject(j, "dedup_key", d->dedup_key[0] ? d->dedup_key : cr->dedup_key);
+        return j;
+    case MHD_HTTP_TOO_MANY_REQUESTS:
+        return throttle_json();
+    case MHD_HTTP_CONTENT_TOO_LARGE:
+        return msg_json("Request too large", "Request body is larger than 1 MB");
+    default:
+        if (cr->v == V_NOT_JSON) {
+            j = msg_json("Unrecognized object", "Event object is invalid");
+            cJSON *e = cJSON_AddArrayToObject(j, "errors");
+            cJSON_AddItemToArray(e, cJSON_CreateString("JSON parse error"));
+            return j;
+        }
+        j = msg_json("invalid event", "Event object is invalid");
+        cJSON_AddItemToObject(j, "errors", cr->errors);
+        cr->errors = NULL;
+        return j;
+    }
+}
+
+/* Waits ms (a condition wait, cut short by shutdown). False when stopping. */
+static bool delay_ms(int ms)
+{
+    struct timespec until = deadline_in(ms);
+    int rc = 0;
+    pthread_mutex_lock(&mock.mu);
+    while (!mock.stopping && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&mock.cv, &mock.mu, &until);
+    bool ok = !mock.stopping;
+    pthread_mutex_unlock(&mock.mu);
+    return ok;
+}
+
+/* "hang": blocks until the client closes its end or the server stops. Only
+** POLLRDHUP is asked for on the client socket, so data it sends (a pipelined
+** request, a TLS alert) does not wake us, its FIN or RST does. */
+static void hang_until_gone(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd pf[2] = {
+        {.fd = ci ? ci->connect_fd : -1, .events = POLLRDHUP},
+        {.fd = mock.stop_rd, .events = POLLIN},
+    };
+    for (;;) {
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || pf[0].revents || pf[1].revents) return;
+    }
+}
+
+/* ---- routes ---------------------------------------------------------------- */
+
+typedef enum route {
+    R_ENQUEUE, R_CHANGE, R_MODE, R_RESET, R_EVENTS, R_REQUESTS, R_STATS, R_WAIT
+} route;
+
+static const struct {
+    const char *path;
+    const char *method;
+    route r;
+} routes[] = {
+    {"/v2/enqueue", "POST", R_ENQUEUE},
+    {"/v2/events", "POST", R_ENQUEUE},
+    {"/v2/change/enqueue", "POST", R_CHANGE},
+    {"/_mock/mode", "POST", R_MODE},
+    {"/_mock/reset", "POST", R_RESET},
+    {"/_mock/events", "GET", R_EVENTS},
+    {"/_mock/requests", "GET", R_REQUESTS},
+    {"/_mock/stats", "GET", R_STATS},
+    {"/_mock/wait", "GET", R_WAIT},
+};
+#define ROUTES_N (sizeof routes / sizeof routes[0])
+
+static int route_find(const char *url)
+{
+    for (size_t i = 0; i < ROUTES_N; i++)
+        if (!strcmp(url, routes[i].path)) return (int)i;
+    return -1;
+}
+
+/* Per-request state, freed by on_completed. */
+typedef struct req_ctx {
+    int route_ix;
+    char *body; /* NUL-terminated */
+    size_t len, cap;
+    bool too_big;
+} req_ctx;
+
+static void body_append(req_ctx *ctx, const char *data, size_t n)
+{
+    if (ctx->too_big) return;
+    if (ctx->len + n > MOCK_BODY_MAX) {
+        ctx->too_big = true;
+        free(ctx->body);
+        ctx->body = NULL;
+        ctx->len = ctx->cap = 0;
+        return;
+    }
+    if (ctx->len + n + 1 > ctx->cap) {
+        size_t cap = ctx->cap ? ctx->cap : 4096;
+        while (cap < ctx->len + n + 1) cap *= 2;
+        char *b = realloc(ctx->body, cap);
+        if (!b) {
+            ctx->too_big = true;
+            return;
+        }
+        ctx->body = b;
+        ctx->cap = cap;
+    }
+    memcpy(ctx->body + ctx->len, data, n);
+    ctx->len += n;
+    ctx->body[ctx->len] = '\0';
+}
+
+static enum MHD_Result handle_event(struct MHD_Connection *conn, req_ctx *ctx)
+{
+    const char *path = routes[ctx->route_ix].path;
+    check_result cr;
+    decision d;
+    event_check(ctx->body, ctx->len, ctx->too_big, routes[ctx->route_ix].r == R_CHANGE, &cr);
+    event_decide(path, &cr, ctx->too_big ? NULL : (ctx->body ? ctx->body : ""), &d);
+
+    enum MHD_Result rc = MHD_NO;
+    if (d.fault == FAULT_RESET) goto out;
+    if (d.fault == FAULT_HANG) {
+        hang_until_gone(conn);
+        goto out;
+    }
+    if (d.delay_ms > 0 && !delay_ms(d.delay_ms)) goto out;
+    rc = reply_json(conn, (unsigned)d.status, event_reply_body(&cr, &d),
+                    d.retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, d.retry_after);
+out:
+    free(d.retry_after);
+    check_free(&cr);
+    return rc;
+}
+
+static cJSON *stats_json(void) /* under mock.mu */
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "accepted", (double)mock.accepted);
+    cJSON_AddNumberToObject(j, "throttled", (double)mock.throttled);
+    cJSON_AddNumberToObject(j, "invalid", (double)mock.invalid);
+    cJSON_AddNumberToObject(j, "faulted", (double)mock.faulted);
+    cJSON_AddNumberToObject(j, "requests", (double)mock.requests);
+    return j;
+}
+
+static cJSON *mode_json(void) /* under mock.mu */
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "mode", fault_names[mock.fault]);
+    cJSON_AddNumberToObject(j, "status", mock.fault_status);
+    cJSON_AddNumberToObject(j, "delay_ms", mock.fault_delay_ms);
+    cJSON_AddNumberToObject(j, "count", mock.fault_left < 0 ? 0 : (double)mock.fault_left);
+    if (mock.retry_after) cJSON_AddStringToObject(j, "retry_after", mock.retry_after);
+    return j;
+}
+
+static void add_str_or_null(cJSON *o, const char *name, const char *s)
+{
+    if (s) cJSON_AddStringToObject(o, name, s);
+    else cJSON_AddNullToObject(o, name);
+}
+
+static enum MHD_Result handle_records(struct MHD_Connection *conn, bool accepted_only)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&mock.mu);
+    for (size_t i = 0; i < mock.nrecs; i++) {
+        const mock_record *r = &mock.recs[i];
+        if (accepted_only && r->status != MHD_HTTP_ACCEPTED) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+        cJSON_AddNumberToObject(o, "arrival_ms", (double)r->arrival_ms);
+        cJSON_AddStringToObject(o, "path", r->path);
+        cJSON_AddNumberToObject(o, "status", r->status);
+        add_str_or_null(o, "fault", r->fault == FAULT_OK ? NULL : fault_names[r->fault]);
+        add_str_or_null(o, "routing_key", r->routing_key);
+        add_str_or_null(o, "event_action", r->event_action);
+        add_str_or_null(o, "dedup_key", r->dedup_key);
+        add_str_or_null(o, "summary", r->summary);
+        add_str_or_null(o, "body", r->body);
+        cJSON_AddItemToArray(arr, o);
+    }
+    pthread_mutex_unlock(&mock.mu);
+    return reply_json(conn, MHD_HTTP_OK, arr, NULL, NULL);
+}
+
+/* A query argument as a non-negative int; def when absent; -1 when bad. */
+static long query_long(struct MHD_Connection *conn, const char *name, long def, long max)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    char *end;
+    if (!v) return def;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 0) return -1;
+    return n > max ? max : n;
+}
+
+static enum MHD_Result handle_wait(struct MHD_Connection *conn)
+{
+    long want_acc = query_long(conn, "accepted", 0, LONG_MAX);
+    long want_req = query_long(conn, "requests", 0, LONG_MAX);
+    long timeout = query_long(conn, "timeout_ms", MOCK_WAIT_DEFAULT_MS, MOCK_WAIT_MAX_MS);
+    if (want_acc < 0 || want_req < 0 || timeout < 0)
+        return reply_msg(conn, MHD_HTTP_BAD_REQUEST, "bad request",
+                         "accepted, requests and timeout_ms must be non-negative integers");
+    struct timespec until = deadline_in(timeout);
+    int rc = 0;
+    pthread_mutex_lock(&mock.mu);
+    while (!mock.stopping && rc != ETIMEDOUT && (mock.accepted < want_acc || mock.requests < want_req))
+        rc = pthread_cond_timedwait(&mock.cv, &mock.mu, &until);
+    bool reached = mock.accepted >= want_acc && mock.requests >= want_req;
+    bool stopping = mock.stopping;
+    cJSON *stats = stats_json();
+    pthread_mutex_unlock(&mock.mu);
+    if (stopping) {
+        cJSON_Delete(stats);
+        return MHD_NO;
+    }
+    return reply_json(conn, reached ? MHD_HTTP_OK : MHD_HTTP_REQUEST_TIMEOUT, stats, NULL, NULL);
+}
+
+/* POST /_mock/mode {"mode":..., "status":N, "delay_ms":N, "count":N, "retry_after":"..."} */
+static enum MHD_Result handle_mode(struct MHD_Connection *conn, req_ctx *ctx)
+{
+    cJSON *j = ctx->body ? cJSON_ParseWithLength(ctx->body, ctx->len) : NULL;
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(j, "mode");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(j, "delay_ms");
+    const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(j, "count");
+    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(j, "retry_after");
+    const char *problem = NULL;
+    int f = -1;
+    if (!cJSON_IsObject(j) || !cJSON_IsString(mode)) {
+        problem = "body must be a JSON object with a string \"mode\"";
+    } else {
+        for (size_t i = 0; i < sizeof fault_names / sizeof fault_names[0]; i++)
+            if (!strcmp(mode->valuestring, fault_names[i])) f = (int)i;
+        if (f < 0) problem = "mode must be one of: ok, status, hang, reset, slow";
+        else if (st && (!cJSON_IsNumber(st) || st->valuedouble < 100 || st->valuedouble > 599))
+            problem = "status must be an HTTP status (100-599)";
+        else if (dl && (!cJSON_IsNumber(dl) || dl->valuedouble < 0 || dl->valuedouble > 3600000))
+            problem = "delay_ms must be 0-3600000";
+        else if (cnt && (!cJSON_IsNumber(cnt) || cnt->valuedouble < 0 || cnt->valuedouble > 1e9))
+            problem = "count must be a non-negative integer";
+        else if (ra && !cJSON_IsNull(ra) && !cJSON_IsString(ra))
+            problem = "retry_after must be a string";
+    }
+    if (problem) {
+        cJSON_Delete(j);
+        return reply_msg(conn, MHD_HTTP_BAD_REQUEST, "bad request", problem);
+    }
+    pthread_mutex_lock(&mock.mu);
+    mock.fault = (mock_fault)f;
+    mock.fault_status = st ? st->valueint : 500;
+    mock.fault_delay_ms = dl ? dl->valueint : 0;
+    mock.fault_left = cnt && cnt->valueint > 0 ? cnt->valueint : -1;
+    free(mock.retry_after);
+    mock.retry_after = cJSON_IsString(ra) ? xstrdup(ra->valuestring) : NULL;
+    cJSON *reply = mode_json();
+    pthread_mutex_unlock(&mock.mu);
+    cJSON_Delete(j);
+    return reply_json(conn, MHD_HTTP_OK, reply, NULL, NULL);
+}
+
+static enum MHD_Result handle_reset(struct MHD_Connection *conn)
+{
+    pthread_mutex_lock(&mock.mu);
+    records_free();
+    windows_free();
+    mock.seq = 0;
+    mock.accepted = mock.throttled = mock.invalid = mock.faulted = mock.requests = 0;
+    mock.fault = FAULT_OK;
+    mock.fault_status = 0;
+    mock.fault_delay_ms = 0;
+    mock.fault_left = -1;
+    free(mock.retry_after);
+    mock.retry_after = NULL;
+    cJSON *stats = stats_json();
+    pthread_cond_broadcast(&mock.cv);
+    pthread_mutex_unlock(&mock.mu);
+    return reply_json(conn, MHD_HTTP_OK, stats, NULL, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    req_ctx *ctx = *con_cls;
+    (void)cls;
+    (void)version;
+    if (!ctx) {
+        int ix = route_find(url);
+        if (ix < 0) return reply_msg(conn, MHD_HTTP_NOT_FOUND, "not found", "No such path");
+        if (strcmp(method, routes[ix].method) != 0) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "Use %s", routes[ix].method);
+            return reply_json(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg_json("method not allowed", msg),
+                              MHD_HTTP_HEADER_ALLOW, routes[ix].method);
+        }
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx) return MHD_NO;
+        ctx->route_ix = ix;
+        *con_cls = ctx;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > MOCK_BODY_MAX) {
+            /* Refuse before reading (or sending 100 Continue for) the body. */
+            ctx->too_big = true;
+            route r = routes[ix].r;
+            if (r == R_ENQUEUE || r == R_CHANGE) return handle_event(conn, ctx);
+            return reply_msg(conn, MHD_HTTP_CONTENT_TOO_LARGE, "Request too large",
+                             "Request body is larger than 1 MB");
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        body_append(ctx, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    switch (routes[ctx->route_ix].r) {
+    case R_ENQUEUE:
+    case R_CHANGE:
+        return handle_event(conn, ctx);
+    case R_MODE:
+        return handle_mode(conn, ctx);
+    case R_RESET:
+        return handle_reset(conn);
+    case R_EVENTS:
+        return handle_records(conn, true);
+    case R_REQUESTS:
+        return handle_records(conn, false);
+    case R_STATS: {
+        pthread_mutex_lock(&mock.mu);
+        cJSON *s = stats_json();
+        pthread_mutex_unlock(&mock.mu);
+        return reply_json(conn, MHD_HTTP_OK, s, NULL, NULL);
+    }
+    case R_WAIT:
+        return handle_wait(conn);
+    }
+    return MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_ctx *ctx = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (ctx) {
+        free(ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (!mock.verbose) return;
+    fputs("mock_pd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+/* ---- process -------------------------------------------------------------- */
+
+static int sig_wr = -1;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    char c = (char)sig;
+    if (write(sig_wr, &c, 1) < 0) {
+        /* nothing to do: the pipe is full, so main is being woken anyway */
+    }
+    errno = saved;
+}
+
+static void usage(void)
+{
+    fputs("usage: mock_pd [--port N] [--tls-cert FILE --tls-key FILE] [--limit N]\n"
+          "               [--window-ms MS] [--latency-ms MS] [--port-file PATH]\n"
+          "               [--watch-stdin] [--verbose]\n",
+          stderr);
+    exit(2);
+}
+
+static int parse_int(const char *s, int min, int max)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < min || v > max) usage();
+    return (int)v;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 8192, len = 0, n;
+    char *buf = xmalloc(cap);
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            if (cap >= 1024 * 1024) break; /* certificates are small */
+            char *b = realloc(buf, cap *= 2);
+            if (!b) break;
+            buf = b;
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The port number + "\n" to path, atomically (tmp + rename), so a reader
+** never sees a half-written file. */
+static int write_port_file(const char *path, int port)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fprintf(f, "%d\n", port) > 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok && rename(tmp, path) != 0) ok = 0;
+    if (!ok) unlink(tmp);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in sa;
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0;
+    bool watch_stdin = false;
+    const char *cert_path = NULL, *key_path = NULL, *port_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--port")) port = parse_int(v, 0, 65535), i++;
+        else if (!strcmp(a, "--tls-cert")) { if (!v) usage(); cert_path = v; i++; }
+        else if (!strcmp(a, "--tls-key")) { if (!v) usage(); key_path = v; i++; }
+        else if (!strcmp(a, "--limit")) mock.limit = parse_int(v, 0, 1000000), i++;
+        else if (!strcmp(a, "--window-ms")) mock.window_ms = parse_int(v, 1, INT_MAX), i++;
+        else if (!strcmp(a, "--latency-ms")) mock.latency_ms = parse_int(v, 0, 3600000), i++;
+        else if (!strcmp(a, "--port-file")) { if (!v) usage(); port_file = v; i++; }
+        else if (!strcmp(a, "--watch-stdin")) watch_stdin = true;
+        else if (!strcmp(a, "--verbose")) mock.verbose = true;
+        else usage();
+    }
+    if (!cert_path != !key_path) usage();
+    bool tls = cert_path != NULL;
+
+    clock_gettime(CLOCK_MONOTONIC, &mock.t0);
+    mock.uuid_state = ((uint64_t)mock.t0.tv_nsec << 20) ^ (uint64_t)getpid() ^ UINT64_C(0x9E3779B97F4A7C15);
+    mock.fault_left = -1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mock.cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    char *cert = NULL, *key = NULL;
+    if (tls) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            fputs("mock_pd: this libmicrohttpd has no TLS support\n", stderr);
+            return 1;
+        }
+        cert = read_file(cert_path);
+        key = read_file(key_path);
+        if (!cert || !key) {
+            fprintf(stderr, "mock_pd: cannot read %s\n", cert ? key_path : cert_path);
+            return 1;
+        }
+    }
+
+    int sig_pipe[2], stop_pipe[2];
+    if (pipe(sig_pipe) != 0 || pipe(stop_pipe) != 0) {
+        perror("mock_pd: pipe");
+        return 1;
+    }
+    fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+    sig_wr = sig_pipe[1];
+    mock.stop_rd = stop_pipe[0];
+    mock.stop_wr = stop_pipe[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int lfd = listen_on(port);
+    if (lfd < 0) {
+        fprintf(stderr, "mock_pd: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
+        return 1;
+    }
+    struct sockaddr_in bound;
+    socklen_t blen = sizeof bound;
+    getsockname(lfd, (struct sockaddr *)&bound, &blen);
+    port = ntohs(bound.sin_port);
+
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls) {
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, cert};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
+        MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "mock_pd: MHD_start_daemon failed on port %d\n", port);
+        close(lfd);
+        return 1;
+    }
+    if (port_file && write_port_file(port_file, port) != 0) {
+        fprintf(stderr, "mock_pd: cannot write %s: %s\n", port_file, strerror(errno));
+        MHD_stop_daemon(d);
+        return 1;
+    }
+    printf("%d\n", port);
+    fflush(stdout);
+
+    /* Wait for a signal (or EOF on stdin): a blocking poll, no timeout. */
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = sig_pipe[0], .events = POLLIN}, {.fd = watch_stdin ? 0 : -1, .events = POLLIN}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (pf[0].revents) break;
+        if (pf[1].revents) {
+            char buf[256];
+            ssize_t n = read(0, buf, sizeof buf);
+            if (n <= 0 && !(n < 0 && errno == EINTR)) break;
+        }
+    }
+
+    pthread_mutex_lock(&mock.mu);
+    mock.stopping = true;
+    pthread_cond_broadcast(&mock.cv);
+    pthread_mutex_unlock(&mock.mu);
+    if (write(mock.stop_wr, "x", 1) < 0) perror("mock_pd: stop pipe");
+    MHD_stop_daemon(d);
+
+    records_free();
+    windows_free();
+    free(mock.retry_after);
+    free(cert);
+    free(key);
+    if (mock.verbose) fputs("mock_pd: stopped\n", stderr);
+    return 0;
+}
