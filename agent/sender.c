@@ -197,6 +197,12 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         min_into(wake, now + 1000);
         return;
     }
+    if (pdr_log_enabled(PDR_LOG_DEBUG)) {
+        char c[24], in[24];
+        snprintf(c, sizeof c, "%zu", n);
+        snprintf(in, sizeof in, "%d", s->in_flight);
+        pdr_log(PDR_LOG_DEBUG, "due heads", "count", c, "in_flight", in, NULL);
+    }
     for (size_t i = 0; i < n; i++) {
         lane *l = lane_get(s, rows[i].routing_key, now);
         if (!l) {
@@ -418,7 +424,11 @@ pdr_rc sender_start(sender *s)
     }
     s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (s->ino_fd < 0 ||
-        inotify_add_watch(s->ino_fd, s->cfg->data_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
+        /* IN_MODIFY can come while another process is still writing its
+        ** transaction (the commit itself only touches the mmap'd -shm);
+        ** IN_CLOSE_WRITE comes when that process closes the database,
+        ** after its commit, so the fill it triggers sees the new rows. */
+        inotify_add_watch(s->ino_fd, s->cfg->data_dir, IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
         pdr_log(PDR_LOG_WARN, "inotify unavailable: events queued by other processes are noticed within 1s",
                 "error", strerror(errno), NULL);
         if (s->ino_fd >= 0) close(s->ino_fd);

@@ -410,13 +410,21 @@ out:
     return rc;
 }
 
-/* Creates the file, if missing, with mode 0600 (SQLite would use 0644). */
+/* Creates the file, if missing, with mode 0600 (SQLite would use 0644).
+** An existing file is not opened at all: close() drops every POSIX lock
+** this process holds on the file, so opening and closing it here while
+** another connection of the same process (the daemon's sender and its main
+** thread) has it open would silently release that connection's locks; the
+** next process to close the database would then think it the last one and
+** delete the -wal and -shm files under it. O_EXCL: only a file we just
+** made, which nobody can have locked, is ever closed here. */
 static pdr_rc db_file_create(const char *path, char *errbuf, size_t errsz)
 {
     pdr_rc rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         int err = errno;
+        if (err == EEXIST) return PDR_OK;
         db_msg(errbuf, errsz, "cannot open %s: %s", path, strerror(err));
         rc = db_rc_from_errno(err);
         return rc == PDR_ERR_NOT_FOUND ? PDR_ERR_IO : rc;

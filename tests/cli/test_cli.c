@@ -639,6 +639,41 @@ static void test_corrupt_database(void **state)
     free(after); free(fixture); free(dbp);
 }
 
+/* Two connections in one process (the daemon has two) and another process
+** that opens and closes the database: the other process must not take
+** itself for the last user and delete the WAL under the live connections,
+** and what they commit must be what it then reads. */
+static void test_wal_survives_other_process(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    db_t *a = open_db(f), *b = open_db(f);
+    char *wal = tu_printf("%s/pdrelay.db-wal", f->data_dir);
+    struct stat st;
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 0);
+    free(out); free(err);
+    assert_int_equal(stat(wal, &st), 0);
+    const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"resolve\",\"dedup_key\":\"w\"}";
+    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body)};
+    assert_int_equal(db_outbox_push(a, &ev, NULL), PDR_OK);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", "--json", NULL), 0);
+    cJSON *doc = cJSON_Parse(out);
+    assert_int_equal(cJSON_GetObjectItem(doc, "pending")->valueint, 1);
+    cJSON_Delete(doc);
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_X, "-d", "from cli", "-i", "c", NULL), 0);
+    free(out); free(err);
+    db_row *rows;
+    size_t n;
+    assert_int_equal(db_outbox_list(b, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_OK);
+    assert_int_equal(n, 2);
+    db_rows_free(rows, n);
+    assert_int_equal(stat(wal, &st), 0);
+    db_close(a);
+    db_close(b);
+    free(wal);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -659,6 +694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_list_retry_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_survives_other_process, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

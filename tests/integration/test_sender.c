@@ -1,0 +1,440 @@
+/*
+** test_sender.c — `pdrelay run` against the mock PagerDuty: what arrives
+** upstream, in which order, at what pace; what stays in the outbox through
+** faults, outages, kill -9 and wrong certificates; and what the log says.
+** Rates are scaled (a 1 s window instead of 60 s) so each test takes seconds;
+** test_slow_real_rate.c runs PagerDuty's real 120/minute.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "db.h"
+#include "itutil.h"
+#include "mockpd_client.h"
+#include "testutil.h"
+
+static const char *const KEYS[] = {
+    "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12",
+    "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34",
+    "R0cccccccccccccccccccccccccccd56",
+};
+
+typedef struct fx {
+    char *dir, *cfg, *data_dir, *log;
+    mockpd *mock;
+    it_daemon d;
+} fx;
+
+static fx *fx_new(const mockpd_opts *mo)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
+    f->data_dir = tu_printf("%s/var", f->dir);
+    f->log = tu_printf("%s/pdrelay.log", f->dir);
+    f->mock = mockpd_start(mo);
+    assert_non_null(f->mock);
+    return f;
+}
+
+/* Writes the config: the mock's URL, fast backoff, short timeouts, plus extra. */
+static void fx_config(fx *f, const char *extra)
+{
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\n"
+                           "backoff_max_ms = 200\ntimeout_ms = 1000\nconnect_timeout_ms = 500\n%s",
+                           f->data_dir, mockpd_url(f->mock), extra ? extra : "");
+    tu_write_file(f->cfg, text);
+    free(text);
+}
+
+/* No log line may hold a routing key whole. */
+static void assert_log_clean(const fx *f)
+{
+    char *log = it_log(&f->d);
+    for (size_t i = 0; i < sizeof KEYS / sizeof *KEYS; i++) assert_null(strstr(log, KEYS[i]));
+    free(log);
+}
+
+static void fx_free(fx *f)
+{
+    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
+    assert_log_clean(f);
+    mockpd_stop(f->mock);
+    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
+    free(f->d.log_path);
+    free(f->dir);
+    free(f->cfg);
+    free(f->data_dir);
+    free(f->log);
+    free(f);
+}
+
+/* Queues n triggers for key with dedup keys "<prefix>-<i>", straight into the
+** outbox in one transaction (pdrelay send is tested elsewhere; 300 process
+** starts would only slow the test). */
+static void queue_direct(fx *f, const char *key, const char *prefix, int n)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->data_dir;
+    o.sync_full = 1;
+    o.max_events = 1000000;
+    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    db_event *evs = calloc((size_t)n, sizeof *evs);
+    char **bodies = calloc((size_t)n, sizeof *bodies);
+    char **dks = calloc((size_t)n, sizeof *dks);
+    pdr_rc *res = calloc((size_t)n, sizeof *res);
+    for (int i = 0; i < n; i++) {
+        dks[i] = tu_printf("%s-%d", prefix, i);
+        bodies[i] = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
+                              "\"payload\":{\"summary\":\"event %d\",\"source\":\"gw\",\"severity\":\"error\"}}",
+                              key, dks[i], i);
+        evs[i].routing_key = key;
+        evs[i].action = PDR_ACTION_TRIGGER;
+        evs[i].dedup_key = dks[i];
+        evs[i].body = bodies[i];
+        evs[i].body_len = strlen(bodies[i]);
+    }
+    assert_int_equal(db_outbox_push_batch(db, evs, (size_t)n, res, NULL), PDR_OK);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(res[i], PDR_OK);
+        free(bodies[i]);
+        free(dks[i]);
+    }
+    free(evs); free(bodies); free(dks); free(res);
+    db_close(db);
+}
+
+static size_t pending(const fx *f)
+{
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
+    db_rows_free(rows, n);
+    return n;
+}
+
+static const char *jstr(const cJSON *o, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* The dedup keys the mock accepted for key, in arrival order, first arrival
+** only (a repeat after kill -9 is allowed: at-least-once). */
+static int accepted_for(cJSON *events, const char *key, char out[][32], int max)
+{
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, events) {
+        if (strcmp(jstr(e, "routing_key"), key)) continue;
+        const char *dk = jstr(e, "dedup_key");
+        int seen = 0;
+        for (int i = 0; i < n; i++) seen |= !strcmp(out[i], dk);
+        if (!seen && n < max) snprintf(out[n++], 32, "%s", dk);
+    }
+    return n;
+}
+
+static void assert_in_order(cJSON *events, const char *key, const char *prefix, int n)
+{
+    char (*got)[32] = calloc((size_t)n + 1, 32);
+    assert_int_equal(accepted_for(events, key, got, n + 1), n);
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%s-%d", prefix, i);
+        assert_string_equal(got[i], want);
+    }
+    free(got);
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_order_per_key(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1};
+    fx *f = fx_new(&mo);
+    fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
+    for (int k = 0; k < 3; k++) queue_direct(f, KEYS[k], "e", 40);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 120, 30000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), 120);
+    for (int k = 0; k < 3; k++) assert_in_order(ev, KEYS[k], "e", 40);
+    cJSON_Delete(ev);
+    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay stopped\"", 1000), 0);
+    fx_free(f);
+}
+
+static void test_lifecycle_through_failures(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 2), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "disk-1", "Disk full"), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "acknowledge", "disk-1", NULL), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "resolve", "disk-1", NULL), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 20000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), 3);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 0), "event_action"), "trigger");
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 1), "event_action"), "acknowledge");
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 2), "event_action"), "resolve");
+    for (int i = 0; i < 3; i++) assert_string_equal(jstr(cJSON_GetArrayItem(ev, i), "dedup_key"), "disk-1");
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 0), "summary"), "Disk full");
+    cJSON_Delete(ev);
+    assert_int_equal(mockpd_stat(f->mock, "faulted"), 2);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "msg=\"delivery failed; will retry\" key=\"R0\xe2\x80\xa6" "ab12\""));
+    assert_non_null(strstr(log, "error_type=server_error error=\"HTTP 503: Injected HTTP 503\""));
+    assert_non_null(strstr(log, "msg=delivered key=\"R0\xe2\x80\xa6" "ab12\" id=1 action=trigger dedup_key=disk-1 "
+                                "status=202 attempts=3"));
+    free(log);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
+/* 300 events to one key against a server that throttles above 120 per
+** sliding window: none throttled, none over 120 in any window. */
+static void test_burst_never_throttled(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = 120, .window_ms = 1000};
+    fx *f = fx_new(&mo);
+    fx_config(f, "rate_per_minute = 7200\nburst = 10\nrate_window = 1s\n");
+    queue_direct(f, KEYS[0], "b", 300);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 300, 60000), 0);
+    assert_int_equal(mockpd_stat(f->mock, "throttled"), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    int n = cJSON_GetArraySize(ev);
+    assert_int_equal(n, 300);
+    double *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) t[i] = cJSON_GetObjectItem(cJSON_GetArrayItem(ev, i), "arrival_ms")->valuedouble;
+    int worst = 0;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (t[j] <= t[i] - 1000) j++;
+        if (i - j + 1 > worst) worst = i - j + 1;
+    }
+    print_message("most arrivals in any 1 s window: %d; 300 events in %.0f ms\n", worst, t[n - 1] - t[0]);
+    assert_true(worst <= 120);
+    assert_in_order(ev, KEYS[0], "b", 300);
+    free(t);
+    cJSON_Delete(ev);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+static void test_dead_letter_then_retry(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    /* An event PagerDuty refuses (an older pdrelay, or a hand-made row):
+    ** the severity is not one PagerDuty knows. */
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->data_dir;
+    o.sync_full = 1;
+    o.max_events = 100;
+    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"bad-1\","
+                           "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"high\"}}", KEYS[0]);
+    db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body)};
+    assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
+    db_close(db);
+    free(body);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "good-1", "after the bad one"), 0);
+
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 20000), 0);
+    /* the key went on after the refusal */
+    cJSON *ev = mockpd_events(f->mock);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"), "good-1");
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"refused by PagerDuty: moved to the dead letters\"", 5000), 0);
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_DEAD, &rows);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].dedup_key, "bad-1");
+    assert_non_null(strstr(rows[0].last_error, "HTTP 400: 'payload.severity'"));
+    int64_t dead_id = rows[0].id;
+    db_rows_free(rows, n);
+    char *out, *errout;
+    const char *argv1[] = {tu_pdrelay(), "queue", "-c", f->cfg, "list", "--dead", NULL};
+    assert_int_equal(tu_run(argv1, NULL, &out, &errout), 0);
+    assert_non_null(strstr(out, "died of: HTTP 400: 'payload.severity'"));
+    free(out); free(errout);
+
+    /* A transient refusal of a good event, then the operator retries it
+    ** while the daemon runs: it is noticed and delivered. */
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 400, 0, 1), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "good-2", "refused once"), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 3, 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=good-2 error_type=bad_request", 5000), 0);
+    n = it_rows(f->data_dir, DB_ROW_DEAD, &rows);
+    assert_int_equal(n, 2);
+    int64_t good2 = rows[1].id;
+    assert_string_equal(rows[1].last_error, "HTTP 400: Injected HTTP 400");
+    db_rows_free(rows, n);
+    char *id = tu_printf("%lld", (long long)good2);
+    const char *argv2[] = {tu_pdrelay(), "queue", "-c", f->cfg, "retry", id, NULL};
+    assert_int_equal(tu_run(argv2, NULL, &out, &errout), 0);
+    free(out); free(errout); free(id);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
+    ev = mockpd_events(f->mock);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 1), "dedup_key"), "good-2");
+    cJSON_Delete(ev);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    n = it_rows(f->data_dir, DB_ROW_DEAD, &rows);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, dead_id);
+    db_rows_free(rows, n);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
+static void test_outage_then_recovery(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    assert_int_equal(mockpd_halt(f->mock), 0);        /* connections refused */
+    queue_direct(f, KEYS[0], "o", 10);
+    queue_direct(f, KEYS[1], "p", 10);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "error_type=network", 10000), 0);
+    assert_int_equal(pending(f), 20);
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 4), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 4, 10000), 0);
+    assert_int_equal(mockpd_set_mode(f->mock, "hang", 0, 0, 2), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 20, 30000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_in_order(ev, KEYS[0], "o", 10);
+    assert_in_order(ev, KEYS[1], "p", 10);
+    cJSON_Delete(ev);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "error_type=server_error"));
+    free(log);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
+static void test_kill9_loses_nothing(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1, .latency_ms = 20};
+    fx *f = fx_new(&mo);
+    fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
+    queue_direct(f, KEYS[0], "k", 100);
+    queue_direct(f, KEYS[1], "l", 100);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 40, 30000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGKILL), 128 + SIGKILL);
+    size_t left = pending(f);
+    assert_true(left > 0 && left < 200);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    /* everything arrives: 200 distinct events (a repeat of what was in
+    ** flight at the kill is allowed) */
+    cJSON *ev = NULL;
+    for (int want = 200;; want++) {
+        assert_int_equal(mockpd_wait_accepted(f->mock, want, 30000), 0);
+        cJSON_Delete(ev);
+        ev = mockpd_events(f->mock);
+        char got[201][32];
+        if (accepted_for(ev, KEYS[0], got, 201) + accepted_for(ev, KEYS[1], got, 201) == 200) break;
+        assert_true(want < 210);
+    }
+    assert_in_order(ev, KEYS[0], "k", 100);
+    assert_in_order(ev, KEYS[1], "l", 100);
+    cJSON_Delete(ev);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
+static void test_sigterm_lets_inflight_finish(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    assert_int_equal(mockpd_set_mode(f->mock, "slow", 0, 400, 1), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[2], "trigger", "slow-1", "slow reply"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 1, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(mockpd_stat(f->mock, "accepted"), 1);
+    assert_int_equal(pending(f), 0);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "dedup_key=slow-1 status=202"));
+    assert_true(strstr(log, "dedup_key=slow-1 status=202") < strstr(log, "msg=\"pdrelay stopped\""));
+    free(log);
+    fx_free(f);
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.tls = true};
+    fx *f = fx_new(&mo);
+    char *extra = tu_printf("ca_file = %s/other-ca.pem\n", mockpd_certs_dir(f->mock));
+    fx_config(f, extra);
+    free(extra);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "tls-1", "over TLS"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "level=error msg=\"TLS failure talking to PagerDuty; check [pagerduty] "
+                                        "ca_file", 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "error_type=tls error=\"tls: SSL certificate problem"));
+    free(log);
+    assert_int_equal(mockpd_stat(f->mock, "accepted"), 0);
+    assert_int_equal(pending(f), 1);
+
+    /* the right CA: delivered */
+    extra = tu_printf("ca_file = %s\n", mockpd_ca_file(f->mock));
+    fx_config(f, extra);
+    free(extra);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
+int main(void)
+{
+    mockpd_global_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order_per_key),
+        cmocka_unit_test(test_lifecycle_through_failures),
+        cmocka_unit_test(test_burst_never_throttled),
+        cmocka_unit_test(test_dead_letter_then_retry),
+        cmocka_unit_test(test_outage_then_recovery),
+        cmocka_unit_test(test_kill9_loses_nothing),
+        cmocka_unit_test(test_sigterm_lets_inflight_finish),
+        cmocka_unit_test(test_tls),
+    };
+    return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
+}
