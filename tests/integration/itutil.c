@@ -14,6 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "clock.h"
 #include "testutil.h"
 
@@ -108,4 +114,103 @@ size_t it_rows(const char *data_dir, db_row_state st, db_row **rows)
     if (db_outbox_list(db, st, NULL, 0, rows, &n) != PDR_OK) n = (size_t)-1;
     db_close(db);
     return n;
+}
+
+void it_fail(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail_msg("%s", msg);   /* cmocka: fails the running test */
+    abort();               /* not reached */
+}
+
+const char *it_jstr(const cJSON *o, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* Triggers "<prefix>-<i>" straight into the outbox in one transaction
+** (pdrelay send is tested elsewhere; hundreds of process starts would only
+** slow the tests). */
+void it_queue(const char *data_dir, const char *key, const char *prefix, int n)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = data_dir;
+    o.sync_full = 1;
+    o.max_events = 1000000;
+    if (db_open(&o, &db, err, sizeof err) != PDR_OK) {
+        it_fail("it_queue: %s", err);
+    }
+    db_event *evs = calloc((size_t)n, sizeof *evs);
+    char **bodies = calloc((size_t)n, sizeof *bodies);
+    char **dks = calloc((size_t)n, sizeof *dks);
+    pdr_rc *res = calloc((size_t)n, sizeof *res);
+    for (int i = 0; i < n; i++) {
+        dks[i] = tu_printf("%s-%d", prefix, i);
+        bodies[i] = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
+                              "\"payload\":{\"summary\":\"event %d\",\"source\":\"gw\",\"severity\":\"error\"}}",
+                              key, dks[i], i);
+        evs[i].routing_key = key;
+        evs[i].action = PDR_ACTION_TRIGGER;
+        evs[i].dedup_key = dks[i];
+        evs[i].body = bodies[i];
+        evs[i].body_len = strlen(bodies[i]);
+    }
+    if (db_outbox_push_batch(db, evs, (size_t)n, res, NULL) != PDR_OK) it_fail("it_queue: push failed");
+    for (int i = 0; i < n; i++) {
+        if (res[i] != PDR_OK) it_fail("it_queue: event %d not stored", i);
+        free(bodies[i]);
+        free(dks[i]);
+    }
+    free(evs); free(bodies); free(dks); free(res);
+    db_close(db);
+}
+
+/* The dedup keys the mock accepted for key, in arrival order, first arrival
+** only (a repeat after kill -9 is allowed: at-least-once). */
+int it_accepted_for(cJSON *events, const char *key, char out[][32], int max)
+{
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, events) {
+        if (strcmp(it_jstr(e, "routing_key"), key)) continue;
+        const char *dk = it_jstr(e, "dedup_key");
+        int seen = 0;
+        for (int i = 0; i < n; i++) seen |= !strcmp(out[i], dk);
+        if (!seen && n < max) snprintf(out[n++], 32, "%s", dk);
+    }
+    return n;
+}
+
+void it_assert_in_order(cJSON *events, const char *key, const char *prefix, int n)
+{
+    char (*got)[32] = calloc((size_t)n + 1, 32);
+    if (it_accepted_for(events, key, got, n + 1) != n) it_fail("%s: %d distinct events accepted, expected %d", key, it_accepted_for(events, key, got, n + 1), n);
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%s-%d", prefix, i);
+        if (strcmp(got[i], want)) it_fail("%s: event %d is %s, expected %s", key, i, got[i], want);
+    }
+    free(got);
+}
+
+int it_max_in_window(const cJSON *events, int window_ms)
+{
+    int n = cJSON_GetArraySize(events), worst = 0;
+    double *t = calloc((size_t)n + 1, sizeof *t);
+    for (int i = 0; i < n; i++)
+        t[i] = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(events, i), "arrival_ms")->valuedouble;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (t[j] <= t[i] - window_ms) j++;
+        if (i - j + 1 > worst) worst = i - j + 1;
+    }
+    free(t);
+    return worst;
 }

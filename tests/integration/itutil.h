@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <cjson/cJSON.h>
+
 #include "db.h"
 
 typedef struct it_daemon {
@@ -33,5 +35,24 @@ int it_send(const char *cfg, const char *key, const char *action, const char *de
 
 /* Rows of one state in the outbox of data_dir (caller frees with db_rows_free). */
 size_t it_rows(const char *data_dir, db_row_state st, db_row **rows);
+
+/* Queues n valid triggers for key, dedup keys "<prefix>-0".."<prefix>-<n-1>",
+** into data_dir's outbox in one transaction. Aborts on failure. */
+void it_queue(const char *data_dir, const char *key, const char *prefix, int n);
+
+/* The dedup keys the mock accepted for key (from mockpd_events), in arrival
+** order, first arrival only (a repeat after kill -9 is allowed:
+** at-least-once). Returns how many, at most max. */
+int it_accepted_for(cJSON *events, const char *key, char out[][32], int max);
+
+/* Aborts with a message unless exactly "<prefix>-0".."<prefix>-<n-1>" were
+** accepted for key, in that order. */
+void it_assert_in_order(cJSON *events, const char *key, const char *prefix, int n);
+
+/* The most arrivals (arrival_ms of mockpd_events) in any window_ms. */
+int it_max_in_window(const cJSON *events, int window_ms);
+
+const char *it_jstr(const cJSON *o, const char *name);
+void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #endif

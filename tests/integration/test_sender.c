@@ -79,44 +79,6 @@ static void fx_free(fx *f)
     free(f);
 }
 
-/* Queues n triggers for key with dedup keys "<prefix>-<i>", straight into the
-** outbox in one transaction (pdrelay send is tested elsewhere; 300 process
-** starts would only slow the test). */
-static void queue_direct(fx *f, const char *key, const char *prefix, int n)
-{
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->data_dir;
-    o.sync_full = 1;
-    o.max_events = 1000000;
-    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
-    db_event *evs = calloc((size_t)n, sizeof *evs);
-    char **bodies = calloc((size_t)n, sizeof *bodies);
-    char **dks = calloc((size_t)n, sizeof *dks);
-    pdr_rc *res = calloc((size_t)n, sizeof *res);
-    for (int i = 0; i < n; i++) {
-        dks[i] = tu_printf("%s-%d", prefix, i);
-        bodies[i] = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
-                              "\"payload\":{\"summary\":\"event %d\",\"source\":\"gw\",\"severity\":\"error\"}}",
-                              key, dks[i], i);
-        evs[i].routing_key = key;
-        evs[i].action = PDR_ACTION_TRIGGER;
-        evs[i].dedup_key = dks[i];
-        evs[i].body = bodies[i];
-        evs[i].body_len = strlen(bodies[i]);
-    }
-    assert_int_equal(db_outbox_push_batch(db, evs, (size_t)n, res, NULL), PDR_OK);
-    for (int i = 0; i < n; i++) {
-        assert_int_equal(res[i], PDR_OK);
-        free(bodies[i]);
-        free(dks[i]);
-    }
-    free(evs); free(bodies); free(dks); free(res);
-    db_close(db);
-}
-
 static size_t pending(const fx *f)
 {
     db_row *rows;
@@ -125,39 +87,7 @@ static size_t pending(const fx *f)
     return n;
 }
 
-static const char *jstr(const cJSON *o, const char *name)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(it) ? it->valuestring : NULL;
-}
-
-/* The dedup keys the mock accepted for key, in arrival order, first arrival
-** only (a repeat after kill -9 is allowed: at-least-once). */
-static int accepted_for(cJSON *events, const char *key, char out[][32], int max)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, events) {
-        if (strcmp(jstr(e, "routing_key"), key)) continue;
-        const char *dk = jstr(e, "dedup_key");
-        int seen = 0;
-        for (int i = 0; i < n; i++) seen |= !strcmp(out[i], dk);
-        if (!seen && n < max) snprintf(out[n++], 32, "%s", dk);
-    }
-    return n;
-}
-
-static void assert_in_order(cJSON *events, const char *key, const char *prefix, int n)
-{
-    char (*got)[32] = calloc((size_t)n + 1, 32);
-    assert_int_equal(accepted_for(events, key, got, n + 1), n);
-    for (int i = 0; i < n; i++) {
-        char want[32];
-        snprintf(want, sizeof want, "%s-%d", prefix, i);
-        assert_string_equal(got[i], want);
-    }
-    free(got);
-}
+#define jstr it_jstr
 
 /* ---- tests ------------------------------------------------------------------- */
 
@@ -167,13 +97,13 @@ static void test_order_per_key(void **state)
     mockpd_opts mo = {.limit = -1};
     fx *f = fx_new(&mo);
     fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
-    for (int k = 0; k < 3; k++) queue_direct(f, KEYS[k], "e", 40);
+    for (int k = 0; k < 3; k++) it_queue(f->data_dir, KEYS[k], "e", 40);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 120, 30000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     cJSON *ev = mockpd_events(f->mock);
     assert_int_equal(cJSON_GetArraySize(ev), 120);
-    for (int k = 0; k < 3; k++) assert_in_order(ev, KEYS[k], "e", 40);
+    for (int k = 0; k < 3; k++) it_assert_in_order(ev, KEYS[k], "e", 40);
     cJSON_Delete(ev);
     assert_int_equal(pending(f), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay stopped\"", 1000), 0);
@@ -219,24 +149,17 @@ static void test_burst_never_throttled(void **state)
     mockpd_opts mo = {.limit = 120, .window_ms = 1000};
     fx *f = fx_new(&mo);
     fx_config(f, "rate_per_minute = 7200\nburst = 10\nrate_window = 1s\n");
-    queue_direct(f, KEYS[0], "b", 300);
+    it_queue(f->data_dir, KEYS[0], "b", 300);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 300, 60000), 0);
     assert_int_equal(mockpd_stat(f->mock, "throttled"), 0);
     cJSON *ev = mockpd_events(f->mock);
     int n = cJSON_GetArraySize(ev);
     assert_int_equal(n, 300);
-    double *t = calloc((size_t)n, sizeof *t);
-    for (int i = 0; i < n; i++) t[i] = cJSON_GetObjectItem(cJSON_GetArrayItem(ev, i), "arrival_ms")->valuedouble;
-    int worst = 0;
-    for (int i = 0, j = 0; i < n; i++) {
-        while (t[j] <= t[i] - 1000) j++;
-        if (i - j + 1 > worst) worst = i - j + 1;
-    }
-    print_message("most arrivals in any 1 s window: %d; 300 events in %.0f ms\n", worst, t[n - 1] - t[0]);
+    int worst = it_max_in_window(ev, 1000);
+    print_message("most arrivals in any 1 s window: %d\n", worst);
     assert_true(worst <= 120);
-    assert_in_order(ev, KEYS[0], "b", 300);
-    free(t);
+    it_assert_in_order(ev, KEYS[0], "b", 300);
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     fx_free(f);
@@ -319,8 +242,8 @@ static void test_outage_then_recovery(void **state)
     fx *f = fx_new(NULL);
     fx_config(f, NULL);
     assert_int_equal(mockpd_halt(f->mock), 0);        /* connections refused */
-    queue_direct(f, KEYS[0], "o", 10);
-    queue_direct(f, KEYS[1], "p", 10);
+    it_queue(f->data_dir, KEYS[0], "o", 10);
+    it_queue(f->data_dir, KEYS[1], "p", 10);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "error_type=network", 10000), 0);
     assert_int_equal(pending(f), 20);
@@ -331,8 +254,8 @@ static void test_outage_then_recovery(void **state)
     assert_int_equal(mockpd_wait_accepted(f->mock, 20, 30000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     cJSON *ev = mockpd_events(f->mock);
-    assert_in_order(ev, KEYS[0], "o", 10);
-    assert_in_order(ev, KEYS[1], "p", 10);
+    it_assert_in_order(ev, KEYS[0], "o", 10);
+    it_assert_in_order(ev, KEYS[1], "p", 10);
     cJSON_Delete(ev);
     char *log = it_log(&f->d);
     assert_non_null(strstr(log, "error_type=server_error"));
@@ -347,8 +270,8 @@ static void test_kill9_loses_nothing(void **state)
     mockpd_opts mo = {.limit = -1, .latency_ms = 20};
     fx *f = fx_new(&mo);
     fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
-    queue_direct(f, KEYS[0], "k", 100);
-    queue_direct(f, KEYS[1], "l", 100);
+    it_queue(f->data_dir, KEYS[0], "k", 100);
+    it_queue(f->data_dir, KEYS[1], "l", 100);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 40, 30000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGKILL), 128 + SIGKILL);
@@ -363,11 +286,11 @@ static void test_kill9_loses_nothing(void **state)
         cJSON_Delete(ev);
         ev = mockpd_events(f->mock);
         char got[201][32];
-        if (accepted_for(ev, KEYS[0], got, 201) + accepted_for(ev, KEYS[1], got, 201) == 200) break;
+        if (it_accepted_for(ev, KEYS[0], got, 201) + it_accepted_for(ev, KEYS[1], got, 201) == 200) break;
         assert_true(want < 210);
     }
-    assert_in_order(ev, KEYS[0], "k", 100);
-    assert_in_order(ev, KEYS[1], "l", 100);
+    it_assert_in_order(ev, KEYS[0], "k", 100);
+    it_assert_in_order(ev, KEYS[1], "l", 100);
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(pending(f), 0);
@@ -423,6 +346,95 @@ static void test_tls(void **state)
     fx_free(f);
 }
 
+static void push_one(fx *f, const char *key, pdr_action act, const char *dk, const char *fp)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->data_dir;
+    o.sync_full = 1;
+    o.max_events = 1000;
+    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    char *body = act == PDR_ACTION_TRIGGER
+        ? tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
+                    "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"error\"}}", key, dk)
+        : tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
+                    pdr_action_name(act), dk);
+    db_event e = {key, act, dk, fp, body, strlen(body)};
+    assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
+    free(body);
+    db_close(db);
+}
+
+static pdr_rc dedup_lookup(fx *f, const char *key, const char *fp, db_dedup_entry *out)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512];
+    memset(&o, 0, sizeof o);
+    o.data_dir = f->data_dir;
+    o.sync_full = 1;
+    o.max_events = 1000;
+    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    pdr_rc rc = db_dedup_get(db, key, fp, out);
+    db_close(db);
+    return rc;
+}
+
+/* A delivered trigger records its dedup key for the alert's fingerprint; a
+** delivered acknowledge marks it; a delivered resolve removes it. */
+static void test_dedup_table_follows_deliveries(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, "[dedup]\nttl = 1h\n");
+    db_dedup_entry e;
+    push_one(f, KEYS[0], PDR_ACTION_TRIGGER, "dk-1", "fp-1");
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-1 status=202", 5000), 0);
+    assert_int_equal(dedup_lookup(f, KEYS[0], "fp-1", &e), PDR_OK);
+    assert_string_equal(e.dedup_key, "dk-1");
+    assert_int_equal(e.state, DB_DEDUP_TRIGGERED);
+    assert_true(e.expires_ms - e.updated_ms == 3600000);
+    push_one(f, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "dk-1", "fp-1");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "action=acknowledge dedup_key=dk-1 status=202", 5000), 0);
+    assert_int_equal(dedup_lookup(f, KEYS[0], "fp-1", &e), PDR_OK);
+    assert_int_equal(e.state, DB_DEDUP_ACKNOWLEDGED);
+    push_one(f, KEYS[0], PDR_ACTION_RESOLVE, "dk-1", "fp-1");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "action=resolve dedup_key=dk-1 status=202", 5000), 0);
+    assert_int_equal(dedup_lookup(f, KEYS[0], "fp-1", &e), PDR_ERR_NOT_FOUND);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+/* With max_age set, events that cannot be delivered in time become dead
+** letters (in order, the key's head first) instead of being retried forever. */
+static void test_max_age(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, "[outbox]\nmax_age = 300ms\n");
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[1], "trigger", "old-1", "first"), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[1], "trigger", "old-2", "second"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=old-2 reason=max_age", 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_DEAD, &rows);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].dedup_key, "old-1");
+    assert_string_equal(rows[1].dedup_key, "old-2");
+    assert_string_equal(rows[0].last_error, "max_age exceeded: not delivered in time");
+    db_rows_free(rows, n);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
 int main(void)
 {
     mockpd_global_init();
@@ -435,6 +447,8 @@ int main(void)
         cmocka_unit_test(test_kill9_loses_nothing),
         cmocka_unit_test(test_sigterm_lets_inflight_finish),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_dedup_table_follows_deliveries),
+        cmocka_unit_test(test_max_age),
     };
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
 }
