@@ -160,11 +160,20 @@ static pdr_rc db_rc_from_errno(int err)
 pdr_rc db_fail(db_t *db, int src, const char *what)
 {
     const char *msg = db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(src);
+    pdr_rc rc = db_rc_from_sqlite(src);
     if (what)
         db_msg(db->errmsg, sizeof db->errmsg, "%s: %s", what, msg);
     else
         db_msg(db->errmsg, sizeof db->errmsg, "%s", msg);
-    return db_rc_from_sqlite(src);
+    /* SQLite says "unable to open" or "disk I/O error" for what errno can
+    ** tell apart: a permission, a read-only mount, a full disk. */
+    if (db->h && (rc == PDR_ERR_IO)) {
+        pdr_rc by_errno = db_rc_from_errno(sqlite3_system_errno(db->h));
+        if (by_errno == PDR_ERR_PERM || by_errno == PDR_ERR_READONLY ||
+            by_errno == PDR_ERR_DISK_FULL)
+            rc = by_errno;
+    }
+    return rc;
 }
 
 const char *db_path(const db_t *db)
@@ -280,7 +289,7 @@ static char *db_col_dup(sqlite3_stmt *st, int i, size_t *len_out, int *nomem)
     return p;
 }
 
-pdr_rc db_row_read(sqlite3_stmt *st, db_row *row)
+pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row)
 {
     int nomem = 0;
     memset(row, 0, sizeof *row);
@@ -298,6 +307,9 @@ pdr_rc db_row_read(sqlite3_stmt *st, db_row *row)
     row->dead_ms = sqlite3_column_int64(st, 11);
     if (!nomem && (!row->routing_key || !row->body)) {
         /* NOT NULL columns: only a damaged file gets here. */
+        db_msg(db->errmsg, sizeof db->errmsg,
+               "database disk image is malformed: outbox row %lld lacks its %s",
+               (long long)row->id, row->routing_key ? "body" : "routing key");
         db_row_cleanup(row);
         return PDR_ERR_CORRUPT;
     }
@@ -361,7 +373,7 @@ pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
             rows = grown;
             cap = ncap;
         }
-        rc = db_row_read(st, &rows[n]);
+        rc = db_row_read(db, st, &rows[n]);
         if (rc) goto out;
         n++;
     }

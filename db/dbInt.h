@@ -60,8 +60,9 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out);
 pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
                        db_row **rows_out, size_t *n_out);
 
-/* Fills row from the current result row of st (columns DB_ROW_COLUMNS). */
-pdr_rc db_row_read(sqlite3_stmt *st, db_row *row);
+/* Fills row from the current result row of st (columns DB_ROW_COLUMNS).
+** PDR_ERR_CORRUPT (with db's errmsg set) for a row a damaged page garbled. */
+pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback is quiet and safe to call
 ** when SQLite already rolled the transaction back itself (after a FULL or

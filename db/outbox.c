@@ -197,7 +197,7 @@ static pdr_rc outbox_one_row(db_t *db, sqlite3_stmt *st, db_row *row_out)
     pdr_rc rc;
     int src = sqlite3_step(st);
     if (src == SQLITE_ROW)
-        rc = db_row_read(st, row_out);
+        rc = db_row_read(db, st, row_out);
     else if (src == SQLITE_DONE)
         rc = PDR_ERR_NOT_FOUND;
     else

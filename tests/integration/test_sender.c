@@ -172,14 +172,7 @@ static void test_dead_letter_then_retry(void **state)
     fx_config(f, NULL);
     /* An event PagerDuty refuses (an older pdrelay, or a hand-made row):
     ** the severity is not one PagerDuty knows. */
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->data_dir;
-    o.sync_full = 1;
-    o.max_events = 100;
-    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    db_t *db = it_db_open(f->data_dir);
     char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"bad-1\","
                            "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"high\"}}", KEYS[0]);
     db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body)};
@@ -348,14 +341,7 @@ static void test_tls(void **state)
 
 static void push_one(fx *f, const char *key, pdr_action act, const char *dk, const char *fp)
 {
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->data_dir;
-    o.sync_full = 1;
-    o.max_events = 1000;
-    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    db_t *db = it_db_open(f->data_dir);
     char *body = act == PDR_ACTION_TRIGGER
         ? tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
                     "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"error\"}}", key, dk)
@@ -369,14 +355,7 @@ static void push_one(fx *f, const char *key, pdr_action act, const char *dk, con
 
 static pdr_rc dedup_lookup(fx *f, const char *key, const char *fp, db_dedup_entry *out)
 {
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->data_dir;
-    o.sync_full = 1;
-    o.max_events = 1000;
-    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
+    db_t *db = it_db_open(f->data_dir);
     pdr_rc rc = db_dedup_get(db, key, fp, out);
     db_close(db);
     return rc;
