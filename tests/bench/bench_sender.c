@@ -21,7 +21,9 @@
 **    ideal (100 - 10) / 100 per s = 0.9 s, i.e. ~5556 events/s in all.
 ** 3. For drains 1 and 2: CPU seconds per 1000 delivered events (the
 **    daemon's whole life, from wait4's rusage: start, drain, stop) and peak
-**    RSS (VmHWM just before the stop, and wait4's ru_maxrss). Expected < 8 MiB.
+**    RSS (VmHWM just before the stop, and wait4's ru_maxrss), split into the
+**    peaks of RssAnon (heap, stacks) and RssFile (mapped libraries), sampled
+**    every 200 ms. Expected < 8 MiB.
 ** 4. Idle: an empty outbox; after 1 s of settling, CPU time (/proc/PID/stat)
 **    and wake-ups (context switches summed over /proc/PID/task/x/status)
 **    over --idle-seconds. Expected ~0.
@@ -78,6 +80,16 @@ static void sleep_ms(int ms)
 static void make_key(char out[PDR_ROUTING_KEY_LEN + 1], int i)
 {
     snprintf(out, PDR_ROUTING_KEY_LEN + 1, "R0BENCH%025d", i);
+}
+
+/* The first three fields of /proc/loadavg: how busy the machine was. */
+static void loadavg(char *out, size_t sz)
+{
+    char *s = tu_read_file("/proc/loadavg", NULL);
+    char a[16] = "?", b[16] = "?", c[16] = "?";
+    if (s) sscanf(s, "%15s %15s %15s", a, b, c);
+    snprintf(out, sz, "%s %s %s", a, b, c);
+    free(s);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -238,9 +250,7 @@ static void scene_close(scene *sc)
 static int queue_direct(const scene *sc, int n_keys, int per_key)
 {
     size_t n = (size_t)n_keys * (size_t)per_key, i = 0;
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
+    db_t *db;
     int rc = 0;
     char (*keys)[PDR_ROUTING_KEY_LEN + 1] = calloc((size_t)n_keys, sizeof *keys);
     db_event *evs = calloc(n, sizeof *evs);
@@ -265,25 +275,17 @@ static int queue_direct(const scene *sc, int n_keys, int per_key)
             evs[i].body = bodies[i];
             evs[i].body_len = strlen(bodies[i]);
         }
-    memset(&o, 0, sizeof o);
-    o.data_dir = sc->data_dir;
-    o.sync_full = 1;
-    o.max_events = DB_MAX_EVENTS_DEFAULT;
-    if (db_open(&o, &db, err, sizeof err) != PDR_OK) {
-        fprintf(stderr, "bench_sender: %s\n", err);
+    db = it_db_open(sc->data_dir);   /* aborts if it cannot */
+    if (db_outbox_push_batch(db, evs, n, res, NULL) != PDR_OK) {
+        fprintf(stderr, "bench_sender: push: %s\n", db_errmsg(db));
         rc = -1;
-    } else {
-        if (db_outbox_push_batch(db, evs, n, res, NULL) != PDR_OK) {
-            fprintf(stderr, "bench_sender: push: %s\n", db_errmsg(db));
+    }
+    for (i = 0; rc == 0 && i < n; i++)
+        if (res[i] != PDR_OK) {
+            fprintf(stderr, "bench_sender: event %zu not queued: %s\n", i, pdr_strerror(res[i]));
             rc = -1;
         }
-        for (i = 0; rc == 0 && i < n; i++)
-            if (res[i] != PDR_OK) {
-                fprintf(stderr, "bench_sender: event %zu not queued: %s\n", i, pdr_strerror(res[i]));
-                rc = -1;
-            }
-        db_close(db);
-    }
+    db_close(db);
     for (i = 0; i < n; i++) {
         free(bodies[i]);
         free(dks[i]);
@@ -337,6 +339,7 @@ typedef struct drain_res {
     size_t left_pending;
     double cpu_s;           /* utime + stime over the daemon's life */
     long vmhwm_kb, maxrss_kb;
+    long anon_kb, file_kb;  /* peaks of RssAnon and RssFile, sampled every 200 ms */
     int exit_code;
 } drain_res;
 
@@ -436,14 +439,21 @@ static drain_res run_drain(const drain_spec *sp)
         scene_close(&sc);
         return r;
     }
-    /* Wait in slices so a daemon that dies is noticed; the mock answers the
-    ** moment the count is reached, so slicing costs no precision. */
+    /* Wait in slices, to notice a daemon that dies and to sample its memory;
+    ** the mock answers the moment the count is reached, so slicing costs no
+    ** precision. */
     deadline = t0 + sp->timeout_s;
     while (reached != 0 && mono_s() < deadline && daemon_alive(sc.d.pid)) {
-        reached = mockpd_wait_accepted(sc.mock, r.n, 2000);
+        long anon, file;
+        reached = mockpd_wait_accepted(sc.mock, r.n, 200);
+        if (reached == 0) r.drain_s = mono_s() - t0;
+        anon = proc_status_kb(sc.d.pid, "RssAnon");
+        file = proc_status_kb(sc.d.pid, "RssFile");
+        if (anon > r.anon_kb) r.anon_kb = anon;
+        if (file > r.file_kb) r.file_kb = file;
         if (reached < 0) break;
     }
-    r.drain_s = mono_s() - t0;
+    if (reached != 0) r.drain_s = mono_s() - t0;
     if (reached != 0) {
         fprintf(stderr, "bench_sender: %s: only %ld of %d accepted after %.1f s%s\n", sp->title,
                 mockpd_stat(sc.mock, "accepted"), r.n, r.drain_s,
@@ -530,6 +540,12 @@ static void print_resources(const char *name, const drain_res *r)
     snprintf(label, sizeof label, "%s: peak RSS (wait4 ru_maxrss)", name);
     snprintf(v, sizeof v, "%.2f MiB", (double)r->maxrss_kb / 1024.0);
     row(label, v, "< 8 MiB", verdict(r->maxrss_kb < 8 * 1024));
+    snprintf(label, sizeof label, "%s:   of which heap etc. (peak RssAnon)", name);
+    snprintf(v, sizeof v, "%.2f MiB", (double)r->anon_kb / 1024.0);
+    row(label, v, NULL, NULL);
+    snprintf(label, sizeof label, "%s:   of which mapped files (peak RssFile)", name);
+    snprintf(v, sizeof v, "%.2f MiB", (double)r->file_kb / 1024.0);
+    row(label, v, NULL, NULL);
 }
 
 /* ---- 4, 5: idle and pickup ------------------------------------------------------- */
@@ -537,6 +553,8 @@ static void print_resources(const char *name, const drain_res *r)
 typedef struct idle_res {
     int ok, threads;
     double seconds, cpu_s, wakeups_per_s;
+    double start_cpu_s;                  /* CPU used by start-up (spawn + 1 s) */
+    long idle_anon_kb, idle_file_kb;
     long long switches;
     double pickup_ms[PICKUP_RUNS];       /* send spawned -> accepted */
     double after_exit_ms[PICKUP_RUNS];   /* send exited -> accepted */
@@ -575,6 +593,9 @@ static idle_res run_idle(int idle_seconds)
     sleep_ms(1000);
     ticks0 = proc_cpu_ticks(sc.d.pid);
     sw0 = proc_ctxt_switches(sc.d.pid, &th0);
+    r.start_cpu_s = (double)ticks0 / (double)hz;
+    r.idle_anon_kb = proc_status_kb(sc.d.pid, "RssAnon");
+    r.idle_file_kb = proc_status_kb(sc.d.pid, "RssFile");
     t0 = mono_s();
     sleep_ms(idle_seconds * 1000);
     ticks1 = proc_cpu_ticks(sc.d.pid);
@@ -636,6 +657,10 @@ static void print_idle(const idle_res *r, int idle_seconds)
     row("context switches in the interval", v, NULL, NULL);
     snprintf(v, sizeof v, "%d", r->threads);
     row("threads", v, NULL, NULL);
+    snprintf(v, sizeof v, "%.2f s", r->start_cpu_s);
+    row("CPU time of start-up (spawn + 1 s settling)", v, NULL, NULL);
+    snprintf(v, sizeof v, "%.2f + %.2f MiB", (double)r->idle_anon_kb / 1024.0, (double)r->idle_file_kb / 1024.0);
+    row("RSS idle: RssAnon + RssFile", v, NULL, NULL);
 }
 
 static void print_pickup(const idle_res *r)
@@ -687,6 +712,7 @@ int main(int argc, char **argv)
 {
     int quick = 0, idle_seconds = -1;
     struct utsname un;
+    char load[64];
     drain_spec d1 = {
         .title = "drain 1", .keys = 50, .per_key = 100,
         .mock_limit = 120, .mock_window_ms = 60000, .mock_latency_ms = 50,
@@ -728,8 +754,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
     printf("\n");
     uname(&un);
-    printf("pdrelay %s\n%s %s, %ld CPUs; all on 127.0.0.1, scratch under %s\n", tu_pdrelay(), un.sysname,
-           un.release, sysconf(_SC_NPROCESSORS_ONLN), getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    loadavg(load, sizeof load);
+    printf("pdrelay %s\n%s %s, %ld CPUs, load average %s; all on 127.0.0.1, scratch under %s\n", tu_pdrelay(),
+           un.sysname, un.release, sysconf(_SC_NPROCESSORS_ONLN), load,
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     fflush(stdout);
     mockpd_global_init();
 
@@ -745,6 +773,8 @@ int main(int argc, char **argv)
     print_resources("drain 2", &r2);
     print_idle(&ri, idle_seconds);
     print_pickup(&ri);
-    printf("\n%s\n", failures ? "some figures could not be measured (see stderr)" : "all figures measured");
+    loadavg(load, sizeof load);
+    printf("\nload average at the end: %s (other work on the machine skews drain 2 and the CPU figures)\n", load);
+    printf("%s\n", failures ? "some figures could not be measured (see stderr)" : "all figures measured");
     return failures ? 1 : 0;
 }
