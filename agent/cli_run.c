@@ -32,7 +32,7 @@ int cli_run(int argc, char **argv)
     db_t *db = NULL;
     sender *snd = NULL;
     sigset_t set;
-    char red[16], nt[16];
+    char red[16], nt[16], dbp[1024];
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
@@ -69,8 +69,14 @@ int cli_run(int argc, char **argv)
         ex = CLI_EXIT_FAIL;
         goto out;
     }
+    /* Open (and so check and migrate) the outbox here, so that a corrupt or
+    ** too-new database is refused with its message before anything starts;
+    ** the sender then works on its own connection. */
     db = cli_db_open("run", cfg, &ex);
     if (!db) goto out_curl;
+    snprintf(dbp, sizeof dbp, "%s", db_path(db));
+    db_close(db);
+    db = NULL;
     if (sender_create(cfg, &snd) != PDR_OK || sender_start(snd) != PDR_OK) {
         pdr_log(PDR_LOG_ERROR, "cannot start the sender", NULL);
         ex = CLI_EXIT_FAIL;
@@ -78,7 +84,7 @@ int cli_run(int argc, char **argv)
     }
     snprintf(nt, sizeof nt, "%zu", cfg->n_targets);
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
-            db_path(db), "url", cfg->pd_url, "targets", nt, NULL);
+            dbp, "url", cfg->pd_url, "targets", nt, NULL);
     for (size_t i = 0; i < cfg->n_targets; i++)
         pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",
                 pdr_redact(cfg->targets[i].routing_key, red, sizeof red), NULL);

@@ -315,18 +315,25 @@ static void finish(sender *s, lane *l, CURLcode cc)
     db_row_cleanup(r);
 }
 
-/* Handles every finished transfer; returns how many. */
+/* Handles every finished transfer; returns how many. The outcomes of one
+** pass are written in one transaction: one fsync for all of them instead of
+** one each (a crash before that commit only means those events are sent
+** again, with the same dedup keys). */
 static int collect(sender *s)
 {
     CURLMsg *m;
-    int left, n = 0;
+    int left, n = 0, in_tx = 0;
     while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE) continue;
         lane *l = lane_of_easy(s, m->easy_handle);
-        if (l) {
-            finish(s, l, m->data.result);
-            n++;
-        }
+        if (!l) continue;
+        if (!in_tx) in_tx = db_tx_begin(s->db) == PDR_OK;
+        finish(s, l, m->data.result);
+        n++;
+    }
+    if (in_tx) {
+        pdr_rc rc = db_tx_commit(s->db);
+        if (rc) log_db_error(s, "cannot record delivery outcomes (those events will be sent again)", rc, NULL);
     }
     return n;
 }

@@ -612,6 +612,7 @@ static pdr_rc db_set_pragmas(db_t *db, const db_options *opt, char *errbuf, size
                           errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_CACHE_SIZE, "setting cache_size", errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_TEMP_STORE, "setting temp_store", errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_CELL_SIZE_CHECK, "setting cell_size_check", errbuf, errsz);
     return rc;
 }
 

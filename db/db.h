@@ -91,6 +91,18 @@ const char *db_path(const db_t *db);
 /* The last SQLite error message of this handle (owned by db). */
 const char *db_errmsg(const db_t *db);
 
+/* ---- transactions ---------------------------------------------------- */
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK, for a caller that groups several
+** single-row writes (the sender's outcomes of one pass: delivered,
+** reschedule, kill, dedup put/delete) under one fsync. Not for wrapping
+** db_outbox_push*, db_outbox_retry_*: they run their own transaction. A
+** failed commit rolls back. Rollback is quiet and safe to call when SQLite
+** already rolled the transaction back itself (after a FULL or IOERR). */
+pdr_rc db_tx_begin(db_t *db);
+pdr_rc db_tx_commit(db_t *db);
+void db_tx_rollback(db_t *db);
+
 /* ---- outbox ---------------------------------------------------------- */
 
 typedef enum db_row_state {
@@ -118,7 +130,9 @@ typedef struct db_event {
 pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out);
 
 /* Pushes n events in one transaction (one fsync). results[i] gets each
-** event's PDR_OK / PDR_COALESCED / PDR_ERR_FULL and ids[i] its id (ids may
+** event's PDR_OK / PDR_COALESCED / PDR_ERR_FULL (or PDR_ERR_INVALID for an
+** event without routing key or body, with an unknown action or a dedup_key
+** over PDR_DEDUP_KEY_MAX: nothing stored for it) and ids[i] its id (ids may
 ** be NULL). Returns PDR_OK when the transaction committed (whatever the
 ** per-event results), or the database error that rolled all of it back. */
 pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,

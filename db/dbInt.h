@@ -64,11 +64,5 @@ pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
 ** PDR_ERR_CORRUPT (with db's errmsg set) for a row a damaged page garbled. */
 pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Rollback is quiet and safe to call
-** when SQLite already rolled the transaction back itself (after a FULL or
-** IOERR). */
-pdr_rc db_tx_begin(db_t *db);
-pdr_rc db_tx_commit(db_t *db);
-void db_tx_rollback(db_t *db);
 
 #endif /* PDR_DB_INT_H */

@@ -79,8 +79,9 @@ out:
     return rc;
 }
 
-/* One event inside the push transaction; *total is pending + dead so far.
-** Returns the event's result, or a database error (the caller rolls back). */
+/* One valid event inside the push transaction; *total is pending + dead so
+** far. Returns the event's result (PDR_OK, PDR_COALESCED, PDR_ERR_FULL) or a
+** database error, on which the caller rolls back. */
 static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
                               int64_t *total, int64_t *id_out)
 {
@@ -89,7 +90,6 @@ static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
     int same = 0, src = SQLITE_OK;
 
     *id_out = 0;
-    if (!outbox_event_valid(ev)) return PDR_ERR_INVALID;
     rc = outbox_coalesce(db, ev, &same, id_out);
     if (rc) return rc;
     if (same) return PDR_COALESCED;
@@ -116,7 +116,7 @@ static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
 /* Is rc one of the per-event results (as opposed to a database error)? */
 static int outbox_is_event_result(pdr_rc rc)
 {
-    return rc == PDR_OK || rc == PDR_COALESCED || rc == PDR_ERR_FULL || rc == PDR_ERR_INVALID;
+    return rc == PDR_OK || rc == PDR_COALESCED || rc == PDR_ERR_FULL;
 }
 
 pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
@@ -136,6 +136,12 @@ pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
     if (rc) goto out;
     total = pending + dead;
     for (i = 0; i < n; i++) {
+        if (!outbox_event_valid(&evs[i])) {
+            /* A caller's bug, not the database's: refuse this one only. */
+            results[i] = PDR_ERR_INVALID;
+            if (ids) ids[i] = 0;
+            continue;
+        }
         ev_rc = outbox_push_one(db, &evs[i], now, &total, &id);
         if (!outbox_is_event_result(ev_rc)) {
             rc = ev_rc;

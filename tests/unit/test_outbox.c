@@ -203,6 +203,17 @@ static void test_batch_push(void **state)
     assert_int_equal(results[0], PDR_OK);
     assert_int_equal(db_outbox_push_batch(f->db, evs, 0, results, NULL), PDR_OK);
     expect_counts(f->db, 101, 0);
+
+    /* An invalid event is refused alone; the others of its batch go in. */
+    evs[0] = ev_make(RK_C, PDR_ACTION_TRIGGER, "y", "{}");
+    evs[1] = ev_make(NULL, PDR_ACTION_TRIGGER, "z", "{}");
+    evs[2] = ev_make(RK_C, PDR_ACTION_RESOLVE, "y", "{}");
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 3, results, ids), PDR_OK);
+    assert_int_equal(results[0], PDR_OK);
+    assert_int_equal(results[1], PDR_ERR_INVALID);
+    assert_int_equal(ids[1], 0);
+    assert_int_equal(results[2], PDR_OK);
+    expect_counts(f->db, 103, 0);
 }
 
 /* ---- coalescing ------------------------------------------------------------- */
@@ -435,6 +446,26 @@ static void test_non_due_head_holds_back_its_key(void **state)
     assert_int_equal(ids[0], a2);
     assert_int_equal(db_outbox_delivered(f->db, a2), PDR_OK);
     assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_ERR_NOT_FOUND);
+}
+
+/* The next head that is not yet due (for the sender's sleep). */
+static void test_next_due_after(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, next = 0;
+
+    assert_int_equal(db_outbox_next_due_after(f->db, T0, &next), PDR_ERR_NOT_FOUND);
+    a1 = push(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}");
+    push(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}");          /* behind a1: not a head */
+    push(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}");          /* head, due at T0 */
+    assert_int_equal(db_outbox_reschedule(f->db, a1, T0 + 1000, NULL), PDR_OK);
+    assert_int_equal(db_outbox_next_due_after(f->db, T0, &next), PDR_OK);
+    assert_int_equal(next, T0 + 1000);
+    assert_int_equal(db_outbox_next_due_after(f->db, T0 - 1, &next), PDR_OK);
+    assert_int_equal(next, T0);
+    assert_int_equal(db_outbox_next_due_after(f->db, T0 + 1000, &next), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_next_due_ms(f->db, &next), PDR_OK);
+    assert_int_equal(next, T0);
 }
 
 /* Heads among many keys and rows: the order is by next_ms, then id. */
@@ -795,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_max_events_batch),
         T(test_heads_across_keys),
         T(test_non_due_head_holds_back_its_key),
+        T(test_next_due_after),
         T(test_due_order_by_next_ms),
         T(test_reschedule),
         T(test_kill_and_list_dead),
