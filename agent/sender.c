@@ -46,6 +46,16 @@ typedef struct lane {
     db_row row;                 /* the row in flight when busy */
 } lane;
 
+/* One finished transfer of the current pass: recorded in the database
+** first, reported in the log after the pass's commit (so a "delivered"
+** line means the event has left the outbox). */
+typedef struct outcome {
+    lane *l;
+    pd_result res;
+    int64_t delay;              /* PD_RETRY: until the next attempt */
+    pdr_rc rc;                  /* of the database write */
+} outcome;
+
 struct sender {
     const pdr_config *cfg;
     db_t *db;
@@ -56,6 +66,7 @@ struct sender {
     atomic_int notified;
     lane *lanes;
     size_t n_lanes;
+    outcome *done;              /* one pass's finished transfers: at most concurrency */
     int in_flight;
     int ino_fd;
     int64_t next_cleanup_ms;
@@ -74,7 +85,8 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
     s->multi = curl_multi_init();
     s->lanes = calloc(SENDER_MAX_LANES, sizeof *s->lanes);
-    if (!s->multi || !s->lanes) {
+    s->done = calloc((size_t)cfg->concurrency, sizeof *s->done);
+    if (!s->multi || !s->lanes || !s->done) {
         sender_destroy(s);
         return PDR_ERR_NOMEM;
     }
@@ -95,6 +107,7 @@ void sender_destroy(sender *s)
         rl_cleanup(&l->rl);
     }
     free(s->lanes);
+    free(s->done);
     if (s->multi) curl_multi_cleanup(s->multi);
     if (s->ino_fd >= 0) close(s->ino_fd);
     db_close(s->db);
@@ -259,60 +272,76 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
     if (rc) log_db_error(s, "cannot update the dedup table", rc, l->red);
 }
 
-static void finish(sender *s, lane *l, CURLcode cc)
+static void record(sender *s, outcome *o, CURLcode cc)
 {
-    pd_result res;
-    char id[24], attempts[24], delay_s[32], status[16];
+    lane *l = o->l;
     int64_t now = pdr_clock_now_ms();
-    pdr_rc rc = PDR_OK;
     db_row *r = &l->row;
 
-    pd_request_result(l->req, cc, &res);
+    pd_request_result(l->req, cc, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
     l->busy = 0;
     s->in_flight--;
-    if (res.http_status) rl_done(&l->rl, now);
-    snprintf(id, sizeof id, "%lld", (long long)r->id);
-    snprintf(attempts, sizeof attempts, "%lld", (long long)r->attempts + 1);
-    snprintf(status, sizeof status, "%ld", res.http_status);
-    const char *action = pdr_action_name(r->action);
-
-    switch (res.outcome) {
+    if (o->res.http_status) rl_done(&l->rl, now);
+    switch (o->res.outcome) {
     case PD_OK:
         backoff_reset(&l->bo);
-        rc = db_outbox_delivered(s->db, r->id);
-        if (rc) log_db_error(s, "delivered, but cannot remove the event from the outbox (it will be sent again)",
-                             rc, l->red);
-        update_dedup(s, l, &res);
+        o->rc = db_outbox_delivered(s->db, r->id);
+        if (!o->rc) update_dedup(s, l, &o->res);
+        break;
+    case PD_RETRY:
+        o->delay = backoff_next(&l->bo);
+        if (o->res.type == PD_ERR_RATE_LIMIT) rl_throttled(&l->rl, now);
+        if (o->res.retry_after_ms > o->delay) o->delay = o->res.retry_after_ms;
+        o->rc = db_outbox_reschedule(s->db, r->id, now + o->delay, o->res.error);
+        break;
+    case PD_DEAD:
+        backoff_reset(&l->bo);
+        o->rc = db_outbox_kill(s->db, r->id, o->res.error);
+        break;
+    }
+}
+
+static void report(sender *s, const outcome *o)
+{
+    const lane *l = o->l;
+    const db_row *r = &l->row;
+    const pd_result *res = &o->res;
+    char id[24], attempts[24], delay_s[32], status[16];
+    const char *action = pdr_action_name(r->action);
+
+    snprintf(id, sizeof id, "%lld", (long long)r->id);
+    snprintf(attempts, sizeof attempts, "%lld", (long long)r->attempts + 1);
+    snprintf(status, sizeof status, "%ld", res->http_status);
+    if (o->rc) {
+        log_db_error(s, res->outcome == PD_OK ? "delivered, but cannot remove the event from the outbox "
+                                                "(it will be sent again)"
+                        : res->outcome == PD_RETRY ? "cannot reschedule an event (it stays pending)"
+                                                   : "cannot move a refused event to the dead letters",
+                     o->rc, l->red);
+        return;
+    }
+    switch (res->outcome) {
+    case PD_OK:
         pdr_log(PDR_LOG_INFO, "delivered", "key", l->red, "id", id, "action", action, "dedup_key",
                 r->dedup_key, "status", status, "attempts", attempts, NULL);
         break;
-    case PD_RETRY: {
-        int64_t delay = backoff_next(&l->bo);
-        if (res.type == PD_ERR_RATE_LIMIT) rl_throttled(&l->rl, now);
-        if (res.retry_after_ms > delay) delay = res.retry_after_ms;
-        rc = db_outbox_reschedule(s->db, r->id, now + delay, res.error);
-        if (rc) log_db_error(s, "cannot reschedule an event (it stays pending)", rc, l->red);
-        snprintf(delay_s, sizeof delay_s, "%.3fs", (double)delay / 1000.0);
-        pdr_log(res.type == PD_ERR_TLS ? PDR_LOG_ERROR : PDR_LOG_WARN,
-                res.type == PD_ERR_TLS ? "TLS failure talking to PagerDuty; check [pagerduty] ca_file and the "
-                                         "system clock; will retry"
-                                       : "delivery failed; will retry",
+    case PD_RETRY:
+        snprintf(delay_s, sizeof delay_s, "%.3fs", (double)o->delay / 1000.0);
+        pdr_log(res->type == PD_ERR_TLS ? PDR_LOG_ERROR : PDR_LOG_WARN,
+                res->type == PD_ERR_TLS ? "TLS failure talking to PagerDuty; check [pagerduty] ca_file and the "
+                                          "system clock; will retry"
+                                        : "delivery failed; will retry",
                 "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
-                pd_error_type_name(res.type), "error", res.error, "attempts", attempts, "retry_in", delay_s,
+                pd_error_type_name(res->type), "error", res->error, "attempts", attempts, "retry_in", delay_s,
                 NULL);
         break;
-    }
     case PD_DEAD:
-        backoff_reset(&l->bo);
-        rc = db_outbox_kill(s->db, r->id, res.error);
-        if (rc) log_db_error(s, "cannot move a refused event to the dead letters", rc, l->red);
         pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
-                "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res.type),
-                "error", res.error, NULL);
+                "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type),
+                "error", res->error, NULL);
         break;
     }
-    db_row_cleanup(r);
 }
 
 /* Handles every finished transfer; returns how many. The outcomes of one
@@ -326,14 +355,23 @@ static int collect(sender *s)
     while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE) continue;
         lane *l = lane_of_easy(s, m->easy_handle);
-        if (!l) continue;
+        if (!l || n >= s->cfg->concurrency) continue;
         if (!in_tx) in_tx = db_tx_begin(s->db) == PDR_OK;
-        finish(s, l, m->data.result);
+        memset(&s->done[n], 0, sizeof s->done[n]);
+        s->done[n].l = l;
+        record(s, &s->done[n], m->data.result);
         n++;
     }
     if (in_tx) {
         pdr_rc rc = db_tx_commit(s->db);
-        if (rc) log_db_error(s, "cannot record delivery outcomes (those events will be sent again)", rc, NULL);
+        if (rc) {
+            log_db_error(s, "cannot record delivery outcomes (those events will be sent again)", rc, NULL);
+            for (int i = 0; i < n; i++) s->done[i].rc = rc;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        report(s, &s->done[i]);
+        db_row_cleanup(&s->done[i].l->row);
     }
     return n;
 }
