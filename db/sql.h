@@ -110,8 +110,9 @@
 /* After a checkpoint the WAL is truncated back to this size, so one burst
 ** (a backlog after days offline) does not leave a huge -wal file behind. */
 #define DB_SQL_JOURNAL_SIZE_LIMIT  "PRAGMA journal_size_limit=16777216"
-/* Page cache of 8 MiB (negative: KiB): holds the indexes' upper levels and
-** the dedup table of a busy site; SQLite's default is 2 MiB. */
+/* Page cache of 2 MiB per connection (negative: KiB), SQLite's default,
+** stated: it holds the indexes' upper levels; a larger one only bought
+** resident memory on the small gateways pdrelay runs on. */
 #define DB_SQL_CACHE_SIZE          "PRAGMA cache_size=-2048"
 #define DB_SQL_TEMP_STORE          "PRAGMA temp_store=MEMORY"
 /* Check each b-tree page's cells as it is loaded: a damaged page (flash
