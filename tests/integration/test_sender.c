@@ -141,6 +141,34 @@ static void test_lifecycle_through_failures(void **state)
     fx_free(f);
 }
 
+/* A 429 (here with Retry-After: 1) is transient: the event waits at least
+** that long, then goes, and nothing behind it overtakes it. */
+static void test_throttled_then_delivered(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    assert_int_equal(mockpd_set_mode_json(f->mock, "{\"mode\":\"status\",\"status\":429,\"count\":1,"
+                                                   "\"retry_after\":\"1\"}"), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "t-1", "throttled first"), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "t-2", "behind it"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *req = mockpd_requests(f->mock);
+    assert_int_equal(cJSON_GetArraySize(req), 3);
+    const cJSON *r0 = cJSON_GetArrayItem(req, 0), *r1 = cJSON_GetArrayItem(req, 1);
+    assert_int_equal(cJSON_GetObjectItem(r0, "status")->valueint, 429);
+    assert_string_equal(jstr(r0, "dedup_key"), "t-1");
+    assert_string_equal(jstr(r1, "dedup_key"), "t-1");
+    assert_true(cJSON_GetObjectItem(r1, "arrival_ms")->valuedouble -
+                cJSON_GetObjectItem(r0, "arrival_ms")->valuedouble >= 1000.0);
+    assert_string_equal(jstr(cJSON_GetArrayItem(req, 2), "dedup_key"), "t-2");
+    cJSON_Delete(req);
+    assert_int_equal(it_wait_log(&f->d, "error_type=rate_limit", 1000), 0);
+    fx_free(f);
+}
+
 /* 300 events to one key against a server that throttles above 120 per
 ** sliding window: none throttled, none over 120 in any window. */
 static void test_burst_never_throttled(void **state)
@@ -420,6 +448,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_per_key),
         cmocka_unit_test(test_lifecycle_through_failures),
+        cmocka_unit_test(test_throttled_then_delivered),
         cmocka_unit_test(test_burst_never_throttled),
         cmocka_unit_test(test_dead_letter_then_retry),
         cmocka_unit_test(test_outage_then_recovery),
