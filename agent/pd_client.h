@@ -47,7 +47,9 @@ typedef enum pd_error_type {
 
 const char *pd_error_type_name(pd_error_type t);
 
-#define PD_RESPONSE_MAX (64 * 1024)
+/* PagerDuty's replies are a few hundred bytes; a 400 lists its errors.
+** Anything past this is dropped (the error text kept is shorter anyway). */
+#define PD_RESPONSE_MAX (8 * 1024)
 
 typedef struct pd_result {
     pd_outcome outcome;
