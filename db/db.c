@@ -339,6 +339,19 @@ void db_rows_free(db_row *rows, size_t n)
     free(rows);
 }
 
+pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src)
+{
+    int64_t changes = 0;
+    pdr_rc rc;
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (rc) return rc;
+    return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
+}
+
 pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
                        db_row **rows_out, size_t *n_out)
 {

@@ -81,21 +81,13 @@ out:
 pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint)
 {
     sqlite3_stmt *st;
-    int64_t changes = 0;
-    pdr_rc rc;
     int src = SQLITE_OK;
 
     if (!db || !routing_key || !fingerprint) return PDR_ERR_INVALID;
     st = db_stmt(db, DB_STMT_DEDUP_DELETE);
     db_bind_text(st, "@routing_key", routing_key, &src);
     db_bind_text(st, "@fingerprint", fingerprint, &src);
-    if (src) {
-        sqlite3_reset(st);
-        return db_fail(db, src, "binding");
-    }
-    rc = db_stmt_run(db, st, &changes);
-    if (rc) return rc;
-    return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
+    return db_stmt_run_one(db, st, src);
 }
 
 pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out)

@@ -262,20 +262,6 @@ pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
 
 /* ---- the sender's outcomes --------------------------------------------------- */
 
-/* Runs a bound single-row update; NOT_FOUND when it changed nothing. */
-static pdr_rc outbox_run_one(db_t *db, sqlite3_stmt *st, int src)
-{
-    int64_t changes = 0;
-    pdr_rc rc;
-    if (src) {
-        sqlite3_reset(st);
-        return db_fail(db, src, "binding");
-    }
-    rc = db_stmt_run(db, st, &changes);
-    if (rc) return rc;
-    return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
-}
-
 pdr_rc db_outbox_delivered(db_t *db, int64_t id)
 {
     sqlite3_stmt *st;
@@ -283,7 +269,7 @@ pdr_rc db_outbox_delivered(db_t *db, int64_t id)
     if (!db) return PDR_ERR_INVALID;
     st = db_stmt(db, DB_STMT_OUTBOX_DELIVERED);
     db_bind_int64(st, "@id", id, &src);
-    return outbox_run_one(db, st, src);
+    return db_stmt_run_one(db, st, src);
 }
 
 pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error)
@@ -295,7 +281,7 @@ pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *e
     db_bind_int64(st, "@id", id, &src);
     db_bind_int64(st, "@next_ms", next_ms, &src);
     db_bind_text(st, "@error", error, &src);
-    return outbox_run_one(db, st, src);
+    return db_stmt_run_one(db, st, src);
 }
 
 pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
@@ -307,7 +293,7 @@ pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
     db_bind_int64(st, "@id", id, &src);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     db_bind_text(st, "@error", error, &src);
-    return outbox_run_one(db, st, src);
+    return db_stmt_run_one(db, st, src);
 }
 
 /* Runs a bound statement changing any number of rows; *n_out (may be NULL)
