@@ -30,7 +30,10 @@ int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
     posix_spawn_file_actions_t fa;
     const char *argv[] = {tu_pdrelay(), "run", "-c", cfg, NULL};
     int rc;
-    d->log_path = strdup(log_path);
+    if (d->log_path != log_path) {   /* a restart reuses the struct */
+        free(d->log_path);
+        d->log_path = strdup(log_path);
+    }
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);

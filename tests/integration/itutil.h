@@ -18,7 +18,9 @@ typedef struct it_daemon {
     char *log_path;     /* stdout and stderr of every start, appended */
 } it_daemon;
 
-/* Starts `pdrelay run -c cfg`, its output appended to log_path. Returns 0. */
+/* Starts `pdrelay run -c cfg`, its output appended to log_path. Returns 0.
+** d must be zeroed before its first start; it may be started again after
+** it_daemon_stop. */
 int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path);
 
 /* Sends sig and waits for the exit; returns the exit code, or 128+signal. */

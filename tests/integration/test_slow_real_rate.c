@@ -34,7 +34,7 @@ static void test_real_rate(void **state)
     tu_write_file(cfg, text);
     it_queue(data_dir, KEY, "r", 300);
 
-    it_daemon d;
+    it_daemon d = {0};
     assert_int_equal(it_daemon_start(&d, cfg, log), 0);
     assert_int_equal(mockpd_wait_accepted(m, 300, 240000), 0);
     assert_int_equal(it_daemon_stop(&d, SIGTERM), 0);
