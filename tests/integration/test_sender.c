@@ -418,6 +418,25 @@ static void test_dedup_table_follows_deliveries(void **state)
     fx_free(f);
 }
 
+/* Expired dedup entries are purged by the daemon every cleanup_interval. */
+static void test_dedup_housekeeping(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, "[agent]\nlog_level = debug\n[dedup]\nttl = 300ms\ncleanup_interval = 200ms\n");
+    push_one(f, KEYS[2], PDR_ACTION_TRIGGER, "dk-h", "fp-h");
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-h status=202", 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 5000), 0);
+    db_t *db = it_db_open(f->data_dir);
+    int64_t n = -1;
+    assert_int_equal(db_dedup_count(db, &n), PDR_OK);
+    assert_int_equal(n, 0);
+    db_close(db);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
 /* With max_age set, events that cannot be delivered in time become dead
 ** letters (in order, the key's head first) instead of being retried forever. */
 static void test_max_age(void **state)
@@ -456,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_lets_inflight_finish),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_dedup_table_follows_deliveries),
+        cmocka_unit_test(test_dedup_housekeeping),
         cmocka_unit_test(test_max_age),
     };
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
