@@ -84,6 +84,7 @@ pd_request *pd_request_create(const pdr_config *cfg)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     /* Replies are small: a 4 KiB receive buffer instead of 16 KiB per key. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);   /* libcurl's minimum; default 64 KiB */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
