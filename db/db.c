@@ -339,6 +339,20 @@ void db_rows_free(db_row *rows, size_t n)
     free(rows);
 }
 
+pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out)
+{
+    int64_t changes = 0;
+    pdr_rc rc;
+    if (n_out) *n_out = 0;
+    if (src) {
+        sqlite3_reset(st);
+        return db_fail(db, src, "binding");
+    }
+    rc = db_stmt_run(db, st, &changes);
+    if (!rc && n_out) *n_out = changes;
+    return rc;
+}
+
 pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src)
 {
     int64_t changes = 0;

@@ -57,6 +57,10 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out);
 
 /* Runs st (already bound) and collects its rows as db_rows (columns
 ** DB_ROW_COLUMNS), at most max. Resets st. */
+/* Runs a bound write changing any number of rows; *n_out (may be NULL) how
+** many. Resets st. */
+pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out);
+
 /* Runs a bound single-row write (src: the binding status); NOT_FOUND when
 ** it changed nothing. Resets st. */
 pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src);

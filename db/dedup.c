@@ -93,21 +93,13 @@ pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprin
 pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out)
 {
     sqlite3_stmt *st;
-    int64_t changes = 0;
-    pdr_rc rc;
     int src = SQLITE_OK;
 
     if (n_out) *n_out = 0;
     if (!db) return PDR_ERR_INVALID;
     st = db_stmt(db, DB_STMT_DEDUP_PURGE);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
-    if (src) {
-        sqlite3_reset(st);
-        return db_fail(db, src, "binding");
-    }
-    rc = db_stmt_run(db, st, &changes);
-    if (!rc && n_out) *n_out = changes;
-    return rc;
+    return db_stmt_run_many(db, st, src, n_out);
 }
 
 pdr_rc db_dedup_count(db_t *db, int64_t *n_out)

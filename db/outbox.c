@@ -296,22 +296,6 @@ pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
     return db_stmt_run_one(db, st, src);
 }
 
-/* Runs a bound statement changing any number of rows; *n_out (may be NULL)
-** how many. */
-static pdr_rc outbox_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out)
-{
-    int64_t changes = 0;
-    pdr_rc rc;
-    if (n_out) *n_out = 0;
-    if (src) {
-        sqlite3_reset(st);
-        return db_fail(db, src, "binding");
-    }
-    rc = db_stmt_run(db, st, &changes);
-    if (!rc && n_out) *n_out = changes;
-    return rc;
-}
-
 pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out)
 {
     sqlite3_stmt *st;
@@ -321,7 +305,7 @@ pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int6
     db_bind_int64(st, "@cutoff", cutoff_ms, &src);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     db_bind_text(st, "@error", error, &src);
-    return outbox_run_many(db, st, src, n_out);
+    return db_stmt_run_many(db, st, src, n_out);
 }
 
 /* ---- the operator's repairs ---------------------------------------------------- */
@@ -349,14 +333,14 @@ static pdr_rc outbox_retry(db_t *db, db_stmt_id copy_id, db_stmt_id delete_id,
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
     if (id) db_bind_int64(st, "@id", *id, &src);
-    rc = outbox_run_many(db, st, src, &copied);
+    rc = db_stmt_run_many(db, st, src, &copied);
     if (rc) goto out;
 
     src = SQLITE_OK;
     st = db_stmt(db, delete_id);
     if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
     if (id) db_bind_int64(st, "@id", *id, &src);
-    rc = outbox_run_many(db, st, src, &deleted);
+    rc = db_stmt_run_many(db, st, src, &deleted);
     if (rc) goto out;
     if (copied != deleted) {
         /* Cannot happen while we hold the write lock: a bug, keep the rows. */
@@ -410,7 +394,7 @@ pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out)
     if (!db) return PDR_ERR_INVALID;
     st = db_stmt(db, DB_STMT_OUTBOX_PURGE_DEAD);
     db_bind_int64(st, "@cutoff", cutoff_ms, &src);
-    return outbox_run_many(db, st, src, n_out);
+    return db_stmt_run_many(db, st, src, n_out);
 }
 
 /* ---- inspection -------------------------------------------------------------- */
