@@ -10,7 +10,7 @@ set -eu
 PKGS="build-essential cmake pkg-config ca-certificates
       libsqlite3-dev sqlite3 libcurl4-openssl-dev libmbedtls-dev libcjson-dev
       libinih-dev libmicrohttpd-dev libcmocka-dev
-      python3 openssl"
+      openssl"   # openssl: the test CA of the mock PagerDuty (tests/mock/gen-certs.sh)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
