@@ -226,6 +226,6 @@ void pd_request_result(pd_request *r, CURLcode cc, pd_result *out)
     /* libcurl 7.88 may return a negative value for a date in the past. */
     if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK || retry_after < 0)
         retry_after = 0;
-    if (retry_after > 3600) retry_after = 3600;
+    if (retry_after > 3600) retry_after = 3600;   /* SENDER_RETRY_AFTER_MAX_MS */
     pd_classify(status, cc, r->resp, r->resp_len, (int64_t)retry_after, r->errbuf, out);
 }

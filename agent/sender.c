@@ -35,6 +35,8 @@
 
 #define SENDER_DUE_BATCH 512
 #define SENDER_MAX_LANES 4096
+/* Retry-After is clamped to an hour (pd_client.c). */
+#define SENDER_RETRY_AFTER_MAX_MS (INT64_C(3600) * 1000)
 
 typedef struct lane {
     char key[PDR_ROUTING_KEY_LEN + 1];
@@ -241,9 +243,26 @@ static void fill(sender *s, int64_t now, int64_t *wake)
     }
     db_rows_free(rows, n);
     if (n == SENDER_DUE_BATCH) min_into(wake, now);
+    /* The longest delay the sender ever sets, and a second to spare. */
+    int64_t max_delay = (s->cfg->backoff_max_ms > SENDER_RETRY_AFTER_MAX_MS ? s->cfg->backoff_max_ms
+                                                                           : SENDER_RETRY_AFTER_MAX_MS) + 1000;
     rc = db_outbox_next_due_after(s->db, now, &next);
-    if (rc == PDR_OK) min_into(wake, next);
-    else if (rc != PDR_ERR_NOT_FOUND) min_into(wake, now + 1000);
+    if (rc == PDR_OK && next > now + max_delay) {
+        /* No delay the sender sets is that long: the wall clock was set
+        ** back since. Waiting it out could hold pages for hours. */
+        int64_t n_clamped = 0;
+        char c[24];
+        rc = db_outbox_clamp_next(s->db, now + max_delay, &n_clamped);
+        snprintf(c, sizeof c, "%lld", (long long)n_clamped);
+        if (rc) log_db_error(s, "cannot make events due after the clock moved back", rc, NULL);
+        else pdr_log(PDR_LOG_WARN, "the clock moved back: events waiting beyond any backoff are due now",
+                     "count", c, NULL);
+        min_into(wake, now);
+    } else if (rc == PDR_OK) {
+        min_into(wake, next);
+    } else if (rc != PDR_ERR_NOT_FOUND) {
+        min_into(wake, now + 1000);
+    }
 }
 
 /* ---- finished requests ------------------------------------------------------ */

@@ -182,6 +182,12 @@ pdr_rc db_outbox_delivered(db_t *db, int64_t id);
 /* Transient failure: attempts += 1, next_ms, last_error (may be NULL). */
 pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error);
 
+/* Makes every pending row whose next_ms is after limit_ms due now; *n_out
+** (may be NULL) how many. For a wall clock that stepped backwards: no
+** backoff is ever longer than the sender's limit, so a later next_ms can
+** only come from a clock that has since moved back. */
+pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out);
+
 /* Permanent failure: the pending row becomes dead with the error text. */
 pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error);
 

@@ -296,6 +296,17 @@ pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
     return db_stmt_run_one(db, st, src);
 }
 
+pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_CLAMP_NEXT);
+    db_bind_int64(st, "@limit", limit_ms, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    return db_stmt_run_many(db, st, src, n_out);
+}
+
 pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out)
 {
     sqlite3_stmt *st;

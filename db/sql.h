@@ -198,6 +198,10 @@
     X(OUTBOX_KILL, \
       "UPDATE outbox SET state=1, dead_ms=@now, last_error=@error" \
       " WHERE id=@id AND state=0") \
+    /* A step of the wall clock backwards leaves next_ms far in the future: \
+    ** make such rows due now. Pending rows only (a scan: rare). */ \
+    X(OUTBOX_CLAMP_NEXT, \
+      "UPDATE outbox SET next_ms=@now WHERE state=0 AND next_ms>@limit") \
     /* Index: outbox_age. */ \
     X(OUTBOX_KILL_OLDER, \
       "UPDATE outbox SET state=1, dead_ms=@now, last_error=@error" \

@@ -437,6 +437,31 @@ static void test_dedup_housekeeping(void **state)
     fx_free(f);
 }
 
+/* An event whose next attempt lies beyond any delay pdrelay sets (the wall
+** clock was set back after it was rescheduled) is sent now, not in hours. */
+static void test_clock_set_back(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL);
+    push_one(f, KEYS[0], PDR_ACTION_TRIGGER, "cb-1", NULL);
+    db_t *db = it_db_open(f->data_dir);
+    db_row *rows;
+    size_t n;
+    assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    /* as if rescheduled by a clock that was 10 hours ahead */
+    assert_int_equal(db_outbox_reschedule(db, rows[0].id, rows[0].created_ms + 10 * 3600 * 1000, "timeout"), PDR_OK);
+    db_rows_free(rows, n);
+    db_close(db);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"the clock moved back: events waiting beyond any backoff are due now\" "
+                                        "count=1", 1000), 0);
+    fx_free(f);
+}
+
 /* With max_age set, events that cannot be delivered in time become dead
 ** letters (in order, the key's head first) instead of being retried forever. */
 static void test_max_age(void **state)
@@ -477,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_dedup_table_follows_deliveries),
         cmocka_unit_test(test_dedup_housekeeping),
         cmocka_unit_test(test_max_age),
+        cmocka_unit_test(test_clock_set_back),
     };
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
 }

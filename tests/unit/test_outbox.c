@@ -517,6 +517,29 @@ static void test_reschedule(void **state)
     expect_counts(f->db, 1, 0);
 }
 
+/* A wall clock set back leaves next_ms far ahead: clamp makes exactly the
+** rows beyond the limit due now, and leaves ordinary backoffs alone. */
+static void test_clamp_next(void **state)
+{
+    fixture *f = *state;
+    int64_t far = push(f->db, RK_A, PDR_ACTION_TRIGGER, "far", "{}");
+    int64_t near = push(f->db, RK_B, PDR_ACTION_TRIGGER, "near", "{}");
+    int64_t n = -1;
+    db_row row;
+
+    assert_int_equal(db_outbox_reschedule(f->db, far, T0 + 10 * 3600 * 1000, "timeout"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, near, T0 + 1800 * 1000, "timeout"), PDR_OK);
+    assert_int_equal(db_outbox_clamp_next(f->db, T0 + 3600 * 1000, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(db_outbox_get(f->db, far, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0);
+    assert_int_equal(row.attempts, 1);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, near, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0 + 1800 * 1000);
+    db_row_cleanup(&row);
+}
+
 /* ---- dead letters ------------------------------------------------------------------ */
 
 static void test_kill_and_list_dead(void **state)
@@ -829,6 +852,7 @@ int main(void)
         T(test_next_due_after),
         T(test_due_order_by_next_ms),
         T(test_reschedule),
+        T(test_clamp_next),
         T(test_kill_and_list_dead),
         T(test_kill_older),
         T(test_retry_all_keeps_order_with_new_ids),
