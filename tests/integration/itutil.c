@@ -34,6 +34,11 @@ int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
         free(d->log_path);
         d->log_path = strdup(log_path);
     }
+    /* Hermetic: a proxy of the environment must not carry the daemon's
+    ** requests anywhere but where the test configured them. */
+    static const char *const proxy_vars[] = {"http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                                             "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"};
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof *proxy_vars; i++) unsetenv(proxy_vars[i]);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);

@@ -462,6 +462,31 @@ static void test_clock_set_back(void **state)
     fx_free(f);
 }
 
+/* [pagerduty] proxy: requests go through the proxy, addressed to the
+** configured url (here a host that does not resolve: only the proxy can
+** deliver). The mock plays the HTTP proxy and records the host asked for. */
+static void test_proxy(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = http://events.pagerduty.invalid\n"
+                           "proxy = %s\nbackoff_max_ms = 200\n", f->data_dir, mockpd_url(f->mock));
+    tu_write_file(f->cfg, text);
+    free(text);
+    assert_int_equal(it_send(f->cfg, KEYS[1], "trigger", "px-1", "through the proxy"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    const cJSON *e = cJSON_GetArrayItem(ev, 0);
+    assert_string_equal(jstr(e, "proxied_host"), "events.pagerduty.invalid");
+    assert_string_equal(jstr(e, "path"), "/v2/enqueue");
+    assert_string_equal(jstr(e, "dedup_key"), "px-1");
+    cJSON_Delete(ev);
+    assert_int_equal(pending(f), 0);
+    fx_free(f);
+}
+
 /* With max_age set, events that cannot be delivered in time become dead
 ** letters (in order, the key's head first) instead of being retried forever. */
 static void test_max_age(void **state)
@@ -503,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_dedup_housekeeping),
         cmocka_unit_test(test_max_age),
         cmocka_unit_test(test_clock_set_back),
+        cmocka_unit_test(test_proxy),
     };
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
 }

@@ -101,6 +101,7 @@ typedef struct mock_record {
     long seq;           /* 1, 2, ... in arrival order (restarts at reset) */
     int64_t arrival_ms; /* monotonic, since the mock started */
     const char *path;   /* a route's static path */
+    char *proxied_host; /* host of an absolute-form request line (it came through a proxy), or NULL */
     int status;         /* HTTP status answered; 0: none (hang, reset) */
     mock_fault fault;   /* the fault applied, FAULT_OK if none */
     char *routing_key, *event_action, *dedup_key, *summary, *body;
@@ -487,6 +488,7 @@ static void records_free(void)
         free(r->dedup_key);
         free(r->summary);
         free(r->body);
+        free(r->proxied_host);
     }
     free(mock.recs);
     mock.recs = NULL;
@@ -514,8 +516,8 @@ typedef struct decision {
     char *retry_after;  /* malloc'd copy, or NULL */
 } decision;
 
-static void record_add(const char *path, int64_t now, const check_result *cr, const char *body,
-                       const decision *d)
+static void record_add(const char *path, const char *proxied_host, int64_t now, const check_result *cr,
+                       const char *body, const decision *d)
 {
     if (mock.nrecs == MOCK_RECORDS_MAX) return;
     if (mock.nrecs == mock.caprecs) {
@@ -530,6 +532,7 @@ static void record_add(const char *path, int64_t now, const check_result *cr, co
     r->seq = mock.seq;
     r->arrival_ms = now;
     r->path = path;
+    r->proxied_host = xstrdup(proxied_host);
     r->status = d->status;
     r->fault = d->fault;
     r->routing_key = xstrdup(cr->routing_key);
@@ -540,7 +543,8 @@ static void record_add(const char *path, int64_t now, const check_result *cr, co
 }
 
 /* Decides an event request's fate, then records and counts it. */
-static void event_decide(const char *path, const check_result *cr, const char *body, decision *d)
+static void event_decide(const char *path, const char *proxied_host, const check_result *cr, const char *body,
+                         decision *d)
 {
     memset(d, 0, sizeof *d);
     pthread_mutex_lock(&mock.mu);
@@ -582,7 +586,7 @@ static void event_decide(const char *path, const check_result *cr, const char *b
         break;
     }
     mock.requests++;
-    record_add(path, now, cr, body, d);
+    record_add(path, proxied_host, now, cr, body, d);
     pthread_cond_broadcast(&mock.cv);
     pthread_mutex_unlock(&mock.mu);
 }
@@ -713,6 +717,21 @@ static const struct {
 };
 #define ROUTES_N (sizeof routes / sizeof routes[0])
 
+/* An absolute-form target ("http://host:port/path", what a client sends to
+** an HTTP proxy) is served as its path, so the mock can stand in for a
+** proxy too; *host_out (malloc'd) names the host it was addressed to. */
+static const char *url_path(const char *url, char **host_out)
+{
+    const char *p = NULL;
+    *host_out = NULL;
+    if (!strncmp(url, "http://", 7)) p = url + 7;
+    else if (!strncmp(url, "https://", 8)) p = url + 8;
+    if (!p) return url;
+    const char *slash = strchr(p, '/');
+    *host_out = strndup(p, slash ? (size_t)(slash - p) : strlen(p));
+    return slash ? slash : "/";
+}
+
 static int route_find(const char *url)
 {
     for (size_t i = 0; i < ROUTES_N; i++)
@@ -723,6 +742,7 @@ static int route_find(const char *url)
 /* Per-request state, freed by on_completed. */
 typedef struct req_ctx {
     int route_ix;
+    char *proxied_host; /* see mock_record */
     char *body; /* NUL-terminated */
     size_t len, cap;
     bool too_big;
@@ -760,7 +780,7 @@ static enum MHD_Result handle_event(struct MHD_Connection *conn, req_ctx *ctx)
     check_result cr;
     decision d;
     event_check(ctx->body, ctx->len, ctx->too_big, routes[ctx->route_ix].r == R_CHANGE, &cr);
-    event_decide(path, &cr, ctx->too_big ? NULL : (ctx->body ? ctx->body : ""), &d);
+    event_decide(path, ctx->proxied_host, &cr, ctx->too_big ? NULL : (ctx->body ? ctx->body : ""), &d);
 
     enum MHD_Result rc = MHD_NO;
     if (d.fault == FAULT_RESET) goto out;
@@ -816,6 +836,7 @@ static enum MHD_Result handle_records(struct MHD_Connection *conn, bool accepted
         cJSON_AddNumberToObject(o, "seq", (double)r->seq);
         cJSON_AddNumberToObject(o, "arrival_ms", (double)r->arrival_ms);
         cJSON_AddStringToObject(o, "path", r->path);
+        add_str_or_null(o, "proxied_host", r->proxied_host);
         cJSON_AddNumberToObject(o, "status", r->status);
         add_str_or_null(o, "fault", r->fault == FAULT_OK ? NULL : fault_names[r->fault]);
         add_str_or_null(o, "routing_key", r->routing_key);
@@ -935,17 +956,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)cls;
     (void)version;
     if (!ctx) {
-        int ix = route_find(url);
-        if (ix < 0) return reply_msg(conn, MHD_HTTP_NOT_FOUND, "not found", "No such path");
+        char *host = NULL;
+        int ix = route_find(url_path(url, &host));
+        if (ix < 0 || (host && routes[ix].r != R_ENQUEUE && routes[ix].r != R_CHANGE)) {
+            free(host);
+            return reply_msg(conn, MHD_HTTP_NOT_FOUND, "not found", "No such path");
+        }
         if (strcmp(method, routes[ix].method) != 0) {
             char msg[64];
+            free(host);
             snprintf(msg, sizeof msg, "Use %s", routes[ix].method);
             return reply_json(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg_json("method not allowed", msg),
                               MHD_HTTP_HEADER_ALLOW, routes[ix].method);
         }
         ctx = calloc(1, sizeof *ctx);
-        if (!ctx) return MHD_NO;
+        if (!ctx) {
+            free(host);
+            return MHD_NO;
+        }
         ctx->route_ix = ix;
+        ctx->proxied_host = host;
         *con_cls = ctx;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > MOCK_BODY_MAX) {
@@ -996,6 +1026,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (ctx) {
         free(ctx->body);
+        free(ctx->proxied_host);
         free(ctx);
         *con_cls = NULL;
     }
