@@ -643,6 +643,14 @@ fail:
     free(m.value);
 }
 
+static void err_both_sources(load_ctx *c, const pdr_target *t, const target_aux *a)
+{
+    err_at(c, c->lineno,
+           "[target %s] has both routing_key (line %d) and routing_key_file (line %d); "
+           "allowed: exactly one of them",
+           t->name, a->rk_line, a->rkf_line);
+}
+
 static void target_set(load_ctx *c, const key_def *kd, const char *value)
 {
     pdr_target *t = &c->cfg->targets[c->cur_target];
@@ -657,10 +665,7 @@ static void target_set(load_ctx *c, const key_def *kd, const char *value)
         }
         a->rk_line = c->lineno;
         if (a->rkf_line)
-            err_at(c, c->lineno,
-                   "[target %s] has both routing_key (line %d) and routing_key_file (line %d); "
-                   "allowed: exactly one of them",
-                   t->name, a->rk_line, a->rkf_line);
+            err_both_sources(c, t, a);
         check_routing_key(c, "routing_key", value, strlen(value), t->routing_key);
         return;
     case KT_ROUTING_KEY_FILE:
@@ -672,10 +677,7 @@ static void target_set(load_ctx *c, const key_def *kd, const char *value)
         }
         a->rkf_line = c->lineno;
         if (a->rk_line)
-            err_at(c, c->lineno,
-                   "[target %s] has both routing_key (line %d) and routing_key_file (line %d); "
-                   "allowed: exactly one of them",
-                   t->name, a->rk_line, a->rkf_line);
+            err_both_sources(c, t, a);
         if (!*value) {
             err_at(c, c->lineno, "routing_key_file: empty value; allowed: the path of a file holding the key");
             return;

@@ -366,10 +366,25 @@ pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src)
     return changes ? PDR_OK : PDR_ERR_NOT_FOUND;
 }
 
+pdr_rc db_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first, size_t max)
+{
+    size_t ncap;
+    void *grown;
+    if (n < *cap) return PDR_OK;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap > max) ncap = max;
+    if (ncap <= n || ncap > SIZE_MAX / elem) return PDR_ERR_NOMEM;
+    grown = realloc(*arr, ncap * elem);
+    if (!grown) return PDR_ERR_NOMEM;
+    *arr = grown;
+    *cap = ncap;
+    return PDR_OK;
+}
+
 pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
                        db_row **rows_out, size_t *n_out)
 {
-    db_row *rows = NULL, *grown;
+    db_row *rows = NULL;
     size_t n = 0, cap = 0;
     pdr_rc rc = PDR_OK;
     int src;
@@ -383,23 +398,10 @@ pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
             rc = db_fail(db, src, NULL);
             goto out;
         }
-        if (n == cap) {
-            /* The array grows with the result, which max and the outbox's
-            ** own bound (max_events) cap. */
-            size_t ncap = cap ? cap * 2 : 16;
-            if (ncap > max) ncap = max;
-            if (ncap > SIZE_MAX / sizeof *rows) {
-                rc = PDR_ERR_NOMEM;
-                goto out;
-            }
-            grown = realloc(rows, ncap * sizeof *rows);
-            if (!grown) {
-                rc = PDR_ERR_NOMEM;
-                goto out;
-            }
-            rows = grown;
-            cap = ncap;
-        }
+        /* The array grows with the result, which max and the outbox's own
+        ** bound (max_events) cap. */
+        rc = db_grow((void **)&rows, &cap, n, sizeof *rows, 16, max);
+        if (rc) goto out;
         rc = db_row_read(db, st, &rows[n]);
         if (rc) goto out;
         n++;

@@ -57,6 +57,11 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out);
 
 /* Runs st (already bound) and collects its rows as db_rows (columns
 ** DB_ROW_COLUMNS), at most max. Resets st. */
+/* Makes room for one more element in *arr (n used of *cap, elem bytes
+** each), doubling from first up to max elements. PDR_ERR_NOMEM when it
+** cannot; *arr is then unchanged. */
+pdr_rc db_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first, size_t max);
+
 /* Runs a bound write changing any number of rows; *n_out (may be NULL) how
 ** many. Resets st. */
 pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out);

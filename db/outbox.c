@@ -454,7 +454,7 @@ pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out)
 pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out)
 {
     sqlite3_stmt *st;
-    db_key_stats *stats = NULL, *grown, *k;
+    db_key_stats *stats = NULL, *k;
     size_t n = 0, cap = 0;
     pdr_rc rc = PDR_OK;
     int src;
@@ -470,17 +470,9 @@ pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out)
             rc = db_fail(db, src, NULL);
             goto out;
         }
-        if (n == cap) {
-            /* One entry per distinct key: bounded by the outbox's rows. */
-            size_t ncap = cap ? cap * 2 : 8;
-            grown = realloc(stats, ncap * sizeof *stats);
-            if (!grown) {
-                rc = PDR_ERR_NOMEM;
-                goto out;
-            }
-            stats = grown;
-            cap = ncap;
-        }
+        /* One entry per distinct key: bounded by the outbox's rows. */
+        rc = db_grow((void **)&stats, &cap, n, sizeof *stats, 8, SIZE_MAX);
+        if (rc) goto out;
         k = &stats[n++];
         memset(k, 0, sizeof *k);
         {
