@@ -16,7 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include "clock.h"
+#include "db.h"
 
 extern char **environ;
 
@@ -174,6 +178,19 @@ int tu_run(const char *const argv[], const char *stdin_data, char **out, char **
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return -1;
+}
+
+db_t *tu_db_open(const char *data_dir, int64_t max_events)
+{
+    db_options o;
+    db_t *db = NULL;
+    char err[512] = "";
+    memset(&o, 0, sizeof o);
+    o.data_dir = data_dir;
+    o.sync_full = 0;   /* a test directory's durability does not matter */
+    o.max_events = max_events;
+    if (db_open(&o, &db, err, sizeof err) != PDR_OK) fail_msg("cannot open the outbox of %s: %s", data_dir, err);
+    return db;
 }
 
 const char *tu_pdrelay(void)

@@ -30,6 +30,12 @@ int64_t tu_clock_get(void);
 ** pass NULL to discard). Returns the exit code, or 128+signal when killed. */
 int tu_run(const char *const argv[], const char *stdin_data, char **out, char **err);
 
+/* Opens the outbox of data_dir (created if missing) with at most max_events
+** rows (0: the default), failing the running cmocka test if it cannot. The
+** caller closes it with db_close(). */
+struct db;
+struct db *tu_db_open(const char *data_dir, int64_t max_events);
+
 /* The path of the pdrelay binary under test. */
 const char *tu_pdrelay(void);
 

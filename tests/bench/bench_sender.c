@@ -275,7 +275,7 @@ static int queue_direct(const scene *sc, int n_keys, int per_key)
             evs[i].body = bodies[i];
             evs[i].body_len = strlen(bodies[i]);
         }
-    db = it_db_open(sc->data_dir);   /* aborts if it cannot */
+    db = tu_db_open(sc->data_dir, 0);   /* aborts if it cannot */
     if (db_outbox_push_batch(db, evs, n, res, NULL) != PDR_OK) {
         fprintf(stderr, "bench_sender: push: %s\n", db_errmsg(db));
         rc = -1;

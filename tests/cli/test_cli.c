@@ -84,15 +84,7 @@ static int run(char **out, char **err, ...)
 
 static db_t *open_db(const fx *f)
 {
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->data_dir;
-    o.sync_full = 1;
-    o.max_events = 1000000;
-    assert_int_equal(db_open(&o, &db, err, sizeof err), PDR_OK);
-    return db;
+    return tu_db_open(f->data_dir, 0);
 }
 
 static size_t list_rows(const fx *f, db_row_state st, db_row **rows)

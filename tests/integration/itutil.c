@@ -103,23 +103,10 @@ int it_send(const char *cfg, const char *key, const char *action, const char *de
     return tu_run(argv, NULL, NULL, NULL);
 }
 
-db_t *it_db_open(const char *data_dir)
-{
-    db_options o;
-    db_t *db = NULL;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    o.data_dir = data_dir;
-    o.sync_full = 1;
-    o.max_events = 1000000;
-    o.skip_quick_check = 1;
-    if (db_open(&o, &db, err, sizeof err) != PDR_OK) it_fail("cannot open the outbox: %s", err);
-    return db;
-}
 
 size_t it_rows(const char *data_dir, db_row_state st, db_row **rows)
 {
-    db_t *db = it_db_open(data_dir);
+    db_t *db = tu_db_open(data_dir, 0);
     size_t n = 0;
     *rows = NULL;
     if (db_outbox_list(db, st, NULL, 0, rows, &n) != PDR_OK) n = (size_t)-1;
@@ -149,7 +136,7 @@ const char *it_jstr(const cJSON *o, const char *name)
 ** slow the tests). */
 void it_queue(const char *data_dir, const char *key, const char *prefix, int n)
 {
-    db_t *db = it_db_open(data_dir);
+    db_t *db = tu_db_open(data_dir, 0);
     db_event *evs = calloc((size_t)n, sizeof *evs);
     char **bodies = calloc((size_t)n, sizeof *bodies);
     char **dks = calloc((size_t)n, sizeof *dks);

@@ -35,9 +35,6 @@ char *it_log(const it_daemon *d);
 /* `pdrelay send -c cfg -k key -d summary -i dedup [-t action]`; returns the exit code. */
 int it_send(const char *cfg, const char *key, const char *action, const char *dedup, const char *summary);
 
-/* Opens data_dir's outbox (fails the test if it cannot). */
-db_t *it_db_open(const char *data_dir);
-
 /* Rows of one state in the outbox of data_dir (caller frees with db_rows_free). */
 size_t it_rows(const char *data_dir, db_row_state st, db_row **rows);
 

@@ -200,7 +200,7 @@ static void test_dead_letter_then_retry(void **state)
     fx_config(f, NULL);
     /* An event PagerDuty refuses (an older pdrelay, or a hand-made row):
     ** the severity is not one PagerDuty knows. */
-    db_t *db = it_db_open(f->data_dir);
+    db_t *db = tu_db_open(f->data_dir, 0);
     char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"bad-1\","
                            "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"high\"}}", KEYS[0]);
     db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body)};
@@ -369,7 +369,7 @@ static void test_tls(void **state)
 
 static void push_one(fx *f, const char *key, pdr_action act, const char *dk, const char *fp)
 {
-    db_t *db = it_db_open(f->data_dir);
+    db_t *db = tu_db_open(f->data_dir, 0);
     char *body = act == PDR_ACTION_TRIGGER
         ? tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
                     "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"error\"}}", key, dk)
@@ -383,7 +383,7 @@ static void push_one(fx *f, const char *key, pdr_action act, const char *dk, con
 
 static pdr_rc dedup_lookup(fx *f, const char *key, const char *fp, db_dedup_entry *out)
 {
-    db_t *db = it_db_open(f->data_dir);
+    db_t *db = tu_db_open(f->data_dir, 0);
     pdr_rc rc = db_dedup_get(db, key, fp, out);
     db_close(db);
     return rc;
@@ -428,7 +428,7 @@ static void test_dedup_housekeeping(void **state)
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-h status=202", 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 5000), 0);
-    db_t *db = it_db_open(f->data_dir);
+    db_t *db = tu_db_open(f->data_dir, 0);
     int64_t n = -1;
     assert_int_equal(db_dedup_count(db, &n), PDR_OK);
     assert_int_equal(n, 0);
@@ -445,7 +445,7 @@ static void test_clock_set_back(void **state)
     fx *f = fx_new(NULL);
     fx_config(f, NULL);
     push_one(f, KEYS[0], PDR_ACTION_TRIGGER, "cb-1", NULL);
-    db_t *db = it_db_open(f->data_dir);
+    db_t *db = tu_db_open(f->data_dir, 0);
     db_row *rows;
     size_t n;
     assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_OK);

@@ -30,13 +30,10 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    db_options o;
     assert_non_null(f);
     f->dir = tu_mkdtemp();
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->dir;
     tu_clock_install(T0);
-    assert_int_equal(db_open(&o, &f->db, NULL, 0), PDR_OK);
+    f->db = tu_db_open(f->dir, 0);
     *state = f;
     return 0;
 }

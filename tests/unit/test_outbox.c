@@ -30,16 +30,10 @@ typedef struct fixture {
 static fixture *fixture_open(int64_t max_events)
 {
     fixture *f = calloc(1, sizeof *f);
-    db_options o;
-    char errbuf[256];
     assert_non_null(f);
     f->dir = tu_mkdtemp();
-    memset(&o, 0, sizeof o);
-    o.data_dir = f->dir;
-    o.sync_full = 0; /* the durability of a test dir does not matter */
-    o.max_events = max_events;
     tu_clock_install(T0);
-    if (db_open(&o, &f->db, errbuf, sizeof errbuf) != PDR_OK) fail_msg("db_open: %s", errbuf);
+    f->db = tu_db_open(f->dir, max_events);
     return f;
 }
 
