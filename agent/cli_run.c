@@ -2,10 +2,17 @@
 ** cli_run.c — `pdrelay run`: the daemon. Loads the config, opens and checks
 ** the outbox, starts the sender thread, and waits for a signal.
 **
-** Signals are blocked in every thread and taken by sigwait() in the main
-** thread, so no code runs in a signal handler: SIGTERM and SIGINT stop the
-** daemon (in-flight requests get [pagerduty] timeout_ms to finish; whatever
-** is not confirmed stays queued), SIGHUP is acknowledged in the log.
+** Threads: the HTTP ingest (libmicrohttpd, one thread per connection), the
+** group-commit writer, and the sender. Signals are blocked in every thread
+** and taken by sigwait() in the main thread, so no code runs in a signal
+** handler:
+**   SIGTERM, SIGINT  stop: new POSTs get 503, requests in progress are
+**                    committed and answered, then the sender's requests in
+**                    flight get [pagerduty] timeout_ms; whatever is not
+**                    confirmed stays queued
+**   SIGHUP           reload the config file: targets, routing key files,
+**                    auth token, log level. An invalid file is reported and
+**                    the running config kept. Other sections need a restart.
 */
 #include <getopt.h>
 #include <signal.h>
@@ -14,8 +21,10 @@
 #include <curl/curl.h>
 
 #include "cli.h"
+#include "ingest.h"
 #include "log.h"
 #include "sender.h"
+#include "writer.h"
 
 static const struct option run_options[] = {
     {"config", required_argument, NULL, 'c'},
@@ -24,15 +33,81 @@ static const struct option run_options[] = {
     {NULL, 0, NULL, 0}
 };
 
+static void on_commit(void *ctx)
+{
+    sender_notify(ctx);
+}
+
+static int str_differs(const char *a, const char *b)
+{
+    if (!a || !b) return a != b;
+    return strcmp(a, b) != 0;
+}
+
+/* Names the changed settings a reload cannot apply. */
+static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
+{
+    char what[256] = "";
+    size_t len = 0;
+#define CHANGED(cond, name) \
+    if (cond) len += (size_t)snprintf(what + len, len < sizeof what ? sizeof what - len : 0, "%s%s", \
+                                      len ? " " : "", name)
+    CHANGED(str_differs(o->data_dir, n->data_dir), "[agent]data_dir");
+    CHANGED(str_differs(o->listen_address, n->listen_address) || o->listen_port != n->listen_port ||
+            str_differs(o->unix_socket, n->unix_socket) || o->max_connections != n->max_connections ||
+            o->idle_timeout_ms != n->idle_timeout_ms, "[listen]");
+    CHANGED(str_differs(o->pd_url, n->pd_url) || o->rate_per_minute != n->rate_per_minute ||
+            o->burst != n->burst || o->rate_window_ms != n->rate_window_ms ||
+            o->backoff_initial_ms != n->backoff_initial_ms || o->backoff_max_ms != n->backoff_max_ms ||
+            o->timeout_ms != n->timeout_ms || o->connect_timeout_ms != n->connect_timeout_ms ||
+            o->concurrency != n->concurrency || str_differs(o->ca_file, n->ca_file) ||
+            str_differs(o->proxy, n->proxy), "[pagerduty]");
+    CHANGED(o->synchronous != n->synchronous || o->max_events != n->max_events || o->max_age_ms != n->max_age_ms,
+            "[outbox]");
+    CHANGED(o->dedup_ttl_ms != n->dedup_ttl_ms || o->cleanup_interval_ms != n->cleanup_interval_ms, "[dedup]");
+#undef CHANGED
+    if (len)
+        pdr_log(PDR_LOG_WARN, "changed settings take effect only after a restart", "settings", what, NULL);
+}
+
+/* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
+static void reload(ingest *ing, const pdr_config *running, int verbose)
+{
+    pdr_config *n = NULL;
+    pdr_config_errors errs = {0};
+    char err[512], nt[16];
+    pdr_rc rc = pdr_config_load(running->path, &n, &errs);
+    if (rc) {
+        for (size_t i = 0; i < errs.n; i++)
+            pdr_log(PDR_LOG_ERROR, "reload: invalid config", "error", errs.msgs[i], NULL);
+        if (errs.n == 0) pdr_log(PDR_LOG_ERROR, "reload: cannot load config", "error", pdr_strerror(rc), NULL);
+        pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "config", running->path, NULL);
+        pdr_config_errors_cleanup(&errs);
+        return;
+    }
+    reload_warn_restart(running, n);
+    snprintf(nt, sizeof nt, "%zu", n->n_targets);
+    pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
+    rc = ingest_reload(ing, n, err, sizeof err);   /* takes n */
+    if (rc) {
+        pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
+        return;
+    }
+    pdr_log(PDR_LOG_INFO, "configuration reloaded", "config", running->path, "targets", nt, NULL);
+}
+
 int cli_run(int argc, char **argv)
 {
     const char *path = NULL;
     int c, verbose = 0, ex = CLI_EXIT_OK;
+    pdr_rc rc;
     pdr_config *cfg = NULL;
     db_t *db = NULL;
     sender *snd = NULL;
+    writer *wr = NULL;
+    ingest *ing = NULL;
     sigset_t set;
-    char red[16], nt[16], dbp[1024];
+    char red[16], nt[16], dbp[1024], err[512];
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
@@ -63,6 +138,8 @@ int cli_run(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit reached is a failed write (reported, retried), not death. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         pdr_log(PDR_LOG_ERROR, "cannot initialise libcurl", NULL);
@@ -82,6 +159,19 @@ int cli_run(int argc, char **argv)
         ex = CLI_EXIT_FAIL;
         goto out_curl;
     }
+    if (writer_create(cfg, on_commit, snd, &wr) != PDR_OK || writer_start(wr) != PDR_OK) {
+        pdr_log(PDR_LOG_ERROR, "cannot start the ingest writer", NULL);
+        ex = CLI_EXIT_FAIL;
+        goto out_stop;
+    }
+    err[0] = '\0';
+    rc = ingest_create(cfg, wr, &ing, err, sizeof err);
+    if (!rc) rc = ingest_start(ing, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "pdrelay run: %s\n", err[0] ? err : "cannot start the HTTP server");
+        ex = rc == PDR_ERR_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+        goto out_stop;
+    }
     snprintf(nt, sizeof nt, "%zu", cfg->n_targets);
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
             dbp, "url", cfg->pd_url, "targets", nt, NULL);
@@ -93,16 +183,22 @@ int cli_run(int argc, char **argv)
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            pdr_log(PDR_LOG_INFO, "SIGHUP received: configuration reload is not supported yet; restart to apply",
-                    NULL);
+            reload(ing, cfg, verbose);
             continue;
         }
         pdr_log(PDR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
         break;
     }
+out_stop:
+    /* Order: no new ingest, answer what is being committed, then the sender. */
+    ingest_quiesce(ing);
+    ingest_stop(ing);
+    writer_stop(wr);
     sender_stop(snd);
-    pdr_log(PDR_LOG_INFO, "pdrelay stopped", NULL);
+    if (ex == CLI_EXIT_OK) pdr_log(PDR_LOG_INFO, "pdrelay stopped", NULL);
 out_curl:
+    ingest_destroy(ing);
+    writer_destroy(wr);
     sender_destroy(snd);
     curl_global_cleanup();
 out:

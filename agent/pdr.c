@@ -28,6 +28,7 @@ const char *pdr_strerror(pdr_rc rc)
     case PDR_ERR_READONLY: return "read-only file system or database";
     case PDR_ERR_PERM: return "permission denied";
     case PDR_ERR_INTERNAL: return "internal error";
+    case PDR_ERR_SHUTDOWN: return "pdrelay is shutting down";
     }
     return "unknown error";
 }
@@ -74,16 +75,22 @@ static void sha256_to_hex(const unsigned char md[32], char out[PDR_SHA256_HEX_LE
     out[64] = '\0';
 }
 
+pdr_rc pdr_sha256_raw(const void *data, size_t len, unsigned char out[32])
+{
+    int rc;
+#if MBEDTLS_VERSION_MAJOR >= 3
+    rc = mbedtls_sha256((const unsigned char *)data, len, out, 0);
+#else
+    rc = mbedtls_sha256_ret((const unsigned char *)data, len, out, 0);
+#endif
+    return rc != 0 ? PDR_ERR_INTERNAL : PDR_OK;
+}
+
 pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN])
 {
     unsigned char md[32];
-    int rc;
-#if MBEDTLS_VERSION_MAJOR >= 3
-    rc = mbedtls_sha256((const unsigned char *)data, len, md, 0);
-#else
-    rc = mbedtls_sha256_ret((const unsigned char *)data, len, md, 0);
-#endif
-    if (rc != 0) return PDR_ERR_INTERNAL;
+    pdr_rc rc = pdr_sha256_raw(data, len, md);
+    if (rc) return rc;
     sha256_to_hex(md, out);
     return PDR_OK;
 }

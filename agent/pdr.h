@@ -35,7 +35,8 @@ typedef enum pdr_rc {
     PDR_ERR_DISK_FULL = 11,  /* no space left on device */
     PDR_ERR_READONLY = 12,   /* database or directory is read-only */
     PDR_ERR_PERM = 13,       /* permission denied */
-    PDR_ERR_INTERNAL = 14    /* a bug: unexpected library result */
+    PDR_ERR_INTERNAL = 14,   /* a bug: unexpected library result */
+    PDR_ERR_SHUTDOWN = 15    /* the daemon is stopping: not taken, retry later */
 } pdr_rc;
 
 /* A short, stable English description of rc ("outbox is full"). Never NULL. */
@@ -66,6 +67,9 @@ pdr_action pdr_action_parse(const char *s);
 ** for strings of 8 or more bytes, "…" for shorter ones. Writes at most
 ** outsz bytes including the NUL; 16 bytes always suffice. Returns out. */
 char *pdr_redact(const char *secret, char *out, size_t outsz);
+
+/* SHA-256 (mbedTLS) of data: the 32 raw bytes. */
+pdr_rc pdr_sha256_raw(const void *data, size_t len, unsigned char out[32]);
 
 /* Lowercase hex SHA-256 (mbedTLS) of data into out[PDR_SHA256_HEX_LEN]. */
 pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN]);

@@ -73,6 +73,7 @@ typedef struct key_def {
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const sync_names[] = {"full", "normal", NULL};
+static const char *const severity_names[] = {"critical", "error", "warning", "info", NULL};
 
 _Static_assert(sizeof(pdr_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(pdr_sync_mode) == sizeof(int), "enum fields are stored as int");
@@ -83,10 +84,13 @@ static const key_def key_table[] = {
     {"agent", "data_dir", KT_STRING, 0, "./var", CFG(data_dir), 0, 0, NULL},
     {"agent", "log_level", KT_ENUM, 0, "info", CFG(log_level), 0, 0, log_level_names},
     {"agent", "source", KT_STRING, 0, NULL, CFG(source), 0, 0, NULL},
+    {"agent", "default_severity", KT_ENUM, 0, "error", CFG(default_severity), 0, 0, severity_names},
     {"listen", "address", KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL},
     {"listen", "port", KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL},
     {"listen", "unix_socket", KT_STRING, KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL},
     {"listen", "auth_token_file", KT_STRING, KF_OPTIONAL, "", CFG(auth_token_file), 0, 0, NULL},
+    {"listen", "max_connections", KT_INT, 0, "64", CFG(max_connections), 1, 10000, NULL},
+    {"listen", "idle_timeout", KT_DURATION, 0, "30s", CFG(idle_timeout_ms), 1000, MS_HOUR, NULL},
     {"pagerduty", "url", KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL},
     {"pagerduty", "rate_per_minute", KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL},
     {"pagerduty", "burst", KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL},
@@ -1091,6 +1095,11 @@ const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name)
     for (size_t i = 0; i < cfg->n_targets; i++)
         if (!strcmp(cfg->targets[i].name, name)) return &cfg->targets[i];
     return NULL;
+}
+
+const char *pdr_severity_name(int sev)
+{
+    return sev >= 0 && sev < 4 ? severity_names[sev] : "error";
 }
 
 const char *pdr_log_level_name(pdr_log_level l)

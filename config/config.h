@@ -68,12 +68,18 @@ typedef struct pdr_config {
     char *data_dir;             /* default "./var" */
     pdr_log_level log_level;    /* default info */
     char *source;               /* default: the host name */
+    int default_severity;       /* default "error": PagerDuty severity of an alert
+                                ** whose severity is missing or unknown; an index
+                                ** for pdr_severity_name() */
 
     /* [listen] */
     char *listen_address;       /* default "127.0.0.1" */
     int listen_port;            /* default 8787, 0..65535 (0 = disabled) */
     char *unix_socket;          /* NULL when unset */
     char *auth_token_file;      /* NULL when unset */
+    int max_connections;        /* default 64: HTTP connections open at once */
+    int64_t idle_timeout_ms;    /* default 30s: a connection idle (or sending its
+                                ** headers or body) this long is closed */
 
     /* [pagerduty] */
     char *pd_url;               /* default "https://events.pagerduty.com", no trailing '/' */
@@ -137,6 +143,9 @@ int pdr_target_matches(const pdr_target *t, pdr_label_get_fn get, void *ctx);
 
 /* Finds a target by name; NULL if none. */
 const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name);
+
+/* "critical", "error", "warning", "info" for 0..3 (others: "error") */
+const char *pdr_severity_name(int sev);
 
 /* "error", "warn", "info", "debug" */
 const char *pdr_log_level_name(pdr_log_level l);

@@ -7,10 +7,13 @@
 # nothing (DEBIAN_FRONTEND=noninteractive, -y).
 set -eu
 
+# openssl: the test CA of the mock PagerDuty (tests/mock/gen-certs.sh).
+# clang, libclang-rt-14-dev: the fuzz targets (tests/fuzz/run-fuzz.sh); Debian 12's
+# clang-14 only recommends the libFuzzer runtime, so it is named here.
 PKGS="build-essential cmake pkg-config ca-certificates
       libsqlite3-dev sqlite3 libcurl4-openssl-dev libmbedtls-dev libcjson-dev
       libinih-dev libmicrohttpd-dev libcmocka-dev
-      openssl"   # openssl: the test CA of the mock PagerDuty (tests/mock/gen-certs.sh)
+      openssl clang libclang-rt-14-dev"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

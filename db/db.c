@@ -252,6 +252,18 @@ pdr_rc db_tx_commit(db_t *db)
     return rc;
 }
 
+pdr_rc db_write_probe(db_t *db)
+{
+    pdr_rc rc = db_tx_begin(db);
+    if (rc) return rc;
+    rc = db_stmt_run(db, db->stmt[DB_STMT_WRITE_PROBE], NULL);
+    if (rc) {
+        db_tx_rollback(db);
+        return rc;
+    }
+    return db_tx_commit(db);
+}
+
 void db_tx_rollback(db_t *db)
 {
     /* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */

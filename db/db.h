@@ -103,6 +103,11 @@ pdr_rc db_tx_begin(db_t *db);
 pdr_rc db_tx_commit(db_t *db);
 void db_tx_rollback(db_t *db);
 
+/* Proves the database can be written: one transaction that rewrites a
+** header field with its own value (one page to the WAL, one fsync). For
+** /readyz after a failed commit; a healthy daemon does not call it. */
+pdr_rc db_write_probe(db_t *db);
+
 /* ---- outbox ---------------------------------------------------------- */
 
 typedef enum db_row_state {

@@ -21,6 +21,7 @@
 /* "PDRL": PRAGMA application_id of every pdrelay database (bytes 68..71 of
 ** the file header), so `file(1)` and pdrelay can tell our files apart. */
 #define DB_APPLICATION_ID 0x5044524C
+_Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number");
 
 /* ---- 1. schema ---------------------------------------------------------- */
 
@@ -268,6 +269,9 @@
     X(PRAGMA_JOURNAL_SIZE_LIMIT, "PRAGMA journal_size_limit") \
     X(PRAGMA_USER_VERSION, "PRAGMA user_version") \
     X(PRAGMA_APPLICATION_ID, "PRAGMA application_id") \
+    /* db_write_probe: rewrites the header's application_id with its own \
+    ** value (1346654796 = DB_APPLICATION_ID), a one-page write. */ \
+    X(WRITE_PROBE, "PRAGMA application_id=1346654796") \
     /* dedup table */ \
     X(DEDUP_PUT, \
       "INSERT INTO dedup(routing_key, fingerprint, dedup_key, state," \

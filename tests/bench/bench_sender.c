@@ -122,23 +122,6 @@ static int daemon_stop_ru(it_daemon *d, struct rusage *ru)
 }
 
 /* A "Name:   value kB" line of /proc/PID/status, in kB; -1 if absent. */
-static long proc_status_kb(pid_t pid, const char *name)
-{
-    char path[64], line[256];
-    size_t len = strlen(name);
-    long v = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, name, len) && line[len] == ':') {
-            v = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 /* utime + stime of the whole process, in clock ticks; -1 on error. */
 static long long proc_cpu_ticks(pid_t pid)
 {
@@ -225,7 +208,7 @@ static int scene_open(scene *sc, const mockpd_opts *mo)
 ** (lines of the [pagerduty] section). Everything else is pdrelay's default. */
 static void scene_config(scene *sc, const char *pagerduty_extra)
 {
-    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = %s\n%s", sc->data_dir,
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = %s\n%s", sc->data_dir,
                            mockpd_url(sc->mock), pagerduty_extra ? pagerduty_extra : "");
     tu_write_file(sc->cfg, text);
     free(text);
@@ -447,8 +430,8 @@ static drain_res run_drain(const drain_spec *sp)
         long anon, file;
         reached = mockpd_wait_accepted(sc.mock, r.n, 200);
         if (reached == 0) r.drain_s = mono_s() - t0;
-        anon = proc_status_kb(sc.d.pid, "RssAnon");
-        file = proc_status_kb(sc.d.pid, "RssFile");
+        anon = it_proc_status_kb(sc.d.pid, "RssAnon");
+        file = it_proc_status_kb(sc.d.pid, "RssFile");
         if (anon > r.anon_kb) r.anon_kb = anon;
         if (file > r.file_kb) r.file_kb = file;
         if (reached < 0) break;
@@ -460,7 +443,7 @@ static drain_res run_drain(const drain_spec *sp)
                 daemon_alive(sc.d.pid) ? "" : " (pdrelay exited)");
         log_tail(&sc.d);
     }
-    r.vmhwm_kb = proc_status_kb(sc.d.pid, "VmHWM");
+    r.vmhwm_kb = it_proc_status_kb(sc.d.pid, "VmHWM");
     r.exit_code = daemon_stop_ru(&sc.d, &ru);
     r.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
               (double)ru.ru_stime.tv_usec / 1e6;
@@ -594,8 +577,8 @@ static idle_res run_idle(int idle_seconds)
     ticks0 = proc_cpu_ticks(sc.d.pid);
     sw0 = proc_ctxt_switches(sc.d.pid, &th0);
     r.start_cpu_s = (double)ticks0 / (double)hz;
-    r.idle_anon_kb = proc_status_kb(sc.d.pid, "RssAnon");
-    r.idle_file_kb = proc_status_kb(sc.d.pid, "RssFile");
+    r.idle_anon_kb = it_proc_status_kb(sc.d.pid, "RssAnon");
+    r.idle_file_kb = it_proc_status_kb(sc.d.pid, "RssFile");
     t0 = mono_s();
     sleep_ms(idle_seconds * 1000);
     ticks1 = proc_cpu_ticks(sc.d.pid);
@@ -631,7 +614,7 @@ static idle_res run_idle(int idle_seconds)
         r.send_ms[i] = (s1 - s0) * 1000.0;
         r.pickups++;
     }
-    r.vmhwm_kb = proc_status_kb(sc.d.pid, "VmHWM");
+    r.vmhwm_kb = it_proc_status_kb(sc.d.pid, "VmHWM");
     if (daemon_stop_ru(&sc.d, &ru) != 0) {
         fprintf(stderr, "bench_sender: idle pdrelay did not exit cleanly\n");
         log_tail(&sc.d);

@@ -20,6 +20,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+
 #include "clock.h"
 #include "testutil.h"
 
@@ -202,4 +208,108 @@ int it_max_in_window(const cJSON *events, int window_ms)
     }
     free(t);
     return worst;
+}
+
+int it_free_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0) close(fd);
+    if (port <= 0) it_fail("no free port: %s", strerror(errno));
+    return port;
+}
+
+typedef struct it_buf {
+    char *p;
+    size_t n;
+} it_buf;
+
+static size_t it_on_data(char *d, size_t sz, size_t nm, void *ud)
+{
+    it_buf *b = ud;
+    size_t n = sz * nm;
+    char *p = realloc(b->p, b->n + n + 1);
+    if (!p) return 0;
+    memcpy(p + b->n, d, n);
+    b->n += n;
+    p[b->n] = '\0';
+    b->p = p;
+    return n;
+}
+
+int it_http(const char *base, const char *method, const char *path, const char *body,
+            const char *header, char **reply_out, char **headers_out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    it_buf buf = {0}, hbuf = {0};
+    char *url;
+    long status = 0;
+    CURLcode rc;
+
+    if (!c) it_fail("curl_easy_init failed");
+    if (strncmp(base, "unix:", 5) == 0) {
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
+        url = tu_printf("http://localhost%s", path);
+    } else {
+        url = tu_printf("%s%s", base, path);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &hbuf);
+    if (body) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    } else if (!strcmp(method, "POST")) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    }
+    if (header) hdrs = curl_slist_append(hdrs, header);
+    if (hdrs) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    free(url);
+    if (reply_out) {
+        *reply_out = buf.p ? buf.p : strdup("");
+    } else {
+        free(buf.p);
+    }
+    if (headers_out) {
+        *headers_out = hbuf.p ? hbuf.p : strdup("");
+    } else {
+        free(hbuf.p);
+    }
+    return rc == CURLE_OK ? (int)status : -(int)rc;
+}
+
+long it_proc_status_kb(pid_t pid, const char *name)
+{
+    char path[64], line[256];
+    size_t len = strlen(name);
+    long v = -1;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "r"))) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, name, len) && line[len] == ':') {
+            v = strtol(line + len + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
 }

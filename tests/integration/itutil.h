@@ -54,6 +54,20 @@ void it_assert_in_order(cJSON *events, const char *key, const char *prefix, int 
 /* The most arrivals (arrival_ms of mockpd_events) in any window_ms. */
 int it_max_in_window(const cJSON *events, int window_ms);
 
+/* A free TCP port on 127.0.0.1 (bound, then released) for a daemon's [listen]. */
+int it_free_port(void);
+
+/* One HTTP request to a pdrelay: base is "http://127.0.0.1:PORT" or
+** "unix:/path/to.sock"; header (NULL: none) one extra "Name: value" line;
+** body NULL: no body (a POST then sends an empty one). Returns the status,
+** or -(CURLcode) when no reply came. *reply_out (if given) the body and
+** *headers_out (if given) the response headers, malloc'd. */
+int it_http(const char *base, const char *method, const char *path, const char *body,
+            const char *header, char **reply_out, char **headers_out);
+
+/* A "Name:   N kB" figure of /proc/PID/status (VmHWM, RssAnon, ...), or -1. */
+long it_proc_status_kb(pid_t pid, const char *name);
+
 const char *it_jstr(const cJSON *o, const char *name);
 void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -50,7 +50,7 @@ static fx *fx_new(const mockpd_opts *mo)
 /* Writes the config: the mock's URL, fast backoff, short timeouts, plus extra. */
 static void fx_config(fx *f, const char *extra)
 {
-    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\n"
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\n"
                            "backoff_max_ms = 200\ntimeout_ms = 1000\nconnect_timeout_ms = 500\n%s",
                            f->data_dir, mockpd_url(f->mock), extra ? extra : "");
     tu_write_file(f->cfg, text);
@@ -469,7 +469,7 @@ static void test_proxy(void **state)
 {
     (void)state;
     fx *f = fx_new(NULL);
-    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = http://events.pagerduty.invalid\n"
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = http://events.pagerduty.invalid\n"
                            "proxy = %s\nbackoff_max_ms = 200\n", f->data_dir, mockpd_url(f->mock));
     tu_write_file(f->cfg, text);
     free(text);

@@ -30,7 +30,7 @@ static void test_real_rate(void **state)
     char *dir = tu_mkdtemp();
     char *data_dir = tu_printf("%s/var", dir), *cfg = tu_printf("%s/pdrelay.ini", dir);
     char *log = tu_printf("%s/pdrelay.log", dir);
-    char *text = tu_printf("[agent]\ndata_dir = %s\n[pagerduty]\nurl = %s\n", data_dir, mockpd_url(m));
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = %s\n", data_dir, mockpd_url(m));
     tu_write_file(cfg, text);
     it_queue(data_dir, KEY, "r", 300);
 

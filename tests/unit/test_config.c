@@ -111,6 +111,9 @@ static void check_defaults(const pdr_config *c)
     assert_int_equal(c->listen_port, 8787);
     assert_null(c->unix_socket);
     assert_null(c->auth_token_file);
+    assert_int_equal(c->max_connections, 64);
+    assert_int_equal(c->idle_timeout_ms, 30000);
+    assert_string_equal(pdr_severity_name(c->default_severity), "error");
     assert_string_equal(c->pd_url, "https://events.pagerduty.com");
     assert_int_equal(c->rate_per_minute, 120);
     assert_int_equal(c->burst, 10);
@@ -340,8 +343,8 @@ static void test_error_unknown_key(void **state)
     expect_errors(f,
                   "[listen]\nprot = 1\n[agent]\nLog_Level = info\n[pagerduty]\nrate = 1\n[outbox]\nsync = full\n"
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
-                  ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file",
-                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source",
+                  ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, idle_timeout",
+                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, default_severity",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy",
                   ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age",
@@ -469,7 +472,7 @@ static void test_line_length_limit(void **state)
     ini = tu_printf("[agent]\ndata_dir = %s\nbogus = 1\ndata_dir = %s\nlog_level = loud\n", x200, x250);
     expect_errors(f, ini,
                   ":2: line too long (at most 199 characters)",
-                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source",
+                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, default_severity",
                   ":4: line too long (at most 199 characters)",
                   ":5: log_level = loud: unknown value; allowed: error, warn, info, debug", NULL);
     free(ini);
@@ -724,7 +727,7 @@ static void test_caps(void **state)
     for (int i = 0; i < 150; i++) p += sprintf(p, "k%d = 1\n", i);
     assert_int_equal(load(f, ini), PDR_ERR_CONFIG);
     assert_int_equal(f->errs.n, PDR_CONFIG_MAX_ERRORS + 1);
-    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source", f->path);
+    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, default_severity", f->path);
     assert_string_equal(f->errs.msgs[99], w);
     free(w);
     w = tu_printf("%s: too many errors; only the first 100 are shown", f->path);

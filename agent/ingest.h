@@ -1,0 +1,63 @@
+/*
+** ingest.h — the HTTP ingest server of `pdrelay run` (libmicrohttpd).
+**
+** Endpoints (DESIGN.md "Ingest contracts"; README "Endpoints"):
+**   POST /v2/enqueue, /v2/events   a PagerDuty alert event    → 202 / 400
+**   POST /v2/change/enqueue        a PagerDuty change event   → 202 / 400
+**   POST /v1/alertmanager          an Alertmanager webhook     → 200 / 400
+**   POST /v1/alerts                one alert or an array       → 200 / 400
+**   GET  /healthz                  alive                       → 200
+**   GET  /readyz                   outbox writable, not full   → 200 / 503
+** Anything else: 404, or 405 for a known path with the wrong method. Every
+** reply has a JSON body in PagerDuty's shape {"status","message","errors"}.
+** Retryable refusals (outbox full, disk full or I/O error, shutting down)
+** are 503 with Retry-After, because Alertmanager retries 5xx only.
+**
+** A request's events go to the writer (writer.h) and the reply is sent
+** after the commit that holds them. libmicrohttpd runs one thread per
+** connection (up to [listen] max_connections), so requests wait for their
+** commit in parallel and share its fsync.
+**
+** Reload: ingest_reload() swaps in a new config (targets, rotated key files,
+** auth token); requests in progress finish with the config they started
+** with, which is freed when the last of them ends.
+**
+** Ownership: ingest_create() borrows cfg (the caller keeps it alive until
+** ingest_destroy()) and w. Configs passed to ingest_reload() become the
+** ingest's.
+*/
+#ifndef PDR_INGEST_H
+#define PDR_INGEST_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "pdr.h"
+#include "writer.h"
+
+/* The most a request body may hold: PagerDuty's own limit on an event. */
+#define INGEST_BODY_MAX (512 * 1024)
+
+typedef struct ingest ingest;
+
+/* Reads and checks the auth token file (a non-empty first line) into cfg's
+** token; errbuf gets "FILE: why" on failure. */
+pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbuf, size_t errsz);
+
+/* Binds the TCP address and the unix socket of cfg and starts serving.
+** errbuf gets what failed ("127.0.0.1:8787: Address already in use"). */
+pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz);
+
+/* Takes cfg (now owned by the ingest) as the config of new requests.
+** Returns PDR_ERR_CONFIG (cfg destroyed, old config kept) when its auth
+** token file cannot be read, with errbuf saying why. */
+pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz);
+
+/* From now on, POSTs are answered 503 "shutting down". */
+void ingest_quiesce(ingest *in);
+
+/* Closes the listeners and waits for requests in progress to finish. */
+void ingest_stop(ingest *in);
+void ingest_destroy(ingest *in);
+
+#endif /* PDR_INGEST_H */

@@ -1,0 +1,896 @@
+/*
+** normalize.c — turns a received HTTP body into the PagerDuty events pdrelay
+** queues (see normalize.h). It owns the three body models and the mapping
+** from an alert (labels, annotations, status) to a PagerDuty event; the rules
+** of PagerDuty itself (and the repairs) stay in event.c: every event made here
+** goes through pdr_event_check() before it is printed, so what is queued is
+** exactly what PagerDuty accepts.
+**
+** A body is refused as a whole (PDR_ERR_INVALID, PagerDuty-style sentences)
+** or taken as a whole: a model is validated completely before the first
+** event is built, so a bad alert never leaves half of a body queued.
+**
+** Alert → event, for both alert models (Alertmanager webhook | /v1/alerts):
+**
+**   event field          from
+**   -------------------  ------------------------------------------------------
+**   routing_key          each [target] whose matchers hold for the labels
+**                        (/v1/alerts: label alertname defaults to alert_name)
+**   event_action         firing → trigger; resolved → resolve;
+**                        acknowledged | silenced → acknowledge (/v1/alerts)
+**   dedup_key            pdr_dedup_key_derive(routing_key, fingerprint); the
+**                        fingerprint is the alert's, else the hex SHA-256 of
+**                        its labels sorted by name as "name=value\n" lines
+**   payload.severity     classification.severity (/v1/alerts), else
+**                        labels.severity, lowercased: critical error warning
+**                        info as is, noise → info, else [agent]
+**                        default_severity
+**   payload.summary      "[SEV] NAME: annotations.summary | description",
+**                        "[SEV] NAME - AI: reasoning" (/v1/alerts with a
+**                        classification reasoning), or "[SEV] NAME"; NAME is
+**                        labels.alertname ("alert" if none) | alert_name
+**   payload.source       labels.instance, else [agent] source
+**   payload.component    labels.job
+**   payload.group        labels.cluster, else labels.namespace
+**   payload.class        labels.alertname | alert_name
+**   payload.timestamp    startsAt | starts_at, unless absent, Go's zero time or
+**                        not ISO 8601 (then it stays only in custom_details)
+**   payload.custom_details  labels, annotations and the alert's other fields
+**   links[]              generatorURL "Source", annotations runbook_url
+**                        "Runbook", dashboard_url and grafana_url "Dashboard"
+**   images[]             annotation snapshot_url (alt "snapshot")
+**   client, client_url   "Alertmanager", externalURL (webhook only)
+**
+** acknowledge and resolve carry only routing_key, event_action and dedup_key.
+** Label change_event="true" makes a firing alert a change event (summary,
+** source, timestamp, custom_details, links); such an alert that is no longer
+** firing makes nothing. An alert that matches no target is counted and logged,
+** never an error.
+*/
+#include "normalize.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define GO_ZERO_TIME "0001-01-01T00:00:00Z"
+
+/* ---- errors and the result ---------------------------------------------- */
+
+static void err_add(pdr_event_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void err_add(pdr_event_errors *errs, const char *fmt, ...)
+{
+    va_list ap;
+    if (errs->n >= PDR_EVENT_MAX_ERRORS) return;
+    va_start(ap, fmt);
+    vsnprintf(errs->msgs[errs->n++], sizeof errs->msgs[0], fmt, ap);
+    va_end(ap);
+}
+
+static void event_free(norm_event *e)
+{
+    free(e->fingerprint);
+    free(e->target);
+    cJSON_free(e->body);   /* printed by cJSON: its allocator */
+    memset(e, 0, sizeof *e);
+}
+
+/* Frees the events but keeps the counters and errs (a refused body). */
+static void events_free(norm_result *r)
+{
+    for (size_t i = 0; i < r->n; i++) event_free(&r->evs[i]);
+    free(r->evs);
+    r->evs = NULL;
+    r->n = 0;
+}
+
+void norm_result_cleanup(norm_result *r)
+{
+    if (!r) return;
+    events_free(r);
+    memset(r, 0, sizeof *r);
+}
+
+/* Ends a parser: on a refusal only the events go (errs stay for the 400
+** body); on any other failure the result is emptied entirely. */
+static pdr_rc finish(norm_result *out, cJSON *root, pdr_rc rc)
+{
+    cJSON_Delete(root);
+    if (rc == PDR_ERR_INVALID) {
+        events_free(out);
+        out->repaired = 0;
+        out->unrouted = 0;
+    } else if (rc) {
+        norm_result_cleanup(out);
+    }
+    return rc;
+}
+
+/* ---- small JSON helpers ------------------------------------------------- */
+
+static int is_blank(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r') return 0;
+    return 1;
+}
+
+/* Parses exactly len bytes. cJSON stops after the first value, so trailing
+** bytes other than whitespace are checked here: PagerDuty refuses them too. */
+static pdr_rc parse_body(const char *body, size_t len, norm_result *out, cJSON **root)
+{
+    const char *end = NULL;
+    *root = body ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
+    if (*root && end) {
+        for (; end < body + len; end++) {
+            if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
+                cJSON_Delete(*root);
+                *root = NULL;
+                break;
+            }
+        }
+    }
+    /* cJSON does not tell a syntax error from an allocation failure; both
+    ** are reported as the body not being JSON. */
+    if (!*root) {
+        out->parse_error = 1;
+        err_add(&out->errs, "JSON parse error");
+        return PDR_ERR_INVALID;
+    }
+    return PDR_OK;
+}
+
+/* The value of a string member, or NULL when absent, null, not a string or
+** empty ("absent" for every optional field of the alert models). */
+static const char *get_str(const cJSON *obj, const char *name)
+{
+    const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
+    if (!cJSON_IsString(it) || !it->valuestring[0]) return NULL;
+    return it->valuestring;
+}
+
+/* A member that is present and not null. */
+static const cJSON *get_present(const cJSON *obj, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return it && !cJSON_IsNull(it) ? it : NULL;
+}
+
+static pdr_rc add_item(cJSON *obj, const char *name, cJSON *item)
+{
+    if (!item) return PDR_ERR_NOMEM;
+    if (!cJSON_AddItemToObject(obj, name, item)) {
+        cJSON_Delete(item);
+        return PDR_ERR_NOMEM;
+    }
+    return PDR_OK;
+}
+
+/* Adds name: value when value is non-NULL. */
+static pdr_rc add_str(cJSON *obj, const char *name, const char *value)
+{
+    if (!value) return PDR_OK;
+    return cJSON_AddStringToObject(obj, name, value) ? PDR_OK : PDR_ERR_NOMEM;
+}
+
+/* Adds a deep copy of item as name when item is non-NULL. */
+static pdr_rc add_copy(cJSON *obj, const char *name, const cJSON *item)
+{
+    if (!item) return PDR_OK;
+    return add_item(obj, name, cJSON_Duplicate(item, 1));
+}
+
+/* ---- emitting an event -------------------------------------------------- */
+
+/* Checks ev for kind (repairing it), prints it and appends it to out.
+** target and fingerprint (copied) may be NULL. ev stays the caller's. */
+static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind,
+                   const char *target, const char *fingerprint)
+{
+    norm_event e;
+    pdr_event_errors errs;
+    pdr_rc rc;
+
+    memset(&e, 0, sizeof e);
+    if (out->n >= NORM_MAX_EVENTS) {
+        err_add(&out->errs, "Body would make more than %d events (alerts x matching targets); send fewer alerts per request",
+                NORM_MAX_EVENTS);
+        return PDR_ERR_INVALID;
+    }
+    rc = pdr_event_check(ev, kind, &e.rep, &errs);
+    if (rc == PDR_ERR_INVALID) {
+        out->errs = errs;
+        goto out;
+    }
+    if (rc) goto out;
+
+    snprintf(e.routing_key, sizeof e.routing_key, "%s",
+             cJSON_GetObjectItemCaseSensitive(ev, "routing_key")->valuestring);
+    e.action = pdr_event_action(ev, kind);
+    if (kind == PDR_EVENT_ALERT) {
+        const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
+        /* A checked alert event always has one; none means the check could
+        ** not add the generated key (it does not report that failure). */
+        if (!cJSON_IsString(dk)) {
+            rc = PDR_ERR_NOMEM;
+            goto out;
+        }
+        snprintf(e.dedup_key, sizeof e.dedup_key, "%s", dk->valuestring);
+    }
+    e.repaired = e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk ||
+                 e.rep.dedup_key_generated;
+
+    rc = PDR_ERR_NOMEM;
+    e.body = cJSON_PrintUnformatted(ev);
+    if (!e.body) goto out;
+    e.body_len = strlen(e.body);
+    if (fingerprint) {
+        e.fingerprint = strdup(fingerprint);
+        if (!e.fingerprint) goto out;
+    }
+    if (target) {
+        e.target = strdup(target);
+        if (!e.target) goto out;
+    }
+    if (out->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        if (ncap > NORM_MAX_EVENTS) ncap = NORM_MAX_EVENTS;
+        norm_event *evs = realloc(out->evs, ncap * sizeof *evs);
+        if (!evs) goto out;
+        out->evs = evs;
+        *cap = ncap;
+    }
+    rc = PDR_OK;
+
+    /* The generated dedup_key of a PagerDuty-native trigger is routine (it
+    ** is returned to the sender); only content repairs are news. */
+    if (e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk) {
+        char sc[24], im[24], ds[24];
+        snprintf(sc, sizeof sc, "%zu", e.rep.summary_chars);
+        snprintf(im, sizeof im, "%d", e.rep.images_dropped);
+        snprintf(ds, sizeof ds, "%d", e.rep.details_shrunk);
+        pdr_log(PDR_LOG_INFO, "event repaired", "target", e.target, "dedup_key", e.dedup_key,
+                "summary_chars", sc, "images_dropped", im, "details_shrunk", ds, NULL);
+    }
+    if (e.repaired) out->repaired++;
+    out->evs[out->n++] = e;
+    return PDR_OK;
+
+out:
+    event_free(&e);
+    return rc;
+}
+
+/* ---- PagerDuty-native --------------------------------------------------- */
+
+pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out)
+{
+    cJSON *root = NULL;
+    size_t cap = 0;
+    pdr_rc rc;
+
+    memset(out, 0, sizeof *out);
+    rc = parse_body(body, len, out, &root);
+    if (rc) goto out;
+    out->alerts = 1;
+    rc = emit(out, &cap, root, kind, NULL, NULL);
+out:
+    return finish(out, root, rc);
+}
+
+/* ---- alerts: the model-independent part --------------------------------- */
+
+/* One alert of either model, as the event builder sees it. Strings point
+** into the parsed body (or are static). */
+typedef struct alert_view {
+    pdr_action act;              /* TRIGGER, RESOLVE or ACKNOWLEDGE */
+    int change;                  /* label change_event="true" */
+    const cJSON *labels;         /* object or NULL */
+    const cJSON *annotations;    /* object or NULL */
+    const char *alertname_fallback; /* /v1/alerts: alert_name when labels has no alertname */
+    const char *name;            /* for the summary and logs */
+    const char *class_name;      /* payload.class or NULL */
+    const char *severity_in;     /* as received, or NULL */
+    const char *reasoning;       /* non-NULL: the AI summary form */
+    const char *fingerprint_in;  /* as received, or NULL */
+    const char *starts_at;
+    const char *generator_url;
+    const char *client;
+    const char *client_url;
+    cJSON *details;              /* custom_details template (owned by the caller) */
+} alert_view;
+
+typedef struct label_ctx {
+    const cJSON *labels;
+    const char *alertname_fallback;
+} label_ctx;
+
+/* The label getter for pdr_target_matches(): NULL when absent. */
+static const char *label_get(void *ctx, const char *name)
+{
+    const label_ctx *l = ctx;
+    const cJSON *it = l->labels ? cJSON_GetObjectItemCaseSensitive(l->labels, name) : NULL;
+    if (cJSON_IsString(it)) return it->valuestring;
+    if (l->alertname_fallback && !strcmp(name, "alertname")) return l->alertname_fallback;
+    return NULL;
+}
+
+typedef struct label_pair {
+    const char *name, *value;
+} label_pair;
+
+static int label_pair_cmp(const void *a, const void *b)
+{
+    const label_pair *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    /* By value too, so duplicate names still hash the same every time. */
+    return c ? c : strcmp(x->value, y->value);
+}
+
+/* The fingerprint of an alert that brings none: hex SHA-256 of its labels
+** (alertname defaulting to alertname_fallback) sorted by name, one
+** "name=value\n" line each. */
+static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fallback,
+                                 char out[PDR_SHA256_HEX_LEN])
+{
+    label_pair *pairs = NULL;
+    char *text = NULL, *p;
+    size_t n = 0, max = 1, size = 1;
+    const cJSON *it;
+    pdr_rc rc = PDR_ERR_NOMEM;
+
+    if (labels) max += (size_t)cJSON_GetArraySize(labels);
+    pairs = malloc(max * sizeof *pairs);
+    if (!pairs) goto out;
+    if (labels) {
+        cJSON_ArrayForEach(it, labels) {
+            if (!cJSON_IsString(it) || !it->string) continue;
+            pairs[n].name = it->string;
+            pairs[n++].value = it->valuestring;
+        }
+    }
+    if (alertname_fallback && !get_present(labels, "alertname") && n < max) {
+        pairs[n].name = "alertname";
+        pairs[n++].value = alertname_fallback;
+    }
+    qsort(pairs, n, sizeof *pairs, label_pair_cmp);
+    for (size_t i = 0; i < n; i++) size += strlen(pairs[i].name) + strlen(pairs[i].value) + 2;
+    text = malloc(size);
+    if (!text) goto out;
+    p = text;
+    for (size_t i = 0; i < n; i++) {
+        size_t ln = strlen(pairs[i].name), lv = strlen(pairs[i].value);
+        memcpy(p, pairs[i].name, ln);
+        p += ln;
+        *p++ = '=';
+        memcpy(p, pairs[i].value, lv);
+        p += lv;
+        *p++ = '\n';
+    }
+    *p = '\0';
+    rc = pdr_sha256_hex(text, (size_t)(p - text), out);
+out:
+    free(pairs);
+    free(text);
+    return rc;
+}
+
+/* PagerDuty severity for a received one (see the table in the header). */
+static const char *severity_map(const char *in, const pdr_config *cfg)
+{
+    static const char *const names[] = {"critical", "error", "warning", "info"};
+    char low[16];
+    size_t i;
+
+    if (!in) return pdr_severity_name(cfg->default_severity);
+    for (i = 0; in[i] && i < sizeof low - 1; i++)
+        low[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a' : in[i]);
+    if (in[i]) return pdr_severity_name(cfg->default_severity);   /* too long to be one */
+    low[i] = '\0';
+    for (i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(low, names[i])) return names[i];
+    if (!strcmp(low, "noise")) return "info";
+    return pdr_severity_name(cfg->default_severity);
+}
+
+/* Would pdr_event_check() take ts as payload.timestamp? The same rule as
+** event.c, asked first so a malformed start time costs the timestamp (it is
+** still in custom_details), not the page. */
+static int timestamp_usable(const char *ts)
+{
+    struct tm tm;
+    const char *rest;
+    if (!ts || !strcmp(ts, GO_ZERO_TIME)) return 0;
+    memset(&tm, 0, sizeof tm);
+    rest = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    return rest && (!*rest || *rest == '.' || *rest == 'Z' || *rest == '+' || *rest == '-');
+}
+
+/* "[SEVERITY] NAME: text", "[SEVERITY] NAME - AI: reasoning" or "[SEVERITY] NAME". */
+static char *summary_make(const alert_view *v, const char *severity)
+{
+    char sev[16];
+    const char *text = v->reasoning, *sep = " - AI: ";
+    size_t i, size;
+    char *s;
+
+    for (i = 0; severity[i] && i < sizeof sev - 1; i++)
+        sev[i] = (char)(severity[i] >= 'a' && severity[i] <= 'z' ? severity[i] - 'a' + 'A' : severity[i]);
+    sev[i] = '\0';
+    if (!text) {
+        sep = ": ";
+        text = get_str(v->annotations, "summary");
+        if (!text) text = get_str(v->annotations, "description");
+    }
+    if (!text) sep = text = "";
+    size = strlen(sev) + strlen(v->name) + strlen(sep) + strlen(text) + 4;
+    s = malloc(size);
+    if (s) snprintf(s, size, "[%s] %s%s%s", sev, v->name, sep, text);
+    return s;
+}
+
+static pdr_rc add_link(cJSON *links, const char *href, const char *text)
+{
+    cJSON *l;
+    /* PagerDuty refuses a blank href: skip it rather than lose the page. */
+    if (is_blank(href)) return PDR_OK;
+    l = cJSON_CreateObject();
+    if (!l) return PDR_ERR_NOMEM;
+    if (!cJSON_AddItemToArray(links, l)) {
+        cJSON_Delete(l);
+        return PDR_ERR_NOMEM;
+    }
+    if (add_str(l, "href", href) || add_str(l, "text", text)) return PDR_ERR_NOMEM;
+    return PDR_OK;
+}
+
+/* links[] of an alert: NULL in *out when it has none. */
+static pdr_rc links_make(const alert_view *v, cJSON **out)
+{
+    cJSON *links = cJSON_CreateArray();
+    pdr_rc rc = PDR_ERR_NOMEM;
+
+    *out = NULL;
+    if (!links) goto out;
+    rc = add_link(links, v->generator_url, "Source");
+    if (rc) goto out;
+    rc = add_link(links, get_str(v->annotations, "runbook_url"), "Runbook");
+    if (rc) goto out;
+    rc = add_link(links, get_str(v->annotations, "dashboard_url"), "Dashboard");
+    if (rc) goto out;
+    rc = add_link(links, get_str(v->annotations, "grafana_url"), "Dashboard");
+    if (rc) goto out;
+    if (links->child) {
+        *out = links;
+        links = NULL;
+    }
+out:
+    cJSON_Delete(links);
+    return rc;
+}
+
+/* The event for one alert and one target. */
+static pdr_rc event_make(const alert_view *v, const pdr_config *cfg, const pdr_target *t,
+                         const char *dedup_key, cJSON **out)
+{
+    cJSON *ev = cJSON_CreateObject(), *payload, *links = NULL, *images, *img;
+    const char *severity = severity_map(v->severity_in, cfg);
+    const char *source, *group;
+    char *summary = NULL;
+    pdr_rc rc = PDR_ERR_NOMEM;
+
+    *out = NULL;
+    if (!ev) goto out;
+    rc = add_str(ev, "routing_key", t->routing_key);
+    if (rc) goto out;
+    if (!v->change) {
+        rc = add_str(ev, "event_action", pdr_action_name(v->act));
+        if (rc) goto out;
+        rc = add_str(ev, "dedup_key", dedup_key);
+        if (rc) goto out;
+        /* PagerDuty: acknowledge and resolve carry nothing else. */
+        if (v->act != PDR_ACTION_TRIGGER) goto done;
+    }
+
+    rc = PDR_ERR_NOMEM;
+    payload = cJSON_AddObjectToObject(ev, "payload");
+    if (!payload) goto out;
+    summary = summary_make(v, severity);
+    if (!summary) goto out;
+    rc = add_str(payload, "summary", summary);
+    if (rc) goto out;
+    source = get_str(v->labels, "instance");
+    if (is_blank(source)) source = is_blank(cfg->source) ? "localhost" : cfg->source;
+    rc = add_str(payload, "source", source);
+    if (rc) goto out;
+    if (!v->change) {
+        rc = add_str(payload, "severity", severity);
+        if (rc) goto out;
+    }
+    rc = add_str(payload, "timestamp", timestamp_usable(v->starts_at) ? v->starts_at : NULL);
+    if (rc) goto out;
+    if (!v->change) {
+        group = get_str(v->labels, "cluster");
+        if (!group) group = get_str(v->labels, "namespace");
+        rc = add_str(payload, "component", get_str(v->labels, "job"));
+        if (rc) goto out;
+        rc = add_str(payload, "group", group);
+        if (rc) goto out;
+        rc = add_str(payload, "class", v->class_name);
+        if (rc) goto out;
+    }
+    rc = add_copy(payload, "custom_details", v->details);
+    if (rc) goto out;
+
+    rc = links_make(v, &links);
+    if (rc) goto out;
+    if (links) {
+        rc = add_item(ev, "links", links);
+        links = NULL;
+        if (rc) goto out;
+    }
+    if (v->change) goto done;
+
+    /* A blank src would be refused (an http one is dropped by the check). */
+    if (!is_blank(get_str(v->annotations, "snapshot_url"))) {
+        rc = PDR_ERR_NOMEM;
+        images = cJSON_AddArrayToObject(ev, "images");
+        if (!images) goto out;
+        img = cJSON_CreateObject();
+        if (!img) goto out;
+        if (!cJSON_AddItemToArray(images, img)) {
+            cJSON_Delete(img);
+            goto out;
+        }
+        rc = add_str(img, "src", get_str(v->annotations, "snapshot_url"));
+        if (rc) goto out;
+        rc = add_str(img, "alt", "snapshot");
+        if (rc) goto out;
+    }
+    rc = add_str(ev, "client", v->client);
+    if (rc) goto out;
+    rc = add_str(ev, "client_url", v->client_url);
+    if (rc) goto out;
+
+done:
+    *out = ev;
+    ev = NULL;
+    rc = PDR_OK;
+out:
+    free(summary);
+    cJSON_Delete(links);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+/* Routes one alert: an event per matching target, or one unrouted count. */
+static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, norm_result *out, size_t *cap)
+{
+    label_ctx lc = {v->labels, v->alertname_fallback};
+    char fp_hash[PDR_SHA256_HEX_LEN], dk[PDR_SHA256_HEX_LEN];
+    const char *fp = v->fingerprint_in;
+    size_t matched = 0;
+    cJSON *ev = NULL;
+    pdr_rc rc = PDR_OK;
+
+    if (!fp) {
+        rc = labels_fingerprint(v->labels, v->alertname_fallback, fp_hash);
+        if (rc) goto out;
+        fp = fp_hash;
+    }
+    /* A change event has no incident to resolve or acknowledge. */
+    if (v->change && v->act != PDR_ACTION_TRIGGER) {
+        pdr_log(PDR_LOG_DEBUG, "change alert not firing: nothing to send", "alertname", v->name,
+                "fingerprint", fp, NULL);
+        goto out;
+    }
+    /* The details go into every event of this alert: fingerprint included. */
+    if (v->details && !get_present(v->details, "fingerprint")) {
+        rc = add_str(v->details, "fingerprint", fp);
+        if (rc) goto out;
+    }
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        const pdr_target *t = &cfg->targets[i];
+        if (!pdr_target_matches(t, label_get, &lc)) continue;
+        matched++;
+        rc = pdr_dedup_key_derive(t->routing_key, fp, dk);
+        if (rc) goto out;
+        rc = event_make(v, cfg, t, dk, &ev);
+        if (rc) goto out;
+        rc = emit(out, cap, ev, v->change ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, t->name, fp);
+        if (rc) goto out;
+        cJSON_Delete(ev);
+        ev = NULL;
+    }
+    if (!matched) {
+        out->unrouted++;
+        pdr_log(PDR_LOG_INFO, "alert matched no target", "alertname", v->name, "fingerprint", fp, NULL);
+    }
+out:
+    cJSON_Delete(ev);
+    return rc;
+}
+
+/* Validates a labels object: every value a string. path names it in errors. */
+static void check_labels(const cJSON *labels, const char *path, pdr_event_errors *errs)
+{
+    const cJSON *it;
+    if (!cJSON_IsObject(labels)) {
+        err_add(errs, "'%s' must be an object", path);
+        return;
+    }
+    cJSON_ArrayForEach(it, labels) {
+        if (!cJSON_IsString(it)) err_add(errs, "'%s.%s' must be a string", path, it->string ? it->string : "");
+    }
+}
+
+/* An optional string field: absent, null or a string. */
+static void check_opt_string(const cJSON *obj, const char *name, const char *prefix,
+                             pdr_event_errors *errs)
+{
+    const cJSON *it = get_present(obj, name);
+    if (it && !cJSON_IsString(it)) err_add(errs, "'%s%s' must be a string", prefix, name);
+}
+
+static int is_change(const cJSON *labels)
+{
+    const char *c = get_str(labels, "change_event");
+    return c && !strcmp(c, "true");
+}
+
+/* ---- Alertmanager webhook ----------------------------------------------- */
+
+static void am_check_alert(const cJSON *a, size_t i, pdr_event_errors *errs)
+{
+    static const char *const strings[] = {"startsAt", "endsAt", "generatorURL", "fingerprint"};
+    char prefix[40], path[64];
+    const char *status;
+
+    if (!cJSON_IsObject(a)) {
+        err_add(errs, "'alerts[%zu]' must be an object", i);
+        return;
+    }
+    snprintf(prefix, sizeof prefix, "alerts[%zu].", i);
+    status = get_str(a, "status");
+    if (!status || (strcmp(status, "firing") && strcmp(status, "resolved")))
+        err_add(errs, "'alerts[%zu].status' must be \"firing\" or \"resolved\"", i);
+    snprintf(path, sizeof path, "%slabels", prefix);
+    check_labels(cJSON_GetObjectItemCaseSensitive(a, "labels"), path, errs);
+    if (get_present(a, "annotations") && !cJSON_IsObject(get_present(a, "annotations")))
+        err_add(errs, "'%sannotations' must be an object", prefix);
+    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
+        check_opt_string(a, strings[k], prefix, errs);
+}
+
+static void am_check(const cJSON *root, pdr_event_errors *errs)
+{
+    static const char *const strings[] = {"groupKey", "status", "receiver", "externalURL"};
+    const cJSON *version, *alerts, *a;
+    size_t i = 0;
+
+    if (!cJSON_IsObject(root)) {
+        err_add(errs, "Webhook body must be a JSON object");
+        return;
+    }
+    version = get_present(root, "version");
+    if (version && !(cJSON_IsString(version) && !strcmp(version->valuestring, "4")))
+        err_add(errs, "'version' must be \"4\"");
+    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
+        check_opt_string(root, strings[k], "", errs);
+    alerts = cJSON_GetObjectItemCaseSensitive(root, "alerts");
+    if (!cJSON_IsArray(alerts)) {
+        err_add(errs, "'alerts' is missing or not an array");
+        return;
+    }
+    cJSON_ArrayForEach(a, alerts) am_check_alert(a, i++, errs);
+}
+
+/* custom_details of a webhook alert (fingerprint is added by alert_route). */
+static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
+{
+    cJSON *d = cJSON_CreateObject();
+    pdr_rc rc = PDR_ERR_NOMEM;
+
+    *out = NULL;
+    if (!d) goto out;
+    rc = add_copy(d, "labels", get_present(a, "labels"));
+    if (rc) goto out;
+    rc = add_copy(d, "annotations", get_present(a, "annotations"));
+    if (rc) goto out;
+    rc = add_str(d, "startsAt", get_str(a, "startsAt"));
+    if (rc) goto out;
+    rc = add_str(d, "fingerprint", get_str(a, "fingerprint"));
+    if (rc) goto out;
+    rc = add_str(d, "generatorURL", get_str(a, "generatorURL"));
+    if (rc) goto out;
+    rc = add_str(d, "receiver", get_str(root, "receiver"));
+    if (rc) goto out;
+    rc = add_str(d, "externalURL", get_str(root, "externalURL"));
+    if (rc) goto out;
+    *out = d;
+    d = NULL;
+out:
+    cJSON_Delete(d);
+    return rc;
+}
+
+pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
+{
+    cJSON *root = NULL, *details = NULL;
+    const cJSON *a;
+    size_t cap = 0;
+    pdr_rc rc;
+
+    memset(out, 0, sizeof *out);
+    rc = parse_body(body, len, out, &root);
+    if (rc) goto out;
+    am_check(root, &out->errs);
+    rc = PDR_ERR_INVALID;
+    if (out->errs.n) goto out;
+
+    rc = PDR_OK;
+    out->alerts = (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "alerts"));
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(root, "alerts")) {
+        alert_view v;
+        memset(&v, 0, sizeof v);
+        v.act = !strcmp(get_str(a, "status"), "firing") ? PDR_ACTION_TRIGGER : PDR_ACTION_RESOLVE;
+        v.labels = get_present(a, "labels");
+        v.annotations = get_present(a, "annotations");
+        v.change = is_change(v.labels);
+        v.class_name = get_str(v.labels, "alertname");
+        v.name = v.class_name ? v.class_name : "alert";
+        v.severity_in = get_str(v.labels, "severity");
+        v.fingerprint_in = get_str(a, "fingerprint");
+        v.starts_at = get_str(a, "startsAt");
+        v.generator_url = get_str(a, "generatorURL");
+        v.client = "Alertmanager";
+        v.client_url = get_str(root, "externalURL");
+        rc = am_details(a, root, &details);
+        if (rc) goto out;
+        v.details = details;
+        rc = alert_route(&v, cfg, out, &cap);
+        if (rc) goto out;
+        cJSON_Delete(details);
+        details = NULL;
+    }
+out:
+    cJSON_Delete(details);
+    return finish(out, root, rc);
+}
+
+/* ---- /v1/alerts: the original service's model --------------------------- */
+
+static pdr_action alerts_status(const char *s)
+{
+    if (!s) return (pdr_action)0;
+    if (!strcmp(s, "firing")) return PDR_ACTION_TRIGGER;
+    if (!strcmp(s, "resolved")) return PDR_ACTION_RESOLVE;
+    if (!strcmp(s, "acknowledged") || !strcmp(s, "silenced")) return PDR_ACTION_ACKNOWLEDGE;
+    return (pdr_action)0;
+}
+
+/* prefix: "" for a single object, "[i]." for an element of an array. */
+static void alerts_check_one(const cJSON *a, const char *prefix, pdr_event_errors *errs)
+{
+    static const char *const strings[] = {"fingerprint", "starts_at", "ends_at", "generator_url"};
+    const cJSON *it, *cls;
+    char path[64];
+
+    if (!cJSON_IsObject(a)) {
+        /* prefix is "[i]."; the element itself is "[i]" */
+        err_add(errs, "'%.*s' must be an object", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
+        return;
+    }
+    it = get_present(a, "alert_name");
+    if (!it || (cJSON_IsString(it) && is_blank(it->valuestring)))
+        err_add(errs, "'%salert_name' is missing or blank", prefix);
+    else if (!cJSON_IsString(it))
+        err_add(errs, "'%salert_name' must be a string", prefix);
+    if (!alerts_status(get_str(a, "status")))
+        err_add(errs, "'%sstatus' must be one of firing, resolved, acknowledged, silenced", prefix);
+    if (get_present(a, "labels")) {
+        snprintf(path, sizeof path, "%slabels", prefix);
+        check_labels(get_present(a, "labels"), path, errs);
+    }
+    if (get_present(a, "annotations") && !cJSON_IsObject(get_present(a, "annotations")))
+        err_add(errs, "'%sannotations' must be an object", prefix);
+    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
+        check_opt_string(a, strings[k], prefix, errs);
+    cls = get_present(a, "classification");
+    if (cls && !cJSON_IsObject(cls)) {
+        err_add(errs, "'%sclassification' must be an object", prefix);
+    } else if (cls) {
+        snprintf(path, sizeof path, "%sclassification.", prefix);
+        check_opt_string(cls, "severity", path, errs);
+        check_opt_string(cls, "reasoning", path, errs);
+    }
+}
+
+static pdr_rc alerts_details(const cJSON *a, cJSON **out)
+{
+    static const char *const strings[] = {"starts_at", "ends_at", "fingerprint", "generator_url"};
+    cJSON *d = cJSON_CreateObject();
+    pdr_rc rc = PDR_ERR_NOMEM;
+
+    *out = NULL;
+    if (!d) goto out;
+    rc = add_copy(d, "labels", get_present(a, "labels"));
+    if (rc) goto out;
+    rc = add_copy(d, "annotations", get_present(a, "annotations"));
+    if (rc) goto out;
+    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++) {
+        rc = add_str(d, strings[k], get_str(a, strings[k]));
+        if (rc) goto out;
+    }
+    rc = add_copy(d, "classification", get_present(a, "classification"));
+    if (rc) goto out;
+    *out = d;
+    d = NULL;
+out:
+    cJSON_Delete(d);
+    return rc;
+}
+
+pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
+{
+    cJSON *root = NULL, *details = NULL;
+    const cJSON *a;
+    size_t cap = 0, i = 0;
+    pdr_rc rc;
+
+    memset(out, 0, sizeof *out);
+    rc = parse_body(body, len, out, &root);
+    if (rc) goto out;
+    if (cJSON_IsObject(root)) {
+        alerts_check_one(root, "", &out->errs);
+    } else if (cJSON_IsArray(root)) {
+        cJSON_ArrayForEach(a, root) {
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "[%zu].", i++);
+            alerts_check_one(a, prefix, &out->errs);
+        }
+    } else {
+        err_add(&out->errs, "Body must be an alert object or an array of alert objects");
+    }
+    rc = PDR_ERR_INVALID;
+    if (out->errs.n) goto out;
+
+    rc = PDR_OK;
+    /* One object is handled as the only element of an array. */
+    a = cJSON_IsObject(root) ? root : root->child;
+    out->alerts = cJSON_IsObject(root) ? 1 : (size_t)cJSON_GetArraySize(root);
+    for (; a; a = cJSON_IsObject(root) ? NULL : a->next) {
+        const cJSON *cls = get_present(a, "classification");
+        alert_view v;
+        memset(&v, 0, sizeof v);
+        v.act = alerts_status(get_str(a, "status"));
+        v.labels = get_present(a, "labels");
+        v.annotations = get_present(a, "annotations");
+        v.change = is_change(v.labels);
+        v.alertname_fallback = get_str(a, "alert_name");
+        v.name = v.class_name = v.alertname_fallback;
+        v.severity_in = get_str(cls, "severity");
+        if (!v.severity_in) v.severity_in = get_str(v.labels, "severity");
+        v.reasoning = get_str(cls, "reasoning");
+        if (is_blank(v.reasoning)) v.reasoning = NULL;
+        v.fingerprint_in = get_str(a, "fingerprint");
+        v.starts_at = get_str(a, "starts_at");
+        v.generator_url = get_str(a, "generator_url");
+        rc = alerts_details(a, &details);
+        if (rc) goto out;
+        v.details = details;
+        rc = alert_route(&v, cfg, out, &cap);
+        if (rc) goto out;
+        cJSON_Delete(details);
+        details = NULL;
+    }
+out:
+    cJSON_Delete(details);
+    return finish(out, root, rc);
+}

@@ -1,0 +1,74 @@
+/*
+** normalize.h — from a received HTTP body to the events pdrelay queues.
+**
+** Three parsers, one per kind of body the ingest server takes (DESIGN.md,
+** "Ingest contracts"):
+**   norm_pagerduty()    POST /v2/enqueue, /v2/events, /v2/change/enqueue:
+**                       a PagerDuty event, checked and repaired by
+**                       pdr_event_check(); it carries its own routing_key.
+**   norm_alertmanager() POST /v1/alertmanager: an Alertmanager webhook body
+**                       (version "4"); each alert x each matching target is
+**                       one event.
+**   norm_alerts()       POST /v1/alerts: one alert or an array of alerts in
+**                       the original service's model; each alert x each
+**                       matching target is one event.
+**
+** They are pure: no I/O but log lines for unrouted alerts and repairs, no
+** database (the dedup_key of an alert is the deterministic one,
+** pdr_dedup_key_derive(routing_key, fingerprint), so an acknowledge or a
+** resolve finds its incident even after the dedup table forgot it).
+**
+** Ownership: the result is caller-owned and released with
+** norm_result_cleanup(); cfg is borrowed for the call and the events point
+** into nothing of it (target names are copied).
+*/
+#ifndef PDR_NORMALIZE_H
+#define PDR_NORMALIZE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "event.h"
+#include "pdr.h"
+
+/* A cap on events one body may produce (alerts x targets). */
+#define NORM_MAX_EVENTS 10000
+
+/* One event to queue. */
+typedef struct norm_event {
+    char routing_key[PDR_ROUTING_KEY_LEN + 1];
+    pdr_action action;
+    char dedup_key[PDR_DEDUP_KEY_MAX + 1];   /* "" for change events */
+    char *fingerprint;          /* malloc'd; NULL for PagerDuty-native events */
+    char *target;               /* malloc'd target name; NULL for PagerDuty-native events */
+    char *body;                 /* malloc'd JSON text to POST upstream (compact) */
+    size_t body_len;
+    pdr_repairs rep;            /* what pdr_event_check() repaired */
+    int repaired;               /* 1 when any repair was made */
+} norm_event;
+
+typedef struct norm_result {
+    norm_event *evs;            /* malloc'd array of n */
+    size_t n;
+    size_t alerts;              /* alerts in the body (1 for PagerDuty-native) */
+    size_t unrouted;            /* alerts that matched no target (each logged at info) */
+    size_t repaired;            /* events with at least one repair */
+    int parse_error;            /* 1: the body is not JSON (PagerDuty: "Unrecognized object") */
+    pdr_event_errors errs;      /* why the body was refused (PDR_ERR_INVALID) */
+} norm_result;
+
+/* Each returns
+**   PDR_OK           out->evs holds 0..n events (0 when every alert was
+**                    unrouted); out->unrouted, out->repaired counted
+**   PDR_ERR_INVALID  the body is refused as a whole: out->errs holds the
+**                    PagerDuty-style sentences for errors[], out->parse_error
+**                    tells a JSON syntax error from a wrong shape; no events
+**   PDR_ERR_NOMEM
+** body need not be NUL-terminated. out is zeroed first. */
+pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out);
+pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
+pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
+
+void norm_result_cleanup(norm_result *r);
+
+#endif /* PDR_NORMALIZE_H */

@@ -1,0 +1,300 @@
+/*
+** writer.c — the group-commit writer (see writer.h for the contract).
+**
+** Requests append a job to a FIFO under the mutex and wait on the job's own
+** condition variable until it is marked done (so a commit wakes only the
+** requests it holds). The writer thread sleeps on `work_cv`;
+** when jobs are queued it takes them all (up to WRITER_BATCH_MAX events,
+** always at least one job), copies their events into one array, and calls
+** db_outbox_push_batch(): one BEGIN IMMEDIATE ... COMMIT, one fsync. It then
+** marks the jobs done and broadcasts. While it commits, the next batch
+** gathers, so the batch size grows with the load by itself.
+**
+**   request:  lock; append job; signal work_cv; wait job.cv until job.done
+**   writer:   lock; wait work_cv until a job; take jobs; unlock;
+**             push_batch; lock; mark each done and signal its cv; unlock
+*/
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* The most events committed in one transaction: bounds the memory of a batch
+** and the latency a huge batch would add to the requests in it. */
+#define WRITER_BATCH_MAX 4096
+
+typedef enum job_kind { JOB_PUSH = 0, JOB_PROBE = 1 } job_kind;
+
+typedef struct writer_job {
+    job_kind kind;
+    const db_event *evs;
+    size_t n;
+    pdr_rc *results;
+    int64_t *ids;
+    pdr_rc rc;
+    int done;
+    pthread_cond_t cv;          /* signalled when done: wakes this request only */
+    struct writer_job *next;
+} writer_job;
+
+struct writer {
+    const pdr_config *cfg;
+    writer_commit_fn on_commit;
+    void *ctx;
+    db_t *db;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    writer_job *head, *tail;    /* FIFO of queued jobs */
+    int stopping;               /* no new jobs */
+    int started;
+    pthread_t thread;
+    writer_stats stats;
+
+    /* The writer thread's batch arrays, grown up to WRITER_BATCH_MAX. */
+    db_event *bevs;
+    pdr_rc *bres;
+    int64_t *bids;
+    size_t bcap;
+};
+
+pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ctx, writer **out)
+{
+    writer *w;
+    db_options opt;
+    char err[512];
+    pdr_rc rc;
+
+    *out = NULL;
+    w = calloc(1, sizeof *w);
+    if (!w) return PDR_ERR_NOMEM;
+    w->cfg = cfg;
+    w->on_commit = on_commit;
+    w->ctx = ctx;
+    memset(&opt, 0, sizeof opt);
+    opt.data_dir = cfg->data_dir;
+    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
+    opt.max_events = cfg->max_events;
+    opt.skip_quick_check = 1;   /* the daemon checked the file when it started */
+    rc = db_open(&opt, &w->db, err, sizeof err);
+    if (rc) {
+        pdr_log(PDR_LOG_ERROR, "ingest cannot open the outbox", "error", err, NULL);
+        free(w);
+        return rc;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->work_cv, NULL);
+    *out = w;
+    return PDR_OK;
+}
+
+/* Makes room for n events in the batch arrays. */
+static pdr_rc batch_reserve(writer *w, size_t n)
+{
+    size_t cap = w->bcap ? w->bcap : 64;
+    void *p;
+    if (n <= w->bcap) return PDR_OK;
+    while (cap < n) cap *= 2;
+    p = realloc(w->bevs, cap * sizeof *w->bevs);
+    if (!p) return PDR_ERR_NOMEM;
+    w->bevs = p;
+    p = realloc(w->bres, cap * sizeof *w->bres);
+    if (!p) return PDR_ERR_NOMEM;
+    w->bres = p;
+    p = realloc(w->bids, cap * sizeof *w->bids);
+    if (!p) return PDR_ERR_NOMEM;
+    w->bids = p;
+    w->bcap = cap;
+    return PDR_OK;
+}
+
+/* Runs a probe job on the writer's connection. */
+static pdr_rc writer_run_probe(writer *w)
+{
+    int64_t pending = 0, dead = 0;
+    pdr_rc rc = db_outbox_count(w->db, &pending, &dead);
+    /* Healthy: no write needed, the last batch proved the disk. After a
+    ** failure, write once to learn whether space (or the device) is back. */
+    if (!rc && w->stats.last_rc != PDR_OK) rc = db_write_probe(w->db);
+    pthread_mutex_lock(&w->mu);
+    if (!rc) {
+        w->stats.pending = pending;
+        w->stats.dead = dead;
+    }
+    if (!rc || w->stats.last_rc == PDR_OK) w->stats.last_rc = rc;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* Commits the jobs from first up to (not including) end as one batch. */
+static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_t nev)
+{
+    size_t k = 0, stored = 0;
+    pdr_rc rc = batch_reserve(w, nev);
+    if (rc) return rc;
+    for (writer_job *j = first; j != end; j = j->next) {
+        memcpy(w->bevs + k, j->evs, j->n * sizeof *j->evs);
+        k += j->n;
+    }
+    rc = db_outbox_push_batch(w->db, w->bevs, nev, w->bres, w->bids);
+    if (rc) return rc;
+    k = 0;
+    for (writer_job *j = first; j != end; j = j->next) {
+        memcpy(j->results, w->bres + k, j->n * sizeof *j->results);
+        if (j->ids) memcpy(j->ids, w->bids + k, j->n * sizeof *j->ids);
+        k += j->n;
+    }
+    for (size_t i = 0; i < nev; i++)
+        if (w->bres[i] == PDR_OK) stored++;
+    if (stored && w->on_commit) w->on_commit(w->ctx);
+    return PDR_OK;
+}
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        writer_job *first, *end;
+        size_t nev = 0;
+        pdr_rc rc;
+
+        while (!w->head && !w->stopping) pthread_cond_wait(&w->work_cv, &w->mu);
+        if (!w->head) break;   /* stopping and drained */
+        first = w->head;
+        if (first->kind == JOB_PROBE) {
+            end = first->next;
+        } else {
+            /* Take push jobs while they fit (the first one always). */
+            for (end = first; end && end->kind == JOB_PUSH; end = end->next) {
+                if (nev && nev + end->n > WRITER_BATCH_MAX) break;
+                nev += end->n;
+            }
+        }
+        w->head = end;
+        if (!end) w->tail = NULL;
+        for (writer_job *j = first; j != end; j = j->next) w->stats.queued_jobs--;
+        pthread_mutex_unlock(&w->mu);
+
+        if (first->kind == JOB_PROBE) {
+            rc = writer_run_probe(w);
+        } else {
+            rc = writer_commit(w, first, end, nev);
+            if (rc) {
+                pdr_log(PDR_LOG_ERROR, "ingest commit failed; the requests of this batch get 503",
+                        "error", pdr_strerror(rc), "detail", db_errmsg(w->db), NULL);
+            } else if (w->stats.last_rc != PDR_OK) {
+                pdr_log(PDR_LOG_INFO, "ingest commits again", NULL);
+            }
+        }
+
+        pthread_mutex_lock(&w->mu);
+        if (first->kind == JOB_PUSH) {
+            w->stats.events += (int64_t)nev;
+            if (rc) {
+                w->stats.failed_batches++;
+            } else {
+                w->stats.batches++;
+            }
+            w->stats.last_rc = rc;
+        }
+        for (writer_job *j = first; j != end;) {
+            writer_job *next = j->next;   /* j may be gone once signalled */
+            j->rc = rc;
+            j->done = 1;
+            pthread_cond_signal(&j->cv);
+            j = next;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+pdr_rc writer_start(writer *w)
+{
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return PDR_ERR_NOMEM;
+    w->started = 1;
+    return PDR_OK;
+}
+
+/* Queues job and waits until the writer marked it done. */
+static pdr_rc writer_run(writer *w, writer_job *job)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping || !w->started) {
+        pthread_mutex_unlock(&w->mu);
+        return PDR_ERR_SHUTDOWN;
+    }
+    job->next = NULL;
+    pthread_cond_init(&job->cv, NULL);
+    if (w->tail) {
+        w->tail->next = job;
+    } else {
+        w->head = job;
+    }
+    w->tail = job;
+    w->stats.queued_jobs++;
+    pthread_cond_signal(&w->work_cv);
+    while (!job->done) pthread_cond_wait(&job->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_destroy(&job->cv);
+    return job->rc;
+}
+
+pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids)
+{
+    writer_job job;
+    if (n == 0 || n > WRITER_BATCH_MAX * 4) return PDR_ERR_INVALID;
+    memset(&job, 0, sizeof job);
+    job.kind = JOB_PUSH;
+    job.evs = evs;
+    job.n = n;
+    job.results = results;
+    job.ids = ids;
+    return writer_run(w, &job);
+}
+
+pdr_rc writer_probe(writer *w, writer_stats *stats)
+{
+    writer_job job;
+    pdr_rc rc;
+    memset(&job, 0, sizeof job);
+    job.kind = JOB_PROBE;
+    rc = writer_run(w, &job);
+    if (stats) writer_stats_get(w, stats);
+    return rc;
+}
+
+void writer_stats_get(writer *w, writer_stats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void writer_stop(writer *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_signal(&w->work_cv);
+    pthread_mutex_unlock(&w->mu);
+    if (w->started) pthread_join(w->thread, NULL);
+    w->started = 0;
+}
+
+void writer_destroy(writer *w)
+{
+    if (!w) return;
+    writer_stop(w);
+    db_close(w->db);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work_cv);
+    free(w->bevs);
+    free(w->bres);
+    free(w->bids);
+    free(w);
+}

@@ -1,0 +1,867 @@
+/*
+** test_ingest.c — `pdrelay run`'s HTTP ingest, end to end: a client posts to
+** the real daemon, the test reads the reply, the outbox rows, and what the
+** mock PagerDuty received, field by field. Every refusal is checked for its
+** status and body, and for leaving the queued rows exactly as they were.
+*/
+#define _GNU_SOURCE   /* strcasestr, prlimit */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "db.h"
+#include "itutil.h"
+#include "mockpd_client.h"
+#include "pdr.h"
+#include "testutil.h"
+
+static const char *const KEYS[] = {
+    "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12",
+    "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34",
+    "R0cccccccccccccccccccccccccccd56",
+};
+
+typedef struct fx {
+    char *dir, *cfg, *data_dir, *log, *base;
+    int port;
+    mockpd *mock;
+    it_daemon d;
+} fx;
+
+static fx *fx_new(void)
+{
+    fx *f = calloc(1, sizeof *f);
+    mockpd_opts mo = {.limit = -1};
+    f->dir = tu_mkdtemp();
+    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
+    f->data_dir = tu_printf("%s/var", f->dir);
+    f->log = tu_printf("%s/pdrelay.log", f->dir);
+    f->port = it_free_port();
+    f->base = tu_printf("http://127.0.0.1:%d", f->port);
+    f->mock = mockpd_start(&mo);
+    assert_non_null(f->mock);
+    return f;
+}
+
+/* The config: the mock's URL, fast backoff, this fixture's port; extra is
+** appended (more sections: targets, [outbox], ...). */
+static void fx_config(fx *f, const char *listen_extra, const char *extra)
+{
+    char *text = tu_printf("[agent]\ndata_dir = %s\nsource = gw-test\n"
+                           "[listen]\nport = %d\n%s"
+                           "[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n"
+                           "rate_per_minute = 60000\nburst = 100\ntimeout_ms = 1000\nconnect_timeout_ms = 500\n%s",
+                           f->data_dir, f->port, listen_extra ? listen_extra : "", mockpd_url(f->mock),
+                           extra ? extra : "");
+    tu_write_file(f->cfg, text);
+    free(text);
+}
+
+static void fx_start(fx *f)
+{
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
+}
+
+static void fx_free(fx *f)
+{
+    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
+    char *log = it_log(&f->d);
+    for (size_t i = 0; i < sizeof KEYS / sizeof *KEYS; i++) assert_null(strstr(log, KEYS[i]));
+    free(log);
+    mockpd_stop(f->mock);
+    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
+    free(f->d.log_path);
+    free(f->dir);
+    free(f->cfg);
+    free(f->data_dir);
+    free(f->log);
+    free(f->base);
+    free(f);
+}
+
+/* POST body to path; asserts the status; returns the parsed reply. */
+static cJSON *post(fx *f, const char *path, const char *body, int want)
+{
+    char *reply = NULL;
+    int st = it_http(f->base, "POST", path, body, NULL, &reply, NULL);
+    if (st != want) it_fail("POST %s: status %d, want %d: %s", path, st, want, reply);
+    cJSON *j = cJSON_Parse(reply);
+    if (!j) it_fail("POST %s: reply is not JSON: %s", path, reply);
+    free(reply);
+    return j;
+}
+
+static double jnum(const cJSON *o, const char *name)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(it)) it_fail("no number '%s'", name);
+    return it->valuedouble;
+}
+
+#define jstr it_jstr
+
+/* The body the mock received for event i, parsed. */
+static cJSON *upstream_body(cJSON *events, int i)
+{
+    cJSON *b = cJSON_Parse(jstr(cJSON_GetArrayItem(events, i), "body"));
+    assert_non_null(b);
+    return b;
+}
+
+/* Asserts a 4xx/5xx reply in PagerDuty's shape with one error containing want. */
+static void assert_error_reply(const cJSON *j, const char *status, const char *message, const char *want)
+{
+    assert_string_equal(jstr(j, "status"), status);
+    assert_string_equal(jstr(j, "message"), message);
+    const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors");
+    assert_true(cJSON_IsArray(errs));
+    assert_true(cJSON_GetArraySize(errs) >= 1);
+    int found = 0;
+    for (int i = 0; i < cJSON_GetArraySize(errs); i++)
+        if (strstr(cJSON_GetArrayItem(errs, i)->valuestring, want)) found = 1;
+    if (!found) it_fail("no error containing \"%s\" in %s", want, cJSON_PrintUnformatted(errs));
+}
+
+/* A serialized snapshot of the pending and dead rows: ids, keys, bodies. */
+static char *rows_snapshot(const fx *f)
+{
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
+    char *s = tu_printf("%zu", n);
+    for (size_t i = 0; i < n; i++) {
+        char *t = tu_printf("%s|%lld %s %d %s %s", s, (long long)rows[i].id, rows[i].routing_key,
+                            (int)rows[i].action, rows[i].dedup_key ? rows[i].dedup_key : "-", rows[i].body);
+        free(s);
+        s = t;
+    }
+    db_rows_free(rows, n);
+    return s;
+}
+
+static size_t n_pending(const fx *f)
+{
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
+    db_rows_free(rows, n);
+    return n;
+}
+
+static char *trigger_json(const char *key, const char *dedup, const char *summary)
+{
+    return tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\"%s%s%s,"
+                     "\"payload\":{\"summary\":\"%s\",\"source\":\"db-1\",\"severity\":\"critical\"}}",
+                     key, dedup ? ",\"dedup_key\":\"" : "", dedup ? dedup : "", dedup ? "\"" : "", summary);
+}
+
+/* ---- PagerDuty-compatible endpoints ------------------------------------ */
+
+static void test_enqueue_as_pagerduty(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    fx_start(f);
+
+    const char *full = "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+                       "\"dedup_key\":\"disk-1\",\"client\":\"Zabbix\",\"client_url\":\"https://zbx.example/\","
+                       "\"payload\":{\"summary\":\"Disk full on db-1\",\"source\":\"db-1\",\"severity\":\"error\","
+                       "\"timestamp\":\"2026-11-23T08:42:58.315+0000\",\"component\":\"postgres\",\"group\":\"prod\","
+                       "\"class\":\"disk\",\"custom_details\":{\"free\":\"0 B\",\"mounts\":[\"/\",\"/var\"]}},"
+                       "\"links\":[{\"href\":\"https://wiki.example/disk\",\"text\":\"Runbook\"}],"
+                       "\"images\":[{\"src\":\"https://graph.example/d.png\",\"alt\":\"graph\"}]}";
+    cJSON *r = post(f, "/v2/enqueue", full, 202);
+    assert_string_equal(jstr(r, "status"), "success");
+    assert_string_equal(jstr(r, "message"), "Event processed");
+    assert_string_equal(jstr(r, "dedup_key"), "disk-1");
+    cJSON_Delete(r);
+
+    /* The alias, a trigger without dedup_key, and a change event. */
+    char *nokey = trigger_json(KEYS[0], NULL, "No key given");
+    r = post(f, "/v2/events", nokey, 202);
+    char generated[64];
+    snprintf(generated, sizeof generated, "%s", jstr(r, "dedup_key"));
+    assert_int_equal(strlen(generated), 36);
+    cJSON_Delete(r);
+    free(nokey);
+    r = post(f, "/v2/change/enqueue",
+             "{\"routing_key\":\"R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34\",\"payload\":{\"summary\":\"Deployed v2\","
+             "\"source\":\"ci\",\"custom_details\":{\"build\":42}},\"links\":[{\"href\":\"https://ci.example/42\"}]}",
+             202);
+    assert_string_equal(jstr(r, "message"), "Event processed");
+    assert_null(cJSON_GetObjectItemCaseSensitive(r, "dedup_key"));
+    cJSON_Delete(r);
+
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), 3);
+    /* What went upstream is what was received, member for member. */
+    cJSON *sent = cJSON_Parse(full), *got = NULL;
+    for (int i = 0; i < 3; i++) {
+        cJSON *e = cJSON_GetArrayItem(ev, i);
+        if (!strcmp(jstr(e, "dedup_key") ? jstr(e, "dedup_key") : "", "disk-1")) got = upstream_body(ev, i);
+    }
+    assert_non_null(got);
+    assert_true(cJSON_Compare(sent, got, 1));
+    cJSON_Delete(sent);
+    cJSON_Delete(got);
+    int seen_generated = 0, seen_change = 0;
+    for (int i = 0; i < 3; i++) {
+        cJSON *e = cJSON_GetArrayItem(ev, i);
+        if (!strcmp(jstr(e, "path"), "/v2/change/enqueue")) {
+            seen_change = 1;
+            assert_string_equal(jstr(e, "summary"), "Deployed v2");
+            assert_string_equal(jstr(e, "routing_key"), KEYS[1]);
+        } else if (!strcmp(jstr(e, "dedup_key"), generated)) {
+            seen_generated = 1;
+            assert_string_equal(jstr(e, "path"), "/v2/enqueue");
+        }
+    }
+    assert_true(seen_generated && seen_change);
+    cJSON_Delete(ev);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+/* What Alertmanager's own pagerduty_configs notifier posts (0.27), with
+** url pointed at pdrelay: taken as PagerDuty would, empty arrays included. */
+static void test_alertmanager_pagerduty_notifier(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    fx_start(f);
+    const char *am =
+        "{\"routing_key\":\"R0cccccccccccccccccccccccccccd56\",\"event_action\":\"trigger\","
+        "\"dedup_key\":\"7d1c0e3f9a1b2c3d4e5f60718293a4b5c6d7e8f9012345678901234567890abc\","
+        "\"payload\":{\"summary\":\"[FIRING:1] DiskFull (db-1:9100 node critical)\",\"source\":\"Alertmanager\","
+        "\"severity\":\"critical\",\"custom_details\":{\"firing\":\"Labels:\\n - alertname = DiskFull\\n\","
+        "\"num_firing\":\"1\",\"num_resolved\":\"0\",\"resolved\":\"\"}},"
+        "\"client\":\"Alertmanager\",\"client_url\":\"http://am.example:9093/#/alerts?receiver=pd\","
+        "\"images\":[],\"links\":[]}";
+    cJSON *r = post(f, "/v2/enqueue", am, 202);
+    assert_string_equal(jstr(r, "dedup_key"), "7d1c0e3f9a1b2c3d4e5f60718293a4b5c6d7e8f9012345678901234567890abc");
+    cJSON_Delete(r);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    cJSON *sent = cJSON_Parse(am), *got = upstream_body(ev, 0);
+    assert_true(cJSON_Compare(sent, got, 1));
+    cJSON_Delete(sent);
+    cJSON_Delete(got);
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+static void test_enqueue_repairs(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    fx_start(f);
+    char summary[1301];
+    memset(summary, 'x', 1300);
+    summary[1300] = '\0';
+    char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"long-1\","
+                           "\"payload\":{\"summary\":\"%s\",\"source\":\"s\",\"severity\":\"info\"},"
+                           "\"images\":[{\"src\":\"http://insecure.example/x.png\"},{\"src\":\"https://ok.example/y.png\"}]}",
+                           KEYS[0], summary);
+    cJSON *r = post(f, "/v2/enqueue", body, 202);
+    assert_string_equal(jstr(r, "dedup_key"), "long-1");
+    cJSON_Delete(r);
+    free(body);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    cJSON *got = upstream_body(ev, 0);
+    const char *sum = cJSON_GetObjectItem(cJSON_GetObjectItem(got, "payload"), "summary")->valuestring;
+    assert_int_equal(strlen(sum), 1023 + 3);   /* 1023 x's and the 3-byte "…" */
+    assert_string_equal(sum + 1023, "\xe2\x80\xa6");
+    cJSON *imgs = cJSON_GetObjectItem(got, "images");
+    assert_int_equal(cJSON_GetArraySize(imgs), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(imgs, 0), "src"), "https://ok.example/y.png");
+    cJSON_Delete(got);
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"event repaired\"", 1000), 0);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "summary_cut_from=1300 images_dropped=1"));
+    free(log);
+    fx_free(f);
+}
+
+/* Every class of bad request gets its status and PagerDuty-shaped body, and
+** the rows already queued stay exactly as they were. */
+static void test_errors_leave_queue_intact(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, "[target all]\nrouting_key = R0cccccccccccccccccccccccccccd56\n");
+    assert_int_equal(mockpd_halt(f->mock), 0);   /* upstream down: rows stay queued */
+    fx_start(f);
+    for (int i = 0; i < 3; i++) {
+        char dk[16];
+        snprintf(dk, sizeof dk, "q-%d", i);
+        char *b = trigger_json(KEYS[i], dk, "queued before the bad requests");
+        cJSON_Delete(post(f, "/v2/enqueue", b, 202));
+        free(b);
+    }
+    char *before = rows_snapshot(f);
+    assert_int_equal(n_pending(f), 3);
+
+    cJSON *r = post(f, "/v2/enqueue", "{\"routing_key\": \"R0aaa", 400);
+    assert_error_reply(r, "invalid event", "Unrecognized object", "JSON parse error");
+    cJSON_Delete(r);
+    r = post(f, "/v2/enqueue", "[1,2,3]", 400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "");
+    cJSON_Delete(r);
+    r = post(f, "/v2/enqueue",
+             "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+             "\"payload\":{\"summary\":42,\"source\":\"s\",\"severity\":\"critical\"}}",
+             400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "'payload.summary' must be a string");
+    cJSON_Delete(r);
+    r = post(f, "/v2/enqueue", "{\"event_action\":\"trigger\",\"payload\":{\"summary\":\"s\",\"source\":\"s\","
+                               "\"severity\":\"critical\"}}", 400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "routing_key");
+    cJSON_Delete(r);
+    r = post(f, "/v2/enqueue", "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"acknowledge\"}",
+             400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "dedup_key");
+    cJSON_Delete(r);
+    r = post(f, "/v2/enqueue", "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"explode\","
+                               "\"dedup_key\":\"x\"}", 400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "event_action");
+    cJSON_Delete(r);
+    r = post(f, "/v1/alertmanager", "{\"version\":\"4\",\"alerts\":[{\"status\":\"burning\",\"labels\":{}}]}", 400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "alerts[0].status");
+    cJSON_Delete(r);
+    r = post(f, "/v1/alerts", "{\"alert_name\":\"X\",\"status\":\"firing\",\"labels\":\"not an object\"}", 400);
+    assert_error_reply(r, "invalid event", "Event object is invalid", "labels");
+    cJSON_Delete(r);
+
+    /* 413: a body over 512 KB, with and without Content-Length. */
+    size_t big = 600 * 1024;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[0] = '{';
+    huge[big - 1] = '}';
+    huge[big] = '\0';
+    r = post(f, "/v2/enqueue", huge, 413);
+    assert_error_reply(r, "invalid event", "Request too large", "512 KB");
+    cJSON_Delete(r);
+    free(huge);
+
+    /* 404 and 405, each with a JSON body; 405 names the allowed method. */
+    char *reply = NULL, *hdrs = NULL;
+    assert_int_equal(it_http(f->base, "GET", "/v2/nothing", NULL, NULL, &reply, NULL), 404);
+    r = cJSON_Parse(reply);
+    assert_error_reply(r, "not found", "Not found", "/v2/nothing");
+    cJSON_Delete(r);
+    free(reply);
+    assert_int_equal(it_http(f->base, "GET", "/v2/enqueue", NULL, NULL, &reply, &hdrs), 405);
+    r = cJSON_Parse(reply);
+    assert_error_reply(r, "method not allowed", "Method not allowed", "takes POST");
+    assert_non_null(strcasestr(hdrs, "Allow: POST"));
+    cJSON_Delete(r);
+    free(reply);
+    free(hdrs);
+
+    char *after = rows_snapshot(f);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+static void test_auth_token(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    char *tok = tu_printf("%s/token", f->dir);
+    tu_write_file(tok, "s3cret-token\n");
+    char *listen = tu_printf("auth_token_file = %s\n", tok);
+    fx_config(f, listen, NULL);
+    fx_start(f);
+    char *b = trigger_json(KEYS[0], "auth-1", "authorized");
+    char *reply = NULL, *hdrs = NULL;
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, NULL, &reply, &hdrs), 401);
+    cJSON *r = cJSON_Parse(reply);
+    assert_error_reply(r, "unauthorized", "Unauthorized", "Authorization: Bearer");
+    assert_non_null(strcasestr(hdrs, "WWW-Authenticate: Bearer"));
+    cJSON_Delete(r);
+    free(reply);
+    free(hdrs);
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Bearer s3cret-tokeN", NULL, NULL), 401);
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Basic czNjcmV0", NULL, NULL), 401);
+    assert_int_equal(n_pending(f) + (size_t)mockpd_stat(f->mock, "requests"), 0);
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Bearer s3cret-token", NULL, NULL), 202);
+    /* Health checks need no token. */
+    assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    free(b);
+    char *log = it_log(&f->d);
+    assert_null(strstr(log, "s3cret"));
+    free(log);
+    free(tok);
+    free(listen);
+    fx_free(f);
+}
+
+static void test_outbox_full_503(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, "[outbox]\nmax_events = 2\n");
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    fx_start(f);
+    char *reply = NULL, *hdrs = NULL;
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, &reply, NULL), 200);
+    cJSON *r = cJSON_Parse(reply);
+    assert_string_equal(jstr(r, "status"), "ready");
+    assert_int_equal((int)jnum(r, "pending"), 0);
+    cJSON_Delete(r);
+    free(reply);
+    for (int i = 0; i < 2; i++) {
+        char dk[16];
+        snprintf(dk, sizeof dk, "f-%d", i);
+        char *b = trigger_json(KEYS[0], dk, "fills the outbox");
+        cJSON_Delete(post(f, "/v2/enqueue", b, 202));
+        free(b);
+    }
+    char *before = rows_snapshot(f);
+    char *b = trigger_json(KEYS[0], "f-2", "one too many");
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, NULL, &reply, &hdrs), 503);
+    r = cJSON_Parse(reply);
+    assert_error_reply(r, "unavailable", "Outbox full", "max_events");
+    assert_non_null(strcasestr(hdrs, "Retry-After: 60"));
+    cJSON_Delete(r);
+    free(reply);
+    free(hdrs);
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, &reply, NULL), 503);
+    r = cJSON_Parse(reply);
+    assert_error_reply(r, "unavailable", "Outbox full", "max_events");
+    cJSON_Delete(r);
+    free(reply);
+    char *after = rows_snapshot(f);
+    assert_string_equal(before, after);
+    /* The uplink returns, the outbox drains, and the refused event is taken. */
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 20000), 0);
+    /* "delivered" is logged after the commit that deleted the row. */
+    assert_int_equal(it_wait_log(&f->d, "msg=delivered key=\"R0\xe2\x80\xa6" "ab12\" id=2 ", 10000), 0);
+    cJSON_Delete(post(f, "/v2/enqueue", b, 202));
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 20000), 0);
+    free(b);
+    free(before);
+    free(after);
+    fx_free(f);
+}
+
+/* Disk full, simulated with the daemon's file size limit (prlimit): 503 and
+** a log line, the queued rows intact, and ingest recovers by itself when
+** the limit is lifted. */
+static void test_disk_full_503_and_recovery(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    fx_start(f);
+    char *b = trigger_json(KEYS[0], "d-0", "before the disk filled");
+    cJSON_Delete(post(f, "/v2/enqueue", b, 202));
+    free(b);
+    char *before = rows_snapshot(f);
+
+    struct rlimit small = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY}, old;
+    assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &small, &old), 0);
+    char big[3000];
+    memset(big, 'y', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char *reply = NULL, *hdrs = NULL;
+    int refused = 0;
+    /* Each event adds a WAL frame; once the WAL would pass 4 KB, commits fail. */
+    for (int i = 1; i < 20 && !refused; i++) {
+        char dk[16];
+        snprintf(dk, sizeof dk, "d-%d", i);
+        b = trigger_json(KEYS[0], dk, big);
+        int st = it_http(f->base, "POST", "/v2/enqueue", b, NULL, &reply, &hdrs);
+        free(b);
+        if (st == 503) {
+            refused = 1;
+            cJSON *r = cJSON_Parse(reply);
+            assert_error_reply(r, "unavailable", "Outbox not writable", "nothing queued was harmed");
+            assert_non_null(strcasestr(hdrs, "Retry-After: 5"));
+            cJSON_Delete(r);
+        } else {
+            assert_int_equal(st, 202);
+        }
+        free(reply);
+        free(hdrs);
+    }
+    assert_true(refused);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"ingest commit failed; the requests of this batch get 503\"", 1000), 0);
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 503);
+    struct rlimit lifted = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &lifted, NULL), 0);
+    /* Space is back: readiness and ingest recover without a restart. */
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 200);
+    b = trigger_json(KEYS[0], "d-after", "after the disk was freed");
+    cJSON_Delete(post(f, "/v2/enqueue", b, 202));
+    free(b);
+    /* The rows from before the failure are still there, first in line. */
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
+    assert_true(n >= 2);
+    assert_string_equal(rows[0].dedup_key, "d-0");
+    assert_string_equal(rows[n - 1].dedup_key, "d-after");
+    db_rows_free(rows, n);
+    assert_non_null(before);
+    free(before);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    /* and the database is sound */
+    char *out = NULL;
+    const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "status", NULL};
+    assert_int_equal(tu_run(argv, NULL, &out, NULL), 0);
+    free(out);
+    fx_free(f);
+}
+
+/* ---- Alertmanager webhook ------------------------------------------------- */
+
+static const char *const AM_TARGETS =
+    "[target crit]\nrouting_key = R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\nmatch = severity=critical\n"
+    "[target db]\nrouting_key = R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34\nmatch = team=~db|storage\n";
+
+static char *am_body(const char *status)
+{
+    return tu_printf(
+        "{\"version\":\"4\",\"groupKey\":\"{}:{alertname=\\\"DiskFull\\\"}\",\"truncatedAlerts\":0,"
+        "\"status\":\"%s\",\"receiver\":\"pdrelay\",\"groupLabels\":{\"alertname\":\"DiskFull\"},"
+        "\"commonLabels\":{\"alertname\":\"DiskFull\"},\"commonAnnotations\":{},"
+        "\"externalURL\":\"http://am.example:9093\",\"alerts\":["
+        "{\"status\":\"%s\",\"labels\":{\"alertname\":\"DiskFull\",\"severity\":\"critical\",\"team\":\"db\","
+        "\"instance\":\"db-1:9100\",\"job\":\"node\",\"cluster\":\"eu-1\"},"
+        "\"annotations\":{\"summary\":\"Disk / is full\",\"runbook_url\":\"https://wiki.example/disk\"},"
+        "\"startsAt\":\"2026-11-23T10:00:00Z\",\"endsAt\":\"0001-01-01T00:00:00Z\","
+        "\"generatorURL\":\"http://prom.example/graph\",\"fingerprint\":\"a1b2c3d4e5f60718\"},"
+        "{\"status\":\"%s\",\"labels\":{\"alertname\":\"CPUHigh\",\"severity\":\"warning\",\"team\":\"web\"},"
+        "\"annotations\":{\"description\":\"CPU above 90%%\"},\"startsAt\":\"2026-11-23T10:01:00Z\","
+        "\"fingerprint\":\"ffee000000000001\"}]}",
+        status, status, status);
+}
+
+static void test_alertmanager_lifecycle(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, AM_TARGETS);
+    fx_start(f);
+    char *firing = am_body("firing"), *resolved = am_body("resolved");
+    cJSON *r = post(f, "/v1/alertmanager", firing, 200);
+    /* DiskFull matches both targets; CPUHigh matches none. */
+    assert_string_equal(jstr(r, "status"), "success");
+    assert_int_equal((int)jnum(r, "alerts"), 2);
+    assert_int_equal((int)jnum(r, "queued"), 2);
+    assert_int_equal((int)jnum(r, "coalesced"), 0);
+    assert_int_equal((int)jnum(r, "unrouted"), 1);
+    cJSON_Delete(r);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
+    r = post(f, "/v1/alertmanager", resolved, 200);
+    assert_int_equal((int)jnum(r, "queued"), 2);
+    cJSON_Delete(r);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 4, 10000), 0);
+
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), 4);
+    for (int k = 0; k < 2; k++) {
+        char dk[PDR_SHA256_HEX_LEN];
+        assert_int_equal(pdr_dedup_key_derive(KEYS[k], "a1b2c3d4e5f60718", dk), PDR_OK);
+        int seen = 0;
+        for (int i = 0; i < 4; i++) {
+            cJSON *e = cJSON_GetArrayItem(ev, i);
+            if (strcmp(jstr(e, "routing_key"), KEYS[k])) continue;
+            assert_string_equal(jstr(e, "dedup_key"), dk);
+            cJSON *b = upstream_body(ev, i);
+            if (seen == 0) {   /* the trigger comes first */
+                assert_string_equal(jstr(e, "event_action"), "trigger");
+                cJSON *p = cJSON_GetObjectItem(b, "payload");
+                assert_string_equal(jstr(p, "summary"), "[CRITICAL] DiskFull: Disk / is full");
+                assert_string_equal(jstr(p, "severity"), "critical");
+                assert_string_equal(jstr(p, "source"), "db-1:9100");
+                assert_string_equal(jstr(p, "component"), "node");
+                assert_string_equal(jstr(p, "group"), "eu-1");
+                assert_string_equal(jstr(p, "class"), "DiskFull");
+                assert_string_equal(jstr(p, "timestamp"), "2026-11-23T10:00:00Z");
+                cJSON *cd = cJSON_GetObjectItem(p, "custom_details");
+                assert_string_equal(jstr(cd, "fingerprint"), "a1b2c3d4e5f60718");
+                assert_string_equal(jstr(cd, "receiver"), "pdrelay");
+                assert_string_equal(jstr(cd, "externalURL"), "http://am.example:9093");
+                assert_string_equal(jstr(cJSON_GetObjectItem(cd, "labels"), "team"), "db");
+                assert_string_equal(jstr(cJSON_GetObjectItem(cd, "annotations"), "summary"), "Disk / is full");
+                cJSON *links = cJSON_GetObjectItem(b, "links");
+                assert_int_equal(cJSON_GetArraySize(links), 2);
+                assert_string_equal(jstr(cJSON_GetArrayItem(links, 0), "href"), "http://prom.example/graph");
+                assert_string_equal(jstr(cJSON_GetArrayItem(links, 1), "href"), "https://wiki.example/disk");
+            } else {
+                assert_string_equal(jstr(e, "event_action"), "resolve");
+                assert_int_equal(cJSON_GetArraySize(b), 3);   /* routing_key, event_action, dedup_key */
+            }
+            cJSON_Delete(b);
+            seen++;
+        }
+        assert_int_equal(seen, 2);
+    }
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"alert matched no target\"", 1000), 0);
+    free(firing);
+    free(resolved);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+/* Alertmanager repeats a group every group_interval: during an outage the
+** repeats must not pile up. */
+static void test_alertmanager_repeats_coalesce(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, AM_TARGETS);
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    fx_start(f);
+    char *firing = am_body("firing");
+    for (int i = 0; i < 5; i++) {
+        cJSON *r = post(f, "/v1/alertmanager", firing, 200);
+        assert_int_equal((int)jnum(r, "queued"), i == 0 ? 2 : 0);
+        assert_int_equal((int)jnum(r, "coalesced"), i == 0 ? 0 : 2);
+        cJSON_Delete(r);
+    }
+    assert_int_equal(n_pending(f), 2);
+    /* A resolve is new; a repeat of the resolve is not. */
+    char *resolved = am_body("resolved");
+    cJSON *r = post(f, "/v1/alertmanager", resolved, 200);
+    assert_int_equal((int)jnum(r, "queued"), 2);
+    cJSON_Delete(r);
+    r = post(f, "/v1/alertmanager", resolved, 200);
+    assert_int_equal((int)jnum(r, "coalesced"), 2);
+    cJSON_Delete(r);
+    assert_int_equal(n_pending(f), 4);
+    /* The uplink returns: per key, one trigger then one resolve. */
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 4, 20000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), 4);
+    for (int k = 0; k < 2; k++) {
+        const char *first = NULL, *second = NULL;
+        for (int i = 0; i < 4; i++) {
+            cJSON *e = cJSON_GetArrayItem(ev, i);
+            if (strcmp(jstr(e, "routing_key"), KEYS[k])) continue;
+            if (!first) {
+                first = jstr(e, "event_action");
+            } else {
+                second = jstr(e, "event_action");
+            }
+        }
+        assert_string_equal(first, "trigger");
+        assert_string_equal(second, "resolve");
+    }
+    cJSON_Delete(ev);
+    free(firing);
+    free(resolved);
+    fx_free(f);
+}
+
+/* ---- generic alerts ------------------------------------------------------ */
+
+static void test_alerts_endpoint(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, "[target all]\nrouting_key = R0cccccccccccccccccccccccccccd56\n");
+    fx_start(f);
+    cJSON *r = post(f, "/v1/alerts",
+                    "[{\"fingerprint\":\"fp-1\",\"alert_name\":\"PodCrashLoop\",\"status\":\"firing\","
+                    "\"labels\":{\"namespace\":\"shop\"},\"annotations\":{},\"starts_at\":\"2026-11-23T10:00:00Z\","
+                    "\"classification\":{\"severity\":\"critical\",\"confidence\":0.93,"
+                    "\"reasoning\":\"checkout is down\",\"recommendations\":[\"roll back\"]}},"
+                    "{\"fingerprint\":\"fp-2\",\"alert_name\":\"Flapping\",\"status\":\"firing\",\"labels\":{},"
+                    "\"classification\":{\"severity\":\"noise\",\"confidence\":0.8,\"reasoning\":\"known flap\"}}]",
+                    200);
+    assert_int_equal((int)jnum(r, "alerts"), 2);
+    assert_int_equal((int)jnum(r, "queued"), 2);
+    cJSON_Delete(r);
+    r = post(f, "/v1/alerts", "{\"fingerprint\":\"fp-1\",\"alert_name\":\"PodCrashLoop\",\"status\":\"acknowledged\","
+                              "\"labels\":{}}", 200);
+    assert_int_equal((int)jnum(r, "queued"), 1);
+    cJSON_Delete(r);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    char dk1[PDR_SHA256_HEX_LEN];
+    assert_int_equal(pdr_dedup_key_derive(KEYS[2], "fp-1", dk1), PDR_OK);
+    int saw_trigger = 0, saw_ack = 0, saw_noise = 0;
+    for (int i = 0; i < 3; i++) {
+        cJSON *e = cJSON_GetArrayItem(ev, i);
+        cJSON *b = upstream_body(ev, i);
+        cJSON *p = cJSON_GetObjectItem(b, "payload");
+        if (!strcmp(jstr(e, "event_action"), "acknowledge")) {
+            assert_true(saw_trigger);   /* after its trigger: same key, in order */
+            assert_string_equal(jstr(e, "dedup_key"), dk1);
+            saw_ack = 1;
+        } else if (!strcmp(jstr(e, "dedup_key"), dk1)) {
+            assert_string_equal(jstr(p, "summary"), "[CRITICAL] PodCrashLoop - AI: checkout is down");
+            assert_string_equal(jstr(p, "severity"), "critical");
+            assert_string_equal(jstr(p, "source"), "gw-test");
+            cJSON *cl = cJSON_GetObjectItem(cJSON_GetObjectItem(p, "custom_details"), "classification");
+            assert_string_equal(jstr(cl, "reasoning"), "checkout is down");
+            saw_trigger = 1;
+        } else {
+            assert_string_equal(jstr(p, "severity"), "info");
+            assert_string_equal(jstr(p, "summary"), "[INFO] Flapping - AI: known flap");
+            saw_noise = 1;
+        }
+        cJSON_Delete(b);
+    }
+    assert_true(saw_trigger && saw_ack && saw_noise);
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+/* ---- reload and unix socket --------------------------------------------- */
+
+static void test_sighup_rotates_key(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    char *keyf = tu_printf("%s/prod.key", f->dir);
+    tu_write_file(keyf, "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\n");
+    char *targets = tu_printf("[target prod]\nrouting_key_file = %s\n", keyf);
+    fx_config(f, NULL, targets);
+    fx_start(f);
+#define ROT_ALERT "{\"fingerprint\":\"rot-%d\",\"alert_name\":\"Rotate\",\"status\":\"firing\",\"labels\":{}}"
+    char *b = tu_printf(ROT_ALERT, 1);
+    cJSON_Delete(post(f, "/v1/alerts", b, 200));
+    free(b);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+
+    tu_write_file(keyf, "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34\n");
+    kill(f->d.pid, SIGHUP);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"configuration reloaded\"", 10000), 0);
+    b = tu_printf(ROT_ALERT, 2);
+    cJSON_Delete(post(f, "/v1/alerts", b, 200));
+    free(b);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
+
+    /* A broken file: reported, and the running config stays. */
+    tu_write_file(f->cfg, "[agent]\nbogus = 1\n");
+    kill(f->d.pid, SIGHUP);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"reload failed: the running configuration is kept\"", 10000), 0);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "pdrelay.ini:2: unknown key"));
+    free(log);
+    b = tu_printf(ROT_ALERT, 3);
+    cJSON_Delete(post(f, "/v1/alerts", b, 200));
+    free(b);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+
+    cJSON *ev = mockpd_events(f->mock);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 0), "routing_key"), KEYS[0]);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 1), "routing_key"), KEYS[1]);
+    assert_string_equal(jstr(cJSON_GetArrayItem(ev, 2), "routing_key"), KEYS[1]);
+    cJSON_Delete(ev);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    free(keyf);
+    free(targets);
+    fx_free(f);
+}
+
+static void test_unix_socket(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    char *sock = tu_printf("%s/pdrelay.sock", f->dir);
+    char *listen = tu_printf("unix_socket = %s\n", sock);
+    fx_config(f, listen, NULL);
+    fx_start(f);
+    struct stat st;
+    assert_int_equal(stat(sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0660);
+    char *base = tu_printf("unix:%s", sock);
+    char *b = trigger_json(KEYS[1], "unix-1", "over the unix socket");
+    char *reply = NULL;
+    assert_int_equal(it_http(base, "POST", "/v2/enqueue", b, NULL, &reply, NULL), 202);
+    assert_non_null(strstr(reply, "\"dedup_key\":\"unix-1\""));
+    free(reply);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(stat(sock, &st), -1);   /* removed on exit */
+    free(b);
+    free(base);
+    free(sock);
+    free(listen);
+    fx_free(f);
+}
+
+/* Start-up refusals: a port in use (exit 1), an unreadable token file (2). */
+static void test_startup_errors(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    fx_start(f);
+    /* A second daemon on the same port. */
+    char *cfg2 = tu_printf("%s/second.ini", f->dir);
+    char *text = tu_printf("[agent]\ndata_dir = %s/var2\n[listen]\nport = %d\n", f->dir, f->port);
+    tu_write_file(cfg2, text);
+    char *err = NULL;
+    const char *argv[] = {tu_pdrelay(), "run", "-c", cfg2, NULL};
+    assert_int_equal(tu_run(argv, NULL, NULL, &err), 1);
+    char *want = tu_printf("pdrelay run: cannot listen on 127.0.0.1:%d: Address already in use", f->port);
+    assert_non_null(strstr(err, want));
+    free(err);
+    free(want);
+    free(text);
+    text = tu_printf("[agent]\ndata_dir = %s/var2\n[listen]\nport = 0\nauth_token_file = %s/missing.token\n",
+                     f->dir, f->dir);
+    tu_write_file(cfg2, text);
+    assert_int_equal(tu_run(argv, NULL, NULL, &err), 2);
+    want = tu_printf("pdrelay run: %s/missing.token: cannot read the auth token file: No such file or directory", f->dir);
+    assert_non_null(strstr(err, want));
+    free(err);
+    free(want);
+    free(text);
+    free(cfg2);
+    /* The first daemon was not disturbed. */
+    assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_enqueue_as_pagerduty),
+        cmocka_unit_test(test_alertmanager_pagerduty_notifier),
+        cmocka_unit_test(test_enqueue_repairs),
+        cmocka_unit_test(test_errors_leave_queue_intact),
+        cmocka_unit_test(test_auth_token),
+        cmocka_unit_test(test_outbox_full_503),
+        cmocka_unit_test(test_disk_full_503_and_recovery),
+        cmocka_unit_test(test_alertmanager_lifecycle),
+        cmocka_unit_test(test_alertmanager_repeats_coalesce),
+        cmocka_unit_test(test_alerts_endpoint),
+        cmocka_unit_test(test_sighup_rotates_key),
+        cmocka_unit_test(test_unix_socket),
+        cmocka_unit_test(test_startup_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
