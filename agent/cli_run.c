@@ -194,6 +194,15 @@ out_stop:
     ingest_quiesce(ing);
     ingest_stop(ing);
     writer_stop(wr);
+    if (wr) {
+        writer_stats ws;
+        char b[24], e[24], fb[24];
+        writer_stats_get(wr, &ws);
+        snprintf(b, sizeof b, "%lld", (long long)ws.batches);
+        snprintf(e, sizeof e, "%lld", (long long)ws.events);
+        snprintf(fb, sizeof fb, "%lld", (long long)ws.failed_batches);
+        pdr_log(PDR_LOG_INFO, "ingest totals", "events", e, "commits", b, "failed_commits", fb, NULL);
+    }
     sender_stop(snd);
     if (ex == CLI_EXIT_OK) pdr_log(PDR_LOG_INFO, "pdrelay stopped", NULL);
 out_curl:

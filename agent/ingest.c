@@ -583,7 +583,7 @@ static struct MHD_Daemon *daemon_start(ingest *in, const pdr_config *cfg, unsign
                                        const struct sockaddr *sa)
 {
     unsigned timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
-    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (listen_fd >= 0)
         return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in,
                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,   /* first, as MHD asks */

@@ -11,6 +11,7 @@
 **   3. sleep in curl_multi_poll until that time, socket activity, a wake-up
 **      or an inotify event on the data directory.
 */
+#define _GNU_SOURCE   /* pthread_setname_np */
 #include "sender.h"
 
 #include <errno.h>
@@ -488,25 +489,29 @@ pdr_rc sender_start(sender *s)
     }
     s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (s->ino_fd < 0 ||
-        /* IN_MODIFY can come while another process is still writing its
-        ** transaction (the commit itself only touches the mmap'd -shm);
-        ** IN_CLOSE_WRITE comes when that process closes the database,
-        ** after its commit, so the fill it triggers sees the new rows. */
-        inotify_add_watch(s->ino_fd, s->cfg->data_dir, IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+        /* IN_CLOSE_WRITE comes when another process (`pdrelay send`,
+        ** `queue retry`) closes the database, after its commit, so the fill
+        ** it triggers sees the new rows. No IN_MODIFY: it comes while a
+        ** writer is still inside its transaction, and for every commit of
+        ** this daemon's own ingest, which wakes the sender itself
+        ** (sender_notify) and never closes the file. */
+        inotify_add_watch(s->ino_fd, s->cfg->data_dir, IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
         pdr_log(PDR_LOG_WARN, "inotify unavailable: events queued by other processes are noticed within 1s",
                 "error", strerror(errno), NULL);
         if (s->ino_fd >= 0) close(s->ino_fd);
         s->ino_fd = -1;
     }
     if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;
+    pthread_setname_np(s->thread, "pdr-sender");   /* shown by top -H, ps -L, perf */
     s->started = 1;
     return PDR_OK;
 }
 
 void sender_notify(sender *s)
 {
-    atomic_store(&s->notified, 1);
-    curl_multi_wakeup(s->multi);
+    /* One wake-up per fill is enough: while a notification is pending (the
+    ** thread has not yet looked), more commits need not wake it again. */
+    if (atomic_exchange(&s->notified, 1) == 0) curl_multi_wakeup(s->multi);
 }
 
 void sender_stop(sender *s)

@@ -1,18 +1,24 @@
 /*
-** writer.c — the group-commit writer (see writer.h for the contract).
+** writer.c — group commit (see writer.h for the contract), leader/follower
+** style: there is no writer thread.
 **
-** Requests append a job to a FIFO under the mutex and wait on the job's own
-** condition variable until it is marked done (so a commit wakes only the
-** requests it holds). The writer thread sleeps on `work_cv`;
-** when jobs are queued it takes them all (up to WRITER_BATCH_MAX events,
-** always at least one job), copies their events into one array, and calls
-** db_outbox_push_batch(): one BEGIN IMMEDIATE ... COMMIT, one fsync. It then
-** marks the jobs done and broadcasts. While it commits, the next batch
-** gathers, so the batch size grows with the load by itself.
+** A request appends its job to a FIFO under the mutex. If no batch is being
+** committed, it becomes the leader: it takes every queued job (up to
+** WRITER_BATCH_MAX events, always at least one job), copies their events
+** into one array, and calls db_outbox_push_batch(): one BEGIN IMMEDIATE ...
+** COMMIT, one fsync. Requests that arrive meanwhile queue up and wait on
+** their job's own condition variable. When the commit ends, the leader marks
+** its batch's jobs done (waking each of those requests only) and wakes the
+** request now at the head of the queue, which leads the next batch with
+** everything that gathered. So the batch grows with the load by itself, and
+** the leader's own request pays no thread hand-off at all.
 **
-**   request:  lock; append job; signal work_cv; wait job.cv until job.done
-**   writer:   lock; wait work_cv until a job; take jobs; unlock;
-**             push_batch; lock; mark each done and signal its cv; unlock
+**   request:  lock; append job;
+**             while not done: if nobody commits: lead; else wait job.cv
+**   lead:     take jobs; committing = 1; unlock; push_batch; lock;
+**             mark each done, signal its cv; committing = 0; signal head.cv
+**
+** The database handle is used by one leader at a time (committing == 1).
 */
 #include "writer.h"
 
@@ -47,14 +53,14 @@ struct writer {
     db_t *db;
 
     pthread_mutex_t mu;
-    pthread_cond_t work_cv;
+    pthread_cond_t idle_cv;     /* broadcast when no batch runs and none waits */
     writer_job *head, *tail;    /* FIFO of queued jobs */
     int stopping;               /* no new jobs */
     int started;
-    pthread_t thread;
+    int committing;             /* a request is leading a batch */
     writer_stats stats;
 
-    /* The writer thread's batch arrays, grown up to WRITER_BATCH_MAX. */
+    /* The leader's batch arrays, grown up to WRITER_BATCH_MAX. */
     db_event *bevs;
     pdr_rc *bres;
     int64_t *bids;
@@ -86,7 +92,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
         return rc;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->work_cv, NULL);
+    pthread_cond_init(&w->idle_cv, NULL);
     *out = w;
     return PDR_OK;
 }
@@ -153,74 +159,78 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
     return PDR_OK;
 }
 
-static void *writer_main(void *arg)
+/* Called with mu held by a request whose job is queued, when no batch is
+** being committed: commits the batch at the head of the queue (the caller's
+** own job may or may not be in it), wakes its requests, and hands the lead
+** to the request now at the head. Returns with mu held. */
+static void writer_lead(writer *w)
 {
-    writer *w = arg;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        writer_job *first, *end;
-        size_t nev = 0;
-        pdr_rc rc;
+    writer_job *first = w->head, *end;
+    size_t nev = 0;
+    pdr_rc rc;
 
-        while (!w->head && !w->stopping) pthread_cond_wait(&w->work_cv, &w->mu);
-        if (!w->head) break;   /* stopping and drained */
-        first = w->head;
-        if (first->kind == JOB_PROBE) {
-            end = first->next;
-        } else {
-            /* Take push jobs while they fit (the first one always). */
-            for (end = first; end && end->kind == JOB_PUSH; end = end->next) {
-                if (nev && nev + end->n > WRITER_BATCH_MAX) break;
-                nev += end->n;
-            }
-        }
-        w->head = end;
-        if (!end) w->tail = NULL;
-        for (writer_job *j = first; j != end; j = j->next) w->stats.queued_jobs--;
-        pthread_mutex_unlock(&w->mu);
-
-        if (first->kind == JOB_PROBE) {
-            rc = writer_run_probe(w);
-        } else {
-            rc = writer_commit(w, first, end, nev);
-            if (rc) {
-                pdr_log(PDR_LOG_ERROR, "ingest commit failed; the requests of this batch get 503",
-                        "error", pdr_strerror(rc), "detail", db_errmsg(w->db), NULL);
-            } else if (w->stats.last_rc != PDR_OK) {
-                pdr_log(PDR_LOG_INFO, "ingest commits again", NULL);
-            }
-        }
-
-        pthread_mutex_lock(&w->mu);
-        if (first->kind == JOB_PUSH) {
-            w->stats.events += (int64_t)nev;
-            if (rc) {
-                w->stats.failed_batches++;
-            } else {
-                w->stats.batches++;
-            }
-            w->stats.last_rc = rc;
-        }
-        for (writer_job *j = first; j != end;) {
-            writer_job *next = j->next;   /* j may be gone once signalled */
-            j->rc = rc;
-            j->done = 1;
-            pthread_cond_signal(&j->cv);
-            j = next;
+    if (first->kind == JOB_PROBE) {
+        end = first->next;
+    } else {
+        /* Take push jobs while they fit (the first one always). */
+        for (end = first; end && end->kind == JOB_PUSH; end = end->next) {
+            if (nev && nev + end->n > WRITER_BATCH_MAX) break;
+            nev += end->n;
         }
     }
+    w->head = end;
+    if (!end) w->tail = NULL;
+    for (writer_job *j = first; j != end; j = j->next) w->stats.queued_jobs--;
+    w->committing = 1;
     pthread_mutex_unlock(&w->mu);
-    return NULL;
+
+    if (first->kind == JOB_PROBE) {
+        rc = writer_run_probe(w);
+    } else {
+        rc = writer_commit(w, first, end, nev);
+        if (rc) {
+            pdr_log(PDR_LOG_ERROR, "ingest commit failed; the requests of this batch get 503",
+                    "error", pdr_strerror(rc), "detail", db_errmsg(w->db), NULL);
+        } else if (w->stats.last_rc != PDR_OK) {
+            pdr_log(PDR_LOG_INFO, "ingest commits again", NULL);
+        }
+    }
+
+    pthread_mutex_lock(&w->mu);
+    if (first->kind == JOB_PUSH) {
+        w->stats.events += (int64_t)nev;
+        if (rc) {
+            w->stats.failed_batches++;
+        } else {
+            w->stats.batches++;
+        }
+        w->stats.last_rc = rc;
+    }
+    for (writer_job *j = first; j != end;) {
+        writer_job *next = j->next;   /* j may be gone once signalled */
+        j->rc = rc;
+        j->done = 1;
+        pthread_cond_signal(&j->cv);
+        j = next;
+    }
+    w->committing = 0;
+    if (w->head) {
+        pthread_cond_signal(&w->head->cv);   /* it leads the next batch */
+    } else {
+        pthread_cond_broadcast(&w->idle_cv);
+    }
 }
 
 pdr_rc writer_start(writer *w)
 {
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return PDR_ERR_NOMEM;
+    pthread_mutex_lock(&w->mu);
     w->started = 1;
+    pthread_mutex_unlock(&w->mu);
     return PDR_OK;
 }
 
-/* Queues job and waits until the writer marked it done. */
+/* Queues job and returns when it is done: either another request's batch
+** held it, or this request led the batch itself. */
 static pdr_rc writer_run(writer *w, writer_job *job)
 {
     pthread_mutex_lock(&w->mu);
@@ -237,8 +247,13 @@ static pdr_rc writer_run(writer *w, writer_job *job)
     }
     w->tail = job;
     w->stats.queued_jobs++;
-    pthread_cond_signal(&w->work_cv);
-    while (!job->done) pthread_cond_wait(&job->cv, &w->mu);
+    while (!job->done) {
+        if (!w->committing) {
+            writer_lead(w);
+        } else {
+            pthread_cond_wait(&job->cv, &w->mu);
+        }
+    }
     pthread_mutex_unlock(&w->mu);
     pthread_cond_destroy(&job->cv);
     return job->rc;
@@ -280,10 +295,8 @@ void writer_stop(writer *w)
     if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
-    pthread_cond_signal(&w->work_cv);
+    while (w->committing || w->head) pthread_cond_wait(&w->idle_cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
-    if (w->started) pthread_join(w->thread, NULL);
-    w->started = 0;
 }
 
 void writer_destroy(writer *w)
@@ -292,7 +305,7 @@ void writer_destroy(writer *w)
     writer_stop(w);
     db_close(w->db);
     pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->work_cv);
+    pthread_cond_destroy(&w->idle_cv);
     free(w->bevs);
     free(w->bres);
     free(w->bids);

@@ -1,11 +1,11 @@
 /*
-** writer.h — group commit: the one thread that writes ingested events into
-** the outbox.
+** writer.h — group commit: how ingested events get into the outbox.
 **
-** Every HTTP request hands its events to the writer and waits. The writer
-** takes everything that queued up while it was busy and pushes it in one
-** transaction (db_outbox_push_batch: one fsync for the batch), then wakes
-** every request of the batch with its results. So the fsync cost is paid per
+** Every HTTP request hands its events to the writer and waits. One request
+** at a time leads: it takes everything that queued up while the previous
+** batch committed and pushes it in one transaction (db_outbox_push_batch:
+** one fsync for the batch), then wakes every request of the batch with its
+** results. So the fsync cost is paid per
 ** batch, and a client's reply is sent only after the commit that holds its
 ** events (DESIGN.md: "Every ingest path answers only after the commit").
 **
@@ -37,8 +37,8 @@
 
 typedef struct writer writer;
 
-/* Called by the writer thread after a commit that stored at least one event
-** (the daemon wakes its sender with it). */
+/* Called by the leading request's thread after a commit that stored at
+** least one event (the daemon wakes its sender with it). */
 typedef void (*writer_commit_fn)(void *ctx);
 
 /* The writer's figures, for /readyz and metrics. */
@@ -63,14 +63,14 @@ pdr_rc writer_start(writer *w);
 ** stopping, or the database error that rolled the batch back. */
 pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids);
 
-/* Asks the writer thread to check the database: it counts the outbox (so
+/* Checks the database in turn with the batches: it counts the outbox (so
 ** *stats is fresh) and tries a write transaction. Returns PDR_OK when the
 ** database can be written, else why not. */
 pdr_rc writer_probe(writer *w, writer_stats *stats);
 
 void writer_stats_get(writer *w, writer_stats *out);
 
-/* Refuses new jobs, commits the queued ones, and joins the thread. */
+/* Refuses new jobs and waits until the queued ones are committed. */
 void writer_stop(writer *w);
 void writer_destroy(writer *w);
 

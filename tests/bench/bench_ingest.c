@@ -271,7 +271,9 @@ int main(int argc, char **argv)
         return 1;
     }
     fprintf(stderr, "throughput: %ld events, %d connections...\n", n, THROUGHPUT_CONNS);
+    long long ticks0 = it_proc_cpu_ticks(d.pid);
     double eps = throughput(port, n, 0);
+    double cpu_s = (double)(it_proc_cpu_ticks(d.pid) - ticks0) / (double)sysconf(_SC_CLK_TCK);
     fprintf(stderr, "latency: %.0f events/s offered for %d s...\n", rate, seconds);
     int lrc = latency(port, rate, seconds, n, lat, &lat_n);
     long hwm = it_proc_status_kb(d.pid, "VmHWM"), anon = it_proc_status_kb(d.pid, "RssAnon");
@@ -289,6 +291,7 @@ int main(int argc, char **argv)
     } else {
         printf("durable events/s, %d keep-alive connections, %ld events: %.0f  (expected >= 10000: %s)\n",
                THROUGHPUT_CONNS, n, eps, eps >= 10000 ? "met" : "MISSED");
+        printf("daemon CPU during the throughput run: %.2f s, %.0f us per event\n", cpu_s, cpu_s * 1e6 / (double)n);
     }
     if (lrc) {
         printf("latency run: requests failed\n");

@@ -123,24 +123,6 @@ static int daemon_stop_ru(it_daemon *d, struct rusage *ru)
 
 /* A "Name:   value kB" line of /proc/PID/status, in kB; -1 if absent. */
 /* utime + stime of the whole process, in clock ticks; -1 on error. */
-static long long proc_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024];
-    unsigned long long ut, st;
-    size_t n;
-    char *p;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name may hold spaces: fields 14 and 15 count from the last ')'. */
-    if (!(p = strrchr(buf, ')'))) return -1;
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
-    return (long long)(ut + st);
-}
-
 /* Voluntary + involuntary context switches summed over every thread. */
 static long long proc_ctxt_switches(pid_t pid, int *threads)
 {
@@ -574,14 +556,14 @@ static idle_res run_idle(int idle_seconds)
     }
     fprintf(stderr, "idle: settling 1 s, then measuring %d s...\n", idle_seconds);
     sleep_ms(1000);
-    ticks0 = proc_cpu_ticks(sc.d.pid);
+    ticks0 = it_proc_cpu_ticks(sc.d.pid);
     sw0 = proc_ctxt_switches(sc.d.pid, &th0);
     r.start_cpu_s = (double)ticks0 / (double)hz;
     r.idle_anon_kb = it_proc_status_kb(sc.d.pid, "RssAnon");
     r.idle_file_kb = it_proc_status_kb(sc.d.pid, "RssFile");
     t0 = mono_s();
     sleep_ms(idle_seconds * 1000);
-    ticks1 = proc_cpu_ticks(sc.d.pid);
+    ticks1 = it_proc_cpu_ticks(sc.d.pid);
     sw1 = proc_ctxt_switches(sc.d.pid, &th1);
     r.seconds = mono_s() - t0;
     r.ok = ticks0 >= 0 && ticks1 >= 0 && sw0 >= 0 && sw1 >= 0 && daemon_alive(sc.d.pid);

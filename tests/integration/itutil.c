@@ -313,3 +313,21 @@ long it_proc_status_kb(pid_t pid, const char *name)
     fclose(f);
     return v;
 }
+
+long long it_proc_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long ut, st;
+    size_t n;
+    char *p;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r"))) return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces: fields 14 and 15 count from the last ')'. */
+    if (!(p = strrchr(buf, ')'))) return -1;
+    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
+    return (long long)(ut + st);
+}

@@ -68,6 +68,9 @@ int it_http(const char *base, const char *method, const char *path, const char *
 /* A "Name:   N kB" figure of /proc/PID/status (VmHWM, RssAnon, ...), or -1. */
 long it_proc_status_kb(pid_t pid, const char *name);
 
+/* utime + stime of the whole process pid, in clock ticks; -1 on error. */
+long long it_proc_cpu_ticks(pid_t pid);
+
 const char *it_jstr(const cJSON *o, const char *name);
 void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
