@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -40,6 +41,9 @@
 ** time to drain it); the disk failed or pdrelay is restarting. */
 #define RETRY_AFTER_FULL "60"
 #define RETRY_AFTER_SOON "5"
+
+/* At shutdown, how long requests already begun may take to finish. */
+#define INGEST_DRAIN_MS 5000
 
 /* Stack of each connection's thread: a request needs a few KB of its own,
 ** and cJSON recursion is capped at CJSON_NESTING_LIMIT levels. */
@@ -89,6 +93,8 @@ struct ingest {
     struct MHD_Daemon *unix_d;
     char *unix_path;        /* to unlink on stop */
     atomic_int stopping;
+    int active;             /* requests begun and not yet completed (under mu) */
+    pthread_cond_t idle_cv; /* broadcast when active drops to 0 */
 };
 
 /* Per-request state (MHD's con_cls). */
@@ -503,6 +509,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
+        pthread_mutex_lock(&in->mu);
+        in->active++;
+        pthread_mutex_unlock(&in->mu);
         ret = request_begin(in, c, rq, url, method, &done);
         return ret;   /* done or not: MHD_YES reads on, a queued reply ends it */
     }
@@ -530,11 +539,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    ingest *in = cls;
     req *rq = *con_cls;
     if (!rq) return;
     free(rq->buf);
     free(rq);
     *con_cls = NULL;
+    pthread_mutex_lock(&in->mu);
+    if (--in->active == 0) pthread_cond_broadcast(&in->idle_cv);
+    pthread_mutex_unlock(&in->mu);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -574,6 +587,7 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
     in->w = w;
     in->cur = ref;
     pthread_mutex_init(&in->mu, NULL);
+    pthread_cond_init(&in->idle_cv, NULL);
     *out = in;
     return PDR_OK;
 }
@@ -583,7 +597,8 @@ static struct MHD_Daemon *daemon_start(ingest *in, const pdr_config *cfg, unsign
                                        const struct sockaddr *sa)
 {
     unsigned timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
-    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+             MHD_USE_ITC;   /* for MHD_quiesce_daemon */
     if (listen_fd >= 0)
         return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in,
                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,   /* first, as MHD asks */
@@ -718,12 +733,34 @@ void ingest_quiesce(ingest *in)
     if (in) atomic_store(&in->stopping, 1);
 }
 
+/* Waits until no request is in progress, or until INGEST_DRAIN_MS passed. */
+static void drain(ingest *in)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += INGEST_DRAIN_MS / 1000;
+    pthread_mutex_lock(&in->mu);
+    while (in->active > 0)
+        if (pthread_cond_timedwait(&in->idle_cv, &in->mu, &until) != 0) break;
+    pthread_mutex_unlock(&in->mu);
+}
+
 void ingest_stop(ingest *in)
 {
     if (!in) return;
     atomic_store(&in->stopping, 1);
+    /* No new connections; requests already begun (a body still arriving,
+    ** a commit under way) finish and are answered, those reaching the
+    ** handler from now on with 503 "shutting down". Idle keep-alive
+    ** connections hold no request and do not delay the stop. */
+    MHD_socket lt = in->tcp ? MHD_quiesce_daemon(in->tcp) : MHD_INVALID_SOCKET;
+    MHD_socket lu = in->unix_d ? MHD_quiesce_daemon(in->unix_d) : MHD_INVALID_SOCKET;
+    drain(in);
     if (in->tcp) MHD_stop_daemon(in->tcp);
     if (in->unix_d) MHD_stop_daemon(in->unix_d);
+    /* A quiesced daemon leaves its listen socket to the caller. */
+    if (lt != MHD_INVALID_SOCKET) close(lt);
+    if (lu != MHD_INVALID_SOCKET) close(lu);
     in->tcp = in->unix_d = NULL;
     if (in->unix_path) {
         unlink(in->unix_path);
@@ -737,6 +774,7 @@ void ingest_destroy(ingest *in)
     if (!in) return;
     ingest_stop(in);
     cfg_release(in, in->cur);
+    pthread_cond_destroy(&in->idle_cv);
     pthread_mutex_destroy(&in->mu);
     free(in);
 }

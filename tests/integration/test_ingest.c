@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -732,6 +736,21 @@ static void test_alerts_endpoint(void **state)
     }
     assert_true(saw_trigger && saw_ack && saw_noise);
     cJSON_Delete(ev);
+    /* A resolve of a fingerprint never seen (its trigger went out before a
+    ** restart, or the dedup entry expired) still carries the deterministic
+    ** key, so it closes the incident. */
+    r = post(f, "/v1/alerts", "{\"fingerprint\":\"fp-never-seen\",\"alert_name\":\"Old\",\"status\":\"resolved\"}",
+             200);
+    assert_int_equal((int)jnum(r, "queued"), 1);
+    cJSON_Delete(r);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 4, 10000), 0);
+    ev = mockpd_events(f->mock);
+    cJSON *last = cJSON_GetArrayItem(ev, 3);
+    char dk_old[PDR_SHA256_HEX_LEN];
+    assert_int_equal(pdr_dedup_key_derive(KEYS[2], "fp-never-seen", dk_old), PDR_OK);
+    assert_string_equal(jstr(last, "event_action"), "resolve");
+    assert_string_equal(jstr(last, "dedup_key"), dk_old);
+    cJSON_Delete(ev);
     fx_free(f);
 }
 
@@ -811,6 +830,48 @@ static void test_unix_socket(void **state)
     fx_free(f);
 }
 
+/* SIGTERM while a request is arriving: it is answered 503 "shutting down"
+** (Alertmanager retries it against the restarted daemon), nothing is stored,
+** and the daemon exits 0. "Expect: 100-continue" tells the test when the
+** daemon has begun the request. */
+static void test_shutdown_answers_503(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    fx_start(f);
+    char *body = trigger_json(KEYS[0], "late-1", "arrives during shutdown");
+    char *head = tu_printf("POST /v2/enqueue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);   /* blocks until the daemon answers 100 */
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "HTTP/1.1 100 Continue"));
+    kill(f->d.pid, SIGTERM);
+    assert_int_equal(it_wait_log(&f->d, "msg=stopping signal=SIGTERM", 10000), 0);
+    assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+    size_t got = 0;
+    while (got < sizeof buf - 1 && (n = read(fd, buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)n;
+    buf[got] = '\0';
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 503"));
+    assert_non_null(strcasestr(buf, "Retry-After: 5"));
+    cJSON *r = cJSON_Parse(strstr(buf, "\r\n\r\n") + 4);
+    assert_error_reply(r, "unavailable", "Shutting down", "shutting down");
+    cJSON_Delete(r);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(n_pending(f), 0);
+    free(body);
+    free(head);
+    fx_free(f);
+}
+
 /* Start-up refusals: a port in use (exit 1), an unreadable token file (2). */
 static void test_startup_errors(void **state)
 {
@@ -861,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_alerts_endpoint),
         cmocka_unit_test(test_sighup_rotates_key),
         cmocka_unit_test(test_unix_socket),
+        cmocka_unit_test(test_shutdown_answers_503),
         cmocka_unit_test(test_startup_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
