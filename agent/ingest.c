@@ -100,6 +100,7 @@ struct ingest {
 /* Per-request state (MHD's con_cls). */
 typedef struct req {
     route r;
+    cfg_ref *ref;           /* the config this request runs with, held until it completes */
     char *buf;
     size_t len, cap;
     int too_big;
@@ -138,14 +139,11 @@ static pdr_rc token_load(const char *path, cfg_ref *ref, char *errbuf, size_t er
     return PDR_OK;
 }
 
-static cfg_ref *cfg_acquire(ingest *in)
+/* Drops a reference; the last one frees a config replaced by a reload. */
+static void cfg_unref(cfg_ref *ref)
 {
-    cfg_ref *ref;
-    pthread_mutex_lock(&in->mu);
-    ref = in->cur;
-    ref->refs++;
-    pthread_mutex_unlock(&in->mu);
-    return ref;
+    pdr_config_destroy(ref->owned);
+    free(ref);
 }
 
 static void cfg_release(ingest *in, cfg_ref *ref)
@@ -154,10 +152,7 @@ static void cfg_release(ingest *in, cfg_ref *ref)
     pthread_mutex_lock(&in->mu);
     last = --ref->refs == 0;
     pthread_mutex_unlock(&in->mu);
-    if (last) {
-        pdr_config_destroy(ref->owned);
-        free(ref);
-    }
+    if (last) cfg_unref(ref);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -432,8 +427,6 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
                                      const char *method, int *done)
 {
     const char *cl;
-    cfg_ref *ref;
-    int ok;
 
     *done = 1;
     rq->r = route_find(url);
@@ -447,10 +440,7 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
         return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", "Method not allowed", NULL,
                            "GET, HEAD", "%s takes GET, not %.20s", url, method);
     if (is_post_route(rq->r)) {
-        ref = cfg_acquire(in);
-        ok = auth_ok(c, ref);
-        cfg_release(in, ref);
-        if (!ok) {
+        if (!auth_ok(c, rq->ref)) {
             pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "401", NULL);
             return reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized", NULL, NULL,
                                "this pdrelay requires the header 'Authorization: Bearer <token>' "
@@ -501,7 +491,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     ingest *in = cls;
     req *rq = *con_cls;
-    cfg_ref *ref;
     enum MHD_Result ret;
 
     if (!rq) {
@@ -509,8 +498,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
+        /* One lock per request start: count it and take the config. */
         pthread_mutex_lock(&in->mu);
         in->active++;
+        rq->ref = in->cur;
+        rq->ref->refs++;
         pthread_mutex_unlock(&in->mu);
         ret = request_begin(in, c, rq, url, method, &done);
         return ret;   /* done or not: MHD_YES reads on, a queued reply ends it */
@@ -526,14 +518,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                            "the request body is larger than %d bytes (512 KB)", INGEST_BODY_MAX);
     }
     if (rq->too_big == 2) return reply_unavailable(c, PDR_ERR_NOMEM);
-    ref = cfg_acquire(in);
-    if (is_post_route(rq->r)) {
-        ret = handle_post(in, c, rq, ref);
-    } else {
-        ret = handle_get(in, c, rq->r, ref);
-    }
-    cfg_release(in, ref);
-    return ret;
+    if (is_post_route(rq->r)) return handle_post(in, c, rq, rq->ref);
+    return handle_get(in, c, rq->r, rq->ref);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -541,13 +527,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     ingest *in = cls;
     req *rq = *con_cls;
+    cfg_ref *ref;
+    int last;
     if (!rq) return;
+    ref = rq->ref;
     free(rq->buf);
     free(rq);
     *con_cls = NULL;
+    /* One lock per request end: uncount it and drop its config. */
     pthread_mutex_lock(&in->mu);
     if (--in->active == 0) pthread_cond_broadcast(&in->idle_cv);
+    last = --ref->refs == 0;
     pthread_mutex_unlock(&in->mu);
+    if (last) cfg_unref(ref);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
