@@ -35,6 +35,12 @@
 #include "ratelimit.h"
 
 #define SENDER_DUE_BATCH 512
+/* A fill asked for only by sender_notify(), right after such a fill that
+** could start nothing, waits until this long after it: while every head is
+** backing off, rate limited or in flight, a stream of ingest commits then
+** costs one look at the outbox per 20 ms instead of one per commit. The
+** price: the first event of a new key may wait up to 20 ms in that case. */
+#define SENDER_NOTIFY_QUIET_MS 20
 #define SENDER_MAX_LANES 4096
 /* Retry-After is clamped to an hour (pd_client.c). */
 #define SENDER_RETRY_AFTER_MAX_MS (INT64_C(3600) * 1000)
@@ -71,6 +77,7 @@ struct sender {
     size_t n_lanes;
     outcome *done;              /* one pass's finished transfers: at most concurrency */
     int in_flight;
+    int64_t starts;             /* requests started, ever (for SENDER_NOTIFY_QUIET_MS) */
     int ino_fd;
     int64_t next_cleanup_ms;
     char url_alert[600], url_change[600];
@@ -188,6 +195,7 @@ static int start_request(sender *s, lane *l, db_row *row)
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
     s->in_flight++;
+    s->starts++;
     return 0;
 }
 
@@ -437,18 +445,28 @@ static void *sender_main(void *arg)
     int dirty = 1;
     int64_t wake_at = 0, grace_end = 0;
 
+    int64_t quiet_until = 0;   /* monotonic; see SENDER_NOTIFY_QUIET_MS */
     for (;;) {
         int stopping = atomic_load(&s->stop);
-        int64_t now = pdr_clock_now_ms();
+        int64_t now = pdr_clock_now_ms(), mono = pdr_clock_mono_ms();
+        int postponed = 0;
         if (stopping) {
-            int64_t mono = pdr_clock_mono_ms();
             if (!grace_end) grace_end = mono + s->cfg->timeout_ms;
             if (s->in_flight == 0 || mono >= grace_end) break;
-        } else if (dirty || now >= wake_at || atomic_exchange(&s->notified, 0)) {
-            wake_at = INT64_MAX;
-            housekeeping(s, now, &wake_at);
-            fill(s, now, &wake_at);
-            dirty = 0;
+        } else if (dirty || now >= wake_at || atomic_load(&s->notified)) {
+            int only_notified = !dirty && now < wake_at;
+            if (only_notified && mono < quiet_until) {
+                /* notified stays set, so further commits do not wake us */
+                postponed = 1;
+            } else {
+                int64_t starts = s->starts;
+                atomic_store(&s->notified, 0);
+                wake_at = INT64_MAX;
+                housekeeping(s, now, &wake_at);
+                fill(s, now, &wake_at);
+                dirty = 0;
+                quiet_until = only_notified && s->starts == starts ? mono + SENDER_NOTIFY_QUIET_MS : 0;
+            }
         }
         int running = 0;
         curl_multi_perform(s->multi, &running);
@@ -457,6 +475,7 @@ static void *sender_main(void *arg)
             continue;
         }
         int64_t timeout = stopping ? grace_end - pdr_clock_mono_ms() : wake_at - now;
+        if (postponed && quiet_until - mono < timeout) timeout = quiet_until - mono;
         if (timeout < 0) timeout = 0;
         if (timeout > INT_MAX) timeout = INT_MAX;
         if (s->ino_fd < 0 && timeout > 1000) timeout = 1000;   /* no inotify: look each second */
