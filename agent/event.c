@@ -282,7 +282,10 @@ static pdr_rc check_dedup_key(cJSON *ev, pdr_action act, pdr_repairs *rep, pdr_e
     cJSON *s = cJSON_CreateString(key);
     if (!s) return PDR_ERR_NOMEM;
     if (dk) cJSON_DeleteItemFromObjectCaseSensitive(ev, "dedup_key");
-    cJSON_AddItemToObject(ev, "dedup_key", s);
+    if (!cJSON_AddItemToObject(ev, "dedup_key", s)) {
+        cJSON_Delete(s);   /* not attached: ours to free */
+        return PDR_ERR_NOMEM;
+    }
     rep->dedup_key_generated = 1;
     return PDR_OK;
 }

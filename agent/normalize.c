@@ -223,8 +223,8 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
         }
         snprintf(e.dedup_key, sizeof e.dedup_key, "%s", dk->valuestring);
     }
-    e.repaired = e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk ||
-                 e.rep.dedup_key_generated;
+    /* A generated dedup_key is not a repair: PagerDuty would do the same. */
+    e.repaired = e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk;
 
     rc = PDR_ERR_NOMEM;
     e.body = cJSON_PrintUnformatted(ev);
@@ -248,16 +248,8 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
     }
     rc = PDR_OK;
 
-    /* The generated dedup_key of a PagerDuty-native trigger is routine (it
-    ** is returned to the sender); only content repairs are news. */
-    if (e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk) {
-        char sc[24], im[24], ds[24];
-        snprintf(sc, sizeof sc, "%zu", e.rep.summary_chars);
-        snprintf(im, sizeof im, "%d", e.rep.images_dropped);
-        snprintf(ds, sizeof ds, "%d", e.rep.details_shrunk);
-        pdr_log(PDR_LOG_INFO, "event repaired", "target", e.target, "dedup_key", e.dedup_key,
-                "summary_chars", sc, "images_dropped", im, "details_shrunk", ds, NULL);
-    }
+    /* Repairs are logged by the ingest after the commit that stores the
+    ** event (a refused or coalesced event is not news). */
     if (e.repaired) out->repaired++;
     out->evs[out->n++] = e;
     return PDR_OK;

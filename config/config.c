@@ -569,6 +569,126 @@ static int is_label_char(int ch)
 #define MATCHER_ALLOWED \
     "label=value, label!=value, label=~regex or label!~regex, label as [a-zA-Z_][a-zA-Z0-9_]*"
 
+/* glibc's regcomp() expands a repetition by copying the repeated tree ("x+"
+** becomes "xx*", "x{2,5}" five copies of x), so nested repetitions grow
+** exponentially, and stacked ones ("a+?+?+?", undefined in POSIX anyway)
+** also make its epsilon closure exponential in time: "a++++++++++++++++++++++"
+** takes gigabytes and "a+?+?+?+?+?+?+?+?+?+?" a minute (both found by
+** tests/fuzz/fuzz_config). regex_cost() refuses stacked repetitions and
+** estimates the expanded size the way glibc expands, saturating at
+** REGEX_MAX_NODES + 1, so such a regex is refused before regcomp() sees it.
+** Real matchers ("db|web", ".*:9100", "node-[0-9]{1,3}") cost tens of nodes;
+** "(a+)?" says what "a+?" would. */
+#define REGEX_MAX_NODES 1000
+#define REGEX_MAX_DEPTH 64
+
+static size_t cost_add(size_t a, size_t b)
+{
+    return a + b > REGEX_MAX_NODES ? REGEX_MAX_NODES + 1 : a + b;
+}
+
+static size_t cost_mul(size_t a, size_t b)
+{
+    if (a && b > (REGEX_MAX_NODES + 1) / a) return REGEX_MAX_NODES + 1;
+    return cost_add(0, a * b);
+}
+
+/* A bound "{n}", "{n,}" or "{n,m}" at p: its copy count (the largest of n
+** and m, plus one for an open end) and its length; 0 when p holds none (then
+** regcomp() decides what '{' is). */
+static size_t regex_bound(const char *p, size_t *len)
+{
+    const char *q = p + 1;
+    size_t n = 0, m = 0;
+    int digits = 0, comma = 0;
+    for (; *q && *q != '}'; q++) {
+        if (*q == ',' && !comma) {
+            comma = 1;
+        } else if (*q >= '0' && *q <= '9') {
+            size_t *x = comma ? &m : &n;
+            *x = *x > 100000 ? *x : *x * 10 + (size_t)(*q - '0');
+            digits = 1;
+        } else {
+            return 0;
+        }
+    }
+    if (*q != '}' || !digits) return 0;
+    *len = (size_t)(q - p);
+    return (m > n ? m : n) + 1;
+}
+
+static size_t regex_cost(const char *re)
+{
+    size_t total[REGEX_MAX_DEPTH], last[REGEX_MAX_DEPTH], factor, len;
+    int depth = 0, after_repeat = 0, repeat;
+
+    total[0] = last[0] = 0;
+    for (const char *p = re; *p; p++, after_repeat = repeat) {
+        factor = 0;
+        repeat = *p == '*' || *p == '?' || *p == '+' || (*p == '{' && regex_bound(p, &len));
+        if (repeat && after_repeat) return REGEX_MAX_NODES + 1;
+        switch (*p) {
+        case '(':
+            if (depth + 1 >= REGEX_MAX_DEPTH) return REGEX_MAX_NODES + 1;
+            depth++;
+            total[depth] = last[depth] = 0;
+            continue;
+        case ')':
+            if (depth == 0) break;   /* a literal ')' */
+            depth--;
+            last[depth] = cost_add(total[depth + 1], 1);
+            total[depth] = cost_add(total[depth], last[depth]);
+            continue;
+        case '|':
+            total[depth] = cost_add(total[depth], 1);
+            last[depth] = 0;
+            continue;
+        case '*':
+        case '?':
+            continue;                /* no copies */
+        case '+':
+            factor = 2;
+            break;
+        case '{':
+            factor = regex_bound(p, &len);
+            if (factor) p += len;
+            break;
+        case '[':                    /* a bracket expression is one node */
+            p++;
+            if (*p == '^') p++;
+            if (*p == ']') p++;
+            while (*p && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char close = p[1];
+                    p += 2;
+                    while (*p && !(*p == close && p[1] == ']')) p++;
+                    if (*p) p++;
+                }
+                if (*p) p++;
+            }
+            if (!*p) p--;
+            break;
+        case '\\':
+            if (p[1]) p++;
+            break;
+        default:
+            break;
+        }
+        if (factor) {
+            total[depth] = cost_add(total[depth], cost_mul(last[depth], factor - 1));
+            last[depth] = cost_mul(last[depth], factor);
+        } else {
+            total[depth] = cost_add(total[depth], 1);
+            last[depth] = 1;
+        }
+    }
+    while (depth > 0) {   /* unbalanced: regcomp() reports it */
+        depth--;
+        total[depth] = cost_add(total[depth], total[depth + 1]);
+    }
+    return total[0];
+}
+
 static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
 {
     static const struct { const char *text; pdr_match_op op; } ops[] = {
@@ -618,6 +738,13 @@ static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
     m.value = strndup(v, v_len);
     if (!m.label || !m.value) goto nomem;
     if (op == PDR_MATCH_RE || op == PDR_MATCH_NRE) {
+        if (regex_cost(m.value) > REGEX_MAX_NODES) {
+            err_at(c, c->lineno,
+                   "match = %s: regex too complex (stacked repetitions like a+?, or repetitions "
+                   "that expand to more than %d nodes); allowed: a POSIX extended regular "
+                   "expression, each repetition on its own atom or group", spec, REGEX_MAX_NODES);
+            goto fail;
+        }
         anchored = str_printf("^(%s)$", m.value);
         if (!anchored) goto nomem;
         rc = regcomp(&m.re, anchored, REG_EXTENDED | REG_NOSUB);

@@ -26,7 +26,7 @@ for t in pagerduty alertmanager alerts config; do
     echo "run-fuzz: fuzz_$t for ${secs}s"
     # -rss_limit_mb: a 512 KB body must never need more than this.
     if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
+        "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
             -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "$work" \
             >"$build/fuzz_$t.log" 2>&1; then
         echo "run-fuzz: fuzz_$t FAILED (see $build/fuzz_$t.log)" >&2

@@ -619,6 +619,18 @@ static void test_error_matchers(void **state)
                   w,
                   ":8: match = a-b=c: not a matcher; " MATCHER_ALLOWED, NULL);
     free(w);
+    /* Regexes glibc's regcomp() would take gigabytes or a minute to compile
+    ** (found by fuzz_config) are refused up front; ordinary ones still load. */
+    expect_errors(f,
+                  "[target t]\nrouting_key = " KEY_A "\nmatch = a=~a++++++++++++++++++++++\n"
+                  "match = b=~a+?+?+?+?+?+?+?+?+?+?\nmatch = c=~((x{1,50}){1,50}){1,50}\n"
+                  "match = d=~node-[0-9]{1,3}\nmatch = e=~(a+)?|db|web|.*:9100\n",
+#define TOO_COMPLEX ": regex too complex (stacked repetitions like a+?, or repetitions that expand to more " \
+                    "than 1000 nodes); allowed: a POSIX extended regular expression, each repetition on its " \
+                    "own atom or group"
+                  ":3: match = a=~a++++++++++++++++++++++" TOO_COMPLEX,
+                  ":4: match = b=~a+?+?+?+?+?+?+?+?+?+?" TOO_COMPLEX,
+                  ":5: match = c=~((x{1,50}){1,50}){1,50}" TOO_COMPLEX, NULL);
 }
 
 typedef struct labels {
