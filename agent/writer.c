@@ -7,16 +7,19 @@
 ** WRITER_BATCH_MAX events, always at least one job), copies their events
 ** into one array, and calls db_outbox_push_batch(): one BEGIN IMMEDIATE ...
 ** COMMIT, one fsync. Requests that arrive meanwhile queue up and wait on
-** their job's own condition variable. When the commit ends, the leader marks
-** its batch's jobs done (waking each of those requests only) and wakes the
-** request now at the head of the queue, which leads the next batch with
-** everything that gathered. So the batch grows with the load by itself, and
+** their job's own mutex and condition variable. When the commit ends, the
+** leader wakes the request now at the head of the queue, which leads the
+** next batch with everything that gathered, then marks its own batch's jobs
+** done (waking each of those requests only, outside the writer's mutex). So the batch grows with the load by itself, and
 ** the leader's own request pays no thread hand-off at all.
 **
-**   request:  lock; append job;
-**             while not done: if nobody commits: lead; else wait job.cv
-**   lead:     take jobs; committing = 1; unlock; push_batch; lock;
-**             mark each done, signal its cv; committing = 0; signal head.cv
+**   request:  lock mu; append job;
+**             loop: if nobody commits: lead; unlock mu;
+**                   wait job.cv until done or asked to lead; if done: return;
+**                   lock mu
+**   lead:     take jobs; committing = 1; unlock mu; push_batch; lock mu;
+**             committing = 0; ask head to lead; unlock mu;
+**             mark each job of the batch done (under its jm); lock mu
 **
 ** The database handle is used by one leader at a time (committing == 1).
 */
@@ -41,8 +44,12 @@ typedef struct writer_job {
     pdr_rc *results;
     int64_t *ids;
     pdr_rc rc;
-    int done;
-    pthread_cond_t cv;          /* signalled when done: wakes this request only */
+    /* The request waits on its own mutex and condition, so waking it never
+    ** contends with the writer's mutex. Under jm: */
+    int done;                   /* committed or failed: rc is set */
+    int lead;                   /* it is at the head: it should lead a batch */
+    pthread_mutex_t jm;
+    pthread_cond_t cv;
     struct writer_job *next;
 } writer_job;
 
@@ -159,10 +166,26 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
     return PDR_OK;
 }
 
+/* Under the job's mutex: done = 1 with rc (done > 0), or lead = 1 (done < 0). */
+static void job_wake(writer_job *j, int done, pdr_rc rc)
+{
+    pthread_mutex_lock(&j->jm);
+    if (done > 0) {
+        j->rc = rc;
+        j->done = 1;
+    } else {
+        j->lead = 1;
+    }
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->jm);
+}
+
 /* Called with mu held by a request whose job is queued, when no batch is
 ** being committed: commits the batch at the head of the queue (the caller's
-** own job may or may not be in it), wakes its requests, and hands the lead
-** to the request now at the head. Returns with mu held. */
+** own job may or may not be in it), hands the lead to the request now at the
+** head, and wakes the batch's requests. Returns with mu released, and
+** touches nothing of the writer after its last unlock (so writer_stop may
+** return while the batch's requests are being woken). */
 static void writer_lead(writer *w)
 {
     writer_job *first = w->head, *end;
@@ -206,18 +229,19 @@ static void writer_lead(writer *w)
         }
         w->stats.last_rc = rc;
     }
-    for (writer_job *j = first; j != end;) {
-        writer_job *next = j->next;   /* j may be gone once signalled */
-        j->rc = rc;
-        j->done = 1;
-        pthread_cond_signal(&j->cv);
-        j = next;
-    }
     w->committing = 0;
     if (w->head) {
-        pthread_cond_signal(&w->head->cv);   /* it leads the next batch */
+        job_wake(w->head, -1, 0);   /* it leads the next batch */
     } else {
         pthread_cond_broadcast(&w->idle_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    /* The batch's jobs left the queue: only this thread touches them until
+    ** each is marked done (and its request may then return at once). */
+    for (writer_job *j = first; j != end;) {
+        writer_job *next = j->next;
+        job_wake(j, 1, rc);
+        j = next;
     }
 }
 
@@ -233,12 +257,14 @@ pdr_rc writer_start(writer *w)
 ** held it, or this request led the batch itself. */
 static pdr_rc writer_run(writer *w, writer_job *job)
 {
+    int done = 0;
     pthread_mutex_lock(&w->mu);
     if (w->stopping || !w->started) {
         pthread_mutex_unlock(&w->mu);
         return PDR_ERR_SHUTDOWN;
     }
     job->next = NULL;
+    pthread_mutex_init(&job->jm, NULL);
     pthread_cond_init(&job->cv, NULL);
     if (w->tail) {
         w->tail->next = job;
@@ -247,15 +273,22 @@ static pdr_rc writer_run(writer *w, writer_job *job)
     }
     w->tail = job;
     w->stats.queued_jobs++;
-    while (!job->done) {
-        if (!w->committing) {
-            writer_lead(w);
+    for (;;) {
+        if (!w->committing && w->head) {
+            writer_lead(w);   /* unlocks mu */
         } else {
-            pthread_cond_wait(&job->cv, &w->mu);
+            pthread_mutex_unlock(&w->mu);
         }
+        pthread_mutex_lock(&job->jm);
+        while (!job->done && !job->lead) pthread_cond_wait(&job->cv, &job->jm);
+        done = job->done;
+        job->lead = 0;
+        pthread_mutex_unlock(&job->jm);
+        if (done) break;
+        pthread_mutex_lock(&w->mu);   /* asked to lead: look again under mu */
     }
-    pthread_mutex_unlock(&w->mu);
     pthread_cond_destroy(&job->cv);
+    pthread_mutex_destroy(&job->jm);
     return job->rc;
 }
 
