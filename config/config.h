@@ -78,8 +78,8 @@ typedef struct pdr_config {
     char *unix_socket;          /* NULL when unset */
     char *auth_token_file;      /* NULL when unset */
     int max_connections;        /* default 64: HTTP connections open at once */
-    int64_t idle_timeout_ms;    /* default 30s: a connection idle (or sending its
-                                ** headers or body) this long is closed */
+    int64_t idle_timeout_ms;    /* default 30s: a connection on which nothing
+                                ** arrives this long is closed */
 
     /* [pagerduty] */
     char *pd_url;               /* default "https://events.pagerduty.com", no trailing '/' */
