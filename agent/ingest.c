@@ -34,7 +34,9 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "normalize.h"
 
 /* Seconds a client is asked to wait: the outbox is full (the sender needs
@@ -56,7 +58,8 @@ typedef enum route {
     ROUTE_ALERTMANAGER,     /* /v1/alertmanager */
     ROUTE_ALERTS,           /* /v1/alerts */
     ROUTE_HEALTHZ,
-    ROUTE_READYZ
+    ROUTE_READYZ,
+    ROUTE_METRICS           /* Prometheus text; behind the token when one is set */
 } route;
 
 static const struct {
@@ -70,10 +73,11 @@ static const struct {
     {"/v1/alerts", ROUTE_ALERTS},
     {"/healthz", ROUTE_HEALTHZ},
     {"/readyz", ROUTE_READYZ},
+    {"/metrics", ROUTE_METRICS},
 };
 
 #define ENDPOINT_LIST "POST /v2/enqueue, POST /v2/events, POST /v2/change/enqueue, " \
-                      "POST /v1/alertmanager, POST /v1/alerts, GET /healthz, GET /readyz"
+                      "POST /v1/alertmanager, POST /v1/alerts, GET /healthz, GET /readyz, GET /metrics"
 
 /* A config in use, with the auth token read from its file. Requests hold a
 ** reference so a reload never frees what a request is reading. */
@@ -223,6 +227,7 @@ static const char *route_name(route r)
     case ROUTE_ALERTS: return "alerts";
     case ROUTE_HEALTHZ: return "healthz";
     case ROUTE_READYZ: return "readyz";
+    case ROUTE_METRICS: return "metrics";
     default: return "none";
     }
 }
@@ -248,6 +253,7 @@ static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const no
 {
     const char *errs[PDR_EVENT_MAX_ERRORS];
     for (size_t i = 0; i < nr->errs.n; i++) errs[i] = nr->errs.msgs[i];
+    metrics_inc(MC_INGEST, route_name(r), "rejected");
     pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(r), "status", "400", "error",
             nr->errs.n ? nr->errs.msgs[0] : "invalid", NULL);
     return reply_json(c, MHD_HTTP_BAD_REQUEST,
@@ -277,11 +283,14 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
     db_event *evs = NULL;
     pdr_rc *res = NULL;
     pdr_rc rc;
-    size_t queued = 0, coalesced = 0, full = 0;
+    size_t queued = 0, coalesced = 0, full = 0, repaired = 0;
     enum MHD_Result ret;
     cJSON *o;
 
-    if (atomic_load(&in->stopping)) return reply_unavailable(c, PDR_ERR_SHUTDOWN);
+    if (atomic_load(&in->stopping)) {
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+        return reply_unavailable(c, PDR_ERR_SHUTDOWN);
+    }
     switch (rq->r) {
     case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, &nr); break;
     case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, &nr); break;
@@ -295,6 +304,7 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
     }
     if (rc) {
         norm_result_cleanup(&nr);
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         return reply_unavailable(c, rc);
     }
     if (nr.n) {
@@ -319,6 +329,7 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
             char red[16];
             if (res[i] == PDR_OK) {
                 queued++;
+                if (nr.evs[i].repaired) repaired++;
                 log_repairs(&nr.evs[i]);
             } else if (res[i] == PDR_COALESCED) {
                 coalesced++;
@@ -338,6 +349,10 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
         }
     }
 
+    metrics_add(MC_INGEST, route_name(rq->r), "queued", (double)queued);
+    metrics_add(MC_INGEST, route_name(rq->r), "coalesced", (double)coalesced);
+    metrics_add(MC_INGEST, route_name(rq->r), "repaired", (double)repaired);
+    metrics_add(MC_INGEST, route_name(rq->r), "unrouted", (double)nr.unrouted);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "success");
     if (rq->r == ROUTE_ENQUEUE || rq->r == ROUTE_CHANGE) {
@@ -360,10 +375,38 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
     return ret;
 
 out_unavailable:
+    metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
     free(evs);
     free(res);
     norm_result_cleanup(&nr);
     return reply_unavailable(c, rc);
+}
+
+/* GET /metrics: the registry, with the outbox gauges the probe just read
+** (the last known ones if the database cannot be read now). */
+static enum MHD_Result reply_metrics(struct MHD_Connection *c, pdr_rc probe_rc, const writer_stats *st)
+{
+    metrics_gauges g;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char *text;
+    (void)probe_rc;
+    g.pending = st->pending;
+    g.dead = st->dead;
+    g.dedup_entries = st->dedup_entries;
+    g.oldest_age_s = st->oldest_ms ? (double)(pdr_clock_now_ms() - st->oldest_ms) / 1000.0 : 0;
+    if (g.oldest_age_s < 0) g.oldest_age_s = 0;
+    text = metrics_render(&g);
+    if (!text) return reply_unavailable(c, PDR_ERR_NOMEM);
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 static enum MHD_Result handle_get(ingest *in, struct MHD_Connection *c, route r, cfg_ref *ref)
@@ -380,6 +423,7 @@ static enum MHD_Result handle_get(ingest *in, struct MHD_Connection *c, route r,
     }
     if (atomic_load(&in->stopping)) return reply_unavailable(c, PDR_ERR_SHUTDOWN);
     rc = writer_probe(in->w, &st);
+    if (r == ROUTE_METRICS) return reply_metrics(c, rc, &st);
     if (rc) return reply_unavailable(c, rc);
     if (st.pending + st.dead >= ref->cfg->max_events)
         return reply_unavailable(c, PDR_ERR_FULL);
@@ -439,8 +483,9 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
     if (!is_post_route(rq->r) && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", "Method not allowed", NULL,
                            "GET, HEAD", "%s takes GET, not %.20s", url, method);
-    if (is_post_route(rq->r)) {
+    if (is_post_route(rq->r) || rq->r == ROUTE_METRICS) {
         if (!auth_ok(c, rq->ref)) {
+            if (is_post_route(rq->r)) metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
             pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "401", NULL);
             return reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized", NULL, NULL,
                                "this pdrelay requires the header 'Authorization: Bearer <token>' "
@@ -448,6 +493,7 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
         }
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > INGEST_BODY_MAX) {
+            metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
             pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "413", NULL);
             return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid event", "Request too large", NULL, NULL,
                                "the request body is %.20s bytes; the limit is %d bytes (512 KB)", cl,
@@ -513,6 +559,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (rq->too_big == 1) {
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "413", NULL);
         return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid event", "Request too large", NULL, NULL,
                            "the request body is larger than %d bytes (512 KB)", INGEST_BODY_MAX);
@@ -578,6 +625,7 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
     }
     in->w = w;
     in->cur = ref;
+    metrics_set_targets(cfg);
     pthread_mutex_init(&in->mu, NULL);
     pthread_cond_init(&in->idle_cv, NULL);
     *out = in;
@@ -716,6 +764,7 @@ pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz)
     old = in->cur;
     in->cur = ref;
     pthread_mutex_unlock(&in->mu);
+    metrics_set_targets(cfg);
     cfg_release(in, old);
     return PDR_OK;
 }

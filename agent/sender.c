@@ -25,12 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "backoff.h"
 #include "clock.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "pd_client.h"
 #include "ratelimit.h"
 
@@ -204,9 +206,13 @@ static void kill_expired(sender *s, lane *l, db_row *row)
     char id[24];
     pdr_rc rc = db_outbox_kill(s->db, row->id, "max_age exceeded: not delivered in time");
     snprintf(id, sizeof id, "%lld", (long long)row->id);
-    if (rc) log_db_error(s, "cannot move an expired event to the dead letters", rc, l->red);
-    else pdr_log(PDR_LOG_WARN, "event expired: moved to the dead letters", "key", l->red, "id", id,
-                 "dedup_key", row->dedup_key, "reason", "max_age", NULL);
+    if (rc) {
+        log_db_error(s, "cannot move an expired event to the dead letters", rc, l->red);
+        return;
+    }
+    metrics_inc(MC_DEAD_LETTERS, "max_age", NULL);
+    pdr_log(PDR_LOG_WARN, "event expired: moved to the dead letters", "key", l->red, "id", id,
+            "dedup_key", row->dedup_key, "reason", "max_age", NULL);
 }
 
 /* Starts what may start; lowers *wake to when anything else may. */
@@ -300,6 +306,57 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
     if (rc) log_db_error(s, "cannot update the dedup table", rc, l->red);
 }
 
+static const char *endpoint_name(pdr_action a)
+{
+    return a == PDR_ACTION_CHANGE ? "change" : "enqueue";
+}
+
+/* The request's own figures: counted whatever becomes of the row. */
+static void api_metrics(const lane *l, const pd_result *res)
+{
+    char status[16], target[80];
+    curl_off_t us = 0;
+    const char *ep = endpoint_name(l->row.action);
+    snprintf(status, sizeof status, "%ld", res->http_status);
+    metrics_inc(MC_API_REQUESTS, ep, status);
+    if (curl_easy_getinfo(pd_request_easy(l->req), CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+        metrics_observe(MH_API_DURATION, ep, (double)us / 1e6);
+    if (res->outcome != PD_OK) metrics_inc(MC_API_ERRORS, pd_error_type_name(res->type), NULL);
+    if (res->type == PD_ERR_RATE_LIMIT)
+        metrics_inc(MC_RATE_LIMIT_HITS, metrics_target(l->key, target, sizeof target), NULL);
+}
+
+/* payload.severity of a trigger's body, for the triggered counter. */
+static void severity_of(const db_row *r, char *out, size_t outsz)
+{
+    cJSON *b = cJSON_ParseWithLength(r->body, r->body_len);
+    const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "payload"), "severity");
+    snprintf(out, outsz, "%s", cJSON_IsString(sev) ? sev->valuestring : "unknown");
+    cJSON_Delete(b);
+}
+
+/* An event's fate, counted once its row's change is committed. */
+static void event_metrics(const outcome *o)
+{
+    const db_row *r = &o->l->row;
+    char target[80], sev[16];
+    if (o->res.outcome == PD_DEAD) {
+        metrics_inc(MC_DEAD_LETTERS, "permanent", NULL);
+        return;
+    }
+    if (o->res.outcome != PD_OK) return;
+    metrics_target(r->routing_key, target, sizeof target);
+    switch (r->action) {
+    case PDR_ACTION_TRIGGER:
+        severity_of(r, sev, sizeof sev);
+        metrics_inc(MC_TRIGGERED, target, sev);
+        break;
+    case PDR_ACTION_ACKNOWLEDGE: metrics_inc(MC_ACKNOWLEDGED, target, NULL); break;
+    case PDR_ACTION_RESOLVE: metrics_inc(MC_RESOLVED, target, NULL); break;
+    case PDR_ACTION_CHANGE: metrics_inc(MC_CHANGE, target, NULL); break;
+    }
+}
+
 static void record(sender *s, outcome *o, CURLcode cc)
 {
     lane *l = o->l;
@@ -307,6 +364,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     db_row *r = &l->row;
 
     pd_request_result(l->req, cc, &o->res);
+    api_metrics(l, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
     l->busy = 0;
     s->in_flight--;
@@ -349,6 +407,7 @@ static void report(sender *s, const outcome *o)
                      o->rc, l->red);
         return;
     }
+    event_metrics(o);
     switch (res->outcome) {
     case PD_OK:
         pdr_log(PDR_LOG_INFO, "delivered", "key", l->red, "id", id, "action", action, "dedup_key",

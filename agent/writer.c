@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* The most events committed in one transaction: bounds the memory of a batch
 ** and the latency a huge batch would add to the requests in it. */
@@ -127,8 +128,16 @@ static pdr_rc batch_reserve(writer *w, size_t n)
 /* Runs a probe job on the writer's connection. */
 static pdr_rc writer_run_probe(writer *w)
 {
-    int64_t pending = 0, dead = 0;
+    int64_t pending = 0, dead = 0, oldest = 0, dedup = 0;
     pdr_rc rc = db_outbox_count(w->db, &pending, &dead);
+    if (!rc) {
+        rc = db_outbox_oldest_ms(w->db, &oldest);
+        if (rc == PDR_ERR_NOT_FOUND) {
+            oldest = 0;
+            rc = PDR_OK;
+        }
+    }
+    if (!rc) rc = db_dedup_count(w->db, &dedup);
     /* Healthy: no write needed, the last batch proved the disk. After a
     ** failure, write once to learn whether space (or the device) is back. */
     if (!rc && w->stats.last_rc != PDR_OK) rc = db_write_probe(w->db);
@@ -136,6 +145,8 @@ static pdr_rc writer_run_probe(writer *w)
     if (!rc) {
         w->stats.pending = pending;
         w->stats.dead = dead;
+        w->stats.oldest_ms = oldest;
+        w->stats.dedup_entries = dedup;
     }
     if (!rc || w->stats.last_rc == PDR_OK) w->stats.last_rc = rc;
     pthread_mutex_unlock(&w->mu);
@@ -152,8 +163,10 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
         memcpy(w->bevs + k, j->evs, j->n * sizeof *j->evs);
         k += j->n;
     }
+    double t0 = metrics_now();
     rc = db_outbox_push_batch(w->db, w->bevs, nev, w->bres, w->bids);
     if (rc) return rc;
+    metrics_observe(MH_COMMIT, NULL, metrics_now() - t0);
     k = 0;
     for (writer_job *j = first; j != end; j = j->next) {
         memcpy(j->results, w->bres + k, j->n * sizeof *j->results);

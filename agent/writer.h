@@ -48,8 +48,10 @@ typedef struct writer_stats {
     int64_t failed_batches;     /* transactions rolled back */
     int64_t queued_jobs;        /* requests waiting for the next batch now */
     pdr_rc last_rc;             /* result of the last transaction (PDR_OK once one succeeds again) */
-    int64_t pending;            /* outbox counts after the last successful batch or probe */
+    int64_t pending;            /* outbox figures of the last successful probe */
     int64_t dead;
+    int64_t oldest_ms;          /* created_ms of the oldest pending event; 0 when none */
+    int64_t dedup_entries;
 } writer_stats;
 
 /* Opens its own database connection on cfg's data_dir. cfg is borrowed and
@@ -63,8 +65,9 @@ pdr_rc writer_start(writer *w);
 ** stopping, or the database error that rolled the batch back. */
 pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids);
 
-/* Checks the database in turn with the batches: it counts the outbox (so
-** *stats is fresh) and tries a write transaction. Returns PDR_OK when the
+/* Checks the database in turn with the batches: it reads the outbox figures
+** (pending, dead, oldest, dedup entries: so *stats is fresh) and, after a
+** failed commit, tries a write transaction. Returns PDR_OK when the
 ** database can be written, else why not. */
 pdr_rc writer_probe(writer *w, writer_stats *stats);
 

@@ -10,10 +10,11 @@ set -eu
 # openssl: the test CA of the mock PagerDuty (tests/mock/gen-certs.sh).
 # clang, libclang-rt-14-dev: the fuzz targets (tests/fuzz/run-fuzz.sh); Debian 12's
 # clang-14 only recommends the libFuzzer runtime, so it is named here.
+# prometheus: its promtool validates GET /metrics (tests/integration/test_metrics.c).
 PKGS="build-essential cmake pkg-config ca-certificates
       libsqlite3-dev sqlite3 libcurl4-openssl-dev libmbedtls-dev libcjson-dev
       libinih-dev libmicrohttpd-dev libcmocka-dev
-      openssl clang libclang-rt-14-dev"
+      openssl clang libclang-rt-14-dev prometheus"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -181,6 +181,10 @@ pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
 ** are either in flight or waiting for a token, and wake it otherwise. */
 pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out);
 
+/* created_ms of the oldest pending row (for the oldest-age metric), or
+** PDR_ERR_NOT_FOUND when nothing is pending. */
+pdr_rc db_outbox_oldest_ms(db_t *db, int64_t *ms_out);
+
 /* Delivered: deletes pending row id. PDR_ERR_NOT_FOUND if there is none. */
 pdr_rc db_outbox_delivered(db_t *db, int64_t id);
 

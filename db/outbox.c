@@ -233,10 +233,27 @@ pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out)
     return db_outbox_next_due_after(db, INT64_MIN, ms_out);
 }
 
+/* Steps st (bound) for one nullable integer: PDR_ERR_NOT_FOUND for NULL. */
+static pdr_rc outbox_one_int64(db_t *db, sqlite3_stmt *st, int64_t *out)
+{
+    pdr_rc rc = PDR_OK;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+            rc = PDR_ERR_NOT_FOUND;
+        else
+            *out = sqlite3_column_int64(st, 0);
+    } else {
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, NULL);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
 pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
 {
     sqlite3_stmt *st;
-    pdr_rc rc = PDR_OK;
+    pdr_rc rc;
     int src = SQLITE_OK;
 
     if (!db || !ms_out) return PDR_ERR_INVALID;
@@ -247,17 +264,13 @@ pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
         sqlite3_reset(st);
         return rc;
     }
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        if (sqlite3_column_type(st, 0) == SQLITE_NULL)
-            rc = PDR_ERR_NOT_FOUND;
-        else
-            *ms_out = sqlite3_column_int64(st, 0);
-    } else {
-        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, NULL);
-    }
-    sqlite3_reset(st);
-    return rc;
+    return outbox_one_int64(db, st, ms_out);
+}
+
+pdr_rc db_outbox_oldest_ms(db_t *db, int64_t *ms_out)
+{
+    if (!db || !ms_out) return PDR_ERR_INVALID;
+    return outbox_one_int64(db, db_stmt(db, DB_STMT_OUTBOX_OLDEST), ms_out);
 }
 
 /* ---- the sender's outcomes --------------------------------------------------- */

@@ -188,6 +188,9 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
       DB_SQL_HEADS_CTE \
       "SELECT MIN(o.next_ms) FROM heads JOIN outbox o ON o.id=heads.hid" \
       " WHERE o.next_ms>@after") \
+    /* Index: outbox_age. */ \
+    X(OUTBOX_OLDEST, \
+      "SELECT MIN(created_ms) FROM outbox WHERE state=0") \
     X(OUTBOX_HEAD, \
       "SELECT " DB_ROW_COLUMNS " FROM outbox" \
       " WHERE state=0 AND routing_key=@routing_key ORDER BY id LIMIT 1") \

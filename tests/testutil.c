@@ -121,7 +121,7 @@ int tu_run(const char *const argv[], const char *stdin_data, char **out, char **
     posix_spawn_file_actions_addclose(&fa, pout[0]);
     posix_spawn_file_actions_addclose(&fa, perr[0]);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         errno = rc;

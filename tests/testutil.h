@@ -25,7 +25,7 @@ void tu_clock_install(int64_t now_ms);
 void tu_clock_advance(int64_t delta_ms);
 int64_t tu_clock_get(void);
 
-/* Runs argv (argv[0] is a path; NULL-terminated) with stdin_data (may be
+/* Runs argv (argv[0] is a path, or a name looked up in $PATH; NULL-terminated) with stdin_data (may be
 ** NULL: empty stdin) and captures stdout and stderr (malloc'd, NUL-terminated;
 ** pass NULL to discard). Returns the exit code, or 128+signal when killed. */
 int tu_run(const char *const argv[], const char *stdin_data, char **out, char **err);

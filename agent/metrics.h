@@ -1,0 +1,82 @@
+/*
+** metrics.h — pdrelay's Prometheus metrics: one process-wide registry of
+** counters and histograms, rendered as text format 0.0.4 for GET /metrics.
+**
+** The names are a contract (dashboards and alert rules depend on them): the
+** eight metrics of the original design keep their names, and pdrelay's own
+** start with pdrelay_. Label values are bounded: a family holds at most
+** METRICS_MAX_SERIES label sets; more are counted under the value "other".
+**
+** `target` labels are the [target] name of a routing key, or the key
+** redacted ("R0…ab12") when no target has it: a whole routing key never
+** appears in a metric.
+**
+** Thread-safe: every call takes one mutex. Nothing here allocates after
+** a series exists, so counting never fails.
+*/
+#ifndef PDR_METRICS_H
+#define PDR_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define METRICS_MAX_SERIES 256
+
+typedef enum metric_counter {
+    MC_TRIGGERED = 0,      /* pagerduty_events_triggered_total{target,severity} */
+    MC_ACKNOWLEDGED,       /* pagerduty_events_acknowledged_total{target} */
+    MC_RESOLVED,           /* pagerduty_events_resolved_total{target} */
+    MC_CHANGE,             /* pagerduty_change_events_total{target} */
+    MC_API_REQUESTS,       /* pagerduty_api_requests_total{endpoint,status} */
+    MC_API_ERRORS,         /* pagerduty_api_errors_total{error_type} */
+    MC_RATE_LIMIT_HITS,    /* pagerduty_rate_limit_hits_total{target} */
+    MC_INGEST,             /* pdrelay_ingest_total{endpoint,result} */
+    MC_DEAD_LETTERS,       /* pdrelay_dead_letters_total{reason} */
+    MC_COUNT
+} metric_counter;
+
+typedef enum metric_hist {
+    MH_API_DURATION = 0,   /* pagerduty_api_duration_seconds{endpoint} */
+    MH_COMMIT,             /* pdrelay_ingest_commit_seconds */
+    MH_COUNT
+} metric_hist;
+
+/* Adds n to a counter; label values in the family's order (l2 NULL for a
+** family with one label, both NULL for none). */
+void metrics_add(metric_counter c, const char *l1, const char *l2, double n);
+#define metrics_inc(c, l1, l2) metrics_add((c), (l1), (l2), 1)
+
+/* Records one observation (seconds) in a histogram. */
+void metrics_observe(metric_hist h, const char *l1, double seconds);
+
+/* The current value of a counter series (0 when it does not exist): for tests. */
+double metrics_get(metric_counter c, const char *l1, const char *l2);
+
+/* Sets the routing key -> target name map used by metrics_target(). Called
+** at start and on every reload; cfg is copied. */
+void metrics_set_targets(const pdr_config *cfg);
+
+/* The target label of a routing key into out (a target name, or the key
+** redacted). Returns out. */
+const char *metrics_target(const char *routing_key, char *out, size_t outsz);
+
+/* Gauges read at scrape time from the database. */
+typedef struct metrics_gauges {
+    int64_t pending;
+    int64_t dead;
+    double oldest_age_s;    /* 0 when nothing is pending */
+    int64_t dedup_entries;
+} metrics_gauges;
+
+/* The whole exposition (malloc'd, NUL-terminated), or NULL on out of memory. */
+char *metrics_render(const metrics_gauges *g);
+
+/* Clears every series (tests). */
+void metrics_reset(void);
+
+/* A monotonic clock in seconds, for durations. */
+double metrics_now(void);
+
+#endif /* PDR_METRICS_H */
