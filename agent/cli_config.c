@@ -33,8 +33,9 @@ static void config_print(const pdr_config *c)
 {
     char d1[32], d2[32], d3[32], d4[32], d5[32];
     printf("%s: valid\n", c->path);
-    printf("[agent]     data_dir=%s log_level=%s source=%s default_severity=%s\n", c->data_dir,
-           pdr_log_level_name(c->log_level), c->source, pdr_severity_name(c->default_severity));
+    printf("[agent]     data_dir=%s log_level=%s syslog=%s source=%s default_severity=%s\n", c->data_dir,
+           pdr_log_level_name(c->log_level), c->syslog ? "true" : "false", c->source,
+           pdr_severity_name(c->default_severity));
     printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s max_connections=%d idle_timeout=%s\n",
            c->listen_address, c->listen_port, or_unset(c->unix_socket), or_unset(c->auth_token_file),
            c->max_connections, pdr_duration_format(c->idle_timeout_ms, d5, sizeof d5));

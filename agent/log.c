@@ -8,12 +8,21 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 4096
 
 static volatile int log_level = PDR_LOG_INFO;
+static volatile int log_syslog;
+
+void pdr_log_set_syslog(int on)
+{
+    if (on && !log_syslog) openlog("pdrelay", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    if (!on && log_syslog) closelog();
+    log_syslog = on;
+}
 
 void pdr_log_set_level(pdr_log_level level) { log_level = (int)level; }
 
@@ -103,4 +112,11 @@ void pdr_log(pdr_log_level level, const char *msg, ...)
     l.buf[l.len++] = '\n';
     ssize_t w = write(2, l.buf, l.len);
     (void)w;
+    if (log_syslog) {
+        /* syslog stamps its own time: the line from "level=" on. */
+        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+        const char *from = memchr(l.buf, ' ', l.len);
+        from = from ? from + 1 : l.buf;
+        syslog(prio[level], "%.*s", (int)(l.len - 1 - (size_t)(from - l.buf)), from);
+    }
 }

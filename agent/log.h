@@ -14,6 +14,10 @@
 #include "config.h"
 
 void pdr_log_set_level(pdr_log_level level);
+
+/* Also send every line to syslog(3) (facility daemon, ident "pdrelay"), for
+** appliances whose init collects syslog rather than stderr ([agent] syslog). */
+void pdr_log_set_syslog(int on);
 int pdr_log_enabled(pdr_log_level level);
 
 /* Logs msg with fields given as alternating key and value strings, ended by

@@ -73,6 +73,7 @@ typedef struct key_def {
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const sync_names[] = {"full", "normal", NULL};
+static const char *const bool_names[] = {"false", "true", NULL};
 static const char *const severity_names[] = {"critical", "error", "warning", "info", NULL};
 
 _Static_assert(sizeof(pdr_log_level) == sizeof(int), "enum fields are stored as int");
@@ -84,6 +85,7 @@ static const key_def key_table[] = {
     {"agent", "data_dir", KT_STRING, 0, "./var", CFG(data_dir), 0, 0, NULL},
     {"agent", "log_level", KT_ENUM, 0, "info", CFG(log_level), 0, 0, log_level_names},
     {"agent", "source", KT_STRING, 0, NULL, CFG(source), 0, 0, NULL},
+    {"agent", "syslog", KT_ENUM, 0, "false", CFG(syslog), 0, 0, bool_names},
     {"agent", "default_severity", KT_ENUM, 0, "error", CFG(default_severity), 0, 0, severity_names},
     {"listen", "address", KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL},
     {"listen", "port", KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL},

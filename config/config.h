@@ -68,6 +68,7 @@ typedef struct pdr_config {
     char *data_dir;             /* default "./var" */
     pdr_log_level log_level;    /* default info */
     char *source;               /* default: the host name */
+    int syslog;                 /* default false: also log to syslog(3) */
     int default_severity;       /* default "error": PagerDuty severity of an alert
                                 ** whose severity is missing or unknown; an index
                                 ** for pdr_severity_name() */

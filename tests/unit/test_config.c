@@ -106,6 +106,7 @@ static void check_defaults(const pdr_config *c)
 
     assert_string_equal(c->data_dir, "./var");
     assert_int_equal(c->log_level, PDR_LOG_INFO);
+    assert_int_equal(c->syslog, 0);
     assert_string_equal(c->source, host);
     assert_string_equal(c->listen_address, "127.0.0.1");
     assert_int_equal(c->listen_port, 8787);
@@ -344,7 +345,7 @@ static void test_error_unknown_key(void **state)
                   "[listen]\nprot = 1\n[agent]\nLog_Level = info\n[pagerduty]\nrate = 1\n[outbox]\nsync = full\n"
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
                   ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, idle_timeout",
-                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, default_severity",
+                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy",
                   ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age",
@@ -472,7 +473,7 @@ static void test_line_length_limit(void **state)
     ini = tu_printf("[agent]\ndata_dir = %s\nbogus = 1\ndata_dir = %s\nlog_level = loud\n", x200, x250);
     expect_errors(f, ini,
                   ":2: line too long (at most 199 characters)",
-                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, default_severity",
+                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity",
                   ":4: line too long (at most 199 characters)",
                   ":5: log_level = loud: unknown value; allowed: error, warn, info, debug", NULL);
     free(ini);
@@ -739,7 +740,7 @@ static void test_caps(void **state)
     for (int i = 0; i < 150; i++) p += sprintf(p, "k%d = 1\n", i);
     assert_int_equal(load(f, ini), PDR_ERR_CONFIG);
     assert_int_equal(f->errs.n, PDR_CONFIG_MAX_ERRORS + 1);
-    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, default_severity", f->path);
+    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity", f->path);
     assert_string_equal(f->errs.msgs[99], w);
     free(w);
     w = tu_printf("%s: too many errors; only the first 100 are shown", f->path);
