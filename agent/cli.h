@@ -38,6 +38,10 @@ int cli_help(FILE *out, const char *cmd);
 ** NULL when unknown. The man page is generated from the same text. */
 const char *cli_help_text(const char *cmd);
 
+/* Writes the pdrelay(1) man page (roff, from the help texts) to out; returns
+** 0, or 1 on a write error. `pdrelay man`, a command left out of --help. */
+int cli_man(FILE *out);
+
 /* ---- shared helpers (cli.c) ---- */
 
 /* The config path: path if given, else $PDRELAY_CONFIG, else the default. */

@@ -13,6 +13,9 @@
 **   SIGHUP           reload the config file: targets, routing key files,
 **                    auth token, log level. An invalid file is reported and
 **                    the running config kept. Other sections need a restart.
+**
+** Under systemd (Type=notify) the daemon reports READY=1 once it listens,
+** RELOADING=1 … READY=1 around a reload, and STOPPING=1; see sdnotify.h.
 */
 #include <getopt.h>
 #include <signal.h>
@@ -23,6 +26,7 @@
 #include "cli.h"
 #include "ingest.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "sender.h"
 #include "writer.h"
 
@@ -70,6 +74,21 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
         pdr_log(PDR_LOG_WARN, "changed settings take effect only after a restart", "settings", what, NULL);
 }
 
+/* The STATUS= line systemctl status shows: what the daemon listens on. */
+static void notify_ready(const pdr_config *cfg)
+{
+    char msg[512], tcp[300] = "";
+    const char *addr = cfg->listen_address ? cfg->listen_address : "";
+    int v6 = strchr(addr, ':') != NULL;
+
+    if (cfg->listen_port)
+        snprintf(tcp, sizeof tcp, "%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", cfg->listen_port);
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s%s%s, %zu target%s", tcp,
+             tcp[0] && cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "",
+             cfg->n_targets, cfg->n_targets == 1 ? "" : "s");
+    pdr_sd_notify(msg);
+}
+
 /* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
 static void reload(ingest *ing, const pdr_config *running, int verbose)
 {
@@ -88,6 +107,7 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
     reload_warn_restart(running, n);
     snprintf(nt, sizeof nt, "%zu", n->n_targets);
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
+    pdr_log_set_syslog(n->syslog);
     rc = ingest_reload(ing, n, err, sizeof err);   /* takes n */
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
@@ -130,6 +150,7 @@ int cli_run(int argc, char **argv)
     cfg = cli_config_load("run", path, &ex);
     if (!cfg) return ex;
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : cfg->log_level);
+    pdr_log_set_syslog(cfg->syslog);
 
     /* Block the signals before any thread exists, so every thread inherits it. */
     sigemptyset(&set);
@@ -175,6 +196,7 @@ int cli_run(int argc, char **argv)
     snprintf(nt, sizeof nt, "%zu", cfg->n_targets);
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
             dbp, "url", cfg->pd_url, "targets", nt, NULL);
+    notify_ready(cfg);
     for (size_t i = 0; i < cfg->n_targets; i++)
         pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",
                 pdr_redact(cfg->targets[i].routing_key, red, sizeof red), NULL);
@@ -183,10 +205,15 @@ int cli_run(int argc, char **argv)
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            /* READY=1 whatever the result: a refused file leaves the old
+            ** config running, which is still a ready service. */
+            pdr_sd_notify_reloading();
             reload(ing, cfg, verbose);
+            pdr_sd_notify("READY=1");
             continue;
         }
         pdr_log(PDR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+        pdr_sd_notify("STOPPING=1");
         break;
     }
 out_stop:

@@ -52,8 +52,8 @@ static const char help_run[] =
 "Signals: SIGTERM or SIGINT stops it: new requests get 503, requests being\n"
 "committed are answered, requests to PagerDuty in flight get [pagerduty]\n"
 "timeout_ms, and every event not confirmed by PagerDuty stays queued.\n"
-"SIGHUP reloads the config file: targets, routing key files, auth token and\n"
-"log level; an invalid file is logged and the running config kept.\n"
+"SIGHUP reloads the config file: targets, routing key files, auth token,\n"
+"log_level and syslog; an invalid file is logged and the running config kept.\n"
 "Logs go to stderr in logfmt, routing keys redacted.\n"
 "\n"
 "Options:\n"
@@ -61,8 +61,9 @@ static const char help_run[] =
 "  -v, --verbose       log at debug level (overrides [agent] log_level)\n"
 "  -h, --help          show this help\n"
 "\n"
-"Exit status: 0 stopped by a signal, 1 cannot start (database, listen\n"
-"address in use), 2 invalid config (or auth token file) or usage.\n";
+"Exit status: 0 stopped by a signal; 1 cannot start (database unreadable or\n"
+"corrupt, listen address in use); 2 invalid config, unreadable auth token\n"
+"file, or usage; 75 database locked by another process (retry).\n";
 
 static const char help_send[] =
 "Usage: pdrelay send [-c FILE] [OPTIONS]\n"

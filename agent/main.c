@@ -45,6 +45,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "send")) return cli_send(argc - 1, argv + 1);
     if (!strcmp(cmd, "queue")) return cli_queue(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) return cli_config(argc - 1, argv + 1);
+    /* Hidden: the build makes the man page with it (see CMakeLists.txt). */
+    if (!strcmp(cmd, "man")) return cli_man(stdout);
     fprintf(stderr, "pdrelay: unknown command '%s'; commands: run, send, queue, config, help "
                     "(see 'pdrelay --help')\n", cmd);
     return CLI_EXIT_USAGE;
