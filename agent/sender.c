@@ -55,6 +55,8 @@ typedef struct lane {
     pd_request *req;
     int busy;
     db_row row;                 /* the row in flight when busy */
+    int64_t not_before_ms;      /* after an outcome the database did not take:
+                                ** no new request before then (wall clock) */
 } lane;
 
 /* One finished transfer of the current pass: recorded in the database
@@ -240,6 +242,10 @@ static void fill(sender *s, int64_t now, int64_t *wake)
             continue;
         }
         if (l->busy) continue;                    /* its completion wakes us */
+        if (l->not_before_ms > now) {
+            min_into(wake, l->not_before_ms);
+            continue;
+        }
         if (s->cfg->max_age_ms && rows[i].created_ms + s->cfg->max_age_ms <= now) {
             kill_expired(s, l, &rows[i]);
             min_into(wake, now);                  /* the next head may be due */
@@ -457,8 +463,13 @@ static int collect(sender *s)
         }
     }
     for (int i = 0; i < n; i++) {
-        report(s, &s->done[i]);
-        db_row_cleanup(&s->done[i].l->row);
+        outcome *o = &s->done[i];
+        /* The database did not take the outcome (disk full, I/O error), so
+        ** the row still looks due: hold the lane back in memory with its
+        ** backoff, or a failing disk becomes a tight resend loop. */
+        if (o->rc) o->l->not_before_ms = pdr_clock_now_ms() + backoff_next(&o->l->bo);
+        report(s, o);
+        db_row_cleanup(&o->l->row);
     }
     return n;
 }

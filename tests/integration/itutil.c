@@ -70,17 +70,23 @@ char *it_log(const it_daemon *d)
     return s ? s : strdup("");
 }
 
-int it_wait_log(const it_daemon *d, const char *needle, int timeout_ms)
+int it_wait_log_count(const it_daemon *d, const char *needle, int n, int timeout_ms)
 {
     int64_t end = pdr_clock_mono_ms() + timeout_ms;
     for (;;) {
         char *s = it_log(d);
-        int found = strstr(s, needle) != NULL;
+        int found = 0;
+        for (const char *p = s; found < n && (p = strstr(p, needle)) != NULL; p++) found++;
         free(s);
-        if (found) return 0;
+        if (found >= n) return 0;
         if (pdr_clock_mono_ms() >= end) return -1;
         poll(NULL, 0, 20);   /* a log file offers nothing to wait on: look again shortly */
     }
+}
+
+int it_wait_log(const it_daemon *d, const char *needle, int timeout_ms)
+{
+    return it_wait_log_count(d, needle, 1, timeout_ms);
 }
 
 int it_send(const char *cfg, const char *key, const char *action, const char *dedup, const char *summary)

@@ -29,6 +29,9 @@ int it_daemon_stop(it_daemon *d, int sig);
 /* Waits until the daemon's log holds needle, up to timeout_ms; 0 when found. */
 int it_wait_log(const it_daemon *d, const char *needle, int timeout_ms);
 
+/* Waits until the daemon's log holds needle at least n times; 0 when so. */
+int it_wait_log_count(const it_daemon *d, const char *needle, int n, int timeout_ms);
+
 /* The daemon's whole log (malloc'd). */
 char *it_log(const it_daemon *d);
 

@@ -522,6 +522,23 @@ static void test_disk_full_503_and_recovery(void **state)
         char *log = it_log(&f->d);
         it_fail("503 without the log line; the daemon's log:\n%s", log);
     }
+    /* Meanwhile the sender cannot record its failed attempts either: it
+    ** must keep backing off (at least 20 ms here), not resend at once. */
+    assert_int_equal(it_wait_log_count(&f->d, "msg=\"cannot record delivery outcomes", 2, 10000), 0);
+    char *log = it_log(&f->d);
+    int64_t t[2];
+    const char *p = log;
+    for (int k = 0; k < 2; k++) {
+        p = strstr(p, "msg=\"cannot record delivery outcomes");
+        const char *line = p;
+        while (line > log && line[-1] != '\n') line--;
+        int hh, mm, ss, ms;
+        assert_int_equal(sscanf(line, "ts=%*d-%*d-%*dT%d:%d:%d.%dZ", &hh, &mm, &ss, &ms), 4);
+        t[k] = ((hh * 60 + mm) * 60 + ss) * 1000LL + ms;
+        p++;
+    }
+    free(log);
+    if (t[1] - t[0] < 15) it_fail("the sender resent after %lld ms while the disk was full", (long long)(t[1] - t[0]));
     assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 503);
     struct rlimit lifted = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
     assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &lifted, NULL), 0);
