@@ -48,7 +48,10 @@ static int needs_quotes(const char *v)
 {
     if (!*v) return 1;
     for (; *v; v++)
-        if (*v <= ' ' || *v == '"' || *v == '=' || *v == '\\') return 1;
+        /* unsigned: plain char is signed on x86 and unsigned on ARM, and
+        ** UTF-8 bytes (>= 0x80) must be quoted on both alike */
+        if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x80 || *v == '"' || *v == '=' || *v == '\\')
+            return 1;
     return 0;
 }
 

@@ -16,22 +16,10 @@ PKGS="build-essential cmake pkg-config ca-certificates
       libinih-dev libmicrohttpd-dev libcmocka-dev
       openssl clang libclang-rt-14-dev prometheus"
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        echo "setup-host: must run as root (or have sudo) to install packages" >&2
-        exit 1
-    fi
-fi
-
-missing=""
-for p in $PKGS; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing="$missing $p"
-    fi
-done
+. "$(dirname "$0")/apt-common.sh"
+apt_root setup-host
+# shellcheck disable=SC2086
+missing=$(apt_missing $PKGS)
 
 if [ -z "$missing" ]; then
     echo "setup-host: all build and test packages are installed"

@@ -18,6 +18,13 @@
 
 /* ---- push ------------------------------------------------------------------ */
 
+/* A count for a LIMIT: size_t may be wider than int64_t (64-bit) or
+** narrower (32-bit ARM), so compare as uint64_t. */
+static int64_t size_to_i64(size_t n)
+{
+    return (uint64_t)n > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)n;
+}
+
 static int outbox_event_valid(const db_event *ev)
 {
     if (!ev || !ev->routing_key || !ev->body) return 0;
@@ -188,7 +195,7 @@ pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, si
     if (!max) return PDR_OK;
     st = db_stmt(db, DB_STMT_OUTBOX_DUE);
     db_bind_int64(st, "@now", now_ms, &src);
-    db_bind_int64(st, "@max", max > INT64_MAX ? INT64_MAX : (int64_t)max, &src);
+    db_bind_int64(st, "@max", size_to_i64(max), &src);
     if (src) {
         sqlite3_reset(st);
         return db_fail(db, src, "binding");
@@ -439,7 +446,7 @@ pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
     else
         st = db_stmt(db, routing_key ? DB_STMT_OUTBOX_LIST_DEAD_KEY : DB_STMT_OUTBOX_LIST_DEAD);
     /* LIMIT -1: no limit */
-    db_bind_int64(st, "@limit", limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit, &src);
+    db_bind_int64(st, "@limit", limit == 0 ? -1 : size_to_i64(limit), &src);
     if (routing_key) db_bind_text(st, "@routing_key", routing_key, &src);
     if (src) {
         sqlite3_reset(st);

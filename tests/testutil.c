@@ -121,12 +121,14 @@ int tu_run(const char *const argv[], const char *stdin_data, char **out, char **
     posix_spawn_file_actions_addclose(&fa, pout[0]);
     posix_spawn_file_actions_addclose(&fa, perr[0]);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    const char **sargv = tu_spawn_argv(argv);
+    int rc = posix_spawnp(&pid, sargv[0], &fa, NULL, (char *const *)sargv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         errno = rc;
-        die(argv[0]);
+        die(sargv[0]);
     }
+    tu_argv_free(sargv, argv);
     close(pin[0]);
     close(pout[1]);
     close(perr[1]);
@@ -197,6 +199,32 @@ const char *tu_pdrelay(void)
 {
     const char *env = getenv("PDRELAY_BIN");
     return env && *env ? env : PDR_TEST_BINARY;
+}
+
+const char **tu_spawn_argv(const char *const argv[])
+{
+    const char *emu = getenv("PDR_TEST_EMULATOR");
+    if (!emu || !*emu || strcmp(argv[0], tu_pdrelay()) != 0) return (const char **)argv;
+    size_t n = 0, words = 0;
+    while (argv[n]) n++;
+    char *copy = strdup(emu);
+    if (!copy) die("strdup");
+    for (char *p = copy; *p; p++) words += (*p != ' ' && *p != '\t') && (p == copy || p[-1] == ' ' || p[-1] == '\t');
+    const char **out = calloc(words + n + 2, sizeof *out);
+    if (!out) die("calloc");
+    size_t k = 0;
+    out[k++] = copy; /* out[0] owns the copy: see tu_argv_free */
+    for (char *save = NULL, *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) out[k++] = w;
+    for (size_t i = 0; i < n; i++) out[k++] = argv[i];
+    out[k] = NULL;
+    return out + 1;
+}
+
+void tu_argv_free(const char **spawn_argv, const char *const argv[])
+{
+    if (spawn_argv == (const char **)argv) return;
+    free((char *)spawn_argv[-1]);
+    free(spawn_argv - 1);
 }
 
 char *tu_printf(const char *fmt, ...)

@@ -39,6 +39,14 @@ struct db *tu_db_open(const char *data_dir, int64_t max_events);
 /* The path of the pdrelay binary under test. */
 const char *tu_pdrelay(void);
 
+/* The argv that runs argv (NULL-terminated) as a child. A cross build's
+** pdrelay cannot be exec'd where binfmt_misc does not run it: then
+** $PDR_TEST_EMULATOR (set by ctest for cross builds, e.g. "qemu-aarch64 -L
+** /usr/aarch64-linux-gnu"; words split on blanks) is put in front of argv when
+** argv[0] is tu_pdrelay(). Otherwise argv itself. Free with tu_argv_free. */
+const char **tu_spawn_argv(const char *const argv[]);
+void tu_argv_free(const char **spawn_argv, const char *const argv[]);
+
 /* snprintf into a malloc'd string. */
 char *tu_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -49,8 +49,10 @@ int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    rc = posix_spawn(&d->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    const char **sargv = tu_spawn_argv(argv);
+    rc = posix_spawnp(&d->pid, sargv[0], &fa, NULL, (char *const *)sargv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    tu_argv_free(sargv, argv);
     return rc;
 }
 
