@@ -38,7 +38,7 @@ static void on_commit(void *ctx)
     pthread_mutex_lock(&f->mu);
     first = f->commits++ == 0;
     pthread_mutex_unlock(&f->mu);
-    /* Holding the writer thread here (after its first commit) lets the
+    /* Holding the leading request here (after its first commit) lets the
     ** other requests queue up; they must then share one transaction. */
     while (first && f->hold_until > 0) {
         writer_stats st;
