@@ -31,6 +31,34 @@
 
 extern char **environ;
 
+/* Daemons still running when the test program exits (a failed assertion
+** skips the test's own cleanup) are killed, so none is left behind. */
+#define IT_MAX_DAEMONS 64
+static pid_t it_pids[IT_MAX_DAEMONS];
+
+static void it_kill_leftovers(void)
+{
+    for (int i = 0; i < IT_MAX_DAEMONS; i++)
+        if (it_pids[i] > 0) {
+            kill(it_pids[i], SIGKILL);
+            waitpid(it_pids[i], NULL, 0);
+        }
+}
+
+static void it_pid_track(pid_t pid, pid_t gone)
+{
+    static int registered;
+    if (!registered) {
+        atexit(it_kill_leftovers);
+        registered = 1;
+    }
+    for (int i = 0; i < IT_MAX_DAEMONS; i++)
+        if (it_pids[i] == gone) {
+            it_pids[i] = pid;
+            return;
+        }
+}
+
 int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
 {
     posix_spawn_file_actions_t fa;
@@ -53,6 +81,7 @@ int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
     rc = posix_spawnp(&d->pid, sargv[0], &fa, NULL, (char *const *)sargv, environ);
     posix_spawn_file_actions_destroy(&fa);
     tu_argv_free(sargv, argv);
+    if (rc == 0) it_pid_track(d->pid, 0);
     return rc;
 }
 
@@ -61,6 +90,7 @@ int it_daemon_stop(it_daemon *d, int sig)
     int status = 0;
     kill(d->pid, sig);
     while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR) {}
+    it_pid_track(0, d->pid);
     d->pid = 0;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
