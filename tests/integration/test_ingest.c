@@ -523,7 +523,8 @@ static void test_disk_full_503_and_recovery(void **state)
         it_fail("503 without the log line; the daemon's log:\n%s", log);
     }
     /* Meanwhile the sender cannot record its failed attempts either: it
-    ** must keep backing off (at least 20 ms here), not resend at once. */
+    ** must keep backing off (20 ms with equal jitter: at least 10 ms here),
+    ** not resend at once (which took 0-1 ms). */
     assert_int_equal(it_wait_log_count(&f->d, "msg=\"cannot record delivery outcomes", 2, 10000), 0);
     char *log = it_log(&f->d);
     int64_t t[2];
@@ -538,7 +539,7 @@ static void test_disk_full_503_and_recovery(void **state)
         p++;
     }
     free(log);
-    if (t[1] - t[0] < 15) it_fail("the sender resent after %lld ms while the disk was full", (long long)(t[1] - t[0]));
+    if (t[1] - t[0] < 5) it_fail("the sender resent after %lld ms while the disk was full", (long long)(t[1] - t[0]));
     assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 503);
     struct rlimit lifted = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
     assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &lifted, NULL), 0);
