@@ -218,7 +218,6 @@ int cli_run(int argc, char **argv)
     }
 out_stop:
     /* Order: no new ingest, answer what is being committed, then the sender. */
-    ingest_quiesce(ing);
     ingest_stop(ing);
     writer_stop(wr);
     if (wr) {

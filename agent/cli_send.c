@@ -365,12 +365,14 @@ int cli_send(int argc, char **argv)
 
     for (size_t i = 0; i < n_keys; i++) {
         pdr_event_errors errs;
+        size_t body_len = 0;
         cJSON *ev = cJSON_Duplicate(tmpl, 1);
         if (!ev || !cJSON_AddStringToObject(ev, "routing_key", keys[i])) {
             cJSON_Delete(ev);
             goto nomem;
         }
-        rc = pdr_event_check(ev, act == PDR_ACTION_CHANGE ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, &rep, &errs);
+        rc = pdr_event_check_text(ev, act == PDR_ACTION_CHANGE ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, &rep, &errs,
+                                  &bodies[i], &body_len);
         if (rc == PDR_ERR_INVALID) {
             for (size_t e = 0; e < errs.n; e++)
                 fprintf(stderr, "pdrelay send: invalid event: %s\n", errs.msgs[e]);
@@ -383,15 +385,13 @@ int cli_send(int argc, char **argv)
             goto nomem;
         }
         if (i == 0) report_repairs(&rep);
-        bodies[i] = cJSON_PrintUnformatted(ev);
         cJSON_Delete(ev);
-        if (!bodies[i]) goto nomem;
         evs[i].routing_key = keys[i];
         evs[i].action = act;
         evs[i].dedup_key = dedup_key;
         evs[i].fingerprint = NULL;
         evs[i].body = bodies[i];
-        evs[i].body_len = strlen(bodies[i]);
+        evs[i].body_len = body_len;
     }
 
     db = cli_db_open("send", cfg, &ex);

@@ -13,10 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-static void err_add(pdr_event_errors *errs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void err_add(pdr_event_errors *errs, const char *fmt, ...)
+void pdr_event_err_add(pdr_event_errors *errs, const char *fmt, ...)
 {
     va_list ap;
     if (errs->n >= PDR_EVENT_MAX_ERRORS) return;
@@ -38,11 +35,11 @@ static const char *need_string(const cJSON *obj, const char *name, const char *p
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!it || cJSON_IsNull(it) || (cJSON_IsString(it) && is_blank(it->valuestring))) {
-        err_add(errs, "'%s' is missing or blank", path);
+        pdr_event_err_add(errs, "'%s' is missing or blank", path);
         return NULL;
     }
     if (!cJSON_IsString(it)) {
-        err_add(errs, "'%s' must be a string", path);
+        pdr_event_err_add(errs, "'%s' must be a string", path);
         return NULL;
     }
     return it->valuestring;
@@ -53,7 +50,7 @@ static void opt_string(const cJSON *obj, const char *name, const char *path, pdr
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (it && !cJSON_IsNull(it) && !cJSON_IsString(it))
-        err_add(errs, "'%s' must be a string", path);
+        pdr_event_err_add(errs, "'%s' must be a string", path);
 }
 
 char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nomem)
@@ -105,13 +102,13 @@ static void check_timestamp(const cJSON *payload, pdr_event_errors *errs)
     const char *rest;
     if (!it || cJSON_IsNull(it)) return;
     if (!cJSON_IsString(it)) {
-        err_add(errs, "'payload.timestamp' must be a string");
+        pdr_event_err_add(errs, "'payload.timestamp' must be a string");
         return;
     }
     memset(&tm, 0, sizeof tm);
     rest = strptime(it->valuestring, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!rest || (*rest && *rest != '.' && *rest != 'Z' && *rest != '+' && *rest != '-'))
-        err_add(errs, "'payload.timestamp' is not a valid ISO 8601 timestamp");
+        pdr_event_err_add(errs, "'payload.timestamp' is not a valid ISO 8601 timestamp");
 }
 
 static void check_severity(const cJSON *payload, pdr_event_errors *errs)
@@ -121,7 +118,7 @@ static void check_severity(const cJSON *payload, pdr_event_errors *errs)
     if (!sev) return;
     for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
         if (!strcmp(sev, allowed[i])) return;
-    err_add(errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)");
+    pdr_event_err_add(errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)");
 }
 
 static void check_links(const cJSON *ev, pdr_event_errors *errs)
@@ -131,14 +128,14 @@ static void check_links(const cJSON *ev, pdr_event_errors *errs)
     int i = 0;
     if (!links || cJSON_IsNull(links)) return;
     if (!cJSON_IsArray(links)) {
-        err_add(errs, "'links' must be an array");
+        pdr_event_err_add(errs, "'links' must be an array");
         return;
     }
     cJSON_ArrayForEach(l, links) {
         char path[32];
         snprintf(path, sizeof path, "links[%d].href", i);
         if (!cJSON_IsObject(l)) {
-            err_add(errs, "'links[%d]' must be an object", i);
+            pdr_event_err_add(errs, "'links[%d]' must be an object", i);
         } else {
             need_string(l, "href", path, errs);
             snprintf(path, sizeof path, "links[%d].text", i);
@@ -157,13 +154,13 @@ static void check_images(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
     int i = 0;
     if (!images || cJSON_IsNull(images)) return;
     if (!cJSON_IsArray(images)) {
-        err_add(errs, "'images' must be an array");
+        pdr_event_err_add(errs, "'images' must be an array");
         return;
     }
     for (img = images->child; img; img = next, i++) {
         next = img->next;
         if (!cJSON_IsObject(img)) {
-            err_add(errs, "'images[%d]' must be an object", i);
+            pdr_event_err_add(errs, "'images[%d]' must be an object", i);
             continue;
         }
         char path[32];
@@ -188,14 +185,12 @@ static size_t json_size(const cJSON *it)
 }
 
 /* Replaces the largest members of custom_details by a short note until the
-** whole event fits PDR_EVENT_MAX_BYTES. */
-static pdr_rc shrink_details(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
+** whole event (total bytes as printed now) fits PDR_EVENT_MAX_BYTES. */
+static pdr_rc shrink_details(cJSON *ev, size_t total, pdr_repairs *rep, pdr_event_errors *errs)
 {
-    size_t total = json_size(ev);
     cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
     cJSON *details = payload ? cJSON_GetObjectItemCaseSensitive(payload, "custom_details") : NULL;
 
-    if (total == (size_t)-1) return PDR_ERR_NOMEM;
     while (total > PDR_EVENT_MAX_BYTES && details) {
         cJSON *victim = NULL, *it;
         size_t victim_size = 0;
@@ -229,7 +224,7 @@ static pdr_rc shrink_details(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs
         total = total - victim_size + json_size(repl);
     }
     if (total > PDR_EVENT_MAX_BYTES)
-        err_add(errs, "Event object is larger than 512 KB");
+        pdr_event_err_add(errs, "Event object is larger than 512 KB");
     return PDR_OK;
 }
 
@@ -263,17 +258,17 @@ static pdr_rc check_dedup_key(cJSON *ev, pdr_action act, pdr_repairs *rep, pdr_e
     cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
     if (dk && !cJSON_IsNull(dk)) {
         if (!cJSON_IsString(dk)) {
-            err_add(errs, "'dedup_key' must be a string");
+            pdr_event_err_add(errs, "'dedup_key' must be a string");
             return PDR_OK;
         }
         if (strlen(dk->valuestring) > PDR_DEDUP_KEY_MAX) {
-            err_add(errs, "'dedup_key' is too long (at most %d characters)", PDR_DEDUP_KEY_MAX);
+            pdr_event_err_add(errs, "'dedup_key' is too long (at most %d characters)", PDR_DEDUP_KEY_MAX);
             return PDR_OK;
         }
         if (dk->valuestring[0] != '\0') return PDR_OK;
     }
     if (act != PDR_ACTION_TRIGGER) {
-        if (act) err_add(errs, "'dedup_key' is missing or blank (required for %s)", pdr_action_name(act));
+        if (act) pdr_event_err_add(errs, "'dedup_key' is missing or blank (required for %s)", pdr_action_name(act));
         return PDR_OK;
     }
     char key[37];
@@ -290,7 +285,8 @@ static pdr_rc check_dedup_key(cJSON *ev, pdr_action act, pdr_repairs *rep, pdr_e
     return PDR_OK;
 }
 
-pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs)
+/* Every rule but the size: errs filled, repairs made in place. */
+static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs)
 {
     pdr_rc rc = PDR_OK;
     pdr_action act = PDR_ACTION_CHANGE;
@@ -298,18 +294,18 @@ pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_eve
     errs->n = 0;
 
     if (!cJSON_IsObject(ev)) {
-        err_add(errs, "Event object must be a JSON object");
+        pdr_event_err_add(errs, "Event object must be a JSON object");
         return PDR_ERR_INVALID;
     }
     const char *rk = need_string(ev, "routing_key", "routing_key", errs);
     if (rk && strlen(rk) != PDR_ROUTING_KEY_LEN)
-        err_add(errs, "'routing_key' is invalid: it must be %d characters long", PDR_ROUTING_KEY_LEN);
+        pdr_event_err_add(errs, "'routing_key' is invalid: it must be %d characters long", PDR_ROUTING_KEY_LEN);
 
     if (kind == PDR_EVENT_ALERT) {
         const char *a = need_string(ev, "event_action", "event_action", errs);
         act = pdr_event_action(ev, kind);
         if (a && !act)
-            err_add(errs, "'event_action' is invalid (must be one of: trigger, acknowledge, resolve)");
+            pdr_event_err_add(errs, "'event_action' is invalid (must be one of: trigger, acknowledge, resolve)");
         rc = check_dedup_key(ev, act, rep, errs);
         if (rc) return rc;
         opt_string(ev, "client", "client", errs);
@@ -319,9 +315,9 @@ pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_eve
     cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
     if (act == PDR_ACTION_TRIGGER || act == PDR_ACTION_CHANGE) {
         if (!payload || cJSON_IsNull(payload)) {
-            err_add(errs, "'payload' is missing or blank");
+            pdr_event_err_add(errs, "'payload' is missing or blank");
         } else if (!cJSON_IsObject(payload)) {
-            err_add(errs, "'payload' must be an object");
+            pdr_event_err_add(errs, "'payload' must be an object");
         } else {
             rc = check_summary(payload, rep, errs);
             if (rc) return rc;
@@ -339,9 +335,40 @@ pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_eve
         check_links(ev, errs);
         check_images(ev, rep, errs);
     }
-    if (errs->n == 0) {
-        rc = shrink_details(ev, rep, errs);
-        if (rc) return rc;
-    }
     return errs->n ? PDR_ERR_INVALID : PDR_OK;
+}
+
+pdr_rc pdr_event_check_text(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs,
+                            char **text_out, size_t *len_out)
+{
+    char *text;
+    size_t len;
+    pdr_rc rc = event_validate(ev, kind, rep, errs);
+    if (rc) return rc;
+    /* The text to send is also the measure of the size: printed once, and
+    ** again only when custom_details had to shrink. */
+    text = cJSON_PrintUnformatted(ev);
+    if (!text) return PDR_ERR_NOMEM;
+    len = strlen(text);
+    if (len > PDR_EVENT_MAX_BYTES) {
+        cJSON_free(text);
+        rc = shrink_details(ev, len, rep, errs);
+        if (rc) return rc;
+        if (errs->n) return PDR_ERR_INVALID;
+        text = cJSON_PrintUnformatted(ev);
+        if (!text) return PDR_ERR_NOMEM;
+        len = strlen(text);
+    }
+    if (text_out) {
+        *text_out = text;
+        *len_out = len;
+    } else {
+        cJSON_free(text);
+    }
+    return PDR_OK;
+}
+
+pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs)
+{
+    return pdr_event_check_text(ev, kind, rep, errs, NULL, NULL);
 }

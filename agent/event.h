@@ -37,6 +37,10 @@ typedef struct pdr_event_errors {
     size_t n;
 } pdr_event_errors;
 
+/* Appends one formatted sentence to errs (dropped past PDR_EVENT_MAX_ERRORS):
+** the one way every parser words a refusal. */
+void pdr_event_err_add(pdr_event_errors *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* What kind of endpoint the event came for. */
 typedef enum pdr_event_kind {
     PDR_EVENT_ALERT = 0,      /* /v2/enqueue: trigger, acknowledge, resolve */
@@ -49,6 +53,13 @@ typedef enum pdr_event_kind {
 ** for an alert event, ev holds a routing_key, an event_action and (for every
 ** action) a dedup_key. */
 pdr_rc pdr_event_check(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs);
+
+/* pdr_event_check(), and the event as compact JSON text after its repairs,
+** the body to send: *text_out (free with cJSON_free) and *len_out. The
+** check measures the size on that text, so a caller that needs it gets it
+** without printing the event a second time. */
+pdr_rc pdr_event_check_text(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs,
+                            char **text_out, size_t *len_out);
 
 /* The action of a checked event (PDR_ACTION_CHANGE for change events). */
 pdr_action pdr_event_action(const cJSON *ev, pdr_event_kind kind);

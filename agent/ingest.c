@@ -349,10 +349,11 @@ static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq
         }
     }
 
-    metrics_add(MC_INGEST, route_name(rq->r), "queued", (double)queued);
-    metrics_add(MC_INGEST, route_name(rq->r), "coalesced", (double)coalesced);
-    metrics_add(MC_INGEST, route_name(rq->r), "repaired", (double)repaired);
-    metrics_add(MC_INGEST, route_name(rq->r), "unrouted", (double)nr.unrouted);
+    {
+        static const char *const results[] = {"queued", "coalesced", "repaired", "unrouted"};
+        const double counts[] = {(double)queued, (double)coalesced, (double)repaired, (double)nr.unrouted};
+        metrics_add_each(MC_INGEST, route_name(rq->r), results, counts, 4);   /* one lock */
+    }
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "success");
     if (rq->r == ROUTE_ENQUEUE || rq->r == ROUTE_CHANGE) {
@@ -384,13 +385,12 @@ out_unavailable:
 
 /* GET /metrics: the registry, with the outbox gauges the probe just read
 ** (the last known ones if the database cannot be read now). */
-static enum MHD_Result reply_metrics(struct MHD_Connection *c, pdr_rc probe_rc, const writer_stats *st)
+static enum MHD_Result reply_metrics(struct MHD_Connection *c, const writer_stats *st)
 {
     metrics_gauges g;
     struct MHD_Response *resp;
     enum MHD_Result ret;
     char *text;
-    (void)probe_rc;
     g.pending = st->pending;
     g.dead = st->dead;
     g.dedup_entries = st->dedup_entries;
@@ -423,7 +423,7 @@ static enum MHD_Result handle_get(ingest *in, struct MHD_Connection *c, route r,
     }
     if (atomic_load(&in->stopping)) return reply_unavailable(c, PDR_ERR_SHUTDOWN);
     rc = writer_probe(in->w, &st);
-    if (r == ROUTE_METRICS) return reply_metrics(c, rc, &st);
+    if (r == ROUTE_METRICS) return reply_metrics(c, &st);
     if (rc) return reply_unavailable(c, rc);
     if (st.pending + st.dead >= ref->cfg->max_events)
         return reply_unavailable(c, PDR_ERR_FULL);
@@ -588,6 +588,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_unlock(&in->mu);
     if (last) cfg_unref(ref);
 }
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -767,11 +769,6 @@ pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz)
     metrics_set_targets(cfg);
     cfg_release(in, old);
     return PDR_OK;
-}
-
-void ingest_quiesce(ingest *in)
-{
-    if (in) atomic_store(&in->stopping, 1);
 }
 
 /* Waits until no request is in progress, or until INGEST_DRAIN_MS passed. */

@@ -53,10 +53,8 @@ pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz);
 ** token file cannot be read, with errbuf saying why. */
 pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz);
 
-/* From now on, POSTs are answered 503 "shutting down". */
-void ingest_quiesce(ingest *in);
-
-/* Closes the listeners and waits for requests in progress to finish. */
+/* From now on POSTs are answered 503 "shutting down": closes the listeners,
+** lets requests in progress finish (up to 5 s), then stops. */
 void ingest_stop(ingest *in);
 void ingest_destroy(ingest *in);
 

@@ -161,6 +161,17 @@ void metrics_add(metric_counter c, const char *l1, const char *l2, double n)
     pthread_mutex_unlock(&mu);
 }
 
+void metrics_add_each(metric_counter c, const char *l1, const char *const *l2s, const double *ns, size_t n)
+{
+    if ((unsigned)c >= MC_COUNT) return;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < n; i++) {
+        series *s = counter_series(c, l1, l2s[i]);
+        if (s) s->v += ns[i];
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 double metrics_get(metric_counter c, const char *l1, const char *l2)
 {
     char a[LABEL_MAX], b[LABEL_MAX];

@@ -48,6 +48,9 @@ typedef enum metric_hist {
 void metrics_add(metric_counter c, const char *l1, const char *l2, double n);
 #define metrics_inc(c, l1, l2) metrics_add((c), (l1), (l2), 1)
 
+/* Adds ns[i] to the series (l1, l2s[i]) of c for i < n, under one lock. */
+void metrics_add_each(metric_counter c, const char *l1, const char *const *l2s, const double *ns, size_t n);
+
 /* Records one observation (seconds) in a histogram. */
 void metrics_observe(metric_hist h, const char *l1, double seconds);
 

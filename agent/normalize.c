@@ -3,7 +3,7 @@
 ** queues (see normalize.h). It owns the three body models and the mapping
 ** from an alert (labels, annotations, status) to a PagerDuty event; the rules
 ** of PagerDuty itself (and the repairs) stay in event.c: every event made here
-** goes through pdr_event_check() before it is printed, so what is queued is
+** goes through pdr_event_check_text(), which also prints it, so what is queued is
 ** exactly what PagerDuty accepts.
 **
 ** A body is refused as a whole (PDR_ERR_INVALID, PagerDuty-style sentences)
@@ -60,18 +60,6 @@
 #define GO_ZERO_TIME "0001-01-01T00:00:00Z"
 
 /* ---- errors and the result ---------------------------------------------- */
-
-static void err_add(pdr_event_errors *errs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void err_add(pdr_event_errors *errs, const char *fmt, ...)
-{
-    va_list ap;
-    if (errs->n >= PDR_EVENT_MAX_ERRORS) return;
-    va_start(ap, fmt);
-    vsnprintf(errs->msgs[errs->n++], sizeof errs->msgs[0], fmt, ap);
-    va_end(ap);
-}
 
 static void event_free(norm_event *e)
 {
@@ -140,7 +128,7 @@ static pdr_rc parse_body(const char *body, size_t len, norm_result *out, cJSON *
     ** are reported as the body not being JSON. */
     if (!*root) {
         out->parse_error = 1;
-        err_add(&out->errs, "JSON parse error");
+        pdr_event_err_add(&out->errs, "JSON parse error");
         return PDR_ERR_INVALID;
     }
     return PDR_OK;
@@ -199,11 +187,11 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
 
     memset(&e, 0, sizeof e);
     if (out->n >= NORM_MAX_EVENTS) {
-        err_add(&out->errs, "Body would make more than %d events (alerts x matching targets); send fewer alerts per request",
+        pdr_event_err_add(&out->errs, "Body would make more than %d events (alerts x matching targets); send fewer alerts per request",
                 NORM_MAX_EVENTS);
         return PDR_ERR_INVALID;
     }
-    rc = pdr_event_check(ev, kind, &e.rep, &errs);
+    rc = pdr_event_check_text(ev, kind, &e.rep, &errs, &e.body, &e.body_len);
     if (rc == PDR_ERR_INVALID) {
         out->errs = errs;
         goto out;
@@ -227,9 +215,6 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
     e.repaired = e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk;
 
     rc = PDR_ERR_NOMEM;
-    e.body = cJSON_PrintUnformatted(ev);
-    if (!e.body) goto out;
-    e.body_len = strlen(e.body);
     if (fingerprint) {
         e.fingerprint = strdup(fingerprint);
         if (!e.fingerprint) goto out;
@@ -614,11 +599,11 @@ static void check_labels(const cJSON *labels, const char *path, pdr_event_errors
 {
     const cJSON *it;
     if (!cJSON_IsObject(labels)) {
-        err_add(errs, "'%s' must be an object", path);
+        pdr_event_err_add(errs, "'%s' must be an object", path);
         return;
     }
     cJSON_ArrayForEach(it, labels) {
-        if (!cJSON_IsString(it)) err_add(errs, "'%s.%s' must be a string", path, it->string ? it->string : "");
+        if (!cJSON_IsString(it)) pdr_event_err_add(errs, "'%s.%s' must be a string", path, it->string ? it->string : "");
     }
 }
 
@@ -627,7 +612,7 @@ static void check_opt_string(const cJSON *obj, const char *name, const char *pre
                              pdr_event_errors *errs)
 {
     const cJSON *it = get_present(obj, name);
-    if (it && !cJSON_IsString(it)) err_add(errs, "'%s%s' must be a string", prefix, name);
+    if (it && !cJSON_IsString(it)) pdr_event_err_add(errs, "'%s%s' must be a string", prefix, name);
 }
 
 static int is_change(const cJSON *labels)
@@ -645,17 +630,17 @@ static void am_check_alert(const cJSON *a, size_t i, pdr_event_errors *errs)
     const char *status;
 
     if (!cJSON_IsObject(a)) {
-        err_add(errs, "'alerts[%zu]' must be an object", i);
+        pdr_event_err_add(errs, "'alerts[%zu]' must be an object", i);
         return;
     }
     snprintf(prefix, sizeof prefix, "alerts[%zu].", i);
     status = get_str(a, "status");
     if (!status || (strcmp(status, "firing") && strcmp(status, "resolved")))
-        err_add(errs, "'alerts[%zu].status' must be \"firing\" or \"resolved\"", i);
+        pdr_event_err_add(errs, "'alerts[%zu].status' must be \"firing\" or \"resolved\"", i);
     snprintf(path, sizeof path, "%slabels", prefix);
     check_labels(cJSON_GetObjectItemCaseSensitive(a, "labels"), path, errs);
     if (get_present(a, "annotations") && !cJSON_IsObject(get_present(a, "annotations")))
-        err_add(errs, "'%sannotations' must be an object", prefix);
+        pdr_event_err_add(errs, "'%sannotations' must be an object", prefix);
     for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
         check_opt_string(a, strings[k], prefix, errs);
 }
@@ -667,48 +652,62 @@ static void am_check(const cJSON *root, pdr_event_errors *errs)
     size_t i = 0;
 
     if (!cJSON_IsObject(root)) {
-        err_add(errs, "Webhook body must be a JSON object");
+        pdr_event_err_add(errs, "Webhook body must be a JSON object");
         return;
     }
     version = get_present(root, "version");
     if (version && !(cJSON_IsString(version) && !strcmp(version->valuestring, "4")))
-        err_add(errs, "'version' must be \"4\"");
+        pdr_event_err_add(errs, "'version' must be \"4\"");
     for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
         check_opt_string(root, strings[k], "", errs);
     alerts = cJSON_GetObjectItemCaseSensitive(root, "alerts");
     if (!cJSON_IsArray(alerts)) {
-        err_add(errs, "'alerts' is missing or not an array");
+        pdr_event_err_add(errs, "'alerts' is missing or not an array");
         return;
     }
     cJSON_ArrayForEach(a, alerts) am_check_alert(a, i++, errs);
 }
 
-/* custom_details of a webhook alert (fingerprint is added by alert_route). */
-static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
+/* custom_details with what both alert models share: copies of the labels and
+** annotations; the caller adds its own members (fingerprint is added by
+** alert_route). */
+static pdr_rc details_new(const cJSON *a, cJSON **out)
 {
     cJSON *d = cJSON_CreateObject();
-    pdr_rc rc = PDR_ERR_NOMEM;
-
-    *out = NULL;
-    if (!d) goto out;
-    rc = add_copy(d, "labels", get_present(a, "labels"));
-    if (rc) goto out;
-    rc = add_copy(d, "annotations", get_present(a, "annotations"));
-    if (rc) goto out;
-    rc = add_str(d, "startsAt", get_str(a, "startsAt"));
-    if (rc) goto out;
-    rc = add_str(d, "fingerprint", get_str(a, "fingerprint"));
-    if (rc) goto out;
-    rc = add_str(d, "generatorURL", get_str(a, "generatorURL"));
-    if (rc) goto out;
-    rc = add_str(d, "receiver", get_str(root, "receiver"));
-    if (rc) goto out;
-    rc = add_str(d, "externalURL", get_str(root, "externalURL"));
-    if (rc) goto out;
+    pdr_rc rc = d ? add_copy(d, "labels", get_present(a, "labels")) : PDR_ERR_NOMEM;
+    if (!rc) rc = add_copy(d, "annotations", get_present(a, "annotations"));
+    if (rc) {
+        cJSON_Delete(d);
+        d = NULL;
+    }
     *out = d;
-    d = NULL;
-out:
-    cJSON_Delete(d);
+    return rc;
+}
+
+/* Routes v with its details (taken: freed here, whatever happens). */
+static pdr_rc alert_emit(alert_view *v, cJSON *details, const pdr_config *cfg, norm_result *out, size_t *cap)
+{
+    pdr_rc rc;
+    v->details = details;
+    rc = alert_route(v, cfg, out, cap);
+    cJSON_Delete(details);
+    return rc;
+}
+
+/* custom_details of a webhook alert. */
+static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
+{
+    static const char *const from_alert[] = {"startsAt", "fingerprint", "generatorURL"};
+    static const char *const from_root[] = {"receiver", "externalURL"};
+    pdr_rc rc = details_new(a, out);
+    for (size_t k = 0; !rc && k < sizeof from_alert / sizeof *from_alert; k++)
+        rc = add_str(*out, from_alert[k], get_str(a, from_alert[k]));
+    for (size_t k = 0; !rc && k < sizeof from_root / sizeof *from_root; k++)
+        rc = add_str(*out, from_root[k], get_str(root, from_root[k]));
+    if (rc) {
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -744,15 +743,10 @@ pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, no
         v.client = "Alertmanager";
         v.client_url = get_str(root, "externalURL");
         rc = am_details(a, root, &details);
+        if (!rc) rc = alert_emit(&v, details, cfg, out, &cap);
         if (rc) goto out;
-        v.details = details;
-        rc = alert_route(&v, cfg, out, &cap);
-        if (rc) goto out;
-        cJSON_Delete(details);
-        details = NULL;
     }
 out:
-    cJSON_Delete(details);
     return finish(out, root, rc);
 }
 
@@ -776,27 +770,27 @@ static void alerts_check_one(const cJSON *a, const char *prefix, pdr_event_error
 
     if (!cJSON_IsObject(a)) {
         /* prefix is "[i]."; the element itself is "[i]" */
-        err_add(errs, "'%.*s' must be an object", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
+        pdr_event_err_add(errs, "'%.*s' must be an object", (int)(strlen(prefix) ? strlen(prefix) - 1 : 0), prefix);
         return;
     }
     it = get_present(a, "alert_name");
     if (!it || (cJSON_IsString(it) && is_blank(it->valuestring)))
-        err_add(errs, "'%salert_name' is missing or blank", prefix);
+        pdr_event_err_add(errs, "'%salert_name' is missing or blank", prefix);
     else if (!cJSON_IsString(it))
-        err_add(errs, "'%salert_name' must be a string", prefix);
+        pdr_event_err_add(errs, "'%salert_name' must be a string", prefix);
     if (!alerts_status(get_str(a, "status")))
-        err_add(errs, "'%sstatus' must be one of firing, resolved, acknowledged, silenced", prefix);
+        pdr_event_err_add(errs, "'%sstatus' must be one of firing, resolved, acknowledged, silenced", prefix);
     if (get_present(a, "labels")) {
         snprintf(path, sizeof path, "%slabels", prefix);
         check_labels(get_present(a, "labels"), path, errs);
     }
     if (get_present(a, "annotations") && !cJSON_IsObject(get_present(a, "annotations")))
-        err_add(errs, "'%sannotations' must be an object", prefix);
+        pdr_event_err_add(errs, "'%sannotations' must be an object", prefix);
     for (size_t k = 0; k < sizeof strings / sizeof *strings; k++)
         check_opt_string(a, strings[k], prefix, errs);
     cls = get_present(a, "classification");
     if (cls && !cJSON_IsObject(cls)) {
-        err_add(errs, "'%sclassification' must be an object", prefix);
+        pdr_event_err_add(errs, "'%sclassification' must be an object", prefix);
     } else if (cls) {
         snprintf(path, sizeof path, "%sclassification.", prefix);
         check_opt_string(cls, "severity", path, errs);
@@ -807,25 +801,14 @@ static void alerts_check_one(const cJSON *a, const char *prefix, pdr_event_error
 static pdr_rc alerts_details(const cJSON *a, cJSON **out)
 {
     static const char *const strings[] = {"starts_at", "ends_at", "fingerprint", "generator_url"};
-    cJSON *d = cJSON_CreateObject();
-    pdr_rc rc = PDR_ERR_NOMEM;
-
-    *out = NULL;
-    if (!d) goto out;
-    rc = add_copy(d, "labels", get_present(a, "labels"));
-    if (rc) goto out;
-    rc = add_copy(d, "annotations", get_present(a, "annotations"));
-    if (rc) goto out;
-    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++) {
-        rc = add_str(d, strings[k], get_str(a, strings[k]));
-        if (rc) goto out;
+    pdr_rc rc = details_new(a, out);
+    for (size_t k = 0; !rc && k < sizeof strings / sizeof *strings; k++)
+        rc = add_str(*out, strings[k], get_str(a, strings[k]));
+    if (!rc) rc = add_copy(*out, "classification", get_present(a, "classification"));
+    if (rc) {
+        cJSON_Delete(*out);
+        *out = NULL;
     }
-    rc = add_copy(d, "classification", get_present(a, "classification"));
-    if (rc) goto out;
-    *out = d;
-    d = NULL;
-out:
-    cJSON_Delete(d);
     return rc;
 }
 
@@ -848,7 +831,7 @@ pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_res
             alerts_check_one(a, prefix, &out->errs);
         }
     } else {
-        err_add(&out->errs, "Body must be an alert object or an array of alert objects");
+        pdr_event_err_add(&out->errs, "Body must be an alert object or an array of alert objects");
     }
     rc = PDR_ERR_INVALID;
     if (out->errs.n) goto out;
@@ -875,14 +858,9 @@ pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_res
         v.starts_at = get_str(a, "starts_at");
         v.generator_url = get_str(a, "generator_url");
         rc = alerts_details(a, &details);
+        if (!rc) rc = alert_emit(&v, details, cfg, out, &cap);
         if (rc) goto out;
-        v.details = details;
-        rc = alert_route(&v, cfg, out, &cap);
-        if (rc) goto out;
-        cJSON_Delete(details);
-        details = NULL;
     }
 out:
-    cJSON_Delete(details);
     return finish(out, root, rc);
 }

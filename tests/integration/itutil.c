@@ -369,3 +369,19 @@ long long it_proc_cpu_ticks(pid_t pid)
     if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
     return (long long)(ut + st);
 }
+
+size_t it_count(const char *data_dir, db_row_state st)
+{
+    db_row *rows;
+    size_t n = it_rows(data_dir, st, &rows);
+    db_rows_free(rows, n);
+    return n;
+}
+
+void it_assert_log_lacks(const it_daemon *d, const char *const *secrets, size_t n)
+{
+    char *log = it_log(d);
+    for (size_t i = 0; i < n; i++)
+        if (strstr(log, secrets[i])) it_fail("the log holds a secret whole: %.6s...", secrets[i]);
+    free(log);
+}

@@ -41,6 +41,12 @@ int it_send(const char *cfg, const char *key, const char *action, const char *de
 /* Rows of one state in the outbox of data_dir (caller frees with db_rows_free). */
 size_t it_rows(const char *data_dir, db_row_state st, db_row **rows);
 
+/* How many rows of one state the outbox of data_dir holds. */
+size_t it_count(const char *data_dir, db_row_state st);
+
+/* Fails the test if the daemon's log holds any of the n secrets whole. */
+void it_assert_log_lacks(const it_daemon *d, const char *const *secrets, size_t n);
+
 /* Queues n valid triggers for key, dedup keys "<prefix>-0".."<prefix>-<n-1>",
 ** into data_dir's outbox in one transaction. Aborts on failure. */
 void it_queue(const char *data_dir, const char *key, const char *prefix, int n);

@@ -57,18 +57,10 @@ static void fx_config(fx *f, const char *extra)
     free(text);
 }
 
-/* No log line may hold a routing key whole. */
-static void assert_log_clean(const fx *f)
-{
-    char *log = it_log(&f->d);
-    for (size_t i = 0; i < sizeof KEYS / sizeof *KEYS; i++) assert_null(strstr(log, KEYS[i]));
-    free(log);
-}
-
 static void fx_free(fx *f)
 {
     if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
-    assert_log_clean(f);
+    it_assert_log_lacks(&f->d, KEYS, sizeof KEYS / sizeof *KEYS);   /* no routing key whole */
     mockpd_stop(f->mock);
     if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
     free(f->d.log_path);
@@ -77,14 +69,6 @@ static void fx_free(fx *f)
     free(f->data_dir);
     free(f->log);
     free(f);
-}
-
-static size_t pending(const fx *f)
-{
-    db_row *rows;
-    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
-    db_rows_free(rows, n);
-    return n;
 }
 
 #define jstr it_jstr
@@ -105,7 +89,7 @@ static void test_order_per_key(void **state)
     assert_int_equal(cJSON_GetArraySize(ev), 120);
     for (int k = 0; k < 3; k++) it_assert_in_order(ev, KEYS[k], "e", 40);
     cJSON_Delete(ev);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay stopped\"", 1000), 0);
     fx_free(f);
 }
@@ -137,7 +121,7 @@ static void test_lifecycle_through_failures(void **state)
     assert_non_null(strstr(log, "msg=delivered key=\"R0\xe2\x80\xa6" "ab12\" id=1 action=trigger dedup_key=disk-1 "
                                 "status=202 attempts=3"));
     free(log);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -253,7 +237,7 @@ static void test_dead_letter_then_retry(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(rows[0].id, dead_id);
     db_rows_free(rows, n);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -267,7 +251,7 @@ static void test_outage_then_recovery(void **state)
     it_queue(f->data_dir, KEYS[1], "p", 10);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "error_type=network", 10000), 0);
-    assert_int_equal(pending(f), 20);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 20);
     assert_int_equal(mockpd_restart(f->mock), 0);
     assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 4), 0);
     assert_int_equal(mockpd_wait_requests(f->mock, 4, 10000), 0);
@@ -281,7 +265,7 @@ static void test_outage_then_recovery(void **state)
     char *log = it_log(&f->d);
     assert_non_null(strstr(log, "error_type=server_error"));
     free(log);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -296,7 +280,7 @@ static void test_kill9_loses_nothing(void **state)
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 40, 30000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGKILL), 128 + SIGKILL);
-    size_t left = pending(f);
+    size_t left = it_count(f->data_dir, DB_ROW_PENDING);
     assert_true(left > 0 && left < 200);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     /* everything arrives: 200 distinct events (a repeat of what was in
@@ -314,7 +298,7 @@ static void test_kill9_loses_nothing(void **state)
     it_assert_in_order(ev, KEYS[1], "l", 100);
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -329,7 +313,7 @@ static void test_sigterm_lets_inflight_finish(void **state)
     assert_int_equal(mockpd_wait_requests(f->mock, 1, 10000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(mockpd_stat(f->mock, "accepted"), 1);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     char *log = it_log(&f->d);
     assert_non_null(strstr(log, "dedup_key=slow-1 status=202"));
     assert_true(strstr(log, "dedup_key=slow-1 status=202") < strstr(log, "msg=\"pdrelay stopped\""));
@@ -357,7 +341,7 @@ static void test_tls(void **state)
                 strstr(log, "error_type=tls error=\"tls: Cert verify failed: BADCERT_NOT_TRUSTED"));
     free(log);
     assert_int_equal(mockpd_stat(f->mock, "accepted"), 0);
-    assert_int_equal(pending(f), 1);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 1);
 
     /* the right CA: delivered */
     extra = tu_printf("ca_file = %s\n", mockpd_ca_file(f->mock));
@@ -366,7 +350,7 @@ static void test_tls(void **state)
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -486,7 +470,7 @@ static void test_proxy(void **state)
     assert_string_equal(jstr(e, "path"), "/v2/enqueue");
     assert_string_equal(jstr(e, "dedup_key"), "px-1");
     cJSON_Delete(ev);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
@@ -510,7 +494,7 @@ static void test_max_age(void **state)
     assert_string_equal(rows[1].dedup_key, "old-2");
     assert_string_equal(rows[0].last_error, "max_age exceeded: not delivered in time");
     db_rows_free(rows, n);
-    assert_int_equal(pending(f), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     fx_free(f);
 }
 
