@@ -336,6 +336,14 @@ void writer_stats_get(writer *w, writer_stats *out)
     pthread_mutex_unlock(&w->mu);
 }
 
+void writer_note_failure(writer *w, pdr_rc rc)
+{
+    if (!rc) return;
+    pthread_mutex_lock(&w->mu);
+    w->stats.last_rc = rc;
+    pthread_mutex_unlock(&w->mu);
+}
+
 void writer_stop(writer *w)
 {
     if (!w) return;

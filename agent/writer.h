@@ -73,6 +73,11 @@ pdr_rc writer_probe(writer *w, writer_stats *stats);
 
 void writer_stats_get(writer *w, writer_stats *out);
 
+/* Another connection of this process (the sender) failed to write the
+** database with rc: until a write probe succeeds again, /readyz is 503.
+** Thread-safe. */
+void writer_note_failure(writer *w, pdr_rc rc);
+
 /* Refuses new jobs and waits until the queued ones are committed. */
 void writer_stop(writer *w);
 void writer_destroy(writer *w);
