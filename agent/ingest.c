@@ -2,14 +2,29 @@
 ** ingest.c — the HTTP ingest server (see ingest.h for the endpoints and the
 ** contract).
 **
-** A request goes through libmicrohttpd's access handler three ways:
-**   1st call  (headers read)   route, method, auth, Content-Length checked;
+** libmicrohttpd runs an event loop (epoll) on a small pool of threads
+** ([listen] threads); no thread ever blocks on a client or on the disk, so
+** thousands of open connections cost a little memory each and nothing else.
+** A request goes through the access handler:
+**   1st call  (headers read)   route, method, auth, framing headers checked;
 **                              a refusal is queued at once (MHD then skips
 **                              the body and closes the connection)
 **   next calls (body chunks)   appended to a buffer capped at INGEST_BODY_MAX;
 **                              a chunked body over the cap is read and dropped
-**   last call (body complete)  parsed by normalize.c, handed to the writer,
-**                              answered after the commit
+**   last call (body complete)  parsed by normalize.c and handed to the writer
+**                              (writer_submit_async); the connection is
+**                              suspended until the commit's callback resumes
+**                              it, and the next call answers
+** GET /readyz and /metrics suspend the same way for the writer's probe.
+**
+** Slow clients: each connection has a deadline kept here (not by MHD, whose
+** timeout is about silence): its request must arrive whole within
+** [listen] request_timeout of the connection's opening, or within
+** idle_timeout + request_timeout of the previous reply on a kept-alive
+** connection. A reaper thread sleeps until the earliest deadline and cuts
+** off a connection that missed it (a 408 in PagerDuty's error shape when
+** nothing of the request was answered yet). Deadlines of one kind share one
+** offset, so each kind's list is in deadline order by construction.
 **
 ** Nothing is stored unless the whole body was valid: a 400 leaves the outbox
 ** exactly as it was.
@@ -19,12 +34,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <strings.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -47,9 +64,18 @@
 /* At shutdown, how long requests already begun may take to finish. */
 #define INGEST_DRAIN_MS 5000
 
-/* Stack of each connection's thread: a request needs a few KB of its own,
+/* Stack of each event-loop thread: a request needs a few KB of its own,
 ** and cJSON recursion is capped at CJSON_NESTING_LIMIT levels. */
 #define INGEST_THREAD_STACK (512 * 1024)
+
+/* File descriptors kept for everything but client connections (the
+** database, libcurl's sockets, epoll and wake-up descriptors, logs). */
+#define INGEST_FD_RESERVE 256
+
+/* MHD's messages (refused connections, protocol errors) are logged at most
+** this many times per window; the rest are counted and the count logged. */
+#define MHD_LOG_BURST 5
+#define MHD_LOG_WINDOW_MS 10000
 
 typedef enum route {
     ROUTE_NONE = 0,
@@ -89,10 +115,35 @@ typedef struct cfg_ref {
     unsigned char token_sha[32];
 } cfg_ref;
 
+/* A connection's deadline state (MHD's socket context). Under ingest.cmu. */
+typedef struct conn {
+    struct conn *prev, *next;   /* in ingest.deadlines[list] */
+    int list;                   /* DL_NONE, DL_FIRST or DL_KEEPALIVE */
+    int64_t since_ms;           /* start of the current wait (monotonic) */
+    int fd;
+    int in_request;             /* the handler saw this request's headers */
+    int killed;                 /* the reaper cut it off */
+} conn;
+
+enum { DL_NONE = -1, DL_FIRST = 0, DL_KEEPALIVE = 1, DL_N = 2 };
+
 struct ingest {
     writer *w;
     pthread_mutex_t mu;
     cfg_ref *cur;
+    /* Connection deadlines (see the file header); cmu guards every conn. */
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;         /* signalled when a list gains a head, or at stop */
+    struct { conn *head, *tail; } deadlines[DL_N];
+    int64_t offset_ms[DL_N];    /* deadline = since_ms + offset_ms[list] */
+    pthread_t reaper;
+    int reaper_started, reaper_stop;
+    int64_t timeouts;           /* connections cut off (under cmu) */
+    /* The rate limit on MHD's log lines. */
+    pthread_mutex_t lmu;
+    int64_t log_window_start;
+    int log_in_window;
+    int64_t log_suppressed;
     struct MHD_Daemon *tcp;
     struct MHD_Daemon *unix_d;
     char *unix_path;        /* to unlink on stop */
@@ -108,6 +159,17 @@ typedef struct req {
     char *buf;
     size_t len, cap;
     int too_big;
+    /* A job handed to the writer: the connection is suspended until done. */
+    ingest *in;
+    struct MHD_Connection *c;
+    writer_job job;
+    int submitted;          /* the job went to the writer */
+    atomic_int done;        /* the writer called back */
+    int orphan;             /* under in->mu: MHD finished the request while the
+                            ** job was out; the callback frees the req */
+    norm_result nr;         /* the parsed body, kept for the reply */
+    db_event *evs;
+    pdr_rc *res;
 } req;
 
 /* ---- config references -------------------------------------------------- */
@@ -234,6 +296,56 @@ static const char *route_name(route r)
 
 /* ---- ingest of a body ------------------------------------------------- */
 
+static void req_free(req *rq)
+{
+    free(rq->buf);
+    free(rq->evs);
+    free(rq->res);
+    norm_result_cleanup(&rq->nr);
+    free(rq);
+}
+
+/* The writer's callback (on its thread): the commit or probe ran. The
+** connection is resumed, and MHD calls the handler again to answer. When
+** MHD already gave up on the request (the daemon stopped), the req is
+** freed here instead. Nothing of rq is touched after the resume. */
+static void on_job_done(writer_job *job)
+{
+    req *rq = job->ctx;
+    ingest *in = rq->in;
+    int orphan;
+    pthread_mutex_lock(&in->mu);
+    orphan = rq->orphan;
+    if (!orphan) atomic_store(&rq->done, 1);
+    pthread_mutex_unlock(&in->mu);
+    if (orphan) {
+        req_free(rq);
+        return;
+    }
+    MHD_resume_connection(rq->c);
+}
+
+/* Suspends the connection, then hands rq->job to the writer (in that order:
+** a resume that came before the suspend would be lost). */
+static enum MHD_Result job_submit(ingest *in, struct MHD_Connection *c, req *rq)
+{
+    pdr_rc rc;
+    rq->in = in;
+    rq->c = c;
+    rq->submitted = 1;
+    MHD_suspend_connection(c);
+    rc = writer_submit_async(in->w, &rq->job);
+    if (rc) {
+        /* Not taken (stopping): answer on the next call, as after a failed commit. */
+        rq->job.rc = rc;
+        atomic_store(&rq->done, 1);
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq);
+
 /* 503 for a commit that did not happen. */
 static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
 {
@@ -244,6 +356,9 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full",
                            RETRY_AFTER_FULL, NULL,
                            "the outbox holds [outbox] max_events events; retry when it drains");
+    if (rc == PDR_ERR_NOMEM)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Out of memory", RETRY_AFTER_SOON,
+                           NULL, "pdrelay ran out of memory handling the request; nothing was queued, retry shortly");
     return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox not writable",
                        RETRY_AFTER_SOON, NULL, "the event was not stored: %s; nothing queued was harmed",
                        pdr_strerror(rc));
@@ -277,110 +392,106 @@ static void log_repairs(const norm_event *ev)
             "details_shrunk", ev->rep.details_shrunk ? det : NULL, NULL);
 }
 
-static enum MHD_Result handle_post(ingest *in, struct MHD_Connection *c, req *rq, cfg_ref *ref)
+/* The last call of a POST, before the commit: parses the body and hands its
+** events to the writer. Returns MHD_YES with rq->submitted set when the
+** connection was suspended for the commit; otherwise the reply is queued. */
+static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq)
 {
-    norm_result nr;
-    db_event *evs = NULL;
-    pdr_rc *res = NULL;
+    norm_result *nr = &rq->nr;
     pdr_rc rc;
-    size_t queued = 0, coalesced = 0, full = 0, repaired = 0;
-    enum MHD_Result ret;
-    cJSON *o;
 
     if (atomic_load(&in->stopping)) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         return reply_unavailable(c, PDR_ERR_SHUTDOWN);
     }
     switch (rq->r) {
-    case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, &nr); break;
-    case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, &nr); break;
-    case ROUTE_ALERTMANAGER: rc = norm_alertmanager(rq->buf, rq->len, ref->cfg, &nr); break;
-    default: rc = norm_alerts(rq->buf, rq->len, ref->cfg, &nr); break;
+    case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, nr); break;
+    case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, nr); break;
+    case ROUTE_ALERTMANAGER: rc = norm_alertmanager(rq->buf, rq->len, rq->ref->cfg, nr); break;
+    default: rc = norm_alerts(rq->buf, rq->len, rq->ref->cfg, nr); break;
     }
-    if (rc == PDR_ERR_INVALID) {
-        ret = reply_invalid(c, rq->r, &nr);
-        norm_result_cleanup(&nr);
-        return ret;
-    }
+    /* The body is parsed: its text is no longer needed. */
+    free(rq->buf);
+    rq->buf = NULL;
+    rq->len = rq->cap = 0;
+    if (rc == PDR_ERR_INVALID) return reply_invalid(c, rq->r, nr);
     if (rc) {
-        norm_result_cleanup(&nr);
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         return reply_unavailable(c, rc);
     }
-    if (nr.n) {
-        evs = calloc(nr.n, sizeof *evs);
-        res = calloc(nr.n, sizeof *res);
-        if (!evs || !res) {
-            rc = PDR_ERR_NOMEM;
-            goto out_unavailable;
-        }
-        for (size_t i = 0; i < nr.n; i++) {
-            const norm_event *e = &nr.evs[i];
-            evs[i].routing_key = e->routing_key;
-            evs[i].action = e->action;
-            evs[i].dedup_key = e->dedup_key[0] ? e->dedup_key : NULL;
-            evs[i].fingerprint = e->fingerprint;
-            evs[i].body = e->body;
-            evs[i].body_len = e->body_len;
-        }
-        rc = writer_submit(in->w, evs, nr.n, res, NULL);
-        if (rc) goto out_unavailable;
-        for (size_t i = 0; i < nr.n; i++) {
-            char red[16];
-            if (res[i] == PDR_OK) {
-                queued++;
-                if (nr.evs[i].repaired) repaired++;
-                log_repairs(&nr.evs[i]);
-            } else if (res[i] == PDR_COALESCED) {
-                coalesced++;
-            } else {
-                full++;
-            }
-            if (pdr_log_enabled(PDR_LOG_DEBUG))
-                pdr_log(PDR_LOG_DEBUG, res[i] == PDR_OK ? "queued" : res[i] == PDR_COALESCED ? "coalesced" : "refused",
-                        "endpoint", route_name(rq->r), "key", pdr_redact(nr.evs[i].routing_key, red, sizeof red),
-                        "target", nr.evs[i].target, "action", pdr_action_name(nr.evs[i].action),
-                        "dedup_key", nr.evs[i].dedup_key[0] ? nr.evs[i].dedup_key : NULL, NULL);
-        }
-        if (full) {
-            pdr_log(PDR_LOG_WARN, "outbox full: request refused with 503", "endpoint", route_name(rq->r), NULL);
-            rc = PDR_ERR_FULL;
-            goto out_unavailable;
-        }
+    if (nr->n == 0) return post_reply(c, rq);   /* every alert unrouted: nothing to commit */
+    rq->evs = calloc(nr->n, sizeof *rq->evs);
+    rq->res = calloc(nr->n, sizeof *rq->res);
+    if (!rq->evs || !rq->res) {
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+        return reply_unavailable(c, PDR_ERR_NOMEM);
     }
+    for (size_t i = 0; i < nr->n; i++) {
+        const norm_event *e = &nr->evs[i];
+        rq->evs[i].routing_key = e->routing_key;
+        rq->evs[i].action = e->action;
+        rq->evs[i].dedup_key = e->dedup_key[0] ? e->dedup_key : NULL;
+        rq->evs[i].fingerprint = e->fingerprint;
+        rq->evs[i].body = e->body;
+        rq->evs[i].body_len = e->body_len;
+    }
+    writer_job_push(&rq->job, rq->evs, nr->n, rq->res, NULL, on_job_done, rq);
+    return job_submit(in, c, rq);
+}
 
+/* The call after the commit: the reply from the job's results. */
+static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
+{
+    const norm_result *nr = &rq->nr;
+    size_t queued = 0, coalesced = 0, full = 0, repaired = 0;
+    cJSON *o;
+
+    if (rq->submitted && rq->job.rc) {
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+        return reply_unavailable(c, rq->job.rc);
+    }
+    for (size_t i = 0; rq->submitted && i < nr->n; i++) {
+        char red[16];
+        if (rq->res[i] == PDR_OK) {
+            queued++;
+            if (nr->evs[i].repaired) repaired++;
+            log_repairs(&nr->evs[i]);
+        } else if (rq->res[i] == PDR_COALESCED) {
+            coalesced++;
+        } else {
+            full++;
+        }
+        if (pdr_log_enabled(PDR_LOG_DEBUG))
+            pdr_log(PDR_LOG_DEBUG, rq->res[i] == PDR_OK ? "queued" : rq->res[i] == PDR_COALESCED ? "coalesced" : "refused",
+                    "endpoint", route_name(rq->r), "key", pdr_redact(nr->evs[i].routing_key, red, sizeof red),
+                    "target", nr->evs[i].target, "action", pdr_action_name(nr->evs[i].action),
+                    "dedup_key", nr->evs[i].dedup_key[0] ? nr->evs[i].dedup_key : NULL, NULL);
+    }
+    if (full) {
+        pdr_log(PDR_LOG_WARN, "outbox full: request refused with 503", "endpoint", route_name(rq->r), NULL);
+        metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+        return reply_unavailable(c, PDR_ERR_FULL);
+    }
     {
         static const char *const results[] = {"queued", "coalesced", "repaired", "unrouted"};
-        const double counts[] = {(double)queued, (double)coalesced, (double)repaired, (double)nr.unrouted};
+        const double counts[] = {(double)queued, (double)coalesced, (double)repaired, (double)nr->unrouted};
         metrics_add_each(MC_INGEST, route_name(rq->r), results, counts, 4);   /* one lock */
     }
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "success");
     if (rq->r == ROUTE_ENQUEUE || rq->r == ROUTE_CHANGE) {
         cJSON_AddStringToObject(o, "message", "Event processed");
-        if (nr.n && nr.evs[0].dedup_key[0]) cJSON_AddStringToObject(o, "dedup_key", nr.evs[0].dedup_key);
-        ret = reply_json(c, MHD_HTTP_ACCEPTED, o, NULL, NULL);
-    } else {
-        cJSON_AddStringToObject(o, "message", "Alerts processed");
-        cJSON_AddNumberToObject(o, "alerts", (double)nr.alerts);
-        cJSON_AddNumberToObject(o, "events", (double)nr.n);
-        cJSON_AddNumberToObject(o, "queued", (double)queued);
-        cJSON_AddNumberToObject(o, "coalesced", (double)coalesced);
-        cJSON_AddNumberToObject(o, "repaired", (double)nr.repaired);
-        cJSON_AddNumberToObject(o, "unrouted", (double)nr.unrouted);
-        ret = reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
+        if (nr->n && nr->evs[0].dedup_key[0]) cJSON_AddStringToObject(o, "dedup_key", nr->evs[0].dedup_key);
+        return reply_json(c, MHD_HTTP_ACCEPTED, o, NULL, NULL);
     }
-    free(evs);
-    free(res);
-    norm_result_cleanup(&nr);
-    return ret;
-
-out_unavailable:
-    metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
-    free(evs);
-    free(res);
-    norm_result_cleanup(&nr);
-    return reply_unavailable(c, rc);
+    cJSON_AddStringToObject(o, "message", "Alerts processed");
+    cJSON_AddNumberToObject(o, "alerts", (double)nr->alerts);
+    cJSON_AddNumberToObject(o, "events", (double)nr->n);
+    cJSON_AddNumberToObject(o, "queued", (double)queued);
+    cJSON_AddNumberToObject(o, "coalesced", (double)coalesced);
+    cJSON_AddNumberToObject(o, "repaired", (double)nr->repaired);
+    cJSON_AddNumberToObject(o, "unrouted", (double)nr->unrouted);
+    return reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
 }
 
 /* GET /metrics: the registry, with the outbox gauges the probe just read
@@ -409,29 +520,37 @@ static enum MHD_Result reply_metrics(struct MHD_Connection *c, const writer_stat
     return ret;
 }
 
-static enum MHD_Result handle_get(ingest *in, struct MHD_Connection *c, route r, cfg_ref *ref)
+/* GET /healthz answers at once; /readyz and /metrics need the writer's
+** probe: the connection is suspended until it ran (rq->submitted). */
+static enum MHD_Result get_submit(ingest *in, struct MHD_Connection *c, req *rq)
 {
     cJSON *o;
-    writer_stats st;
-    pdr_rc rc;
-
-    if (r == ROUTE_HEALTHZ) {
+    if (rq->r == ROUTE_HEALTHZ) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "status", "ok");
         cJSON_AddStringToObject(o, "version", PDR_VERSION);
         return reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
     }
     if (atomic_load(&in->stopping)) return reply_unavailable(c, PDR_ERR_SHUTDOWN);
-    rc = writer_probe(in->w, &st);
-    if (r == ROUTE_METRICS) return reply_metrics(c, &st);
-    if (rc) return reply_unavailable(c, rc);
-    if (st.pending + st.dead >= ref->cfg->max_events)
-        return reply_unavailable(c, PDR_ERR_FULL);
+    writer_job_probe(&rq->job, on_job_done, rq);
+    return job_submit(in, c, rq);
+}
+
+static enum MHD_Result get_reply(ingest *in, struct MHD_Connection *c, req *rq)
+{
+    writer_stats st;
+    int64_t max_events = writer_max_events(in->w);   /* what the writer enforces */
+    cJSON *o;
+
+    writer_stats_get(in->w, &st);
+    if (rq->r == ROUTE_METRICS) return reply_metrics(c, &st);
+    if (rq->job.rc) return reply_unavailable(c, rq->job.rc);
+    if (st.pending + st.dead >= max_events) return reply_unavailable(c, PDR_ERR_FULL);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ready");
     cJSON_AddNumberToObject(o, "pending", (double)st.pending);
     cJSON_AddNumberToObject(o, "dead", (double)st.dead);
-    cJSON_AddNumberToObject(o, "max_events", (double)ref->cfg->max_events);
+    cJSON_AddNumberToObject(o, "max_events", (double)max_events);
     return reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
 }
 
@@ -465,12 +584,54 @@ static int auth_ok(struct MHD_Connection *c, const cfg_ref *ref)
     return diff == 0;
 }
 
+/* Counts the headers named like *cls's name (MHD keeps every one). */
+typedef struct hdr_count {
+    const char *name;
+    int n;
+    const char *value;      /* the first one */
+} hdr_count;
+
+static enum MHD_Result hdr_count_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    hdr_count *hc = cls;
+    (void)kind;
+    if (key && strcasecmp(key, hc->name) == 0 && hc->n++ == 0) hc->value = value;
+    return MHD_YES;
+}
+
+/* How the body is delimited must be unambiguous (RFC 9112 6.3): one
+** Content-Length, or Transfer-Encoding: chunked alone. A request smuggling
+** two readings of its length is refused, never guessed at. Returns 0 when
+** the framing is fine, else 1 with why filled. */
+static int framing_check(struct MHD_Connection *c, char *why, size_t whysz)
+{
+    hdr_count cl = {MHD_HTTP_HEADER_CONTENT_LENGTH, 0, NULL};
+    hdr_count te = {MHD_HTTP_HEADER_TRANSFER_ENCODING, 0, NULL};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, hdr_count_one, &cl);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, hdr_count_one, &te);
+    if (cl.n > 1) {
+        snprintf(why, whysz, "the request has %d Content-Length headers; send exactly one", cl.n);
+        return 1;
+    }
+    if (te.n && cl.n) {
+        snprintf(why, whysz, "the request has both Content-Length and Transfer-Encoding; send one of them");
+        return 1;
+    }
+    if (te.n > 1 || (te.n && strcasecmp(te.value, "chunked") != 0)) {
+        snprintf(why, whysz, "Transfer-Encoding '%.40s' is not supported; send 'chunked' or a Content-Length",
+                 te.n > 1 ? "(several headers)" : te.value);
+        return 1;
+    }
+    return 0;
+}
+
 /* The first call of a request: everything that can be refused before the
 ** body is read. Returns MHD_YES with *done = 0 to go on reading. */
 static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *rq, const char *url,
                                      const char *method, int *done)
 {
     const char *cl;
+    char why[160];
 
     *done = 1;
     rq->r = route_find(url);
@@ -490,6 +651,13 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
             return reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized", NULL, NULL,
                                "this pdrelay requires the header 'Authorization: Bearer <token>' "
                                "with the token of [listen] auth_token_file");
+        }
+        if (framing_check(c, why, sizeof why)) {
+            metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+            pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "400", "error", why,
+                    NULL);
+            return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid request", "Bad request framing", NULL, NULL, "%s",
+                               why);
         }
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > INGEST_BODY_MAX) {
@@ -531,16 +699,189 @@ static void body_append(req *rq, const char *data, size_t n)
     rq->len += n;
 }
 
+/* ---- connection deadlines -------------------------------------------- */
+
+static void dl_detach(ingest *in, conn *cn)
+{
+    if (cn->list == DL_NONE) return;
+    if (cn->prev) {
+        cn->prev->next = cn->next;
+    } else {
+        in->deadlines[cn->list].head = cn->next;
+    }
+    if (cn->next) {
+        cn->next->prev = cn->prev;
+    } else {
+        in->deadlines[cn->list].tail = cn->prev;
+    }
+    cn->prev = cn->next = NULL;
+    cn->list = DL_NONE;
+}
+
+/* Starts a wait of kind list now; it joins the tail, which keeps the list in
+** deadline order (same offset, later start). */
+static void dl_append(ingest *in, conn *cn, int list)
+{
+    dl_detach(in, cn);
+    cn->since_ms = pdr_clock_mono_ms();
+    cn->list = list;
+    cn->prev = in->deadlines[list].tail;
+    if (cn->prev) {
+        cn->prev->next = cn;
+    } else {
+        in->deadlines[list].head = cn;
+        pthread_cond_signal(&in->ccv);   /* the reaper may sleep with no deadline */
+    }
+    in->deadlines[list].tail = cn;
+}
+
+static conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The handler takes over the request (its reply is being made, or it waits
+** for the writer): no deadline until it completes. Returns 0 when the reaper
+** cut the connection off first. */
+static int conn_busy(ingest *in, struct MHD_Connection *c)
+{
+    conn *cn = conn_of(c);
+    int alive = 1;
+    if (!cn) return 1;
+    pthread_mutex_lock(&in->cmu);
+    if (cn->killed) {
+        alive = 0;
+    } else {
+        dl_detach(in, cn);
+    }
+    pthread_mutex_unlock(&in->cmu);
+    return alive;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    ingest *in = cls;
+    conn *cn = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cn = calloc(1, sizeof *cn);
+        if (!cn) return;   /* no deadline for it: MHD's idle timeout still applies */
+        cn->list = DL_NONE;
+        cn->fd = ci ? ci->connect_fd : -1;
+        *socket_context = cn;
+        pthread_mutex_lock(&in->cmu);
+        dl_append(in, cn, DL_FIRST);
+        pthread_mutex_unlock(&in->cmu);
+        return;
+    }
+    if (!cn) return;
+    /* MHD closes the socket after this call: the reaper, which shuts
+    ** sockets down under cmu, can never touch a descriptor reused since. */
+    pthread_mutex_lock(&in->cmu);
+    dl_detach(in, cn);
+    pthread_mutex_unlock(&in->cmu);
+    free(cn);
+    *socket_context = NULL;
+}
+
+/* What a client that was too slow is told, when nothing of its request was
+** answered yet. Written whole by the reaper, then the socket is shut down. */
+static const char REPLY_408[] =
+    "HTTP/1.1 408 Request Timeout\r\n"
+    "Content-Type: application/json\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 155\r\n"
+    "\r\n"
+    "{\"status\":\"invalid request\",\"message\":\"Request timeout\",\"errors\":"
+    "[\"the request did not arrive whole within [listen] request_timeout\"]}";
+
+static void *reaper_main(void *arg)
+{
+    ingest *in = arg;
+    int64_t cut = 0;
+    pthread_mutex_lock(&in->cmu);
+    while (!in->reaper_stop) {
+        int64_t now = pdr_clock_mono_ms(), next = INT64_MAX;
+        int which = DL_NONE;
+        for (int l = 0; l < DL_N; l++) {
+            conn *h = in->deadlines[l].head;
+            if (h && h->since_ms + in->offset_ms[l] < next) {
+                next = h->since_ms + in->offset_ms[l];
+                which = l;
+            }
+        }
+        if (which == DL_NONE) {
+            if (cut) {
+                char n[24];
+                snprintf(n, sizeof n, "%lld", (long long)cut);
+                pdr_log(PDR_LOG_INFO, "slow connections cut off", "count", n, "reason", "request_timeout", NULL);
+                cut = 0;
+            }
+            pthread_cond_wait(&in->ccv, &in->cmu);
+            continue;
+        }
+        if (next > now) {
+            struct timespec ts;
+            int64_t wait = next - now;
+            if (cut && wait > 1000) {   /* a quiet moment: say how many went */
+                char n[24];
+                snprintf(n, sizeof n, "%lld", (long long)cut);
+                pdr_log(PDR_LOG_INFO, "slow connections cut off", "count", n, "reason", "request_timeout", NULL);
+                cut = 0;
+            }
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += (time_t)(wait / 1000);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&in->ccv, &in->cmu, &ts);
+            continue;
+        }
+        {
+            conn *cn = in->deadlines[which].head;
+            dl_detach(in, cn);
+            cn->killed = 1;
+            if (cn->fd >= 0) {
+                if (!cn->in_request) {
+                    ssize_t wr = send(cn->fd, REPLY_408, sizeof REPLY_408 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    (void)wr;   /* best effort: the client may be gone */
+                }
+                shutdown(cn->fd, SHUT_RDWR);   /* MHD sees the end and closes it */
+            }
+            in->timeouts++;
+            cut++;
+        }
+    }
+    pthread_mutex_unlock(&in->cmu);
+    return NULL;
+}
+
+/* ---- the handler ------------------------------------------------------- */
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
     ingest *in = cls;
     req *rq = *con_cls;
-    enum MHD_Result ret;
+    (void)version;
 
     if (!rq) {
         int done;
+        conn *cn = conn_of(c);
+        enum MHD_Result ret;
+        if (cn) {
+            int killed;
+            pthread_mutex_lock(&in->cmu);
+            cn->in_request = 1;   /* from now on MHD may write (100 Continue, a reply) */
+            killed = cn->killed;
+            pthread_mutex_unlock(&in->cmu);
+            if (killed) return MHD_NO;
+        }
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
@@ -551,6 +892,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->ref->refs++;
         pthread_mutex_unlock(&in->mu);
         ret = request_begin(in, c, rq, url, method, &done);
+        if (done && !conn_busy(in, c)) return MHD_NO;
         return ret;   /* done or not: MHD_YES reads on, a queued reply ends it */
     }
     if (*upload_data_size) {
@@ -558,6 +900,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (rq->submitted) {
+        /* Resumed: the writer ran the job. */
+        if (!atomic_load(&rq->done)) return MHD_YES;
+        return is_post_route(rq->r) ? post_reply(c, rq) : get_reply(in, c, rq);
+    }
+    if (!conn_busy(in, c)) return MHD_NO;   /* the body is whole: its deadline is met */
     if (rq->too_big == 1) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "413", NULL);
@@ -565,8 +913,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                            "the request body is larger than %d bytes (512 KB)", INGEST_BODY_MAX);
     }
     if (rq->too_big == 2) return reply_unavailable(c, PDR_ERR_NOMEM);
-    if (is_post_route(rq->r)) return handle_post(in, c, rq, rq->ref);
-    return handle_get(in, c, rq->r, rq->ref);
+    if (is_post_route(rq->r)) return post_submit(in, c, rq);
+    return get_submit(in, c, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -574,27 +922,63 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     ingest *in = cls;
     req *rq = *con_cls;
+    conn *cn = conn_of(c);
     cfg_ref *ref;
-    int last;
+    int last, orphan = 0;
+    (void)toe;
+    if (cn) {
+        /* The next request on this connection: within idle_timeout +
+        ** request_timeout of now. */
+        pthread_mutex_lock(&in->cmu);
+        cn->in_request = 0;
+        if (!cn->killed) dl_append(in, cn, DL_KEEPALIVE);
+        pthread_mutex_unlock(&in->cmu);
+    }
     if (!rq) return;
     ref = rq->ref;
-    free(rq->buf);
-    free(rq);
     *con_cls = NULL;
     /* One lock per request end: uncount it and drop its config. */
     pthread_mutex_lock(&in->mu);
     if (--in->active == 0) pthread_cond_broadcast(&in->idle_cv);
     last = --ref->refs == 0;
+    if (rq->submitted && !atomic_load(&rq->done)) orphan = rq->orphan = 1;   /* the callback frees it */
     pthread_mutex_unlock(&in->mu);
+    if (!orphan) req_free(rq);
     if (last) cfg_unref(ref);
 }
 
+/* libmicrohttpd's own messages: refused connections at a limit, protocol
+** errors it answered itself. A flood of them (one hostile client) must not
+** flood the log: MHD_LOG_BURST lines per window, then a count. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    ingest *in = cls;
     char msg[512];
     size_t n;
+    int64_t now = pdr_clock_mono_ms(), suppressed = 0;
+    int emit;
+    pthread_mutex_lock(&in->lmu);
+    if (now - in->log_window_start >= MHD_LOG_WINDOW_MS) {
+        suppressed = in->log_suppressed;
+        in->log_suppressed = 0;
+        in->log_window_start = now;
+        in->log_in_window = 0;
+    }
+    emit = in->log_in_window < MHD_LOG_BURST;
+    if (emit) {
+        in->log_in_window++;
+    } else {
+        in->log_suppressed++;
+    }
+    pthread_mutex_unlock(&in->lmu);
+    if (suppressed) {
+        char k[24];
+        snprintf(k, sizeof k, "%lld", (long long)suppressed);
+        pdr_log(PDR_LOG_WARN, "http server messages suppressed", "count", k, NULL);
+    }
+    if (!emit) return;
     vsnprintf(msg, sizeof msg, fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
@@ -630,6 +1014,18 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
     metrics_set_targets(cfg);
     pthread_mutex_init(&in->mu, NULL);
     pthread_cond_init(&in->idle_cv, NULL);
+    pthread_mutex_init(&in->cmu, NULL);
+    pthread_mutex_init(&in->lmu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&in->ccv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    /* Listen settings need a restart: they are fixed here. */
+    in->offset_ms[DL_FIRST] = cfg->request_timeout_ms;
+    in->offset_ms[DL_KEEPALIVE] = cfg->idle_timeout_ms + cfg->request_timeout_ms;
     *out = in;
     return PDR_OK;
 }
@@ -639,25 +1035,39 @@ static struct MHD_Daemon *daemon_start(ingest *in, const pdr_config *cfg, unsign
                                        const struct sockaddr *sa)
 {
     unsigned timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
-    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
-             MHD_USE_ITC;   /* for MHD_quiesce_daemon */
-    if (listen_fd >= 0)
-        return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in,
-                                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,   /* first, as MHD asks */
-                                MHD_OPTION_LISTEN_SOCKET, listen_fd,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                                MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-                                MHD_OPTION_THREAD_STACK_SIZE, (size_t)INGEST_THREAD_STACK,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
-                                MHD_OPTION_END);
-    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, in,
-                            MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)INGEST_THREAD_STACK,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, in,
-                            MHD_OPTION_END);
+    flags |= MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME |
+             MHD_USE_ITC;   /* for MHD_quiesce_daemon and resuming */
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, in},   /* first, as MHD asks */
+        {listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR, listen_fd, (void *)sa},
+        {MHD_OPTION_THREAD_POOL_SIZE, cfg->listen_threads, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_client, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
+        {MHD_OPTION_THREAD_STACK_SIZE, INGEST_THREAD_STACK, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, in},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, in},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+/* Every connection is a descriptor: raise the soft limit towards what
+** max_connections needs (up to the hard limit), and say so when it cannot. */
+static void fd_limit_raise(const pdr_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + INGEST_FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        char have[24], need[24];
+        snprintf(have, sizeof have, "%llu", (unsigned long long)rl.rlim_cur);
+        snprintf(need, sizeof need, "%llu", (unsigned long long)want);
+        pdr_log(PDR_LOG_WARN, "the open-files limit is below what [listen] max_connections needs; "
+                "connections past it are refused (raise LimitNOFILE or ulimit -n, or lower max_connections)",
+                "limit", have, "needed", need, NULL);
+    }
 }
 
 static pdr_rc start_tcp(ingest *in, const pdr_config *cfg, char *errbuf, size_t errsz)
@@ -737,6 +1147,12 @@ pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz)
 {
     const pdr_config *cfg = in->cur->cfg;
     pdr_rc rc = PDR_OK;
+    fd_limit_raise(cfg);
+    if (pthread_create(&in->reaper, NULL, reaper_main, in) != 0) {
+        snprintf(errbuf, errsz, "cannot start the request-timeout thread");
+        return PDR_ERR_NOMEM;
+    }
+    in->reaper_started = 1;
     if (cfg->listen_port > 0) rc = start_tcp(in, cfg, errbuf, errsz);
     if (!rc && cfg->unix_socket) rc = start_unix(in, cfg, errbuf, errsz);
     if (!rc && !in->tcp && !in->unix_d)
@@ -800,6 +1216,14 @@ void ingest_stop(ingest *in)
     if (lt != MHD_INVALID_SOCKET) close(lt);
     if (lu != MHD_INVALID_SOCKET) close(lu);
     in->tcp = in->unix_d = NULL;
+    if (in->reaper_started) {
+        pthread_mutex_lock(&in->cmu);
+        in->reaper_stop = 1;
+        pthread_cond_signal(&in->ccv);
+        pthread_mutex_unlock(&in->cmu);
+        pthread_join(in->reaper, NULL);
+        in->reaper_started = 0;
+    }
     if (in->unix_path) {
         unlink(in->unix_path);
         free(in->unix_path);
@@ -814,5 +1238,8 @@ void ingest_destroy(ingest *in)
     cfg_release(in, in->cur);
     pthread_cond_destroy(&in->idle_cv);
     pthread_mutex_destroy(&in->mu);
+    pthread_cond_destroy(&in->ccv);
+    pthread_mutex_destroy(&in->cmu);
+    pthread_mutex_destroy(&in->lmu);
     free(in);
 }

@@ -1,30 +1,25 @@
 /*
-** writer.c — group commit (see writer.h for the contract), leader/follower
-** style: there is no writer thread.
+** writer.c — group commit (see writer.h for the contract) on one thread.
 **
-** A request appends its job to a FIFO under the mutex. If no batch is being
-** committed, it becomes the leader: it takes every queued job (up to
+** A request appends its job to a FIFO under the mutex and signals the
+** thread; it does not wait (the HTTP event loop suspends the connection and
+** serves others). The thread takes every queued push job (up to
 ** WRITER_BATCH_MAX events, always at least one job), copies their events
-** into one array, and calls db_outbox_push_batch(): one BEGIN IMMEDIATE ...
-** COMMIT, one fsync. Requests that arrive meanwhile queue up and wait on
-** their job's own mutex and condition variable. When the commit ends, the
-** leader wakes the request now at the head of the queue, which leads the
-** next batch with everything that gathered, then marks its own batch's jobs
-** done (waking each of those requests only, outside the writer's mutex). So the batch grows with the load by itself, and
-** the leader's own request pays no thread hand-off at all.
+** into one array and calls db_outbox_push_batch(): one BEGIN IMMEDIATE ...
+** COMMIT, one fsync. Jobs that arrive meanwhile queue up for the next
+** batch. When the commit ends, the thread calls each job's callback outside
+** the mutex. A probe job runs alone, in its turn.
 **
-**   request:  lock mu; append job;
-**             loop: if nobody commits: lead; unlock mu;
-**                   wait job.cv until done or asked to lead; if done: return;
-**                   lock mu
-**   lead:     take jobs; committing = 1; unlock mu; push_batch; lock mu;
-**             committing = 0; ask head to lead; unlock mu;
-**             mark each job of the batch done (under its jm); lock mu
+**   submit:  lock mu; append job; signal cv; unlock
+**   thread:  lock mu; wait cv until a job or stopping;
+**            take the batch; unlock; commit; lock; stats; unlock;
+**            call each job's done; repeat
 **
-** The database handle is used by one leader at a time (committing == 1).
+** The database handle is used by the writer's thread only.
 */
 #include "writer.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,23 +31,7 @@
 ** and the latency a huge batch would add to the requests in it. */
 #define WRITER_BATCH_MAX 4096
 
-typedef enum job_kind { JOB_PUSH = 0, JOB_PROBE = 1 } job_kind;
-
-typedef struct writer_job {
-    job_kind kind;
-    const db_event *evs;
-    size_t n;
-    pdr_rc *results;
-    int64_t *ids;
-    pdr_rc rc;
-    /* The request waits on its own mutex and condition, so waking it never
-    ** contends with the writer's mutex. Under jm: */
-    int done;                   /* committed or failed: rc is set */
-    int lead;                   /* it is at the head: it should lead a batch */
-    pthread_mutex_t jm;
-    pthread_cond_t cv;
-    struct writer_job *next;
-} writer_job;
+enum { JOB_PUSH = 0, JOB_PROBE = 1 };
 
 struct writer {
     const pdr_config *cfg;
@@ -61,14 +40,14 @@ struct writer {
     db_t *db;
 
     pthread_mutex_t mu;
-    pthread_cond_t idle_cv;     /* broadcast when no batch runs and none waits */
+    pthread_cond_t cv;          /* signalled when a job queues or stopping begins */
+    pthread_t thread;
     writer_job *head, *tail;    /* FIFO of queued jobs */
     int stopping;               /* no new jobs */
-    int started;
-    int committing;             /* a request is leading a batch */
+    int started;                /* the thread runs */
     writer_stats stats;
 
-    /* The leader's batch arrays, grown up to WRITER_BATCH_MAX. */
+    /* The batch arrays, grown up to WRITER_BATCH_MAX. */
     db_event *bevs;
     pdr_rc *bres;
     int64_t *bids;
@@ -100,7 +79,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
         return rc;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->idle_cv, NULL);
+    pthread_cond_init(&w->cv, NULL);
     *out = w;
     return PDR_OK;
 }
@@ -129,7 +108,10 @@ static pdr_rc batch_reserve(writer *w, size_t n)
 static pdr_rc writer_run_probe(writer *w)
 {
     int64_t pending = 0, dead = 0, oldest = 0, dedup = 0;
-    pdr_rc rc = db_outbox_count(w->db, &pending, &dead);
+    pdr_rc rc = db_outbox_count(w->db, &pending, &dead), last;
+    pthread_mutex_lock(&w->mu);
+    last = w->stats.last_rc;
+    pthread_mutex_unlock(&w->mu);
     if (!rc) {
         rc = db_outbox_oldest_ms(w->db, &oldest);
         if (rc == PDR_ERR_NOT_FOUND) {
@@ -140,7 +122,7 @@ static pdr_rc writer_run_probe(writer *w)
     if (!rc) rc = db_dedup_count(w->db, &dedup);
     /* Healthy: no write needed, the last batch proved the disk. After a
     ** failure, write once to learn whether space (or the device) is back. */
-    if (!rc && w->stats.last_rc != PDR_OK) rc = db_write_probe(w->db);
+    if (!rc && last != PDR_OK) rc = db_write_probe(w->db);
     pthread_mutex_lock(&w->mu);
     if (!rc) {
         w->stats.pending = pending;
@@ -179,106 +161,133 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
     return PDR_OK;
 }
 
-/* Under the job's mutex: done = 1 with rc (done > 0), or lead = 1 (done < 0). */
-static void job_wake(writer_job *j, int done, pdr_rc rc)
+/* Takes the next batch off the queue (mu held): one probe job, or push jobs
+** while they fit (the first one always). *nev gets the events' count. */
+static writer_job *batch_take(writer *w, size_t *nev)
 {
-    pthread_mutex_lock(&j->jm);
-    if (done > 0) {
-        j->rc = rc;
-        j->done = 1;
-    } else {
-        j->lead = 1;
-    }
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->jm);
-}
-
-/* Called with mu held by a request whose job is queued, when no batch is
-** being committed: commits the batch at the head of the queue (the caller's
-** own job may or may not be in it), hands the lead to the request now at the
-** head, and wakes the batch's requests. Returns with mu released, and
-** touches nothing of the writer after its last unlock (so writer_stop may
-** return while the batch's requests are being woken). */
-static void writer_lead(writer *w)
-{
-    writer_job *first = w->head, *end;
-    size_t nev = 0;
-    pdr_rc rc;
-
+    writer_job *first = w->head, *end, *last = NULL;
+    *nev = 0;
     if (first->kind == JOB_PROBE) {
         end = first->next;
+        last = first;
     } else {
-        /* Take push jobs while they fit (the first one always). */
         for (end = first; end && end->kind == JOB_PUSH; end = end->next) {
-            if (nev && nev + end->n > WRITER_BATCH_MAX) break;
-            nev += end->n;
+            if (*nev && *nev + end->n > WRITER_BATCH_MAX) break;
+            *nev += end->n;
+            last = end;
         }
     }
     w->head = end;
     if (!end) w->tail = NULL;
-    for (writer_job *j = first; j != end; j = j->next) w->stats.queued_jobs--;
-    w->committing = 1;
-    pthread_mutex_unlock(&w->mu);
+    last->next = NULL;   /* the batch is now a list of its own */
+    for (writer_job *j = first; j; j = j->next) w->stats.queued_jobs--;
+    return first;
+}
 
-    if (first->kind == JOB_PROBE) {
-        rc = writer_run_probe(w);
-    } else {
-        rc = writer_commit(w, first, end, nev);
-        if (rc) {
-            pdr_log(PDR_LOG_ERROR, "ingest commit failed; the requests of this batch get 503",
-                    "error", pdr_strerror(rc), "detail", db_errmsg(w->db), NULL);
-        } else if (w->stats.last_rc != PDR_OK) {
-            pdr_log(PDR_LOG_INFO, "ingest commits again", NULL);
-        }
-    }
-
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
     pthread_mutex_lock(&w->mu);
-    if (first->kind == JOB_PUSH) {
-        w->stats.events += (int64_t)nev;
-        if (rc) {
-            w->stats.failed_batches++;
+    for (;;) {
+        writer_job *batch;
+        size_t nev;
+        pdr_rc rc, last;
+        int probe;
+        while (!w->head && !w->stopping) pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->head) break;   /* stopping and nothing queued */
+        batch = batch_take(w, &nev);
+        probe = batch->kind == JOB_PROBE;
+        last = w->stats.last_rc;
+        pthread_mutex_unlock(&w->mu);
+
+        if (probe) {
+            rc = writer_run_probe(w);
         } else {
-            w->stats.batches++;
+            rc = writer_commit(w, batch, NULL, nev);
+            if (rc) {
+                pdr_log(PDR_LOG_ERROR, "ingest commit failed; the requests of this batch get 503",
+                        "error", pdr_strerror(rc), "detail", db_errmsg(w->db), NULL);
+            } else if (last != PDR_OK) {
+                pdr_log(PDR_LOG_INFO, "ingest commits again", NULL);
+            }
         }
-        w->stats.last_rc = rc;
-    }
-    w->committing = 0;
-    if (w->head) {
-        job_wake(w->head, -1, 0);   /* it leads the next batch */
-    } else {
-        pthread_cond_broadcast(&w->idle_cv);
+
+        pthread_mutex_lock(&w->mu);
+        if (!probe) {
+            w->stats.events += (int64_t)nev;
+            if (rc) {
+                w->stats.failed_batches++;
+            } else {
+                w->stats.batches++;
+            }
+            w->stats.last_rc = rc;
+        }
+        pthread_mutex_unlock(&w->mu);
+        /* The batch left the queue: only this thread touches its jobs until
+        ** each one's callback ran (after which its owner may free it). */
+        for (writer_job *j = batch; j;) {
+            writer_job *next = j->next;
+            j->rc = rc;
+            j->done(j);
+            j = next;
+        }
+        pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
-    /* The batch's jobs left the queue: only this thread touches them until
-    ** each is marked done (and its request may then return at once). */
-    for (writer_job *j = first; j != end;) {
-        writer_job *next = j->next;
-        job_wake(j, 1, rc);
-        j = next;
-    }
+    return NULL;
 }
 
 pdr_rc writer_start(writer *w)
 {
+    pdr_rc rc = PDR_OK;
     pthread_mutex_lock(&w->mu);
-    w->started = 1;
+    if (!w->started) {
+        if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+            rc = PDR_ERR_NOMEM;
+        } else {
+            w->started = 1;
+        }
+    }
     pthread_mutex_unlock(&w->mu);
-    return PDR_OK;
+    return rc;
 }
 
-/* Queues job and returns when it is done: either another request's batch
-** held it, or this request led the batch itself. */
-static pdr_rc writer_run(writer *w, writer_job *job)
+int64_t writer_max_events(const writer *w)
 {
-    int done = 0;
+    return w->cfg->max_events;
+}
+
+void writer_job_push(writer_job *job, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids,
+                     writer_done_fn done, void *ctx)
+{
+    memset(job, 0, sizeof *job);
+    job->kind = JOB_PUSH;
+    job->evs = evs;
+    job->n = n;
+    job->results = results;
+    job->ids = ids;
+    job->done = done;
+    job->ctx = ctx;
+}
+
+void writer_job_probe(writer_job *job, writer_done_fn done, void *ctx)
+{
+    memset(job, 0, sizeof *job);
+    job->kind = JOB_PROBE;
+    job->done = done;
+    job->ctx = ctx;
+}
+
+pdr_rc writer_submit_async(writer *w, writer_job *job)
+{
+    if (job->kind == JOB_PUSH && (job->n == 0 || job->n > WRITER_BATCH_MAX * 4)) return PDR_ERR_INVALID;
+    assert(job->done);
     pthread_mutex_lock(&w->mu);
     if (w->stopping || !w->started) {
         pthread_mutex_unlock(&w->mu);
         return PDR_ERR_SHUTDOWN;
     }
     job->next = NULL;
-    pthread_mutex_init(&job->jm, NULL);
-    pthread_cond_init(&job->cv, NULL);
     if (w->tail) {
         w->tail->next = job;
     } else {
@@ -286,45 +295,61 @@ static pdr_rc writer_run(writer *w, writer_job *job)
     }
     w->tail = job;
     w->stats.queued_jobs++;
-    for (;;) {
-        if (!w->committing && w->head) {
-            writer_lead(w);   /* unlocks mu */
-        } else {
-            pthread_mutex_unlock(&w->mu);
-        }
-        pthread_mutex_lock(&job->jm);
-        while (!job->done && !job->lead) pthread_cond_wait(&job->cv, &job->jm);
-        done = job->done;
-        job->lead = 0;
-        pthread_mutex_unlock(&job->jm);
-        if (done) break;
-        pthread_mutex_lock(&w->mu);   /* asked to lead: look again under mu */
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return PDR_OK;
+}
+
+/* A blocking caller waits for its job on a mutex and condition of its own. */
+typedef struct job_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} job_wait;
+
+static void job_wait_done(writer_job *job)
+{
+    job_wait *jw = job->ctx;
+    pthread_mutex_lock(&jw->mu);
+    jw->done = 1;
+    pthread_cond_signal(&jw->cv);
+    pthread_mutex_unlock(&jw->mu);
+}
+
+static pdr_rc writer_run_blocking(writer *w, writer_job *job)
+{
+    job_wait jw;
+    pdr_rc rc;
+    memset(&jw, 0, sizeof jw);
+    pthread_mutex_init(&jw.mu, NULL);
+    pthread_cond_init(&jw.cv, NULL);
+    job->done = job_wait_done;
+    job->ctx = &jw;
+    rc = writer_submit_async(w, job);
+    if (!rc) {
+        pthread_mutex_lock(&jw.mu);
+        while (!jw.done) pthread_cond_wait(&jw.cv, &jw.mu);
+        pthread_mutex_unlock(&jw.mu);
+        rc = job->rc;
     }
-    pthread_cond_destroy(&job->cv);
-    pthread_mutex_destroy(&job->jm);
-    return job->rc;
+    pthread_cond_destroy(&jw.cv);
+    pthread_mutex_destroy(&jw.mu);
+    return rc;
 }
 
 pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids)
 {
     writer_job job;
-    if (n == 0 || n > WRITER_BATCH_MAX * 4) return PDR_ERR_INVALID;
-    memset(&job, 0, sizeof job);
-    job.kind = JOB_PUSH;
-    job.evs = evs;
-    job.n = n;
-    job.results = results;
-    job.ids = ids;
-    return writer_run(w, &job);
+    writer_job_push(&job, evs, n, results, ids, NULL, NULL);
+    return writer_run_blocking(w, &job);
 }
 
 pdr_rc writer_probe(writer *w, writer_stats *stats)
 {
     writer_job job;
     pdr_rc rc;
-    memset(&job, 0, sizeof job);
-    job.kind = JOB_PROBE;
-    rc = writer_run(w, &job);
+    writer_job_probe(&job, NULL, NULL);
+    rc = writer_run_blocking(w, &job);
     if (stats) writer_stats_get(w, stats);
     return rc;
 }
@@ -346,11 +371,15 @@ void writer_note_failure(writer *w, pdr_rc rc)
 
 void writer_stop(writer *w)
 {
+    int join;
     if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
-    while (w->committing || w->head) pthread_cond_wait(&w->idle_cv, &w->mu);
+    join = w->started;
+    w->started = 0;
+    pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    if (join) pthread_join(w->thread, NULL);
 }
 
 void writer_destroy(writer *w)
@@ -359,7 +388,7 @@ void writer_destroy(writer *w)
     writer_stop(w);
     db_close(w->db);
     pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->idle_cv);
+    pthread_cond_destroy(&w->cv);
     free(w->bevs);
     free(w->bres);
     free(w->bids);

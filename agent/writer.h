@@ -1,16 +1,17 @@
 /*
 ** writer.h — group commit: how ingested events get into the outbox.
 **
-** Every HTTP request hands its events to the writer and waits. One request
-** at a time leads: it takes everything that queued up while the previous
-** batch committed and pushes it in one transaction (db_outbox_push_batch:
-** one fsync for the batch), then wakes every request of the batch with its
-** results. So the fsync cost is paid per
-** batch, and a client's reply is sent only after the commit that holds its
-** events (DESIGN.md: "Every ingest path answers only after the commit").
+** The writer is one thread with its own database connection. HTTP requests
+** hand it jobs without blocking (writer_submit_async: the event loop goes on
+** serving other connections) and learn the outcome through a callback. The
+** thread takes every job that queued up while the previous batch committed
+** and pushes them in one transaction (db_outbox_push_batch: one fsync for
+** the batch), then calls each job's callback with its results. So the fsync
+** cost is paid per batch, the batch grows with the load by itself, and a
+** client's reply is sent only after the commit that holds its events.
 **
 ** INVARIANTS
-**   1. writer_submit() returns only after the batch holding the job's events
+**   1. A job's callback runs only after the batch holding the job's events
 **      committed (results PDR_OK / PDR_COALESCED / PDR_ERR_FULL per event)
 **      or rolled back as a whole (the job's rc says why; nothing of it stored).
 **   2. Jobs are committed in the order they were submitted, so two events of
@@ -19,11 +20,16 @@
 **      already stored, and the next batch simply tries again: ingest recovers
 **      by itself when space returns.
 **   4. After writer_stop() begins, new jobs get PDR_ERR_SHUTDOWN; jobs already
-**      queued are still committed.
+**      queued are still committed and their callbacks called.
+**
+** Threads: every function here may be called from any thread (the HTTP
+** event-loop threads, the main thread), except writer_destroy(), which must
+** not race with the others. Callbacks run on the writer's thread and must not
+** block: they hand the result back (MHD_resume_connection, a condition).
 **
 ** Ownership: writer_create() returns an object freed by writer_destroy()
-** (NULL accepted). A job is the caller's (usually on its stack); the events
-** and result arrays it points to must live until writer_submit() returns.
+** (NULL accepted). A job is the caller's; it and the events and result
+** arrays it points to must live until its callback ran.
 */
 #ifndef PDR_WRITER_H
 #define PDR_WRITER_H
@@ -37,8 +43,8 @@
 
 typedef struct writer writer;
 
-/* Called by the leading request's thread after a commit that stored at
-** least one event (the daemon wakes its sender with it). */
+/* Called on the writer's thread after a commit that stored at least one
+** event (the daemon wakes its sender with it). */
 typedef void (*writer_commit_fn)(void *ctx);
 
 /* The writer's figures, for /readyz and metrics. */
@@ -57,7 +63,39 @@ typedef struct writer_stats {
 /* Opens its own database connection on cfg's data_dir. cfg is borrowed and
 ** must outlive the writer. on_commit may be NULL. */
 pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ctx, writer **out);
+/* Starts the writer's thread. */
 pdr_rc writer_start(writer *w);
+
+/* max_events as the writer enforces it (fixed for the writer's life). */
+int64_t writer_max_events(const writer *w);
+
+typedef struct writer_job writer_job;
+typedef void (*writer_done_fn)(writer_job *job);
+
+/* A unit of work for the writer: a push of n events, or a probe. The caller
+** fills it with writer_job_push()/writer_job_probe(); the writer sets rc
+** (and results/ids) before it calls done. */
+struct writer_job {
+    int kind;                   /* private */
+    const db_event *evs;
+    size_t n;
+    pdr_rc *results;
+    int64_t *ids;
+    pdr_rc rc;                  /* outcome, as writer_submit() returns it */
+    writer_done_fn done;
+    void *ctx;                  /* the caller's */
+    writer_job *next;           /* private */
+};
+
+void writer_job_push(writer_job *job, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids,
+                     writer_done_fn done, void *ctx);
+void writer_job_probe(writer_job *job, writer_done_fn done, void *ctx);
+
+/* Queues job and returns at once. PDR_OK: job->done will be called exactly
+** once, on the writer's thread. Anything else (PDR_ERR_SHUTDOWN, or
+** PDR_ERR_INVALID for n == 0 or n too large): the job was not taken and done
+** is never called. */
+pdr_rc writer_submit_async(writer *w, writer_job *job);
 
 /* Queues n events (n >= 1) and blocks until their batch committed or failed.
 ** results[i] gets each event's outcome and ids[i] its row id (ids may be NULL).
@@ -65,7 +103,8 @@ pdr_rc writer_start(writer *w);
 ** stopping, or the database error that rolled the batch back. */
 pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids);
 
-/* Checks the database in turn with the batches: it reads the outbox figures
+/* Checks the database in turn with the batches (async: writer_job_probe
+** then writer_submit_async, and read the figures with writer_stats_get): it reads the outbox figures
 ** (pending, dead, oldest, dedup entries: so *stats is fresh) and, after a
 ** failed commit, tries a write transaction. Returns PDR_OK when the
 ** database can be written, else why not. */
@@ -78,7 +117,8 @@ void writer_stats_get(writer *w, writer_stats *out);
 ** Thread-safe. */
 void writer_note_failure(writer *w, pdr_rc rc);
 
-/* Refuses new jobs and waits until the queued ones are committed. */
+/* Refuses new jobs, lets the queued ones commit (their callbacks run), then
+** joins the thread. */
 void writer_stop(writer *w);
 void writer_destroy(writer *w);
 

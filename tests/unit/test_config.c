@@ -112,7 +112,10 @@ static void check_defaults(const pdr_config *c)
     assert_int_equal(c->listen_port, 8787);
     assert_null(c->unix_socket);
     assert_null(c->auth_token_file);
-    assert_int_equal(c->max_connections, 64);
+    assert_int_equal(c->max_connections, 4096);
+    assert_int_equal(c->max_connections_per_client, 0);
+    assert_int_equal(c->listen_threads, 2);
+    assert_int_equal(c->request_timeout_ms, 10000);
     assert_int_equal(c->idle_timeout_ms, 30000);
     assert_string_equal(pdr_severity_name(c->default_severity), "error");
     assert_string_equal(c->pd_url, "https://events.pagerduty.com");
@@ -344,7 +347,7 @@ static void test_error_unknown_key(void **state)
     expect_errors(f,
                   "[listen]\nprot = 1\n[agent]\nLog_Level = info\n[pagerduty]\nrate = 1\n[outbox]\nsync = full\n"
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
-                  ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, idle_timeout",
+                  ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, max_connections_per_client, threads, idle_timeout, request_timeout",
                   ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy",
