@@ -31,6 +31,7 @@
 */
 #include "ingest.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -139,6 +140,8 @@ struct ingest {
     pthread_t reaper;
     int reaper_started, reaper_stop;
     int64_t timeouts;           /* connections cut off (under cmu) */
+    char reply408[320];
+    size_t reply408_len;
     /* The rate limit on MHD's log lines. */
     pthread_mutex_t lmu;
     int64_t log_window_start;
@@ -787,15 +790,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 /* What a client that was too slow is told, when nothing of its request was
-** answered yet. Written whole by the reaper, then the socket is shut down. */
-static const char REPLY_408[] =
-    "HTTP/1.1 408 Request Timeout\r\n"
-    "Content-Type: application/json\r\n"
-    "Connection: close\r\n"
-    "Content-Length: 155\r\n"
-    "\r\n"
-    "{\"status\":\"invalid request\",\"message\":\"Request timeout\",\"errors\":"
-    "[\"the request did not arrive whole within [listen] request_timeout\"]}";
+** answered yet: written whole by the reaper (ingest.reply408, made once by
+** ingest_create), then the socket is shut down. */
+#define BODY_408 "{\"status\":\"invalid request\",\"message\":\"Request timeout\",\"errors\":" \
+                 "[\"the request did not arrive whole within [listen] request_timeout\"]}"
 
 static void *reaper_main(void *arg)
 {
@@ -847,7 +845,7 @@ static void *reaper_main(void *arg)
             cn->killed = 1;
             if (cn->fd >= 0) {
                 if (!cn->in_request) {
-                    ssize_t wr = send(cn->fd, REPLY_408, sizeof REPLY_408 - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    ssize_t wr = send(cn->fd, in->reply408, in->reply408_len, MSG_NOSIGNAL | MSG_DONTWAIT);
                     (void)wr;   /* best effort: the client may be gone */
                 }
                 shutdown(cn->fd, SHUT_RDWR);   /* MHD sees the end and closes it */
@@ -948,12 +946,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* libmicrohttpd's own messages: refused connections at a limit, protocol
-** errors it answered itself. A flood of them (one hostile client) must not
-** flood the log: MHD_LOG_BURST lines per window, then a count. */
+** errors it answered itself. A protocol error it answered is logged like
+** the handler's refusals ("request refused", status, the error of the JSON
+** body it sent), its other lines as they come. A flood of them (one hostile
+** client) must not flood the log: MHD_LOG_BURST lines per window, then a
+** count. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static const char refusal[] = "Error processing request (HTTP response code is %u ('%s'))";
+    static const char at_limit[] = "Server reached connection limit";
     ingest *in = cls;
     char msg[512];
     size_t n;
@@ -979,6 +982,23 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         pdr_log(PDR_LOG_WARN, "http server messages suppressed", "count", k, NULL);
     }
     if (!emit) return;
+    if (strncmp(fmt, refusal, sizeof refusal - 1) == 0) {
+        unsigned status = va_arg(ap, unsigned);
+        const char *body = va_arg(ap, const char *);
+        cJSON *j = body ? cJSON_Parse(body) : NULL;
+        const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "errors"), 0);
+        char st[16];
+        snprintf(st, sizeof st, "%u", status);
+        pdr_log(PDR_LOG_INFO, "request refused", "endpoint", "http", "status", st, "error",
+                cJSON_IsString(e) ? e->valuestring : "malformed request", NULL);
+        cJSON_Delete(j);
+        return;
+    }
+    if (strncmp(fmt, at_limit, sizeof at_limit - 1) == 0) {
+        pdr_log(PDR_LOG_WARN, "connection refused: a connection limit is reached", "limits",
+                "[listen] max_connections, max_connections_per_client", NULL);
+        return;
+    }
     vsnprintf(msg, sizeof msg, fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
@@ -1023,6 +1043,11 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
         pthread_cond_init(&in->ccv, &ca);
         pthread_condattr_destroy(&ca);
     }
+    in->reply408_len = (size_t)snprintf(in->reply408, sizeof in->reply408,
+                                        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                                        "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                                        sizeof BODY_408 - 1, BODY_408);
+    assert(in->reply408_len < sizeof in->reply408);
     /* Listen settings need a restart: they are fixed here. */
     in->offset_ms[DL_FIRST] = cfg->request_timeout_ms;
     in->offset_ms[DL_KEEPALIVE] = cfg->idle_timeout_ms + cfg->request_timeout_ms;
