@@ -14,9 +14,16 @@
 ** are 503 with Retry-After, because Alertmanager retries 5xx only.
 **
 ** A request's events go to the writer (writer.h) and the reply is sent
-** after the commit that holds them. libmicrohttpd runs one thread per
-** connection (up to [listen] max_connections), so requests wait for their
-** commit in parallel and share its fsync.
+** after the commit that holds them. libmicrohttpd serves every connection
+** (up to [listen] max_connections) from an event loop on [listen] threads
+** threads; a request waiting for its commit is suspended and holds no
+** thread, so requests wait for their commit in parallel and share its fsync.
+** Every reply, including HTTP-level refusals (ambiguous framing, a request
+** that did not arrive within [listen] request_timeout), is JSON.
+**
+** Threads: ingest_create/start/reload/stop/destroy are called from the main
+** thread only; ingest_reload may run while requests are served (it swaps
+** the config under the ingest's mutex).
 **
 ** Reload: ingest_reload() swaps in a new config (targets, rotated key files,
 ** auth token); requests in progress finish with the config they started
