@@ -139,6 +139,7 @@ struct ingest {
     int64_t offset_ms[DL_N];    /* deadline = since_ms + offset_ms[list] */
     pthread_t reaper;
     int reaper_started, reaper_stop;
+    int64_t reaper_wake_ms;     /* when the reaper wakes next; INT64_MAX: not before a signal */
     int64_t timeouts;           /* connections cut off (under cmu) */
     char reply408[320];
     size_t reply408_len;
@@ -733,7 +734,9 @@ static void dl_append(ingest *in, conn *cn, int list)
         cn->prev->next = cn;
     } else {
         in->deadlines[list].head = cn;
-        pthread_cond_signal(&in->ccv);   /* the reaper may sleep with no deadline */
+        /* Wake the reaper only when it sleeps past this new deadline: under
+        ** load heads come and go with every request. */
+        if (cn->since_ms + in->offset_ms[list] < in->reaper_wake_ms) pthread_cond_signal(&in->ccv);
     }
     in->deadlines[list].tail = cn;
 }
@@ -817,6 +820,7 @@ static void *reaper_main(void *arg)
                 pdr_log(PDR_LOG_INFO, "slow connections cut off", "count", n, "reason", "request_timeout", NULL);
                 cut = 0;
             }
+            in->reaper_wake_ms = INT64_MAX;
             pthread_cond_wait(&in->ccv, &in->cmu);
             continue;
         }
@@ -836,6 +840,7 @@ static void *reaper_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
+            in->reaper_wake_ms = next;
             pthread_cond_timedwait(&in->ccv, &in->cmu, &ts);
             continue;
         }
@@ -1049,6 +1054,7 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
                                         sizeof BODY_408 - 1, BODY_408);
     assert(in->reply408_len < sizeof in->reply408);
     /* Listen settings need a restart: they are fixed here. */
+    in->reaper_wake_ms = INT64_MAX;
     in->offset_ms[DL_FIRST] = cfg->request_timeout_ms;
     in->offset_ms[DL_KEEPALIVE] = cfg->idle_timeout_ms + cfg->request_timeout_ms;
     *out = in;
