@@ -818,6 +818,46 @@ static void test_sighup_rotates_key(void **state)
     fx_free(f);
 }
 
+/* max_events needs a restart: after a reload that lowers it, /readyz and the
+** writer both keep the value they started with, and the log says so. */
+static void test_reload_keeps_max_events(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    char *body, *reply = NULL;
+    cJSON *j;
+    fx_config(f, NULL, "[outbox]\nmax_events = 3\n");
+    fx_start(f);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 500, 0, 0), 0);   /* keep what is queued */
+    body = trigger_json(KEYS[0], "mx-1", "one");
+    cJSON_Delete(post(f, "/v2/enqueue", body, 202));
+    free(body);
+    fx_config(f, NULL, "[outbox]\nmax_events = 1\n");
+    kill(f->d.pid, SIGHUP);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"configuration reloaded\"", 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "[outbox]", 10000), 0);   /* named in the restart warning */
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, &reply, NULL), 200);
+    j = cJSON_Parse(reply);
+    assert_int_equal((int)jnum(j, "max_events"), 3);
+    cJSON_Delete(j);
+    free(reply);
+    /* The writer takes a second event too: both still use 3. */
+    body = trigger_json(KEYS[0], "mx-2", "two");
+    cJSON_Delete(post(f, "/v2/enqueue", body, 202));
+    free(body);
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 200);
+    body = trigger_json(KEYS[0], "mx-3", "three");
+    cJSON_Delete(post(f, "/v2/enqueue", body, 202));
+    free(body);
+    /* Now full by the value both enforce. */
+    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, NULL, NULL), 503);
+    body = trigger_json(KEYS[0], "mx-4", "four");
+    cJSON_Delete(post(f, "/v2/enqueue", body, 503));
+    free(body);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
 static void test_unix_socket(void **state)
 {
     (void)state;
@@ -937,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_alertmanager_repeats_coalesce),
         cmocka_unit_test(test_alerts_endpoint),
         cmocka_unit_test(test_sighup_rotates_key),
+        cmocka_unit_test(test_reload_keeps_max_events),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_shutdown_answers_503),
         cmocka_unit_test(test_startup_errors),
