@@ -153,7 +153,8 @@ struct ingest {
     char *unix_path;        /* to unlink on stop */
     atomic_int stopping;
     int active;             /* requests begun and not yet completed (under mu) */
-    pthread_cond_t idle_cv; /* broadcast when active drops to 0 */
+    int jobs_out;           /* jobs handed to the writer, callback not yet done (under mu) */
+    pthread_cond_t idle_cv; /* broadcast when active or jobs_out drops to 0 */
 };
 
 /* Per-request state (MHD's con_cls). */
@@ -169,8 +170,6 @@ typedef struct req {
     writer_job job;
     int submitted;          /* the job went to the writer */
     atomic_int done;        /* the writer called back */
-    int orphan;             /* under in->mu: MHD finished the request while the
-                            ** job was out; the callback frees the req */
     norm_result nr;         /* the parsed body, kept for the reply */
     db_event *evs;
     pdr_rc *res;
@@ -310,23 +309,19 @@ static void req_free(req *rq)
 }
 
 /* The writer's callback (on its thread): the commit or probe ran. The
-** connection is resumed, and MHD calls the handler again to answer. When
-** MHD already gave up on the request (the daemon stopped), the req is
-** freed here instead. Nothing of rq is touched after the resume. */
+** connection is resumed, and MHD calls the handler again to answer; nothing
+** of rq is touched after the resume. A suspended connection is left alone
+** by MHD, and ingest_stop() stops the daemons only once no job is out, so
+** the connection still exists when it is resumed. */
 static void on_job_done(writer_job *job)
 {
     req *rq = job->ctx;
     ingest *in = rq->in;
-    int orphan;
-    pthread_mutex_lock(&in->mu);
-    orphan = rq->orphan;
-    if (!orphan) atomic_store(&rq->done, 1);
-    pthread_mutex_unlock(&in->mu);
-    if (orphan) {
-        req_free(rq);
-        return;
-    }
+    atomic_store(&rq->done, 1);
     MHD_resume_connection(rq->c);
+    pthread_mutex_lock(&in->mu);
+    if (--in->jobs_out == 0) pthread_cond_broadcast(&in->idle_cv);
+    pthread_mutex_unlock(&in->mu);
 }
 
 /* Suspends the connection, then hands rq->job to the writer (in that order:
@@ -337,9 +332,15 @@ static enum MHD_Result job_submit(ingest *in, struct MHD_Connection *c, req *rq)
     rq->in = in;
     rq->c = c;
     rq->submitted = 1;
+    pthread_mutex_lock(&in->mu);
+    in->jobs_out++;
+    pthread_mutex_unlock(&in->mu);
     MHD_suspend_connection(c);
     rc = writer_submit_async(in->w, &rq->job);
     if (rc) {
+        pthread_mutex_lock(&in->mu);
+        in->jobs_out--;   /* not taken: no callback will come */
+        pthread_mutex_unlock(&in->mu);
         /* Not taken (stopping): answer on the next call, as after a failed commit. */
         rq->job.rc = rc;
         atomic_store(&rq->done, 1);
@@ -927,7 +928,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     req *rq = *con_cls;
     conn *cn = conn_of(c);
     cfg_ref *ref;
-    int last, orphan = 0;
+    int last;
     (void)toe;
     if (cn) {
         /* The next request on this connection: within idle_timeout +
@@ -944,9 +945,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_lock(&in->mu);
     if (--in->active == 0) pthread_cond_broadcast(&in->idle_cv);
     last = --ref->refs == 0;
-    if (rq->submitted && !atomic_load(&rq->done)) orphan = rq->orphan = 1;   /* the callback frees it */
     pthread_mutex_unlock(&in->mu);
-    if (!orphan) req_free(rq);
+    req_free(rq);
     if (last) cfg_unref(ref);
 }
 
@@ -1227,6 +1227,10 @@ static void drain(ingest *in)
     pthread_mutex_lock(&in->mu);
     while (in->active > 0)
         if (pthread_cond_timedwait(&in->idle_cv, &in->mu, &until) != 0) break;
+    /* A job out holds a suspended connection that its callback will
+    ** resume: the daemons must outlive it (the writer runs until after
+    ** ingest_stop, so every job ends). */
+    while (in->jobs_out > 0) pthread_cond_wait(&in->idle_cv, &in->mu);
     pthread_mutex_unlock(&in->mu);
 }
 
