@@ -4,6 +4,7 @@
 ** exit codes, resolving a --key argument, formatting ages.
 */
 #include "cli.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ int cli_exit_for(pdr_rc rc)
     }
 }
 
-db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int read_only, int *exit_code)
 {
     db_options opt;
     db_t *db = NULL;
@@ -60,11 +61,24 @@ db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
     opt.data_dir = cfg->data_dir;
     opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = cfg->max_events;
+    opt.read_only = read_only;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
     if (rc == PDR_OK) return db;
-    fprintf(stderr, "pdrelay %s: %s\n", cmd, err[0] ? err : pdr_strerror(rc));
+    char *shown = pdr_log_escape_dup(err[0] ? err : pdr_strerror(rc), PDR_ESC_TEXT);
+    fprintf(stderr, "pdrelay %s: %s\n", cmd, shown ? shown : pdr_strerror(rc));
+    free(shown);
     *exit_code = cli_exit_for(rc);
     return NULL;
+}
+
+db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, 0, exit_code);
+}
+
+db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, 1, exit_code);
 }
 
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
