@@ -218,6 +218,45 @@ static void test_config_missing_file(void **state)
     free(p); free(out); free(err);
 }
 
+/* `pdrelay config check -c PATH` under timeout(1), so that a pdrelay that
+** hangs on PATH (a FIFO) or spins (/dev/zero) is killed (exit 137) after
+** 20 s rather than hanging the test. */
+static int run_config_check_bounded(const char *path, char **out, char **err)
+{
+    const char *argv[] = {tu_pdrelay(), "config", "check", "-c", path, NULL};
+    const char **sp = tu_spawn_argv(argv);   /* the emulator of a cross build, if any */
+    const char *full[32] = {"timeout", "-s", "KILL", "20"};
+    size_t n = 4;
+    for (size_t i = 0; sp[i]; i++) {
+        assert_true(n < 31);
+        full[n++] = sp[i];
+    }
+    full[n] = NULL;
+    int rc = tu_run(full, NULL, out, err);
+    tu_argv_free(sp, argv);
+    return rc;
+}
+
+static void test_config_not_a_regular_file(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    char *fifo = tu_printf("%s/fifo.ini", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *paths[] = {"/dev/zero", fifo, f->dir};
+    const char *kinds[] = {"a character device", "a FIFO (named pipe)", "a directory"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(run_config_check_bounded(paths[i], &out, &err), 2);
+        char *want = tu_printf("pdrelay config check: %s: is %s, not a config file; allowed: a regular file\n",
+                               paths[i], kinds[i]);
+        assert_true(tu_contains(err, want));
+        assert_string_equal(out, "");
+        free(want);
+        free(out); free(err);
+    }
+    free(fifo);
+}
+
 /* ---- send --------------------------------------------------------------- */
 
 static void test_send_trigger_fields(void **state)
@@ -823,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_check_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_check_all_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_trigger_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_every_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_refusals, setup, teardown),
