@@ -1,7 +1,9 @@
 /*
 ** cli.c — what the CLI commands share: finding and loading the config,
-** opening the outbox with messages a user can act on, mapping result codes to
-** exit codes, resolving a --key argument, formatting ages.
+** opening the outbox (read-write, or read-only for commands that only look)
+** with messages a user can act on, mapping result codes to exit codes,
+** resolving a --key argument, formatting ages. Messages that may hold bytes
+** of a file are printed escaped (pdr_log_escape).
 */
 #include "cli.h"
 #include "log.h"
@@ -25,8 +27,12 @@ pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code)
     const char *p = cli_config_path(path);
     pdr_rc rc = pdr_config_load(p, &cfg, &errs);
     if (rc == PDR_OK) return cfg;
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "pdrelay %s: %s\n", cmd, errs.msgs[i]);
+    for (size_t i = 0; i < errs.n; i++) {
+        /* the file's own bytes may be in the message: shown escaped */
+        char *shown = pdr_log_escape_dup(errs.msgs[i], PDR_ESC_TEXT);
+        fprintf(stderr, "pdrelay %s: %s\n", cmd, shown ? shown : pdr_strerror(PDR_ERR_NOMEM));
+        free(shown);
+    }
     if (errs.n == 0) fprintf(stderr, "pdrelay %s: %s: %s\n", cmd, p, pdr_strerror(rc));
     if (!path && rc == PDR_ERR_IO)
         fprintf(stderr, "pdrelay %s: give the config file with -c FILE (or set PDRELAY_CONFIG)\n", cmd);
