@@ -20,6 +20,12 @@
 ** label!~regex, and a value wrapped in double quotes has them removed.
 ** Relative paths (data_dir, routing_key_file, …) are relative to the working
 ** directory of the process, not to the config file.
+**
+** The file is read whole before inih sees it (config_file_read): it must be
+** a regular file (checked with fstat on the descriptor; opened O_NONBLOCK so
+** a FIFO cannot hang us) of at most 1 MiB, without a NUL byte or a CR that
+** does not end a CRLF (text inih would misread), else it is refused with one
+** message naming the file and the reason.
 */
 #include "config.h"
 
@@ -1193,14 +1199,28 @@ static pdr_rc config_file_read(load_ctx *c, const char *path)
         rc = PDR_ERR_CONFIG;
         goto out;
     }
-    /* one byte more than allowed: a file that grew since fstat is seen */
-    c->text = malloc(CONFIG_FILE_MAX + 1);
+    /* Room for the size fstat gave and one byte more; a file that grew
+    ** since gets more room, up to one byte over the limit, so that a file
+    ** grown past it is seen. */
+    size_t cap = (size_t)sb.st_size + 1;
+    c->text = malloc(cap);
     if (!c->text) {
         rc = PDR_ERR_NOMEM;
         goto out;
     }
-    while (n < CONFIG_FILE_MAX + 1) {
-        ssize_t r = read(fd, c->text + n, CONFIG_FILE_MAX + 1 - n);
+    for (;;) {
+        if (n == cap) {
+            if (cap == CONFIG_FILE_MAX + 1) break;
+            size_t ncap = cap * 2 < CONFIG_FILE_MAX + 1 ? cap * 2 : CONFIG_FILE_MAX + 1;
+            char *grown = realloc(c->text, ncap);
+            if (!grown) {
+                rc = PDR_ERR_NOMEM;
+                goto out;
+            }
+            c->text = grown;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, c->text + n, cap - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             err_at(c, 0, "cannot read: %s", strerror(errno));
