@@ -32,10 +32,52 @@ static int esc_unsafe(uint32_t cp)
            (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
+static const char esc_hex[] = "0123456789abcdef";
+
+static size_t esc_x(char *e, unsigned char c)
+{
+    e[0] = '\\';
+    e[1] = 'x';
+    e[2] = esc_hex[c >> 4];
+    e[3] = esc_hex[c & 15];
+    return 4;
+}
+
+static size_t esc_u(char *e, uint32_t cp)
+{
+    e[0] = '\\';
+    e[1] = 'u';
+    for (int k = 0; k < 4; k++) e[2 + k] = esc_hex[(cp >> (12 - 4 * k)) & 15];
+    return 6;
+}
+
+/* The escape of one character in mode into e: cp, or, when !valid, the
+** byte c that starts no well-formed UTF-8. Its length; 0: copied as it is. */
+static size_t esc_char(int valid, uint32_t cp, unsigned char c, pdr_esc_mode mode, char *e)
+{
+    if (!valid) return mode == PDR_ESC_JSON ? esc_u(e, 0xFFFD) : esc_x(e, c);
+    if (esc_unsafe(cp) || (mode == PDR_ESC_JSON && cp == 0x7F)) return esc_u(e, cp);
+    if (mode == PDR_ESC_JSON) return 0;   /* cJSON escaped C0, '"' and '\\' */
+    if (cp < 0x20 || cp == 0x7F) {
+        e[0] = '\\';
+        switch (cp) {
+        case '\n': e[1] = 'n'; return 2;
+        case '\r': e[1] = 'r'; return 2;
+        case '\t': e[1] = 't'; return 2;
+        default: return esc_x(e, c);
+        }
+    }
+    if (cp == '\\' || (cp == '"' && mode == PDR_ESC_LOGFMT)) {
+        e[0] = '\\';
+        e[1] = (char)cp;
+        return 2;
+    }
+    return 0;
+}
+
 size_t pdr_log_escape(char *out, size_t outsz, const char *s, size_t len, pdr_esc_mode mode,
                       size_t *used)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0, i = 0;
 
     if (!outsz) {
@@ -43,49 +85,16 @@ size_t pdr_log_escape(char *out, size_t outsz, const char *s, size_t len, pdr_es
         return 0;
     }
     while (i < len) {
-        unsigned char c = (unsigned char)s[i];
         uint32_t cp = 0;
         size_t n = pdr_utf8_decode(s + i, len - i, &cp);
         char e[8];
-        size_t elen = 0;
-        if (!n) {
-            /* a byte outside well-formed UTF-8 */
-            n = 1;
-            if (mode == PDR_ESC_JSON) {
-                memcpy(e, "\\ufffd", 6);
-                elen = 6;
-            } else {
-                e[0] = '\\'; e[1] = 'x'; e[2] = hex[c >> 4]; e[3] = hex[c & 15];
-                elen = 4;
-            }
-        } else if (mode == PDR_ESC_JSON ? (cp == 0x7F || esc_unsafe(cp)) : esc_unsafe(cp)) {
-            e[0] = '\\'; e[1] = 'u';
-            e[2] = hex[(cp >> 12) & 15]; e[3] = hex[(cp >> 8) & 15];
-            e[4] = hex[(cp >> 4) & 15]; e[5] = hex[cp & 15];
-            elen = 6;
-        } else if (mode != PDR_ESC_JSON && (cp < 0x20 || cp == 0x7F)) {
-            e[0] = '\\';
-            switch (cp) {
-            case '\n': e[1] = 'n'; elen = 2; break;
-            case '\r': e[1] = 'r'; elen = 2; break;
-            case '\t': e[1] = 't'; elen = 2; break;
-            default: e[1] = 'x'; e[2] = hex[c >> 4]; e[3] = hex[c & 15]; elen = 4;
-            }
-        } else if (mode != PDR_ESC_JSON && (cp == '\\' || (cp == '"' && mode == PDR_ESC_LOGFMT))) {
-            e[0] = '\\';
-            e[1] = (char)cp;
-            elen = 2;
-        }
-        if (elen) {
-            if (o + elen >= outsz) break;
-            memcpy(out + o, e, elen);
-            o += elen;
-        } else {
-            if (o + n >= outsz) break;
-            memcpy(out + o, s + i, n);
-            o += n;
-        }
-        i += n;
+        size_t elen = esc_char(n != 0, cp, (unsigned char)s[i], mode, e);
+        const char *piece = elen ? e : s + i;
+        size_t plen = elen ? elen : n;
+        if (o + plen >= outsz) break;   /* whole pieces only, and room for the NUL */
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n ? n : 1;
     }
     out[o] = '\0';
     if (used) *used = i;
