@@ -219,6 +219,23 @@ static void test_config_missing_file(void **state)
     free(p); free(out); free(err);
 }
 
+/* Is the command name on $PATH? (tu_run aborts on a command it cannot start.) */
+static int on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    int found = 0;
+    char *dirs = strdup(path ? path : "/usr/bin:/bin");
+    for (char *d = dirs, *end; d && !found; d = end ? end + 1 : NULL) {
+        end = strchr(d, ':');
+        if (end) *end = '\0';
+        char *full = tu_printf("%s/%s", *d ? d : ".", name);
+        found = access(full, X_OK) == 0;
+        free(full);
+    }
+    free(dirs);
+    return found;
+}
+
 /* Runs pdrelay with args (NULL-terminated) behind the command wrapper
 ** (NULL-terminated, e.g. timeout(1) or setpriv(1)), keeping the emulator a
 ** cross build puts in front of pdrelay. */
@@ -258,6 +275,7 @@ static void test_config_not_a_regular_file(void **state)
 {
     fx *f = *state;
     char *out, *err;
+    if (!on_path("timeout")) skip();   /* coreutils' timeout(1) bounds the runs that could hang */
     char *fifo = tu_printf("%s/fifo.ini", f->dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     const char *paths[] = {"/dev/zero", fifo, f->dir};
@@ -809,16 +827,20 @@ static void test_queue_escapes_controls(void **state)
 }
 
 /* `pdrelay queue -c CFG SUB` as a user who cannot write the outbox: as
-** root (whom modes do not stop) as nobody through setpriv(1); 77 when root
-** cannot become nobody. */
+** root (whom modes do not stop) as nobody through setpriv(1). When root
+** cannot become nobody it runs as root, which still shows whether anything
+** is created, and says so. */
 static int run_queue_unprivileged(const fx *f, const char *sub, char **out, char **err)
 {
     static const char *const as_nobody[] = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", NULL};
     static const char *const as_self[] = {NULL};
     const char *args[] = {"queue", "-c", f->cfg, sub, NULL};
-    if (geteuid() != 0) return run_wrapped(as_self, out, err, args);
     const char *probe[] = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true", NULL};
-    if (tu_run(probe, NULL, NULL, NULL) != 0) return 77;
+    if (geteuid() != 0) return run_wrapped(as_self, out, err, args);
+    if (!on_path("setpriv") || !on_path("true") || tu_run(probe, NULL, NULL, NULL) != 0) {
+        print_message("root cannot become nobody (setpriv): file modes are not tested\n");
+        return run_wrapped(as_self, out, err, args);
+    }
     return run_wrapped(as_nobody, out, err, args);
 }
 
@@ -839,11 +861,6 @@ static void test_queue_read_only_outbox(void **state)
     assert_int_equal(chmod(dbp, 0444), 0);
     assert_int_equal(chmod(f->data_dir, 0555), 0);
     ex = run_queue_unprivileged(f, "status", &out, &err);
-    if (ex == 77) {
-        assert_int_equal(chmod(f->data_dir, 0700), 0);
-        free(dbp); free(wal); free(shm);
-        skip();   /* root, and setpriv cannot make us nobody: modes cannot be tested */
-    }
     if (ex != 0) fail_msg("exit %d: %s", ex, err);
     assert_true(tu_contains(out, ": 3 pending, 0 dead"));
     free(out); free(err);
