@@ -97,7 +97,7 @@ const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
 const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *arg)
 {
     const pdr_target *t = pdr_config_target(cfg, arg);
-    char red[16];
+    char red[PDR_REDACT_SIZE];
     if (t) return t->routing_key;
     if (strlen(arg) == PDR_ROUTING_KEY_LEN) return arg;
     fprintf(stderr,

@@ -140,7 +140,7 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
     size_t n = 0;
     int64_t pending = 0, dead = 0;
     int64_t now = pdr_clock_now_ms();
-    char red[16], age[32], next[32];
+    char red[PDR_REDACT_SIZE], age[32], next[32];
     pdr_rc rc = db_outbox_count(db, &pending, &dead);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
     if (rc) {
@@ -226,7 +226,7 @@ static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
     db_row *rows = NULL;
     size_t n = 0;
     int64_t now = pdr_clock_now_ms();
-    char red[16], age[32];
+    char red[PDR_REDACT_SIZE], age[32];
 
     if (a->limit && parse_count(a->limit, &limit)) {
         fprintf(stderr, "pdrelay queue list: invalid --limit '%s'; expected a number >= 0 (0 = all)\n", a->limit);
