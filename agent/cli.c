@@ -1,9 +1,12 @@
 /*
 ** cli.c — what the CLI commands share: finding and loading the config,
-** opening the outbox with messages a user can act on, mapping result codes to
-** exit codes, resolving a --key argument, formatting ages.
+** opening the outbox (read-write, or read-only for commands that only look)
+** with messages a user can act on, mapping result codes to exit codes,
+** resolving a --key argument, formatting ages. Messages that may hold bytes
+** of a file are printed escaped (pdr_log_escape).
 */
 #include "cli.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +27,12 @@ pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code)
     const char *p = cli_config_path(path);
     pdr_rc rc = pdr_config_load(p, &cfg, &errs);
     if (rc == PDR_OK) return cfg;
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "pdrelay %s: %s\n", cmd, errs.msgs[i]);
+    for (size_t i = 0; i < errs.n; i++) {
+        /* the file's own bytes may be in the message: shown escaped */
+        char *shown = pdr_log_escape_dup(errs.msgs[i], PDR_ESC_TEXT);
+        fprintf(stderr, "pdrelay %s: %s\n", cmd, shown ? shown : pdr_strerror(PDR_ERR_NOMEM));
+        free(shown);
+    }
     if (errs.n == 0) fprintf(stderr, "pdrelay %s: %s: %s\n", cmd, p, pdr_strerror(rc));
     if (!path && rc == PDR_ERR_IO)
         fprintf(stderr, "pdrelay %s: give the config file with -c FILE (or set PDRELAY_CONFIG)\n", cmd);
@@ -51,7 +58,7 @@ int cli_exit_for(pdr_rc rc)
     }
 }
 
-db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int read_only, int *exit_code)
 {
     db_options opt;
     db_t *db = NULL;
@@ -60,11 +67,24 @@ db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
     opt.data_dir = cfg->data_dir;
     opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = cfg->max_events;
+    opt.read_only = read_only;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
     if (rc == PDR_OK) return db;
-    fprintf(stderr, "pdrelay %s: %s\n", cmd, err[0] ? err : pdr_strerror(rc));
+    char *shown = pdr_log_escape_dup(err[0] ? err : pdr_strerror(rc), PDR_ESC_TEXT);
+    fprintf(stderr, "pdrelay %s: %s\n", cmd, shown ? shown : pdr_strerror(rc));
+    free(shown);
     *exit_code = cli_exit_for(rc);
     return NULL;
+}
+
+db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, 0, exit_code);
+}
+
+db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, 1, exit_code);
 }
 
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
@@ -77,7 +97,7 @@ const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
 const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *arg)
 {
     const pdr_target *t = pdr_config_target(cfg, arg);
-    char red[16];
+    char red[PDR_REDACT_SIZE];
     if (t) return t->routing_key;
     if (strlen(arg) == PDR_ROUTING_KEY_LEN) return arg;
     fprintf(stderr,

@@ -1,7 +1,11 @@
 /*
 ** cli_queue.c — `pdrelay queue`: status, list, retry and purge of the outbox.
 ** Every routing key printed is redacted; --json gives one JSON document (built
-** with cJSON) for scripts.
+** with cJSON) for scripts. status and list only look: they open the outbox
+** read-only, which creates nothing and refuses a missing one. What comes from
+** alerts or the config (summary, dedup_key, last_error, target, path) is
+** printed through pdr_log_escape: no control character or invalid UTF-8
+** reaches the terminal, in the tables or in the JSON.
 */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +18,7 @@
 
 #include "clock.h"
 #include "cli.h"
+#include "log.h"
 
 enum { OPT_JSON = 256, OPT_DEAD, OPT_KEY, OPT_LIMIT, OPT_ALL, OPT_OLDER };
 
@@ -102,16 +107,31 @@ static int queue_check_flags(const queue_args *a)
     return bad ? CLI_EXIT_USAGE : 0;
 }
 
+/* Prints doc, with what cJSON leaves raw (DEL, C1, invalid UTF-8) escaped. */
 static void print_json(cJSON *doc)
 {
     char *s = doc ? cJSON_Print(doc) : NULL;
-    if (s) {
-        printf("%s\n", s);
-        cJSON_free(s);
-    } else {
+    char *e = s ? pdr_log_escape_dup(s, PDR_ESC_JSON) : NULL;
+    if (e)
+        printf("%s\n", e);
+    else
         fprintf(stderr, "pdrelay queue: out of memory\n");
-    }
+    free(e);
+    cJSON_free(s);
     cJSON_Delete(doc);
+}
+
+/* Text for a table: s escaped (see log.h), in one of a few rotating buffers
+** freed by the next calls; "?" when out of memory. */
+static const char *shown(const char *s)
+{
+    static char *ring[4];
+    static size_t next;
+    char *e = pdr_log_escape_dup(s, PDR_ESC_TEXT);
+    free(ring[next]);
+    ring[next] = e;
+    next = (next + 1) % (sizeof ring / sizeof ring[0]);
+    return e ? e : "?";
 }
 
 static int queue_status(db_t *db, const pdr_config *cfg, int json)
@@ -120,7 +140,7 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
     size_t n = 0;
     int64_t pending = 0, dead = 0;
     int64_t now = pdr_clock_now_ms();
-    char red[16], age[32], next[32];
+    char red[PDR_REDACT_SIZE], age[32], next[32];
     pdr_rc rc = db_outbox_count(db, &pending, &dead);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
     if (rc) {
@@ -154,7 +174,7 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
         }
         print_json(doc);
     } else {
-        printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", db_path(db),
+        printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", shown(db_path(db)),
                (long long)pending, (long long)dead, (long long)cfg->max_events);
         if (n) printf("%-12s %-16s %8s %6s  %-14s %s\n", "ROUTING KEY", "TARGET", "PENDING", "DEAD",
                       "OLDEST PENDING", "NEXT ATTEMPT");
@@ -173,7 +193,7 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
             }
             /* The redacted key holds a 3-byte ellipsis: pad by bytes + 2. */
             printf("%-14s %-16s %8lld %6lld  %-14s %s\n", pdr_redact(st[i].routing_key, red, sizeof red),
-                   t ? t : "-", (long long)st[i].pending, (long long)st[i].dead, age, next);
+                   t ? shown(t) : "-", (long long)st[i].pending, (long long)st[i].dead, age, next);
         }
     }
     free(st);
@@ -206,7 +226,7 @@ static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
     db_row *rows = NULL;
     size_t n = 0;
     int64_t now = pdr_clock_now_ms();
-    char red[16], age[32];
+    char red[PDR_REDACT_SIZE], age[32];
 
     if (a->limit && parse_count(a->limit, &limit)) {
         fprintf(stderr, "pdrelay queue list: invalid --limit '%s'; expected a number >= 0 (0 = all)\n", a->limit);
@@ -248,10 +268,10 @@ static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
         } else {
             printf("%-8lld %-16s %-11s %8lld %-8s %s\n", (long long)r->id, red,
                    pdr_action_name(r->action) ? pdr_action_name(r->action) : "?", (long long)r->attempts,
-                   cli_fmt_age(now - r->created_ms, age, sizeof age), r->dedup_key ? r->dedup_key : "-");
-            if (summary) printf("         summary: %s\n", summary);
+                   cli_fmt_age(now - r->created_ms, age, sizeof age), r->dedup_key ? shown(r->dedup_key) : "-");
+            if (summary) printf("         summary: %s\n", shown(summary));
             if (r->last_error) printf("         %s: %s\n", r->state == DB_ROW_DEAD ? "died of" : "last error",
-                                      r->last_error);
+                                      shown(r->last_error));
         }
         cJSON_Delete(owner);
     }
@@ -364,7 +384,10 @@ int cli_queue(int argc, char **argv)
     if (ex) return ex;
     cfg = cli_config_load("queue", a.config, &ex);
     if (!cfg) return ex;
-    db = cli_db_open("queue", cfg, &ex);
+    if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list"))
+        db = cli_db_open_read_only("queue", cfg, &ex);
+    else
+        db = cli_db_open("queue", cfg, &ex);
     if (!db) goto out;
 
     if (!strcmp(a.sub, "status")) ex = queue_status(db, cfg, a.json);

@@ -4,6 +4,7 @@
 */
 #include "pdr.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,14 +55,110 @@ pdr_action pdr_action_parse(const char *s)
     return (pdr_action)0;
 }
 
+size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    uint32_t v, min;
+    size_t len;
+
+    if (!n) return 0;
+    if (u[0] < 0x80) {
+        *cp = u[0];
+        return 1;
+    }
+    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
+        len = 2; v = u[0] & 0x1Fu; min = 0x80;
+    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
+        len = 3; v = u[0] & 0x0Fu; min = 0x800;
+    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
+        len = 4; v = u[0] & 0x07u; min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (u[i] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return len;
+}
+
+/* The character at s (n bytes left) as redaction shows it: its length in
+** the secret (*step) and in the output (returned; *show points at it). */
+static size_t redact_char(const char *s, size_t n, size_t *step, const char **show)
+{
+    uint32_t cp = 0;
+    size_t len = pdr_utf8_decode(s, n, &cp);
+    if (!len || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+        *step = len ? len : 1;
+        *show = "?";
+        return 1;
+    }
+    *step = len;
+    *show = s;
+    return len;
+}
+
+/* Appends the characters of s[0..n) as shown to out at *o; with max, stops
+** before the first that would take the output past max bytes. Returns the
+** bytes appended (or that would be, when out is NULL). */
+static size_t redact_copy(const char *s, size_t n, size_t max, char *out, size_t *o)
+{
+    size_t used = 0, step;
+    const char *show;
+    for (size_t i = 0; i < n; i += step) {
+        size_t w = redact_char(s + i, n - i, &step, &show);
+        if (used + w > max) break;
+        if (out) {
+            memcpy(out + *o, show, w);
+            *o += w;
+        }
+        used += w;
+    }
+    return used;
+}
+
 char *pdr_redact(const char *secret, char *out, size_t outsz)
 {
-    size_t n = secret ? strlen(secret) : 0;
+    /* head_end: where the third character starts; tail: where the last 4 do */
+    size_t n = secret ? strlen(secret) : 0, chars = 0, step, head_end = 0, tail[4] = {0};
+    const char *show;
+    char buf[PDR_REDACT_SIZE];
+    size_t o = 0;
+
     if (!outsz) return out;
-    if (n >= 8)
-        snprintf(out, outsz, "%.2s\xe2\x80\xa6%s", secret, secret + n - 4);
-    else
-        snprintf(out, outsz, "\xe2\x80\xa6");
+    for (size_t i = 0; i < n; i += step) {
+        redact_char(secret + i, n - i, &step, &show);
+        chars++;
+        if (chars == 2) head_end = i + step;
+        /* tail[k]: where the k-th last character (so far) starts */
+        memmove(tail, tail + 1, sizeof tail - sizeof tail[0]);
+        tail[3] = i;
+    }
+    if (chars >= 8) {
+        /* at most 4 + 3 + 8 bytes: one to spare for the NUL */
+        redact_copy(secret, head_end, 4, buf, &o);
+        memcpy(buf + o, "\xe2\x80\xa6", 3);
+        o += 3;
+        /* the tail drops its first characters until it fits 8 bytes */
+        size_t k = 0;
+        while (k < 3 && redact_copy(secret + tail[k], n - tail[k], SIZE_MAX, NULL, NULL) > 8) k++;
+        redact_copy(secret + tail[k], n - tail[k], 8, buf, &o);
+    } else {
+        memcpy(buf, "\xe2\x80\xa6", 3);
+        o = 3;
+    }
+    buf[o] = '\0';
+    /* a short out gets whole characters only */
+    if (o >= outsz) {
+        size_t cut = outsz - 1;
+        while (cut > 0 && ((unsigned char)buf[cut] & 0xC0) == 0x80) cut--;
+        o = cut;
+        buf[o] = '\0';
+    }
+    memcpy(out, buf, o + 1);
     return out;
 }
 

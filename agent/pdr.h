@@ -63,10 +63,23 @@ pdr_action pdr_action_parse(const char *s);
 /* hex SHA-256 + NUL */
 #define PDR_SHA256_HEX_LEN 65
 
-/* Redacts a secret for display: "R0…ab12" (first 2, an ellipsis, last 4)
-** for strings of 8 or more bytes, "…" for shorter ones. Writes at most
-** outsz bytes including the NUL; 16 bytes always suffice. Returns out. */
+/* Redacts a secret for display: "R0…ab12" (the first 2 characters, an
+** ellipsis, the last 4) for secrets of 8 or more characters, "…" for
+** shorter ones. Characters are UTF-8 code points, never cut; every byte that
+** is not part of a valid sequence, and every control character (C0, DEL,
+** C1), counts as one character and shows as '?'. The output is valid UTF-8
+** of at most 15 bytes: a multi-byte character that would not fit (head at
+** most 4 bytes, tail at most 8) is left out, so fewer characters show.
+** Writes at most outsz bytes including the NUL; 16 bytes always suffice.
+** Returns out. */
+#define PDR_REDACT_SIZE 16
 char *pdr_redact(const char *secret, char *out, size_t outsz);
+
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, n bytes of
+** which may be read, and its code point in *cp; 0 when s does not start one
+** (a stray continuation byte, an overlong form, a surrogate, a code point
+** over U+10FFFF, or a sequence cut by n). */
+size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp);
 
 /* SHA-256 (mbedTLS) of data: the 32 raw bytes. */
 pdr_rc pdr_sha256_raw(const void *data, size_t len, unsigned char out[32]);

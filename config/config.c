@@ -20,15 +20,23 @@
 ** label!~regex, and a value wrapped in double quotes has them removed.
 ** Relative paths (data_dir, routing_key_file, …) are relative to the working
 ** directory of the process, not to the config file.
+**
+** The file is read whole before inih sees it (config_file_read): it must be
+** a regular file (checked with fstat on the descriptor; opened O_NONBLOCK so
+** a FIFO cannot hang us) of at most 1 MiB, without a NUL byte or a CR that
+** does not end a CRLF (text inih would misread), else it is refused with one
+** message naming the file and the reason.
 */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -131,6 +139,7 @@ enum {
 };
 
 #define KEY_FILE_MAX 1024   /* a key file longer than this is not a key file */
+#define CONFIG_FILE_MAX (1024 * 1024)   /* a config file longer than this is refused */
 #define MSG_MAX 1024        /* one message, without the "FILE:LINE: " prefix */
 
 /* ---- load context ------------------------------------------------------- */
@@ -147,7 +156,8 @@ typedef struct target_aux {
 
 typedef struct load_ctx {
     const char *path;
-    FILE *f;
+    char *text;                   /* the whole file, read by config_file_read */
+    size_t text_len, text_pos;    /* its length; where the reader is */
     pdr_config *cfg;
     pdr_config_errors *errs;
     size_t n_errs_seen;           /* including those past the cap */
@@ -989,6 +999,25 @@ static void classify_line(load_ctx *c, const char *line)
         syntax_error(c, c->lineno);
 }
 
+/* fgets and getc on the file's text. */
+static char *text_gets(char *str, int num, load_ctx *c)
+{
+    size_t n = 0;
+    if (c->text_pos >= c->text_len) return NULL;
+    while (n + 1 < (size_t)num && c->text_pos < c->text_len) {
+        char ch = c->text[c->text_pos++];
+        str[n++] = ch;
+        if (ch == '\n') break;
+    }
+    str[n] = '\0';
+    return str;
+}
+
+static int text_getc(load_ctx *c)
+{
+    return c->text_pos < c->text_len ? (unsigned char)c->text[c->text_pos++] : EOF;
+}
+
 /* fgets for inih that counts lines and turns a line over inih's limit into
 ** one error (and a blank line), instead of inih reading its tail as the next
 ** line. */
@@ -998,17 +1027,17 @@ static char *cfg_reader(char *str, int num, void *stream)
     size_t n;
     int ch;
 
-    if (num < 2 || !fgets(str, num, c->f)) return NULL;
+    if (num < 2 || !text_gets(str, num, c)) return NULL;
     c->lineno++;
     n = strlen(str);
     if (n == (size_t)num - 1 && str[n - 1] != '\n') {
-        ch = getc(c->f);
+        ch = text_getc(c);
         if (ch == '\r') {
-            ch = getc(c->f);
+            ch = text_getc(c);
             if (ch != '\n' && ch != EOF) ch = 'x';
         }
         if (ch != '\n' && ch != EOF) {
-            while (ch != '\n' && ch != EOF) ch = getc(c->f);
+            while (ch != '\n' && ch != EOF) ch = text_getc(c);
             err_at(c, c->lineno, "line too long (at most %d characters)", num - 1);
             {
                 const char *p = str;
@@ -1101,6 +1130,121 @@ static void validate_whole(load_ctx *c)
     }
 }
 
+/* ---- reading the file --------------------------------------------------- */
+
+/* What a file that is not a regular file is, for the message. */
+static const char *file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* Refuses text inih would misread: a NUL byte (inih stops the line there)
+** and a CR not followed by LF (inih does not end a line at a CR alone: a
+** file with classic Mac OS line endings is one line, all but its first
+** section silently lost). A CR at the very end is harmless. */
+static pdr_rc text_screen(load_ctx *c)
+{
+    const char *t = c->text;
+    size_t n = c->text_len;
+    int line = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '\n') {
+            line++;
+        } else if (t[i] == '\0') {
+            err_at(c, line, "contains a NUL byte: not a text file; allowed: a plain text INI file");
+            return PDR_ERR_CONFIG;
+        } else if (t[i] == '\r' && i + 1 < n && t[i + 1] != '\n') {
+            if (!memchr(t, '\n', n))
+                err_at(c, line, "lines end with CR only (classic Mac OS line endings); allowed: lines ending "
+                                "with LF or CRLF: convert the file (e.g. tr '\\r' '\\n')");
+            else
+                err_at(c, line, "a CR not followed by LF (a line ending with CR only); allowed: lines ending "
+                                "with LF or CRLF");
+            return PDR_ERR_CONFIG;
+        }
+    }
+    return PDR_OK;
+}
+
+/* Reads the whole file at path into c->text: a regular file of at most
+** CONFIG_FILE_MAX bytes, else refused with the reason. O_NONBLOCK: opening a
+** FIFO does not wait for a writer; the type is checked with fstat on the
+** opened descriptor (what is read is what was checked). */
+static pdr_rc config_file_read(load_ctx *c, const char *path)
+{
+    struct stat sb;
+    size_t n = 0;
+    pdr_rc rc = PDR_OK;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd < 0) {
+        err_at(c, 0, "cannot open: %s", strerror(errno));
+        return PDR_ERR_IO;
+    }
+    if (fstat(fd, &sb) != 0) {
+        err_at(c, 0, "cannot read: %s", strerror(errno));
+        rc = PDR_ERR_IO;
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        err_at(c, 0, "is %s, not a config file; allowed: a regular file", file_kind(sb.st_mode));
+        rc = PDR_ERR_CONFIG;
+        goto out;
+    }
+    if (sb.st_size > CONFIG_FILE_MAX) {
+        err_at(c, 0, "is %lld bytes; allowed: a config file of at most 1 MiB (%d bytes)",
+               (long long)sb.st_size, CONFIG_FILE_MAX);
+        rc = PDR_ERR_CONFIG;
+        goto out;
+    }
+    /* Room for the size fstat gave and one byte more; a file that grew
+    ** since gets more room, up to one byte over the limit, so that a file
+    ** grown past it is seen. */
+    size_t cap = (size_t)sb.st_size + 1;
+    c->text = malloc(cap);
+    if (!c->text) {
+        rc = PDR_ERR_NOMEM;
+        goto out;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap == CONFIG_FILE_MAX + 1) break;
+            size_t ncap = cap * 2 < CONFIG_FILE_MAX + 1 ? cap * 2 : CONFIG_FILE_MAX + 1;
+            char *grown = realloc(c->text, ncap);
+            if (!grown) {
+                rc = PDR_ERR_NOMEM;
+                goto out;
+            }
+            c->text = grown;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, c->text + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            err_at(c, 0, "cannot read: %s", strerror(errno));
+            rc = PDR_ERR_IO;
+            goto out;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    if (n > CONFIG_FILE_MAX) {
+        err_at(c, 0, "is over 1 MiB; allowed: a config file of at most 1 MiB (%d bytes)", CONFIG_FILE_MAX);
+        rc = PDR_ERR_CONFIG;
+        goto out;
+    }
+    c->text_len = n;
+    rc = text_screen(c);
+out:
+    close(fd);
+    return rc;
+}
+
 /* ---- public API --------------------------------------------------------- */
 
 static pdr_rc config_new(load_ctx *c, const char *path)
@@ -1149,19 +1293,13 @@ pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *er
 
     rc = config_new(c, path);
     if (rc) goto out;
-    c->f = fopen(path, "r");
-    if (!c->f) {
-        err_at(c, 0, "cannot open: %s", strerror(errno));
-        rc = c->fatal ? c->fatal : PDR_ERR_IO;
+    rc = config_file_read(c, path);
+    if (rc) {
+        if (c->fatal) rc = c->fatal;
         goto out;
     }
     ini_rc = ini_parse_stream(cfg_reader, c, cfg_handler, c);
     section_end(c);
-    if (ferror(c->f)) {
-        err_at(c, 0, "cannot read: %s", strerror(errno));
-        rc = c->fatal ? c->fatal : PDR_ERR_IO;
-        goto out;
-    }
     if (ini_rc < 0) {
         rc = PDR_ERR_NOMEM;
         goto out;
@@ -1173,7 +1311,7 @@ pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *er
     else if (c->n_errs_seen)
         rc = PDR_ERR_CONFIG;
 out:
-    if (c->f) fclose(c->f);
+    free(c->text);
     if (rc == PDR_OK)
         *out = c->cfg;
     else

@@ -123,7 +123,11 @@ typedef struct pdr_config_errors {
 /* Loads and validates path. On success returns PDR_OK and *out (caller
 ** destroys). On failure returns PDR_ERR_CONFIG (or PDR_ERR_IO when the file
 ** cannot be read, or PDR_ERR_NOMEM), *out = NULL, and errs holds every
-** error found. errs may be NULL when the caller does not want the messages. */
+** error found. errs may be NULL when the caller does not want the messages.
+** A path that is not a plain text file is refused with PDR_ERR_CONFIG and
+** one error: a directory, device, FIFO or socket, a file over 1 MiB, a NUL
+** byte ("FILE:LINE: contains a NUL byte…"), a CR not followed by LF
+** ("FILE:1: lines end with CR only…" for classic Mac OS line endings). */
 pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *errs);
 
 /* A config with every default and no targets (path "(defaults)"). */

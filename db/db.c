@@ -74,6 +74,8 @@
 #define DB_ADVICE_CORRUPT \
     "It was left untouched; move it aside to start with an empty outbox, " \
     "or restore a backup."
+#define DB_ADVICE_NO_OUTBOX \
+    "nothing has been queued yet, or [agent] data_dir points elsewhere"
 #define DB_ADVICE_FOREIGN \
     "It was left untouched; check data_dir, or move the file aside to " \
     "start with an empty outbox."
@@ -486,6 +488,58 @@ static pdr_rc db_file_create(const char *path, char *errbuf, size_t errsz)
     return PDR_OK;
 }
 
+/*
+** The URI a read-only open gives SQLite, which must create nothing (a
+** -wal or -shm file left by `pdrelay queue status`, perhaps root's, or in a
+** directory it cannot write). A WAL database is read through its -shm, which
+** a read-only connection creates when it is missing, and cannot create in a
+** read-only directory. So:
+**   - no -wal file: no connection has the database open (a connection in
+**     WAL mode keeps it until the last one closes, which checkpoints into
+**     the file and deletes it), so the file alone holds every commit:
+**     immutable=1 reads it without locks, -wal or -shm. A writer that opens
+**     it meanwhile commits into its WAL, not into the file (until a
+**     checkpoint), so the snapshot stays sound.
+**   - a -wal file: a writer (the daemon) is running, or died: mode=ro reads
+**     through its -wal and -shm, which exist, and sees its commits.
+** *out: a malloc'd "file:" URI, the path percent-encoded.
+*/
+static pdr_rc db_read_only_uri(const char *path, char **out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(path), o = 0;
+    size_t cap = sizeof "file://" + 3 * n + sizeof "?immutable=1";
+    char *wal = malloc(n + sizeof "-wal");
+    char *uri = malloc(cap);
+    struct stat sb;
+    int has_wal;
+
+    *out = NULL;
+    if (!wal || !uri) {
+        free(wal);
+        free(uri);
+        return PDR_ERR_NOMEM;
+    }
+    snprintf(wal, n + sizeof "-wal", "%s-wal", path);
+    has_wal = stat(wal, &sb) == 0;
+    free(wal);
+    /* "file:///abs" (an empty authority) or "file:rel" */
+    o = (size_t)snprintf(uri, cap, "%s", path[0] == '/' ? "file://" : "file:");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c == '%' || c == '?' || c == '#' || c <= ' ' || c >= 0x7F) {
+            uri[o++] = '%';
+            uri[o++] = hex[c >> 4];
+            uri[o++] = hex[c & 15];
+        } else {
+            uri[o++] = (char)c;
+        }
+    }
+    snprintf(uri + o, cap - o, "%s", has_wal ? "?mode=ro" : "?immutable=1");
+    *out = uri;
+    return PDR_OK;
+}
+
 /* Runs a one-row, one-integer query. */
 static int db_query_int64(sqlite3 *h, const char *sql, int64_t *v)
 {
@@ -720,6 +774,7 @@ static pdr_rc db_prepare_all(db_t *db, char *errbuf, size_t errsz)
 pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
 {
     db_t *db = NULL;
+    char *uri = NULL;
     int64_t version = 0;
     pdr_rc rc;
     int src, flags;
@@ -752,8 +807,7 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
             int err = errno;
             rc = db_rc_from_errno(err);
             if (rc == PDR_ERR_NOT_FOUND)
-                db_msg(errbuf, errsz, "%s does not exist: nothing was ever queued in %s",
-                       db->path, opt->data_dir);
+                db_msg(errbuf, errsz, "no outbox at %s: " DB_ADVICE_NO_OUTBOX, db->path);
             else
                 db_msg(errbuf, errsz, "cannot open %s: %s", db->path, strerror(err));
             goto out;
@@ -768,7 +822,12 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
     /* 2. connection: never creates, never checkpoints into a file we refuse */
     flags = (db->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
             SQLITE_OPEN_NOMUTEX;
-    src = sqlite3_open_v2(db->path, &db->h, flags, NULL);
+    if (db->read_only) {
+        rc = db_read_only_uri(db->path, &uri);
+        if (rc) goto out;
+        flags |= SQLITE_OPEN_URI;
+    }
+    src = sqlite3_open_v2(uri ? uri : db->path, &db->h, flags, NULL);
     if (src) {
         rc = db_open_fail(db, src, NULL, errbuf, errsz);
         goto out;
@@ -785,6 +844,11 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
     if (!opt->skip_quick_check) {
         rc = db_quick_check(db, errbuf, errsz);
         if (rc) goto out;
+    }
+    if (db->read_only && version == 0) {
+        db_msg(errbuf, errsz, "no outbox in %s (an empty file): " DB_ADVICE_NO_OUTBOX, db->path);
+        rc = PDR_ERR_NOT_FOUND;
+        goto out;
     }
     if (db->read_only && version < DB_SCHEMA_VERSION) {
         db_msg(errbuf, errsz,
@@ -808,6 +872,7 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
     /* Accepted: from now on the last connection to close checkpoints. */
     sqlite3_db_config(db->h, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
     db->errmsg[0] = '\0';
+    free(uri);
     *out = db;
     return PDR_OK;
 
@@ -815,6 +880,7 @@ out:
     if (errbuf && errsz && !errbuf[0])
         db_msg(errbuf, errsz, "cannot open %s: %s", db->path ? db->path : opt->data_dir,
                pdr_strerror(rc));
+    free(uri);
     db_close(db);
     return rc;
 }

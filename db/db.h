@@ -68,7 +68,12 @@ typedef struct db_options {
 **   PDR_ERR_TOO_NEW  "./var/pdrelay.db has schema version 7, newer than this pdrelay (1) ..."
 ** It never deletes or recreates an existing file.
 ** read_only: the file must exist (PDR_ERR_NOT_FOUND if it does not, or if
-** it has no schema yet); versions are checked, nothing is migrated. */
+** it has no schema yet: "no outbox at PATH: nothing has been queued yet, or
+** [agent] data_dir points elsewhere"); versions are checked, nothing is
+** migrated, and nothing is created or written: not the directory, not the
+** file, not its -wal or -shm. It works on a file or directory it may not
+** write (mode 0444 or 0555, a read-only mount), and while the daemon writes
+** (it then reads the daemon's commits through the existing -wal and -shm). */
 pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz);
 void db_close(db_t *db);
 

@@ -9,10 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -215,6 +217,91 @@ static void test_config_missing_file(void **state)
     assert_int_equal(run(&out, &err, "config", "check", "-c", p, NULL), 2);
     assert_true(tu_contains(err, "nope.ini"));
     free(p); free(out); free(err);
+}
+
+/* Is the command name on $PATH? (tu_run aborts on a command it cannot start.) */
+static int on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    int found = 0;
+    char *dirs = strdup(path ? path : "/usr/bin:/bin");
+    for (char *d = dirs, *end; d && !found; d = end ? end + 1 : NULL) {
+        end = strchr(d, ':');
+        if (end) *end = '\0';
+        char *full = tu_printf("%s/%s", *d ? d : ".", name);
+        found = access(full, X_OK) == 0;
+        free(full);
+    }
+    free(dirs);
+    return found;
+}
+
+/* Runs pdrelay with args (NULL-terminated) behind the command wrapper
+** (NULL-terminated, e.g. timeout(1) or setpriv(1)), keeping the emulator a
+** cross build puts in front of pdrelay. */
+static int run_wrapped(const char *const *wrapper, char **out, char **err, const char *const *args)
+{
+    const char *argv[32] = {tu_pdrelay()};
+    const char *full[64];
+    size_t n = 1, m = 0;
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n < 31);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    const char **sp = tu_spawn_argv(argv);
+    for (size_t i = 0; wrapper[i]; i++) full[m++] = wrapper[i];
+    for (size_t i = 0; sp[i]; i++) {
+        assert_true(m < 63);
+        full[m++] = sp[i];
+    }
+    full[m] = NULL;
+    int rc = tu_run(full, NULL, out, err);
+    tu_argv_free(sp, argv);
+    return rc;
+}
+
+/* `pdrelay config check -c PATH` under timeout(1), so that a pdrelay that
+** hangs on PATH (a FIFO) or spins (/dev/zero) is killed (exit 137) after
+** 20 s rather than hanging the test. */
+static int run_config_check_bounded(const char *path, char **out, char **err)
+{
+    static const char *const wrapper[] = {"timeout", "-s", "KILL", "20", NULL};
+    const char *args[] = {"config", "check", "-c", path, NULL};
+    return run_wrapped(wrapper, out, err, args);
+}
+
+static void test_config_not_a_regular_file(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    if (!on_path("timeout")) skip();   /* coreutils' timeout(1) bounds the runs that could hang */
+    char *fifo = tu_printf("%s/fifo.ini", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *paths[] = {"/dev/zero", fifo, f->dir};
+    const char *kinds[] = {"a character device", "a FIFO (named pipe)", "a directory"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(run_config_check_bounded(paths[i], &out, &err), 2);
+        char *want = tu_printf("pdrelay config check: %s: is %s, not a config file; allowed: a regular file\n",
+                               paths[i], kinds[i]);
+        assert_true(tu_contains(err, want));
+        assert_string_equal(out, "");
+        free(want);
+        free(out); free(err);
+    }
+    free(fifo);
+}
+
+/* A config error quotes the file's bytes: escaped, like everything else. */
+static void test_config_errors_escaped(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    tu_write_file(f->cfg, "[agent]\nlog\x1b]0;x\x07level = info\n");
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 2);
+    assert_true(tu_contains(err, ":2: unknown key 'log\\x1b]0;x\\x07level' in [agent]"));
+    assert_null(strchr(err, '\x1b'));
+    free(out); free(err);
 }
 
 /* ---- send --------------------------------------------------------------- */
@@ -465,6 +552,23 @@ static void test_queue_status(void **state)
 {
     fx *f = *state;
     char *out, *err;
+    struct stat sb;
+    /* nothing queued yet: said so, and nothing created */
+    char *msg = tu_printf("pdrelay queue: no outbox at %s/pdrelay.db: nothing has been queued yet, "
+                          "or [agent] data_dir points elsewhere\n", f->data_dir);
+    for (int json = 0; json < 2; json++) {
+        assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", json ? "--json" : NULL, NULL), 1);
+        assert_string_equal(err, msg);
+        assert_string_equal(out, "");
+        free(out); free(err);
+        assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", json ? "--json" : NULL, NULL), 1);
+        assert_string_equal(err, msg);
+        assert_string_equal(out, "");
+        free(out); free(err);
+    }
+    assert_int_not_equal(stat(f->data_dir, &sb), 0);
+    free(msg);
+    db_close(open_db(f));
     assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 0);
     assert_true(tu_contains(out, ": 0 pending, 0 dead (max_events 1000000)"));
     free(out); free(err);
@@ -631,6 +735,160 @@ static void test_corrupt_database(void **state)
     free(after); free(fixture); free(dbp);
 }
 
+/* ---- what reaches the terminal ----------------------------------------- */
+
+/* Valid UTF-8, by glibc's decoder. */
+static int utf8_valid(const char *s)
+{
+    iconv_t cd = iconv_open("UTF-8", "UTF-8");
+    size_t il = strlen(s), ol = 4 * il + 16;
+    char *buf = malloc(ol), *in = (char *)s, *o = buf;
+    assert_true(cd != (iconv_t)-1);
+    size_t r = iconv(cd, &in, &il, &o, &ol);
+    iconv_close(cd);
+    free(buf);
+    return r != (size_t)-1 && il == 0;
+}
+
+/* No control character but newline (and tab, between JSON's items): not C0,
+** DEL or C1 (C2 80..C2 9F), and valid UTF-8. */
+static void assert_clean(const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++) {
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F ||
+            (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F))
+            fail_msg("raw control byte 0x%02x at offset %td of:\n%s", *p, (const char *)p - out, out);
+    }
+    assert_true(utf8_valid(out));
+}
+
+/* Rows the CLI would refuse, stored as the API allows: a summary and a
+** dedup_key that try to retitle the terminal, forge a table line, and carry
+** C1 CSI and invalid UTF-8; a dead row whose last error does the same. */
+static void push_hostile(fx *f)
+{
+    db_t *db = open_db(f);
+    const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+                       "\"payload\":{\"summary\":\"\\u001b]0;pwned\\u0007 ok\\r\\n1 R0\xe2\x80\xa6" "ab12 trigger "
+                       "\xc2\x9b" "2J \xff\xfe end\",\"source\":\"s\",\"severity\":\"info\"}}";
+    db_event ev = {KEY_X, PDR_ACTION_TRIGGER, "dk\x1b[31m\r\n\xc2\x85\xff", NULL, body, strlen(body)};
+    int64_t id = 0;
+    assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
+    db_event ev2 = {KEY_A, PDR_ACTION_TRIGGER, "dead\x7f", NULL, body, strlen(body)};
+    assert_int_equal(db_outbox_push(db, &ev2, &id), PDR_OK);
+    assert_int_equal(db_outbox_kill(db, id, "400 \x1b[2K\rforged \xc2\x9b\xe6\x97"), PDR_OK);
+    db_close(db);
+}
+
+#define HOSTILE_SUMMARY_SHOWN "summary: \\x1b]0;pwned\\x07 ok\\r\\n1 R0\xe2\x80\xa6" "ab12 trigger \\u009b2J \\xff\\xfe end\n"
+#define HOSTILE_SUMMARY_JSON "\x1b]0;pwned\x07 ok\r\n1 R0\xe2\x80\xa6" "ab12 trigger \xc2\x9b" "2J \xef\xbf\xbd\xef\xbf\xbd end"
+
+static void test_queue_escapes_controls(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    push_hostile(f);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", NULL), 0);
+    assert_clean(out);
+    assert_true(tu_contains(out, " dk\\x1b[31m\\r\\n\\u0085\\xff\n"));
+    assert_true(tu_contains(out, HOSTILE_SUMMARY_SHOWN));
+    free(out); free(err);
+
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--dead", NULL), 0);
+    assert_clean(out);
+    assert_true(tu_contains(out, " dead\\x7f\n"));
+    assert_true(tu_contains(out, "died of: 400 \\x1b[2K\\rforged \\u009b\\xe6\\x97\n"));
+    free(out); free(err);
+
+    for (int dead = 0; dead < 2; dead++) {
+        assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "list", "--json", dead ? "--dead" : NULL, NULL), 0);
+        assert_clean(out);
+        cJSON *doc = cJSON_Parse(out);
+        assert_non_null(doc);
+        cJSON *row = cJSON_GetArrayItem(doc, 0);
+        assert_string_equal(jstr(row, "summary"), HOSTILE_SUMMARY_JSON);
+        if (dead) {
+            assert_string_equal(jstr(row, "dedup_key"), "dead\x7f");
+            assert_string_equal(jstr(row, "last_error"), "400 \x1b[2K\rforged \xc2\x9b\xef\xbf\xbd\xef\xbf\xbd");
+        } else {
+            assert_string_equal(jstr(row, "dedup_key"), "dk\x1b[31m\r\n\xc2\x85\xef\xbf\xbd");
+        }
+        cJSON_Delete(doc);
+        free(out); free(err);
+    }
+
+    for (int json = 0; json < 2; json++) {
+        assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", json ? "--json" : NULL, NULL), 0);
+        assert_clean(out);
+        assert_true(tu_contains(out, "R0\xe2\x80\xa6" "ef56"));
+        free(out); free(err);
+    }
+}
+
+/* `pdrelay queue -c CFG SUB` as a user who cannot write the outbox: as
+** root (whom modes do not stop) as nobody through setpriv(1). When root
+** cannot become nobody it runs as root, which still shows whether anything
+** is created, and says so. */
+static int run_queue_unprivileged(const fx *f, const char *sub, char **out, char **err)
+{
+    static const char *const as_nobody[] = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", NULL};
+    static const char *const as_self[] = {NULL};
+    const char *args[] = {"queue", "-c", f->cfg, sub, NULL};
+    const char *probe[] = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true", NULL};
+    if (geteuid() != 0) return run_wrapped(as_self, out, err, args);
+    if (!on_path("setpriv") || !on_path("true") || tu_run(probe, NULL, NULL, NULL) != 0) {
+        print_message("root cannot become nobody (setpriv): file modes are not tested\n");
+        return run_wrapped(as_self, out, err, args);
+    }
+    return run_wrapped(as_nobody, out, err, args);
+}
+
+/* status and list on an outbox they cannot write: the file 0444 and the
+** directory 0555, alone and beside a writer whose -wal and -shm they may
+** only read; nothing created. */
+static void test_queue_read_only_outbox(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    char *dbp = tu_printf("%s/pdrelay.db", f->data_dir);
+    char *wal = tu_printf("%s-wal", dbp), *shm = tu_printf("%s-shm", dbp);
+    struct stat sb;
+    int ex;
+    queue_three(f);
+    assert_int_not_equal(stat(wal, &sb), 0);
+    assert_int_equal(chmod(f->dir, 0755), 0);   /* nobody may reach the config and the outbox */
+    assert_int_equal(chmod(dbp, 0444), 0);
+    assert_int_equal(chmod(f->data_dir, 0555), 0);
+    ex = run_queue_unprivileged(f, "status", &out, &err);
+    if (ex != 0) fail_msg("exit %d: %s", ex, err);
+    assert_true(tu_contains(out, ": 3 pending, 0 dead"));
+    free(out); free(err);
+    assert_int_equal(run_queue_unprivileged(f, "list", &out, &err), 0);
+    assert_true(tu_contains(out, "summary: three"));
+    free(out); free(err);
+    assert_int_not_equal(stat(wal, &sb), 0);
+    assert_int_not_equal(stat(shm, &sb), 0);
+
+    /* beside a writer, which commits one more */
+    assert_int_equal(chmod(f->data_dir, 0700), 0);
+    assert_int_equal(chmod(dbp, 0644), 0);
+    db_t *db = open_db(f);
+    const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"resolve\",\"dedup_key\":\"w\"}";
+    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body)};
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
+    assert_int_equal(chmod(wal, 0444), 0);
+    assert_int_equal(chmod(shm, 0444), 0);
+    assert_int_equal(chmod(f->data_dir, 0555), 0);
+    ex = run_queue_unprivileged(f, "status", &out, &err);
+    if (ex != 0) fail_msg("exit %d: %s", ex, err);
+    assert_true(tu_contains(out, ": 4 pending, 0 dead"));
+    free(out); free(err);
+    assert_int_equal(chmod(f->data_dir, 0700), 0);
+    db_close(db);
+    free(dbp); free(wal); free(shm);
+}
+
 /* Two connections in one process (the daemon has two) and another process
 ** that opens and closes the database: the other process must not take
 ** itself for the last user and delete the WAL under the live connections,
@@ -675,6 +933,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_check_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_check_all_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_not_a_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_trigger_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_every_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_refusals, setup, teardown),
@@ -687,6 +947,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_survives_other_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_escapes_controls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_read_only_outbox, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -799,6 +800,97 @@ static void test_cannot_open(void **state)
     assert_int_equal(pdr_config_load(NULL, &c, NULL), PDR_ERR_INVALID);
 }
 
+/* Writes n bytes (NULs allowed) as the config and loads it. */
+static pdr_rc load_bytes(fx *f, const char *content, size_t n)
+{
+    pdr_config_destroy(f->cfg);
+    f->cfg = NULL;
+    pdr_config_errors_cleanup(&f->errs);
+    FILE *fp = fopen(f->path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(content, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+    return pdr_config_load(f->path, &f->cfg, &f->errs);
+}
+
+/* Loads path, which must be refused with the one error "PATH: want". An
+** alarm ends the test program if the load hangs (a FIFO) or spins
+** (/dev/zero) instead. */
+static void expect_refused_path(fx *f, const char *path, const char *want)
+{
+    pdr_config_destroy(f->cfg);
+    f->cfg = NULL;
+    pdr_config_errors_cleanup(&f->errs);
+    alarm(20);
+    pdr_rc rc = pdr_config_load(path, &f->cfg, &f->errs);
+    alarm(0);
+    assert_int_equal(rc, PDR_ERR_CONFIG);
+    assert_null(f->cfg);
+    assert_int_equal(f->errs.n, 1);
+    char *full = tu_printf("%s: %s", path, want);
+    assert_string_equal(f->errs.msgs[0], full);
+    free(full);
+}
+
+static void test_not_a_regular_file(void **state)
+{
+    fx *f = *state;
+    expect_refused_path(f, f->dir, "is a directory, not a config file; allowed: a regular file");
+    expect_refused_path(f, "/dev/zero", "is a character device, not a config file; allowed: a regular file");
+    char *fifo = tu_printf("%s/fifo.ini", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_refused_path(f, fifo, "is a FIFO (named pipe), not a config file; allowed: a regular file");
+    free(fifo);
+}
+
+static void test_size_limit(void **state)
+{
+    fx *f = *state;
+    size_t max = 1024 * 1024;
+    char *big = malloc(max + 1);
+    assert_non_null(big);
+    /* comment lines of 64 bytes: exactly 1 MiB is accepted */
+    for (size_t i = 0; i < max; i += 64) {
+        memset(big + i, ' ', 64);
+        big[i] = ';';
+        big[i + 63] = '\n';
+    }
+    assert_int_equal(load_bytes(f, big, max), PDR_OK);
+    big[max] = '\n';
+    assert_int_equal(load_bytes(f, big, max + 1), PDR_ERR_CONFIG);
+    assert_int_equal(f->errs.n, 1);
+    char *want = tu_printf("%s: is 1048577 bytes; allowed: a config file of at most 1 MiB (1048576 bytes)", f->path);
+    assert_string_equal(f->errs.msgs[0], want);
+    free(want);
+    free(big);
+}
+
+static void test_text_screened(void **state)
+{
+    fx *f = *state;
+    /* classic Mac OS line endings: all but the first section would be lost */
+    expect_errors(f, "[agent]\rsource = mac\r[outbox]\rmax_events = 5\r",
+                  ":1: lines end with CR only (classic Mac OS line endings); allowed: lines ending with LF or "
+                  "CRLF: convert the file (e.g. tr '\\r' '\\n')",
+                  NULL);
+    expect_errors(f, "[agent]\nsource = a\rb\n",
+                  ":2: a CR not followed by LF (a line ending with CR only); allowed: lines ending with LF or CRLF",
+                  NULL);
+    /* a NUL ends inih's line: what follows it would be lost */
+    static const char nul[] = "[agent]\nsource = a\n\n[outbox]\nmax_events = 5\0\n[dedup]\nttl = 1h\n";
+    assert_int_equal(load_bytes(f, nul, sizeof nul - 1), PDR_ERR_CONFIG);
+    assert_int_equal(f->errs.n, 1);
+    char *want = tu_printf("%s:5: contains a NUL byte: not a text file; allowed: a plain text INI file", f->path);
+    assert_string_equal(f->errs.msgs[0], want);
+    free(want);
+    /* CRLF stays accepted, and a CR at the very end */
+    load_ok(f, "[agent]\r\nsource = dos\r\n[outbox]\r\nmax_events = 5\r\n");
+    assert_string_equal(f->cfg->source, "dos");
+    assert_int_equal(f->cfg->max_events, 5);
+    load_ok(f, "[agent]\nsource = end\r");
+    assert_string_equal(f->cfg->source, "end");
+}
+
 static void test_shipped_config(void **state)
 {
     pdr_config *c = NULL;
@@ -875,6 +967,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_several_errors_all_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_screened, setup, teardown),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_names_and_null),
     };

@@ -13,10 +13,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -363,8 +365,19 @@ static void test_read_only(void **state)
 
     o.read_only = 1;
     assert_int_equal(db_open(&o, &ro, errbuf, sizeof errbuf), PDR_ERR_NOT_FOUND);
-    assert_true(tu_contains(errbuf, "does not exist"));
+    if (!tu_contains(errbuf, "no outbox at ") || !tu_contains(errbuf, sub) ||
+        !tu_contains(errbuf, ": nothing has been queued yet, or [agent] data_dir points elsewhere"))
+        fail_msg("errbuf: %s", errbuf);
     assert_int_not_equal(stat(sub, &sb), 0); /* read-only creates nothing */
+
+    /* an empty file (what an older `pdrelay queue status` left) holds no outbox */
+    assert_int_equal(mkdir(sub, 0700), 0);
+    char *empty = tu_printf("%s/%s", sub, DB_FILE_NAME);
+    tu_write_file(empty, "");
+    assert_int_equal(db_open(&o, &ro, errbuf, sizeof errbuf), PDR_ERR_NOT_FOUND);
+    if (!tu_contains(errbuf, "(an empty file): nothing has been queued yet")) fail_msg("errbuf: %s", errbuf);
+    assert_int_equal(unlink(empty), 0);
+    free(empty);
 
     o.read_only = 0;
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
@@ -383,6 +396,145 @@ static void test_read_only(void **state)
     db_close(ro);
     db_close(db);
     free(sub);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char *p = tu_printf("%s/%s", dir, name);
+    struct stat sb;
+    int r = stat(p, &sb) == 0;
+    free(p);
+    return r;
+}
+
+/* A database with one pending row, closed: no -wal or -shm left. */
+static void make_closed_db(const char *dir)
+{
+    db_options o = opts_for(dir);
+    db_t *db = NULL;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    push_one(db, "{}");
+    db_close(db);
+    assert_false(exists(dir, DB_FILE_NAME "-wal"));
+    assert_false(exists(dir, DB_FILE_NAME "-shm"));
+}
+
+/* Opens dir read-only and expects `pending` rows; 0 when so, else a message. */
+static const char *read_only_count(const char *dir, int64_t pending)
+{
+    static char err[512];
+    db_options o = opts_for(dir);
+    db_t *db = NULL;
+    int64_t n = -1;
+    o.read_only = 1;
+    if (db_open(&o, &db, err, sizeof err) != PDR_OK) return err;
+    pdr_rc rc = db_outbox_count(db, &n, NULL);
+    if (rc) snprintf(err, sizeof err, "count: %s (%s)", pdr_strerror(rc), db_errmsg(db));
+    else if (n != pending) snprintf(err, sizeof err, "%lld pending, expected %lld", (long long)n, (long long)pending);
+    db_close(db);
+    return rc || n != pending ? err : NULL;
+}
+
+/* A read-only open writes nothing: no -wal or -shm appears next to a
+** database nobody has open (SQLite creates them for a plain read-only
+** connection to a WAL file, and leaves them). */
+static void test_read_only_creates_nothing(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    /* characters a URI gives a meaning to: the path is opened all the same */
+    char *dir = tu_printf("%s/a b?c#d%%20e\xc3\xa9", tmp);
+    const char *err;
+    (void)state;
+    make_closed_db(dir);
+    err = read_only_count(dir, 1);
+    if (err) fail_msg("%s", err);
+    assert_false(exists(dir, DB_FILE_NAME "-wal"));
+    assert_false(exists(dir, DB_FILE_NAME "-shm"));
+    tu_rmrf(tmp);
+    free(dir);
+    free(tmp);
+}
+
+/* Runs read_only_count in a child that cannot write dir: as root (whom
+** modes do not stop) it becomes nobody (65534) first. Returns its exit:
+** 0 read as expected, 1 not (message on stderr), 77 cannot drop root. */
+static int read_only_count_unprivileged(const char *dir, int64_t pending)
+{
+    pid_t pid = fork();
+    int status;
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* no supplementary groups: root's could still let the child write */
+        if (geteuid() == 0 && (setgroups(0, NULL) || setgid(65534) || setuid(65534))) _exit(77);
+        const char *err = read_only_count(dir, pending);
+        if (err) fprintf(stderr, "read-only open of %s: %s\n", dir, err);
+        _exit(err ? 1 : 0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* The file 0444 in a directory anyone may write, then the directory 0555
+** too, with no -wal or -shm: read, and nothing created. */
+static void test_read_only_unwritable(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *dir = tu_printf("%s/data", tmp);
+    char *path = tu_printf("%s/%s", dir, DB_FILE_NAME);
+    int ex;
+    (void)state;
+
+    assert_int_equal(chmod(tmp, 0755), 0);   /* nobody may reach dir */
+    make_closed_db(dir);
+    assert_int_equal(chmod(path, 0444), 0);
+    assert_int_equal(chmod(dir, 01777), 0);
+    ex = read_only_count_unprivileged(dir, 1);
+    if (ex == 77) {
+        tu_rmrf(tmp);
+        free(path); free(dir); free(tmp);
+        skip();   /* running as root, and cannot become nobody to test modes */
+    }
+    assert_int_equal(ex, 0);
+    assert_false(exists(dir, DB_FILE_NAME "-wal"));
+    assert_false(exists(dir, DB_FILE_NAME "-shm"));
+
+    assert_int_equal(chmod(dir, 0555), 0);
+    assert_int_equal(read_only_count_unprivileged(dir, 1), 0);
+    assert_false(exists(dir, DB_FILE_NAME "-wal"));
+    assert_false(exists(dir, DB_FILE_NAME "-shm"));
+
+    assert_int_equal(chmod(dir, 0700), 0);
+    tu_rmrf(tmp);
+    free(path);
+    free(dir);
+    free(tmp);
+}
+
+/* While a writer (the daemon) has the database open in a directory that is
+** now read-only, a read-only open sees the rows it committed into its WAL. */
+static void test_read_only_beside_writer(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_t *db = NULL;
+    const char *err;
+    (void)state;
+
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    push_one(db, "{\"n\":1}");
+    push_one(db, "{\"n\":2}");
+    assert_true(exists(tmp, DB_FILE_NAME "-wal"));
+    assert_int_equal(chmod(tmp, 0555), 0);
+    err = read_only_count(tmp, 2);
+    if (err) fail_msg("%s", err);
+    push_one(db, "{\"n\":3}");
+    err = read_only_count(tmp, 3);
+    if (err) fail_msg("%s", err);
+    db_close(db);
+    assert_int_equal(chmod(tmp, 0700), 0);
     tu_rmrf(tmp);
     free(tmp);
 }
@@ -487,6 +639,9 @@ int main(void)
         cmocka_unit_test(test_corrupt_fixture_is_refused_untouched),
         cmocka_unit_test(test_corrupt_fixture_without_quick_check),
         cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_read_only_creates_nothing),
+        cmocka_unit_test(test_read_only_unwritable),
+        cmocka_unit_test(test_read_only_beside_writer),
         cmocka_unit_test(test_data_dir_is_a_file),
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_locked_is_busy),
