@@ -384,7 +384,7 @@ static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const no
 
 static void log_repairs(const norm_event *ev)
 {
-    char red[16], chars[24], imgs[16], det[16];
+    char red[PDR_REDACT_SIZE], chars[24], imgs[16], det[16];
     /* A generated dedup_key is not a repair: it is what PagerDuty does too. */
     if (!ev->rep.summary_chars && !ev->rep.images_dropped && !ev->rep.details_shrunk) return;
     snprintf(chars, sizeof chars, "%zu", ev->rep.summary_chars);
@@ -456,7 +456,7 @@ static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
         return reply_unavailable(c, rq->job.rc);
     }
     for (size_t i = 0; rq->submitted && i < nr->n; i++) {
-        char red[16];
+        char red[PDR_REDACT_SIZE];
         if (rq->res[i] == PDR_OK) {
             queued++;
             if (nr->evs[i].repaired) repaired++;

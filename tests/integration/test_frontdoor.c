@@ -302,6 +302,8 @@ static void test_ambiguous_framing_refused(void **state)
     assert_int_equal(cJSON_GetArraySize(evs), 1);
     assert_string_equal(it_jstr(cJSON_GetArrayItem(evs, 0), "dedup_key"), "before");
     cJSON_Delete(evs);
+    /* "delivered" is logged after the commit that deleted the row. */
+    assert_int_equal(it_wait_log(&f->d, "msg=delivered", 10000), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING) + it_count(f->data_dir, DB_ROW_DEAD), 0);
     fx_free(f);
 }
