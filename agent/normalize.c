@@ -207,6 +207,10 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
             goto out;
         }
         snprintf(e.dedup_key, sizeof e.dedup_key, "%s", dk->valuestring);
+        if (e.action == PDR_ACTION_TRIGGER) {
+            const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "payload"), "severity");
+            snprintf(e.severity, sizeof e.severity, "%s", sev->valuestring);   /* checked: one of four */
+        }
     }
     /* The body's UTF-8 repairs (made before the event was built from it)
     ** are every one of its events' repairs. */

@@ -46,6 +46,7 @@ typedef struct norm_event {
     char routing_key[PDR_ROUTING_KEY_LEN + 1];
     pdr_action action;
     char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];   /* "" for change events */
+    char severity[16];          /* payload.severity of a trigger, else "" */
     char *fingerprint;          /* malloc'd; NULL for PagerDuty-native events */
     char *target;               /* malloc'd target name; NULL for PagerDuty-native events */
     char *body;                 /* malloc'd JSON text to POST upstream (compact) */

@@ -471,10 +471,12 @@ void mockpd_validate(const char *body, size_t len, bool too_big, bool is_change,
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(cr->doc, "payload");
         cr->routing_key = str_of(cr->doc, "routing_key");
         cr->event_action = is_change ? "change" : str_of(cr->doc, "event_action");
-        cr->dedup_key = str_of(cr->doc, "dedup_key");
-        cr->summary = str_of(p, "summary");
-        cr->severity = str_of(p, "severity");
         cr->is_trigger = !is_change && cr->event_action && !strcmp(cr->event_action, "trigger");
+        /* PagerDuty reads no dedup_key in a change event, and a severity
+        ** only in a trigger's payload. */
+        cr->dedup_key = is_change ? NULL : str_of(cr->doc, "dedup_key");
+        cr->summary = str_of(p, "summary");
+        cr->severity = cr->is_trigger ? str_of(p, "severity") : NULL;
     }
     cr->v = cJSON_GetArraySize(cr->errors) ? MOCKPD_INVALID : MOCKPD_VALID;
 }

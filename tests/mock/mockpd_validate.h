@@ -49,7 +49,8 @@ typedef struct mockpd_check {
     cJSON *doc;        /* the parsed body, or NULL */
     cJSON *errors;     /* MOCKPD_INVALID: an array of messages (else possibly empty) */
     /* As PagerDuty reads them (NULL when absent or not a string);
-    ** event_action is "change" for a change event. */
+    ** event_action is "change" for a change event, which has no dedup_key;
+    ** severity is a trigger's only. */
     const char *routing_key, *event_action, *dedup_key, *severity, *summary;
     bool is_change;
     bool is_trigger;
