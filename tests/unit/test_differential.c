@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "mockpd_validate.h"
+#include "mockpd_diff.h"
 #include "normalize.h"
 #include "testutil.h"
 
@@ -90,74 +90,24 @@ static pdr_rc run(parser p, const char *body, size_t len, norm_result *r)
     }
 }
 
-/* str, or "(null)" for messages. */
-static const char *s_(const char *s)
-{
-    return s ? s : "(null)";
-}
-
-/* Fails with the body printed when an event of r would not arrive meaning
-** what it was validated as. */
-static void events_arrive_as_validated(parser p, const char *body, const norm_result *r)
-{
-    for (size_t i = 0; i < r->n; i++) {
-        const norm_event *e = &r->evs[i];
-        mockpd_check cr;
-        int change = e->action == PDR_ACTION_CHANGE;
-        mockpd_validate(e->body, e->body_len, false, change, &cr);
-        if (cr.v != MOCKPD_VALID) {
-            char *errs = cr.errors ? cJSON_PrintUnformatted(cr.errors) : NULL;
-            fail_msg("%s took a body whose event the mock refuses: %s\n  body: %s\n  sent: %s", parser_names[p],
-                     errs ? errs : "not JSON", body, e->body);
-        }
-        const char *want_dk = change ? NULL : e->dedup_key;
-        const char *want_sev = e->action == PDR_ACTION_TRIGGER ? e->severity : NULL;
-        if (strcmp(s_(cr.routing_key), e->routing_key) || strcmp(s_(cr.event_action), pdr_action_name(e->action)) ||
-            strcmp(s_(cr.dedup_key), s_(want_dk)) || strcmp(s_(cr.severity), s_(want_sev)) ||
-            (e->action == PDR_ACTION_TRIGGER && !e->severity[0]))
-            fail_msg("%s: the event means something else upstream\n  validated: %s %s %s %s\n"
-                     "  arrives:   %s %s %s %s\n  body: %s\n  sent: %s",
-                     parser_names[p], e->routing_key, pdr_action_name(e->action), s_(want_dk), s_(want_sev),
-                     s_(cr.routing_key), s_(cr.event_action), s_(cr.dedup_key), s_(cr.severity), body, e->body);
-        if (e->body_len != strlen(e->body)) fail_msg("%s: body_len is not the body's length", parser_names[p]);
-        mockpd_check_free(&cr);
-    }
-}
-
-/* For a PagerDuty-native body the mock itself takes, pdrelay must take it
-** too, and send the same routing_key, event_action, severity and (when the
-** client gave one) dedup_key: no over-refusal, no changed meaning. */
-static void native_agrees(parser p, const char *body, size_t len, pdr_rc rc, const norm_result *r)
-{
-    mockpd_check in;
-    if (p != P_PD_ALERT && p != P_PD_CHANGE) return;
-    mockpd_validate(body, len, false, p == P_PD_CHANGE, &in);
-    if (in.v == MOCKPD_VALID) {
-        if (rc != PDR_OK || r->n != 1)
-            fail_msg("%s refused a body PagerDuty takes: %s\n  body: %s", parser_names[p],
-                     r->errs.n ? r->errs.msgs[0] : "-", body);
-        const norm_event *e = &r->evs[0];
-        if (strcmp(s_(in.routing_key), e->routing_key) || strcmp(s_(in.event_action), pdr_action_name(e->action)) ||
-            (in.is_trigger && strcmp(s_(in.severity), e->severity)) ||
-            (in.dedup_key && in.dedup_key[0] != ' ' && in.dedup_key[0] && strcmp(in.dedup_key, e->dedup_key)))
-            fail_msg("%s changed the meaning of a valid event\n  body: %s\n  sent: %s", parser_names[p], body, e->body);
-    }
-    mockpd_check_free(&in);
-}
-
 /* Runs body through parser p and checks the property; returns the rc. */
 static pdr_rc check_len(parser p, const char *body, size_t len, norm_result *r)
 {
+    char why[4096];
     pdr_rc rc = run(p, body, len, r);
     if (rc == PDR_OK) {
-        events_arrive_as_validated(p, body, r);
+        for (size_t i = 0; i < r->n; i++) {
+            if (mockpd_diff_event(&r->evs[i], why, sizeof why))
+                fail_msg("%s took a body: %s\n  body: %s", parser_names[p], why, body);
+        }
     } else if (rc == PDR_ERR_INVALID) {
         if (!r->errs.n) fail_msg("%s refused without a reason: %s", parser_names[p], body);
         if (r->n) fail_msg("%s refused but left events", parser_names[p]);
     } else {
         fail_msg("%s returned %s for %s", parser_names[p], pdr_strerror(rc), body);
     }
-    native_agrees(p, body, len, rc, r);
+    if ((p == P_PD_ALERT || p == P_PD_CHANGE) && mockpd_diff_native(body, len, p == P_PD_CHANGE, rc, r, why, sizeof why))
+        fail_msg("%s: %s\n  body: %s", parser_names[p], why, body);
     return rc;
 }
 
