@@ -561,6 +561,8 @@ static void check_links(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
         if (href && !pdr_url_http(href)) {
             cJSON_Delete(cJSON_DetachItemViaPointer(links, l));
             rep->urls_dropped++;
+            /* Emptied by the repair: gone, as if it had never been sent. */
+            if (!links->child) cJSON_Delete(cJSON_DetachItemViaPointer(ev, links));
         }
     }
 }
@@ -592,6 +594,7 @@ static void check_images(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
         if (src && (strncasecmp(src, "https://", 8) != 0 || !pdr_url_http(src))) {
             cJSON_Delete(cJSON_DetachItemViaPointer(images, img));
             rep->images_dropped++;
+            if (!images->child) cJSON_Delete(cJSON_DetachItemViaPointer(ev, images));
             continue;
         }
         snprintf(path, sizeof path, "images[%d].href", i);

@@ -364,7 +364,7 @@ static void test_am_http_snapshot_dropped(void **state)
     assert_int_equal(r.evs[0].repaired, 1);
     assert_int_equal(r.evs[0].rep.images_dropped, 1);
     cJSON *b = body_of(&r.evs[0]);
-    assert_int_equal(n_members(at(b, "images")), 0);
+    assert_null(cJSON_GetObjectItem(b, "images"));   /* emptied: left out */
     cJSON_Delete(b);
     norm_result_cleanup(&r);
 }
