@@ -139,46 +139,39 @@ pdr_rc pdr_json_parse(const char *body, size_t len, cJSON **root, int *nul)
 
 /* ---- the sanitizing walk: UTF-8, NUL, duplicate members ------------------ */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when the
-** byte at s starts none. The table of well-formed sequences of Unicode
-** (Table 3-7): no overlong forms, no surrogates, nothing over U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+/* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
+** continuation bytes it needs and the range of the first of them (which
+** excludes overlong forms, UTF-16 surrogates and code points over
+** U+10FFFF). 0 when c leads no sequence of two bytes or more. */
+static size_t utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
 {
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) need = 2;
-    else if (c >= 0xF0 && c <= 0xF4) need = 3;
-    else return 0;
-    if (c == 0xE0) lo = 0xA0;
-    else if (c == 0xED) hi = 0x9F;
-    else if (c == 0xF0) lo = 0x90;
-    else if (c == 0xF4) hi = 0x8F;
-    if (n < need + 1 || s[1] < lo || s[1] > hi) return 0;
-    for (size_t k = 2; k <= need; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    return need + 1;
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (c == 0xE0) *lo = 0xA0;
+    else if (c == 0xED) *hi = 0x9F;
+    else if (c == 0xF0) *lo = 0x90;
+    else if (c == 0xF4) *hi = 0x8F;
+    if (c >= 0xC2 && c <= 0xDF) return 1;
+    if (c >= 0xE0 && c <= 0xEF) return 2;
+    if (c >= 0xF0 && c <= 0xF4) return 3;
+    return 0;
 }
 
-/* The length of the maximal invalid subsequence at s: the longest prefix of
-** a well-formed sequence that s starts (at least 1 byte), which becomes one
-** U+FFFD (Unicode's "substitution of maximal subparts"). */
-static size_t utf8_bad_len(const unsigned char *s, size_t n)
+/* How many bytes at s (n left) are a well-formed sequence, or else (*bad
+** set) the maximal invalid subsequence: the longest prefix of a well-formed
+** sequence (at least 1 byte), which becomes one U+FFFD (Unicode's
+** "substitution of maximal subparts"). */
+static size_t utf8_step(const unsigned char *s, size_t n, int *bad)
 {
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need, k;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) need = 2;
-    else if (c >= 0xF0 && c <= 0xF4) need = 3;
-    else return 1;
-    if (c == 0xE0) lo = 0xA0;
-    else if (c == 0xED) hi = 0x9F;
-    else if (c == 0xF0) lo = 0x90;
-    else if (c == 0xF4) hi = 0x8F;
-    if (n < 2 || s[1] < lo || s[1] > hi) return 1;
+    unsigned char lo, hi;
+    size_t need = utf8_lead(s[0], &lo, &hi), k;
+    *bad = 0;
+    if (s[0] < 0x80) return 1;
+    *bad = 1;
+    if (!need || n < 2 || s[1] < lo || s[1] > hi) return 1;
     for (k = 2; k <= need && k < n; k++)
         if ((s[k] & 0xC0) != 0x80) break;
+    *bad = k <= need;
     return k;
 }
 
@@ -191,27 +184,23 @@ static char *utf8_repair(const char *s, size_t *count)
     size_t n = strlen(s), i = 0, o = 0;
     char *out;
     *count = 0;
+    int bad;
     while (i < n) {
-        size_t k = utf8_seq_len(p + i, n - i);
-        if (!k) {
-            (*count)++;
-            k = utf8_bad_len(p + i, n - i);
-        }
-        i += k;
+        i += utf8_step(p + i, n - i, &bad);
+        *count += (size_t)bad;
     }
     if (!*count) return NULL;
     out = cJSON_malloc(n * 3 + 1);
     if (!out) return NULL;
     for (i = 0; i < n;) {
-        size_t k = utf8_seq_len(p + i, n - i);
-        if (k) {
-            memcpy(out + o, s + i, k);
-        } else {
-            k = utf8_bad_len(p + i, n - i);
+        size_t k = utf8_step(p + i, n - i, &bad);
+        if (bad) {
             memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3 - k;
+            o += 3;
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
         }
-        o += k;
         i += k;
     }
     out[o] = '\0';
