@@ -133,6 +133,20 @@ static void test_refused(void **state)
         cJSON_Delete(j);
         free(reply);
     }
+    /* three alerts that match no target: taken, not queued, one log line */
+    char *reply = NULL;
+    assert_int_equal(it_http(f->base, "POST", "/v1/alertmanager",
+                             "{\"alerts\":[{\"status\":\"firing\",\"labels\":{\"alertname\":\"A\",\"env\":\"dev\"}},"
+                             "{\"status\":\"firing\",\"labels\":{\"env\":\"dev\"}},"
+                             "{\"status\":\"resolved\",\"labels\":{\"env\":\"qa\"}}]}",
+                             NULL, &reply, NULL), 200);
+    assert_true(tu_contains(reply, "\"unrouted\":3"));
+    free(reply);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"alerts unrouted\" count=3 alerts=3 first=A", 5000), 0);
+    char *log = it_log(&f->d), *first = strstr(log, "unrouted");
+    assert_null(strstr(first + 1, "unrouted"));   /* one line, not one per alert */
+    free(log);
+
     /* nothing was queued, so nothing reached PagerDuty */
     char *data_dir = tu_printf("%s/var", f->dir);
     assert_int_equal(it_count(data_dir, DB_ROW_PENDING), 0);

@@ -390,28 +390,39 @@ static void *failing_malloc(size_t n)
     return malloc(n);
 }
 
-/* Out of memory inside cJSON's parse is NOMEM, not "not JSON". */
+/* Out of memory inside cJSON's parse (or the marking of a NUL, or the
+** sanitizing walk) is NOMEM, not "not JSON" or "invalid". */
 static void test_parse_nomem(void **state)
 {
     (void)state;
+    static const char *const bodies[] = {
+        "{\"a\":[1,2,{\"b\":\"c\"}],\"d\":\"e\"}",
+        "{\"a\":\"x\\u0000\",\"b\":\"\xff\",\"c\":{\"1\":1,\"2\":2,\"3\":3,\"4\":4,\"5\":5,\"6\":6,\"7\":7,"
+        "\"8\":8,\"9\":9,\"10\":10,\"11\":11,\"12\":12,\"13\":13,\"14\":14,\"15\":15,\"16\":16,\"17\":17}}",
+    };
     cJSON_Hooks hooks = {failing_malloc, free};
-    const char *body = "{\"a\":[1,2,{\"b\":\"c\"}],\"d\":\"e\"}";
-    cJSON *root;
-    int nul, ok = 0;
     pdr_json_hooks_set(&hooks);
-    for (long n = 0; n < 100 && !ok; n++) {
-        alloc_budget = n;
-        pdr_rc rc = pdr_json_parse(body, strlen(body), &root, &nul);
-        alloc_budget = -1;
-        if (rc == PDR_OK) {
-            ok = 1;
-            cJSON_Delete(root);
-        } else {
-            assert_int_equal(rc, PDR_ERR_NOMEM);
+    for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        int ok = 0;
+        for (long n = 0; n < 1000 && !ok; n++) {
+            cJSON *root;
+            int nul;
+            size_t repaired = 0;
+            pdr_event_errors errs = {.n = 0};
+            alloc_budget = n;
+            pdr_rc rc = pdr_json_parse(bodies[b], strlen(bodies[b]), &root, &nul);
+            if (rc == PDR_OK) {
+                rc = pdr_json_sanitize(root, "event", nul, &repaired, &errs);
+                cJSON_Delete(root);
+                /* the second body holds NUL: refused once memory suffices */
+                if (rc == (b ? PDR_ERR_INVALID : PDR_OK)) ok = 1;
+            }
+            alloc_budget = -1;
+            if (!ok) assert_int_equal(rc, PDR_ERR_NOMEM);
         }
+        assert_true(ok);
     }
     pdr_json_hooks_set(NULL);
-    assert_true(ok);
 }
 
 static void test_change_event(void **state)
