@@ -53,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -584,7 +583,7 @@ static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, norm_resul
         ev = NULL;
     }
     if (!matched) {
-        /* Logged once per body (unrouted_log), with the first one named. */
+        /* Logged once per body (finish()), the first one by name. */
         if (!out->unrouted++) {
             snprintf(out->unrouted_first, sizeof out->unrouted_first, "%s", v->name);
         }
