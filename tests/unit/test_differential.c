@@ -402,9 +402,10 @@ static cJSON *random_value(int depth)
     default: {
         /* a long one now and then: the length limits */
         if (!rnd(20)) {
+            static const char *const chars[] = {"k", "\xc3\xa9", "\xe2\x82\xac"};   /* 1, 2, 3 bytes */
             size_t n = 250 + rnd(10) + (rnd(2) ? 770 : 0), w = rnd(3) + 1;
             char *s = malloc(n * w + 1);
-            for (size_t i = 0; i < n; i++) memcpy(s + i * w, "k\xc3\xa9\xe2\x82\xac" + (w == 1 ? 0 : w == 2 ? 1 : 3), w);
+            for (size_t i = 0; i < n; i++) memcpy(s + i * w, chars[w - 1], w);
             s[n * w] = '\0';
             cJSON *it = cJSON_CreateString(s);
             free(s);
