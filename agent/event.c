@@ -454,7 +454,7 @@ char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nome
     }
     if (chars_out) *chars_out = chars;
     if (chars <= max_chars) return NULL;
-    char *out = malloc(cut_at + 4);
+    char *out = cJSON_malloc(cut_at + 4);
     if (!out) {
         *nomem = 1;
         return NULL;
@@ -474,7 +474,7 @@ static pdr_rc check_summary(cJSON *payload, pdr_repairs *rep, pdr_event_errors *
     if (nomem) return PDR_ERR_NOMEM;
     if (!cut) return PDR_OK;
     cJSON *repl = cJSON_CreateString(cut);
-    free(cut);
+    cJSON_free(cut);
     if (!repl || !cJSON_ReplaceItemInObjectCaseSensitive(payload, "summary", repl)) {
         cJSON_Delete(repl);
         return PDR_ERR_NOMEM;

@@ -140,8 +140,8 @@ pdr_action pdr_event_action(const cJSON *ev, pdr_event_kind kind);
 pdr_rc pdr_event_random_key(char out[37]);
 
 /* Cuts s (UTF-8) to at most max_chars characters, the last being "…", if it
-** is longer. Returns a malloc'd string, or NULL when no cut is needed (or on
-** allocation failure, with *nomem set). *chars_out = original length in
+** is longer. Returns a string to free with cJSON_free, or NULL when no cut
+** is needed (or on allocation failure, with *nomem set). *chars_out = original length in
 ** characters. */
 char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nomem);
 

@@ -60,11 +60,22 @@
 
 /* ---- errors and the result ---------------------------------------------- */
 
+/* Every allocation here goes through cJSON's allocator (pdr_json_hooks_set
+** in event.h), as the parse and the check do: a test that fails it at each
+** point in turn reaches every one. */
+static char *norm_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = cJSON_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
 static void event_free(norm_event *e)
 {
-    free(e->fingerprint);
-    free(e->target);
-    cJSON_free(e->body);   /* printed by cJSON: its allocator */
+    cJSON_free(e->fingerprint);
+    cJSON_free(e->target);
+    cJSON_free(e->body);
     memset(e, 0, sizeof *e);
 }
 
@@ -72,7 +83,7 @@ static void event_free(norm_event *e)
 static void events_free(norm_result *r)
 {
     for (size_t i = 0; i < r->n; i++) event_free(&r->evs[i]);
-    free(r->evs);
+    cJSON_free(r->evs);
     r->evs = NULL;
     r->n = 0;
 }
@@ -218,18 +229,20 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
 
     rc = PDR_ERR_NOMEM;
     if (fingerprint) {
-        e.fingerprint = strdup(fingerprint);
+        e.fingerprint = norm_strdup(fingerprint);
         if (!e.fingerprint) goto out;
     }
     if (target) {
-        e.target = strdup(target);
+        e.target = norm_strdup(target);
         if (!e.target) goto out;
     }
     if (out->n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 8;
         if (ncap > NORM_MAX_EVENTS) ncap = NORM_MAX_EVENTS;
-        norm_event *evs = realloc(out->evs, ncap * sizeof *evs);
+        norm_event *evs = cJSON_malloc(ncap * sizeof *evs);
         if (!evs) goto out;
+        if (out->n) memcpy(evs, out->evs, out->n * sizeof *evs);
+        cJSON_free(out->evs);
         out->evs = evs;
         *cap = ncap;
     }
@@ -325,7 +338,7 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     pdr_rc rc = PDR_ERR_NOMEM;
 
     if (labels) max += (size_t)cJSON_GetArraySize(labels);
-    pairs = malloc(max * sizeof *pairs);
+    pairs = cJSON_malloc(max * sizeof *pairs);
     if (!pairs) goto out;
     if (labels) {
         cJSON_ArrayForEach(it, labels) {
@@ -340,7 +353,7 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     }
     qsort(pairs, n, sizeof *pairs, label_pair_cmp);
     for (size_t i = 0; i < n; i++) size += strlen(pairs[i].name) + strlen(pairs[i].value) + 2;
-    text = malloc(size);
+    text = cJSON_malloc(size);
     if (!text) goto out;
     p = text;
     for (size_t i = 0; i < n; i++) {
@@ -355,8 +368,8 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     *p = '\0';
     rc = pdr_sha256_hex(text, (size_t)(p - text), out);
 out:
-    free(pairs);
-    free(text);
+    cJSON_free(pairs);
+    cJSON_free(text);
     return rc;
 }
 
@@ -404,7 +417,7 @@ static char *summary_make(const alert_view *v, const char *severity)
     }
     if (!text) sep = text = "";
     size = strlen(sev) + strlen(v->name) + strlen(sep) + strlen(text) + 4;
-    s = malloc(size);
+    s = cJSON_malloc(size);
     if (s) snprintf(s, size, "[%s] %s%s%s", sev, v->name, sep, text);
     return s;
 }
@@ -537,7 +550,7 @@ done:
     ev = NULL;
     rc = PDR_OK;
 out:
-    free(summary);
+    cJSON_free(summary);
     cJSON_Delete(links);
     cJSON_Delete(ev);
     return rc;

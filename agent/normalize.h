@@ -26,8 +26,9 @@
 ** resolve finds its incident even after the dedup table forgot it).
 **
 ** Ownership: the result is caller-owned and released with
-** norm_result_cleanup(); cfg is borrowed for the call and the events point
-** into nothing of it (target names are copied).
+** norm_result_cleanup() (its memory comes from cJSON's allocator, so tests
+** can fail every allocation of a parse); cfg is borrowed for the call and
+** the events point into nothing of it (target names are copied).
 */
 #ifndef PDR_NORMALIZE_H
 #define PDR_NORMALIZE_H
@@ -47,16 +48,16 @@ typedef struct norm_event {
     pdr_action action;
     char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];   /* "" for change events */
     char severity[16];          /* payload.severity of a trigger, else "" */
-    char *fingerprint;          /* malloc'd; NULL for PagerDuty-native events */
-    char *target;               /* malloc'd target name; NULL for PagerDuty-native events */
-    char *body;                 /* malloc'd JSON text to POST upstream (compact) */
+    char *fingerprint;          /* NULL for PagerDuty-native events */
+    char *target;               /* target name; NULL for PagerDuty-native events */
+    char *body;                 /* JSON text to POST upstream (compact) */
     size_t body_len;
     pdr_repairs rep;            /* what pdr_event_check() repaired */
     int repaired;               /* 1 when any repair was made */
 } norm_event;
 
 typedef struct norm_result {
-    norm_event *evs;            /* malloc'd array of n */
+    norm_event *evs;            /* array of n */
     size_t n;
     size_t alerts;              /* alerts in the body (1 for PagerDuty-native) */
     size_t unrouted;            /* alerts that matched no target (one info line per body) */

@@ -176,11 +176,11 @@ static void test_utf8_cut(void **state)
     char *c = pdr_utf8_cut("h\xc3\xa9llo", 4, &chars, &nomem);
     assert_string_equal(c, "h\xc3\xa9l\xe2\x80\xa6");
     assert_int_equal(chars, 5);
-    free(c);
+    cJSON_free(c);
     /* a 4-byte character is never split */
     c = pdr_utf8_cut("ab\xf0\x9f\x94\xa5" "cd", 3, &chars, &nomem);
     assert_string_equal(c, "ab\xe2\x80\xa6");
-    free(c);
+    cJSON_free(c);
 }
 
 

@@ -2,8 +2,8 @@
 ** test_normalize.c — unit tests of normalize.c: what goes upstream for each
 ** body model, field by field (each event's body is parsed back), the routing
 ** of alerts to targets, every class of refusal with its exact sentence, the
-** PagerDuty-native path and its repairs, and allocation failures (cJSON's
-** allocator fails at each point in turn: no event, or the same events).
+** PagerDuty-native path and its repairs, and allocation failures (every
+** allocation fails at each point in turn: no event, or the same events).
 **
 ** JSON in this file is written with single quotes for readability; q()
 ** turns them into double quotes (\\' gives an escaped quote).
@@ -894,10 +894,11 @@ static pdr_rc pd_alert(const char *sq, norm_result *r)
     return pd(sq, PDR_EVENT_ALERT, r);
 }
 
-/* Fails cJSON's n-th allocation for n = 0, 1, … until the parser gets
-** through: each run ends in NOMEM with nothing left (a leak shows under
-** ASan; never "invalid": out of memory is a temporary fault, the parse
-** included), or exactly the events of a run without failures. */
+/* Fails the n-th allocation for n = 0, 1, … until the parser gets through
+** (every allocation of normalize.c and event.c, the parse included, goes
+** through cJSON's allocator): each run ends in NOMEM with nothing left (a
+** leak shows under ASan; never "invalid": out of memory is a temporary
+** fault), or exactly the events of a run without failures. */
 static void nomem_sweep(parser_fn fn, const char *body)
 {
     norm_result ref, r;
