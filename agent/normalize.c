@@ -73,6 +73,7 @@ static char *norm_strdup(const char *s)
 
 static void event_free(norm_event *e)
 {
+    cJSON_free(e->dedup_key);
     cJSON_free(e->fingerprint);
     cJSON_free(e->target);
     cJSON_free(e->body);
@@ -212,11 +213,10 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
         const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
         /* A checked alert event always has one; none means the check could
         ** not add the generated key (it does not report that failure). */
-        if (!cJSON_IsString(dk)) {
-            rc = PDR_ERR_NOMEM;
-            goto out;
-        }
-        snprintf(e.dedup_key, sizeof e.dedup_key, "%s", dk->valuestring);
+        rc = PDR_ERR_NOMEM;
+        if (!cJSON_IsString(dk)) goto out;
+        e.dedup_key = norm_strdup(dk->valuestring);
+        if (!e.dedup_key) goto out;
         if (e.action == PDR_ACTION_TRIGGER) {
             const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "payload"), "severity");
             snprintf(e.severity, sizeof e.severity, "%s", sev->valuestring);   /* checked: one of four */
@@ -228,6 +228,10 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
     e.repaired = pdr_repairs_any(&e.rep);
 
     rc = PDR_ERR_NOMEM;
+    if (!e.dedup_key) {
+        e.dedup_key = norm_strdup("");   /* a change event: none, never NULL */
+        if (!e.dedup_key) goto out;
+    }
     if (fingerprint) {
         e.fingerprint = norm_strdup(fingerprint);
         if (!e.fingerprint) goto out;

@@ -46,7 +46,7 @@
 typedef struct norm_event {
     char routing_key[PDR_ROUTING_KEY_LEN + 1];
     pdr_action action;
-    char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];   /* "" for change events */
+    char *dedup_key;            /* up to PDR_DEDUP_KEY_MAX characters; "" for change events, never NULL */
     char severity[16];          /* payload.severity of a trigger, else "" */
     char *fingerprint;          /* NULL for PagerDuty-native events */
     char *target;               /* target name; NULL for PagerDuty-native events */
