@@ -300,6 +300,14 @@ static void report_repairs(const pdr_repairs *rep)
     if (rep->details_shrunk)
         fprintf(stderr, "pdrelay send: warning: %d custom detail(s) shortened to fit PagerDuty's 512 KB limit\n",
                 rep->details_shrunk);
+    if (rep->utf8_repaired)
+        fprintf(stderr, "pdrelay send: warning: %zu invalid UTF-8 sequence(s) replaced with U+FFFD\n",
+                rep->utf8_repaired);
+    if (rep->timestamp_dropped)
+        fputs("pdrelay send: warning: timestamp dropped (not an ISO 8601 date-time)\n", stderr);
+    if (rep->urls_dropped)
+        fprintf(stderr, "pdrelay send: warning: %d URL(s) dropped (only http:// and https:// are sent)\n",
+                rep->urls_dropped);
 }
 
 int cli_send(int argc, char **argv)

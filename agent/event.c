@@ -1,17 +1,396 @@
 /*
 ** event.c — validation and repair of PagerDuty Events API v2 bodies (see
-** event.h). The rules are those of ../shared/PAGERDUTY-EVENTS-V2.md; the error
-** sentences follow PagerDuty's style ("'payload.summary' is missing or blank")
-** so a client pointed at pdrelay sees what PagerDuty would have said.
+** event.h for the rules). The error sentences follow PagerDuty's style
+** ("'payload.summary' is missing or blank") so a client pointed at pdrelay
+** sees what PagerDuty would have said.
+**
+** It also owns pdrelay's use of cJSON below the fields: the allocator hooks
+** (an allocation failure is told from a syntax error), the parse of a
+** received body (NUL detected on the raw bytes, as cJSON cuts a string at
+** it), and the sanitizing walk over the tree (UTF-8 repair, duplicate
+** members). Duplicates are found by sorting an object's member names
+** (qsort, then neighbours compared): O(n log n) for an object of n members.
 */
 #include "event.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+/* ---- cJSON's allocator and the parse ------------------------------------ */
+
+static _Thread_local int json_nomem;    /* an allocation failed on this thread */
+static void *(*json_inner_malloc)(size_t) = malloc;
+static void (*json_inner_free)(void *) = free;
+
+static void *json_malloc(size_t n)
+{
+    void *p = json_inner_malloc(n);
+    if (!p) json_nomem = 1;
+    return p;
+}
+
+static void json_free(void *p)
+{
+    json_inner_free(p);
+}
+
+void pdr_json_hooks_set(const cJSON_Hooks *inner)
+{
+    cJSON_Hooks h = {json_malloc, json_free};
+    json_inner_malloc = inner && inner->malloc_fn ? inner->malloc_fn : malloc;
+    json_inner_free = inner && inner->free_fn ? inner->free_fn : free;
+    cJSON_InitHooks(&h);
+}
+
+/* Before main(), so before any thread uses cJSON. */
+__attribute__((constructor)) static void json_hooks_init(void)
+{
+    pdr_json_hooks_set(NULL);
+}
+
+/* Where the NUL character is in body: a raw 0x00 byte, or the escape \u0000
+** (a backslash that is itself not escaped: an odd run of backslashes before
+** "u0000"; backslashes occur only inside strings in valid JSON). Returns
+** the offset of the byte or of the backslash, or len when there is none. */
+static size_t json_nul_find(const char *body, size_t len)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (body[i] == '\0') return i;
+        if (body[i] == '\\') {
+            run++;
+            continue;
+        }
+        if (run % 2 == 1 && len - i >= 5 && !memcmp(body + i, "u0000", 5)) return i - 1;
+        run = 0;
+    }
+    return len;
+}
+
+/* body with each NUL (raw or escaped) replaced by U+FFFF (raw or escaped):
+** a string cJSON keeps whole and pdr_json_sanitize() recognises. */
+static char *json_nul_mark(const char *body, size_t len, size_t first, size_t *len_out)
+{
+    char *out = cJSON_malloc(len * 3 + 1), *o;
+    size_t i = first;
+    if (!out) return NULL;
+    memcpy(out, body, first);
+    o = out + first;
+    while (i < len) {
+        size_t at = json_nul_find(body + i, len - i) + i;
+        memcpy(o, body + i, at - i);
+        o += at - i;
+        if (at == len) break;
+        if (body[at] == '\0') {
+            memcpy(o, "\xef\xbf\xbf", 3);
+            o += 3;
+            i = at + 1;
+        } else {
+            memcpy(o, "\\uFFFF", 6);
+            o += 6;
+            i = at + 6;
+        }
+    }
+    *len_out = (size_t)(o - out);
+    return out;
+}
+
+pdr_rc pdr_json_parse(const char *body, size_t len, cJSON **root, int *nul)
+{
+    const char *end = NULL, *text = body;
+    char *marked = NULL;
+    size_t first;
+
+    *root = NULL;
+    *nul = 0;
+    if (!body) return PDR_ERR_INVALID;
+    first = json_nul_find(body, len);
+    if (first < len) {
+        marked = json_nul_mark(body, len, first, &len);
+        if (!marked) return PDR_ERR_NOMEM;
+        text = marked;
+        *nul = 1;
+    }
+    json_nomem = 0;
+    *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!*root) {
+        cJSON_free(marked);
+        if (json_nomem) return PDR_ERR_NOMEM;
+        return PDR_ERR_INVALID;
+    }
+    /* cJSON stops after the first value; PagerDuty refuses trailing bytes. */
+    for (; end && end < text + len; end++) {
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
+            cJSON_Delete(*root);
+            *root = NULL;
+            cJSON_free(marked);
+            return PDR_ERR_INVALID;
+        }
+    }
+    cJSON_free(marked);
+    return PDR_OK;
+}
+
+/* ---- the sanitizing walk: UTF-8, NUL, duplicate members ------------------ */
+
+/* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
+** continuation bytes it needs and the range of the first of them (which
+** excludes overlong forms, UTF-16 surrogates and code points over
+** U+10FFFF). 0 when c leads no sequence of two bytes or more. */
+static size_t utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
+{
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (c == 0xE0) *lo = 0xA0;
+    else if (c == 0xED) *hi = 0x9F;
+    else if (c == 0xF0) *lo = 0x90;
+    else if (c == 0xF4) *hi = 0x8F;
+    if (c >= 0xC2 && c <= 0xDF) return 1;
+    if (c >= 0xE0 && c <= 0xEF) return 2;
+    if (c >= 0xF0 && c <= 0xF4) return 3;
+    return 0;
+}
+
+/* How many bytes at s (n left) are a well-formed sequence, or else (*bad
+** set) the maximal invalid subsequence: the longest prefix of a well-formed
+** sequence (at least 1 byte), which becomes one U+FFFD (Unicode's
+** "substitution of maximal subparts"). */
+static size_t utf8_step(const unsigned char *s, size_t n, int *bad)
+{
+    unsigned char lo, hi;
+    size_t need = utf8_lead(s[0], &lo, &hi), k;
+    *bad = 0;
+    if (s[0] < 0x80) return 1;
+    *bad = 1;
+    if (!need || n < 2 || s[1] < lo || s[1] > hi) return 1;
+    for (k = 2; k <= need && k < n; k++)
+        if ((s[k] & 0xC0) != 0x80) break;
+    *bad = k <= need;
+    return k;
+}
+
+/* s with every maximal invalid subsequence replaced by U+FFFD, allocated
+** with cJSON's allocator; NULL with *count 0 when s is valid UTF-8 (or NULL
+** on allocation failure, *count > 0). */
+static char *utf8_repair(const char *s, size_t *count)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0, o = 0;
+    char *out;
+    *count = 0;
+    int bad;
+    while (i < n) {
+        i += utf8_step(p + i, n - i, &bad);
+        *count += (size_t)bad;
+    }
+    if (!*count) return NULL;
+    out = cJSON_malloc(n * 3 + 1);
+    if (!out) return NULL;
+    for (i = 0; i < n;) {
+        size_t k = utf8_step(p + i, n - i, &bad);
+        if (bad) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+        }
+        i += k;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Repairs the string *sp (a cJSON name or value) in place. */
+static pdr_rc utf8_fix(char **sp, size_t *repaired)
+{
+    size_t count;
+    char *fixed;
+    if (!*sp) return PDR_OK;
+    fixed = utf8_repair(*sp, &count);
+    if (!count) return PDR_OK;
+    if (!fixed) return PDR_ERR_NOMEM;
+    cJSON_free(*sp);
+    *sp = fixed;
+    *repaired += count;
+    return PDR_OK;
+}
+
+typedef struct walk_ctx {
+    const char *what;
+    int nul;
+    size_t *repaired;
+    pdr_event_errors *errs;
+    char path[256];
+} walk_ctx;
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends ".name" or "[i]" to ctx->path (cut at its size); returns the old
+** length to restore. */
+static size_t path_push(walk_ctx *ctx, const cJSON *parent, const cJSON *it, size_t i)
+{
+    size_t len = strlen(ctx->path);
+    if (cJSON_IsArray(parent))
+        snprintf(ctx->path + len, sizeof ctx->path - len, "[%zu]", i);
+    else
+        snprintf(ctx->path + len, sizeof ctx->path - len, "%s%s", len ? "." : "", it->string ? it->string : "");
+    return len;
+}
+
+/* Refuses a second member of the same name in obj (its names repaired). */
+static pdr_rc walk_dups(walk_ctx *ctx, const cJSON *obj)
+{
+    const char *small[16], **names = small;
+    const cJSON *it;
+    size_t n = 0, k;
+    cJSON_ArrayForEach(it, obj) n++;
+    if (n < 2) return PDR_OK;
+    if (n > sizeof small / sizeof *small) {
+        names = cJSON_malloc(n * sizeof *names);   /* cJSON's allocator: tests fail it */
+        if (!names) return PDR_ERR_NOMEM;
+    }
+    k = 0;
+    cJSON_ArrayForEach(it, obj) names[k++] = it->string ? it->string : "";
+    qsort(names, n, sizeof *names, name_cmp);
+    for (k = 1; k < n; k++) {
+        if (strcmp(names[k - 1], names[k]) != 0) continue;
+        size_t len = strlen(ctx->path);
+        pdr_event_err_add(ctx->errs, "duplicate member \"%s%s%.64s\" in the %s", ctx->path, len ? "." : "",
+                          names[k], ctx->what);
+        while (k + 1 < n && !strcmp(names[k], names[k + 1])) k++;
+    }
+    if (names != small) cJSON_free(names);
+    return PDR_OK;
+}
+
+static pdr_rc walk(walk_ctx *ctx, cJSON *node)
+{
+    cJSON *it;
+    size_t i = 0;
+    pdr_rc rc;
+    if (cJSON_IsString(node)) {
+        rc = utf8_fix(&node->valuestring, ctx->repaired);
+        if (rc) return rc;
+        if (ctx->nul && strstr(node->valuestring, "\xef\xbf\xbf"))
+            pdr_event_err_add(ctx->errs, "'%s' holds the NUL character (\\u0000), which PagerDuty refuses",
+                              ctx->path[0] ? ctx->path : ctx->what);
+        return PDR_OK;
+    }
+    if (!cJSON_IsObject(node) && !cJSON_IsArray(node)) return PDR_OK;
+    if (cJSON_IsObject(node)) {
+        cJSON_ArrayForEach(it, node) {
+            if (!it->string || (it->type & cJSON_StringIsConst)) continue;
+            rc = utf8_fix(&it->string, ctx->repaired);
+            if (rc) return rc;
+            if (ctx->nul && strstr(it->string, "\xef\xbf\xbf")) {
+                size_t len = path_push(ctx, node, it, 0);
+                pdr_event_err_add(ctx->errs, "the member name '%s' holds the NUL character (\\u0000), which PagerDuty refuses",
+                                  ctx->path);
+                ctx->path[len] = '\0';
+            }
+        }
+        rc = walk_dups(ctx, node);
+        if (rc) return rc;
+    }
+    cJSON_ArrayForEach(it, node) {
+        size_t len = path_push(ctx, node, it, i++);
+        rc = walk(ctx, it);
+        ctx->path[len] = '\0';
+        if (rc) return rc;
+    }
+    return PDR_OK;
+}
+
+pdr_rc pdr_json_sanitize(cJSON *root, const char *what, int nul, size_t *utf8_repaired,
+                         pdr_event_errors *errs)
+{
+    walk_ctx ctx;
+    size_t before = errs->n;
+    pdr_rc rc;
+    ctx.what = what;
+    ctx.nul = nul;
+    ctx.repaired = utf8_repaired;
+    ctx.errs = errs;
+    ctx.path[0] = '\0';
+    rc = walk(&ctx, root);
+    if (rc) return rc;
+    if (nul && errs->n == before)
+        pdr_event_err_add(errs, "a string holds the NUL character (\\u0000), which PagerDuty refuses");
+    return errs->n > before ? PDR_ERR_INVALID : PDR_OK;
+}
+
+/* ---- formats ------------------------------------------------------------ */
+
+/* n digits at *p as a number (advancing *p), or -1. */
+static int digits(const char **p, int n)
+{
+    int v = 0;
+    for (int k = 0; k < n; k++) {
+        char c = (*p)[k];
+        if (c < '0' || c > '9') return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    return v;
+}
+
+int pdr_timestamp_valid(const char *s)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const char *p = s;
+    int y, mo, d, h, mi, sec, dim;
+    if (!s) return 0;
+    if ((y = digits(&p, 4)) < 0 || *p++ != '-') return 0;
+    if ((mo = digits(&p, 2)) < 1 || mo > 12 || *p++ != '-') return 0;
+    dim = mdays[mo - 1] + (mo == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+    if ((d = digits(&p, 2)) < 1 || d > dim || *p++ != 'T') return 0;
+    if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':') return 0;
+    if ((mi = digits(&p, 2)) < 0 || mi > 59 || *p++ != ':') return 0;
+    if ((sec = digits(&p, 2)) < 0 || sec > 60) return 0;
+    if (*p == '.') {
+        if (*++p < '0' || *p > '9') return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    if (*p == 'Z') return p[1] == '\0';
+    if (*p == '+' || *p == '-') {
+        p++;
+        if ((h = digits(&p, 2)) < 0 || h > 23) return 0;
+        if (*p == ':') p++;
+        if ((mi = digits(&p, 2)) < 0 || mi > 59) return 0;
+    }
+    return *p == '\0';
+}
+
+int pdr_url_http(const char *s)
+{
+    size_t n;
+    if (!s) return 0;
+    if (!strncasecmp(s, "https://", 8)) n = 8;
+    else if (!strncasecmp(s, "http://", 7)) n = 7;
+    else return 0;
+    s += n;
+    /* A host: something before the path, query or fragment, after any userinfo. */
+    const char *end = s + strcspn(s, "/?#");
+    const char *at = memchr(s, '@', (size_t)(end - s));
+    if (at) s = at + 1;
+    return end > s && *s != ':' && !strchr(" \t\r\n", *s);
+}
+
+int pdr_repairs_any(const pdr_repairs *rep)
+{
+    return rep->summary_chars || rep->images_dropped || rep->details_shrunk || rep->utf8_repaired ||
+           rep->timestamp_dropped || rep->urls_dropped;
+}
 
 void pdr_event_err_add(pdr_event_errors *errs, const char *fmt, ...)
 {
@@ -53,6 +432,15 @@ static void opt_string(const cJSON *obj, const char *name, const char *path, pdr
         pdr_event_err_add(errs, "'%s' must be a string", path);
 }
 
+/* Characters (code points) of valid UTF-8 text. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
 char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nomem)
 {
     size_t chars = 0, cut_at = 0;
@@ -66,7 +454,7 @@ char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nome
     }
     if (chars_out) *chars_out = chars;
     if (chars <= max_chars) return NULL;
-    char *out = malloc(cut_at + 4);
+    char *out = cJSON_malloc(cut_at + 4);
     if (!out) {
         *nomem = 1;
         return NULL;
@@ -86,7 +474,7 @@ static pdr_rc check_summary(cJSON *payload, pdr_repairs *rep, pdr_event_errors *
     if (nomem) return PDR_ERR_NOMEM;
     if (!cut) return PDR_OK;
     cJSON *repl = cJSON_CreateString(cut);
-    free(cut);
+    cJSON_free(cut);
     if (!repl || !cJSON_ReplaceItemInObjectCaseSensitive(payload, "summary", repl)) {
         cJSON_Delete(repl);
         return PDR_ERR_NOMEM;
@@ -95,20 +483,35 @@ static pdr_rc check_summary(cJSON *payload, pdr_repairs *rep, pdr_event_errors *
     return PDR_OK;
 }
 
-static void check_timestamp(const cJSON *payload, pdr_event_errors *errs)
+/* An invalid timestamp costs the timestamp, not the page: dropped (a
+** counted repair). One that is not a string is refused like any wrong type. */
+static void check_timestamp(cJSON *payload, pdr_repairs *rep, pdr_event_errors *errs)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(payload, "timestamp");
-    struct tm tm;
-    const char *rest;
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(payload, "timestamp");
     if (!it || cJSON_IsNull(it)) return;
     if (!cJSON_IsString(it)) {
         pdr_event_err_add(errs, "'payload.timestamp' must be a string");
         return;
     }
-    memset(&tm, 0, sizeof tm);
-    rest = strptime(it->valuestring, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest || (*rest && *rest != '.' && *rest != 'Z' && *rest != '+' && *rest != '-'))
-        pdr_event_err_add(errs, "'payload.timestamp' is not a valid ISO 8601 timestamp");
+    if (pdr_timestamp_valid(it->valuestring)) return;
+    cJSON_Delete(cJSON_DetachItemViaPointer(payload, it));
+    rep->timestamp_dropped = 1;
+}
+
+/* An optional URL member of obj (client_url, an image's href): a string, and
+** dropped (counted) when it is not an http(s) URL. */
+static void check_url(cJSON *obj, const char *name, const char *path, pdr_repairs *rep,
+                      pdr_event_errors *errs)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it || cJSON_IsNull(it)) return;
+    if (!cJSON_IsString(it)) {
+        pdr_event_err_add(errs, "'%s' must be a string", path);
+        return;
+    }
+    if (pdr_url_http(it->valuestring)) return;
+    cJSON_Delete(cJSON_DetachItemViaPointer(obj, it));
+    rep->urls_dropped++;
 }
 
 static void check_severity(const cJSON *payload, pdr_event_errors *errs)
@@ -121,32 +524,41 @@ static void check_severity(const cJSON *payload, pdr_event_errors *errs)
     pdr_event_err_add(errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)");
 }
 
-static void check_links(const cJSON *ev, pdr_event_errors *errs)
+/* Links: href is required, so a link whose href is not an http(s) URL is
+** dropped (counted); a missing href or a wrong type is an error. */
+static void check_links(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
 {
-    const cJSON *links = cJSON_GetObjectItemCaseSensitive(ev, "links");
-    const cJSON *l;
+    cJSON *links = cJSON_GetObjectItemCaseSensitive(ev, "links");
+    cJSON *l, *next;
     int i = 0;
     if (!links || cJSON_IsNull(links)) return;
     if (!cJSON_IsArray(links)) {
         pdr_event_err_add(errs, "'links' must be an array");
         return;
     }
-    cJSON_ArrayForEach(l, links) {
+    for (l = links->child; l; l = next, i++) {
         char path[32];
-        snprintf(path, sizeof path, "links[%d].href", i);
+        next = l->next;
         if (!cJSON_IsObject(l)) {
             pdr_event_err_add(errs, "'links[%d]' must be an object", i);
-        } else {
-            need_string(l, "href", path, errs);
-            snprintf(path, sizeof path, "links[%d].text", i);
-            opt_string(l, "text", path, errs);
+            continue;
         }
-        i++;
+        snprintf(path, sizeof path, "links[%d].text", i);
+        opt_string(l, "text", path, errs);
+        snprintf(path, sizeof path, "links[%d].href", i);
+        const char *href = need_string(l, "href", path, errs);
+        if (href && !pdr_url_http(href)) {
+            cJSON_Delete(cJSON_DetachItemViaPointer(links, l));
+            rep->urls_dropped++;
+            /* Emptied by the repair: gone, as if it had never been sent. */
+            if (!links->child) cJSON_Delete(cJSON_DetachItemViaPointer(ev, links));
+        }
     }
 }
 
 /* Images: an image whose src is not HTTPS is dropped (PagerDuty would reject
-** the whole event for it); one without src is an error. */
+** the whole event for it); one without src is an error; an href that is not
+** http(s) is dropped. */
 static void check_images(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
 {
     cJSON *images = cJSON_GetObjectItemCaseSensitive(ev, "images");
@@ -158,18 +570,24 @@ static void check_images(cJSON *ev, pdr_repairs *rep, pdr_event_errors *errs)
         return;
     }
     for (img = images->child; img; img = next, i++) {
+        char path[32];
         next = img->next;
         if (!cJSON_IsObject(img)) {
             pdr_event_err_add(errs, "'images[%d]' must be an object", i);
             continue;
         }
-        char path[32];
+        snprintf(path, sizeof path, "images[%d].alt", i);
+        opt_string(img, "alt", path, errs);
         snprintf(path, sizeof path, "images[%d].src", i);
         const char *src = need_string(img, "src", path, errs);
-        if (src && strncmp(src, "https://", 8) != 0) {
+        if (src && (strncasecmp(src, "https://", 8) != 0 || !pdr_url_http(src))) {
             cJSON_Delete(cJSON_DetachItemViaPointer(images, img));
             rep->images_dropped++;
+            if (!images->child) cJSON_Delete(cJSON_DetachItemViaPointer(ev, images));
+            continue;
         }
+        snprintf(path, sizeof path, "images[%d].href", i);
+        check_url(img, "href", path, rep, errs);
     }
 }
 
@@ -261,11 +679,12 @@ static pdr_rc check_dedup_key(cJSON *ev, pdr_action act, pdr_repairs *rep, pdr_e
             pdr_event_err_add(errs, "'dedup_key' must be a string");
             return PDR_OK;
         }
-        if (strlen(dk->valuestring) > PDR_DEDUP_KEY_MAX) {
+        if (utf8_chars(dk->valuestring) > PDR_DEDUP_KEY_MAX) {
             pdr_event_err_add(errs, "'dedup_key' is too long (at most %d characters)", PDR_DEDUP_KEY_MAX);
             return PDR_OK;
         }
-        if (dk->valuestring[0] != '\0') return PDR_OK;
+        /* Blank is absent to PagerDuty (it would generate a key). */
+        if (!is_blank(dk->valuestring)) return PDR_OK;
     }
     if (act != PDR_ACTION_TRIGGER) {
         if (act) pdr_event_err_add(errs, "'dedup_key' is missing or blank (required for %s)", pdr_action_name(act));
@@ -297,9 +716,15 @@ static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, p
         pdr_event_err_add(errs, "Event object must be a JSON object");
         return PDR_ERR_INVALID;
     }
+    /* First, so every rule below reads repaired text and the one value of
+    ** each member. */
+    rc = pdr_json_sanitize(ev, "event", 0, &rep->utf8_repaired, errs);
+    if (rc) return rc;
     const char *rk = need_string(ev, "routing_key", "routing_key", errs);
     if (rk && strlen(rk) != PDR_ROUTING_KEY_LEN)
         pdr_event_err_add(errs, "'routing_key' is invalid: it must be %d characters long", PDR_ROUTING_KEY_LEN);
+    else if (rk && strspn(rk, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != PDR_ROUTING_KEY_LEN)
+        pdr_event_err_add(errs, "'routing_key' is invalid: it must be letters and digits only (an integration key)");
 
     if (kind == PDR_EVENT_ALERT) {
         const char *a = need_string(ev, "event_action", "event_action", errs);
@@ -308,9 +733,9 @@ static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, p
             pdr_event_err_add(errs, "'event_action' is invalid (must be one of: trigger, acknowledge, resolve)");
         rc = check_dedup_key(ev, act, rep, errs);
         if (rc) return rc;
-        opt_string(ev, "client", "client", errs);
-        opt_string(ev, "client_url", "client_url", errs);
     }
+    opt_string(ev, "client", "client", errs);
+    check_url(ev, "client_url", "client_url", rep, errs);
 
     cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
     if (act == PDR_ACTION_TRIGGER || act == PDR_ACTION_CHANGE) {
@@ -330,9 +755,9 @@ static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, p
             } else {
                 opt_string(payload, "source", "payload.source", errs);
             }
-            check_timestamp(payload, errs);
+            check_timestamp(payload, rep, errs);
         }
-        check_links(ev, errs);
+        check_links(ev, rep, errs);
         check_images(ev, rep, errs);
     }
     return errs->n ? PDR_ERR_INVALID : PDR_OK;

@@ -53,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -61,11 +60,23 @@
 
 /* ---- errors and the result ---------------------------------------------- */
 
+/* Every allocation here goes through cJSON's allocator (pdr_json_hooks_set
+** in event.h), as the parse and the check do: a test that fails it at each
+** point in turn reaches every one. */
+static char *norm_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = cJSON_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
 static void event_free(norm_event *e)
 {
-    free(e->fingerprint);
-    free(e->target);
-    cJSON_free(e->body);   /* printed by cJSON: its allocator */
+    cJSON_free(e->dedup_key);
+    cJSON_free(e->fingerprint);
+    cJSON_free(e->target);
+    cJSON_free(e->body);
     memset(e, 0, sizeof *e);
 }
 
@@ -73,7 +84,7 @@ static void event_free(norm_event *e)
 static void events_free(norm_result *r)
 {
     for (size_t i = 0; i < r->n; i++) event_free(&r->evs[i]);
-    free(r->evs);
+    cJSON_free(r->evs);
     r->evs = NULL;
     r->n = 0;
 }
@@ -90,6 +101,12 @@ void norm_result_cleanup(norm_result *r)
 static pdr_rc finish(norm_result *out, cJSON *root, pdr_rc rc)
 {
     cJSON_Delete(root);
+    if (!rc && out->unrouted) {
+        char n[24], of[24];
+        snprintf(n, sizeof n, "%zu", out->unrouted);
+        snprintf(of, sizeof of, "%zu", out->alerts);
+        pdr_log(PDR_LOG_INFO, "alerts unrouted", "count", n, "alerts", of, "first", out->unrouted_first, NULL);
+    }
     if (rc == PDR_ERR_INVALID) {
         events_free(out);
         out->repaired = 0;
@@ -109,29 +126,19 @@ static int is_blank(const char *s)
     return 1;
 }
 
-/* Parses exactly len bytes. cJSON stops after the first value, so trailing
-** bytes other than whitespace are checked here: PagerDuty refuses them too. */
-static pdr_rc parse_body(const char *body, size_t len, norm_result *out, cJSON **root)
+/* Parses exactly len bytes and sanitizes the tree (pdr_json_parse,
+** pdr_json_sanitize): invalid UTF-8 repaired (counted in out->utf8_repaired),
+** NUL and duplicate members refused, before any field is read. */
+static pdr_rc parse_body(const char *body, size_t len, const char *what, norm_result *out, cJSON **root)
 {
-    const char *end = NULL;
-    *root = body ? cJSON_ParseWithLengthOpts(body, len, &end, 0) : NULL;
-    if (*root && end) {
-        for (; end < body + len; end++) {
-            if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
-                cJSON_Delete(*root);
-                *root = NULL;
-                break;
-            }
-        }
-    }
-    /* cJSON does not tell a syntax error from an allocation failure; both
-    ** are reported as the body not being JSON. */
-    if (!*root) {
+    int nul;
+    pdr_rc rc = pdr_json_parse(body, len, root, &nul);
+    if (rc == PDR_ERR_INVALID) {
         out->parse_error = 1;
         pdr_event_err_add(&out->errs, "JSON parse error");
-        return PDR_ERR_INVALID;
     }
-    return PDR_OK;
+    if (rc) return rc;
+    return pdr_json_sanitize(*root, what, nul, &out->utf8_repaired, &out->errs);
 }
 
 /* The value of a string member, or NULL when absent, null, not a string or
@@ -191,6 +198,7 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
                 NORM_MAX_EVENTS);
         return PDR_ERR_INVALID;
     }
+    errs.n = 0;
     rc = pdr_event_check_text(ev, kind, &e.rep, &errs, &e.body, &e.body_len);
     if (rc == PDR_ERR_INVALID) {
         out->errs = errs;
@@ -205,29 +213,40 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
         const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
         /* A checked alert event always has one; none means the check could
         ** not add the generated key (it does not report that failure). */
-        if (!cJSON_IsString(dk)) {
-            rc = PDR_ERR_NOMEM;
-            goto out;
+        rc = PDR_ERR_NOMEM;
+        if (!cJSON_IsString(dk)) goto out;
+        e.dedup_key = norm_strdup(dk->valuestring);
+        if (!e.dedup_key) goto out;
+        if (e.action == PDR_ACTION_TRIGGER) {
+            const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "payload"), "severity");
+            snprintf(e.severity, sizeof e.severity, "%s", sev->valuestring);   /* checked: one of four */
         }
-        snprintf(e.dedup_key, sizeof e.dedup_key, "%s", dk->valuestring);
     }
-    /* A generated dedup_key is not a repair: PagerDuty would do the same. */
-    e.repaired = e.rep.summary_chars || e.rep.images_dropped || e.rep.details_shrunk;
+    /* The body's UTF-8 repairs (made before the event was built from it)
+    ** are every one of its events' repairs. */
+    e.rep.utf8_repaired += out->utf8_repaired;
+    e.repaired = pdr_repairs_any(&e.rep);
 
     rc = PDR_ERR_NOMEM;
+    if (!e.dedup_key) {
+        e.dedup_key = norm_strdup("");   /* a change event: none, never NULL */
+        if (!e.dedup_key) goto out;
+    }
     if (fingerprint) {
-        e.fingerprint = strdup(fingerprint);
+        e.fingerprint = norm_strdup(fingerprint);
         if (!e.fingerprint) goto out;
     }
     if (target) {
-        e.target = strdup(target);
+        e.target = norm_strdup(target);
         if (!e.target) goto out;
     }
     if (out->n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 8;
         if (ncap > NORM_MAX_EVENTS) ncap = NORM_MAX_EVENTS;
-        norm_event *evs = realloc(out->evs, ncap * sizeof *evs);
+        norm_event *evs = cJSON_malloc(ncap * sizeof *evs);
         if (!evs) goto out;
+        if (out->n) memcpy(evs, out->evs, out->n * sizeof *evs);
+        cJSON_free(out->evs);
         out->evs = evs;
         *cap = ncap;
     }
@@ -253,7 +272,7 @@ pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_re
     pdr_rc rc;
 
     memset(out, 0, sizeof *out);
-    rc = parse_body(body, len, out, &root);
+    rc = parse_body(body, len, "event", out, &root);
     if (rc) goto out;
     out->alerts = 1;
     rc = emit(out, &cap, root, kind, NULL, NULL);
@@ -323,7 +342,7 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     pdr_rc rc = PDR_ERR_NOMEM;
 
     if (labels) max += (size_t)cJSON_GetArraySize(labels);
-    pairs = malloc(max * sizeof *pairs);
+    pairs = cJSON_malloc(max * sizeof *pairs);
     if (!pairs) goto out;
     if (labels) {
         cJSON_ArrayForEach(it, labels) {
@@ -338,7 +357,7 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     }
     qsort(pairs, n, sizeof *pairs, label_pair_cmp);
     for (size_t i = 0; i < n; i++) size += strlen(pairs[i].name) + strlen(pairs[i].value) + 2;
-    text = malloc(size);
+    text = cJSON_malloc(size);
     if (!text) goto out;
     p = text;
     for (size_t i = 0; i < n; i++) {
@@ -353,8 +372,8 @@ static pdr_rc labels_fingerprint(const cJSON *labels, const char *alertname_fall
     *p = '\0';
     rc = pdr_sha256_hex(text, (size_t)(p - text), out);
 out:
-    free(pairs);
-    free(text);
+    cJSON_free(pairs);
+    cJSON_free(text);
     return rc;
 }
 
@@ -376,17 +395,12 @@ static const char *severity_map(const char *in, const pdr_config *cfg)
     return pdr_severity_name(cfg->default_severity);
 }
 
-/* Would pdr_event_check() take ts as payload.timestamp? The same rule as
-** event.c, asked first so a malformed start time costs the timestamp (it is
-** still in custom_details), not the page. */
+/* Would pdr_event_check() keep ts as payload.timestamp? Asked first so a
+** malformed start time is left out quietly (it is still in custom_details)
+** rather than counted as a repair. */
 static int timestamp_usable(const char *ts)
 {
-    struct tm tm;
-    const char *rest;
-    if (!ts || !strcmp(ts, GO_ZERO_TIME)) return 0;
-    memset(&tm, 0, sizeof tm);
-    rest = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    return rest && (!*rest || *rest == '.' || *rest == 'Z' || *rest == '+' || *rest == '-');
+    return ts && strcmp(ts, GO_ZERO_TIME) != 0 && pdr_timestamp_valid(ts);
 }
 
 /* "[SEVERITY] NAME: text", "[SEVERITY] NAME - AI: reasoning" or "[SEVERITY] NAME". */
@@ -407,7 +421,7 @@ static char *summary_make(const alert_view *v, const char *severity)
     }
     if (!text) sep = text = "";
     size = strlen(sev) + strlen(v->name) + strlen(sep) + strlen(text) + 4;
-    s = malloc(size);
+    s = cJSON_malloc(size);
     if (s) snprintf(s, size, "[%s] %s%s%s", sev, v->name, sep, text);
     return s;
 }
@@ -540,7 +554,7 @@ done:
     ev = NULL;
     rc = PDR_OK;
 out:
-    free(summary);
+    cJSON_free(summary);
     cJSON_Delete(links);
     cJSON_Delete(ev);
     return rc;
@@ -586,8 +600,10 @@ static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, norm_resul
         ev = NULL;
     }
     if (!matched) {
-        out->unrouted++;
-        pdr_log(PDR_LOG_INFO, "alert matched no target", "alertname", v->name, "fingerprint", fp, NULL);
+        /* Logged once per body (finish()), the first one by name. */
+        if (!out->unrouted++) {
+            snprintf(out->unrouted_first, sizeof out->unrouted_first, "%s", v->name);
+        }
     }
 out:
     cJSON_Delete(ev);
@@ -719,7 +735,7 @@ pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, no
     pdr_rc rc;
 
     memset(out, 0, sizeof *out);
-    rc = parse_body(body, len, out, &root);
+    rc = parse_body(body, len, "body", out, &root);
     if (rc) goto out;
     am_check(root, &out->errs);
     rc = PDR_ERR_INVALID;
@@ -820,7 +836,7 @@ pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_res
     pdr_rc rc;
 
     memset(out, 0, sizeof *out);
-    rc = parse_body(body, len, out, &root);
+    rc = parse_body(body, len, "body", out, &root);
     if (rc) goto out;
     if (cJSON_IsObject(root)) {
         alerts_check_one(root, "", &out->errs);

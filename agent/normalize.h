@@ -1,8 +1,7 @@
 /*
 ** normalize.h — from a received HTTP body to the events pdrelay queues.
 **
-** Three parsers, one per kind of body the ingest server takes (DESIGN.md,
-** "Ingest contracts"):
+** Three parsers, one per kind of body the ingest server takes:
 **   norm_pagerduty()    POST /v2/enqueue, /v2/events, /v2/change/enqueue:
 **                       a PagerDuty event, checked and repaired by
 **                       pdr_event_check(); it carries its own routing_key.
@@ -13,14 +12,23 @@
 **                       the original service's model; each alert x each
 **                       matching target is one event.
 **
-** They are pure: no I/O but log lines for unrouted alerts and repairs, no
+** Every parser first parses and sanitizes the whole body (pdr_json_parse,
+** pdr_json_sanitize in event.h): invalid UTF-8 is replaced with U+FFFD
+** (counted in each event's rep.utf8_repaired), and a body with a duplicate
+** member at any depth or a NUL in a string is refused, naming it. Only then
+** are fields read, so an event's routing_key, event_action, dedup_key and
+** severity are the ones its printed body carries. Out of memory anywhere,
+** the JSON parse included, is PDR_ERR_NOMEM, never PDR_ERR_INVALID.
+**
+** They are pure: no I/O but one log line per body for unrouted alerts, no
 ** database (the dedup_key of an alert is the deterministic one,
 ** pdr_dedup_key_derive(routing_key, fingerprint), so an acknowledge or a
 ** resolve finds its incident even after the dedup table forgot it).
 **
 ** Ownership: the result is caller-owned and released with
-** norm_result_cleanup(); cfg is borrowed for the call and the events point
-** into nothing of it (target names are copied).
+** norm_result_cleanup() (its memory comes from cJSON's allocator, so tests
+** can fail every allocation of a parse); cfg is borrowed for the call and
+** the events point into nothing of it (target names are copied).
 */
 #ifndef PDR_NORMALIZE_H
 #define PDR_NORMALIZE_H
@@ -38,20 +46,23 @@
 typedef struct norm_event {
     char routing_key[PDR_ROUTING_KEY_LEN + 1];
     pdr_action action;
-    char dedup_key[PDR_DEDUP_KEY_MAX + 1];   /* "" for change events */
-    char *fingerprint;          /* malloc'd; NULL for PagerDuty-native events */
-    char *target;               /* malloc'd target name; NULL for PagerDuty-native events */
-    char *body;                 /* malloc'd JSON text to POST upstream (compact) */
+    char *dedup_key;            /* up to PDR_DEDUP_KEY_MAX characters; "" for change events, never NULL */
+    char severity[16];          /* payload.severity of a trigger, else "" */
+    char *fingerprint;          /* NULL for PagerDuty-native events */
+    char *target;               /* target name; NULL for PagerDuty-native events */
+    char *body;                 /* JSON text to POST upstream (compact) */
     size_t body_len;
     pdr_repairs rep;            /* what pdr_event_check() repaired */
     int repaired;               /* 1 when any repair was made */
 } norm_event;
 
 typedef struct norm_result {
-    norm_event *evs;            /* malloc'd array of n */
+    norm_event *evs;            /* array of n */
     size_t n;
     size_t alerts;              /* alerts in the body (1 for PagerDuty-native) */
-    size_t unrouted;            /* alerts that matched no target (each logged at info) */
+    size_t unrouted;            /* alerts that matched no target (one info line per body) */
+    char unrouted_first[64];    /* the name of the first of them, for that line */
+    size_t utf8_repaired;       /* invalid UTF-8 sequences replaced in the body */
     size_t repaired;            /* events with at least one repair */
     int parse_error;            /* 1: the body is not JSON (PagerDuty: "Unrecognized object") */
     pdr_event_errors errs;      /* why the body was refused (PDR_ERR_INVALID) */

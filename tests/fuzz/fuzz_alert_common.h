@@ -23,9 +23,12 @@ typedef pdr_rc (*norm_parse_fn)(const char *body, size_t len, const pdr_config *
 
 static pdr_config *cfg;
 
-/* Is msg one of pdr_event_check()'s sentences? */
+/* Is msg one of pdr_event_check()'s sentences? (Not one about NUL or a
+** duplicate member: those name the body's own members, refused before any
+** event is made.) */
 static int event_error(const char *msg)
 {
+    if (strstr(msg, "holds the NUL character") || !strncmp(msg, "duplicate member", 16)) return 0;
     static const char *const prefixes[] = {"'payload", "'links", "'images", "'routing_key'",
                                            "'dedup_key'", "'event_action'", "'client", "Event object"};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)

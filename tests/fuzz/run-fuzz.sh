@@ -14,11 +14,11 @@ build="$root/build-fuzz"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 CC=clang cmake -S "$root" -B "$build" -DPDR_FUZZ=ON -DPDR_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$jobs" --target fuzz_pagerduty fuzz_alertmanager fuzz_alerts fuzz_config
+cmake --build "$build" -j "$jobs" --target fuzz_pagerduty fuzz_alertmanager fuzz_alerts fuzz_config fuzz_ingest_diff
 
 mkdir -p "$build/artifacts"
 status=0
-for t in pagerduty alertmanager alerts config; do
+for t in pagerduty alertmanager alerts config ingest_diff; do
     work="$build/corpus-run/$t"
     rm -rf "$work"
     mkdir -p "$work"

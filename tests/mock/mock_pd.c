@@ -6,8 +6,9 @@
 ** sliding-window rate limit), records every event request in memory, and can
 ** be told at run time to misbehave (fixed status, hang, connection reset,
 ** slow replies). Tests drive it over HTTP through /_mock/... endpoints (see
-** mockpd_client.h); it never links pdrelay's own code, so the two validators
-** check each other.
+** mockpd_client.h). Its validator is mockpd_validate.c, as strict as
+** PagerDuty; it never links pdrelay's own code, so the two validators check
+** each other.
 **
 **   mock_pd [--port N] [--tls-cert FILE --tls-key FILE] [--limit N]
 **           [--window-ms MS] [--latency-ms MS] [--port-file PATH]
@@ -44,7 +45,7 @@
 **        ▼
 **   upload calls ── body_append (over the cap: discarded, too_big set)
 **        ▼
-**   final call ── event_check (parse, validate; no lock)
+**   final call ── mockpd_validate (parse, validate; no lock)
 **        ▼
 **   event_decide (under the mutex: fault mode, rate window, record, counters)
 **        ├── reset ──▶ return MHD_NO: the connection is closed, no reply
@@ -75,12 +76,10 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "mockpd_validate.h"
+
 #define MOCK_BODY_MAX (1024 * 1024)  /* larger request bodies: 413 */
-#define MOCK_EVENT_MAX (512 * 1024)  /* PagerDuty's event size limit: 400 */
 #define MOCK_RECORDS_MAX 100000      /* requests beyond are counted, not kept */
-#define MOCK_KEY_LEN 32              /* routing_key length */
-#define MOCK_DEDUP_MAX 255           /* dedup_key characters */
-#define MOCK_SUMMARY_MAX 1024        /* payload.summary characters */
 #define MOCK_WAIT_DEFAULT_MS 10000   /* /_mock/wait without timeout_ms */
 #define MOCK_WAIT_MAX_MS 600000
 
@@ -188,255 +187,15 @@ static char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
-/* ---- validation (PAGERDUTY-EVENTS-V2.md; no lock, no shared state) ------- */
+/* ---- validation: mockpd_validate.c (no lock, no shared state) ---------- */
 
-typedef enum verdict { V_VALID, V_NOT_JSON, V_INVALID, V_TOO_BIG } verdict;
-
-/* What event_check learnt from a body. The strings point into doc. */
-typedef struct check_result {
-    verdict v;
-    cJSON *doc;    /* the parsed body, or NULL */
-    cJSON *errors; /* V_INVALID: array of messages */
-    const char *routing_key, *event_action, *dedup_key, *summary;
-    bool is_change;
-    bool is_trigger;
-} check_result;
-
-static void err_add(cJSON *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void err_add(cJSON *errs, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    cJSON_AddItemToArray(errs, cJSON_CreateString(buf));
-}
+typedef mockpd_check check_result;
 
 static bool blank(const char *s)
 {
     for (; *s; s++)
         if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') return false;
     return true;
-}
-
-/* Characters (UTF-8 code points) in s. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80) n++;
-    return n;
-}
-
-/* A string member's value, or NULL when absent, null or not a string. */
-static const char *str_of(const cJSON *obj, const char *name)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(it) ? it->valuestring : NULL;
-}
-
-/* A required non-blank string; reports and returns NULL otherwise. */
-static const char *need_str(const cJSON *obj, const char *name, const char *path, cJSON *errs)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!it || cJSON_IsNull(it) || (cJSON_IsString(it) && blank(it->valuestring))) {
-        err_add(errs, "'%s' is missing or blank", path);
-        return NULL;
-    }
-    if (!cJSON_IsString(it)) {
-        err_add(errs, "'%s' must be a string", path);
-        return NULL;
-    }
-    return it->valuestring;
-}
-
-/* An optional string: absent, null, or a string. */
-static void opt_str(const cJSON *obj, const char *name, const char *path, cJSON *errs)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (it && !cJSON_IsNull(it) && !cJSON_IsString(it)) err_add(errs, "'%s' must be a string", path);
-}
-
-static void check_routing_key(const cJSON *ev, cJSON *errs)
-{
-    const char *rk = need_str(ev, "routing_key", "routing_key", errs);
-    if (rk && strlen(rk) != MOCK_KEY_LEN)
-        err_add(errs, "Length of 'routing_key' is incorrect (should be %d characters)", MOCK_KEY_LEN);
-}
-
-static void check_summary(const cJSON *payload, cJSON *errs)
-{
-    const char *s = need_str(payload, "summary", "payload.summary", errs);
-    if (s && utf8_chars(s) > MOCK_SUMMARY_MAX)
-        err_add(errs, "'payload.summary' is too long (must be at most %d characters)", MOCK_SUMMARY_MAX);
-}
-
-/* images[] (src required, HTTPS) and links[] (href required). */
-static void check_images_links(const cJSON *ev, cJSON *errs)
-{
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(ev, "images");
-    const cJSON *it;
-    char path[48];
-    int i = 0;
-    if (arr && !cJSON_IsNull(arr)) {
-        if (!cJSON_IsArray(arr)) {
-            err_add(errs, "'images' must be an array");
-        } else {
-            cJSON_ArrayForEach(it, arr) {
-                if (!cJSON_IsObject(it)) {
-                    err_add(errs, "'images[%d]' must be an object", i);
-                } else {
-                    snprintf(path, sizeof path, "images[%d].src", i);
-                    const char *src = need_str(it, "src", path, errs);
-                    if (src && strncasecmp(src, "https://", 8) != 0)
-                        err_add(errs, "'%s' must be an HTTPS URL", path);
-                    snprintf(path, sizeof path, "images[%d].href", i);
-                    opt_str(it, "href", path, errs);
-                    snprintf(path, sizeof path, "images[%d].alt", i);
-                    opt_str(it, "alt", path, errs);
-                }
-                i++;
-            }
-        }
-    }
-    arr = cJSON_GetObjectItemCaseSensitive(ev, "links");
-    i = 0;
-    if (arr && !cJSON_IsNull(arr)) {
-        if (!cJSON_IsArray(arr)) {
-            err_add(errs, "'links' must be an array");
-        } else {
-            cJSON_ArrayForEach(it, arr) {
-                if (!cJSON_IsObject(it)) {
-                    err_add(errs, "'links[%d]' must be an object", i);
-                } else {
-                    snprintf(path, sizeof path, "links[%d].href", i);
-                    need_str(it, "href", path, errs);
-                    snprintf(path, sizeof path, "links[%d].text", i);
-                    opt_str(it, "text", path, errs);
-                }
-                i++;
-            }
-        }
-    }
-}
-
-/* The payload object, or NULL after reporting why not. */
-static const cJSON *need_payload(const cJSON *ev, cJSON *errs)
-{
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(ev, "payload");
-    if (!p || cJSON_IsNull(p)) {
-        err_add(errs, "'payload' is missing or blank");
-        return NULL;
-    }
-    if (!cJSON_IsObject(p)) {
-        err_add(errs, "'payload' must be an object");
-        return NULL;
-    }
-    return p;
-}
-
-static void check_alert(const cJSON *ev, cJSON *errs)
-{
-    static const char *const severities[] = {"critical", "error", "warning", "info"};
-    check_routing_key(ev, errs);
-
-    const char *act = need_str(ev, "event_action", "event_action", errs);
-    bool trigger = act && !strcmp(act, "trigger");
-    bool ack_res = act && (!strcmp(act, "acknowledge") || !strcmp(act, "resolve"));
-    if (act && !trigger && !ack_res)
-        err_add(errs, "'event_action' is invalid (must be one of: trigger, acknowledge, resolve)");
-
-    /* dedup_key: absent or blank is fine for a trigger, not for the others;
-    ** a bad one is reported once, as what it is. */
-    const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
-    bool dk_reported = false, dk_present = false;
-    if (dk && !cJSON_IsNull(dk)) {
-        if (!cJSON_IsString(dk)) {
-            err_add(errs, "'dedup_key' must be a string");
-            dk_reported = true;
-        } else if (utf8_chars(dk->valuestring) > MOCK_DEDUP_MAX) {
-            err_add(errs, "'dedup_key' is too long (must be at most %d characters)", MOCK_DEDUP_MAX);
-            dk_reported = true;
-        } else {
-            dk_present = !blank(dk->valuestring);
-        }
-    }
-    if (ack_res && !dk_present && !dk_reported)
-        err_add(errs, "'dedup_key' is missing or blank (required for %s)", act);
-
-    if (!trigger) return; /* acknowledge and resolve carry nothing else */
-    opt_str(ev, "client", "client", errs);
-    opt_str(ev, "client_url", "client_url", errs);
-    const cJSON *p = need_payload(ev, errs);
-    if (p) {
-        check_summary(p, errs);
-        need_str(p, "source", "payload.source", errs);
-        const char *sev = need_str(p, "severity", "payload.severity", errs);
-        if (sev) {
-            size_t i;
-            for (i = 0; i < sizeof severities / sizeof severities[0]; i++)
-                if (!strcmp(sev, severities[i])) break;
-            if (i == sizeof severities / sizeof severities[0])
-                err_add(errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)");
-        }
-        opt_str(p, "timestamp", "payload.timestamp", errs);
-        opt_str(p, "component", "payload.component", errs);
-        opt_str(p, "group", "payload.group", errs);
-        opt_str(p, "class", "payload.class", errs);
-        /* custom_details: any JSON */
-    }
-    check_images_links(ev, errs);
-}
-
-static void check_change(const cJSON *ev, cJSON *errs)
-{
-    check_routing_key(ev, errs);
-    const cJSON *p = need_payload(ev, errs);
-    if (p) {
-        check_summary(p, errs);
-        opt_str(p, "source", "payload.source", errs);
-        opt_str(p, "timestamp", "payload.timestamp", errs);
-    }
-    check_images_links(ev, errs);
-}
-
-/* Parses and validates one event body; fills cr (free with check_free). */
-static void event_check(const char *body, size_t len, bool too_big, bool is_change, check_result *cr)
-{
-    memset(cr, 0, sizeof *cr);
-    cr->is_change = is_change;
-    if (too_big) {
-        cr->v = V_TOO_BIG;
-        return;
-    }
-    cr->doc = body ? cJSON_ParseWithLength(body, len) : NULL;
-    if (!cr->doc) {
-        cr->v = V_NOT_JSON;
-        return;
-    }
-    cr->errors = cJSON_CreateArray();
-    if (!cJSON_IsObject(cr->doc)) {
-        err_add(cr->errors, "Event object must be a JSON object");
-    } else {
-        if (len > MOCK_EVENT_MAX) err_add(cr->errors, "Event object is larger than 512 KB");
-        if (is_change) check_change(cr->doc, cr->errors);
-        else check_alert(cr->doc, cr->errors);
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(cr->doc, "payload");
-        cr->routing_key = str_of(cr->doc, "routing_key");
-        cr->event_action = is_change ? "change" : str_of(cr->doc, "event_action");
-        cr->dedup_key = str_of(cr->doc, "dedup_key");
-        cr->summary = str_of(p, "summary");
-        cr->is_trigger = !is_change && cr->event_action && !strcmp(cr->event_action, "trigger");
-    }
-    cr->v = cJSON_GetArraySize(cr->errors) ? V_INVALID : V_VALID;
-}
-
-static void check_free(check_result *cr)
-{
-    cJSON_Delete(cr->doc);
-    cJSON_Delete(cr->errors);
 }
 
 /* ---- decisions (under mock.mu) ------------------------------------------ */
@@ -569,10 +328,10 @@ static void event_decide(const char *path, const char *proxied_host, const check
         d->delay_ms += mock.fault_delay_ms; /* and otherwise a normal reply */
         /* fall through */
     case FAULT_OK:
-        if (cr->v == V_TOO_BIG) {
+        if (cr->v == MOCKPD_TOO_BIG) {
             d->status = MHD_HTTP_CONTENT_TOO_LARGE;
             mock.invalid++;
-        } else if (cr->v != V_VALID) {
+        } else if (cr->v != MOCKPD_VALID) {
             d->status = MHD_HTTP_BAD_REQUEST;
             mock.invalid++;
         } else if (!rate_take(cr->routing_key, now)) {
@@ -652,7 +411,7 @@ static cJSON *event_reply_body(check_result *cr, const decision *d)
     case MHD_HTTP_CONTENT_TOO_LARGE:
         return msg_json("Request too large", "Request body is larger than 1 MB");
     default:
-        if (cr->v == V_NOT_JSON) {
+        if (cr->v == MOCKPD_NOT_JSON) {
             j = msg_json("Unrecognized object", "Event object is invalid");
             cJSON *e = cJSON_AddArrayToObject(j, "errors");
             cJSON_AddItemToArray(e, cJSON_CreateString("JSON parse error"));
@@ -779,7 +538,7 @@ static enum MHD_Result handle_event(struct MHD_Connection *conn, req_ctx *ctx)
     const char *path = routes[ctx->route_ix].path;
     check_result cr;
     decision d;
-    event_check(ctx->body, ctx->len, ctx->too_big, routes[ctx->route_ix].r == R_CHANGE, &cr);
+    mockpd_validate(ctx->body, ctx->len, ctx->too_big, routes[ctx->route_ix].r == R_CHANGE, &cr);
     event_decide(path, ctx->proxied_host, &cr, ctx->too_big ? NULL : (ctx->body ? ctx->body : ""), &d);
 
     enum MHD_Result rc = MHD_NO;
@@ -793,7 +552,7 @@ static enum MHD_Result handle_event(struct MHD_Connection *conn, req_ctx *ctx)
                     d.retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, d.retry_after);
 out:
     free(d.retry_after);
-    check_free(&cr);
+    mockpd_check_free(&cr);
     return rc;
 }
 

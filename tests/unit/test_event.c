@@ -1,6 +1,8 @@
 /*
-** test_event.c — the PagerDuty event validator and its repairs (event.c) and
-** the shared helpers of pdr.c (redaction, SHA-256, deterministic dedup keys).
+** test_event.c — the PagerDuty event validator and its repairs (event.c):
+** field rules, UTF-8 repair, duplicate members, NUL, the timestamp and URL
+** formats, the parse that tells out-of-memory from a syntax error; and the
+** shared helpers of pdr.c (redaction, SHA-256, deterministic dedup keys).
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +79,7 @@ static void test_errors_like_pagerduty(void **state)
     assert_true(has_error(&errs, "'payload.summary' is missing or blank"));
     assert_true(has_error(&errs, "'payload.source' must be a string"));
     assert_true(has_error(&errs, "'payload.severity' is invalid (must be one of: critical, error, warning, info)"));
-    assert_true(has_error(&errs, "'payload.timestamp' is not a valid ISO 8601 timestamp"));
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "payload"), "timestamp"));   /* dropped */
     assert_true(has_error(&errs, "'links[0].href' is missing or blank"));
     cJSON_Delete(ev);
 
@@ -173,11 +176,253 @@ static void test_utf8_cut(void **state)
     char *c = pdr_utf8_cut("h\xc3\xa9llo", 4, &chars, &nomem);
     assert_string_equal(c, "h\xc3\xa9l\xe2\x80\xa6");
     assert_int_equal(chars, 5);
-    free(c);
+    cJSON_free(c);
     /* a 4-byte character is never split */
     c = pdr_utf8_cut("ab\xf0\x9f\x94\xa5" "cd", 3, &chars, &nomem);
     assert_string_equal(c, "ab\xe2\x80\xa6");
-    free(c);
+    cJSON_free(c);
+}
+
+
+/* Checks body (a PagerDuty alert event) and returns the event as printed. */
+static char *checked(const char *json, pdr_rc want, pdr_repairs *rep, pdr_event_errors *errs)
+{
+    cJSON *ev = parse(json);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(pdr_event_check_text(ev, PDR_EVENT_ALERT, rep, errs, &text, &len), want);
+    cJSON_Delete(ev);
+    return text;
+}
+
+#define EV_HEAD "{\"routing_key\":\"" KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+#define EV_PAYLOAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}"
+
+static void test_utf8_repaired(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    /* a stray continuation byte, an overlong '/', an encoded surrogate
+    ** (ED A0 80: three maximal subparts), a code point over U+10FFFF, a
+    ** truncated sequence; a valid 4-byte character stays */
+    char *out = checked(EV_HEAD "\"payload\":{\"summary\":\"a\x80" "b\xc0\xaf" "c\xed\xa0\x80" "d\xf4\x90\x80\x80"
+                        "e\xe2\x82" "f\xf0\x9f\x94\xa5\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"custom_details\":{\"k\xff\":\"v\"}}}",
+                        PDR_OK, &rep, &errs);
+    assert_non_null(out);
+    assert_true(tu_contains(out, "\"summary\":\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                                 "d\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "e\xef\xbf\xbd" "f\xf0\x9f\x94\xa5\""));
+    assert_true(tu_contains(out, "\"k\xef\xbf\xbd\":\"v\""));
+    assert_int_equal(rep.utf8_repaired, 1 + 2 + 3 + 4 + 1 + 1);
+    assert_true(pdr_repairs_any(&rep));
+    cJSON_free(out);
+}
+
+static void test_duplicates_refused(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    assert_null(checked("{\"routing_key\":\"" KEY "\",\"routing_key\":\"R1aaaaaaaaaaaaaaaaaaaaaaaaaaab12\","
+                        "\"event_action\":\"trigger\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"," EV_PAYLOAD "}",
+                        PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "duplicate member \"routing_key\" in the event"));
+    assert_true(has_error(&errs, "duplicate member \"event_action\" in the event"));
+    assert_null(checked(EV_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"custom_details\":{\"x\":1,\"a\":[{\"y\":1,\"y\":2}],\"x\":2}}}",
+                        PDR_ERR_INVALID, &rep, &errs));
+    assert_int_equal(errs.n, 2);
+    assert_true(has_error(&errs, "duplicate member \"payload.custom_details.x\" in the event"));
+    assert_true(has_error(&errs, "duplicate member \"payload.custom_details.a[0].y\" in the event"));
+    /* names that collide once repaired: both become "k\uFFFD" */
+    assert_null(checked(EV_HEAD EV_PAYLOAD ",\"k\xff\":1,\"k\xfe\":2}", PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "duplicate member \"k\xef\xbf\xbd\" in the event"));
+}
+
+static void test_routing_key_format(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    assert_null(checked("{\"routing_key\":\"" KEY "x\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}",
+                        PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "'routing_key' is invalid: it must be 32 characters long"));
+    assert_null(checked("{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaa-b12\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}",
+                        PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "'routing_key' is invalid: it must be letters and digits only (an integration key)"));
+}
+
+static void test_dedup_key_characters(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    /* 255 two-byte characters (510 bytes) are fine; 256 are not */
+    char key[2 * 256 + 1], json[1024];
+    for (int i = 0; i < 256; i++) memcpy(key + 2 * i, "\xc3\xa9", 2);
+    key[2 * 255] = '\0';
+    snprintf(json, sizeof json, "{\"routing_key\":\"" KEY "\",\"event_action\":\"resolve\",\"dedup_key\":\"%s\"}", key);
+    char *out = checked(json, PDR_OK, &rep, &errs);
+    assert_true(tu_contains(out, key));
+    cJSON_free(out);
+    key[2 * 255] = '\xc3';
+    key[2 * 256] = '\0';
+    snprintf(json, sizeof json, "{\"routing_key\":\"" KEY "\",\"event_action\":\"resolve\",\"dedup_key\":\"%s\"}", key);
+    assert_null(checked(json, PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "'dedup_key' is too long (at most 255 characters)"));
+    /* blank is absent: a resolve needs one, a trigger gets one */
+    assert_null(checked("{\"routing_key\":\"" KEY "\",\"event_action\":\"resolve\",\"dedup_key\":\"  \"}",
+                        PDR_ERR_INVALID, &rep, &errs));
+    out = checked("{\"routing_key\":\"" KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\" \"," EV_PAYLOAD "}",
+                  PDR_OK, &rep, &errs);
+    assert_int_equal(rep.dedup_key_generated, 1);
+    assert_false(tu_contains(out, "\"dedup_key\":\" \""));
+    cJSON_free(out);
+}
+
+static void test_timestamp_format(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "2015-07-17T08:42:58.315+0000", "2015-07-17T08:42:58Z", "2015-07-17T08:42:58.315+00:00",
+        "2015-07-17T08:42:58", "2016-02-29T23:59:60-05:30", "2000-02-29T00:00:00Z", "2015-12-31T00:00:00.1Z"};
+    static const char *const bad[] = {
+        "2015-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2015-13-01T00:00:00Z", "2015-00-10T00:00:00Z",
+        "2015-04-31T00:00:00Z", "2015-07-17T24:00:00Z", "2015-07-17T08:60:00Z", "2015-07-17T08:42:61Z",
+        "2015-07-17T08:42:58+2400", "2015-07-17T08:42:58+00:60", "2015-07-17T08:42:58.Z", "2015-07-17 08:42:58Z",
+        "2015-07-17T08:42:58Zx", "2015-07-17", "yesterday", "", "2015-7-17T08:42:58Z", "2015-07-17T08:42:58+0"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        if (!pdr_timestamp_valid(good[i])) fail_msg("refused %s", good[i]);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (pdr_timestamp_valid(bad[i])) fail_msg("took %s", bad[i]);
+    }
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    char *out = checked(EV_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"timestamp\":\"2015-02-30T00:00:00Z\"}}", PDR_OK, &rep, &errs);
+    assert_int_equal(rep.timestamp_dropped, 1);
+    assert_false(tu_contains(out, "timestamp"));
+    cJSON_free(out);
+    assert_null(checked(EV_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"timestamp\":7}}", PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "'payload.timestamp' must be a string"));
+}
+
+static void test_urls(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"http://h", "HTTPS://h.example/x?y#z", "https://u:p@h:8080/", "http://[::1]/"};
+    static const char *const bad[] = {"javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "ftp://h/",
+                                      "https://", "https:///x", "http:h", "https://@/", "https://:80/", " https://h",
+                                      ""};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        if (!pdr_url_http(good[i])) fail_msg("refused %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (pdr_url_http(bad[i])) fail_msg("took %s", bad[i]);
+
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    char *out = checked(EV_HEAD EV_PAYLOAD ",\"client_url\":\"javascript:alert(1)\","
+                        "\"links\":[{\"href\":\"javascript:alert(1)\",\"text\":\"x\"},{\"href\":\"https://ok\"},"
+                        "{\"href\":\"JAVASCRIPT:x\"}],"
+                        "\"images\":[{\"src\":\"data:image/png;base64,AA\"},{\"src\":\"HTTPS://img/x.png\",\"href\":\"file:///x\"}]}",
+                        PDR_OK, &rep, &errs);
+    assert_int_equal(rep.urls_dropped, 4);   /* two links, an image href, client_url */
+    assert_int_equal(rep.images_dropped, 1);
+    assert_true(tu_contains(out, "\"links\":[{\"href\":\"https://ok\"}]"));
+    assert_true(tu_contains(out, "\"images\":[{\"src\":\"HTTPS://img/x.png\"}]"));
+    assert_false(tu_contains(out, "client_url"));
+    assert_false(tu_contains(out, "javascript"));
+    cJSON_free(out);
+    assert_null(checked(EV_HEAD EV_PAYLOAD ",\"links\":[{\"href\":5}],\"client_url\":[]}", PDR_ERR_INVALID, &rep, &errs));
+    assert_true(has_error(&errs, "'links[0].href' must be a string"));
+    assert_true(has_error(&errs, "'client_url' must be a string"));
+}
+
+/* pdr_json_parse: NUL found on the raw bytes and named; syntax errors. */
+static void test_parse_nul(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        size_t len;
+        const char *err;
+    } cases[] = {
+        {"{\"a\":\"x\\u0000y\"}", 0, "'a' holds the NUL character (\\u0000), which PagerDuty refuses"},
+        {"{\"a\":{\"b\":[\"ok\",\"\\u0000\"]}}", 0, "'a.b[1]' holds the NUL character (\\u0000), which PagerDuty refuses"},
+        {"{\"a\\u0000\":1}", 0, "the member name 'a\xef\xbf\xbf' holds the NUL character (\\u0000), which PagerDuty refuses"},
+        {"{\"a\":\"\\\\\\u0000\"}", 0, "'a' holds the NUL character (\\u0000), which PagerDuty refuses"},
+        {"{\"a\":\"x\0y\"}", 11, "'a' holds the NUL character (\\u0000), which PagerDuty refuses"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cJSON *root;
+        int nul;
+        size_t n = 0;
+        pdr_event_errors errs = {.n = 0};
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
+        assert_int_equal(pdr_json_parse(cases[i].body, len, &root, &nul), PDR_OK);
+        assert_int_equal(nul, 1);
+        assert_int_equal(pdr_json_sanitize(root, "event", nul, &n, &errs), PDR_ERR_INVALID);
+        if (!has_error(&errs, cases[i].err)) fail_msg("case %zu: %s", i, errs.n ? errs.msgs[0] : "no error");
+        cJSON_Delete(root);
+    }
+    /* an escaped backslash before u0000 is text, not NUL */
+    cJSON *root;
+    int nul;
+    const char *escaped = "{\"a\":\"\\\\u0000\"}";
+    assert_int_equal(pdr_json_parse(escaped, strlen(escaped), &root, &nul), PDR_OK);
+    assert_int_equal(nul, 0);
+    assert_string_equal(cJSON_GetObjectItem(root, "a")->valuestring, "\\u0000");
+    cJSON_Delete(root);
+    assert_int_equal(pdr_json_parse("{\"a\":1} x", 9, &root, &nul), PDR_ERR_INVALID);
+    assert_int_equal(pdr_json_parse("{\"a\":", 5, &root, &nul), PDR_ERR_INVALID);
+    assert_null(root);
+}
+
+static long alloc_budget = -1;
+
+static void *failing_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+
+/* Out of memory inside cJSON's parse (or the marking of a NUL, or the
+** sanitizing walk) is NOMEM, not "not JSON" or "invalid". */
+static void test_parse_nomem(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"a\":[1,2,{\"b\":\"c\"}],\"d\":\"e\"}",
+        "{\"a\":\"x\\u0000\",\"b\":\"\xff\",\"c\":{\"1\":1,\"2\":2,\"3\":3,\"4\":4,\"5\":5,\"6\":6,\"7\":7,"
+        "\"8\":8,\"9\":9,\"10\":10,\"11\":11,\"12\":12,\"13\":13,\"14\":14,\"15\":15,\"16\":16,\"17\":17}}",
+    };
+    cJSON_Hooks hooks = {failing_malloc, free};
+    pdr_json_hooks_set(&hooks);
+    for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        int ok = 0;
+        for (long n = 0; n < 1000 && !ok; n++) {
+            cJSON *root;
+            int nul;
+            size_t repaired = 0;
+            pdr_event_errors errs = {.n = 0};
+            alloc_budget = n;
+            pdr_rc rc = pdr_json_parse(bodies[b], strlen(bodies[b]), &root, &nul);
+            if (rc == PDR_OK) {
+                rc = pdr_json_sanitize(root, "event", nul, &repaired, &errs);
+                cJSON_Delete(root);
+                /* the second body holds NUL: refused once memory suffices */
+                if (rc == (b ? PDR_ERR_INVALID : PDR_OK)) ok = 1;
+            }
+            alloc_budget = -1;
+            if (!ok) assert_int_equal(rc, PDR_ERR_NOMEM);
+        }
+        assert_true(ok);
+    }
+    pdr_json_hooks_set(NULL);
 }
 
 static void test_change_event(void **state)
@@ -222,6 +467,14 @@ int main(void)
         cmocka_unit_test(test_trigger_gets_dedup_key),
         cmocka_unit_test(test_repairs),
         cmocka_unit_test(test_utf8_cut),
+        cmocka_unit_test(test_utf8_repaired),
+        cmocka_unit_test(test_duplicates_refused),
+        cmocka_unit_test(test_routing_key_format),
+        cmocka_unit_test(test_dedup_key_characters),
+        cmocka_unit_test(test_timestamp_format),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_parse_nul),
+        cmocka_unit_test(test_parse_nomem),
         cmocka_unit_test(test_change_event),
         cmocka_unit_test(test_helpers),
     };

@@ -5,7 +5,9 @@
 ** each fault mode, the records, the blocking wait, restarts on the same
 ** port, TLS verification against the right and the wrong CA, and hundreds
 ** of concurrent and keep-alive requests. No sleeps: every wait is the mock's
-** own blocking /_mock/wait or a request's own duration.
+** own blocking /_mock/wait or a request's own duration. The validator's
+** strict rules (UTF-8, NUL, duplicates, formats) are also called in-process
+** (mockpd_validate.h), as the differential test calls them.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "mockpd_client.h"
+#include "mockpd_validate.h"
 #include "testutil.h"
 
 #define KEY "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12"
@@ -225,6 +228,68 @@ static void test_invalid_events(void **state)
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(first, "routing_key")));
     cJSON_Delete(rq);
     mockpd_stop(m);
+}
+
+
+/* The validator in-process: every rule beyond the field checks above. */
+static void test_validator_strict(void **state)
+{
+    (void)state;
+#define TRIG_HEAD "{\"routing_key\":\"" KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+#define TRIG_PAYLOAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\""
+    static const struct {
+        const char *body;
+        const char *err;   /* NULL: valid */
+    } cases[] = {
+        {TRIG_HEAD TRIG_PAYLOAD ",\"timestamp\":\"2016-02-29T08:42:58.315+0000\"},"
+                   "\"links\":[{\"href\":\"HTTP://h/x\"}],\"images\":[{\"src\":\"https://h/i\",\"href\":\"http://h\"}],"
+                   "\"client_url\":\"https://u@h:1/\"}", NULL},
+        {TRIG_HEAD TRIG_PAYLOAD "},\"dedup_key\":\"e\"}", "duplicate member \"dedup_key\""},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"custom_details\":{\"a\":[{\"x\":1,\"x\":1}]}}}", "duplicate member \"x\""},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"custom_details\":\"a\\u0000b\"}}", "a string holds the NUL character"},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"custom_details\":\"a\xc0\xaf\"}}", "a string is not valid UTF-8"},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"custom_details\":\"\xed\xa0\x80\"}}", "a string is not valid UTF-8"},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"custom_details\":{\"\xf4\x90\x80\x80\":1}}}", "a member name is not valid UTF-8"},
+        {"{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaa+12\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}",
+         "'routing_key' is invalid (letters and digits only)"},
+        {TRIG_HEAD TRIG_PAYLOAD ",\"timestamp\":\"2015-02-29T00:00:00Z\"}}", "'payload.timestamp' is not an ISO 8601 date-time"},
+        {TRIG_HEAD TRIG_PAYLOAD "},\"links\":[{\"href\":\"javascript:alert(1)\"}]}", "'links[0].href' must be an http or https URL"},
+        {TRIG_HEAD TRIG_PAYLOAD "},\"images\":[{\"src\":\"data:image/png;base64,AA\"}]}", "'images[0].src' must be an HTTPS URL"},
+        {TRIG_HEAD TRIG_PAYLOAD "},\"images\":[{\"src\":\"https://h/i\",\"href\":\"file:///x\"}]}", "'images[0].href' must be an http or https URL"},
+        {TRIG_HEAD TRIG_PAYLOAD "},\"client_url\":\"https://\"}", "'client_url' must be an http or https URL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mockpd_check cr;
+        mockpd_validate(cases[i].body, strlen(cases[i].body), false, false, &cr);
+        if (!cases[i].err && cr.v != MOCKPD_VALID) {
+            char *e = cJSON_PrintUnformatted(cr.errors);
+            fail_msg("case %zu refused: %s", i, e);
+        }
+        if (cases[i].err && !mockpd_check_has_error(&cr, cases[i].err)) {
+            char *e = cr.errors ? cJSON_PrintUnformatted(cr.errors) : NULL;
+            fail_msg("case %zu: want %s, got %s", i, cases[i].err, e ? e : "no errors");
+        }
+        if (!cases[i].err) {
+            assert_string_equal(cr.routing_key, KEY);
+            assert_string_equal(cr.event_action, "trigger");
+            assert_string_equal(cr.dedup_key, "d");
+            assert_string_equal(cr.severity, "info");
+        }
+        mockpd_check_free(&cr);
+    }
+    /* trailing bytes and a raw NUL byte between tokens */
+    mockpd_check cr;
+    mockpd_validate("{} x", 4, false, false, &cr);
+    assert_int_equal(cr.v, MOCKPD_NOT_JSON);
+    mockpd_check_free(&cr);
+    mockpd_validate("{\"a\":1,\0\"b\":2}", 14, false, false, &cr);
+    assert_int_equal(cr.v, MOCKPD_INVALID);
+    assert_true(mockpd_check_has_error(&cr, "a string holds the NUL character"));
+    mockpd_check_free(&cr);
+    /* an escaped backslash before u0000 is text */
+    mockpd_validate("{\"a\":\"\\\\u0000\"}", 15, false, true, &cr);
+    assert_false(mockpd_check_has_error(&cr, "a string holds the NUL character"));
+    mockpd_check_free(&cr);
 }
 
 static void test_http_errors(void **state)
@@ -661,6 +726,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_events),
         cmocka_unit_test(test_invalid_events),
+        cmocka_unit_test(test_validator_strict),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_fault_status),
