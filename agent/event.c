@@ -721,10 +721,13 @@ static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, p
     rc = pdr_json_sanitize(ev, "event", 0, &rep->utf8_repaired, errs);
     if (rc) return rc;
     const char *rk = need_string(ev, "routing_key", "routing_key", errs);
-    if (rk && strlen(rk) != PDR_ROUTING_KEY_LEN)
-        pdr_event_err_add(errs, "'routing_key' is invalid: it must be %d characters long", PDR_ROUTING_KEY_LEN);
-    else if (rk && strspn(rk, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != PDR_ROUTING_KEY_LEN)
-        pdr_event_err_add(errs, "'routing_key' is invalid: it must be letters and digits only (an integration key)");
+    const char *why;
+    if (rk && pdr_routing_key_check(rk, strlen(rk), &why) != PDR_OK) {
+        if (strcmp(why, "length") == 0)
+            pdr_event_err_add(errs, "'routing_key' is invalid: it must be %d characters long", PDR_ROUTING_KEY_LEN);
+        else
+            pdr_event_err_add(errs, "'routing_key' is invalid: it must be letters and digits only (an integration key)");
+    }
 
     if (kind == PDR_EVENT_ALERT) {
         const char *a = need_string(ev, "event_action", "event_action", errs);

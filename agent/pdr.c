@@ -218,3 +218,20 @@ pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,
     sha256_to_hex(md, out);
     return PDR_OK;
 }
+
+pdr_rc pdr_routing_key_check(const char *key, size_t len, const char **why)
+{
+    if (len != PDR_ROUTING_KEY_LEN) {
+        *why = "length";
+        return PDR_ERR_INVALID;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z'))) {
+            *why = "characters";
+            return PDR_ERR_INVALID;
+        }
+    }
+    *why = NULL;
+    return PDR_OK;
+}

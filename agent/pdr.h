@@ -58,6 +58,11 @@ pdr_action pdr_action_parse(const char *s);
 
 /* A PagerDuty integration (routing) key is exactly this long. */
 #define PDR_ROUTING_KEY_LEN 32
+
+/* The shape of an integration key: PDR_ROUTING_KEY_LEN letters and digits.
+** The one check for it (ingest, `pdrelay send`, the config). Returns
+** PDR_OK, or PDR_ERR_INVALID with *why set to "length" or "characters". */
+pdr_rc pdr_routing_key_check(const char *key, size_t len, const char **why);
 /* PagerDuty's cap on dedup_key. */
 #define PDR_DEDUP_KEY_MAX 255
 /* hex SHA-256 + NUL */

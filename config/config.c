@@ -503,27 +503,24 @@ static int check_routing_key(load_ctx *c, const char *what, const char *key, siz
                              char out[PDR_ROUTING_KEY_LEN + 1])
 {
     char copy[KEY_FILE_MAX + 1];
-    char red[16];
+    char red[PDR_REDACT_SIZE];
+    const char *why;
     int rc = -1;
 
     if (len > KEY_FILE_MAX) len = KEY_FILE_MAX;
     memcpy(copy, key, len);
     copy[len] = '\0';
     pdr_redact(copy, red, sizeof red);
-    if (len != PDR_ROUTING_KEY_LEN) {
-        err_at(c, c->lineno, "%s (%s) has %zu characters; exactly %d are required", what, red, len,
-               PDR_ROUTING_KEY_LEN);
-        goto out;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)copy[i];
-        if (ch <= 0x20 || ch >= 0x7f) {
+    if (pdr_routing_key_check(copy, len, &why) != PDR_OK) {
+        if (strcmp(why, "length") == 0)
+            err_at(c, c->lineno, "%s (%s) has %zu characters; exactly %d are required", what, red, len,
+                   PDR_ROUTING_KEY_LEN);
+        else
             err_at(c, c->lineno,
-                   "%s (%s) contains a space or a non-printable character; allowed: %d printable "
-                   "ASCII characters without spaces",
+                   "%s (%s) contains a character other than a letter or a digit; an integration key is %d "
+                   "letters and digits",
                    what, red, PDR_ROUTING_KEY_LEN);
-            goto out;
-        }
+        goto out;
     }
     memcpy(out, copy, len);
     out[len] = '\0';

@@ -558,8 +558,8 @@ static void test_key_wrong_length_never_printed(void **state)
     expect_errors(f, ini,
                   ":2: routing_key (A1" ELLIPSIS "4O5p) has 31 characters; exactly 32 are required",
                   w2,
-                  ":6: routing_key (A1" ELLIPSIS "O5p6) contains a space or a non-printable character; "
-                  "allowed: 32 printable ASCII characters without spaces",
+                  ":6: routing_key (A1" ELLIPSIS "O5p6) contains a character other than a letter or a digit; "
+                  "an integration key is 32 letters and digits",
                   w4,
                   ":10: routing_key (" ELLIPSIS ") has 3 characters; exactly 32 are required", NULL);
     for (size_t i = 0; i < f->errs.n; i++) {
