@@ -8,6 +8,9 @@
 **   1   operational failure (database unreadable, corrupt, I/O error, not found)
 **   2   usage error or invalid input (bad flag, bad value, invalid config)
 **   75  temporary failure: retry later (outbox full, database locked) — EX_TEMPFAIL
+**   77  `run` only: the database cannot be written (permission denied,
+**       read-only file system); the message names the file, the cause and
+**       the fix — EX_NOPERM
 */
 #ifndef PDR_CLI_H
 #define PDR_CLI_H
@@ -21,7 +24,8 @@ enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,
     CLI_EXIT_USAGE = 2,
-    CLI_EXIT_TEMPFAIL = 75
+    CLI_EXIT_TEMPFAIL = 75,
+    CLI_EXIT_NOT_WRITABLE = 77
 };
 
 #define CLI_DEFAULT_CONFIG "/etc/pdrelay/pdrelay.ini"
