@@ -114,6 +114,18 @@ static db_t *run_db_open(const pdr_config *cfg, int *ex)
     return NULL;
 }
 
+/* A file holding a secret that group or others can read: a warning, not
+** a refusal (the daemon runs). */
+static void run_mode_warn(void *ctx, const char *file, const char *what, unsigned mode)
+{
+    char m[16], fix[4200];
+    (void)ctx;
+    snprintf(m, sizeof m, "%04o", mode);
+    snprintf(fix, sizeof fix, "chmod 600 %s", file);
+    pdr_log(PDR_LOG_WARN, "file readable by group or others", "file", file, "holds", what, "mode", m, "fix", fix,
+            NULL);
+}
+
 /* The STATUS= line systemctl status shows: what the daemon listens on. */
 static void notify_ready(const pdr_config *cfg)
 {
@@ -152,6 +164,7 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
     snprintf(nt, sizeof nt, "%zu", n->n_targets);
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
     pdr_log_set_syslog(n->syslog);
+    cli_modes_check(n, run_mode_warn, NULL);
     rc = ingest_reload(ing, n, err, sizeof err);   /* takes n */
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
@@ -216,6 +229,7 @@ int cli_run(int argc, char **argv)
     ** anything starts; the sender then works on its own connection. */
     db = run_db_open(cfg, &ex);
     if (!db) goto out_curl;
+    cli_modes_check(cfg, run_mode_warn, NULL);
     snprintf(dbp, sizeof dbp, "%s", db_path(db));
     db_close(db);
     db = NULL;
