@@ -334,7 +334,7 @@ static void db_msg_rofs(const char *db_path_, const char *dir, char *errbuf, siz
 ** system sees nothing wrong with the files of data_dir. */
 static pdr_rc db_find_unwritable(const char *data_dir, char *errbuf, size_t errsz)
 {
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
     struct statvfs vfs;
     char path[4096], file[4112];
     int err;
@@ -344,27 +344,20 @@ static pdr_rc db_find_unwritable(const char *data_dir, char *errbuf, size_t errs
         db_msg_rofs(path, data_dir, errbuf, errsz);
         return PDR_ERR_READONLY;
     }
-    /* The database, then an existing -wal or -shm, then the directory. */
+    /* The database, then an existing -wal or -shm (a missing one is
+    ** ENOENT: fine), then the directory (the last suffix: NULL). */
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
-        err = db_access_errno(file, R_OK | W_OK);
+        int is_dir = suffixes[i] == NULL;
+        snprintf(file, sizeof file, "%s%s", is_dir ? data_dir : path, is_dir ? "" : suffixes[i]);
+        err = db_access_errno(file, is_dir ? W_OK | X_OK : R_OK | W_OK);
         if (err == EROFS) {
             db_msg_rofs(path, data_dir, errbuf, errsz);
             return PDR_ERR_READONLY;
         }
         if (err == EACCES || err == EPERM) {
-            db_msg_denied(path, file, 0, err, errbuf, errsz);
+            db_msg_denied(path, file, is_dir, err, errbuf, errsz);
             return PDR_ERR_PERM;
         }
-    }
-    err = db_access_errno(data_dir, W_OK | X_OK);
-    if (err == EROFS) {
-        db_msg_rofs(path, data_dir, errbuf, errsz);
-        return PDR_ERR_READONLY;
-    }
-    if (err == EACCES || err == EPERM) {
-        db_msg_denied(path, data_dir, 1, err, errbuf, errsz);
-        return PDR_ERR_PERM;
     }
     return PDR_OK;
 }

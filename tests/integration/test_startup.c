@@ -146,8 +146,16 @@ static int await_refusal(fx *f)
     }
 }
 
-static void assert_log_has(const fx *f, const char *needle)
+/* Fails unless the daemon's log holds the text made of fmt. */
+static void assert_log_has(const fx *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void assert_log_has(const fx *f, const char *fmt, ...)
 {
+    char needle[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof needle, fmt, ap);
+    va_end(ap);
     char *log = it_log(&f->d);
     if (!strstr(log, needle)) it_fail("the log lacks \"%s\"; it is:\n%s", needle, log);
     free(log);
@@ -160,31 +168,37 @@ static void assert_nothing_sent(fx *f)
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 1);
 }
 
-/* ---- tests ------------------------------------------------------------------- */
-
-static void test_database_mode_0444_refused(void **state)
+/* A scenario where file modes must stop the daemon: the fixture, with one
+** event queued; *wrapper what to start the daemon under. Skips the test
+** where modes stop nothing. */
+static fx *fx_new_modes(const char **wrapper)
 {
-    (void)state;
     fx *f = fx_new();
-    const char *wrapper = modes_wrapper(f);
-    if (!wrapper) {
+    *wrapper = modes_wrapper(f);
+    if (!*wrapper) {
         fx_free(f);
         print_message("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: file modes stop nothing\n");
         skip();
     }
     fx_config(f, NULL, NULL);
     it_queue(f->data_dir, KEYS[0], "e", 1);
+    return f;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_database_mode_0444_refused(void **state)
+{
+    (void)state;
+    const char *wrapper;
+    fx *f = fx_new_modes(&wrapper);
     assert_int_equal(chmod(f->db_file, 0444), 0);
     start_wrapped(f, wrapper);
     assert_int_equal(await_refusal(f), 77);
-    char *msg = tu_printf("pdrelay run: cannot write %s: permission denied (EACCES): %s (mode 0444, owner ",
+    assert_log_has(f, "pdrelay run: cannot write %s: permission denied (EACCES): %s (mode 0444, owner ",
                           f->db_file, f->db_file);
-    assert_log_has(f, msg);
-    free(msg);
     assert_log_has(f, "which pdrelay runs as. Fix: chown ");
-    msg = tu_printf("&& chmod 600 %s*", f->db_file);
-    assert_log_has(f, msg);
-    free(msg);
+    assert_log_has(f, "&& chmod 600 %s*", f->db_file);
     assert_int_equal(chmod(f->db_file, 0600), 0);
     assert_nothing_sent(f);
     fx_free(f);
@@ -193,15 +207,8 @@ static void test_database_mode_0444_refused(void **state)
 static void test_data_dir_0555_without_wal_refused(void **state)
 {
     (void)state;
-    fx *f = fx_new();
-    const char *wrapper = modes_wrapper(f);
-    if (!wrapper) {
-        fx_free(f);
-        print_message("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: file modes stop nothing\n");
-        skip();
-    }
-    fx_config(f, NULL, NULL);
-    it_queue(f->data_dir, KEYS[0], "e", 1);
+    const char *wrapper;
+    fx *f = fx_new_modes(&wrapper);
     char *wal = tu_printf("%s-wal", f->db_file), *shm = tu_printf("%s-shm", f->db_file);
     struct stat sb;
     assert_int_not_equal(stat(wal, &sb), 0);   /* the last connection removed them */
@@ -209,14 +216,10 @@ static void test_data_dir_0555_without_wal_refused(void **state)
     assert_int_equal(chmod(f->data_dir, 0555), 0);
     start_wrapped(f, wrapper);
     assert_int_equal(await_refusal(f), 77);
-    char *msg = tu_printf("pdrelay run: cannot write %s: permission denied (EACCES): its directory %s (mode 0555, "
+    assert_log_has(f, "pdrelay run: cannot write %s: permission denied (EACCES): its directory %s (mode 0555, "
                           "owner ", f->db_file, f->data_dir);
-    assert_log_has(f, msg);
-    free(msg);
     assert_log_has(f, "so the -wal and -shm files beside the database cannot be created");
-    msg = tu_printf("&& chmod 700 %s\n", f->data_dir);
-    assert_log_has(f, msg);
-    free(msg);
+    assert_log_has(f, "&& chmod 700 %s\n", f->data_dir);
     assert_int_equal(chmod(f->data_dir, 0700), 0);
     assert_nothing_sent(f);
     free(wal);
@@ -247,10 +250,8 @@ static void test_read_only_mount_refused(void **state)
     char *wrapper = tu_printf("unshare -m %s", script);
     start_wrapped(f, wrapper);
     assert_int_equal(await_refusal(f), 77);
-    char *msg = tu_printf("pdrelay run: cannot write %s: read-only file system (EROFS): %s is on a file system "
+    assert_log_has(f, "pdrelay run: cannot write %s: read-only file system (EROFS): %s is on a file system "
                           "mounted read-only. Fix: remount it read-write", f->db_file, f->data_dir);
-    assert_log_has(f, msg);
-    free(msg);
     assert_int_equal(mockpd_stat(f->mock, "requests"), 0);
     assert_int_equal(it_count(src, DB_ROW_PENDING), 1);
     free(wrapper);
@@ -279,16 +280,10 @@ static void test_run_warns_readable_secrets(void **state)
     assert_int_equal(chmod(f->db_file, 0644), 0);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
-    char *w = tu_printf("level=warn msg=\"file readable by group or others\" file=%s "
+    assert_log_has(f, "level=warn msg=\"file readable by group or others\" file=%s "
                         "holds=\"routing_key_file of [target prod]\" mode=0640 fix=\"chmod 600 %s\"", key, key);
-    assert_log_has(f, w);
-    free(w);
-    w = tu_printf("file=%s holds=\"[listen] auth_token_file\" mode=0644 fix=\"chmod 600 %s\"", tok, tok);
-    assert_log_has(f, w);
-    free(w);
-    w = tu_printf("file=%s holds=\"the outbox database\" mode=0644 fix=\"chmod 600 %s\"", f->db_file, f->db_file);
-    assert_log_has(f, w);
-    free(w);
+    assert_log_has(f, "file=%s holds=\"[listen] auth_token_file\" mode=0644 fix=\"chmod 600 %s\"", tok, tok);
+    assert_log_has(f, "file=%s holds=\"the outbox database\" mode=0644 fix=\"chmod 600 %s\"", f->db_file, f->db_file);
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     char *log = it_log(&f->d);
