@@ -16,6 +16,14 @@
 **                    (named in a warning); [outbox] max_events keeps its
 **                    running value in the reloaded config.
 **
+** At start the outbox is proved writable with a real write: a database it
+** cannot write (mode, owner, a directory where -wal and -shm cannot be
+** created, a read-only mount) is refused with exit 77 and a message naming
+** the file, the cause and the fix. Files holding secrets (key files, the
+** auth token file, the database) that group or others can read are warned
+** about, at start and at each reload. A failed write of the sender makes
+** /readyz 503 (sender_set_db_error_hook → writer_note_failure).
+**
 ** Under systemd (Type=notify) the daemon reports READY=1 once it listens,
 ** RELOADING=1 … READY=1 around a reload, and STOPPING=1; see sdnotify.h.
 */

@@ -448,7 +448,7 @@ static void report(sender *s, const outcome *o)
     case PD_DEAD:
         pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
                 "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type),
-                "error", res->error, NULL);
+                "error", res->error, "attempts", attempts, NULL);
         break;
     }
 }

@@ -61,6 +61,10 @@
 **      IMMEDIATE transaction (re-reading the version inside it, for two
 **      processes that open a new file at once).
 **   7. prepare every statement of sql.h once (SQLITE_PREPARE_PERSISTENT).
+** SQLite opens a file it may only read (mode 0444, a read-only mount)
+** read-only without a word, and the steps above may all succeed on it: the
+** daemon then proves the file writable with db_check_writable(), a real
+** write, and db_explain_unwritable() asks the system which file and why.
 */
 #include "dbInt.h"
 

@@ -548,6 +548,8 @@ static void test_dead_letter_counts_attempts(void **state)
     assert_int_equal(it_wait_log(&f->d, "dedup_key=thrice error_type=bad_request", 10000), 0);
     assert_int_equal(mockpd_stat(f->mock, "requests"), 4);
     assert_int_equal(dead_attempts(f, "thrice"), 3);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=thrice error_type=bad_request error=\"HTTP 400: Injected HTTP 400\" "
+                                        "attempts=3", 1000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     fx_free(f);
 }
