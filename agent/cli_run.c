@@ -68,13 +68,6 @@ static int str_differs(const char *a, const char *b)
 /* Names the changed settings a reload cannot apply. */
 static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
 {
-    if (o->max_events != n->max_events) {
-        char run_v[24], new_v[24];
-        snprintf(run_v, sizeof run_v, "%lld", (long long)o->max_events);
-        snprintf(new_v, sizeof new_v, "%lld", (long long)n->max_events);
-        pdr_log(PDR_LOG_WARN, "[outbox] max_events needs a restart: the running value stays in force",
-                "running", run_v, "new", new_v, NULL);
-    }
     char what[256] = "";
     size_t len = 0;
 #define CHANGED(cond, name) \
@@ -96,6 +89,13 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
 #undef CHANGED
     if (len)
         pdr_log(PDR_LOG_WARN, "changed settings take effect only after a restart", "settings", what, NULL);
+    if (o->max_events != n->max_events) {
+        char run_v[24], new_v[24];
+        snprintf(run_v, sizeof run_v, "%lld", (long long)o->max_events);
+        snprintf(new_v, sizeof new_v, "%lld", (long long)n->max_events);
+        pdr_log(PDR_LOG_WARN, "[outbox] max_events needs a restart: the running value stays in force",
+                "running", run_v, "new", new_v, NULL);
+    }
 }
 
 /* Opens the outbox as every command does, then proves it writable with a
