@@ -1,7 +1,7 @@
 /*
 ** test_startup.c — `pdrelay run` at start: a database it cannot write (file
-** mode 0444, a data directory where -wal and -shm cannot be created, a
-** read-only mount) is refused with exit 77 and a message naming the file,
+** mode 0444, another user's file, a data directory where -wal and -shm
+** cannot be created, a read-only mount) is refused with exit 77 and a message naming the file,
 ** the cause and the fix, and the daemon never answers /readyz 200 nor sends
 ** anything; files holding secrets that group or others can read are warned
 ** about; a reload keeps the running [outbox] max_events.
@@ -204,6 +204,27 @@ static void test_database_mode_0444_refused(void **state)
     fx_free(f);
 }
 
+/* Mode 0600, but another user's file (here nobody's, 65534). */
+static void test_database_of_another_user_refused(void **state)
+{
+    (void)state;
+    const char *wrapper;
+    fx *f = fx_new_modes(&wrapper);
+    if (geteuid() != 0 || chown(f->db_file, 65534, 65534) != 0) {
+        fx_free(f);
+        print_message("giving the database to another user needs root: skipped\n");
+        skip();
+    }
+    start_wrapped(f, wrapper);
+    assert_int_equal(await_refusal(f), 77);
+    assert_log_has(f, "pdrelay run: cannot write %s: permission denied (EACCES): %s (mode 0600, owner ",
+                   f->db_file, f->db_file);
+    assert_log_has(f, "Fix: chown ");
+    assert_int_equal(chown(f->db_file, getuid(), getgid()), 0);
+    assert_nothing_sent(f);
+    fx_free(f);
+}
+
 static void test_data_dir_0555_without_wal_refused(void **state)
 {
     (void)state;
@@ -326,6 +347,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_database_mode_0444_refused),
+        cmocka_unit_test(test_database_of_another_user_refused),
         cmocka_unit_test(test_data_dir_0555_without_wal_refused),
         cmocka_unit_test(test_read_only_mount_refused),
         cmocka_unit_test(test_run_warns_readable_secrets),
