@@ -113,8 +113,8 @@ static db_t *run_db_open(const pdr_config *cfg, int *ex)
     opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = cfg->max_events;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
-    if (rc) rc = db_explain_unwritable(cfg->data_dir, rc, err, sizeof err);
-    else rc = db_check_writable(db, err, sizeof err);
+    if (rc) rc = db_unwritable_explain(cfg->data_dir, rc, err, sizeof err);
+    else rc = db_writable_check(db, err, sizeof err);
     if (rc == PDR_OK) return db;
     db_close(db);
     fprintf(stderr, "pdrelay run: %s\n", err[0] ? err : pdr_strerror(rc));

@@ -63,8 +63,8 @@
 **   7. prepare every statement of sql.h once (SQLITE_PREPARE_PERSISTENT).
 ** SQLite opens a file it may only read (mode 0444, a read-only mount)
 ** read-only without a word, and the steps above may all succeed on it: the
-** daemon then proves the file writable with db_check_writable(), a real
-** write, and db_explain_unwritable() asks the system which file and why.
+** daemon then proves the file writable with db_writable_check(), a real
+** write, and db_unwritable_explain() asks the system which file and why.
 */
 #include "dbInt.h"
 
@@ -366,7 +366,7 @@ static pdr_rc db_find_unwritable(const char *data_dir, char *errbuf, size_t errs
     return PDR_OK;
 }
 
-pdr_rc db_explain_unwritable(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz)
+pdr_rc db_unwritable_explain(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz)
 {
     pdr_rc why;
     if (!data_dir || (rc != PDR_ERR_READONLY && rc != PDR_ERR_PERM && rc != PDR_ERR_IO)) return rc;
@@ -374,7 +374,7 @@ pdr_rc db_explain_unwritable(const char *data_dir, pdr_rc rc, char *errbuf, size
     return why ? why : rc;
 }
 
-pdr_rc db_check_writable(db_t *db, char *errbuf, size_t errsz)
+pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz)
 {
     char dir[4096];
     const char *slash;

@@ -115,13 +115,13 @@ pdr_rc db_write_probe(db_t *db);
 
 /* Proves, at the daemon's start, that the database can be written: runs
 ** db_write_probe(). On failure returns why, with a sentence for the user in
-** errbuf naming the file, the cause and the fix (see db_explain_unwritable):
+** errbuf naming the file, the cause and the fix (see db_unwritable_explain):
 **   PDR_ERR_PERM      "cannot write ./var/pdrelay.db: permission denied
 **                     (EACCES): ... Fix: chown pdrelay ./var/pdrelay.db ..."
 **   PDR_ERR_READONLY  "cannot write ./var/pdrelay.db: read-only file system
 **                     (EROFS): ... Fix: remount ... read-write ..."
 **   other             the probe's failure (disk full, locked, I/O error). */
-pdr_rc db_check_writable(db_t *db, char *errbuf, size_t errsz);
+pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz);
 
 /* Explains a failure rc met opening or writing the database of data_dir
 ** for writing. SQLite reports a file it cannot write as SQLITE_READONLY (it
@@ -134,7 +134,7 @@ pdr_rc db_check_writable(db_t *db, char *errbuf, size_t errsz);
 ** code is returned. When none of these explains it (or rc is not one of
 ** PDR_ERR_READONLY, PDR_ERR_PERM, PDR_ERR_IO), returns rc and leaves
 ** errbuf alone. */
-pdr_rc db_explain_unwritable(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz);
+pdr_rc db_unwritable_explain(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz);
 
 /* ---- outbox ---------------------------------------------------------- */
 
