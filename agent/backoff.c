@@ -39,3 +39,9 @@ void backoff_reset(backoff *b)
 {
     b->failures = 0;
 }
+
+void backoff_resume(backoff *b, int64_t failures)
+{
+    if (failures > 64) failures = 64;
+    if (failures > b->failures) b->failures = (int)failures;
+}

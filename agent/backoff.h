@@ -25,4 +25,9 @@ int64_t backoff_ceiling(const backoff *b, int failures);
 
 void backoff_reset(backoff *b);
 
+/* Resumes after `failures` earlier failures (a row's stored attempts, after
+** a restart): the count is raised to it, never lowered, so the next delay
+** is drawn as after failures + 1 failures (capped at max). */
+void backoff_resume(backoff *b, int64_t failures);
+
 #endif /* PDR_BACKOFF_H */

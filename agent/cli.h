@@ -8,6 +8,9 @@
 **   1   operational failure (database unreadable, corrupt, I/O error, not found)
 **   2   usage error or invalid input (bad flag, bad value, invalid config)
 **   75  temporary failure: retry later (outbox full, database locked) — EX_TEMPFAIL
+**   77  `run` only: the database cannot be written (permission denied,
+**       read-only file system); the message names the file, the cause and
+**       the fix — EX_NOPERM
 */
 #ifndef PDR_CLI_H
 #define PDR_CLI_H
@@ -21,7 +24,8 @@ enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,
     CLI_EXIT_USAGE = 2,
-    CLI_EXIT_TEMPFAIL = 75
+    CLI_EXIT_TEMPFAIL = 75,
+    CLI_EXIT_NOT_WRITABLE = 77
 };
 
 #define CLI_DEFAULT_CONFIG "/etc/pdrelay/pdrelay.ini"
@@ -69,6 +73,20 @@ const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *
 
 /* The name of the first target of cfg using routing_key, or NULL. */
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key);
+
+/* ---- file modes (cli_config.c) ---- */
+
+/* Called for a file holding a secret that group or others may read: file,
+** what it is ("routing_key_file of [target prod]"), its mode (& 07777). */
+typedef void (*cli_mode_warn_fn)(void *ctx, const char *file, const char *what, unsigned mode);
+
+/* Checks the files of cfg that hold secrets: every routing_key_file, the
+** auth_token_file, and the database (data_dir/pdrelay.db, if it exists:
+** it holds every queued event with its routing key, so it is held to the
+** same rule). Calls warn for each whose mode & 077 is not 0 (group or
+** others have any access); a file that cannot be stat'ed is skipped.
+** Returns how many were reported. Never reads a file's content. */
+size_t cli_modes_check(const pdr_config *cfg, cli_mode_warn_fn warn, void *ctx);
 
 /* Formats a duration in ms as "3d4h", "5m12s", "850ms" into out. */
 char *cli_fmt_age(long long ms, char *out, size_t outsz);

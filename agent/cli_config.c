@@ -1,9 +1,12 @@
 /*
 ** cli_config.c — `pdrelay config check`: load a config, print every error
-** (exit 2) or a summary of the effective settings with keys redacted (exit 0).
+** (exit 2) or a summary of the effective settings with keys redacted (exit 0),
+** with a warning for each file holding a secret that group or others can
+** read; and that check of file modes (cli_modes_check), which `run` shares.
 */
 #include <getopt.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -64,6 +67,35 @@ static void config_print(const pdr_config *c)
     }
 }
 
+static size_t mode_check_one(const char *file, const char *what, cli_mode_warn_fn warn, void *ctx)
+{
+    struct stat sb;
+    if (!file || stat(file, &sb) != 0 || (sb.st_mode & 077) == 0) return 0;
+    warn(ctx, file, what, (unsigned)(sb.st_mode & 07777));
+    return 1;
+}
+
+size_t cli_modes_check(const pdr_config *cfg, cli_mode_warn_fn warn, void *ctx)
+{
+    char what[160], db_file[4096];
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        snprintf(what, sizeof what, "routing_key_file of [target %s]", cfg->targets[i].name);
+        n += mode_check_one(cfg->targets[i].routing_key_file, what, warn, ctx);
+    }
+    n += mode_check_one(cfg->auth_token_file, "[listen] auth_token_file", warn, ctx);
+    snprintf(db_file, sizeof db_file, "%s/%s", cfg->data_dir, DB_FILE_NAME);
+    n += mode_check_one(db_file, "the outbox database", warn, ctx);
+    return n;
+}
+
+static void config_mode_warn(void *ctx, const char *file, const char *what, unsigned mode)
+{
+    (void)ctx;
+    fprintf(stderr, "pdrelay config check: warning: %s (%s) has mode %04o: group or others can read it; "
+                    "fix: chmod 600 %s\n", file, what, mode, file);
+}
+
 int cli_config(int argc, char **argv)
 {
     const char *path = NULL;
@@ -92,6 +124,7 @@ int cli_config(int argc, char **argv)
         return ex;
     }
     config_print(cfg);
+    cli_modes_check(cfg, config_mode_warn, NULL);
     pdr_config_destroy(cfg);
     return CLI_EXIT_OK;
 }

@@ -12,7 +12,17 @@
 **                    confirmed stays queued
 **   SIGHUP           reload the config file: targets, routing key files,
 **                    auth token, log level. An invalid file is reported and
-**                    the running config kept. Other sections need a restart.
+**                    the running config kept. Other sections need a restart
+**                    (named in a warning); [outbox] max_events keeps its
+**                    running value in the reloaded config.
+**
+** At start the outbox is proved writable with a real write: a database it
+** cannot write (mode, owner, a directory where -wal and -shm cannot be
+** created, a read-only mount) is refused with exit 77 and a message naming
+** the file, the cause and the fix. Files holding secrets (key files, the
+** auth token file, the database) that group or others can read are warned
+** about, at start and at each reload. A failed write of the sender makes
+** /readyz 503 (sender_set_db_error_hook → writer_note_failure).
 **
 ** Under systemd (Type=notify) the daemon reports READY=1 once it listens,
 ** RELOADING=1 … READY=1 around a reload, and STOPPING=1; see sdnotify.h.
@@ -42,6 +52,13 @@ static void on_commit(void *ctx)
     sender_notify(ctx);
 }
 
+/* The sender could not write the database: /readyz is 503 until the
+** writer's probe proves it writable again. */
+static void on_sender_db_error(void *ctx, pdr_rc rc)
+{
+    writer_note_failure(ctx, rc);
+}
+
 static int str_differs(const char *a, const char *b)
 {
     if (!a || !b) return a != b;
@@ -66,12 +83,55 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
             o->timeout_ms != n->timeout_ms || o->connect_timeout_ms != n->connect_timeout_ms ||
             o->concurrency != n->concurrency || str_differs(o->ca_file, n->ca_file) ||
             str_differs(o->proxy, n->proxy), "[pagerduty]");
-    CHANGED(o->synchronous != n->synchronous || o->max_events != n->max_events || o->max_age_ms != n->max_age_ms,
-            "[outbox]");
+    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms, "[outbox]");
+    CHANGED(o->max_events != n->max_events, "[outbox]max_events");
     CHANGED(o->dedup_ttl_ms != n->dedup_ttl_ms || o->cleanup_interval_ms != n->cleanup_interval_ms, "[dedup]");
 #undef CHANGED
     if (len)
         pdr_log(PDR_LOG_WARN, "changed settings take effect only after a restart", "settings", what, NULL);
+    if (o->max_events != n->max_events) {
+        char run_v[24], new_v[24];
+        snprintf(run_v, sizeof run_v, "%lld", (long long)o->max_events);
+        snprintf(new_v, sizeof new_v, "%lld", (long long)n->max_events);
+        pdr_log(PDR_LOG_WARN, "[outbox] max_events needs a restart: the running value stays in force",
+                "running", run_v, "new", new_v, NULL);
+    }
+}
+
+/* Opens the outbox as every command does, then proves it writable with a
+** real write: SQLite opens a file it may only read without a word, and a
+** daemon that cannot record a delivery would resend it forever. On failure
+** prints why, naming the file, the cause and the fix, and sets *ex
+** (CLI_EXIT_NOT_WRITABLE for a permission or a read-only file system). */
+static db_t *run_db_open(const pdr_config *cfg, int *ex)
+{
+    db_options opt;
+    db_t *db = NULL;
+    char err[1024] = "";
+    memset(&opt, 0, sizeof opt);
+    opt.data_dir = cfg->data_dir;
+    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
+    opt.max_events = cfg->max_events;
+    pdr_rc rc = db_open(&opt, &db, err, sizeof err);
+    if (rc) rc = db_unwritable_explain(cfg->data_dir, rc, err, sizeof err);
+    else rc = db_writable_check(db, err, sizeof err);
+    if (rc == PDR_OK) return db;
+    db_close(db);
+    fprintf(stderr, "pdrelay run: %s\n", err[0] ? err : pdr_strerror(rc));
+    *ex = rc == PDR_ERR_PERM || rc == PDR_ERR_READONLY ? CLI_EXIT_NOT_WRITABLE : cli_exit_for(rc);
+    return NULL;
+}
+
+/* A file holding a secret that group or others can read: a warning, not
+** a refusal (the daemon runs). */
+static void run_mode_warn(void *ctx, const char *file, const char *what, unsigned mode)
+{
+    char m[16], fix[4200];
+    (void)ctx;
+    snprintf(m, sizeof m, "%04o", mode);
+    snprintf(fix, sizeof fix, "chmod 600 %s", file);
+    pdr_log(PDR_LOG_WARN, "file readable by group or others", "file", file, "holds", what, "mode", m, "fix", fix,
+            NULL);
 }
 
 /* The STATUS= line systemctl status shows: what the daemon listens on. */
@@ -105,9 +165,14 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
         return;
     }
     reload_warn_restart(running, n);
+    /* max_events bounds the writer's and the sender's connections, opened
+    ** at start: the reloaded config keeps the running value, so /readyz and
+    ** the writer never disagree on the bound. */
+    n->max_events = running->max_events;
     snprintf(nt, sizeof nt, "%zu", n->n_targets);
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
     pdr_log_set_syslog(n->syslog);
+    cli_modes_check(n, run_mode_warn, NULL);
     rc = ingest_reload(ing, n, err, sizeof err);   /* takes n */
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
@@ -167,20 +232,29 @@ int cli_run(int argc, char **argv)
         ex = CLI_EXIT_FAIL;
         goto out;
     }
-    /* Open (and so check and migrate) the outbox here, so that a corrupt or
-    ** too-new database is refused with its message before anything starts;
-    ** the sender then works on its own connection. */
-    db = cli_db_open("run", cfg, &ex);
+    /* Open (and so check and migrate) the outbox here, so that a corrupt,
+    ** too-new or unwritable database is refused with its message before
+    ** anything starts; the sender then works on its own connection. */
+    db = run_db_open(cfg, &ex);
     if (!db) goto out_curl;
+    cli_modes_check(cfg, run_mode_warn, NULL);
     snprintf(dbp, sizeof dbp, "%s", db_path(db));
     db_close(db);
     db = NULL;
-    if (sender_create(cfg, &snd) != PDR_OK || sender_start(snd) != PDR_OK) {
+    /* Both exist before either starts: the sender reports its failed
+    ** writes to the writer, the writer wakes the sender after a commit. */
+    if (sender_create(cfg, &snd) != PDR_OK || writer_create(cfg, on_commit, snd, &wr) != PDR_OK) {
+        pdr_log(PDR_LOG_ERROR, "cannot create the sender and the ingest writer", NULL);
+        ex = CLI_EXIT_FAIL;
+        goto out_curl;
+    }
+    sender_set_db_error_hook(snd, on_sender_db_error, wr);
+    if (sender_start(snd) != PDR_OK) {
         pdr_log(PDR_LOG_ERROR, "cannot start the sender", NULL);
         ex = CLI_EXIT_FAIL;
         goto out_curl;
     }
-    if (writer_create(cfg, on_commit, snd, &wr) != PDR_OK || writer_start(wr) != PDR_OK) {
+    if (writer_start(wr) != PDR_OK) {
         pdr_log(PDR_LOG_ERROR, "cannot start the ingest writer", NULL);
         ex = CLI_EXIT_FAIL;
         goto out_stop;

@@ -28,7 +28,9 @@ static const char help_overview[] =
 "  0   success\n"
 "  1   operational failure (database unreadable or corrupt, I/O error, not found)\n"
 "  2   usage error, invalid input or invalid config\n"
-"  75  temporary failure, retry later (outbox full, database locked)\n";
+"  75  temporary failure, retry later (outbox full, database locked)\n"
+"  77  run: the database cannot be written (permission denied, read-only\n"
+"      file system)\n";
 
 static const char help_run[] =
 "Usage: pdrelay run [-c FILE] [-v]\n"
@@ -63,7 +65,12 @@ static const char help_run[] =
 "\n"
 "Exit status: 0 stopped by a signal; 1 cannot start (database unreadable or\n"
 "corrupt, listen address in use); 2 invalid config, unreadable auth token\n"
-"file, or usage; 75 database locked by another process (retry).\n";
+"file, or usage; 75 database locked by another process (retry); 77 database\n"
+"not writable (permission denied, read-only file system: the message names\n"
+"the file and the fix).\n"
+"\n"
+"Files: it warns (and runs) when the database, a routing_key_file or the\n"
+"auth_token_file can be read by group or others; fix with chmod 600 FILE.\n";
 
 static const char help_send[] =
 "Usage: pdrelay send [-c FILE] [OPTIONS]\n"

@@ -85,7 +85,15 @@ struct sender {
     int ino_fd;
     int64_t next_cleanup_ms;
     char url_alert[600], url_change[600];
+    sender_db_error_fn on_db_error;
+    void *on_db_error_ctx;
 };
+
+void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx)
+{
+    s->on_db_error = fn;
+    s->on_db_error_ctx = ctx;
+}
 
 pdr_rc sender_create(const pdr_config *cfg, sender **out)
 {
@@ -189,11 +197,21 @@ static void log_db_error(sender *s, const char *what, pdr_rc rc, const char *red
     pdr_log(PDR_LOG_ERROR, what, "key", red, "error", pdr_strerror(rc), "detail", db_errmsg(s->db), NULL);
 }
 
+/* A write the database did not take: logged, and reported to the hook. */
+static void write_failed(sender *s, const char *what, pdr_rc rc, const char *red)
+{
+    log_db_error(s, what, rc, red);
+    if (s->on_db_error) s->on_db_error(s->on_db_error_ctx, rc);
+}
+
 static int start_request(sender *s, lane *l, db_row *row)
 {
     const char *url = row->action == PDR_ACTION_CHANGE ? s->url_change : s->url_alert;
     if (pd_request_prepare(l->req, url, row->body, row->body_len)) return -1;
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
+    /* Sender invariant 6: a head that failed before (in an earlier run of
+    ** the daemon too) goes on from its backoff, not from the start. */
+    backoff_resume(&l->bo, row->attempts);
     rl_take(&l->rl, pdr_clock_now_ms());
     l->row = *row;
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
@@ -206,10 +224,10 @@ static int start_request(sender *s, lane *l, db_row *row)
 static void kill_expired(sender *s, lane *l, db_row *row)
 {
     char id[24];
-    pdr_rc rc = db_outbox_kill(s->db, row->id, "max_age exceeded: not delivered in time");
+    pdr_rc rc = db_outbox_expire(s->db, row->id, "max_age exceeded: not delivered in time");
     snprintf(id, sizeof id, "%lld", (long long)row->id);
     if (rc) {
-        log_db_error(s, "cannot move an expired event to the dead letters", rc, l->red);
+        write_failed(s, "cannot move an expired event to the dead letters", rc, l->red);
         return;
     }
     metrics_inc(MC_DEAD_LETTERS, "max_age", NULL);
@@ -275,7 +293,7 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         char c[24];
         rc = db_outbox_clamp_next(s->db, now + max_delay, &n_clamped);
         snprintf(c, sizeof c, "%lld", (long long)n_clamped);
-        if (rc) log_db_error(s, "cannot make events due after the clock moved back", rc, NULL);
+        if (rc) write_failed(s, "cannot make events due after the clock moved back", rc, NULL);
         else pdr_log(PDR_LOG_WARN, "the clock moved back: events waiting beyond any backoff are due now",
                      "count", c, NULL);
         min_into(wake, now);
@@ -309,7 +327,7 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
     case PDR_ACTION_CHANGE:
         break;
     }
-    if (rc) log_db_error(s, "cannot update the dedup table", rc, l->red);
+    if (rc) write_failed(s, "cannot update the dedup table", rc, l->red);
 }
 
 static const char *endpoint_name(pdr_action a)
@@ -377,7 +395,6 @@ static void record(sender *s, outcome *o, CURLcode cc)
     if (o->res.http_status) rl_done(&l->rl, now);
     switch (o->res.outcome) {
     case PD_OK:
-        backoff_reset(&l->bo);
         o->rc = db_outbox_delivered(s->db, r->id);
         if (!o->rc) update_dedup(s, l, &o->res);
         break;
@@ -388,7 +405,6 @@ static void record(sender *s, outcome *o, CURLcode cc)
         o->rc = db_outbox_reschedule(s->db, r->id, now + o->delay, o->res.error);
         break;
     case PD_DEAD:
-        backoff_reset(&l->bo);
         o->rc = db_outbox_kill(s->db, r->id, o->res.error);
         break;
     }
@@ -432,7 +448,7 @@ static void report(sender *s, const outcome *o)
     case PD_DEAD:
         pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
                 "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type),
-                "error", res->error, NULL);
+                "error", res->error, "attempts", attempts, NULL);
         break;
     }
 }
@@ -464,12 +480,19 @@ static int collect(sender *s)
     }
     for (int i = 0; i < n; i++) {
         outcome *o = &s->done[i];
-        /* The database did not take the outcome (disk full, I/O error), so
-        ** the row still looks due: hold the lane back in memory with its
-        ** backoff, or a failing disk becomes a tight resend loop. */
-        if (o->rc) o->l->not_before_ms = pdr_clock_now_ms() + backoff_next(&o->l->bo);
+        lane *l = o->l;
+        if (o->rc) {
+            /* The database did not take the outcome (disk full, read-only,
+            ** I/O error), so the row still looks due: hold the lane back in
+            ** memory with its backoff, which grows with every such failure
+            ** (sender invariant 5), or a failing disk becomes a resend loop. */
+            l->not_before_ms = pdr_clock_now_ms() + (o->res.outcome == PD_RETRY ? o->delay : backoff_next(&l->bo));
+            if (s->on_db_error) s->on_db_error(s->on_db_error_ctx, o->rc);
+        } else if (o->res.outcome != PD_RETRY) {
+            backoff_reset(&l->bo);   /* the row left the head: the next one starts afresh */
+        }
         report(s, o);
-        db_row_cleanup(&o->l->row);
+        db_row_cleanup(&l->row);
     }
     return n;
 }
@@ -481,7 +504,7 @@ static void housekeeping(sender *s, int64_t now, int64_t *wake)
     if (now >= s->next_cleanup_ms) {
         int64_t n = 0;
         pdr_rc rc = db_dedup_purge_expired(s->db, &n);
-        if (rc) log_db_error(s, "cannot purge expired dedup entries", rc, NULL);
+        if (rc) write_failed(s, "cannot purge expired dedup entries", rc, NULL);
         else if (n) {
             char c[24];
             snprintf(c, sizeof c, "%lld", (long long)n);

@@ -16,14 +16,24 @@
 **   4. Idle is asleep: the thread sleeps in curl_multi_poll until the next
 **      due time, a finished transfer, a wake-up, or a write to the database
 **      directory by another process (inotify), with no polling interval.
+**   5. A row whose outcome the database did not take (disk full, read-only)
+**      still looks due; its lane waits in memory, with a backoff that keeps
+**      growing while the writes keep failing (a success upstream does not
+**      reset it), so no row is resent in a tight loop; every such failure
+**      is reported (sender_set_db_error_hook).
+**   6. A lane's backoff resumes from its head's stored attempts: after a
+**      restart a row that failed k times waits as after k failures (capped
+**      at backoff_max_ms), not backoff_initial_ms; the stored next_ms is
+**      honoured first (a head is read only once due).
 **
 ** LIFE OF A ROW IN THE SENDER
 **
 **   PENDING, due ──(lane idle, token)──► IN FLIGHT ──2xx──► deleted (+ dedup table)
-**                                           │ ├──transient──► PENDING, next_ms = now + backoff
-**                                           │ └──permanent──► DEAD with the reason
+**                                           │ ├──transient──► PENDING, attempts+1,
+**                                           │ │               next_ms = now + backoff
+**                                           │ └──permanent──► DEAD with the reason, attempts+1
 **                                           └──shutdown grace over──► PENDING (untouched)
-**   PENDING, older than max_age ──► DEAD ("max_age exceeded")
+**   PENDING, older than max_age ──► DEAD ("max_age exceeded", attempts unchanged)
 */
 #ifndef PDR_SENDER_H
 #define PDR_SENDER_H
@@ -36,6 +46,15 @@ typedef struct sender sender;
 /* Creates the sender for cfg (borrowed: must outlive the sender). It opens
 ** its own database handle on start. */
 pdr_rc sender_create(const pdr_config *cfg, sender **out);
+
+/* A database write of the sender failed with rc (an outcome, an expiry, a
+** clock repair): called on the sender thread, each time. The daemon passes
+** it on to the writer (writer_note_failure), so /readyz answers 503 until
+** the database can be written again. */
+typedef void (*sender_db_error_fn)(void *ctx, pdr_rc rc);
+
+/* Sets the hook (fn NULL: none). Call before sender_start(). */
+void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx);
 
 /* Starts the thread. */
 pdr_rc sender_start(sender *s);

@@ -37,9 +37,14 @@
 **                │  ▲
 **   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
 **                │
-**   (permanent,  └──── db_outbox_kill, ──► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
-**    max_age)          db_outbox_kill_older │                            back of its key)
-**                                           └──(db_outbox_purge_dead)──► (deleted)
+**   (permanent)  └──── db_outbox_kill ───► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
+**                      (attempts+1)         │                            back of its key,
+**   (max_age)    └──── db_outbox_expire, ──►│                            attempts 0)
+**                      db_outbox_kill_older └──(db_outbox_purge_dead)──► (deleted)
+**
+** attempts counts the requests made for the row: one per reschedule (a
+** transient failure) and one for the refusal that killed it; an expiry
+** (max_age) adds none.
 **
 ** "In flight" is not a stored state: a row being sent is still PENDING, so a
 ** crash mid-request sends it again on restart (at-least-once, same dedup_key).
@@ -56,6 +61,10 @@
 **      IMMEDIATE transaction (re-reading the version inside it, for two
 **      processes that open a new file at once).
 **   7. prepare every statement of sql.h once (SQLITE_PREPARE_PERSISTENT).
+** SQLite opens a file it may only read (mode 0444, a read-only mount)
+** read-only without a word, and the steps above may all succeed on it: the
+** daemon then proves the file writable with db_writable_check(), a real
+** write, and db_unwritable_explain() asks the system which file and why.
 */
 #include "dbInt.h"
 
@@ -65,7 +74,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DB_BUSY_TIMEOUT_DEFAULT_MS 5000
@@ -264,6 +275,123 @@ pdr_rc db_write_probe(db_t *db)
         return rc;
     }
     return db_tx_commit(db);
+}
+
+/* ---- proving the database writable ---------------------------------------- */
+
+/* A user's name for a message and a chown: the numeric id (which chown
+** takes too) when the user has no name. */
+static void db_user_name(uid_t uid, char *out, size_t outsz)
+{
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res && res->pw_name)
+        snprintf(out, outsz, "%s", res->pw_name);
+    else
+        snprintf(out, outsz, "%u", (unsigned)uid);
+}
+
+/* 0 when the effective user may access path with mode, else the errno
+** (ENOENT for a file that does not exist). */
+static int db_access_errno(const char *path, int mode)
+{
+    return faccessat(AT_FDCWD, path, mode, AT_EACCESS) == 0 ? 0 : errno;
+}
+
+/* The sentence for a file (the database, its directory, its -wal or -shm)
+** the daemon's user may not write. */
+static void db_msg_denied(const char *db_path_, const char *file, int is_dir, int err,
+                          char *errbuf, size_t errsz)
+{
+    struct stat sb;
+    char user[64], owner[64] = "?";
+    unsigned mode = 0;
+    db_user_name(geteuid(), user, sizeof user);
+    if (stat(file, &sb) == 0) {
+        mode = (unsigned)(sb.st_mode & 07777);
+        db_user_name(sb.st_uid, owner, sizeof owner);
+    }
+    if (err == EPERM) {
+        db_msg(errbuf, errsz,
+               "cannot write %s: operation not permitted (EPERM): %s%s (mode %04o, owner %s) refuses "
+               "writes even to its owner. Fix: check its attributes (lsattr -d %s; chattr -i %s)",
+               db_path_, is_dir ? "its directory " : "", file, mode, owner, file, file);
+        return;
+    }
+    db_msg(errbuf, errsz,
+           "cannot write %s: permission denied (EACCES): %s%s (mode %04o, owner %s) is not writable "
+           "by user %s, which pdrelay runs as%s. Fix: chown %s %s%s && chmod %s %s%s",
+           db_path_, is_dir ? "its directory " : "", file, mode, owner, user,
+           is_dir ? ", so the -wal and -shm files beside the database cannot be created" : "",
+           user, is_dir ? file : db_path_, is_dir ? "" : "*", is_dir ? "700" : "600",
+           is_dir ? file : db_path_, is_dir ? "" : "*");
+}
+
+static void db_msg_rofs(const char *db_path_, const char *dir, char *errbuf, size_t errsz)
+{
+    db_msg(errbuf, errsz,
+           "cannot write %s: read-only file system (EROFS): %s is on a file system mounted "
+           "read-only. Fix: remount it read-write (mount -o remount,rw on its mount point), or set "
+           "[agent] data_dir to a directory on a writable file system",
+           db_path_, dir);
+}
+
+/* PDR_ERR_READONLY or PDR_ERR_PERM with errbuf set, or PDR_OK when the
+** system sees nothing wrong with the files of data_dir. */
+static pdr_rc db_find_unwritable(const char *data_dir, char *errbuf, size_t errsz)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
+    struct statvfs vfs;
+    char path[4096], file[4112];
+    int err;
+
+    snprintf(path, sizeof path, "%s/%s", data_dir, DB_FILE_NAME);
+    if (statvfs(data_dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+        db_msg_rofs(path, data_dir, errbuf, errsz);
+        return PDR_ERR_READONLY;
+    }
+    /* The database, then an existing -wal or -shm (a missing one is
+    ** ENOENT: fine), then the directory (the last suffix: NULL). */
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        int is_dir = suffixes[i] == NULL;
+        snprintf(file, sizeof file, "%s%s", is_dir ? data_dir : path, is_dir ? "" : suffixes[i]);
+        err = db_access_errno(file, is_dir ? W_OK | X_OK : R_OK | W_OK);
+        if (err == EROFS) {
+            db_msg_rofs(path, data_dir, errbuf, errsz);
+            return PDR_ERR_READONLY;
+        }
+        if (err == EACCES || err == EPERM) {
+            db_msg_denied(path, file, is_dir, err, errbuf, errsz);
+            return PDR_ERR_PERM;
+        }
+    }
+    return PDR_OK;
+}
+
+pdr_rc db_unwritable_explain(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz)
+{
+    pdr_rc why;
+    if (!data_dir || (rc != PDR_ERR_READONLY && rc != PDR_ERR_PERM && rc != PDR_ERR_IO)) return rc;
+    why = db_find_unwritable(data_dir, errbuf, errsz);
+    return why ? why : rc;
+}
+
+pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz)
+{
+    char dir[4096];
+    const char *slash;
+    pdr_rc rc, why;
+
+    if (!db) return PDR_ERR_INVALID;
+    rc = db_write_probe(db);
+    if (!rc) return PDR_OK;
+    slash = strrchr(db->path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - db->path) : 1, slash ? db->path : ".");
+    why = rc == PDR_ERR_READONLY || rc == PDR_ERR_PERM || rc == PDR_ERR_IO
+              ? db_find_unwritable(dir, errbuf, errsz) : PDR_OK;
+    if (why) return why;
+    db_msg(errbuf, errsz, "cannot write %s: %s (%s)", db->path, pdr_strerror(rc), db->errmsg);
+    return rc;
 }
 
 void db_tx_rollback(db_t *db)

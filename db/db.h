@@ -21,8 +21,13 @@
 **   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
 **                │
 **   (permanent)  └──── db_outbox_kill ──► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
-**                                          │                            back of its key)
-**                                          └──(db_outbox_purge_dead)──► (deleted)
+**                      (attempts+1)        │                            back of its key,
+**   (max_age)    └──── db_outbox_expire,   │                            attempts 0)
+**                      _kill_older ───────►└──(db_outbox_purge_dead)──► (deleted)
+**
+** attempts counts the requests made for the row: one per reschedule (a
+** transient failure) and one for the refusal that killed it; an expiry
+** (max_age) adds none.
 **
 ** "In flight" is not a stored state: a row being sent is still PENDING, so a
 ** crash mid-request sends it again on restart (at-least-once, same dedup_key).
@@ -113,6 +118,29 @@ void db_tx_rollback(db_t *db);
 ** /readyz after a failed commit; a healthy daemon does not call it. */
 pdr_rc db_write_probe(db_t *db);
 
+/* Proves, at the daemon's start, that the database can be written: runs
+** db_write_probe(). On failure returns why, with a sentence for the user in
+** errbuf naming the file, the cause and the fix (see db_unwritable_explain):
+**   PDR_ERR_PERM      "cannot write ./var/pdrelay.db: permission denied
+**                     (EACCES): ... Fix: chown pdrelay ./var/pdrelay.db ..."
+**   PDR_ERR_READONLY  "cannot write ./var/pdrelay.db: read-only file system
+**                     (EROFS): ... Fix: remount ... read-write ..."
+**   other             the probe's failure (disk full, locked, I/O error). */
+pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz);
+
+/* Explains a failure rc met opening or writing the database of data_dir
+** for writing. SQLite reports a file it cannot write as SQLITE_READONLY (it
+** opened it read-only without a word), SQLITE_CANTOPEN or SQLITE_PERM;
+** which file and why is asked of the system as the daemon's user sees it
+** (faccessat with the effective ids, statvfs ST_RDONLY), in this order: a
+** read-only file system (PDR_ERR_READONLY); the database file, its
+** directory (where -wal and -shm are created), or an existing -wal or
+** -shm not writable (PDR_ERR_PERM). Then errbuf gets the sentence and that
+** code is returned. When none of these explains it (or rc is not one of
+** PDR_ERR_READONLY, PDR_ERR_PERM, PDR_ERR_IO), returns rc and leaves
+** errbuf alone. */
+pdr_rc db_unwritable_explain(const char *data_dir, pdr_rc rc, char *errbuf, size_t errsz);
+
 /* ---- outbox ---------------------------------------------------------- */
 
 typedef enum db_row_state {
@@ -202,8 +230,14 @@ pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *e
 ** only come from a clock that has since moved back. */
 pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out);
 
-/* Permanent failure: the pending row becomes dead with the error text. */
+/* Permanent failure: PagerDuty refused the pending row, which becomes dead
+** with the error text; attempts += 1 (the refused attempt counts, so a dead
+** letter shows every attempt that reached upstream). */
 pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error);
+
+/* max_age exceeded: the pending row becomes dead with the error text,
+** attempts unchanged (no attempt was made). */
+pdr_rc db_outbox_expire(db_t *db, int64_t id, const char *error);
 
 /* Kills every pending row created before cutoff_ms (max_age); *n_out how
 ** many. error is stored as their last_error. */

@@ -304,16 +304,27 @@ pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *e
     return db_stmt_run_one(db, st, src);
 }
 
-pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
+/* One pending row becomes dead now with error (OUTBOX_KILL or _EXPIRE). */
+static pdr_rc outbox_kill_one(db_t *db, db_stmt_id which, int64_t id, const char *error)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
     if (!db) return PDR_ERR_INVALID;
-    st = db_stmt(db, DB_STMT_OUTBOX_KILL);
+    st = db_stmt(db, which);
     db_bind_int64(st, "@id", id, &src);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     db_bind_text(st, "@error", error, &src);
     return db_stmt_run_one(db, st, src);
+}
+
+pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
+{
+    return outbox_kill_one(db, DB_STMT_OUTBOX_KILL, id, error);
+}
+
+pdr_rc db_outbox_expire(db_t *db, int64_t id, const char *error)
+{
+    return outbox_kill_one(db, DB_STMT_OUTBOX_EXPIRE, id, error);
 }
 
 pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out)

@@ -199,7 +199,12 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(OUTBOX_RESCHEDULE, \
       "UPDATE outbox SET attempts=attempts+1, next_ms=@next_ms," \
       " last_error=@error WHERE id=@id AND state=0") \
+    /* kill: refused upstream, so the attempt that killed it counts */ \
     X(OUTBOX_KILL, \
+      "UPDATE outbox SET state=1, dead_ms=@now, last_error=@error," \
+      " attempts=attempts+1 WHERE id=@id AND state=0") \
+    /* expire: max_age over, killed without another attempt */ \
+    X(OUTBOX_EXPIRE, \
       "UPDATE outbox SET state=1, dead_ms=@now, last_error=@error" \
       " WHERE id=@id AND state=0") \
     /* A step of the wall clock backwards leaves next_ms far in the future: \

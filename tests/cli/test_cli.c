@@ -924,6 +924,64 @@ static void test_wal_survives_other_process(void **state)
     free(wal);
 }
 
+/* ---- file modes ---------------------------------------------------------- */
+
+/* config check warns (exit code unchanged) for each file holding a secret
+** that group or others can read: a routing_key_file, the auth_token_file
+** and the database, each named with its mode and the fix; it never prints
+** the secret. Once they are 0600, no warning. */
+static void test_config_check_warns_readable_secrets(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    char *tok = tu_printf("%s/token", f->dir), *key = tu_printf("%s/b.key", f->dir);
+    char *dbf = tu_printf("%s/pdrelay.db", f->data_dir);
+    char *extra = tu_printf("[listen]\nauth_token_file = %s\n", tok);
+    tu_write_file(tok, "s3cr3t-t0ken-value\n");
+    write_cfg(f, extra);
+    db_close(open_db(f));
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(chmod(tok, 0604), 0);
+    assert_int_equal(chmod(dbf, 0640), 0);
+
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 0);
+    assert_true(tu_contains(out, ": valid"));
+    char *w_key = tu_printf("warning: %s (routing_key_file of [target b]) has mode 0644: group or others can "
+                            "read it; fix: chmod 600 %s\n", key, key);
+    char *w_tok = tu_printf("warning: %s ([listen] auth_token_file) has mode 0604", tok);
+    char *w_tok_fix = tu_printf("fix: chmod 600 %s\n", tok);
+    char *w_db = tu_printf("warning: %s (the outbox database) has mode 0640", dbf);
+    if (!tu_contains(err, w_key) || !tu_contains(err, w_tok) || !tu_contains(err, w_tok_fix) ||
+        !tu_contains(err, w_db))
+        fail_msg("config check did not warn as expected; stderr:\n%s", err);
+    assert_false(tu_contains(out, "s3cr3t-t0ken-value") || tu_contains(err, "s3cr3t-t0ken-value"));
+    assert_no_whole_key(out);
+    assert_no_whole_key(err);
+    free(out); free(err);
+
+    assert_int_equal(chmod(key, 0600), 0);
+    assert_int_equal(chmod(tok, 0600), 0);
+    assert_int_equal(chmod(dbf, 0600), 0);
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 0);
+    assert_false(tu_contains(err, "warning"));
+    free(out); free(err);
+    free(w_key); free(w_tok); free(w_tok_fix); free(w_db);
+    free(tok); free(key); free(dbf); free(extra);
+}
+
+/* The exit code for a database `run` cannot write is documented. */
+static void test_help_names_exit_77(void **state)
+{
+    char *out, *err;
+    (void)state;
+    assert_int_equal(run(&out, &err, "--help", NULL), 0);
+    assert_true(tu_contains(out, "  77  run: the database cannot be written"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "run", "--help", NULL), 0);
+    assert_true(tu_contains(out, "77 database\nnot writable"));
+    free(out); free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +1007,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wal_survives_other_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_escapes_controls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_read_only_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_check_warns_readable_secrets, setup, teardown),
+        cmocka_unit_test(test_help_names_exit_77),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

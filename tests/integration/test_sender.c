@@ -5,6 +5,7 @@
 ** Rates are scaled (a 1 s window instead of 60 s) so each test takes seconds;
 ** test_slow_real_rate.c runs PagerDuty's real 120/minute.
 */
+#define _GNU_SOURCE   /* prlimit */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <cjson/cJSON.h>
 
@@ -498,6 +500,145 @@ static void test_max_age(void **state)
     fx_free(f);
 }
 
+/* ---- attempts, backoff across restarts, outcomes the database refuses ---------- */
+
+static double arrival(const cJSON *reqs, int i)
+{
+    return cJSON_GetObjectItem(cJSON_GetArrayItem(reqs, i), "arrival_ms")->valuedouble;
+}
+
+/* `pdrelay queue list --dead --json`, as the operator sees it: the
+** attempts of the dead letter with dedup_key dk. */
+static int dead_attempts(fx *f, const char *dk)
+{
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "list", "--dead", "--json", NULL};
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 0);
+    cJSON *doc = cJSON_Parse(out);
+    int attempts = -1;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, doc)
+        if (jstr(o, "dedup_key") && !strcmp(jstr(o, "dedup_key"), dk))
+            attempts = cJSON_GetObjectItem(o, "attempts")->valueint;
+    cJSON_Delete(doc);
+    free(out);
+    free(err);
+    return attempts;
+}
+
+/* A dead letter shows the attempts it really had: refused at once, 1;
+** refused after two transient failures, 3. */
+static void test_dead_letter_counts_attempts(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    /* A first retry 150-300 ms later, the second 300-600 ms (later keys
+    ** win): time enough to change the mock's answer in between. */
+    fx_config(f, "backoff_initial_ms = 300\nbackoff_max_ms = 5000\n");
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 400, 0, 1), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "once", "refused at once"), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=once error_type=bad_request", 10000), 0);
+    assert_int_equal(dead_attempts(f, "once"), 1);
+
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 0), 0);
+    assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "thrice", "refused at the third attempt"), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 3, 10000), 0);   /* 400, then 503 twice */
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 400, 0, 1), 0);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=thrice error_type=bad_request", 10000), 0);
+    assert_int_equal(mockpd_stat(f->mock, "requests"), 4);
+    assert_int_equal(dead_attempts(f, "thrice"), 3);
+    assert_int_equal(it_wait_log(&f->d, "dedup_key=thrice error_type=bad_request error=\"HTTP 400: Injected HTTP 400\" "
+                                        "attempts=3", 1000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+/* Sender invariant 6: killed during an outage, the daemon goes on from the
+** backoff the row had grown, not from backoff_initial_ms, and its first
+** attempt waits for the stored next_ms. */
+static void test_backoff_survives_restart(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    /* initial 50 ms, max 800 ms (later keys win): after 4 failures the
+    ** delay is at its cap */
+    fx_config(f, "backoff_initial_ms = 50\nbackoff_max_ms = 800\n");
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 0), 0);
+    it_queue(f->data_dir, KEYS[0], "outage", 1);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 6, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGKILL), 128 + SIGKILL);
+    cJSON *reqs = mockpd_requests(f->mock);
+    int n0 = cJSON_GetArraySize(reqs);
+    cJSON_Delete(reqs);
+    db_row *rows;
+    size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 1);
+    int64_t attempts = rows[0].attempts;
+    db_rows_free(rows, n);
+    assert_true(attempts >= 5);
+
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, n0 + 2, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    reqs = mockpd_requests(f->mock);
+    double across = arrival(reqs, n0) - arrival(reqs, n0 - 1), gap = arrival(reqs, n0 + 1) - arrival(reqs, n0);
+    cJSON_Delete(reqs);
+    print_message("after %d requests (%lld recorded) and a restart: %.0f ms across the restart, then %.0f ms\n",
+                  n0, (long long)attempts, across, gap);
+    /* When the last request's outcome was recorded before the kill, its
+    ** next_ms (a delay drawn from [400, 800] ms) held the first attempt
+    ** after the restart back. (Killed before that, the stored next_ms was
+    ** already past.) */
+    if (attempts == n0) assert_true(across >= 400.0);
+    /* failure attempts+1 draws from [400, 800] ms; a fresh lane from [25, 50] */
+    assert_true(gap >= 400.0);
+    fx_free(f);
+}
+
+/* The sender cannot record an outcome (file size limit: every write of the
+** daemon fails): /readyz answers 503 although ingest never failed, the
+** event is resent with a growing delay (not the initial one each time),
+** and once writes work again the daemon is ready and the event leaves the
+** outbox. */
+static void test_outcome_write_failure_not_ready(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    int port = it_free_port();
+    char *base = tu_printf("http://127.0.0.1:%d", port);
+    char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\naddress = 127.0.0.1\nport = %d\n[pagerduty]\n"
+                           "url = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 5000\n",
+                           f->data_dir, port, mockpd_url(f->mock));
+    tu_write_file(f->cfg, text);
+    free(text);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
+    assert_int_equal(it_http(base, "GET", "/readyz", NULL, NULL, NULL, NULL), 200);
+
+    struct rlimit tiny = {.rlim_cur = 1, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &tiny, NULL), 0);
+    it_queue(f->data_dir, KEYS[0], "w", 1);   /* this process has no limit */
+    assert_int_equal(mockpd_wait_accepted(f->mock, 4, 10000), 0);
+    assert_int_equal(it_http(base, "GET", "/readyz", NULL, NULL, NULL, NULL), 503);
+    cJSON *ev = mockpd_events(f->mock);
+    double g1 = arrival(ev, 1) - arrival(ev, 0), g3 = arrival(ev, 3) - arrival(ev, 2);
+    cJSON_Delete(ev);
+    print_message("resent after %.0f ms, then (third resend) after %.0f ms\n", g1, g3);
+    /* the third failure in a row waits 40-80 ms; an initial delay 10-20 */
+    assert_true(g3 >= 40.0);
+
+    struct rlimit lifted = {.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(prlimit(f->d.pid, RLIMIT_FSIZE, &lifted, NULL), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=delivered", 10000), 0);
+    assert_int_equal(it_http(base, "GET", "/readyz", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
+    free(base);
+    fx_free(f);
+}
+
 int main(void)
 {
     mockpd_global_init();
@@ -516,6 +657,9 @@ int main(void)
         cmocka_unit_test(test_max_age),
         cmocka_unit_test(test_clock_set_back),
         cmocka_unit_test(test_proxy),
+        cmocka_unit_test(test_dead_letter_counts_attempts),
+        cmocka_unit_test(test_backoff_survives_restart),
+        cmocka_unit_test(test_outcome_write_failure_not_ready),
     };
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /*
 ** test_delivery.c — the sender's parts that decide when and whether to send:
 ** the rate limiter (never more than rate_per_minute in any sliding 60 s
-** window as the server sees it), backoff with jitter, and the
-** classification of PagerDuty's replies.
+** window as the server sees it), backoff with jitter (resumed from a row's
+** stored attempts after a restart), and the classification of PagerDuty's
+** replies.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +15,11 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "clock.h"
+#include "db.h"
 #include "pd_client.h"
 #include "ratelimit.h"
+#include "testutil.h"
 
 /* Drives one key's limiter as the sender does (one request in flight, each
 ** taking a varying latency) and returns the arrival times the server saw. */
@@ -107,6 +111,62 @@ static void test_backoff(void **state)
     assert_true(same < 6);
 }
 
+/* A crash loop during an outage: each run of the daemon fails the head
+** once more. The stored next_ms holds the head back across a restart, and
+** the new run's lane, resumed from the stored attempts, goes on from the
+** grown backoff instead of backoff_initial. Time is the fake clock. */
+static void test_backoff_resumes_after_restart(void **state)
+{
+    (void)state;
+    const int64_t T0 = 1700000000000;
+    char *dir = tu_mkdtemp();
+    tu_clock_install(T0);
+    db_t *db = tu_db_open(dir, 0);
+    db_event ev = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12", PDR_ACTION_TRIGGER, "k", NULL, "{}", 2};
+    int64_t id = 0;
+    assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
+
+    backoff lane;
+    int64_t delay = 0;
+    for (int run = 1; run <= 8; run++) {
+        db_row *rows = NULL;
+        size_t n = 0;
+        backoff_init(&lane, 100, 5000, (uint64_t)run);   /* a new process: a new lane */
+        if (run > 1) {
+            /* the stored next_ms is honoured: not due a moment before it */
+            tu_clock_advance(delay - 1);
+            assert_int_equal(db_outbox_due(db, pdr_clock_now_ms(), 10, &rows, &n), PDR_OK);
+            assert_int_equal(n, 0);
+            db_rows_free(rows, n);
+            tu_clock_advance(1);
+        }
+        assert_int_equal(db_outbox_due(db, pdr_clock_now_ms(), 10, &rows, &n), PDR_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(rows[0].attempts, run - 1);
+        backoff_resume(&lane, rows[0].attempts);
+        db_rows_free(rows, n);
+        delay = backoff_next(&lane);   /* this run's attempt failed */
+        int64_t ceiling = backoff_ceiling(&lane, run);
+        assert_true(delay >= ceiling / 2 && delay <= ceiling);
+        assert_int_equal(db_outbox_reschedule(db, id, pdr_clock_now_ms() + delay, "HTTP 503"), PDR_OK);
+    }
+    /* after 8 failures, at the cap: [2500, 5000] ms, not [50, 100] */
+    assert_true(delay >= 2500);
+
+    /* resume never lowers a lane's count, and caps what it takes */
+    backoff_init(&lane, 100, 5000, 1);
+    backoff_resume(&lane, 3);
+    backoff_resume(&lane, 1);
+    assert_int_equal(lane.failures, 3);
+    backoff_resume(&lane, INT64_MAX);
+    assert_true(backoff_next(&lane) <= 5000);
+
+    db_close(db);
+    pdr_clock_set(NULL, NULL);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 static void test_classify(void **state)
 {
     (void)state;
@@ -165,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_sliding_window),
         cmocka_unit_test(test_ratelimit_burst_then_rate),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_backoff_resumes_after_restart),
         cmocka_unit_test(test_classify),
     };
     return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);

@@ -571,6 +571,42 @@ static void test_kill_and_list_dead(void **state)
     assert_int_equal(list_ids(f->db, DB_ROW_DEAD, RK_B, 0, ids), 0);
 }
 
+/* A dead letter shows every attempt it had: the refusal that killed it
+** counts, after any transient failures; an expiry (max_age) adds none. */
+static void test_kill_counts_the_refused_attempt(void **state)
+{
+    fixture *f = *state;
+    int64_t once = push(f->db, RK_A, PDR_ACTION_TRIGGER, "once", "{}");
+    int64_t thrice = push(f->db, RK_B, PDR_ACTION_TRIGGER, "thrice", "{}");
+    int64_t old = push(f->db, RK_C, PDR_ACTION_TRIGGER, "old", "{}");
+    db_row row;
+
+    assert_int_equal(db_outbox_kill(f->db, once, "HTTP 400"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, thrice, T0 + 10, "HTTP 503"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, thrice, T0 + 30, "HTTP 503"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, thrice, "HTTP 400"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, old, T0 + 10, "timeout"), PDR_OK);
+    tu_clock_advance(7);
+    assert_int_equal(db_outbox_expire(f->db, old, "max_age exceeded"), PDR_OK);
+    assert_int_equal(db_outbox_expire(f->db, old, "max_age exceeded"), PDR_ERR_NOT_FOUND);
+
+    assert_int_equal(db_outbox_get(f->db, once, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_DEAD);
+    assert_int_equal(row.attempts, 1);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, thrice, &row), PDR_OK);
+    assert_int_equal(row.attempts, 3);
+    assert_string_equal(row.last_error, "HTTP 400");
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, old, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_DEAD);
+    assert_int_equal(row.attempts, 1);
+    assert_int_equal(row.dead_ms, T0 + 7);
+    assert_string_equal(row.last_error, "max_age exceeded");
+    db_row_cleanup(&row);
+    expect_counts(f->db, 0, 3);
+}
+
 static void test_kill_older(void **state)
 {
     fixture *f = *state;
@@ -848,6 +884,7 @@ int main(void)
         T(test_reschedule),
         T(test_clamp_next),
         T(test_kill_and_list_dead),
+        T(test_kill_counts_the_refused_attempt),
         T(test_kill_older),
         T(test_retry_all_keeps_order_with_new_ids),
         T(test_retry_key),
