@@ -153,9 +153,9 @@ static int send_validate(const send_args *a, pdr_action *act_out)
                 act == PDR_ACTION_CHANGE ? "change event" : "trigger");
         bad = 1;
     }
-    if (a->incident_key && strlen(a->incident_key) > PDR_DEDUP_KEY_MAX) {
+    if (a->incident_key && pdr_utf8_chars(a->incident_key) > PDR_DEDUP_KEY_MAX) {
         fprintf(stderr, "pdrelay send: -i/--incident-key has %zu characters; at most %d are allowed\n",
-                strlen(a->incident_key), PDR_DEDUP_KEY_MAX);
+                pdr_utf8_chars(a->incident_key), PDR_DEDUP_KEY_MAX);
         bad = 1;
     }
     if (a->severity && strcmp(a->severity, "critical") && strcmp(a->severity, "error") &&

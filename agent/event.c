@@ -432,15 +432,6 @@ static void opt_string(const cJSON *obj, const char *name, const char *path, pdr
         pdr_event_err_add(errs, "'%s' must be a string", path);
 }
 
-/* Characters (code points) of valid UTF-8 text. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80) n++;
-    return n;
-}
-
 char *pdr_utf8_cut(const char *s, size_t max_chars, size_t *chars_out, int *nomem)
 {
     size_t chars = 0, cut_at = 0;
@@ -679,7 +670,7 @@ static pdr_rc check_dedup_key(cJSON *ev, pdr_action act, pdr_repairs *rep, pdr_e
             pdr_event_err_add(errs, "'dedup_key' must be a string");
             return PDR_OK;
         }
-        if (utf8_chars(dk->valuestring) > PDR_DEDUP_KEY_MAX) {
+        if (pdr_utf8_chars(dk->valuestring) > PDR_DEDUP_KEY_MAX) {
             pdr_event_err_add(errs, "'dedup_key' is too long (at most %d characters)", PDR_DEDUP_KEY_MAX);
             return PDR_OK;
         }

@@ -48,8 +48,6 @@
 #include "pdr.h"
 
 #define PDR_SUMMARY_MAX_CHARS 1024
-/* dedup_key: PDR_DEDUP_KEY_MAX characters are at most this many bytes. */
-#define PDR_DEDUP_KEY_MAX_BYTES (4 * PDR_DEDUP_KEY_MAX)
 #define PDR_EVENT_MAX_BYTES (512 * 1024)
 #define PDR_EVENT_MAX_ERRORS 16
 

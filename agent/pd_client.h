@@ -56,7 +56,7 @@ typedef struct pd_result {
     pd_error_type type;
     long http_status;           /* 0 when no HTTP reply was received */
     int64_t retry_after_ms;     /* from Retry-After on 429/503, else 0 */
-    char dedup_key[256];        /* from a 2xx body, "" if none */
+    char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1]; /* from a 2xx body, "" if none */
     char error[512];            /* for last_error and the log, "" on success */
 } pd_result;
 

@@ -235,3 +235,11 @@ pdr_rc pdr_routing_key_check(const char *key, size_t len, const char **why)
     *why = NULL;
     return PDR_OK;
 }
+
+size_t pdr_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}

@@ -63,8 +63,10 @@ pdr_action pdr_action_parse(const char *s);
 ** The one check for it (ingest, `pdrelay send`, the config). Returns
 ** PDR_OK, or PDR_ERR_INVALID with *why set to "length" or "characters". */
 pdr_rc pdr_routing_key_check(const char *key, size_t len, const char **why);
-/* PagerDuty's cap on dedup_key. */
+/* PagerDuty's cap on dedup_key, in characters; and the bytes that many
+** UTF-8 characters take at most (what a buffer or the database must hold). */
 #define PDR_DEDUP_KEY_MAX 255
+#define PDR_DEDUP_KEY_MAX_BYTES (4 * PDR_DEDUP_KEY_MAX)
 /* hex SHA-256 + NUL */
 #define PDR_SHA256_HEX_LEN 65
 
@@ -85,6 +87,10 @@ char *pdr_redact(const char *secret, char *out, size_t outsz);
 ** (a stray continuation byte, an overlong form, a surrogate, a code point
 ** over U+10FFFF, or a sequence cut by n). */
 size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp);
+
+/* Characters (code points) of UTF-8 text: the bytes that do not continue a
+** sequence. What PagerDuty's length limits count. */
+size_t pdr_utf8_chars(const char *s);
 
 /* SHA-256 (mbedTLS) of data: the 32 raw bytes. */
 pdr_rc pdr_sha256_raw(const void *data, size_t len, unsigned char out[32]);

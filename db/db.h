@@ -170,7 +170,7 @@ pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out);
 /* Pushes n events in one transaction (one fsync). results[i] gets each
 ** event's PDR_OK / PDR_COALESCED / PDR_ERR_FULL (or PDR_ERR_INVALID for an
 ** event without routing key or body, with an unknown action or a dedup_key
-** over PDR_DEDUP_KEY_MAX: nothing stored for it) and ids[i] its id (ids may
+** over PDR_DEDUP_KEY_MAX_BYTES: nothing stored for it) and ids[i] its id (ids may
 ** be NULL). Returns PDR_OK when the transaction committed (whatever the
 ** per-event results), or the database error that rolled all of it back. */
 pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
@@ -286,7 +286,7 @@ typedef enum db_dedup_state {
 } db_dedup_state;
 
 typedef struct db_dedup_entry {
-    char dedup_key[PDR_DEDUP_KEY_MAX + 1];
+    char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];
     db_dedup_state state;
     int64_t updated_ms;
     int64_t expires_ms;

@@ -22,7 +22,7 @@ pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
     int src = SQLITE_OK;
 
     if (!db || !routing_key || !fingerprint || !dedup_key) return PDR_ERR_INVALID;
-    if (strlen(dedup_key) > PDR_DEDUP_KEY_MAX) return PDR_ERR_INVALID;
+    if (strlen(dedup_key) > PDR_DEDUP_KEY_MAX_BYTES) return PDR_ERR_INVALID;
     if (state < DB_DEDUP_TRIGGERED || state > DB_DEDUP_RESOLVED || ttl_ms < 0)
         return PDR_ERR_INVALID;
     now = pdr_clock_now_ms();
@@ -62,7 +62,7 @@ pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
     if (src == SQLITE_ROW) {
         const unsigned char *key = sqlite3_column_text(st, 0);
         size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        if (len > PDR_DEDUP_KEY_MAX) len = PDR_DEDUP_KEY_MAX;
+        if (len > PDR_DEDUP_KEY_MAX_BYTES) len = PDR_DEDUP_KEY_MAX_BYTES;
         if (key) memcpy(out->dedup_key, key, len);
         out->dedup_key[key ? len : 0] = '\0';
         out->state = (db_dedup_state)sqlite3_column_int(st, 1);

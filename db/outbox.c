@@ -29,7 +29,7 @@ static int outbox_event_valid(const db_event *ev)
 {
     if (!ev || !ev->routing_key || !ev->body) return 0;
     if (ev->action < PDR_ACTION_TRIGGER || ev->action > PDR_ACTION_CHANGE) return 0;
-    if (ev->dedup_key && strlen(ev->dedup_key) > PDR_DEDUP_KEY_MAX) return 0;
+    if (ev->dedup_key && strlen(ev->dedup_key) > PDR_DEDUP_KEY_MAX_BYTES) return 0;
     return 1;
 }
 
