@@ -8,7 +8,8 @@
 #
 # Safe to run twice: apt-get install is idempotent, deb-src is added only when
 # missing, and the package index is only refreshed when deb-src was just
-# enabled, or (to install packages) when it is missing or older than a day.
+# enabled or has no index yet, or (to install packages) when it is missing or
+# older than a day.
 # Needs root (or sudo) and asks nothing (DEBIAN_FRONTEND=noninteractive, -y).
 set -eu
 
@@ -27,8 +28,9 @@ PKGS="build-essential cmake pkg-config ca-certificates
 . "$(dirname "$0")/apt-common.sh"
 apt_root setup-host
 export DEBIAN_FRONTEND=noninteractive
-if apt_enable_deb_src setup-host; then
-    echo "setup-host: apt-get update"
+sources=$(find /var/lib/apt/lists -maxdepth 1 -name '*Sources*' 2>/dev/null | head -n 1)
+if apt_enable_deb_src setup-host || [ -z "$sources" ]; then
+    echo "setup-host: apt-get update (source packages)"
     $SUDO apt-get update -q
 fi
 
