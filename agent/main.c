@@ -27,7 +27,12 @@ int cli_version(void)
     printf("  libcurl %s (TLS backend: %s)\n", cv->version, cv->ssl_version ? cv->ssl_version : "none");
     printf("  %s\n", mbed);
     printf("  cJSON %s\n", cJSON_Version());
+#ifdef PDR_MHD_PATCHES
+    /* Set by CMakeLists.txt when the linked libmicrohttpd carries pdrelay's patches. */
+    printf("  libmicrohttpd %s (pdrelay patches: %s)\n", MHD_get_version(), PDR_MHD_PATCHES);
+#else
     printf("  libmicrohttpd %s\n", MHD_get_version());
+#endif
     return CLI_EXIT_OK;
 }
 

@@ -14,12 +14,18 @@
 #
 # Sources are fetched once into build-cross/src with apt-get source
 # --download-only PKG=VERSION (apt verifies them against the signed index).
-# Incremental: a sysroot stamped with the same deps.lock, this script, the
-# toolchain file, the compiler and the flags is kept as it is; anything else
-# is rebuilt from scratch. Prints the time each dependency took.
+# pdrelay's patches to a package, cross/patches/PACKAGE/*.patch, are applied
+# after Debian's own (see cross/deps-common.sh).
+#
+# Incremental: a sysroot stamped with the same deps.lock, patches, this script
+# (and cross/deps-common.sh), the toolchain file, the compiler and the flags
+# is kept as it is; anything else is rebuilt from scratch. Prints the time
+# each dependency took.
 set -eu
 
-die() { echo "build-deps: $*" >&2; exit 1; }
+top=$(cd "$(dirname "$0")/.." && pwd)
+me="build-deps"
+. "$top/cross/deps-common.sh"
 
 [ $# -eq 1 ] || die "usage: sh cross/build-deps.sh TARGET (aarch64-linux-gnu, arm-linux-gnueabihf, x86_64-linux-gnu)"
 target=$1
@@ -29,8 +35,8 @@ case $target in
     x86_64-linux-gnu) debarch=amd64 ;;
     *) die "unknown target '$target' (aarch64-linux-gnu, arm-linux-gnueabihf, x86_64-linux-gnu)" ;;
 esac
+me="build-deps: $target"
 
-top=$(cd "$(dirname "$0")/.." && pwd)
 lock=$top/cross/deps.lock
 script=$top/cross/build-deps.sh
 srcdir=$top/build-cross/src
@@ -54,24 +60,17 @@ done
 
 # ---- up to date? -------------------------------------------------------------
 want="lock=$(sha256sum <"$lock" | cut -d' ' -f1)
-script=$(sha256sum <"$script" | cut -d' ' -f1)
+script=$(cat "$script" "$top/cross/deps-common.sh" | sha256sum | cut -d' ' -f1)
+patches=$(patches_hash)
 toolchain=$(cat "$top/toolchains/$target.cmake" "$top/toolchains/linux-gnu-common.cmake" | sha256sum | cut -d' ' -f1)
 cc=$(command -v "$CC") $($CC -dumpmachine) $($CC -dumpfullversion)
 cflags=$CFLAGS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "build-deps: $target: $sysroot is up to date (same deps.lock, script and toolchain)"
+    echo "$me: $sysroot is up to date (same deps.lock, patches, scripts and toolchain)"
     exit 0
 fi
 
 # ---- sources -----------------------------------------------------------------
-ver() {
-    v=$(awk -v p="$1" '$1 == p { print $2 }' "$lock")
-    [ -n "$v" ] || die "$1 has no version in $lock"
-    echo "$v"
-}
-# The .dsc name: PKG_VERSION without an epoch.
-dsc() { echo "$srcdir/${1}_$(ver "$1" | sed 's/^[0-9]*://').dsc"; }
-
 # A binary package of the target's architecture, through a private apt state
 # (build-cross/apt/ARCH: its own index of that architecture, from the same
 # signed archive), so that dpkg's architectures and the system's index stay
@@ -84,18 +83,16 @@ fetch_binary() {
     set -- "$1" -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" \
         -o APT::Architecture="$debarch" -o APT::Architectures::="$debarch" -o Debug::NoLocking=1
     pkg=$1; shift
-    apt-get "$@" update -q || echo "build-deps: apt-get update ($debarch) reported errors; going on"
+    apt-get "$@" update -q || echo "$me: apt-get update ($debarch) reported errors; going on"
     (cd "$srcdir" && apt-get "$@" download -q "$pkg:$debarch=$(ver libinih)")
 }
 
 mkdir -p "$srcdir"
 pkgs=$(awk '!/^#/ && NF >= 2 { print $1 }' "$lock")
 for p in $pkgs; do
-    # apt-get checks files already in the cache against the index and
-    # fetches only what is missing.
-    if ! (cd "$srcdir" && apt-get source -q --download-only "$p=$(ver "$p")") >"$srcdir/$p.fetch.log" 2>&1; then
+    if ! fetch_source "$p"; then
         if [ "$p" = libinih ]; then
-            echo "build-deps: libinih $(ver libinih): source not served by the archive; using the libinih-dev:$debarch binary package of the same version"
+            echo "$me: libinih $(ver libinih): source not served by the archive; using the libinih-dev:$debarch binary package of the same version"
             rm -f "$(dsc libinih)"
             fetch_binary libinih-dev >>"$srcdir/$p.fetch.log" 2>&1 ||
                 die "cannot fetch libinih-dev:$debarch=$(ver libinih): see $srcdir/$p.fetch.log"
@@ -108,23 +105,9 @@ done
 # ---- from scratch ------------------------------------------------------------
 rm -rf "$sysroot" "$work"
 mkdir -p "$sysroot/usr/include" "$sysroot/usr/lib/pkgconfig" "$work"
-echo "build-deps: $target: building into $sysroot with $CC ($CFLAGS)"
+echo "$me: building into $sysroot with $CC ($CFLAGS)"
 
 total0=$(date +%s)
-t0=0
-begin() { t0=$(date +%s); cur=$1; log=$work/$1.log; : >"$log"; }
-end() { echo "build-deps: $target: $cur $(ver "$cur") took $(( $(date +%s) - t0 )) s"; }
-# Runs a command with its output in the current log; on failure, shows its end.
-run() {
-    if ! "$@" >>"$log" 2>&1; then
-        tail -n 25 "$log" | cut -c1-300 >&2
-        die "$cur: '$*' failed (whole log: $log)"
-    fi
-}
-unpack() {
-    run dpkg-source -x "$(dsc "$1")" "$work/$1"
-    cd "$work/$1"
-}
 pc() {   # pc NAME VERSION DESCRIPTION LIBS [LIBS_PRIVATE [REQUIRES_PRIVATE [CFLAGS]]]
     cat >"$sysroot/usr/lib/pkgconfig/$1.pc" <<EOF
 prefix=/usr
@@ -231,7 +214,7 @@ if [ -f "$(dsc libinih)" ]; then
     run "$CC" $CFLAGS -c ini.c -o ini.o
     run "$AR" rcs "$sysroot/usr/lib/libinih.a" ini.o
     cp ini.h "$sysroot/usr/include/"
-    echo "build-deps: $target: libinih built from source"
+    echo "$me: libinih built from source"
 else
     deb=$(ls "$srcdir"/libinih-dev_"$(ver libinih)"_"$debarch".deb 2>/dev/null | head -n 1)
     [ -n "$deb" ] || die "libinih: neither source nor libinih-dev_$(ver libinih)_$debarch.deb in $srcdir"
@@ -240,13 +223,14 @@ else
     [ -n "$a" ] || die "libinih: no libinih.a in $deb"
     cp "$a" "$sysroot/usr/lib/"
     cp "$work/libinih/usr/include/ini.h" "$sysroot/usr/include/"
-    echo "build-deps: $target: libinih from $(basename "$deb") (no source served)"
+    echo "$me: libinih from $(basename "$deb") (no source served)"
 fi
 pc inih "$iv" "simple .INI file parser" -linih
 end
 
 # ---- libmicrohttpd: HTTP only (pdrelay's ingest listens on loopback or a
-# unix socket; no GnuTLS on the target).
+# unix socket; no GnuTLS on the target), with pdrelay's patch
+# (cross/patches/libmicrohttpd: protocol errors answered in JSON).
 begin libmicrohttpd
 unpack libmicrohttpd
 mkdir b && cd b
@@ -278,4 +262,4 @@ end
 find "$sysroot" \( -name '*.la' -o -name '*.so' -o -name '*.so.*' \) -exec rm -f {} +
 rm -rf "$sysroot/usr/lib/cmake" "$sysroot/usr/share/man"
 echo "$want" >"$stamp"
-echo "build-deps: $target: all dependencies took $(( $(date +%s) - total0 )) s -> $sysroot"
+echo "$me: all dependencies took $(( $(date +%s) - total0 )) s -> $sysroot"

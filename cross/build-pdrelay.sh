@@ -6,8 +6,8 @@
 # build-cross/TARGET/build, writes the stripped binary to
 # build-cross/TARGET/pdrelay, prints its size, its NEEDED libraries and
 # `pdrelay --version` (run under qemu-user for a foreign target), and fails
-# if anything but libc and its siblings is NEEDED or libcurl's TLS backend is
-# not mbedTLS. With --test, runs the unit and integration suites there
+# if anything but libc and its siblings is NEEDED, libcurl's TLS backend is
+# not mbedTLS or libmicrohttpd lacks pdrelay's patch. With --test, runs the unit and integration suites there
 # (ctest -LE slow; under qemu-user for a foreign target) against the host's
 # mock PagerDuty, built natively into build-cross/host.
 #
@@ -94,6 +94,8 @@ done
 version=$($emu "$out/pdrelay" --version) || die "$target: pdrelay --version failed${emu:+ under $emu}"
 echo "$version" | sed 's/^/    /'
 echo "$version" | grep -q 'TLS backend: mbedTLS' || die "$target: libcurl's TLS backend is not mbedTLS"
+echo "$version" | grep -q 'pdrelay patches: json-errors' ||
+    die "$target: libmicrohttpd lacks pdrelay's patch (cross/patches/libmicrohttpd): run sh cross/build-deps.sh $target"
 
 printf '%s\t%s\t%s\n' "$target" "$size" "$needed" >"$out/size.tsv"
 

@@ -35,58 +35,8 @@ apt_root setup-cross
 export DEBIAN_FRONTEND=noninteractive
 
 # ---- deb-src ----------------------------------------------------------------
-# Is any deb-src enabled? One-line format ("deb-src URI SUITE ...") or deb822
-# ("Types: ... deb-src ..."), not commented out.
-has_src() {
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] && grep -Eq '^[[:space:]]*deb-src[[:space:]]' "$f" && return 0
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && grep -Eiq '^[[:space:]]*Types:.*deb-src' "$f" && return 0
-    done
-    return 1
-}
-
 changed=0
-if ! has_src; then
-    tmp=$(mktemp)
-    trap 'rm -f "$tmp"' EXIT
-    # deb822 files: every enabled stanza whose Types has "deb" again, as deb-src.
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk '
-            function flush() {
-                if (isdeb && !disabled && st != "") { printf "%s", st; print "" }
-                st = ""; isdeb = 0; disabled = 0
-            }
-            /^[[:space:]]*$/ { flush(); next }
-            /^[[:space:]]*#/ { next }
-            tolower($1) == "types:" {
-                for (i = 2; i <= NF; i++) if ($i == "deb") isdeb = 1
-                st = st "Types: deb-src\n"; next
-            }
-            tolower($1) == "enabled:" && tolower($2) == "no" { disabled = 1 }
-            { st = st $0 "\n" }
-            END { flush() }
-        ' "$f" >>"$tmp"
-    done
-    if [ -s "$tmp" ]; then
-        $SUDO install -m 0644 "$tmp" /etc/apt/sources.list.d/pdrelay-deb-src.sources
-        echo "setup-cross: enabled deb-src in /etc/apt/sources.list.d/pdrelay-deb-src.sources"
-        changed=1
-    else
-        # One-line format: each "deb [opts] URI SUITE COMPONENTS" again as deb-src.
-        cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' >"$tmp" || true
-        if [ ! -s "$tmp" ]; then
-            echo "setup-cross: found no 'deb' source in /etc/apt to derive deb-src from" >&2
-            exit 1
-        fi
-        $SUDO install -m 0644 "$tmp" /etc/apt/sources.list.d/pdrelay-deb-src.list
-        echo "setup-cross: enabled deb-src in /etc/apt/sources.list.d/pdrelay-deb-src.list"
-        changed=1
-    fi
-fi
+apt_enable_deb_src setup-cross && changed=1
 
 # ---- index ------------------------------------------------------------------
 fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*Sources*' -mtime -1 2>/dev/null | head -n 1)
