@@ -152,14 +152,14 @@ static void test_purge_expired(void **state)
 static void test_invalid_and_long_keys(void **state)
 {
     fixture *f = *state;
-    char key[PDR_DEDUP_KEY_MAX + 2];
+    char key[PDR_DEDUP_KEY_MAX_BYTES + 2];   /* the database bounds bytes: 255 characters of UTF-8 */
     db_dedup_entry e;
 
     memset(key, 'k', sizeof key - 1);
     key[sizeof key - 1] = '\0';
     assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY),
                      PDR_ERR_INVALID);
-    key[PDR_DEDUP_KEY_MAX] = '\0'; /* exactly the maximum */
+    key[PDR_DEDUP_KEY_MAX_BYTES] = '\0'; /* exactly the maximum */
     assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY), PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_OK);
     assert_string_equal(e.dedup_key, key);

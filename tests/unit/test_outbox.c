@@ -155,7 +155,7 @@ static void test_push_invalid(void **state)
 {
     fixture *f = *state;
     db_event ev = ev_make(RK_A, PDR_ACTION_TRIGGER, "k", "{}");
-    char longkey[PDR_DEDUP_KEY_MAX + 2];
+    char longkey[PDR_DEDUP_KEY_MAX_BYTES + 2];
 
     ev.routing_key = NULL;
     assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_INVALID);
