@@ -5,21 +5,18 @@
 ** read; and that check of file modes (cli_modes_check), which `run` shares.
 */
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "log.h"
 
 static const struct option config_options[] = {
     {"config", required_argument, NULL, 'c'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}
 };
-
-static const char *or_unset(const char *s)
-{
-    return s && *s ? s : "(unset)";
-}
 
 static const char *match_op(pdr_match_op op)
 {
@@ -32,22 +29,54 @@ static const char *match_op(pdr_match_op op)
     return "?";
 }
 
+/* Values from the file printed as text: escaped like the queue tables, so a
+** control character in the file cannot act on the terminal. Each call's
+** copy is kept in pool (freed by the caller) so one printf can take many. */
+typedef struct esc_pool {
+    char *s[16];
+    size_t n;
+} esc_pool;
+
+static const char *esc(esc_pool *p, const char *s)
+{
+    char *e;
+    if (!s || !*s) return "(unset)";
+    if (p->n == sizeof p->s / sizeof p->s[0]) return "(?)";
+    e = pdr_log_escape_dup(s, PDR_ESC_TEXT);
+    if (!e) return "(?)";
+    p->s[p->n++] = e;
+    return e;
+}
+
+static void esc_free(esc_pool *p)
+{
+    for (size_t i = 0; i < p->n; i++) free(p->s[i]);
+    p->n = 0;
+}
+
 static void config_print(const pdr_config *c)
 {
-    char d1[32], d2[32], d3[32], d4[32], d5[32];
-    printf("%s: valid\n", c->path);
-    printf("[agent]     data_dir=%s log_level=%s syslog=%s source=%s default_severity=%s\n", c->data_dir,
-           pdr_log_level_name(c->log_level), c->syslog ? "true" : "false", c->source,
+    char d1[32], d2[32], d3[32], d4[32], d5[32], d6[32];
+    esc_pool p = {{NULL}, 0};
+    printf("%s: valid\n", esc(&p, c->path));
+    printf("[agent]     data_dir=%s log_level=%s syslog=%s source=%s default_severity=%s\n", esc(&p, c->data_dir),
+           pdr_log_level_name(c->log_level), c->syslog ? "true" : "false", esc(&p, c->source),
            pdr_severity_name(c->default_severity));
-    printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s max_connections=%d idle_timeout=%s\n",
-           c->listen_address, c->listen_port, or_unset(c->unix_socket), or_unset(c->auth_token_file),
-           c->max_connections, pdr_duration_format(c->idle_timeout_ms, d5, sizeof d5));
+    esc_free(&p);
+    printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s max_connections=%d "
+           "max_connections_per_client=%d threads=%d idle_timeout=%s request_timeout=%s\n",
+           esc(&p, c->listen_address), c->listen_port, esc(&p, c->unix_socket), esc(&p, c->auth_token_file),
+           c->max_connections, c->max_connections_per_client, c->listen_threads,
+           pdr_duration_format(c->idle_timeout_ms, d5, sizeof d5),
+           pdr_duration_format(c->request_timeout_ms, d6, sizeof d6));
+    esc_free(&p);
     printf("[pagerduty] url=%s rate_per_minute=%d burst=%d rate_window=%s backoff_initial_ms=%lld backoff_max_ms=%lld "
            "timeout_ms=%lld connect_timeout_ms=%lld concurrency=%d ca_file=%s proxy=%s\n",
-           c->pd_url, c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
+           esc(&p, c->pd_url), c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
            (long long)c->backoff_initial_ms,
            (long long)c->backoff_max_ms, (long long)c->timeout_ms, (long long)c->connect_timeout_ms,
-           c->concurrency, or_unset(c->ca_file), or_unset(c->proxy));
+           c->concurrency, esc(&p, c->ca_file), esc(&p, c->proxy));
+    esc_free(&p);
     printf("[outbox]    synchronous=%s max_events=%lld max_age=%s\n",
            c->synchronous == PDR_SYNC_FULL ? "full" : "normal", (long long)c->max_events,
            c->max_age_ms ? pdr_duration_format(c->max_age_ms, d1, sizeof d1) : "(never)");
@@ -57,12 +86,16 @@ static void config_print(const pdr_config *c)
         printf("no [target] sections: `pdrelay send` needs -k KEY, alerts are unrouted\n");
     for (size_t i = 0; i < c->n_targets; i++) {
         const pdr_target *t = &c->targets[i];
-        char red[16];
-        printf("[target %s] routing_key=%s", t->name, pdr_redact(t->routing_key, red, sizeof red));
-        if (t->routing_key_file) printf(" (from %s)", t->routing_key_file);
+        char red[PDR_REDACT_SIZE];
+        printf("[target %s] routing_key=%s", esc(&p, t->name), pdr_redact(t->routing_key, red, sizeof red));
+        if (t->routing_key_file) printf(" (from %s)", esc(&p, t->routing_key_file));
         if (!t->n_matchers) printf(" match=(everything)");
-        for (size_t m = 0; m < t->n_matchers; m++)
-            printf(" match=%s%s%s", t->matchers[m].label, match_op(t->matchers[m].op), t->matchers[m].value);
+        esc_free(&p);
+        for (size_t m = 0; m < t->n_matchers; m++) {
+            printf(" match=%s%s%s", esc(&p, t->matchers[m].label), match_op(t->matchers[m].op),
+                   esc(&p, t->matchers[m].value));
+            esc_free(&p);
+        }
         printf("\n");
     }
 }

@@ -982,6 +982,23 @@ static void test_help_names_exit_77(void **state)
     free(out); free(err);
 }
 
+/* config check prints values from the file escaped: a control character in
+** the file cannot act on the terminal. */
+static void test_config_check_escapes_values(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    write_cfg(f, "[target c]\nrouting_key = " KEY_A "\nmatch = alertname=\x1b]0;pwned\x07\n"
+                 "[pagerduty]\nproxy = http://p\x1b[2J:3128\n");
+    assert_int_equal(run(&out, &err, "config", "check", "-c", f->cfg, NULL), 0);
+    assert_null(strchr(out, '\x1b'));
+    assert_null(strchr(out, '\x07'));
+    assert_true(tu_contains(out, "match=alertname=\\x1b]0;pwned\\x07"));
+    assert_true(tu_contains(out, "proxy=http://p\\x1b[2J:3128"));
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1009,6 +1026,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_read_only_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_check_warns_readable_secrets, setup, teardown),
         cmocka_unit_test(test_help_names_exit_77),
+        cmocka_unit_test_setup_teardown(test_config_check_escapes_values, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
