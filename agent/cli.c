@@ -58,7 +58,9 @@ int cli_exit_for(pdr_rc rc)
     }
 }
 
-static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int read_only, int *exit_code)
+enum { DB_OPEN_RW, DB_OPEN_RO, DB_OPEN_WRITABLE };
+
+static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int mode, int *exit_code)
 {
     db_options opt;
     db_t *db = NULL;
@@ -67,24 +69,36 @@ static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int read_o
     opt.data_dir = cfg->data_dir;
     opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = cfg->max_events;
-    opt.read_only = read_only;
+    opt.read_only = mode == DB_OPEN_RO;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
+    if (mode == DB_OPEN_WRITABLE) {
+        /* Proved with a real write; a failure is explained (which file, why, the fix). */
+        if (rc) rc = db_unwritable_explain(cfg->data_dir, rc, err, sizeof err);
+        else rc = db_writable_check(db, err, sizeof err);
+    }
     if (rc == PDR_OK) return db;
+    db_close(db);
     char *shown = pdr_log_escape_dup(err[0] ? err : pdr_strerror(rc), PDR_ESC_TEXT);
     fprintf(stderr, "pdrelay %s: %s\n", cmd, shown ? shown : pdr_strerror(rc));
     free(shown);
-    *exit_code = cli_exit_for(rc);
+    *exit_code = mode == DB_OPEN_WRITABLE && (rc == PDR_ERR_PERM || rc == PDR_ERR_READONLY) ? CLI_EXIT_NOT_WRITABLE
+                                                                                           : cli_exit_for(rc);
     return NULL;
 }
 
 db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
-    return cli_db_open_mode(cmd, cfg, 0, exit_code);
+    return cli_db_open_mode(cmd, cfg, DB_OPEN_RW, exit_code);
 }
 
 db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
-    return cli_db_open_mode(cmd, cfg, 1, exit_code);
+    return cli_db_open_mode(cmd, cfg, DB_OPEN_RO, exit_code);
+}
+
+db_t *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, DB_OPEN_WRITABLE, exit_code);
 }
 
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key)

@@ -64,6 +64,11 @@ db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code);
 ** directory it cannot write. */
 db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code);
 
+/* The same, and proves it can be written with a real write (`run`): a
+** database that cannot be is refused with which file, why (EACCES, EROFS,
+** ...) and the fix, exit CLI_EXIT_NOT_WRITABLE. */
+db_t *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code);
+
 /* The exit code for a pdr_rc of a database operation. */
 int cli_exit_for(pdr_rc rc);
 

@@ -98,30 +98,6 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
     }
 }
 
-/* Opens the outbox as every command does, then proves it writable with a
-** real write: SQLite opens a file it may only read without a word, and a
-** daemon that cannot record a delivery would resend it forever. On failure
-** prints why, naming the file, the cause and the fix, and sets *ex
-** (CLI_EXIT_NOT_WRITABLE for a permission or a read-only file system). */
-static db_t *run_db_open(const pdr_config *cfg, int *ex)
-{
-    db_options opt;
-    db_t *db = NULL;
-    char err[1024] = "";
-    memset(&opt, 0, sizeof opt);
-    opt.data_dir = cfg->data_dir;
-    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
-    opt.max_events = cfg->max_events;
-    pdr_rc rc = db_open(&opt, &db, err, sizeof err);
-    if (rc) rc = db_unwritable_explain(cfg->data_dir, rc, err, sizeof err);
-    else rc = db_writable_check(db, err, sizeof err);
-    if (rc == PDR_OK) return db;
-    db_close(db);
-    fprintf(stderr, "pdrelay run: %s\n", err[0] ? err : pdr_strerror(rc));
-    *ex = rc == PDR_ERR_PERM || rc == PDR_ERR_READONLY ? CLI_EXIT_NOT_WRITABLE : cli_exit_for(rc);
-    return NULL;
-}
-
 /* A file holding a secret that group or others can read: a warning, not
 ** a refusal (the daemon runs). */
 static void run_mode_warn(void *ctx, const char *file, const char *what, unsigned mode)
@@ -192,7 +168,7 @@ int cli_run(int argc, char **argv)
     writer *wr = NULL;
     ingest *ing = NULL;
     sigset_t set;
-    char red[16], nt[16], dbp[1024], err[512];
+    char red[PDR_REDACT_SIZE], nt[16], dbp[1024], err[512];
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
@@ -235,7 +211,7 @@ int cli_run(int argc, char **argv)
     /* Open (and so check and migrate) the outbox here, so that a corrupt,
     ** too-new or unwritable database is refused with its message before
     ** anything starts; the sender then works on its own connection. */
-    db = run_db_open(cfg, &ex);
+    db = cli_db_open_writable("run", cfg, &ex);
     if (!db) goto out_curl;
     cli_modes_check(cfg, run_mode_warn, NULL);
     snprintf(dbp, sizeof dbp, "%s", db_path(db));

@@ -124,7 +124,7 @@ static int send_validate(const send_args *a, pdr_action *act_out)
 {
     int bad = 0;
     pdr_action act = PDR_ACTION_TRIGGER;
-    char red[16];
+    char red[PDR_REDACT_SIZE];
 
     if (a->event_type) {
         act = pdr_action_parse(a->event_type);
@@ -413,7 +413,7 @@ int cli_send(int argc, char **argv)
     }
     ex = CLI_EXIT_OK;
     for (size_t i = 0; i < n_keys; i++) {
-        char red[16];
+        char red[PDR_REDACT_SIZE];
         const char *tname = cli_target_of(cfg, keys[i]);
         pdr_redact(keys[i], red, sizeof red);
         if (results[i] == PDR_COALESCED) {
