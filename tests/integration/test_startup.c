@@ -317,32 +317,6 @@ static void test_run_warns_readable_secrets(void **state)
     fx_free(f);
 }
 
-/* [outbox] max_events needs a restart: a reload names it and keeps the
-** running value, which /readyz shows. */
-static void test_reload_keeps_max_events(void **state)
-{
-    (void)state;
-    fx *f = fx_new();
-    fx_config(f, NULL, "[outbox]\nmax_events = 1000\n");
-    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
-    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
-    fx_config(f, NULL, "[outbox]\nmax_events = 5\n");
-    kill(f->d.pid, SIGHUP);
-    assert_int_equal(it_wait_log(&f->d, "msg=\"configuration reloaded\"", 10000), 0);
-    assert_log_has(f, "level=warn msg=\"[outbox] max_events needs a restart: the running value stays in force\" "
-                      "running=1000 new=5");
-    assert_log_has(f, "settings=[outbox]max_events");
-    char *reply = NULL;
-    assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, &reply, NULL), 200);
-    cJSON *r = cJSON_Parse(reply);
-    assert_non_null(r);
-    assert_int_equal(cJSON_GetObjectItem(r, "max_events")->valueint, 1000);
-    cJSON_Delete(r);
-    free(reply);
-    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,7 +325,6 @@ int main(void)
         cmocka_unit_test(test_data_dir_0555_without_wal_refused),
         cmocka_unit_test(test_read_only_mount_refused),
         cmocka_unit_test(test_run_warns_readable_secrets),
-        cmocka_unit_test(test_reload_keeps_max_events),
     };
     return cmocka_run_group_tests_name("startup", tests, NULL, NULL);
 }
