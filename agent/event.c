@@ -139,39 +139,13 @@ pdr_rc pdr_json_parse(const char *body, size_t len, cJSON **root, int *nul)
 
 /* ---- the sanitizing walk: UTF-8, NUL, duplicate members ------------------ */
 
-/* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
-** continuation bytes it needs and the range of the first of them (which
-** excludes overlong forms, UTF-16 surrogates and code points over
-** U+10FFFF). 0 when c leads no sequence of two bytes or more. */
-static size_t utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
-{
-    *lo = 0x80;
-    *hi = 0xBF;
-    if (c == 0xE0) *lo = 0xA0;
-    else if (c == 0xED) *hi = 0x9F;
-    else if (c == 0xF0) *lo = 0x90;
-    else if (c == 0xF4) *hi = 0x8F;
-    if (c >= 0xC2 && c <= 0xDF) return 1;
-    if (c >= 0xE0 && c <= 0xEF) return 2;
-    if (c >= 0xF0 && c <= 0xF4) return 3;
-    return 0;
-}
-
-/* How many bytes at s (n left) are a well-formed sequence, or else (*bad
-** set) the maximal invalid subsequence: the longest prefix of a well-formed
-** sequence (at least 1 byte), which becomes one U+FFFD (Unicode's
-** "substitution of maximal subparts"). */
+/* One character of s (n bytes left): its length, *bad set when it is a
+** maximal invalid subsequence (pdr_utf8_next). */
 static size_t utf8_step(const unsigned char *s, size_t n, int *bad)
 {
-    unsigned char lo, hi;
-    size_t need = utf8_lead(s[0], &lo, &hi), k;
-    *bad = 0;
-    if (s[0] < 0x80) return 1;
-    *bad = 1;
-    if (!need || n < 2 || s[1] < lo || s[1] > hi) return 1;
-    for (k = 2; k <= need && k < n; k++)
-        if ((s[k] & 0xC0) != 0x80) break;
-    *bad = k <= need;
+    uint32_t cp;
+    size_t k = pdr_utf8_next((const char *)s, n, &cp);
+    *bad = cp == PDR_UTF8_INVALID;
     return k;
 }
 

@@ -55,34 +55,52 @@ pdr_action pdr_action_parse(const char *s)
     return (pdr_action)0;
 }
 
-size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp)
+/* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
+** continuation bytes it needs and the range of the first of them (which
+** excludes overlong forms, UTF-16 surrogates and code points over
+** U+10FFFF). 0 when c leads no sequence of two bytes or more. */
+static size_t utf8_lead(unsigned char c, unsigned char *lo, unsigned char *hi)
+{
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (c == 0xE0) *lo = 0xA0;
+    else if (c == 0xED) *hi = 0x9F;
+    else if (c == 0xF0) *lo = 0x90;
+    else if (c == 0xF4) *hi = 0x8F;
+    if (c >= 0xC2 && c <= 0xDF) return 1;
+    if (c >= 0xE0 && c <= 0xEF) return 2;
+    if (c >= 0xF0 && c <= 0xF4) return 3;
+    return 0;
+}
+
+size_t pdr_utf8_next(const char *s, size_t n, uint32_t *cp)
 {
     const unsigned char *u = (const unsigned char *)s;
-    uint32_t v, min;
-    size_t len;
-
-    if (!n) return 0;
+    unsigned char lo, hi;
+    size_t need = utf8_lead(u[0], &lo, &hi), k;
+    uint32_t v;
     if (u[0] < 0x80) {
         *cp = u[0];
         return 1;
     }
-    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
-        len = 2; v = u[0] & 0x1Fu; min = 0x80;
-    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
-        len = 3; v = u[0] & 0x0Fu; min = 0x800;
-    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
-        len = 4; v = u[0] & 0x07u; min = 0x10000;
-    } else {
-        return 0;
+    *cp = PDR_UTF8_INVALID;
+    if (!need || n < 2 || u[1] < lo || u[1] > hi) return 1;
+    v = u[0] & (0x7Fu >> (need + 1));
+    for (k = 1; k <= need && k < n; k++) {
+        if (k > 1 && (u[k] & 0xC0) != 0x80) return k;   /* a prefix of a sequence, cut short */
+        v = (v << 6) | (u[k] & 0x3Fu);
     }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((u[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (u[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    if (k <= need) return k;   /* the text ends inside the sequence */
     *cp = v;
-    return len;
+    return k;
+}
+
+size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp)
+{
+    size_t len;
+    if (!n) return 0;
+    len = pdr_utf8_next(s, n, cp);
+    return *cp == PDR_UTF8_INVALID ? 0 : len;
 }
 
 /* The character at s (n bytes left) as redaction shows it: its length in

@@ -88,6 +88,14 @@ char *pdr_redact(const char *secret, char *out, size_t outsz);
 ** over U+10FFFF, or a sequence cut by n). */
 size_t pdr_utf8_decode(const char *s, size_t n, uint32_t *cp);
 
+/* The next character of UTF-8 text at s (n >= 1 bytes left): the bytes it
+** spans, either a well-formed sequence (its code point in *cp) or else the
+** maximal invalid subpart (at least 1 byte; *cp = PDR_UTF8_INVALID), which
+** Unicode's "substitution of maximal subparts" replaces with one U+FFFD.
+** The one UTF-8 decoder of pdrelay (repairs, escaping, redaction). */
+#define PDR_UTF8_INVALID 0xFFFFFFFFu
+size_t pdr_utf8_next(const char *s, size_t n, uint32_t *cp);
+
 /* Characters (code points) of UTF-8 text: the bytes that do not continue a
 ** sequence. What PagerDuty's length limits count. */
 size_t pdr_utf8_chars(const char *s);
