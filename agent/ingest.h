@@ -1,7 +1,7 @@
 /*
 ** ingest.h — the HTTP ingest server of `pdrelay run` (libmicrohttpd).
 **
-** Endpoints (DESIGN.md "Ingest contracts"; README "Endpoints"):
+** Endpoints (README "Endpoints"):
 **   POST /v2/enqueue, /v2/events   a PagerDuty alert event    → 202 / 400
 **   POST /v2/change/enqueue        a PagerDuty change event   → 202 / 400
 **   POST /v1/alertmanager          an Alertmanager webhook     → 200 / 400

@@ -2,7 +2,7 @@
 ** config.h — pdrelay's configuration: one immutable struct loaded from an INI
 ** file by inih, validated as a whole.
 **
-** Every key of DESIGN.md's contract has a default (see config.c's key table,
+** Every key has a default (see config.c's key table,
 ** which is the single list of keys, types and defaults). Durations accept the
 ** units ms, s, m, h, d and are stored in milliseconds. Errors are collected,
 ** not stopped at: pdr_config_load() reports every problem of a file, each as
