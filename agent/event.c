@@ -201,7 +201,8 @@ typedef struct walk_ctx {
     int nul;
     size_t *repaired;
     pdr_event_errors *errs;
-    char path[256];
+    char path[256];             /* where the walk is, for messages: "payload.links[0].href" */
+    size_t plen;                /* strlen(path) */
 } walk_ctx;
 
 static int name_cmp(const void *a, const void *b)
@@ -213,12 +214,31 @@ static int name_cmp(const void *a, const void *b)
 ** length to restore. */
 static size_t path_push(walk_ctx *ctx, const cJSON *parent, const cJSON *it, size_t i)
 {
-    size_t len = strlen(ctx->path);
-    if (cJSON_IsArray(parent))
-        snprintf(ctx->path + len, sizeof ctx->path - len, "[%zu]", i);
-    else
-        snprintf(ctx->path + len, sizeof ctx->path - len, "%s%s", len ? "." : "", it->string ? it->string : "");
+    size_t len = ctx->plen, room = sizeof ctx->path - len;
+    if (room < 2) return len;   /* full: deeper names are left out */
+    if (cJSON_IsArray(parent)) {
+        int w = snprintf(ctx->path + len, room, "[%zu]", i);
+        ctx->plen = w > 0 && (size_t)w < room ? len + (size_t)w : len;
+    } else {
+        /* Every node of every body passes here: no printf. */
+        const char *name = it->string ? it->string : "";
+        size_t dot = len ? 1 : 0, n = strlen(name);
+        if (dot + n >= room) {
+            n = room - dot - 1;
+            while (n && ((unsigned char)name[n] & 0xC0) == 0x80) n--;   /* a whole character */
+        }
+        if (dot) ctx->path[len] = '.';
+        memcpy(ctx->path + len + dot, name, n);
+        ctx->plen = len + dot + n;
+    }
+    ctx->path[ctx->plen] = '\0';
     return len;
+}
+
+static void path_pop(walk_ctx *ctx, size_t len)
+{
+    ctx->plen = len;
+    ctx->path[len] = '\0';
 }
 
 /* Refuses a second member of the same name in obj (its names repaired). */
@@ -270,7 +290,7 @@ static pdr_rc walk(walk_ctx *ctx, cJSON *node)
                 size_t len = path_push(ctx, node, it, 0);
                 pdr_event_err_add(ctx->errs, "the member name '%s' holds the NUL character (\\u0000), which PagerDuty refuses",
                                   ctx->path);
-                ctx->path[len] = '\0';
+                path_pop(ctx, len);
             }
         }
         rc = walk_dups(ctx, node);
@@ -279,7 +299,7 @@ static pdr_rc walk(walk_ctx *ctx, cJSON *node)
     cJSON_ArrayForEach(it, node) {
         size_t len = path_push(ctx, node, it, i++);
         rc = walk(ctx, it);
-        ctx->path[len] = '\0';
+        path_pop(ctx, len);
         if (rc) return rc;
     }
     return PDR_OK;
@@ -296,6 +316,7 @@ pdr_rc pdr_json_sanitize(cJSON *root, const char *what, int nul, size_t *utf8_re
     ctx.repaired = utf8_repaired;
     ctx.errs = errs;
     ctx.path[0] = '\0';
+    ctx.plen = 0;
     rc = walk(&ctx, root);
     if (rc) return rc;
     if (nul && errs->n == before)

@@ -80,7 +80,8 @@ typedef struct pdr_config {
     char *auth_token_file;      /* NULL when unset */
     int max_connections;        /* default 4096: HTTP connections open at once */
     int max_connections_per_client; /* default 0 (no limit): connections from one address */
-    int listen_threads;         /* default 2: event-loop threads serving the connections */
+    int listen_threads;         /* default 0 (automatic: half the CPUs, at least 1):
+                                ** event-loop threads serving the connections */
     int64_t idle_timeout_ms;    /* default 30s: a connection on which nothing
                                 ** arrives this long is closed */
     int64_t request_timeout_ms; /* default 10s: a request (headers and body) must

@@ -115,7 +115,7 @@ static void check_defaults(const pdr_config *c)
     assert_null(c->auth_token_file);
     assert_int_equal(c->max_connections, 4096);
     assert_int_equal(c->max_connections_per_client, 0);
-    assert_int_equal(c->listen_threads, 2);
+    assert_int_equal(c->listen_threads, 0);
     assert_int_equal(c->request_timeout_ms, 10000);
     assert_int_equal(c->idle_timeout_ms, 30000);
     assert_string_equal(pdr_severity_name(c->default_severity), "error");
