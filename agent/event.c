@@ -390,10 +390,25 @@ int pdr_repairs_any(const pdr_repairs *rep)
 void pdr_event_err_add(pdr_event_errors *errs, const char *fmt, ...)
 {
     va_list ap;
+    char *m;
+    size_t len, i = 0;
     if (errs->n >= PDR_EVENT_MAX_ERRORS) return;
+    m = errs->msgs[errs->n++];
     va_start(ap, fmt);
-    vsnprintf(errs->msgs[errs->n++], sizeof errs->msgs[0], fmt, ap);
+    vsnprintf(m, sizeof errs->msgs[0], fmt, ap);
     va_end(ap);
+    /* A message cut to fit must not end inside a character: it goes into a
+    ** JSON reply and the log. */
+    len = strlen(m);
+    while (i < len) {
+        uint32_t cp;
+        size_t k = pdr_utf8_next(m + i, len - i, &cp);
+        if (cp == PDR_UTF8_INVALID) {
+            m[i] = '\0';
+            break;
+        }
+        i += k;
+    }
 }
 
 static int is_blank(const char *s)

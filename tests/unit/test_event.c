@@ -240,6 +240,40 @@ static void test_duplicates_refused(void **state)
     assert_true(has_error(&errs, "duplicate member \"k\xef\xbf\xbd\" in the event"));
 }
 
+/* A duplicate deep inside long multi-byte names: the message's path is cut
+** to fit, on a character boundary, so the 400 body stays valid UTF-8. */
+static void test_duplicate_deep_path(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    char body[8192], *p = body;
+    size_t left = sizeof body;
+    int w = snprintf(p, left, "%s\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                              "\"custom_details\":", EV_HEAD);
+    p += w;
+    left -= (size_t)w;
+    for (int i = 0; i < 40; i++) {   /* 40 levels of a 7-character, 13-byte name */
+        w = snprintf(p, left, "{\"\xc3\xa9t\xc3\xa9\xe2\x82\xac%02d\":", i);
+        p += w;
+        left -= (size_t)w;
+    }
+    w = snprintf(p, left, "{\"z\":1,\"z\":2}");
+    p += w;
+    left -= (size_t)w;
+    for (int i = 0; i < 40 + 2; i++) *p++ = '}';
+    *p = '\0';
+    assert_null(checked(body, PDR_ERR_INVALID, &rep, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "duplicate member \"payload.custom_details.\xc3\xa9t\xc3\xa9"));
+    for (const char *q = errs.msgs[0]; *q;) {
+        uint32_t cp;
+        size_t k = pdr_utf8_next(q, strlen(q), &cp);
+        assert_true(cp != PDR_UTF8_INVALID);
+        q += k;
+    }
+}
+
 static void test_routing_key_format(void **state)
 {
     (void)state;
@@ -469,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_utf8_cut),
         cmocka_unit_test(test_utf8_repaired),
         cmocka_unit_test(test_duplicates_refused),
+        cmocka_unit_test(test_duplicate_deep_path),
         cmocka_unit_test(test_routing_key_format),
         cmocka_unit_test(test_dedup_key_characters),
         cmocka_unit_test(test_timestamp_format),
