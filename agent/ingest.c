@@ -247,12 +247,18 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, cha
     return ret;
 }
 
+/* Every reply is valid UTF-8 JSON whatever a request held (a path or a
+** method of stray bytes is quoted in errors): what cJSON printed goes
+** through the JSON escaping of log.h. */
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJSON *body,
                                   const char *retry_after, const char *allow)
 {
-    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL, *safe;
     cJSON_Delete(body);
-    return reply_text(c, status, text, retry_after, allow);
+    if (!text) return reply_text(c, status, NULL, retry_after, allow);
+    safe = pdr_log_escape_dup(text, PDR_ESC_JSON);
+    cJSON_free(text);
+    return reply_text(c, status, safe, retry_after, allow);
 }
 
 /* {"status":…,"message":…,"errors":[…]}: PagerDuty's error shape. */

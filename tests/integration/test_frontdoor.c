@@ -29,6 +29,7 @@
 #include "db.h"
 #include "itutil.h"
 #include "mockpd_client.h"
+#include "pdr.h"
 #include "testutil.h"
 
 static const char *const KEYS[] = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12"};
@@ -308,6 +309,30 @@ static void test_ambiguous_framing_refused(void **state)
     fx_free(f);
 }
 
+/* A path of stray bytes and control characters is quoted in the 404, and
+** the reply is still valid UTF-8 JSON. */
+static void test_reply_is_valid_utf8_json(void **state)
+{
+    (void)state;
+    fx *f = fx_new("");
+    int fd = raw_connect(f->port), closed;
+    char *reply;
+    assert_true(fd >= 0);
+    raw_send(fd, "GET /\xff\xfe\x1b[2J\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    reply = raw_read_until_close(fd, 10000, NULL, 0, &closed);
+    assert_raw_error(reply, "HTTP/1.1 404 ", "no endpoint at /\xef\xbf\xbd\xef\xbf\xbd\x1b[2J");
+    for (const char *q = reply; *q;) {
+        uint32_t cp;
+        size_t k = pdr_utf8_next(q, strlen(q), &cp);
+        if (cp == PDR_UTF8_INVALID) it_fail("the reply holds invalid UTF-8 at byte %zu", (size_t)(q - reply));
+        q += k;
+    }
+    assert_null(strchr(reply, '\x1b'));   /* escaped as \u001b in the JSON text */
+    free(reply);
+    close(fd);
+    fx_free(f);
+}
+
 /* ---- connection limits ------------------------------------------------ */
 
 /* One address may hold max_connections_per_client connections; the next is
@@ -361,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_slow_body_cut_off),
         cmocka_unit_test(test_fast_client_among_slow_ones),
         cmocka_unit_test(test_ambiguous_framing_refused),
+        cmocka_unit_test(test_reply_is_valid_utf8_json),
         cmocka_unit_test(test_per_client_limit),
     };
     signal(SIGPIPE, SIG_IGN);
