@@ -974,6 +974,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     static const char refusal[] = "Error processing request (HTTP response code is %u ('%s'))";
     static const char at_limit[] = "Server reached connection limit";
+    static const char *const client_errors[] = {"Failed to parse `Content-Length'", "Too large value of 'Content-Length'",
+                                                "Received HTTP/1.1 request without `Host'"};
     ingest *in = cls;
     char msg[512];
     size_t n;
@@ -1019,6 +1021,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    /* What MHD says just before the refusal logged above: detail for debug. */
+    for (size_t i = 0; i < sizeof client_errors / sizeof client_errors[0]; i++)
+        if (strncmp(fmt, client_errors[i], strlen(client_errors[i])) == 0) {
+            pdr_log(PDR_LOG_DEBUG, "http server", "detail", msg, NULL);
+            return;
+        }
     pdr_log(PDR_LOG_WARN, "http server", "detail", msg, NULL);
 }
 
