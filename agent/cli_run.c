@@ -76,7 +76,9 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
     CHANGED(str_differs(o->data_dir, n->data_dir), "[agent]data_dir");
     CHANGED(str_differs(o->listen_address, n->listen_address) || o->listen_port != n->listen_port ||
             str_differs(o->unix_socket, n->unix_socket) || o->max_connections != n->max_connections ||
-            o->idle_timeout_ms != n->idle_timeout_ms, "[listen]");
+            o->max_connections_per_client != n->max_connections_per_client ||
+            o->listen_threads != n->listen_threads || o->idle_timeout_ms != n->idle_timeout_ms ||
+            o->request_timeout_ms != n->request_timeout_ms, "[listen]");
     CHANGED(str_differs(o->pd_url, n->pd_url) || o->rate_per_minute != n->rate_per_minute ||
             o->burst != n->burst || o->rate_window_ms != n->rate_window_ms ||
             o->backoff_initial_ms != n->backoff_initial_ms || o->backoff_max_ms != n->backoff_max_ms ||

@@ -266,6 +266,38 @@ static void test_fast_client_among_slow_ones(void **state)
     fx_free(f);
 }
 
+/* The [listen] settings need a restart: a reload that changes
+** request_timeout says so, and the running value stays in force. */
+static void test_reload_keeps_listen_settings(void **state)
+{
+    (void)state;
+    fx *f = fx_new("request_timeout = 1s\n");
+    char *text = tu_read_file(f->cfg, NULL), *changed;
+    int fd, closed;
+    char *reply;
+    assert_non_null(text);
+    changed = tu_printf("%s", text);
+    /* request_timeout = 1s -> 9m */
+    char *at = strstr(changed, "request_timeout = 1s");
+    assert_non_null(at);
+    memcpy(at, "request_timeout = 9m", 20);
+    tu_write_file(f->cfg, changed);
+    kill(f->d.pid, SIGHUP);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"changed settings take effect only after a restart\" "
+                                        "settings=[listen]", 10000), 0);
+    fd = raw_connect(f->port);
+    assert_true(fd >= 0);
+    raw_send(fd, "POST /v2/enqueue HTTP/1.1\r\n");
+    reply = raw_read_until_close(fd, 10000, NULL, 0, &closed);   /* cut at 1 s, not 9 min */
+    assert_true(closed);
+    assert_raw_error(reply, "HTTP/1.1 408 ", "request_timeout");
+    free(reply);
+    close(fd);
+    free(changed);
+    free(text);
+    fx_free(f);
+}
+
 /* ---- framing -------------------------------------------------------------- */
 
 /* A request whose body length can be read two ways is refused in JSON, and
@@ -385,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_slow_headers_get_408),
         cmocka_unit_test(test_slow_body_cut_off),
         cmocka_unit_test(test_fast_client_among_slow_ones),
+        cmocka_unit_test(test_reload_keeps_listen_settings),
         cmocka_unit_test(test_ambiguous_framing_refused),
         cmocka_unit_test(test_reply_is_valid_utf8_json),
         cmocka_unit_test(test_per_client_limit),
