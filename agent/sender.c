@@ -49,7 +49,7 @@
 
 typedef struct lane {
     char key[PDR_ROUTING_KEY_LEN + 1];
-    char red[PDR_REDACT_SIZE];               /* the key redacted, for logs */
+    char red[PDR_REDACT_SIZE];  /* the key redacted, for logs */
     ratelimit rl;
     backoff bo;
     pd_request *req;
