@@ -1095,13 +1095,14 @@ static struct MHD_Daemon *daemon_start(ingest *in, const pdr_config *cfg, unsign
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, in},   /* first, as MHD asks */
         {listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR, listen_fd, (void *)sa},
-        {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_client, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_THREAD_STACK_SIZE, INGEST_THREAD_STACK, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, in},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, in},
+        /* One thread is MHD's own polling thread: a pool of 1 is refused with a warning. */
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, in, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);

@@ -585,8 +585,9 @@ static pdr_rc db_mkdirs(const char *dir, char *errbuf, size_t errsz)
         if (c == '\0') break;
     }
     if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        db_msg(errbuf, errsz, "data directory %s is not a directory", buf);
-        rc = PDR_ERR_IO;
+        /* A setting to correct, not a permission to widen (ENOTDIR). */
+        db_msg(errbuf, errsz, "[agent] data_dir %s is not a directory (ENOTDIR): set data_dir to a directory", buf);
+        rc = PDR_ERR_CONFIG;
     }
 out:
     free(buf);
@@ -601,13 +602,26 @@ out:
 ** next process to close the database would then think it the last one and
 ** delete the -wal and -shm files under it. O_EXCL: only a file we just
 ** made, which nobody can have locked, is ever closed here. */
+/* The outbox must be a regular file: a FIFO or a device would hang or
+** mislead SQLite's open (a FIFO blocks it for good). */
+static pdr_rc db_file_regular(const char *path, char *errbuf, size_t errsz)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || S_ISREG(sb.st_mode)) return PDR_OK;   /* a vanished file: the open says */
+    db_msg(errbuf, errsz, "%s is not a regular file (a %s): the outbox is a SQLite database file; move it "
+           "away or set [agent] data_dir elsewhere",
+           path, S_ISDIR(sb.st_mode) ? "directory" : S_ISFIFO(sb.st_mode) ? "FIFO" : S_ISSOCK(sb.st_mode) ? "socket"
+                 : "device");
+    return PDR_ERR_CONFIG;
+}
+
 static pdr_rc db_file_create(const char *path, char *errbuf, size_t errsz)
 {
     pdr_rc rc;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         int err = errno;
-        if (err == EEXIST) return PDR_OK;
+        if (err == EEXIST) return db_file_regular(path, errbuf, errsz);
         db_msg(errbuf, errsz, "cannot open %s: %s", path, strerror(err));
         rc = db_rc_from_errno(err);
         return rc == PDR_ERR_NOT_FOUND ? PDR_ERR_IO : rc;
@@ -940,6 +954,8 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
                 db_msg(errbuf, errsz, "cannot open %s: %s", db->path, strerror(err));
             goto out;
         }
+        rc = db_file_regular(db->path, errbuf, errsz);
+        if (rc) goto out;
     } else {
         rc = db_mkdirs(opt->data_dir, errbuf, errsz);
         if (rc) goto out;

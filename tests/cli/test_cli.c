@@ -999,6 +999,31 @@ static void test_config_check_escapes_values(void **state)
     free(err);
 }
 
+/* An outbox path that is not a regular file (a FIFO) and a data_dir that is
+** not a directory are refused at once, as settings to correct (exit 2). */
+static void test_outbox_not_a_file(void **state)
+{
+    fx *f = *state;
+    char *out, *err, *db = tu_printf("%s/pdrelay.db", f->data_dir), *file = tu_printf("%s/plain", f->dir);
+    char *cfg2 = tu_printf("%s/notdir.ini", f->dir), *text = tu_printf("[agent]\ndata_dir = %s\n", file);
+    write_cfg(f, NULL);
+    assert_int_equal(mkdir(f->data_dir, 0700), 0);
+    assert_int_equal(mkfifo(db, 0600), 0);
+    assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 2);
+    assert_true(tu_contains(err, "pdrelay.db is not a regular file (a FIFO)"));
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-k", KEY_A, "-d", "x", NULL), 2);
+    assert_true(tu_contains(err, "is not a regular file (a FIFO)"));
+    free(out); free(err);
+    tu_write_file(file, "");
+    tu_write_file(cfg2, text);
+    assert_int_equal(run(&out, &err, "send", "-c", cfg2, "-k", KEY_A, "-d", "x", NULL), 2);
+    assert_true(tu_contains(err, "is not a directory (ENOTDIR)"));
+    assert_false(tu_contains(err, "chmod"));
+    free(out); free(err);
+    free(db); free(file); free(cfg2); free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1027,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_check_warns_readable_secrets, setup, teardown),
         cmocka_unit_test(test_help_names_exit_77),
         cmocka_unit_test_setup_teardown(test_config_check_escapes_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_not_a_file, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
