@@ -4,6 +4,8 @@
 ** to the outbox once per routing key, in one transaction.
 */
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "log.h"
 #include "event.h"
 
 #define SEND_MAX_KEYS 64
@@ -20,6 +23,22 @@ enum {
     OPT_TARGET = 256, OPT_CLIENT, OPT_SEVERITY, OPT_SOURCE, OPT_COMPONENT, OPT_GROUP,
     OPT_CLASS, OPT_LINK, OPT_IMAGE, OPT_CHANGE
 };
+
+/* Every message of send goes to stderr through here: what it quotes of
+** the command line (an alert's text, often) is escaped like the queue
+** tables, so it cannot act on the terminal. */
+static void send_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void send_fail(const char *fmt, ...)
+{
+    char msg[2048], shown[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pdr_log_escape(shown, sizeof shown, msg, strlen(msg), PDR_ESC_TEXT, NULL);
+    fprintf(stderr, "pdrelay send: %s\n", shown);
+}
 
 static const struct option send_options[] = {
     {"config", required_argument, NULL, 'c'},
@@ -69,7 +88,7 @@ typedef struct send_args {
 static int add_item(const char **arr, size_t *n, const char *v, const char *flag)
 {
     if (*n >= SEND_MAX_ITEMS) {
-        fprintf(stderr, "pdrelay send: too many %s options (at most %d)\n", flag, SEND_MAX_ITEMS);
+        send_fail("too many %s options (at most %d)", flag, SEND_MAX_ITEMS);
         return -1;
     }
     arr[(*n)++] = v;
@@ -102,17 +121,17 @@ static int send_parse(int argc, char **argv, send_args *a)
         case OPT_CHANGE: a->change = 1; break;
         case 'h': cli_help(stdout, "send"); return -1;
         case ':':
-            fprintf(stderr, "pdrelay send: option '%s' needs a value\n", argv[optind - 1]);
+            send_fail("option '%s' needs a value", argv[optind - 1]);
             return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "pdrelay send: unknown option '%s'; see 'pdrelay send --help'\n",
+            send_fail("unknown option '%s'; see 'pdrelay send --help'",
                     argv[optind - 1]);
             return CLI_EXIT_USAGE;
         }
     }
     if (bad) return CLI_EXIT_USAGE;
     if (optind < argc) {
-        fprintf(stderr, "pdrelay send: unexpected argument '%s'; see 'pdrelay send --help'\n",
+        send_fail("unexpected argument '%s'; see 'pdrelay send --help'",
                 argv[optind]);
         return CLI_EXIT_USAGE;
     }
@@ -129,14 +148,14 @@ static int send_validate(const send_args *a, pdr_action *act_out)
     if (a->event_type) {
         act = pdr_action_parse(a->event_type);
         if (!act || act == PDR_ACTION_CHANGE) {
-            fprintf(stderr, "pdrelay send: invalid --event-type '%s'; allowed: trigger, acknowledge, resolve\n",
+            send_fail("invalid --event-type '%s'; allowed: trigger, acknowledge, resolve",
                     a->event_type);
             bad = 1;
         }
     }
     if (a->change) {
         if (a->event_type && act != PDR_ACTION_TRIGGER) {
-            fprintf(stderr, "pdrelay send: --change sends a change event; it takes no --event-type %s\n",
+            send_fail("--change sends a change event; it takes no --event-type %s",
                     a->event_type);
             bad = 1;
         }
@@ -144,47 +163,47 @@ static int send_validate(const send_args *a, pdr_action *act_out)
     }
     if ((act == PDR_ACTION_ACKNOWLEDGE || act == PDR_ACTION_RESOLVE) &&
         (!a->incident_key || !*a->incident_key)) {
-        fprintf(stderr, "pdrelay send: --event-type %s needs -i/--incident-key, the dedup key of the "
-                        "alert to %s\n", pdr_action_name(act), pdr_action_name(act));
+        send_fail("--event-type %s needs -i/--incident-key, the dedup key of the "
+                        "alert to %s", pdr_action_name(act), pdr_action_name(act));
         bad = 1;
     }
     if ((act == PDR_ACTION_TRIGGER || act == PDR_ACTION_CHANGE) && (!a->description || !*a->description)) {
-        fprintf(stderr, "pdrelay send: a %s needs -d/--description (the summary)\n",
+        send_fail("a %s needs -d/--description (the summary)",
                 act == PDR_ACTION_CHANGE ? "change event" : "trigger");
         bad = 1;
     }
     if (a->incident_key && pdr_utf8_chars(a->incident_key) > PDR_DEDUP_KEY_MAX) {
-        fprintf(stderr, "pdrelay send: -i/--incident-key has %zu characters; at most %d are allowed\n",
+        send_fail("-i/--incident-key has %zu characters; at most %d are allowed",
                 pdr_utf8_chars(a->incident_key), PDR_DEDUP_KEY_MAX);
         bad = 1;
     }
     if (a->severity && strcmp(a->severity, "critical") && strcmp(a->severity, "error") &&
         strcmp(a->severity, "warning") && strcmp(a->severity, "info")) {
-        fprintf(stderr, "pdrelay send: invalid --severity '%s'; allowed: critical, error, warning, info\n",
+        send_fail("invalid --severity '%s'; allowed: critical, error, warning, info",
                 a->severity);
         bad = 1;
     }
     if (a->routing_key && strlen(a->routing_key) != PDR_ROUTING_KEY_LEN) {
-        fprintf(stderr, "pdrelay send: routing key %s has %zu characters; a PagerDuty integration key "
-                        "has exactly %d\n",
+        send_fail("routing key %s has %zu characters; a PagerDuty integration key "
+                        "has exactly %d",
                 pdr_redact(a->routing_key, red, sizeof red), strlen(a->routing_key), PDR_ROUTING_KEY_LEN);
         bad = 1;
     }
     if (a->routing_key && a->target) {
-        fprintf(stderr, "pdrelay send: give -k/--routing-key or --target, not both\n");
+        send_fail("give -k/--routing-key or --target, not both");
         bad = 1;
     }
     for (size_t i = 0; i < a->n_fields; i++) {
         const char *eq = strchr(a->fields[i], '=');
         if (!eq || eq == a->fields[i]) {
-            fprintf(stderr, "pdrelay send: invalid -f/--field '%s'; expected KEY=VALUE\n", a->fields[i]);
+            send_fail("invalid -f/--field '%s'; expected KEY=VALUE", a->fields[i]);
             bad = 1;
         }
     }
     for (size_t i = 0; i < a->n_links; i++) {
         if (strncmp(a->links[i], "http://", 7) && strncmp(a->links[i], "https://", 8)) {
-            fprintf(stderr, "pdrelay send: invalid --link '%s'; expected an http:// or https:// URL, "
-                            "optionally followed by =TEXT\n", a->links[i]);
+            send_fail("invalid --link '%s'; expected an http:// or https:// URL, "
+                            "optionally followed by =TEXT", a->links[i]);
             bad = 1;
         }
     }
@@ -292,21 +311,21 @@ fail:
 static void report_repairs(const pdr_repairs *rep)
 {
     if (rep->summary_chars)
-        fprintf(stderr, "pdrelay send: warning: summary cut from %zu to %d characters (PagerDuty's limit)\n",
+        send_fail("warning: summary cut from %zu to %d characters (PagerDuty's limit)",
                 rep->summary_chars, PDR_SUMMARY_MAX_CHARS);
     if (rep->images_dropped)
-        fprintf(stderr, "pdrelay send: warning: %d image(s) without an https:// src dropped "
-                        "(PagerDuty accepts only HTTPS images)\n", rep->images_dropped);
+        send_fail("warning: %d image(s) without an https:// src dropped "
+                        "(PagerDuty accepts only HTTPS images)", rep->images_dropped);
     if (rep->details_shrunk)
-        fprintf(stderr, "pdrelay send: warning: %d custom detail(s) shortened to fit PagerDuty's 512 KB limit\n",
+        send_fail("warning: %d custom detail(s) shortened to fit PagerDuty's 512 KB limit",
                 rep->details_shrunk);
     if (rep->utf8_repaired)
-        fprintf(stderr, "pdrelay send: warning: %zu invalid UTF-8 sequence(s) replaced with U+FFFD\n",
+        send_fail("warning: %zu invalid UTF-8 sequence(s) replaced with U+FFFD",
                 rep->utf8_repaired);
     if (rep->timestamp_dropped)
         fputs("pdrelay send: warning: timestamp dropped (not an ISO 8601 date-time)\n", stderr);
     if (rep->urls_dropped)
-        fprintf(stderr, "pdrelay send: warning: %d URL(s) dropped (only http:// and https:// are sent)\n",
+        send_fail("warning: %d URL(s) dropped (only http:// and https:// are sent)",
                 rep->urls_dropped);
 }
 
@@ -324,6 +343,7 @@ int cli_send(int argc, char **argv)
     pdr_action act;
     char gen_key[37];
     const char *dedup_key;
+    char checked_key[PDR_DEDUP_KEY_MAX_BYTES + 1] = "";
     int ex;
     pdr_rc rc;
     pdr_repairs rep;
@@ -342,7 +362,7 @@ int cli_send(int argc, char **argv)
     } else if (a.target) {
         const pdr_target *t = pdr_config_target(cfg, a.target);
         if (!t) {
-            fprintf(stderr, "pdrelay send: no [target %s] in %s\n", a.target, cfg->path);
+            send_fail("no [target %s] in %s", a.target, cfg->path);
             ex = CLI_EXIT_USAGE;
             goto out;
         }
@@ -352,17 +372,18 @@ int cli_send(int argc, char **argv)
             keys[n_keys++] = cfg->targets[i].routing_key;
     }
     if (n_keys == 0) {
-        fprintf(stderr, "pdrelay send: no routing key: give -k KEY, or configure a [target NAME] "
-                        "with routing_key or routing_key_file in %s\n", cfg->path);
+        send_fail("no routing key: give -k KEY, or configure a [target NAME] "
+                        "with routing_key or routing_key_file in %s", cfg->path);
         ex = CLI_EXIT_USAGE;
         goto out;
     }
 
-    /* One dedup key for all targets, so the one printed means every copy. */
-    dedup_key = a.incident_key && *a.incident_key ? a.incident_key : NULL;
+    /* One dedup key for all targets, so the one printed means every copy. A
+    ** blank one is none, as over HTTP. */
+    dedup_key = a.incident_key && a.incident_key[strspn(a.incident_key, " \t\r\n")] ? a.incident_key : NULL;
     if (!dedup_key && act == PDR_ACTION_TRIGGER) {
         if (pdr_event_random_key(gen_key) != PDR_OK) {
-            fprintf(stderr, "pdrelay send: cannot read random bytes for a dedup key\n");
+            send_fail("cannot read random bytes for a dedup key");
             ex = CLI_EXIT_FAIL;
             goto out;
         }
@@ -383,7 +404,7 @@ int cli_send(int argc, char **argv)
                                   &bodies[i], &body_len);
         if (rc == PDR_ERR_INVALID) {
             for (size_t e = 0; e < errs.n; e++)
-                fprintf(stderr, "pdrelay send: invalid event: %s\n", errs.msgs[e]);
+                send_fail("invalid event: %s", errs.msgs[e]);
             cJSON_Delete(ev);
             ex = CLI_EXIT_USAGE;
             goto out;
@@ -392,11 +413,18 @@ int cli_send(int argc, char **argv)
             cJSON_Delete(ev);
             goto nomem;
         }
-        if (i == 0) report_repairs(&rep);
+        if (i == 0) {
+            /* What is stored and printed is the checked key (its UTF-8
+            ** repaired), the one PagerDuty will read. */
+            const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
+            report_repairs(&rep);
+            if (act != PDR_ACTION_CHANGE && cJSON_IsString(dk))
+                snprintf(checked_key, sizeof checked_key, "%s", dk->valuestring);
+        }
         cJSON_Delete(ev);
         evs[i].routing_key = keys[i];
         evs[i].action = act;
-        evs[i].dedup_key = dedup_key;
+        evs[i].dedup_key = checked_key[0] ? checked_key : NULL;
         evs[i].fingerprint = NULL;
         evs[i].body = bodies[i];
         evs[i].body_len = body_len;
@@ -406,7 +434,7 @@ int cli_send(int argc, char **argv)
     if (!db) goto out;
     rc = db_outbox_push_batch(db, evs, n_keys, results, NULL);
     if (rc) {
-        fprintf(stderr, "pdrelay send: cannot queue the event in %s: %s (%s); nothing was queued\n",
+        send_fail("cannot queue the event in %s: %s (%s); nothing was queued",
                 db_path(db), pdr_strerror(rc), db_errmsg(db));
         ex = cli_exit_for(rc);
         goto out;
@@ -417,21 +445,25 @@ int cli_send(int argc, char **argv)
         const char *tname = cli_target_of(cfg, keys[i]);
         pdr_redact(keys[i], red, sizeof red);
         if (results[i] == PDR_COALESCED) {
-            fprintf(stderr, "pdrelay send: an identical event is already pending for %s%s%s; "
-                            "not queued again\n", tname ? tname : red, tname ? " " : "",
+            send_fail("an identical event is already pending for %s%s%s; "
+                            "not queued again", tname ? tname : red, tname ? " " : "",
                     tname ? red : "");
         } else if (results[i] == PDR_ERR_FULL) {
-            fprintf(stderr, "pdrelay send: outbox is full (max_events = %lld): event not queued for %s; "
-                            "retry later, or raise [outbox] max_events or purge dead letters\n",
+            send_fail("outbox is full (max_events = %lld): event not queued for %s; "
+                            "retry later, or raise [outbox] max_events or purge dead letters",
                     (long long)cfg->max_events, tname ? tname : red);
             ex = CLI_EXIT_TEMPFAIL;
         }
     }
-    if (ex == CLI_EXIT_OK && dedup_key) printf("%s\n", dedup_key);
+    if (ex == CLI_EXIT_OK && checked_key[0]) {
+        char shown[PDR_DEDUP_KEY_MAX_BYTES * 6 + 1];
+        pdr_log_escape(shown, sizeof shown, checked_key, strlen(checked_key), PDR_ESC_TEXT, NULL);
+        printf("%s\n", shown);
+    }
     goto out;
 
 nomem:
-    fprintf(stderr, "pdrelay send: out of memory\n");
+    send_fail("out of memory");
     ex = CLI_EXIT_FAIL;
 out:
     for (size_t i = 0; i < SEND_MAX_KEYS; i++) cJSON_free(bodies[i]);

@@ -1024,6 +1024,37 @@ static void test_outbox_not_a_file(void **state)
     free(db); free(file); free(cfg2); free(text);
 }
 
+/* send stores and prints the dedup key the checked event carries: its
+** invalid UTF-8 repaired (as in the body PagerDuty gets), printed escaped; a
+** blank -i is none, so the generated key is the one stored and printed. */
+static void test_send_dedup_key_as_checked(void **state)
+{
+    fx *f = *state;
+    char *out, *err;
+    db_row *rows;
+    size_t n;
+    write_cfg(f, NULL);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--target", "a", "-d", "x", "-i",
+                         "sk\x1b[31m\xff\xc2\x9b", NULL), 0);
+    assert_null(strchr(out, '\x1b'));
+    assert_string_equal(out, "sk\\x1b[31m\xef\xbf\xbd\\u009b\n");
+    free(out); free(err);
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "--target", "a", "-d", "y", "-i", "   ", NULL), 0);
+    assert_int_equal(strlen(out), 37);   /* a UUID and a newline */
+    n = list_rows(f, DB_ROW_PENDING, &rows);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].dedup_key, "sk\x1b[31m\xef\xbf\xbd\xc2\x9b");
+    assert_non_null(strstr(rows[0].body, "\"dedup_key\":\"sk\\u001b[31m\xef\xbf\xbd\xc2\x9b\""));
+    assert_int_equal(strncmp(rows[1].dedup_key, out, 36), 0);
+    db_rows_free(rows, n);
+    free(out); free(err);
+    /* What send quotes of its arguments is escaped too. */
+    assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-f", "x\x1b]0;T\x07", "-d", "x", NULL), 2);
+    assert_null(strchr(err, '\x1b'));
+    assert_true(tu_contains(err, "invalid -f/--field 'x\\x1b]0;T\\x07'"));
+    free(out); free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1053,6 +1084,7 @@ int main(void)
         cmocka_unit_test(test_help_names_exit_77),
         cmocka_unit_test_setup_teardown(test_config_check_escapes_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_not_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_dedup_key_as_checked, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
