@@ -30,6 +30,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -171,6 +172,7 @@ int cli_run(int argc, char **argv)
     ingest *ing = NULL;
     sigset_t set;
     char red[PDR_REDACT_SIZE], nt[16], dbp[1024], err[512];
+    int lock_fd = -1;   /* one daemon per outbox: held until exit */
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
@@ -215,6 +217,12 @@ int cli_run(int argc, char **argv)
     ** anything starts; the sender then works on its own connection. */
     db = cli_db_open_writable("run", cfg, &ex);
     if (!db) goto out_curl;
+    rc = db_daemon_lock(cfg->data_dir, &lock_fd, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "pdrelay run: %s\n", err);
+        ex = cli_exit_for(rc);
+        goto out_curl;
+    }
     cli_modes_check(cfg, run_mode_warn, NULL);
     snprintf(dbp, sizeof dbp, "%s", db_path(db));
     db_close(db);
@@ -290,6 +298,7 @@ out_curl:
     curl_global_cleanup();
 out:
     db_close(db);
+    if (lock_fd >= 0) close(lock_fd);
     pdr_config_destroy(cfg);
     return ex;
 }

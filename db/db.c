@@ -75,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -392,6 +393,41 @@ pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz)
     if (why) return why;
     db_msg(errbuf, errsz, "cannot write %s: %s (%s)", db->path, pdr_strerror(rc), db->errmsg);
     return rc;
+}
+
+pdr_rc db_daemon_lock(const char *data_dir, int *fd_out, char *errbuf, size_t errsz)
+{
+    char path[4200], pid[32] = "";
+    int fd;
+    ssize_t n;
+    *fd_out = -1;
+    snprintf(path, sizeof path, "%s/%s", data_dir, DB_LOCK_FILE_NAME);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        int err = errno;
+        db_msg(errbuf, errsz, "cannot open %s: %s", path, strerror(err));
+        return db_rc_from_errno(err);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        n = read(fd, pid, sizeof pid - 1);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (err != EWOULDBLOCK) {
+            db_msg(errbuf, errsz, "cannot lock %s: %s", path, strerror(err));
+            return PDR_ERR_IO;
+        }
+        db_msg(errbuf, errsz, "another pdrelay run (pid %s) already serves the outbox in %s; one daemon per "
+               "outbox (stop it, or give this one its own [agent] data_dir)", pid[0] ? pid : "unknown", data_dir);
+        return PDR_ERR_BUSY;
+    }
+    n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* The lock holds without the pid: it is only for the message. */
+    }
+    *fd_out = fd;
+    return PDR_OK;
 }
 
 void db_tx_rollback(db_t *db)

@@ -128,6 +128,15 @@ pdr_rc db_write_probe(db_t *db);
 **   other             the probe's failure (disk full, locked, I/O error). */
 pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz);
 
+/* One daemon per outbox: takes an exclusive lock (flock) on
+** data_dir/pdrelay.lock, held by *fd_out until it is closed (at exit), and
+** writes the process id into it. Two daemons on one outbox would both send
+** its heads (each event twice) and each pace a key at rate_per_minute.
+** PDR_ERR_BUSY when another process holds it (errbuf names its pid). `send`
+** and `queue` do not take it: they run beside the daemon. */
+#define DB_LOCK_FILE_NAME "pdrelay.lock"
+pdr_rc db_daemon_lock(const char *data_dir, int *fd_out, char *errbuf, size_t errsz);
+
 /* Explains a failure rc met opening or writing the database of data_dir
 ** for writing. SQLite reports a file it cannot write as SQLITE_READONLY (it
 ** opened it read-only without a word), SQLITE_CANTOPEN or SQLITE_PERM;

@@ -957,6 +957,17 @@ static void test_startup_errors(void **state)
     free(err);
     free(want);
     free(text);
+    /* A second daemon on the same outbox (another port, or none): refused,
+    ** or both would send every event and each pace a key on its own. */
+    text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n", f->data_dir);
+    tu_write_file(cfg2, text);
+    assert_int_equal(tu_run(argv, NULL, NULL, &err), 75);
+    want = tu_printf("pdrelay run: another pdrelay run (pid %d) already serves the outbox in %s", (int)f->d.pid,
+                     f->data_dir);
+    if (!strstr(err, want)) it_fail("stderr: %s", err);
+    free(err);
+    free(want);
+    free(text);
     free(cfg2);
     /* The first daemon was not disturbed. */
     assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
