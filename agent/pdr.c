@@ -261,3 +261,21 @@ size_t pdr_utf8_chars(const char *s)
         if (((unsigned char)*s & 0xC0) != 0x80) n++;
     return n;
 }
+
+size_t pdr_redact_in(char *text, const char *secret)
+{
+    char red[PDR_REDACT_SIZE];
+    size_t n = 0, slen = secret ? strlen(secret) : 0, rlen;
+    char *p = text;
+    if (slen < 8) return 0;   /* shorter secrets are not redacted in part */
+    pdr_redact(secret, red, sizeof red);
+    rlen = strlen(red);
+    if (rlen > slen) return 0;
+    while ((p = strstr(p, secret)) != NULL) {
+        memcpy(p, red, rlen);
+        memmove(p + rlen, p + slen, strlen(p + slen) + 1);
+        p += rlen;
+        n++;
+    }
+    return n;
+}

@@ -82,6 +82,13 @@ pdr_rc pdr_routing_key_check(const char *key, size_t len, const char **why);
 #define PDR_REDACT_SIZE 16
 char *pdr_redact(const char *secret, char *out, size_t outsz);
 
+/* Replaces, in place, every occurrence of secret in text (NUL-terminated)
+** with its redaction: text quoted from elsewhere (an upstream's error reply
+** that echoes the routing key) must not carry a key into logs or rows. The
+** redaction is never longer than a 32-byte key, so text does not grow.
+** Returns how many it replaced. */
+size_t pdr_redact_in(char *text, const char *secret);
+
 /* The length (1 to 4) of the well-formed UTF-8 sequence at s, n bytes of
 ** which may be read, and its code point in *cp; 0 when s does not start one
 ** (a stray continuation byte, an overlong form, a surrogate, a code point

@@ -388,6 +388,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     db_row *r = &l->row;
 
     pd_request_result(l->req, cc, &o->res);
+    pdr_redact_in(o->res.error, l->key);   /* an upstream that echoes the key: not into rows or logs */
     api_metrics(l, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
     l->busy = 0;

@@ -482,6 +482,12 @@ static void test_helpers(void **state)
     assert_string_equal(pdr_redact(KEY, red, sizeof red), "R0\xe2\x80\xa6" "ab12");
     assert_string_equal(pdr_redact("short", red, sizeof red), "\xe2\x80\xa6");
     assert_string_equal(pdr_redact(NULL, red, sizeof red), "\xe2\x80\xa6");
+    /* A key quoted by an upstream's error text is redacted in it. */
+    char text[256];
+    snprintf(text, sizeof text, "HTTP 400: routing key %s is not valid; %s again", KEY, KEY);
+    assert_int_equal(pdr_redact_in(text, KEY), 2);
+    assert_string_equal(text, "HTTP 400: routing key R0\xe2\x80\xa6" "ab12 is not valid; R0\xe2\x80\xa6" "ab12 again");
+    assert_int_equal(pdr_redact_in(text, KEY), 0);
     char hex[PDR_SHA256_HEX_LEN];
     assert_int_equal(pdr_sha256_hex("abc", 3, hex), PDR_OK);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
