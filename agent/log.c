@@ -29,7 +29,12 @@ void pdr_log_set_fd(int fd) { log_fd = fd < 0 ? 2 : fd; }
 static int esc_unsafe(uint32_t cp)
 {
     return (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
-           (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+           (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) ||
+           /* invisible: soft hyphen, Arabic letter mark, zero-width space,
+           ** joiners and direction marks, word joiner and its kin, the BOM,
+           ** and the tag characters */
+           cp == 0xAD || cp == 0x061C || (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2060 && cp <= 0x2064) ||
+           cp == 0xFEFF || (cp >= 0xE0000 && cp <= 0xE007F);
 }
 
 static const char esc_hex[] = "0123456789abcdef";
@@ -43,8 +48,13 @@ static size_t esc_x(char *e, unsigned char c)
     return 4;
 }
 
+/* \uXXXX, or a UTF-16 surrogate pair past U+FFFF (as JSON spells it). */
 static size_t esc_u(char *e, uint32_t cp)
 {
+    if (cp > 0xFFFF) {
+        size_t n = esc_u(e, 0xD800 + ((cp - 0x10000) >> 10));
+        return n + esc_u(e + n, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+    }
     e[0] = '\\';
     e[1] = 'u';
     for (int k = 0; k < 4; k++) e[2 + k] = esc_hex[(cp >> (12 - 4 * k)) & 15];
@@ -87,7 +97,7 @@ size_t pdr_log_escape(char *out, size_t outsz, const char *s, size_t len, pdr_es
     while (i < len) {
         uint32_t cp = 0;
         size_t n = pdr_utf8_decode(s + i, len - i, &cp);
-        char e[8];
+        char e[16];
         size_t elen = esc_char(n != 0, cp, (unsigned char)s[i], mode, e);
         const char *piece = elen ? e : s + i;
         size_t plen = elen ? elen : n;

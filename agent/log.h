@@ -43,7 +43,9 @@ void pdr_log(pdr_log_level level, const char *msg, ...) __attribute__((sentinel)
 ** What is escaped, in every mode:
 **   - C0 controls (0x00-0x1F) and DEL (0x7F);
 **   - C1 controls (U+0080-U+009F, bytes C2 80..C2 9F), the line and
-**     paragraph separators U+2028 U+2029 and the bidirectional overrides
+**     paragraph separators U+2028 U+2029, the invisible characters (U+00AD,
+**     U+061C, U+200B-U+200F, U+2060-U+2064, U+FEFF, the tags
+**     U+E0000-U+E007F) and the bidirectional overrides
 **     and isolates U+202A-U+202E, U+2066-U+2069 (they reorder what a
 **     terminal shows);
 **   - every byte that is not part of well-formed UTF-8.

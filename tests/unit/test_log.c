@@ -98,6 +98,9 @@ static void test_log_escapes_controls(void **state)
     assert_logged("\xed\xa0\x80", "\"\\xed\\xa0\\x80\"");
     /* a bidi override */
     assert_logged("\xe2\x80\xae" "gnp.exe", "\"\\u202egnp.exe\"");
+    /* invisible characters: a zero-width space, a direction mark, the BOM, a tag */
+    assert_logged("a\xe2\x80\x8b" "b\xe2\x80\x8e" "c\xef\xbb\xbf" "d\xf3\xa0\x81\x81",
+                  "\"a\\u200bb\\u200ec\\ufeffd\\udb40\\udc41\"");
     /* quotes and backslashes cannot forge an escape */
     assert_logged("say \"hi\" \\x1b", "\"say \\\"hi\\\" \\\\x1b\"");
     /* readable text stays readable */
