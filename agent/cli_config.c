@@ -56,7 +56,7 @@ static void esc_free(esc_pool *p)
 
 static void config_print(const pdr_config *c)
 {
-    char d1[32], d2[32], d3[32], d4[32], d5[32], d6[32];
+    char d1[32], d2[32], d3[32], d4[32], d5[32], d6[32], u1[1024], u2[1024];
     esc_pool p = {{NULL}, 0};
     printf("%s: valid\n", esc(&p, c->path));
     printf("[agent]     data_dir=%s log_level=%s syslog=%s source=%s default_severity=%s\n", esc(&p, c->data_dir),
@@ -72,10 +72,10 @@ static void config_print(const pdr_config *c)
     esc_free(&p);
     printf("[pagerduty] url=%s rate_per_minute=%d burst=%d rate_window=%s backoff_initial_ms=%lld backoff_max_ms=%lld "
            "timeout_ms=%lld connect_timeout_ms=%lld concurrency=%d ca_file=%s proxy=%s\n",
-           esc(&p, c->pd_url), c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
+           esc(&p, pdr_url_redact(c->pd_url, u1, sizeof u1)), c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
            (long long)c->backoff_initial_ms,
            (long long)c->backoff_max_ms, (long long)c->timeout_ms, (long long)c->connect_timeout_ms,
-           c->concurrency, esc(&p, c->ca_file), esc(&p, c->proxy));
+           c->concurrency, esc(&p, c->ca_file), c->proxy ? esc(&p, pdr_url_redact(c->proxy, u2, sizeof u2)) : "(unset)");
     esc_free(&p);
     printf("[outbox]    synchronous=%s max_events=%lld max_age=%s\n",
            c->synchronous == PDR_SYNC_FULL ? "full" : "normal", (long long)c->max_events,

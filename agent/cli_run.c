@@ -173,6 +173,7 @@ int cli_run(int argc, char **argv)
     sigset_t set;
     char red[PDR_REDACT_SIZE], nt[16], dbp[1024], err[512];
     int lock_fd = -1;   /* one daemon per outbox: held until exit */
+    char shown_url[1024];
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
@@ -255,7 +256,7 @@ int cli_run(int argc, char **argv)
     }
     snprintf(nt, sizeof nt, "%zu", cfg->n_targets);
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
-            dbp, "url", cfg->pd_url, "targets", nt, NULL);
+            dbp, "url", pdr_url_redact(cfg->pd_url, shown_url, sizeof shown_url), "targets", nt, NULL);
     notify_ready(cfg);
     for (size_t i = 0; i < cfg->n_targets; i++)
         pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",

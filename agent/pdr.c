@@ -279,3 +279,22 @@ size_t pdr_redact_in(char *text, const char *secret)
     }
     return n;
 }
+
+char *pdr_url_redact(const char *url, char *out, size_t outsz)
+{
+    const char *scheme = url ? strstr(url, "://") : NULL, *auth, *at, *colon;
+    if (!outsz) return out;
+    if (!url) {
+        out[0] = '\0';
+        return out;
+    }
+    auth = scheme ? scheme + 3 : url;
+    at = strchr(auth, '@');
+    colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!at || memchr(auth, '/', (size_t)(at - auth)) || !colon) {
+        snprintf(out, outsz, "%s", url);
+        return out;
+    }
+    snprintf(out, outsz, "%.*s:\xe2\x80\xa6%s", (int)(colon - url), url, at);
+    return out;
+}

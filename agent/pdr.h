@@ -89,6 +89,11 @@ char *pdr_redact(const char *secret, char *out, size_t outsz);
 ** Returns how many it replaced. */
 size_t pdr_redact_in(char *text, const char *secret);
 
+/* url for display: a password in it ("scheme://user:secret@host") becomes
+** "…" ("scheme://user:…@host"). Writes at most outsz bytes with the NUL;
+** returns out. */
+char *pdr_url_redact(const char *url, char *out, size_t outsz);
+
 /* The length (1 to 4) of the well-formed UTF-8 sequence at s, n bytes of
 ** which may be read, and its code point in *cp; 0 when s does not start one
 ** (a stray continuation byte, an overlong form, a surrogate, a code point

@@ -488,6 +488,12 @@ static void test_helpers(void **state)
     assert_int_equal(pdr_redact_in(text, KEY), 2);
     assert_string_equal(text, "HTTP 400: routing key R0\xe2\x80\xa6" "ab12 is not valid; R0\xe2\x80\xa6" "ab12 again");
     assert_int_equal(pdr_redact_in(text, KEY), 0);
+    /* A password in a URL is not shown. */
+    assert_string_equal(pdr_url_redact("http://user:S3cret@proxy:3128", text, sizeof text),
+                        "http://user:\xe2\x80\xa6@proxy:3128");
+    assert_string_equal(pdr_url_redact("https://events.pagerduty.com", text, sizeof text),
+                        "https://events.pagerduty.com");
+    assert_string_equal(pdr_url_redact("https://host/a:b@c", text, sizeof text), "https://host/a:b@c");
     char hex[PDR_SHA256_HEX_LEN];
     assert_int_equal(pdr_sha256_hex("abc", 3, hex), PDR_OK);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
