@@ -112,12 +112,13 @@ const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *
 {
     const pdr_target *t = pdr_config_target(cfg, arg);
     char red[PDR_REDACT_SIZE];
+    const char *why;
     if (t) return t->routing_key;
-    if (strlen(arg) == PDR_ROUTING_KEY_LEN) return arg;
+    if (pdr_routing_key_check(arg, strlen(arg), &why) == PDR_OK) return arg;
     fprintf(stderr,
             "pdrelay %s: --key %s is neither a target of the config nor a routing key "
-            "(a routing key has exactly %d characters, this has %zu)\n",
-            cmd, pdr_redact(arg, red, sizeof red), PDR_ROUTING_KEY_LEN, strlen(arg));
+            "(a routing key is exactly %d letters and digits; this has %zu characters)\n",
+            cmd, pdr_redact(arg, red, sizeof red), PDR_ROUTING_KEY_LEN, pdr_utf8_chars(arg));
     return NULL;
 }
 

@@ -144,6 +144,7 @@ static int send_validate(const send_args *a, pdr_action *act_out)
     int bad = 0;
     pdr_action act = PDR_ACTION_TRIGGER;
     char red[PDR_REDACT_SIZE];
+    const char *why;
 
     if (a->event_type) {
         act = pdr_action_parse(a->event_type);
@@ -183,10 +184,10 @@ static int send_validate(const send_args *a, pdr_action *act_out)
                 a->severity);
         bad = 1;
     }
-    if (a->routing_key && strlen(a->routing_key) != PDR_ROUTING_KEY_LEN) {
-        send_fail("routing key %s has %zu characters; a PagerDuty integration key "
-                        "has exactly %d",
-                pdr_redact(a->routing_key, red, sizeof red), strlen(a->routing_key), PDR_ROUTING_KEY_LEN);
+    if (a->routing_key && pdr_routing_key_check(a->routing_key, strlen(a->routing_key), &why) != PDR_OK) {
+        send_fail("routing key %s has %zu characters; a PagerDuty integration key is exactly %d letters and "
+                  "digits",
+                  pdr_redact(a->routing_key, red, sizeof red), pdr_utf8_chars(a->routing_key), PDR_ROUTING_KEY_LEN);
         bad = 1;
     }
     if (a->routing_key && a->target) {

@@ -512,9 +512,9 @@ static int check_routing_key(load_ctx *c, const char *what, const char *key, siz
     copy[len] = '\0';
     pdr_redact(copy, red, sizeof red);
     if (pdr_routing_key_check(copy, len, &why) != PDR_OK) {
-        if (strcmp(why, "length") == 0)
-            err_at(c, c->lineno, "%s (%s) has %zu characters; exactly %d are required", what, red, len,
-                   PDR_ROUTING_KEY_LEN);
+        if (strcmp(why, "length") == 0 && pdr_utf8_chars(copy) != PDR_ROUTING_KEY_LEN)
+            err_at(c, c->lineno, "%s (%s) has %zu characters; exactly %d are required", what, red,
+                   pdr_utf8_chars(copy), PDR_ROUTING_KEY_LEN);
         else
             err_at(c, c->lineno,
                    "%s (%s) contains a character other than a letter or a digit; an integration key is %d "
