@@ -25,7 +25,14 @@ pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code)
     pdr_config *cfg = NULL;
     pdr_config_errors errs = {0};
     const char *p = cli_config_path(path);
-    pdr_rc rc = pdr_config_load(p, &cfg, &errs);
+    pdr_rc rc;
+    if (path && !*path) {
+        /* -c "" (an unset variable, say) must not fall back to the system config. */
+        fprintf(stderr, "pdrelay %s: -c/--config needs a file name, not an empty string\n", cmd);
+        *exit_code = CLI_EXIT_USAGE;
+        return NULL;
+    }
+    rc = pdr_config_load(p, &cfg, &errs);
     if (rc == PDR_OK) return cfg;
     for (size_t i = 0; i < errs.n; i++) {
         /* the file's own bytes may be in the message: shown escaped */

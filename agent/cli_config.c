@@ -153,7 +153,7 @@ int cli_config(int argc, char **argv)
     }
     pdr_config *cfg = cli_config_load("config check", path, &ex);
     if (!cfg) {
-        fprintf(stderr, "pdrelay config check: %s is not valid\n", cli_config_path(path));
+        if (!path || *path) fprintf(stderr, "pdrelay config check: %s is not valid\n", cli_config_path(path));
         return ex;
     }
     config_print(cfg);

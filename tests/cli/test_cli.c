@@ -1048,6 +1048,11 @@ static void test_send_dedup_key_as_checked(void **state)
     assert_int_equal(strncmp(rows[1].dedup_key, out, 36), 0);
     db_rows_free(rows, n);
     free(out); free(err);
+    /* -c "" is a usage error, never the system config. */
+    assert_int_equal(run(&out, &err, "queue", "-c", "", "status", NULL), 2);
+    assert_true(tu_contains(err, "-c/--config needs a file name, not an empty string"));
+    assert_false(tu_contains(err, "/etc/pdrelay"));
+    free(out); free(err);
     /* What send quotes of its arguments is escaped too. */
     assert_int_equal(run(&out, &err, "send", "-c", f->cfg, "-f", "x\x1b]0;T\x07", "-d", "x", NULL), 2);
     assert_null(strchr(err, '\x1b'));
