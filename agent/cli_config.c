@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "ingest.h"
 #include "log.h"
 
 static const struct option config_options[] = {
@@ -155,6 +156,18 @@ int cli_config(int argc, char **argv)
     if (!cfg) {
         if (!path || *path) fprintf(stderr, "pdrelay config check: %s is not valid\n", cli_config_path(path));
         return ex;
+    }
+    {
+        /* What `run` refuses at start, `config check` refuses too. */
+        char err[600] = "";
+        if (ingest_token_check(cfg->auth_token_file, err, sizeof err) != PDR_OK) {
+            char *shown = pdr_log_escape_dup(err, PDR_ESC_TEXT);
+            fprintf(stderr, "pdrelay config check: %s\n", shown ? shown : err);
+            free(shown);
+            fprintf(stderr, "pdrelay config check: %s is not valid\n", cli_config_path(path));
+            pdr_config_destroy(cfg);
+            return CLI_EXIT_USAGE;
+        }
     }
     config_print(cfg);
     cli_modes_check(cfg, config_mode_warn, NULL);

@@ -208,6 +208,16 @@ static pdr_rc token_load(const char *path, cfg_ref *ref, char *errbuf, size_t er
     return PDR_OK;
 }
 
+pdr_rc ingest_token_check(const char *path, char *errbuf, size_t errsz)
+{
+    cfg_ref scratch;
+    pdr_rc rc;
+    memset(&scratch, 0, sizeof scratch);
+    rc = token_load(path, &scratch, errbuf, errsz);
+    memset(&scratch, 0, sizeof scratch);
+    return rc;
+}
+
 /* Drops a reference; the last one frees a config replaced by a reload. */
 static void cfg_unref(cfg_ref *ref)
 {

@@ -51,6 +51,11 @@ typedef struct ingest ingest;
 ** token; errbuf gets "FILE: why" on failure. */
 pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbuf, size_t errsz);
 
+/* Reads the auth token file as ingest_create() does, keeping nothing
+** (`config check`): PDR_OK for NULL or a readable non-empty first line, else
+** PDR_ERR_CONFIG with errbuf saying why. */
+pdr_rc ingest_token_check(const char *path, char *errbuf, size_t errsz);
+
 /* Binds the TCP address and the unix socket of cfg and starts serving.
 ** errbuf gets what failed ("127.0.0.1:8787: Address already in use"). */
 pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz);

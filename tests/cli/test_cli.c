@@ -1048,6 +1048,16 @@ static void test_send_dedup_key_as_checked(void **state)
     assert_int_equal(strncmp(rows[1].dedup_key, out, 36), 0);
     db_rows_free(rows, n);
     free(out); free(err);
+    /* config check refuses what run refuses: an unreadable auth token file. */
+    {
+        char *tokcfg = tu_printf("%s/tok.ini", f->dir);
+        char *t = tu_printf("[agent]\ndata_dir = %s\n[listen]\nauth_token_file = %s/missing.token\n", f->data_dir,
+                            f->dir);
+        tu_write_file(tokcfg, t);
+        assert_int_equal(run(&out, &err, "config", "check", "-c", tokcfg, NULL), 2);
+        assert_true(tu_contains(err, "missing.token: cannot read the auth token file"));
+        free(out); free(err); free(t); free(tokcfg);
+    }
     /* -c "" is a usage error, never the system config. */
     assert_int_equal(run(&out, &err, "queue", "-c", "", "status", NULL), 2);
     assert_true(tu_contains(err, "-c/--config needs a file name, not an empty string"));
