@@ -662,6 +662,13 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
 
     *done = 1;
     rq->r = route_find(url);
+    /* Before anything else, on every route: a body whose length can be read
+    ** two ways could smuggle a second request past a proxy. */
+    if (framing_check(c, why, sizeof why)) {
+        if (is_post_route(rq->r)) metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
+        pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "400", "error", why, NULL);
+        return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid request", "Bad request framing", NULL, NULL, "%s", why);
+    }
     if (rq->r == ROUTE_NONE)
         return reply_error(c, MHD_HTTP_NOT_FOUND, "not found", "Not found", NULL, NULL,
                            "no endpoint at %.200s; endpoints: " ENDPOINT_LIST, url);
@@ -678,13 +685,6 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
             return reply_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized", NULL, NULL,
                                "this pdrelay requires the header 'Authorization: Bearer <token>' "
                                "with the token of [listen] auth_token_file");
-        }
-        if (framing_check(c, why, sizeof why)) {
-            metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
-            pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "400", "error", why,
-                    NULL);
-            return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid request", "Bad request framing", NULL, NULL, "%s",
-                               why);
         }
         cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > INGEST_BODY_MAX) {

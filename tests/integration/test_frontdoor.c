@@ -320,6 +320,12 @@ static void test_ambiguous_framing_refused(void **state)
         {"POST /v2/enqueue HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
          "0\r\n\r\n",
          "not supported"},
+        /* every route: a GET smuggling a second request in a "body" */
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 33\r\n\r\n"
+         "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+         "2 Content-Length headers"},
+        {"GET /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         "both Content-Length and Transfer-Encoding"},
     };
     fx *f = fx_new("");
     post_ok(f, "before");
@@ -330,6 +336,7 @@ static void test_ambiguous_framing_refused(void **state)
         raw_send(fd, cases[i].req);
         reply = raw_read_until_close(fd, 10000, NULL, 0, &closed);
         assert_raw_error(reply, "HTTP/1.1 400 ", cases[i].want);
+        if (strstr(reply + 1, "HTTP/1.1 ")) it_fail("case %zu: a second reply: %s", i, reply);
         free(reply);
         close(fd);
     }
