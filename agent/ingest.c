@@ -34,6 +34,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <strings.h>
 #include <pthread.h>
@@ -68,6 +69,11 @@
 /* Stack of each event-loop thread: a request needs a few KB of its own,
 ** and cJSON recursion is capped at CJSON_NESTING_LIMIT levels. */
 #define INGEST_THREAD_STACK (512 * 1024)
+
+/* The most memory the bodies of requests in progress may hold at once: a
+** crowd of clients each sending 511 KB and stalling must not take the
+** gateway's memory (a body that would pass it is answered 503). */
+#define INGEST_BODY_BUDGET (64 * 1024 * 1024)
 
 /* File descriptors kept for everything but client connections (the
 ** database, libcurl's sockets, epoll and wake-up descriptors, logs). */
@@ -123,10 +129,15 @@ typedef struct conn {
     int64_t since_ms;           /* start of the current wait (monotonic) */
     int fd;
     int in_request;             /* the handler saw this request's headers */
+    int expect;                 /* ... with Expect: MHD may write "100 Continue" */
+    int replying;               /* a reply is queued: MHD writes it */
     int killed;                 /* the reaper cut it off */
 } conn;
 
-enum { DL_NONE = -1, DL_FIRST = 0, DL_KEEPALIVE = 1, DL_N = 2 };
+/* The waits a deadline bounds: for the first request (from the opening),
+** for the next one (from the previous reply), and for a reply to be taken
+** by a client that reads it slowly. Waiting for the writer has none. */
+enum { DL_NONE = -1, DL_FIRST = 0, DL_KEEPALIVE = 1, DL_REPLY = 2, DL_N = 3 };
 
 struct ingest {
     writer *w;
@@ -141,6 +152,7 @@ struct ingest {
     int reaper_started, reaper_stop;
     int64_t reaper_wake_ms;     /* when the reaper wakes next; INT64_MAX: not before a signal */
     int64_t timeouts;           /* connections cut off (under cmu) */
+    atomic_llong body_bytes;    /* buffers of bodies in progress, against INGEST_BODY_BUDGET */
     char reply408[320];
     size_t reply408_len;
     /* The rate limit on MHD's log lines. */
@@ -315,8 +327,12 @@ static const char *route_name(route r)
 
 /* ---- ingest of a body ------------------------------------------------- */
 
+static int conn_claim(ingest *in, struct MHD_Connection *c, int replying);
+static void body_drop(req *rq, int why);
+
 static void req_free(req *rq)
 {
+    if (rq->cap) atomic_fetch_sub(&rq->in->body_bytes, (long long)rq->cap);
     free(rq->buf);
     free(rq->evs);
     free(rq->res);
@@ -348,6 +364,7 @@ static enum MHD_Result job_submit(ingest *in, struct MHD_Connection *c, req *rq)
     rq->in = in;
     rq->c = c;
     rq->submitted = 1;
+    conn_claim(in, c, 0);   /* waiting for the writer: no deadline */
     pthread_mutex_lock(&in->mu);
     in->jobs_out++;
     pthread_mutex_unlock(&in->mu);
@@ -438,9 +455,7 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
     default: rc = norm_alerts(rq->buf, rq->len, rq->ref->cfg, nr); break;
     }
     /* The body is parsed: its text is no longer needed. */
-    free(rq->buf);
-    rq->buf = NULL;
-    rq->len = rq->cap = 0;
+    body_drop(rq, 0);
     if (rc == PDR_ERR_INVALID) return reply_invalid(c, rq->r, nr);
     if (rc) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
@@ -523,7 +538,7 @@ static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
 
 /* GET /metrics: the registry, with the outbox gauges the probe just read
 ** (the last known ones if the database cannot be read now). */
-static enum MHD_Result reply_metrics(struct MHD_Connection *c, const writer_stats *st)
+static enum MHD_Result reply_metrics(ingest *in, struct MHD_Connection *c, const writer_stats *st)
 {
     metrics_gauges g;
     struct MHD_Response *resp;
@@ -532,6 +547,8 @@ static enum MHD_Result reply_metrics(struct MHD_Connection *c, const writer_stat
     g.pending = st->pending;
     g.dead = st->dead;
     g.dedup_entries = st->dedup_entries;
+    g.body_bytes = atomic_load(&in->body_bytes);
+    g.body_budget = INGEST_BODY_BUDGET;
     g.oldest_age_s = st->oldest_ms ? (double)(pdr_clock_now_ms() - st->oldest_ms) / 1000.0 : 0;
     if (g.oldest_age_s < 0) g.oldest_age_s = 0;
     text = metrics_render(&g);
@@ -570,7 +587,7 @@ static enum MHD_Result get_reply(ingest *in, struct MHD_Connection *c, req *rq)
     cJSON *o;
 
     writer_stats_get(in->w, &st);
-    if (rq->r == ROUTE_METRICS) return reply_metrics(c, &st);
+    if (rq->r == ROUTE_METRICS) return reply_metrics(in, c, &st);
     if (rq->job.rc) return reply_unavailable(c, rq->job.rc);
     if (st.pending + st.dead >= max_events) return reply_unavailable(c, PDR_ERR_FULL);
     o = cJSON_CreateObject();
@@ -699,14 +716,22 @@ static enum MHD_Result request_begin(ingest *in, struct MHD_Connection *c, req *
     return MHD_YES;
 }
 
+/* Drops the body read so far; too_big says why (1 over 512 KB, 2 out of
+** memory, 3 over the budget of all bodies). */
+static void body_drop(req *rq, int why)
+{
+    rq->too_big = why;
+    if (rq->cap) atomic_fetch_sub(&rq->in->body_bytes, (long long)rq->cap);
+    free(rq->buf);
+    rq->buf = NULL;
+    rq->len = rq->cap = 0;
+}
+
 static void body_append(req *rq, const char *data, size_t n)
 {
     if (rq->too_big) return;
     if (rq->len + n > INGEST_BODY_MAX) {
-        rq->too_big = 1;
-        free(rq->buf);
-        rq->buf = NULL;
-        rq->len = rq->cap = 0;
+        body_drop(rq, 1);
         return;
     }
     if (rq->len + n > rq->cap) {
@@ -714,9 +739,16 @@ static void body_append(req *rq, const char *data, size_t n)
         char *p;
         while (cap < rq->len + n) cap *= 2;
         if (cap > INGEST_BODY_MAX) cap = INGEST_BODY_MAX;
+        if (atomic_fetch_add(&rq->in->body_bytes, (long long)(cap - rq->cap)) + (long long)(cap - rq->cap) >
+            INGEST_BODY_BUDGET) {
+            atomic_fetch_sub(&rq->in->body_bytes, (long long)(cap - rq->cap));
+            body_drop(rq, 3);
+            return;
+        }
         p = realloc(rq->buf, cap);
         if (!p) {
-            rq->too_big = 2;   /* out of memory: answered 503 */
+            atomic_fetch_sub(&rq->in->body_bytes, (long long)(cap - rq->cap));
+            body_drop(rq, 2);   /* out of memory: answered 503 */
             return;
         }
         rq->buf = p;
@@ -770,10 +802,11 @@ static conn *conn_of(struct MHD_Connection *c)
     return ci ? ci->socket_context : NULL;
 }
 
-/* The handler takes over the request (its reply is being made, or it waits
-** for the writer): no deadline until it completes. Returns 0 when the reaper
-** cut the connection off first. */
-static int conn_busy(ingest *in, struct MHD_Connection *c)
+/* The request arrived whole (or was refused early): replying, its reply
+** must be taken within request_timeout (a client that reads it a byte at a
+** time is cut off); else (waiting for the writer) it has no deadline until
+** the reply. Returns 0 when the reaper cut the connection off first. */
+static int conn_claim(ingest *in, struct MHD_Connection *c, int replying)
 {
     conn *cn = conn_of(c);
     int alive = 1;
@@ -781,6 +814,9 @@ static int conn_busy(ingest *in, struct MHD_Connection *c)
     pthread_mutex_lock(&in->cmu);
     if (cn->killed) {
         alive = 0;
+    } else if (replying) {
+        cn->replying = 1;
+        dl_append(in, cn, DL_REPLY);
     } else {
         dl_detach(in, cn);
     }
@@ -872,7 +908,9 @@ static void *reaper_main(void *arg)
             dl_detach(in, cn);
             cn->killed = 1;
             if (cn->fd >= 0) {
-                if (!cn->in_request) {
+                /* Only while MHD writes nothing: no reply queued, no
+                ** "100 Continue" it may be sending. */
+                if (!cn->replying && !cn->expect) {
                     ssize_t wr = send(cn->fd, in->reply408, in->reply408_len, MSG_NOSIGNAL | MSG_DONTWAIT);
                     (void)wr;   /* best effort: the client may be gone */
                 }
@@ -903,13 +941,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (cn) {
             int killed;
             pthread_mutex_lock(&in->cmu);
-            cn->in_request = 1;   /* from now on MHD may write (100 Continue, a reply) */
+            cn->in_request = 1;
+            cn->expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT) != NULL;
             killed = cn->killed;
             pthread_mutex_unlock(&in->cmu);
             if (killed) return MHD_NO;
         }
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
+        rq->in = in;
         *con_cls = rq;
         /* One lock per request start: count it and take the config. */
         pthread_mutex_lock(&in->mu);
@@ -918,7 +958,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->ref->refs++;
         pthread_mutex_unlock(&in->mu);
         ret = request_begin(in, c, rq, url, method, &done);
-        if (done && !conn_busy(in, c)) return MHD_NO;
+        if (done && !conn_claim(in, c, 1)) return MHD_NO;
         return ret;   /* done or not: MHD_YES reads on, a queued reply ends it */
     }
     if (*upload_data_size) {
@@ -929,9 +969,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq->submitted) {
         /* Resumed: the writer ran the job. */
         if (!atomic_load(&rq->done)) return MHD_YES;
+        if (!conn_claim(in, c, 1)) return MHD_NO;
         return is_post_route(rq->r) ? post_reply(c, rq) : get_reply(in, c, rq);
     }
-    if (!conn_busy(in, c)) return MHD_NO;   /* the body is whole: its deadline is met */
+    if (!conn_claim(in, c, 1)) return MHD_NO;   /* the body is whole: its deadline is met */
+    if (rq->too_big == 3) {
+        pdr_log(PDR_LOG_WARN, "request refused: request bodies in progress hold the memory budget",
+                "endpoint", route_name(rq->r), "status", "503", NULL);
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Busy", RETRY_AFTER_SOON, NULL,
+                           "other requests' bodies hold the %d MiB pdrelay buffers at once; retry shortly",
+                           INGEST_BODY_BUDGET >> 20);
+    }
     if (rq->too_big == 1) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         pdr_log(PDR_LOG_INFO, "request refused", "endpoint", route_name(rq->r), "status", "413", NULL);
@@ -956,7 +1004,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         /* The next request on this connection: within idle_timeout +
         ** request_timeout of now. */
         pthread_mutex_lock(&in->cmu);
-        cn->in_request = 0;
+        cn->in_request = cn->expect = cn->replying = 0;
         if (!cn->killed) dl_append(in, cn, DL_KEEPALIVE);
         pthread_mutex_unlock(&in->cmu);
     }
@@ -985,7 +1033,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     static const char refusal[] = "Error processing request (HTTP response code is %u ('%s'))";
     static const char at_limit[] = "Server reached connection limit";
     static const char *const client_errors[] = {"Failed to parse `Content-Length'", "Too large value of 'Content-Length'",
-                                                "Received HTTP/1.1 request without `Host'"};
+                                                "Received HTTP/1.1 request without `Host'",
+                                                "Connection was closed by remote side"};
     ingest *in = cls;
     char msg[512];
     size_t n;
@@ -1031,7 +1080,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
-    /* What MHD says just before the refusal logged above: detail for debug. */
+    /* What MHD says of a client's error or departure: detail for debug. */
     for (size_t i = 0; i < sizeof client_errors / sizeof client_errors[0]; i++)
         if (strncmp(fmt, client_errors[i], strlen(client_errors[i])) == 0) {
             pdr_log(PDR_LOG_DEBUG, "http server", "detail", msg, NULL);
@@ -1087,6 +1136,7 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
     in->reaper_wake_ms = INT64_MAX;
     in->offset_ms[DL_FIRST] = cfg->request_timeout_ms;
     in->offset_ms[DL_KEEPALIVE] = cfg->idle_timeout_ms + cfg->request_timeout_ms;
+    in->offset_ms[DL_REPLY] = cfg->request_timeout_ms;
     *out = in;
     return PDR_OK;
 }
@@ -1214,6 +1264,12 @@ pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz)
     const pdr_config *cfg = in->cur->cfg;
     pdr_rc rc = PDR_OK;
     fd_limit_raise(cfg);
+#ifdef M_MMAP_THRESHOLD
+    /* Bodies of 128 KB or more get memory of their own, given back when
+    ** freed (glibc would otherwise raise the threshold after the first
+    ** free and keep a burst of large bodies in its heap for good). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     if (pthread_create(&in->reaper, NULL, reaper_main, in) != 0) {
         snprintf(errbuf, errsz, "cannot start the request-timeout thread");
         return PDR_ERR_NOMEM;

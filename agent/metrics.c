@@ -369,6 +369,12 @@ char *metrics_render(const metrics_gauges *g)
         g->oldest_age_s);
     put(&b, "# HELP pdrelay_dedup_entries Entries in the dedup table.\n# TYPE pdrelay_dedup_entries gauge\n"
             "pdrelay_dedup_entries %lld\n", (long long)g->dedup_entries);
+    put(&b, "# HELP pdrelay_ingest_body_bytes Memory held by the bodies of requests in progress; past "
+            "pdrelay_ingest_body_budget_bytes a request is answered 503.\n"
+            "# TYPE pdrelay_ingest_body_bytes gauge\npdrelay_ingest_body_bytes %lld\n"
+            "# HELP pdrelay_ingest_body_budget_bytes The most the bodies of requests in progress may hold.\n"
+            "# TYPE pdrelay_ingest_body_budget_bytes gauge\npdrelay_ingest_body_budget_bytes %lld\n",
+        (long long)g->body_bytes, (long long)g->body_budget);
     put(&b, "# HELP pdrelay_build_info pdrelay's version.\n# TYPE pdrelay_build_info gauge\n"
             "pdrelay_build_info{version=\"%s\"} 1\n", PDR_VERSION);
     put(&b, "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n"

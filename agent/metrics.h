@@ -71,6 +71,8 @@ typedef struct metrics_gauges {
     int64_t dead;
     double oldest_age_s;    /* 0 when nothing is pending */
     int64_t dedup_entries;
+    int64_t body_bytes;     /* memory held by request bodies in progress (ingest) */
+    int64_t body_budget;    /* the most they may hold */
 } metrics_gauges;
 
 /* The whole exposition (malloc'd, NUL-terminated), or NULL on out of memory. */

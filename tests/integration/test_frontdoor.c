@@ -223,7 +223,7 @@ static void test_slow_body_cut_off(void **state)
     post_ok(f, "fast");   /* served while the slow one is still sending */
     reply = raw_read_until_close(fd, 10000, body, 100, &closed);
     assert_true(closed);
-    assert_false(tu_contains(reply, "HTTP/1.1 202"));
+    assert_raw_error(reply, "HTTP/1.1 408 ", "request_timeout");   /* nothing was answered yet */
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     /* Only the fast one was ever queued. */
     cJSON *evs = mockpd_events(f->mock);
@@ -298,6 +298,96 @@ static void test_reload_keeps_listen_settings(void **state)
     close(fd);
     free(changed);
     free(text);
+    fx_free(f);
+}
+
+/* A client that asks and then reads the replies a byte at a time (or not at
+** all) holds its connection no longer than request_timeout. */
+static void test_slow_reader_cut_off(void **state)
+{
+    (void)state;
+    enum { ASKS = 3000 };   /* 3000 replies of 3.5 KB: more than the socket buffers take */
+    fx *f = fx_new("request_timeout = 1s\n");
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 256, closed, replies = 0;
+    char *reply;
+    const char *p;
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)f->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    for (int i = 0; i < ASKS; i++) raw_send(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* Not reading: the daemon's replies pile up until it cuts the connection. */
+    assert_int_equal(it_wait_log(&f->d, "msg=\"slow connections cut off\"", 10000), 0);
+    reply = raw_read_until_close(fd, 10000, NULL, 0, &closed);
+    assert_true(closed);
+    for (p = reply; (p = strstr(p, "HTTP/1.1 200")) != NULL; p++) replies++;
+    if (replies >= ASKS) it_fail("all %d replies were taken: the slow reader was not cut off", replies);
+    free(reply);
+    close(fd);
+    assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+    fx_free(f);
+}
+
+/* Asks GET /metrics until its text holds want (the daemon's own view). */
+static void await_metric(fx *f, const char *want)
+{
+    for (int tries = 0; tries < 20000; tries++) {   /* each ask is a round trip: no sleep */
+        char *text = NULL;
+        int found = it_http(f->base, "GET", "/metrics", NULL, NULL, &text, NULL) == 200 && tu_contains(text, want);
+        free(text);
+        if (found) return;
+    }
+    it_fail("/metrics never showed %s", want);
+}
+
+/* Bodies in progress hold at most 64 MiB at once: past that a request is
+** answered 503 (retry), and taken again once the holders are gone. */
+static void test_body_memory_budget(void **state)
+{
+    (void)state;
+    /* 130 of 512 KiB: 128 fill the budget, whichever come first */
+    enum { HOLDERS = 130, PART = 300 * 1024, LEN = PART + 100000 };
+    fx *f = fx_new("request_timeout = 60s\n");
+    int fds[HOLDERS], fd, closed, st;
+    char *chunk = malloc(LEN), *hdr, *hdr_close, *reply;
+    memset(chunk, ' ', LEN);
+    chunk[0] = '{';
+    chunk[LEN - 1] = '}';
+    hdr = tu_printf("POST /v2/enqueue HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", LEN);
+    hdr_close = tu_printf("POST /v2/enqueue HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
+                          LEN);
+    for (int i = 0; i < HOLDERS; i++) {   /* each asks for a 512 KiB buffer, then stalls */
+        fds[i] = raw_connect(f->port);
+        assert_true(fds[i] >= 0);
+        raw_send(fds[i], hdr);
+        assert_int_equal(send(fds[i], chunk, PART, MSG_NOSIGNAL), PART);
+    }
+    /* The daemon has read them when its gauge says the budget is full. */
+    await_metric(f, "pdrelay_ingest_body_bytes 67108864\n");
+    /* One more, whole: over the budget while those hold it. */
+    fd = raw_connect(f->port);
+    assert_true(fd >= 0);
+    raw_send(fd, hdr_close);
+    assert_int_equal(send(fd, chunk, LEN, MSG_NOSIGNAL), LEN);
+    reply = raw_read_until_close(fd, 10000, NULL, 0, &closed);
+    close(fd);
+    assert_raw_error(reply, "HTTP/1.1 503 ", "MiB pdrelay buffers");
+    assert_true(tu_contains(reply, "Retry-After: 5"));
+    free(reply);
+    /* The holders give up: their memory is given back, and the next body read. */
+    for (int i = 0; i < HOLDERS; i++) close(fds[i]);
+    await_metric(f, "pdrelay_ingest_body_bytes 0\n");
+    reply = NULL;
+    st = it_http(f->base, "POST", "/v2/enqueue", "{}", NULL, &reply, NULL);   /* 400: read and parsed */
+    free(reply);
+    assert_int_equal(st, 400);
+    free(hdr);
+    free(hdr_close);
+    free(chunk);
     fx_free(f);
 }
 
@@ -428,6 +518,8 @@ int main(void)
         cmocka_unit_test(test_slow_body_cut_off),
         cmocka_unit_test(test_fast_client_among_slow_ones),
         cmocka_unit_test(test_reload_keeps_listen_settings),
+        cmocka_unit_test(test_slow_reader_cut_off),
+        cmocka_unit_test(test_body_memory_budget),
         cmocka_unit_test(test_ambiguous_framing_refused),
         cmocka_unit_test(test_reply_is_valid_utf8_json),
         cmocka_unit_test(test_per_client_limit),
