@@ -100,7 +100,7 @@ static const key_def key_table[] = {
     {"listen", "unix_socket", KT_STRING, KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL},
     {"listen", "auth_token_file", KT_STRING, KF_OPTIONAL, "", CFG(auth_token_file), 0, 0, NULL},
     {"listen", "max_connections", KT_INT, 0, "4096", CFG(max_connections), 1, 100000, NULL},
-    {"listen", "max_connections_per_client", KT_INT, 0, "0", CFG(max_connections_per_client), 0, 100000, NULL},
+    {"listen", "max_connections_per_client", KT_INT, 0, "2048", CFG(max_connections_per_client), 0, 100000, NULL},
     {"listen", "threads", KT_INT, 0, "0", CFG(listen_threads), 0, 64, NULL},
     {"listen", "idle_timeout", KT_DURATION, 0, "30s", CFG(idle_timeout_ms), 1000, MS_HOUR, NULL},
     {"listen", "request_timeout", KT_DURATION, 0, "10s", CFG(request_timeout_ms), 100, MS_HOUR, NULL},

@@ -79,7 +79,7 @@ typedef struct pdr_config {
     char *unix_socket;          /* NULL when unset */
     char *auth_token_file;      /* NULL when unset */
     int max_connections;        /* default 4096: HTTP connections open at once */
-    int max_connections_per_client; /* default 0 (no limit): connections from one address */
+    int max_connections_per_client; /* default 2048, 0 = no limit: connections from one address */
     int listen_threads;         /* default 0 (automatic: half the CPUs, at least 1):
                                 ** event-loop threads serving the connections */
     int64_t idle_timeout_ms;    /* default 30s: a connection on which nothing

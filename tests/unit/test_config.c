@@ -114,7 +114,7 @@ static void check_defaults(const pdr_config *c)
     assert_null(c->unix_socket);
     assert_null(c->auth_token_file);
     assert_int_equal(c->max_connections, 4096);
-    assert_int_equal(c->max_connections_per_client, 0);
+    assert_int_equal(c->max_connections_per_client, 2048);
     assert_int_equal(c->listen_threads, 0);
     assert_int_equal(c->request_timeout_ms, 10000);
     assert_int_equal(c->idle_timeout_ms, 30000);
