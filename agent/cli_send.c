@@ -328,6 +328,9 @@ static void report_repairs(const pdr_repairs *rep)
     if (rep->urls_dropped)
         send_fail("warning: %d URL(s) dropped (only http:// and https:// are sent)",
                 rep->urls_dropped);
+    if (rep->numbers_changed)
+        send_fail("warning: %d number(s) sent changed (out of range: null; integers past 2^53: rounded)",
+                  rep->numbers_changed);
 }
 
 int cli_send(int argc, char **argv)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -384,7 +385,7 @@ int pdr_url_http(const char *s)
 int pdr_repairs_any(const pdr_repairs *rep)
 {
     return rep->summary_chars || rep->images_dropped || rep->details_shrunk || rep->utf8_repaired ||
-           rep->timestamp_dropped || rep->urls_dropped;
+           rep->timestamp_dropped || rep->urls_dropped || rep->numbers_changed;
 }
 
 void pdr_event_err_add(pdr_event_errors *errs, const char *fmt, ...)
@@ -767,6 +768,21 @@ static pdr_rc event_validate(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, p
     return errs->n ? PDR_ERR_INVALID : PDR_OK;
 }
 
+/* Numbers the body carries that cJSON (a double) cannot send as written:
+** out of range (printed null) or integers of 2^53 and more (rounded). They
+** are sent changed, so they are counted as a repair. */
+static int numbers_changed(const cJSON *node)
+{
+    int n = 0;
+    const cJSON *it;
+    if (cJSON_IsNumber(node)) {
+        double v = node->valuedouble;
+        return !isfinite(v) || fabs(v) >= 9007199254740992.0;
+    }
+    cJSON_ArrayForEach(it, node) n += numbers_changed(it);
+    return n;
+}
+
 pdr_rc pdr_event_check_text(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pdr_event_errors *errs,
                             char **text_out, size_t *len_out)
 {
@@ -774,6 +790,7 @@ pdr_rc pdr_event_check_text(cJSON *ev, pdr_event_kind kind, pdr_repairs *rep, pd
     size_t len;
     pdr_rc rc = event_validate(ev, kind, rep, errs);
     if (rc) return rc;
+    rep->numbers_changed = numbers_changed(ev);
     /* The text to send is also the measure of the size: printed once, and
     ** again only when custom_details had to shrink. */
     text = cJSON_PrintUnformatted(ev);

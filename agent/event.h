@@ -60,6 +60,8 @@ typedef struct pdr_repairs {
     size_t utf8_repaired;     /* invalid UTF-8 sequences replaced with U+FFFD */
     int timestamp_dropped;    /* 1 when an invalid payload.timestamp was removed */
     int urls_dropped;         /* links, image hrefs and client_url that were not http(s) */
+    int numbers_changed;      /* numbers JSON carries as a double: out of range (sent as
+                              ** null) or integers past 2^53 (rounded) */
 } pdr_repairs;
 
 /* Did pdr_event_check() make a repair worth logging? (A generated

@@ -417,7 +417,7 @@ static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const no
 
 static void log_repairs(const norm_event *ev)
 {
-    char red[PDR_REDACT_SIZE], chars[24], imgs[16], det[16], utf8[24], ts[16], urls[16];
+    char red[PDR_REDACT_SIZE], chars[24], imgs[16], det[16], utf8[24], ts[16], urls[16], nums[16];
     /* A generated dedup_key is not a repair: it is what PagerDuty does too. */
     if (!pdr_repairs_any(&ev->rep)) return;
     snprintf(chars, sizeof chars, "%zu", ev->rep.summary_chars);
@@ -426,6 +426,7 @@ static void log_repairs(const norm_event *ev)
     snprintf(utf8, sizeof utf8, "%zu", ev->rep.utf8_repaired);
     snprintf(ts, sizeof ts, "%d", ev->rep.timestamp_dropped);
     snprintf(urls, sizeof urls, "%d", ev->rep.urls_dropped);
+    snprintf(nums, sizeof nums, "%d", ev->rep.numbers_changed);
     pdr_log(PDR_LOG_INFO, "event repaired", "key", pdr_redact(ev->routing_key, red, sizeof red),
             "dedup_key", ev->dedup_key[0] ? ev->dedup_key : NULL,
             "summary_cut_from", ev->rep.summary_chars ? chars : NULL,
@@ -433,7 +434,8 @@ static void log_repairs(const norm_event *ev)
             "details_shrunk", ev->rep.details_shrunk ? det : NULL,
             "invalid_utf8_replaced", ev->rep.utf8_repaired ? utf8 : NULL,
             "timestamp_dropped", ev->rep.timestamp_dropped ? ts : NULL,
-            "urls_dropped", ev->rep.urls_dropped ? urls : NULL, NULL);
+            "urls_dropped", ev->rep.urls_dropped ? urls : NULL,
+            "numbers_changed", ev->rep.numbers_changed ? nums : NULL, NULL);
 }
 
 /* The last call of a POST, before the commit: parses the body and hands its

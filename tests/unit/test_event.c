@@ -344,6 +344,23 @@ static void test_timestamp_format(void **state)
     assert_true(has_error(&errs, "'payload.timestamp' must be a string"));
 }
 
+/* Numbers a double cannot carry as written are sent changed: counted. */
+static void test_numbers_changed(void **state)
+{
+    (void)state;
+    pdr_repairs rep;
+    pdr_event_errors errs;
+    char *out = checked(EV_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"custom_details\":{\"id\":1234567890123456789,\"m\":1e999,\"ok\":42,\"f\":1.5}}}",
+                        PDR_OK, &rep, &errs);
+    assert_int_equal(rep.numbers_changed, 2);
+    assert_true(pdr_repairs_any(&rep));
+    free(out);
+    out = checked(EV_HEAD EV_PAYLOAD "}", PDR_OK, &rep, &errs);
+    assert_int_equal(rep.numbers_changed, 0);
+    free(out);
+}
+
 static void test_urls(void **state)
 {
     (void)state;
@@ -519,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_routing_key_format),
         cmocka_unit_test(test_dedup_key_characters),
         cmocka_unit_test(test_timestamp_format),
+        cmocka_unit_test(test_numbers_changed),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_parse_nul),
         cmocka_unit_test(test_parse_nomem),
