@@ -128,7 +128,6 @@ typedef struct conn {
     int list;                   /* DL_NONE, DL_FIRST or DL_KEEPALIVE */
     int64_t since_ms;           /* start of the current wait (monotonic) */
     int fd;
-    int in_request;             /* the handler saw this request's headers */
     int expect;                 /* ... with Expect: MHD may write "100 Continue" */
     int replying;               /* a reply is queued: MHD writes it */
     int killed;                 /* the reaper cut it off */
@@ -151,7 +150,6 @@ struct ingest {
     pthread_t reaper;
     int reaper_started, reaper_stop;
     int64_t reaper_wake_ms;     /* when the reaper wakes next; INT64_MAX: not before a signal */
-    int64_t timeouts;           /* connections cut off (under cmu) */
     atomic_llong body_bytes;    /* buffers of bodies in progress, against INGEST_BODY_BUDGET */
     char reply408[320];
     size_t reply408_len;
@@ -918,7 +916,6 @@ static void *reaper_main(void *arg)
                 }
                 shutdown(cn->fd, SHUT_RDWR);   /* MHD sees the end and closes it */
             }
-            in->timeouts++;
             cut++;
         }
     }
@@ -943,7 +940,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (cn) {
             int killed;
             pthread_mutex_lock(&in->cmu);
-            cn->in_request = 1;
             cn->expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT) != NULL;
             killed = cn->killed;
             pthread_mutex_unlock(&in->cmu);
@@ -1006,7 +1002,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         /* The next request on this connection: within idle_timeout +
         ** request_timeout of now. */
         pthread_mutex_lock(&in->cmu);
-        cn->in_request = cn->expect = cn->replying = 0;
+        cn->expect = cn->replying = 0;
         if (!cn->killed) dl_append(in, cn, DL_KEEPALIVE);
         pthread_mutex_unlock(&in->cmu);
     }

@@ -385,3 +385,12 @@ void it_assert_log_lacks(const it_daemon *d, const char *const *secrets, size_t 
         if (strstr(log, secrets[i])) it_fail("the log holds a secret whole: %.6s...", secrets[i]);
     free(log);
 }
+
+void it_teardown(it_daemon *d, const char *dir, const char *const *secrets, size_t n)
+{
+    if (d->pid) it_daemon_stop(d, SIGKILL);
+    if (n) it_assert_log_lacks(d, secrets, n);
+    if (!getenv("PDR_KEEP")) tu_rmrf(dir);
+    free(d->log_path);
+    d->log_path = NULL;
+}

@@ -44,6 +44,11 @@ size_t it_rows(const char *data_dir, db_row_state st, db_row **rows);
 /* How many rows of one state the outbox of data_dir holds. */
 size_t it_count(const char *data_dir, db_row_state st);
 
+/* The end of a test's daemon: killed (-9) if still running, its log
+** checked for the n secrets (it_assert_log_lacks; n may be 0), dir removed
+** unless $PDR_KEEP is set, d->log_path freed. */
+void it_teardown(it_daemon *d, const char *dir, const char *const *secrets, size_t n);
+
 /* Fails the test if the daemon's log holds any of the n secrets whole. */
 void it_assert_log_lacks(const it_daemon *d, const char *const *secrets, size_t n);
 

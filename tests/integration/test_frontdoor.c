@@ -67,11 +67,8 @@ static fx *fx_new(const char *listen_extra)
 
 static void fx_free(fx *f)
 {
-    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
-    it_assert_log_lacks(&f->d, KEYS, 1);
     mockpd_stop(f->mock);
-    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
-    free(f->d.log_path);
+    it_teardown(&f->d, f->dir, KEYS, 1);
     free(f->dir);
     free(f->cfg);
     free(f->data_dir);

@@ -80,11 +80,8 @@ static void fx_start(fx *f)
 
 static void fx_free(fx *f)
 {
-    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
-    it_assert_log_lacks(&f->d, KEYS, sizeof KEYS / sizeof *KEYS);
     mockpd_stop(f->mock);
-    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
-    free(f->d.log_path);
+    it_teardown(&f->d, f->dir, KEYS, sizeof KEYS / sizeof *KEYS);
     free(f->dir);
     free(f->cfg);
     free(f->data_dir);

@@ -61,11 +61,8 @@ static void fx_config(fx *f, const char *extra)
 
 static void fx_free(fx *f)
 {
-    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
-    it_assert_log_lacks(&f->d, KEYS, sizeof KEYS / sizeof *KEYS);   /* no routing key whole */
     mockpd_stop(f->mock);
-    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
-    free(f->d.log_path);
+    it_teardown(&f->d, f->dir, KEYS, sizeof KEYS / sizeof *KEYS);   /* no routing key whole */
     free(f->dir);
     free(f->cfg);
     free(f->data_dir);

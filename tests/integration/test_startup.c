@@ -75,12 +75,9 @@ static void fx_config(fx *f, const char *listen_extra, const char *extra)
 
 static void fx_free(fx *f)
 {
-    if (f->d.pid) it_daemon_stop(&f->d, SIGKILL);
-    it_assert_log_lacks(&f->d, KEYS, sizeof KEYS / sizeof *KEYS);
     mockpd_stop(f->mock);
     chmod(f->data_dir, 0700);   /* so that it can be removed */
-    if (!getenv("PDR_KEEP")) tu_rmrf(f->dir);
-    free(f->d.log_path);
+    it_teardown(&f->d, f->dir, KEYS, sizeof KEYS / sizeof *KEYS);
     free(f->dir);
     free(f->cfg);
     free(f->data_dir);
