@@ -274,8 +274,13 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, cJS
                                   const char *retry_after, const char *allow)
 {
     char *text = body ? cJSON_PrintUnformatted(body) : NULL, *safe;
+    const unsigned char *p;
     cJSON_Delete(body);
     if (!text) return reply_text(c, status, NULL, retry_after, allow);
+    /* cJSON escaped C0, '"' and '\\': ASCII text is safe as it is (the
+    ** common case, one pass and no copy). */
+    for (p = (const unsigned char *)text; *p && *p < 0x7F; p++) {}
+    if (!*p) return reply_text(c, status, text, retry_after, allow);   /* the daemon's cJSON allocates with malloc */
     safe = pdr_log_escape_dup(text, PDR_ESC_JSON);
     cJSON_free(text);
     return reply_text(c, status, safe, retry_after, allow);
