@@ -77,6 +77,7 @@ struct sender {
     int started;
     atomic_int stop;
     atomic_int notified;
+    atomic_int kicked;          /* sender_kick() since the last look */
     lane *lanes;
     size_t n_lanes;
     outcome *done;              /* one pass's finished transfers: at most concurrency */
@@ -103,6 +104,7 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     s->ino_fd = -1;
     atomic_init(&s->stop, 0);
     atomic_init(&s->notified, 0);
+    atomic_init(&s->kicked, 0);
     snprintf(s->url_alert, sizeof s->url_alert, "%s/v2/enqueue", cfg->pd_url);
     snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
     s->multi = curl_multi_init();
@@ -625,6 +627,12 @@ void sender_notify(sender *s)
     /* One wake-up per fill is enough: while a notification is pending (the
     ** thread has not yet looked), more commits need not wake it again. */
     if (atomic_exchange(&s->notified, 1) == 0) curl_multi_wakeup(s->multi);
+}
+
+void sender_kick(sender *s)
+{
+    atomic_store(&s->kicked, 1);
+    curl_multi_wakeup(s->multi);
 }
 
 void sender_stop(sender *s)

@@ -62,6 +62,11 @@ pdr_rc sender_start(sender *s);
 /* Wakes the thread: new events were pushed by this process. Thread-safe. */
 void sender_notify(sender *s);
 
+/* "The uplink is back now" (SIGUSR1, `pdrelay queue kick`): the next
+** probe of a link that is down goes at once instead of at its backoff.
+** Thread-safe; async-signal-unsafe (call it from the signal loop). */
+void sender_kick(sender *s);
+
 /* Stops taking new work, lets requests in flight finish for up to
 ** [pagerduty] timeout_ms, then joins the thread. */
 void sender_stop(sender *s);
