@@ -93,7 +93,5 @@ typedef void (*cli_mode_warn_fn)(void *ctx, const char *file, const char *what, 
 ** Returns how many were reported. Never reads a file's content. */
 size_t cli_modes_check(const pdr_config *cfg, cli_mode_warn_fn warn, void *ctx);
 
-/* Formats a duration in ms as "3d4h", "5m12s", "850ms" into out. */
-char *cli_fmt_age(long long ms, char *out, size_t outsz);
 
 #endif /* PDR_CLI_H */

@@ -181,11 +181,11 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
         for (size_t i = 0; i < n; i++) {
             const char *t = cli_target_of(cfg, st[i].routing_key);
             if (st[i].pending) {
-                cli_fmt_age(now - st[i].oldest_pending_ms, age, sizeof age);
+                pdr_fmt_age(now - st[i].oldest_pending_ms, age, sizeof age);
                 if (st[i].next_attempt_ms <= now) snprintf(next, sizeof next, "now");
                 else {
                     char in[24];
-                    snprintf(next, sizeof next, "in %s", cli_fmt_age(st[i].next_attempt_ms - now, in, sizeof in));
+                    snprintf(next, sizeof next, "in %s", pdr_fmt_age(st[i].next_attempt_ms - now, in, sizeof in));
                 }
             } else {
                 snprintf(age, sizeof age, "-");
@@ -268,7 +268,7 @@ static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
         } else {
             printf("%-8lld %-16s %-11s %8lld %-8s %s\n", (long long)r->id, red,
                    pdr_action_name(r->action) ? pdr_action_name(r->action) : "?", (long long)r->attempts,
-                   cli_fmt_age(now - r->created_ms, age, sizeof age), r->dedup_key ? shown(r->dedup_key) : "-");
+                   pdr_fmt_age(now - r->created_ms, age, sizeof age), r->dedup_key ? shown(r->dedup_key) : "-");
             if (summary) printf("         summary: %s\n", shown(summary));
             if (r->last_error) printf("         %s: %s\n", r->state == DB_ROW_DEAD ? "died of" : "last error",
                                       shown(r->last_error));

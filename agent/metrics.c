@@ -43,6 +43,10 @@ static const family counter_families[MC_COUNT] = {
     {"pdrelay_ingest_total", "Ingest outcomes by endpoint: events queued, coalesced, repaired; requests rejected; "
      "alerts unrouted.", {"endpoint", "result"}, 2},
     {"pdrelay_dead_letters_total", "Events moved to the dead letters, by reason.", {"reason", NULL}, 1},
+    {"pdrelay_resolved_while_queued_total", "Triggers that resolved while queued ([outbox] resolved_while_queued): "
+     "collapsed (dropped with their resolve) or noted (sent as info).", {"action", NULL}, 1},
+    {"pdrelay_link_probes_total", "Requests that probed a down uplink, by result (failed, recovered).",
+     {"result", NULL}, 1},
 };
 
 static const double api_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -353,6 +357,20 @@ static void render_hists(buf *b)
     }
 }
 
+/* Under mu. */
+static int link_up = 1;
+static double link_down_total, link_down_since;
+
+void metrics_link_set(int up)
+{
+    double now = metrics_now();
+    pthread_mutex_lock(&mu);
+    if (link_up && !up) link_down_since = now;
+    if (!link_up && up) link_down_total += now - link_down_since;
+    link_up = up ? 1 : 0;
+    pthread_mutex_unlock(&mu);
+}
+
 char *metrics_render(const metrics_gauges *g)
 {
     buf b = {malloc(16384), 0, 16384, 0};
@@ -360,6 +378,11 @@ char *metrics_render(const metrics_gauges *g)
     pthread_mutex_lock(&mu);
     render_counters(&b);
     render_hists(&b);
+    put(&b, "# HELP pdrelay_link_up 1 while the uplink to PagerDuty answers, 0 while it is down.\n"
+            "# TYPE pdrelay_link_up gauge\npdrelay_link_up %d\n", link_up);
+    put(&b, "# HELP pdrelay_link_down_seconds_total Seconds the uplink has been down since the start.\n"
+            "# TYPE pdrelay_link_down_seconds_total counter\npdrelay_link_down_seconds_total %.3f\n",
+        link_down_total + (link_up ? 0.0 : metrics_now() - link_down_since));
     pthread_mutex_unlock(&mu);
     put(&b, "# HELP pdrelay_outbox_events Events in the outbox by state.\n# TYPE pdrelay_outbox_events gauge\n");
     put(&b, "pdrelay_outbox_events{state=\"pending\"} %lld\n", (long long)g->pending);
@@ -401,5 +424,7 @@ void metrics_reset(void)
         n_hists[h] = cap_hists[h] = 0;
     }
     n_targets = 0;
+    link_up = 1;
+    link_down_total = 0;
     pthread_mutex_unlock(&mu);
 }

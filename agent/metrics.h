@@ -34,6 +34,8 @@ typedef enum metric_counter {
     MC_RATE_LIMIT_HITS,    /* pagerduty_rate_limit_hits_total{target} */
     MC_INGEST,             /* pdrelay_ingest_total{endpoint,result} */
     MC_DEAD_LETTERS,       /* pdrelay_dead_letters_total{reason} */
+    MC_RESOLVED_WHILE_QUEUED, /* pdrelay_resolved_while_queued_total{action}: collapsed | noted */
+    MC_PROBES,             /* pdrelay_link_probes_total{result}: requests that probed a down uplink */
     MC_COUNT
 } metric_counter;
 
@@ -77,6 +79,11 @@ typedef struct metrics_gauges {
 
 /* The whole exposition (malloc'd, NUL-terminated), or NULL on out of memory. */
 char *metrics_render(const metrics_gauges *g);
+
+/* The uplink's state as the sender sees it (link up or not), for
+** pdrelay_link_up and pdrelay_link_down_seconds_total (the seconds spent
+** down, the current outage included at each scrape). Starts up. */
+void metrics_link_set(int up);
 
 /* Clears every series (tests). */
 void metrics_reset(void);

@@ -298,3 +298,21 @@ char *pdr_url_redact(const char *url, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s:\xe2\x80\xa6%s", (int)(colon - url), url, at);
     return out;
 }
+
+char *pdr_fmt_age(long long ms, char *out, size_t outsz)
+{
+    long long s;
+    if (ms < 0) ms = 0;
+    s = ms / 1000;
+    if (ms < 1000)
+        snprintf(out, outsz, "%lldms", ms);
+    else if (s < 60)
+        snprintf(out, outsz, "%llds", s);
+    else if (s < 3600)
+        snprintf(out, outsz, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, outsz, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+    else
+        snprintf(out, outsz, "%lldd%02lldh", s / 86400, (s % 86400) / 3600);
+    return out;
+}

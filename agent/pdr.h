@@ -123,4 +123,8 @@ pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN]
 pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,
                             char out[PDR_SHA256_HEX_LEN]);
 
+/* Formats a duration in ms for people (logs, `pdrelay queue`): "850ms",
+** "12s", "5m12s", "3h04m", "2d03h"; negative counts as 0. Returns out. */
+char *pdr_fmt_age(long long ms, char *out, size_t outsz);
+
 #endif /* PDR_H */

@@ -18,6 +18,7 @@ int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, in
     rl->refilled_ms = now_ms;
     rl->n_done = 0;
     rl->head = 0;
+    rl->halved_until_ms = 0;
     rl->done = malloc(sizeof *rl->done * (size_t)rl->rate);
     return rl->done ? 0 : -1;
 }
@@ -28,10 +29,16 @@ void rl_cleanup(ratelimit *rl)
     rl->done = NULL;
 }
 
+/* Tokens per ms at t: halved before halved_until_ms. */
+static double rate_at(const ratelimit *rl, int64_t t)
+{
+    return t < rl->halved_until_ms ? rl->per_ms / 2 : rl->per_ms;
+}
+
 static void refill(ratelimit *rl, int64_t now_ms)
 {
     if (now_ms > rl->refilled_ms) {
-        rl->tokens += (double)(now_ms - rl->refilled_ms) * rl->per_ms;
+        rl->tokens += (double)(now_ms - rl->refilled_ms) * rate_at(rl, rl->refilled_ms);
         if (rl->tokens > rl->burst) rl->tokens = rl->burst;
         rl->refilled_ms = now_ms;
     }
@@ -42,11 +49,14 @@ int64_t rl_next_ms(ratelimit *rl, int64_t now_ms)
     int64_t t = now_ms;
     refill(rl, now_ms);
     if (rl->tokens < 1.0) {
-        int64_t wait = (int64_t)((1.0 - rl->tokens) / rl->per_ms) + 1;
+        int64_t wait = (int64_t)((1.0 - rl->tokens) / rate_at(rl, now_ms)) + 1;
         t = now_ms + wait;
     }
-    if (rl->n_done == rl->rate) {
-        int64_t w = rl->done[rl->head] + rl->window_ms + 1;
+    /* The allowance of this window: the last `allow` completions must be
+    ** older than a window before another request starts. */
+    int allow = now_ms < rl->halved_until_ms ? (rl->rate / 2 > 0 ? rl->rate / 2 : 1) : rl->rate;
+    if (rl->n_done >= allow) {
+        int64_t w = rl->done[(rl->head + rl->n_done - allow) % rl->rate] + rl->window_ms + 1;
         if (w > t) t = w;
     }
     return t;
@@ -73,4 +83,9 @@ void rl_throttled(ratelimit *rl, int64_t now_ms)
 {
     refill(rl, now_ms);
     rl->tokens = 0.0;
+}
+
+void rl_halve(ratelimit *rl, int64_t until_ms)
+{
+    if (until_ms > rl->halved_until_ms) rl->halved_until_ms = until_ms;
 }

@@ -28,6 +28,7 @@ typedef struct ratelimit {
     int rate;                 /* the allowance per window: ring size */
     int64_t window_ms;
     int n_done, head;         /* entries used; index of the oldest */
+    int64_t halved_until_ms;  /* before then, half the rate (rl_halve) */
 } ratelimit;
 
 /* Returns 0, or -1 when out of memory. The bucket starts full; it refills
@@ -48,5 +49,10 @@ void rl_done(ratelimit *rl, int64_t now_ms);
 
 /* A 429: the bucket is emptied. */
 void rl_throttled(ratelimit *rl, int64_t now_ms);
+
+/* After a 429: until until_ms the key runs at half its rate (the bucket
+** refills at half speed and half the allowance fits in a window), so
+** another sender sharing the key does not meet a 429 storm. */
+void rl_halve(ratelimit *rl, int64_t until_ms);
 
 #endif /* PDR_RATELIMIT_H */

@@ -10,6 +10,16 @@
 **      then delete, reschedule or kill the row);
 **   3. sleep in curl_multi_poll until that time, socket activity, a wake-up
 **      or an inotify event on the data directory.
+**
+** THE UPLINK (sender.h invariant 7). A failure that is about the network
+** (no HTTP reply: DNS, refused, timeout, TLS) or a 5xx on every key with
+** work puts the link DOWN: from then on fill() starts one request only, the
+** probe (the most urgent head of all keys), at the probe schedule (link_bo:
+** from backoff_max_ms doubling to down_probe_max, sender_kick() makes it
+** due at once). Any other answer (2xx, 4xx, 429) puts it UP again: every
+** key's next row becomes due (db_outbox_wake_heads) and each lane goes on
+** under its own limiter. The log says so at each change, and once per
+** outage_log_interval while down; attempts and per-key repeats go to debug.
 */
 #define _GNU_SOURCE   /* pthread_setname_np */
 #include "sender.h"
@@ -28,6 +38,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "annotate.h"
 #include "backoff.h"
 #include "clock.h"
 #include "db.h"
@@ -47,6 +58,14 @@
 /* Retry-After is clamped to an hour (pd_client.c). */
 #define SENDER_RETRY_AFTER_MAX_MS (INT64_C(3600) * 1000)
 
+typedef enum link_state {
+    LINK_UP = 0,                /* the values db_link_set() stores */
+    LINK_DOWN = 1,
+    LINK_PROBING = 2
+} link_state;
+
+static const char *const link_names[] = {"up", "down", "probing"};
+
 typedef struct lane {
     char key[PDR_ROUTING_KEY_LEN + 1];
     char red[PDR_REDACT_SIZE];  /* the key redacted, for logs */
@@ -55,8 +74,20 @@ typedef struct lane {
     pd_request *req;
     int busy;
     db_row row;                 /* the row in flight when busy */
+    int noted;                  /* the row in flight went out as "resolved while offline" */
     int64_t not_before_ms;      /* after an outcome the database did not take:
                                 ** no new request before then (wall clock) */
+    int64_t retry_at_ms;        /* after a failure of this key (not of the link):
+                                ** no request before then, whichever row is next */
+    int64_t throttled_until_ms; /* after a 429 */
+    int last_5xx;               /* its last answer was a 5xx */
+    int64_t seen_fill;          /* the fill that last saw a due row of this key */
+    /* Repeated failures for one reason: logged once, then summarised. */
+    char fail_reason[48];       /* "server_error HTTP 503"; "" when not failing */
+    int64_t fail_count;         /* failures since the key last delivered */
+    int64_t fail_since_ms;
+    int64_t fail_unlogged;      /* of the current reason, since its last line */
+    int64_t fail_next_summary_ms;
 } lane;
 
 /* One finished transfer of the current pass: recorded in the database
@@ -67,6 +98,8 @@ typedef struct outcome {
     pd_result res;
     int64_t delay;              /* PD_RETRY: until the next attempt */
     pdr_rc rc;                  /* of the database write */
+    int link_fail;              /* a failure of the uplink, not of the key */
+    int logged;                 /* a link transition line already said it */
 } outcome;
 
 struct sender {
@@ -85,6 +118,17 @@ struct sender {
     int64_t starts;             /* requests started, ever (for SENDER_NOTIFY_QUIET_MS) */
     int ino_fd;
     int64_t next_cleanup_ms;
+    int64_t fill_seq;           /* fills so far (lane.seen_fill) */
+    /* the uplink */
+    link_state link;
+    backoff link_bo;            /* the probe schedule while down */
+    int64_t link_down_ms;       /* wall clock: when the current outage began */
+    int64_t up_since_ms;        /* when it last came up; the sender's start first */
+    int64_t next_probe_ms;
+    int64_t next_outage_log_ms;
+    int64_t outage_attempts;    /* requests made during the current outage */
+    char down_cause[256];
+    int64_t down_pending;       /* backlog when it went down */
     char url_alert[600], url_change[600];
     sender_db_error_fn on_db_error;
     void *on_db_error_ctx;
@@ -114,6 +158,11 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
         sender_destroy(s);
         return PDR_ERR_NOMEM;
     }
+    /* Probes start at the per-key cap (a lane already failed that far) and
+    ** double up to down_probe_max; jitter within the last tenth only, so
+    ** a 10-minute outage costs about 600 s / down_probe_max probes. */
+    backoff_init(&s->link_bo, cfg->backoff_max_ms < cfg->down_probe_max_ms ? cfg->backoff_max_ms : cfg->down_probe_max_ms,
+                 cfg->down_probe_max_ms, (uint64_t)pdr_clock_mono_ms());
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency * 2);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->concurrency);
     *out = s;
@@ -148,7 +197,8 @@ static void lanes_gc(sender *s, int64_t now)
         lane *l = &s->lanes[i];
         int recent = l->rl.n_done > 0 &&
                      l->rl.done[(l->rl.head + l->rl.n_done - 1) % l->rl.rate] > now - l->rl.window_ms;
-        if (!l->busy && !recent && l->bo.failures == 0) {
+        if (!l->busy && !recent && l->bo.failures == 0 && !l->fail_reason[0] && l->throttled_until_ms <= now &&
+            l->retry_at_ms <= now && l->not_before_ms <= now) {
             pd_request_destroy(l->req);
             rl_cleanup(&l->rl);
             continue;
@@ -187,7 +237,7 @@ static lane *lane_of_easy(sender *s, CURL *easy)
     return NULL;
 }
 
-/* ---- starting requests ------------------------------------------------------ */
+/* ---- the uplink -------------------------------------------------------------- */
 
 static void min_into(int64_t *wake, int64_t t)
 {
@@ -206,20 +256,255 @@ static void write_failed(sender *s, const char *what, pdr_rc rc, const char *red
     if (s->on_db_error) s->on_db_error(s->on_db_error_ctx, rc);
 }
 
-static int start_request(sender *s, lane *l, db_row *row)
+/* The backlog, for the uplink's log lines: pending events and the age of
+** the oldest (0 when none). */
+static void backlog(sender *s, int64_t now, int64_t *pending, int64_t *oldest_age)
+{
+    int64_t dead = 0, oldest = 0;
+    *pending = 0;
+    *oldest_age = 0;
+    if (db_outbox_count(s->db, pending, &dead) != PDR_OK) *pending = -1;
+    if (db_outbox_oldest_ms(s->db, &oldest) == PDR_OK) *oldest_age = now - oldest;
+}
+
+static void link_publish(sender *s, int64_t since)
+{
+    pdr_rc rc = db_link_set(s->db, (int)s->link, since);
+    if (rc) write_failed(s, "cannot record the uplink state", rc, NULL);
+}
+
+/* The delay until the next probe: the schedule's next step, jittered
+** within its last tenth (one probe at a time: no herd to spread). */
+static int64_t probe_delay(sender *s)
+{
+    int64_t d = backoff_ceiling(&s->link_bo, s->link_bo.failures + 1);
+    int64_t drawn = backoff_next(&s->link_bo);   /* in [d/2, d] */
+    return d - (d - drawn) / 5;
+}
+
+/* Is this outcome a failure of the uplink rather than of the key? No HTTP
+** reply at all (DNS, refused, timeout, TLS), or a 5xx while every other key
+** with work also last answered 5xx. */
+static int link_failure(sender *s, lane *l, const pd_result *res)
+{
+    if (res->http_status == 0)
+        return res->type == PD_ERR_NETWORK || res->type == PD_ERR_TIMEOUT || res->type == PD_ERR_TLS ||
+               res->type == PD_ERR_OTHER;
+    l->last_5xx = res->http_status >= 500;
+    if (!l->last_5xx) return 0;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        const lane *o = &s->lanes[i];
+        int has_work = o->busy || o->seen_fill == s->fill_seq || o->fail_reason[0];
+        if (has_work && !o->last_5xx) return 0;
+    }
+    return 1;
+}
+
+static void fmt_i64(char *out, size_t sz, int64_t v)
+{
+    snprintf(out, sz, "%lld", (long long)v);
+}
+
+/* The link failed: UP goes DOWN (logged, with the backlog); a probe that
+** failed sets the next one. Returns 1 when this outcome took the link
+** down (its line says so; the event's own line goes to debug). */
+static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t now)
+{
+    int was = s->link;
+    s->outage_attempts++;
+    if (was == LINK_PROBING) metrics_inc(MC_PROBES, "failed", NULL);
+    if (was == LINK_UP) {
+        char pend[24], next[32], oldest[32];
+        int64_t pending, age;
+        s->link_down_ms = now;
+        s->outage_attempts = 1;
+        backoff_reset(&s->link_bo);
+        snprintf(s->down_cause, sizeof s->down_cause, "%s: %s", pd_error_type_name(res->type), res->error);
+        pdr_redact_in(s->down_cause, l->key);
+        backlog(s, now, &pending, &age);
+        s->down_pending = pending;
+        s->link = LINK_DOWN;
+        s->next_probe_ms = now + probe_delay(s);
+        s->next_outage_log_ms = now + s->cfg->outage_log_interval_ms;
+        metrics_link_set(0);
+        link_publish(s, now);
+        fmt_i64(pend, sizeof pend, pending);
+        pdr_log(res->type == PD_ERR_TLS ? PDR_LOG_ERROR : PDR_LOG_WARN,
+                res->type == PD_ERR_TLS ? "uplink down: TLS failure talking to PagerDuty (check [pagerduty] ca_file "
+                                          "and the system clock); events are kept and one probe is sent at a time"
+                                        : "uplink down: events are kept and one probe is sent at a time",
+                "cause", pd_error_type_name(res->type), "error", s->down_cause, "backlog", pend, "oldest",
+                pdr_fmt_age(age, oldest, sizeof oldest), "next_probe_in",
+                pdr_fmt_age(s->next_probe_ms - now, next, sizeof next), NULL);
+        return 1;
+    }
+    if (was == LINK_PROBING) {
+        s->link = LINK_DOWN;
+        s->next_probe_ms = now + probe_delay(s);
+    }
+    return 0;
+}
+
+/* An answer came: a link that was down is up again; every key's next row
+** is due at once (db_outbox_wake_heads; throttled keys excepted) and the
+** lanes forget the backoff the outage gave them. Called inside the pass's
+** transaction. */
+static void link_answered(sender *s, int64_t now)
+{
+    if (s->link == LINK_UP) return;
+    char len[32], pend[24], att[24], oldest[32];
+    int64_t pending, age, woken = 0;
+    if (s->link == LINK_PROBING) metrics_inc(MC_PROBES, "recovered", NULL);
+    s->link = LINK_UP;
+    s->up_since_ms = now;
+    backoff_reset(&s->link_bo);
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        if (l->throttled_until_ms > now) continue;
+        backoff_reset(&l->bo);
+        l->retry_at_ms = 0;
+    }
+    pdr_rc rc = db_outbox_wake_heads(s->db, now, &woken);
+    if (rc) write_failed(s, "cannot make the waiting events due", rc, NULL);
+    metrics_link_set(1);
+    link_publish(s, now);
+    backlog(s, now, &pending, &age);
+    fmt_i64(pend, sizeof pend, pending);
+    fmt_i64(att, sizeof att, s->outage_attempts);
+    pdr_log(PDR_LOG_WARN, "uplink up: delivering the backlog, most urgent first", "outage",
+            pdr_fmt_age(now - s->link_down_ms, len, sizeof len), "waiting", pend, "oldest",
+            pdr_fmt_age(age, oldest, sizeof oldest), "attempts", att, NULL);
+}
+
+/* While down: one line per outage_log_interval. */
+static void outage_summary(sender *s, int64_t now, int64_t *wake)
+{
+    if (s->link == LINK_UP) return;
+    if (now >= s->next_outage_log_ms) {
+        char len[32], pend[24], att[24], oldest[32], next[32];
+        int64_t pending, age;
+        backlog(s, now, &pending, &age);
+        fmt_i64(pend, sizeof pend, pending);
+        fmt_i64(att, sizeof att, s->outage_attempts);
+        pdr_log(PDR_LOG_WARN, "uplink still down", "for", pdr_fmt_age(now - s->link_down_ms, len, sizeof len),
+                "backlog", pend, "oldest", pdr_fmt_age(age, oldest, sizeof oldest), "attempts", att,
+                "cause", s->down_cause, "next_probe_in",
+                pdr_fmt_age(s->next_probe_ms - now, next, sizeof next), NULL);
+        s->next_outage_log_ms = now + s->cfg->outage_log_interval_ms;
+    }
+    min_into(wake, s->next_outage_log_ms);
+}
+
+/* ---- starting requests ------------------------------------------------------ */
+
+/* Was this trigger held by the uplink (or by pdrelay not running)? */
+static int held(const sender *s, const db_row *row)
+{
+    return s->link != LINK_UP || row->created_ms < s->up_since_ms;
+}
+
+/* [outbox] resolved_while_queued = collapse for a trigger whose resolve is
+** queued behind it: the rows up to the resolve go, in one transaction.
+** Returns 1 when they went. */
+static int collapse(sender *s, lane *l, const db_row *row, int64_t resolve_id)
+{
+    int64_t n = 0;
+    pdr_rc rc = db_tx_begin(s->db);
+    if (!rc) rc = db_outbox_collapse(s->db, row->routing_key, row->dedup_key, resolve_id, &n);
+    if (!rc && row->fingerprint) {
+        rc = db_dedup_delete(s->db, row->routing_key, row->fingerprint);
+        if (rc == PDR_ERR_NOT_FOUND) rc = PDR_OK;
+    }
+    if (!rc) rc = db_tx_commit(s->db);
+    else db_tx_rollback(s->db);
+    if (rc) {
+        write_failed(s, "cannot drop a trigger that resolved while queued (it is sent instead)", rc, l->red);
+        return 0;
+    }
+    char c[24];
+    fmt_i64(c, sizeof c, n);
+    metrics_inc(MC_RESOLVED_WHILE_QUEUED, "collapsed", NULL);
+    pdr_log(PDR_LOG_INFO, "resolved while queued: trigger and resolve dropped, PagerDuty is not told",
+            "key", l->red, "dedup_key", row->dedup_key, "events", c, NULL);
+    return 1;
+}
+
+/* What goes out for row: its body as queued, or rewritten (annotate.h) for
+** a trigger that resolved while held (note) or an event held past
+** delay_note_after. *body is the row's or a new buffer (*owned 1). Returns
+** 1 when the row is gone instead (collapse), 0 to send. */
+static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, size_t *len, int *owned)
+{
+    annotate_opts o;
+    memset(&o, 0, sizeof o);
+    *body = row->body;
+    *len = row->body_len;
+    *owned = 0;
+    l->noted = 0;
+    if (row->action == PDR_ACTION_TRIGGER && row->dedup_key && s->cfg->resolved_while_queued != PDR_RWQ_SEND &&
+        held(s, row)) {
+        int64_t rid = 0, rms = 0;
+        if (db_outbox_find_resolve(s->db, row->routing_key, row->dedup_key, row->id, &rid, &rms) == PDR_OK) {
+            db_dedup_entry e;
+            /* PagerDuty already has an incident for this key: it must hear
+            ** the resolve, so collapse falls back to note. */
+            int open = db_dedup_get_by_key(s->db, row->routing_key, row->dedup_key, &e) == PDR_OK &&
+                       e.state != DB_DEDUP_QUEUED;
+            if (s->cfg->resolved_while_queued == PDR_RWQ_COLLAPSE && !open && collapse(s, l, row, rid)) return 1;
+            o.resolved_while_offline = 1;
+            o.resolved_ms = rms;
+        }
+    }
+    if (s->cfg->delay_note_after_ms > 0 && now - row->created_ms > s->cfg->delay_note_after_ms &&
+        (row->action == PDR_ACTION_TRIGGER || row->action == PDR_ACTION_CHANGE)) {
+        o.delay_note = 1;
+        o.queued_ms = row->created_ms;
+        o.attempts = row->attempts;
+        o.now_ms = now;
+    }
+    if (!o.resolved_while_offline && !o.delay_note) return 0;
+    o.now_ms = now;
+    char *out = NULL;
+    size_t n = 0;
+    if (annotate_body(row->body, row->body_len, &o, &out, &n) == PDR_OK) {
+        *body = out;
+        *len = n;
+        *owned = 1;
+        l->noted = o.resolved_while_offline;
+    }
+    return 0;
+}
+
+/* Starts row's request on l. Returns 0 when started, 1 when the row went
+** without a request (collapsed), -1 when it could not start (memory). */
+static int start_request(sender *s, lane *l, db_row *row, int64_t now)
 {
     const char *url = row->action == PDR_ACTION_CHANGE ? s->url_change : s->url_alert;
-    if (pd_request_prepare(l->req, url, row->body, row->body_len)) return -1;
+    char *body;
+    size_t len;
+    int owned, bad;
+    if (body_for(s, l, row, now, &body, &len, &owned)) return 1;
+    bad = pd_request_prepare(l->req, url, body, len) != 0;
+    if (owned) free(body);
+    if (bad) return -1;
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
     /* Sender invariant 6: a head that failed before (in an earlier run of
     ** the daemon too) goes on from its backoff, not from the start. */
-    backoff_resume(&l->bo, row->attempts);
-    rl_take(&l->rl, pdr_clock_now_ms());
+    if (s->link == LINK_UP) backoff_resume(&l->bo, row->attempts);
+    rl_take(&l->rl, now);
     l->row = *row;
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
     s->in_flight++;
     s->starts++;
+    if (s->link == LINK_DOWN) {
+        s->link = LINK_PROBING;
+        if (pdr_log_enabled(PDR_LOG_DEBUG)) {
+            char id[24];
+            fmt_i64(id, sizeof id, l->row.id);
+            pdr_log(PDR_LOG_DEBUG, "probing the uplink", "key", l->red, "id", id, NULL);
+        }
+    }
     return 0;
 }
 
@@ -237,13 +522,36 @@ static void kill_expired(sender *s, lane *l, db_row *row)
             "dedup_key", row->dedup_key, "reason", "max_age", NULL);
 }
 
-/* Starts what may start; lowers *wake to when anything else may. */
+/* When l may start a request (now when it may). */
+static int64_t lane_ready_ms(lane *l, int64_t now)
+{
+    int64_t t = now;
+    if (l->not_before_ms > t) t = l->not_before_ms;
+    if (l->retry_at_ms > t) t = l->retry_at_ms;
+    if (l->throttled_until_ms > t) t = l->throttled_until_ms;
+    int64_t r = rl_next_ms(&l->rl, t);
+    return r > t ? r : t;
+}
+
+/* Starts what may start; lowers *wake to when anything else may. While
+** the link is down that is one probe at most: the first row of the most
+** urgent key that may go, whatever its own next_ms (the probe schedule
+** decides). */
 static void fill(sender *s, int64_t now, int64_t *wake)
 {
     db_row *rows = NULL;
     size_t n = 0;
     int64_t next;
-    pdr_rc rc = db_outbox_due(s->db, now, SENDER_DUE_BATCH, &rows, &n);
+    int probing = s->link != LINK_UP;
+    if (probing) {
+        if (s->link == LINK_PROBING) return;          /* its completion wakes us */
+        if (now < s->next_probe_ms) {
+            min_into(wake, s->next_probe_ms);
+            return;
+        }
+    }
+    s->fill_seq++;
+    pdr_rc rc = db_outbox_due(s->db, probing ? INT64_MAX : now, SENDER_DUE_BATCH, &rows, &n);
     if (rc) {
         log_db_error(s, "cannot read the outbox", rc, NULL);
         min_into(wake, now + 1000);
@@ -253,7 +561,7 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         char c[24], in[24];
         snprintf(c, sizeof c, "%zu", n);
         snprintf(in, sizeof in, "%d", s->in_flight);
-        pdr_log(PDR_LOG_DEBUG, "due heads", "count", c, "in_flight", in, NULL);
+        pdr_log(PDR_LOG_DEBUG, "due heads", "count", c, "in_flight", in, "link", link_names[s->link], NULL);
     }
     for (size_t i = 0; i < n; i++) {
         lane *l = lane_get(s, rows[i].routing_key, now);
@@ -261,32 +569,42 @@ static void fill(sender *s, int64_t now, int64_t *wake)
             min_into(wake, now + 1000);
             continue;
         }
+        l->seen_fill = s->fill_seq;
         if (l->busy) continue;                    /* its completion wakes us */
-        if (l->not_before_ms > now) {
-            min_into(wake, l->not_before_ms);
-            continue;
-        }
         if (s->cfg->max_age_ms && rows[i].created_ms + s->cfg->max_age_ms <= now) {
             kill_expired(s, l, &rows[i]);
             min_into(wake, now);                  /* the next head may be due */
             continue;
         }
-        int64_t t = rl_next_ms(&l->rl, now);
+        int64_t t = lane_ready_ms(l, now);
         if (t > now) {
             min_into(wake, t);
             continue;
         }
         if (s->in_flight >= s->cfg->concurrency) continue;
-        if (start_request(s, l, &rows[i])) {
+        int st = start_request(s, l, &rows[i], now);
+        if (st < 0) {
             pdr_log(PDR_LOG_ERROR, "cannot start a request (out of memory)", "key", l->red, NULL);
             min_into(wake, now + 1000);
+        } else if (st > 0) {
+            min_into(wake, now);                  /* collapsed: the key's next row may go */
+        } else if (probing) {
+            break;                                /* one probe */
         }
     }
     db_rows_free(rows, n);
+    if (probing) {
+        /* nothing could probe (every key throttled or held): look again */
+        if (s->link == LINK_DOWN) min_into(wake, now + 1000 < s->next_probe_ms ? s->next_probe_ms : now + 1000);
+        return;
+    }
     if (n == SENDER_DUE_BATCH) min_into(wake, now);
     /* The longest delay the sender ever sets, and a second to spare. */
-    int64_t max_delay = (s->cfg->backoff_max_ms > SENDER_RETRY_AFTER_MAX_MS ? s->cfg->backoff_max_ms
-                                                                           : SENDER_RETRY_AFTER_MAX_MS) + 1000;
+    int64_t longest = s->cfg->backoff_max_ms;
+    if (s->cfg->down_probe_max_ms > longest) longest = s->cfg->down_probe_max_ms;
+    if (s->cfg->throttle_backoff_ms > longest) longest = s->cfg->throttle_backoff_ms;
+    if (SENDER_RETRY_AFTER_MAX_MS > longest) longest = SENDER_RETRY_AFTER_MAX_MS;
+    int64_t max_delay = longest + 1000;
     rc = db_outbox_next_due_after(s->db, now, &next);
     if (rc == PDR_OK && next > now + max_delay) {
         /* No delay the sender sets is that long: the wall clock was set
@@ -316,11 +634,12 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
     if (!r->fingerprint || !dk) return;
     switch (r->action) {
     case PDR_ACTION_TRIGGER:
-        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_TRIGGERED, s->cfg->dedup_ttl_ms);
+        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_TRIGGERED, s->cfg->dedup_ttl_ms,
+                          r->target, r->urgency);
         break;
     case PDR_ACTION_ACKNOWLEDGE:
         rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_ACKNOWLEDGED,
-                          s->cfg->dedup_ttl_ms);
+                          s->cfg->dedup_ttl_ms, r->target, -1);
         break;
     case PDR_ACTION_RESOLVE:
         rc = db_dedup_delete(s->db, r->routing_key, r->fingerprint);
@@ -352,20 +671,11 @@ static void api_metrics(const lane *l, const pd_result *res)
         metrics_inc(MC_RATE_LIMIT_HITS, metrics_target(l->key, target, sizeof target), NULL);
 }
 
-/* payload.severity of a trigger's body, for the triggered counter. */
-static void severity_of(const db_row *r, char *out, size_t outsz)
-{
-    cJSON *b = cJSON_ParseWithLength(r->body, r->body_len);
-    const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "payload"), "severity");
-    snprintf(out, outsz, "%s", cJSON_IsString(sev) ? sev->valuestring : "unknown");
-    cJSON_Delete(b);
-}
-
 /* An event's fate, counted once its row's change is committed. */
 static void event_metrics(const outcome *o)
 {
     const db_row *r = &o->l->row;
-    char target[80], sev[16];
+    char target[80];
     if (o->res.outcome == PD_DEAD) {
         metrics_inc(MC_DEAD_LETTERS, "permanent", NULL);
         return;
@@ -374,13 +684,31 @@ static void event_metrics(const outcome *o)
     metrics_target(r->routing_key, target, sizeof target);
     switch (r->action) {
     case PDR_ACTION_TRIGGER:
-        severity_of(r, sev, sizeof sev);
-        metrics_inc(MC_TRIGGERED, target, sev);
+        /* what PagerDuty got: a trigger noted as resolved went as info */
+        metrics_inc(MC_TRIGGERED, target, o->l->noted ? "info" : pdr_urgency_name(r->urgency));
+        if (o->l->noted) metrics_inc(MC_RESOLVED_WHILE_QUEUED, "noted", NULL);
         break;
     case PDR_ACTION_ACKNOWLEDGE: metrics_inc(MC_ACKNOWLEDGED, target, NULL); break;
     case PDR_ACTION_RESOLVE: metrics_inc(MC_RESOLVED, target, NULL); break;
     case PDR_ACTION_CHANGE: metrics_inc(MC_CHANGE, target, NULL); break;
     }
+}
+
+/* A 429: the key waits at least throttle_backoff (or what Retry-After
+** says), then runs at half its rate for a window; the state is stored for
+** `pdrelay queue status`. */
+static int64_t throttled(sender *s, lane *l, const pd_result *res, int64_t now)
+{
+    int64_t delay = backoff_next(&l->bo);
+    int64_t floor = res->retry_after_ms > 0 ? res->retry_after_ms : s->cfg->throttle_backoff_ms;
+    if (floor > delay) delay = floor;
+    rl_throttled(&l->rl, now);
+    rl_halve(&l->rl, now + delay + s->cfg->rate_window_ms);
+    l->throttled_until_ms = now + delay;
+    int half = s->cfg->rate_per_minute / 2 > 0 ? s->cfg->rate_per_minute / 2 : 1;
+    pdr_rc rc = db_key_throttle_set(s->db, l->key, now + delay, half);
+    if (rc) write_failed(s, "cannot record a throttled key", rc, l->red);
+    return delay;
 }
 
 static void record(sender *s, outcome *o, CURLcode cc)
@@ -396,15 +724,41 @@ static void record(sender *s, outcome *o, CURLcode cc)
     l->busy = 0;
     s->in_flight--;
     if (o->res.http_status) rl_done(&l->rl, now);
+    o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
+    if (o->link_fail) {
+        o->logged = link_failed(s, l, &o->res, now);
+    } else if (o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP)) {
+        link_answered(s, now);   /* a 5xx while down is the outage going on */
+    } else if (s->link == LINK_PROBING) {
+        /* a probe that met a 5xx (or none) without failing the link: down still */
+        s->outage_attempts++;
+        s->link = LINK_DOWN;
+        s->next_probe_ms = now + probe_delay(s);
+    }
     switch (o->res.outcome) {
     case PD_OK:
         o->rc = db_outbox_delivered(s->db, r->id);
         if (!o->rc) update_dedup(s, l, &o->res);
+        if (!o->rc && l->throttled_until_ms) {
+            if (l->throttled_until_ms <= now) {
+                l->throttled_until_ms = 0;
+                pdr_rc rc = db_key_throttle_clear(s->db, l->key);
+                if (rc) write_failed(s, "cannot clear a throttled key", rc, l->red);
+            }
+        }
         break;
     case PD_RETRY:
-        o->delay = backoff_next(&l->bo);
-        if (o->res.type == PD_ERR_RATE_LIMIT) rl_throttled(&l->rl, now);
-        if (o->res.retry_after_ms > o->delay) o->delay = o->res.retry_after_ms;
+        if (o->link_fail || s->link != LINK_UP) {
+            /* the uplink's failure: the row waits for the probe schedule,
+            ** the key's own backoff is not grown */
+            o->delay = s->next_probe_ms > now ? s->next_probe_ms - now : 0;
+        } else if (o->res.type == PD_ERR_RATE_LIMIT) {
+            o->delay = throttled(s, l, &o->res, now);
+        } else {
+            o->delay = backoff_next(&l->bo);
+            if (o->res.retry_after_ms > o->delay) o->delay = o->res.retry_after_ms;
+            l->retry_at_ms = now + o->delay;
+        }
         o->rc = db_outbox_reschedule(s->db, r->id, now + o->delay, o->res.error);
         break;
     case PD_DEAD:
@@ -413,13 +767,55 @@ static void record(sender *s, outcome *o, CURLcode cc)
     }
 }
 
-static void report(sender *s, const outcome *o)
+/* A key's failure: the first of a reason is logged at warn, repeats at
+** debug with a summary each outage_log_interval and when the reason
+** changes or the key delivers again. */
+static void report_retry(sender *s, lane *l, const outcome *o, const char *id, const char *action,
+                         const char *attempts, int64_t now)
 {
-    const lane *l = o->l;
     const db_row *r = &l->row;
     const pd_result *res = &o->res;
-    char id[24], attempts[24], delay_s[32], status[16];
+    char reason[sizeof l->fail_reason], delay_s[32];
+    snprintf(delay_s, sizeof delay_s, "%.3fs", (double)o->delay / 1000.0);
+    snprintf(reason, sizeof reason, "%s HTTP %ld", pd_error_type_name(res->type), res->http_status);
+    if (!l->fail_reason[0]) l->fail_since_ms = now;
+    l->fail_count++;
+    if (o->link_fail || s->link != LINK_UP || !strcmp(reason, l->fail_reason)) {
+        int quiet = o->logged || o->link_fail || s->link != LINK_UP;
+        if (!quiet) l->fail_unlogged++;
+        pdr_log(PDR_LOG_DEBUG, "delivery failed; will retry", "key", l->red, "id", id, "action", action,
+                "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type), "error", res->error,
+                "attempts", attempts, "retry_in", delay_s, NULL);
+        if (!quiet && now >= l->fail_next_summary_ms) {
+            char c[24], since[32];
+            fmt_i64(c, sizeof c, l->fail_unlogged);
+            pdr_log(PDR_LOG_WARN, "delivery still failing for this key", "key", l->red, "reason", l->fail_reason,
+                    "failures", c, "since", pdr_fmt_age(now - l->fail_since_ms, since, sizeof since),
+                    "error", res->error, NULL);
+            l->fail_unlogged = 0;
+            l->fail_next_summary_ms = now + s->cfg->outage_log_interval_ms;
+        }
+        return;
+    }
+    snprintf(l->fail_reason, sizeof l->fail_reason, "%s", reason);
+    l->fail_unlogged = 0;
+    l->fail_next_summary_ms = now + s->cfg->outage_log_interval_ms;
+    pdr_log(PDR_LOG_WARN,
+            res->type == PD_ERR_RATE_LIMIT ? "throttled by PagerDuty (429): this key waits, then runs at half rate "
+                                             "for a window; repeats are logged at debug"
+                                           : "delivery failed; will retry (repeats for this reason are logged at debug)",
+            "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
+            pd_error_type_name(res->type), "error", res->error, "attempts", attempts, "retry_in", delay_s, NULL);
+}
+
+static void report(sender *s, const outcome *o)
+{
+    lane *l = o->l;
+    const db_row *r = &l->row;
+    const pd_result *res = &o->res;
+    char id[24], attempts[24], status[16];
     const char *action = pdr_action_name(r->action);
+    int64_t now = pdr_clock_now_ms();
 
     snprintf(id, sizeof id, "%lld", (long long)r->id);
     snprintf(attempts, sizeof attempts, "%lld", (long long)r->attempts + 1);
@@ -433,20 +829,22 @@ static void report(sender *s, const outcome *o)
         return;
     }
     event_metrics(o);
+    if (res->outcome != PD_RETRY && l->fail_reason[0]) {
+        char c[24], since[32];
+        fmt_i64(c, sizeof c, l->fail_count);
+        pdr_log(PDR_LOG_INFO, "key delivering again", "key", l->red, "failures", c, "last_reason", l->fail_reason,
+                "for", pdr_fmt_age(now - l->fail_since_ms, since, sizeof since), NULL);
+        l->fail_reason[0] = '\0';
+        l->fail_count = l->fail_unlogged = 0;
+    }
     switch (res->outcome) {
     case PD_OK:
         pdr_log(PDR_LOG_INFO, "delivered", "key", l->red, "id", id, "action", action, "dedup_key",
-                r->dedup_key, "status", status, "attempts", attempts, NULL);
+                r->dedup_key, "status", status, "attempts", attempts, "note",
+                l->noted ? "resolved while offline: sent as info" : NULL, NULL);
         break;
     case PD_RETRY:
-        snprintf(delay_s, sizeof delay_s, "%.3fs", (double)o->delay / 1000.0);
-        pdr_log(res->type == PD_ERR_TLS ? PDR_LOG_ERROR : PDR_LOG_WARN,
-                res->type == PD_ERR_TLS ? "TLS failure talking to PagerDuty; check [pagerduty] ca_file and the "
-                                          "system clock; will retry"
-                                        : "delivery failed; will retry",
-                "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
-                pd_error_type_name(res->type), "error", res->error, "attempts", attempts, "retry_in", delay_s,
-                NULL);
+        report_retry(s, l, o, id, action, attempts, now);
         break;
     case PD_DEAD:
         pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
@@ -502,8 +900,32 @@ static int collect(sender *s)
 
 /* ---- the loop ---------------------------------------------------------------- */
 
+/* sender_kick(): a link that is down is probed at once; one that is up
+** has every key's next row made due (a key in its own backoff goes now;
+** a throttled key still waits). */
+static void kicked(sender *s, int64_t now)
+{
+    if (s->link == LINK_DOWN) {
+        s->next_probe_ms = now;
+        pdr_log(PDR_LOG_DEBUG, "kicked: probing the uplink now", NULL);
+        return;
+    }
+    if (s->link != LINK_UP) return;
+    int64_t n = 0;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        if (l->throttled_until_ms > now) continue;
+        backoff_reset(&l->bo);
+        l->retry_at_ms = 0;
+    }
+    pdr_rc rc = db_outbox_wake_heads(s->db, now, &n);
+    if (rc) write_failed(s, "cannot make the waiting events due", rc, NULL);
+    pdr_log(PDR_LOG_DEBUG, "kicked: every key's next event is due now", NULL);
+}
+
 static void housekeeping(sender *s, int64_t now, int64_t *wake)
 {
+    outage_summary(s, now, wake);
     if (now >= s->next_cleanup_ms) {
         int64_t n = 0;
         pdr_rc rc = db_dedup_purge_expired(s->db, &n);
@@ -549,6 +971,10 @@ static void *sender_main(void *arg)
         if (stopping) {
             if (!grace_end) grace_end = mono + s->cfg->timeout_ms;
             if (s->in_flight == 0 || mono >= grace_end) break;
+        } else if (atomic_exchange(&s->kicked, 0)) {
+            kicked(s, now);
+            dirty = 1;
+            continue;
         } else if (dirty || now >= wake_at || atomic_load(&s->notified)) {
             int only_notified = !dirty && now < wake_at;
             if (only_notified && mono < quiet_until) {
@@ -616,6 +1042,11 @@ pdr_rc sender_start(sender *s)
         if (s->ino_fd >= 0) close(s->ino_fd);
         s->ino_fd = -1;
     }
+    /* Up until shown otherwise; what was queued before this start was held. */
+    s->link = LINK_UP;
+    s->up_since_ms = pdr_clock_now_ms();
+    metrics_link_set(1);
+    link_publish(s, s->up_since_ms);
     if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;
     pthread_setname_np(s->thread, "pdr-sender");   /* shown by top -H, ps -L, perf */
     s->started = 1;

@@ -9,8 +9,10 @@
 ** INVARIANTS
 **   1. A row is deleted only after a 2xx (db invariant 2); a crash at any
 **      moment leaves every unconfirmed row pending, sent again on restart.
-**   2. Only a key's head is ever sent (db invariant 3), and never while the
-**      previous request of that key is in flight.
+**   2. Only a key's next row is ever sent (db_outbox_due: the most urgent
+**      of the oldest pending rows of each dedup_key, so one dedup_key's
+**      events keep their order), and never while the previous request of
+**      that key is in flight.
 **   3. No request starts before ratelimit allows it, so no sliding 60 s
 **      window sees more than rate_per_minute requests of a key.
 **   4. Idle is asleep: the thread sleeps in curl_multi_poll until the next
@@ -25,6 +27,18 @@
 **      restart a row that failed k times waits as after k failures (capped
 **      at backoff_max_ms), not backoff_initial_ms; the stored next_ms is
 **      honoured first (a head is read only once due).
+**   7. While the uplink is down (a failure with no HTTP reply, or a 5xx on
+**      every key with work) at most one request is in flight, the probe,
+**      started no sooner than the probe schedule (backoff_max_ms doubling
+**      to down_probe_max) or sender_kick(). The first answer that is not a
+**      5xx brings it up: every key's next row becomes due at once. Failures
+**      of the uplink do not grow a key's own backoff.
+**   8. After a 429 a key sends nothing for throttle_backoff (or the
+**      Retry-After given), then at half its rate for one window.
+**   9. [outbox] resolved_while_queued acts only on a trigger that was held
+**      (queued while the uplink was down or before this start) and only
+**      when it is about to be sent; collapse never drops a resolve that
+**      PagerDuty needs (an incident it already has goes as note).
 **
 ** LIFE OF A ROW IN THE SENDER
 **
@@ -34,6 +48,7 @@
 **                                           │ └──permanent──► DEAD with the reason, attempts+1
 **                                           └──shutdown grace over──► PENDING (untouched)
 **   PENDING, older than max_age ──► DEAD ("max_age exceeded", attempts unchanged)
+**   PENDING trigger, resolved while held ──collapse──► deleted with its resolve
 */
 #ifndef PDR_SENDER_H
 #define PDR_SENDER_H
