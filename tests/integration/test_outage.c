@@ -1,0 +1,483 @@
+/*
+** test_outage.c — `pdrelay run` through an uplink outage, against the mock
+** PagerDuty: one probe at a time while down, SIGUSR1 ends the wait, the log
+** says what happened once, the most urgent event goes first on recovery,
+** what resolved while queued is sent, collapsed or noted, a 429 holds its
+** key for throttle_backoff, and an event held long says so. The outage is
+** the mock halted (connections refused) or resetting every connection;
+** durations are scaled down in each config.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "clock.h"
+#include "db.h"
+#include "itutil.h"
+#include "mockpd_client.h"
+#include "testutil.h"
+
+static const char *const KEYS[] = {
+    "R1aaaaaaaaaaaaaaaaaaaaaaaaaaab12",
+    "R1bbbbbbbbbbbbbbbbbbbbbbbbbbcd34",
+    "R1cccccccccccccccccccccccccccd56",
+    "R1ddddddddddddddddddddddddddde78",
+    "R1eeeeeeeeeeeeeeeeeeeeeeeeeeef90",
+};
+#define N_KEYS (sizeof KEYS / sizeof *KEYS)
+
+typedef struct fx {
+    char *dir, *cfg, *data_dir, *log, *base;
+    mockpd *mock;
+    it_daemon d;
+} fx;
+
+static fx *fx_new(const mockpd_opts *mo)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
+    f->data_dir = tu_printf("%s/var", f->dir);
+    f->log = tu_printf("%s/pdrelay.log", f->dir);
+    f->mock = mockpd_start(mo);
+    assert_non_null(f->mock);
+    return f;
+}
+
+/* The config: the mock, a listener for /metrics, short timeouts; then the
+** test's own lines (sections may repeat their header: the last value of a
+** key wins, so extra can override these). */
+static void fx_config(fx *f, const char *agent, const char *pagerduty, const char *outbox)
+{
+    int port = it_free_port();
+    free(f->base);
+    f->base = tu_printf("http://127.0.0.1:%d", port);
+    char *text = tu_printf("[agent]\ndata_dir = %s\n%s\n[listen]\nport = %d\n"
+                           "[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 50\n"
+                           "timeout_ms = 2000\nconnect_timeout_ms = 500\n%s\n[outbox]\n%s\n",
+                           f->data_dir, agent ? agent : "", port, mockpd_url(f->mock), pagerduty ? pagerduty : "",
+                           outbox ? outbox : "");
+    tu_write_file(f->cfg, text);
+    free(text);
+}
+
+static void fx_free(fx *f)
+{
+    mockpd_stop(f->mock);
+    it_teardown(&f->d, f->dir, KEYS, N_KEYS);
+    free(f->dir);
+    free(f->cfg);
+    free(f->data_dir);
+    free(f->log);
+    free(f->base);
+    free(f);
+}
+
+/* Queues one event straight into the outbox (the daemon may be running: it
+** notices the commit). severity NULL for acknowledge and resolve. */
+static void push(const char *data_dir, const char *key, pdr_action act, const char *dk, const char *severity,
+                 const char *summary)
+{
+    db_t *db = tu_db_open(data_dir, 0);
+    char *body;
+    if (act == PDR_ACTION_TRIGGER)
+        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
+                         "\"payload\":{\"summary\":\"%s\",\"source\":\"gw\",\"severity\":\"%s\"}}",
+                         key, dk, summary, severity);
+    else
+        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
+                         pdr_action_name(act), dk);
+    db_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = key;
+    ev.action = act;
+    ev.dedup_key = dk;
+    ev.body = body;
+    ev.body_len = strlen(body);
+    ev.urgency = act == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(severity) : PDR_URGENCY_INHERIT;
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
+    free(body);
+    db_close(db);
+}
+
+/* How many times needle occurs in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+/* The value of a metric line "name value" in /metrics, or -1. */
+static double metric(fx *f, const char *name)
+{
+    char *body = NULL;
+    double v = -1;
+    assert_int_equal(it_http(f->base, "GET", "/metrics", NULL, NULL, &body, NULL), 200);
+    char *want = tu_printf("\n%s ", name);
+    const char *p = strstr(body, want);
+    if (p) v = strtod(p + strlen(want), NULL);
+    free(want);
+    free(body);
+    return v;
+}
+
+/* ---- 1. one probe, not a stampede ------------------------------------------------ */
+
+/* Five keys with work and a mock that resets every connection: once the
+** link is down, every request the mock sees is a probe, one at a time,
+** spaced by the probe schedule (from backoff_max 50 ms up to 200 ms), and
+** the probe is the head of the most urgent key. */
+static void test_one_probe_while_down(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, "log_level = debug", "down_probe_max = 200ms", NULL);
+    for (size_t k = 0; k < N_KEYS; k++) {
+        char dk[16];
+        snprintf(dk, sizeof dk, "w%zu", k);
+        push(f->data_dir, KEYS[k], PDR_ACTION_TRIGGER, dk, "warning", "disk filling");
+    }
+    push(f->data_dir, KEYS[3], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "probing the uplink", 6, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+
+    char *log = it_log(&f->d);
+    int probes = count_of(log, "probing the uplink");
+    cJSON *reqs = mockpd_requests(f->mock);
+    int n = cJSON_GetArraySize(reqs);
+    /* before the link was known down, at most one request per key */
+    assert_true(n <= (int)N_KEYS + probes);
+    assert_true(n >= probes);
+    /* the last `probes` requests: one at a time, spaced, most urgent key */
+    double prev = -1;
+    for (int i = n - probes; i < n; i++) {
+        const cJSON *r = cJSON_GetArrayItem(reqs, i);
+        double at = cJSON_GetObjectItemCaseSensitive(r, "arrival_ms")->valuedouble;
+        assert_string_equal(it_jstr(r, "routing_key"), KEYS[3]);
+        assert_string_equal(it_jstr(r, "dedup_key"), "crit");
+        if (prev >= 0 && at - prev < 40) it_fail("probes %.0f ms apart: the schedule starts at 45 ms", at - prev);
+        prev = at;
+    }
+    cJSON_Delete(reqs);
+    assert_int_equal(count_of(log, "uplink down"), 1);
+    free(log);
+    /* nothing was lost or killed */
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), N_KEYS + 1);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_DEAD), 0);
+    fx_free(f);
+}
+
+/* A probe schedule of minutes, then SIGUSR1 once the link is back: the
+** probe goes at once, the link is up, every key drains. The metrics say
+** down, then up, with the seconds it was down. */
+static void test_sigusr1_ends_the_wait(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, "backoff_max_ms = 60000\ndown_probe_max = 10m", NULL);
+    for (size_t k = 0; k < N_KEYS; k++) it_queue(f->data_dir, KEYS[k], "e", 4);
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_true(metric(f, "pdrelay_link_up") == 0);
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
+    /* the next scheduled probe is a minute away: only the kick explains this */
+    assert_int_equal(mockpd_wait_accepted(f->mock, (int)N_KEYS * 4, 20000), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink up", 5000), 0);
+    assert_true(metric(f, "pdrelay_link_up") == 1);
+    assert_true(metric(f, "pdrelay_link_down_seconds_total") > 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    for (size_t k = 0; k < N_KEYS; k++) it_assert_in_order(ev, KEYS[k], "e", 4);
+    cJSON_Delete(ev);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
+    fx_free(f);
+}
+
+/* ---- 2. logs that say what happened, once ------------------------------------------ */
+
+static void test_log_says_it_once(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, "outage_log_interval = 1s", "down_probe_max = 100ms", NULL);
+    for (size_t k = 0; k < N_KEYS; k++) it_queue(f->data_dir, KEYS[k], "e", 3);
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "uplink still down", 2, 10000), 0);
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, (int)N_KEYS * 3, 20000), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink up", 5000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+
+    char *log = it_log(&f->d);
+    assert_int_equal(count_of(log, "uplink down"), 1);
+    assert_int_equal(count_of(log, "uplink up"), 1);
+    /* no line per attempt at info: the failures are in the summaries */
+    assert_int_equal(count_of(log, "delivery failed"), 0);
+    assert_non_null(strstr(log, "cause=network"));
+    assert_non_null(strstr(log, "backlog=15"));
+    /* the lines from down to up: the down line and the summaries, nothing else */
+    const char *down = strstr(log, "uplink down"), *up = strstr(log, "uplink up");
+    assert_true(down && up && down < up);
+    int lines = 0;
+    for (const char *p = down; p < up; p++) lines += *p == '\n';
+    assert_int_equal(lines, 1 + count_of(log, "uplink still down"));
+    free(log);
+    fx_free(f);
+}
+
+/* ---- 4. urgent first ------------------------------------------------------------- */
+
+/* Thirty warnings wait for one key while the link is down; then a critical
+** trigger comes. It is the probe, so it is the first event PagerDuty gets
+** when the link returns; the warnings follow in their order. */
+static void test_critical_first_after_recovery(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, "down_probe_max = 100ms", NULL);
+    for (int i = 0; i < 30; i++) {
+        char dk[16];
+        snprintf(dk, sizeof dk, "w-%d", i);
+        push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, dk, "warning", "disk filling");
+    }
+    assert_int_equal(mockpd_halt(f->mock), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
+    assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 31, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_string_equal(it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"), "crit");
+    char got[40][32];
+    int n = it_accepted_for(ev, KEYS[0], got, 40);
+    assert_int_equal(n, 31);
+    for (int i = 1; i < 31; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "w-%d", i - 1);
+        assert_string_equal(got[i], want);
+    }
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+/* ---- 5. don't page for what already resolved ---------------------------------------- */
+
+/* Queued while pdrelay was not running (held): X triggered, was
+** acknowledged and resolved; Y is still firing. Returns the mock's events. */
+static cJSON *run_resolved_while_queued(fx *f, const char *mode)
+{
+    char *outbox = tu_printf("resolved_while_queued = %s", mode);
+    fx_config(f, NULL, NULL, outbox);
+    free(outbox);
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", "critical", "pump failed");
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "Y", "warning", "tank low");
+    push(f->data_dir, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "X", NULL, NULL);
+    push(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    return NULL;
+}
+
+static cJSON *finish(fx *f, int accepted)
+{
+    assert_int_equal(mockpd_wait_accepted(f->mock, accepted, 20000), 0);
+    /* its "delivered" line comes after the row left the outbox */
+    assert_int_equal(it_wait_log_count(&f->d, "msg=delivered", accepted, 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
+    return mockpd_events(f->mock);
+}
+
+static void test_resolved_while_queued_send(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    run_resolved_while_queued(f, "send");
+    cJSON *ev = finish(f, 4);
+    assert_int_equal(cJSON_GetArraySize(ev), 4);
+    /* critical X first, and X in its order: trigger, acknowledge, resolve */
+    static const char *const want[][2] = {{"X", "trigger"}, {"X", "acknowledge"}, {"X", "resolve"}, {"Y", "trigger"}};
+    int xi = 0;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(ev, i);
+        if (!strcmp(it_jstr(e, "dedup_key"), "X")) {
+            assert_string_equal(it_jstr(e, "event_action"), want[xi][1]);
+            xi++;
+        }
+    }
+    assert_int_equal(xi, 3);
+    const cJSON *first = cJSON_GetArrayItem(ev, 0);
+    assert_string_equal(it_jstr(first, "summary"), "pump failed");
+    assert_non_null(strstr(it_jstr(first, "body"), "\"severity\":\"critical\""));
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+static void test_resolved_while_queued_collapse(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    run_resolved_while_queued(f, "collapse");
+    cJSON *ev = finish(f, 1);
+    assert_int_equal(cJSON_GetArraySize(ev), 1);
+    assert_string_equal(it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"), "Y");
+    cJSON_Delete(ev);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "resolved while queued"));
+    assert_non_null(strstr(log, "events=3"));
+    free(log);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_DEAD), 0);
+    fx_free(f);
+}
+
+static void test_resolved_while_queued_note(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    run_resolved_while_queued(f, "note");
+    cJSON *ev = finish(f, 4);
+    assert_int_equal(cJSON_GetArraySize(ev), 4);
+    int xi = 0;
+    static const char *const order[] = {"trigger", "acknowledge", "resolve"};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(ev, i);
+        if (strcmp(it_jstr(e, "dedup_key"), "X")) continue;
+        assert_string_equal(it_jstr(e, "event_action"), order[xi]);
+        if (xi == 0) {
+            assert_string_equal(it_jstr(e, "summary"), "[resolved while offline] pump failed");
+            assert_non_null(strstr(it_jstr(e, "body"), "\"severity\":\"info\""));
+        }
+        xi++;
+    }
+    assert_int_equal(xi, 3);
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+/* A trigger and its resolve queued while the link is healthy (held back
+** only by the key's rate) are not touched: note applies to what an outage
+** held. */
+static void test_healthy_link_not_touched(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1};
+    fx *f = fx_new(&mo);
+    fx_config(f, NULL, "rate_per_minute = 60\nburst = 1\nrate_window_ms = 1000", "resolved_while_queued = note");
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "A", "warning", "first");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    /* the key's one token per second is spent: these two wait behind it */
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", "critical", "pump failed");
+    push(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL);
+    cJSON *ev = finish(f, 3);
+    const cJSON *x = cJSON_GetArrayItem(ev, 1);
+    assert_string_equal(it_jstr(x, "dedup_key"), "X");
+    assert_string_equal(it_jstr(x, "summary"), "pump failed");
+    assert_non_null(strstr(it_jstr(x, "body"), "\"severity\":\"critical\""));
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+/* ---- 7. 429 ---------------------------------------------------------------------- */
+
+/* A 429 without Retry-After: the key waits throttle_backoff (400 ms here)
+** as the mock's clock sees it, while another key goes on. */
+static void test_429_waits_throttle_backoff(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1};
+    fx *f = fx_new(&mo);
+    fx_config(f, NULL, "throttle_backoff = 400ms\nconcurrency = 1", NULL);
+    it_queue(f->data_dir, KEYS[0], "t", 3);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 429, 0, 1), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *reqs = mockpd_requests(f->mock);
+    assert_int_equal(cJSON_GetArraySize(reqs), 4);
+    const cJSON *a = cJSON_GetArrayItem(reqs, 0), *b = cJSON_GetArrayItem(reqs, 1);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(a, "status")->valueint, 429);
+    double gap = cJSON_GetObjectItemCaseSensitive(b, "arrival_ms")->valuedouble -
+                 cJSON_GetObjectItemCaseSensitive(a, "arrival_ms")->valuedouble;
+    if (gap < 390) it_fail("the key went again %.0f ms after a 429; throttle_backoff is 400 ms", gap);
+    assert_string_equal(it_jstr(b, "dedup_key"), "t-0");
+    cJSON_Delete(reqs);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "throttled by PagerDuty"));
+    free(log);
+    fx_free(f);
+}
+
+/* ---- 3. true times: the delay note ------------------------------------------------- */
+
+/* An event that arrived ten minutes ago goes out with custom_details.pdrelay
+** saying so; one that just arrived goes as it came. */
+static void test_delay_note(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, NULL, "delay_note_after = 5m");
+    int64_t now = pdr_clock_now_ms();
+    tu_clock_install(now - 10 * 60 * 1000);   /* this process only: the row's created_ms */
+    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "old", "error", "held");
+    pdr_clock_set(NULL, NULL);
+    push(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "new", "error", "fresh");
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    for (int i = 0; i < 2; i++) {
+        const cJSON *e = cJSON_GetArrayItem(ev, i);
+        cJSON *body = cJSON_Parse(it_jstr(e, "body"));
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(body, "payload"),
+                                                           "custom_details");
+        const cJSON *note = cJSON_GetObjectItemCaseSensitive(cd, "pdrelay");
+        if (!strcmp(it_jstr(e, "dedup_key"), "old")) {
+            assert_non_null(note);
+            double delayed = cJSON_GetObjectItemCaseSensitive(note, "delayed_s")->valuedouble;
+            assert_true(delayed >= 600 && delayed < 700);
+            assert_int_equal(cJSON_GetObjectItemCaseSensitive(note, "attempts")->valueint, 0);
+            assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(note, "queued_at")));
+        } else {
+            assert_null(note);
+        }
+        cJSON_Delete(body);
+    }
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_probe_while_down),
+        cmocka_unit_test(test_sigusr1_ends_the_wait),
+        cmocka_unit_test(test_log_says_it_once),
+        cmocka_unit_test(test_critical_first_after_recovery),
+        cmocka_unit_test(test_resolved_while_queued_send),
+        cmocka_unit_test(test_resolved_while_queued_collapse),
+        cmocka_unit_test(test_resolved_while_queued_note),
+        cmocka_unit_test(test_healthy_link_not_touched),
+        cmocka_unit_test(test_429_waits_throttle_backoff),
+        cmocka_unit_test(test_delay_note),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
