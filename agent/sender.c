@@ -430,8 +430,8 @@ static int collapse(sender *s, lane *l, const db_row *row, int64_t resolve_id)
 }
 
 /* What goes out for row: its body as queued, or rewritten (annotate.h) for
-** a trigger that resolved while held (note) or an event held past
-** delay_note_after. *body is the row's or a new buffer (*owned 1). Returns
+** a trigger that resolved while held (note), an event held past
+** delay_note_after, or one without payload.timestamp (stamped). *body is the row's or a new buffer (*owned 1). Returns
 ** 1 when the row is gone instead (collapse), 0 to send. */
 static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, size_t *len, int *owned)
 {
@@ -462,7 +462,12 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
         o.attempts = row->attempts;
         o.now_ms = now;
     }
-    if (!o.resolved_while_offline && !o.delay_note) return 0;
+    /* True times: a trigger or change event whose source gave no time
+    ** (event_ms 0) goes out stamped with when pdrelay received it, added
+    ** now rather than at ingest so that repeats still coalesce. */
+    if (row->event_ms == 0 && (row->action == PDR_ACTION_TRIGGER || row->action == PDR_ACTION_CHANGE))
+        o.stamp_ms = row->created_ms;
+    if (!o.resolved_while_offline && !o.delay_note && !o.stamp_ms) return 0;
     o.now_ms = now;
     char *out = NULL;
     size_t n = 0;

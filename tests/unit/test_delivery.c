@@ -67,6 +67,42 @@ static void test_ratelimit_sliding_window(void **state)
     free(a);
 }
 
+/* After a 429 the key runs at half its rate until the given time: a
+** greedy sender gets 60 starts in a window of 120/min, and 120 again
+** after it. */
+static void test_ratelimit_halved_after_429(void **state)
+{
+    (void)state;
+    ratelimit rl;
+    int64_t now = 1000, until = 1000 + 60000;
+    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), 0);
+    rl_throttled(&rl, now);
+    rl_halve(&rl, until);
+    int in_window = 0;
+    int64_t t = now;
+    for (;;) {
+        t = rl_next_ms(&rl, t);
+        if (t >= until) break;
+        rl_take(&rl, t);
+        rl_done(&rl, t);
+        in_window++;
+    }
+    /* 60/min for one minute, from an empty bucket: 59 or 60 starts */
+    assert_true(in_window >= 59 && in_window <= 60);
+    /* then the full rate: the next minute holds at most 120 and close to it */
+    int next = 0;
+    int64_t end = until + 60000;
+    for (;;) {
+        t = rl_next_ms(&rl, t);
+        if (t >= end) break;
+        rl_take(&rl, t);
+        rl_done(&rl, t);
+        next++;
+    }
+    assert_true(next > 100 && next <= 120);
+    rl_cleanup(&rl);
+}
+
 static void test_ratelimit_burst_then_rate(void **state)
 {
     (void)state;
@@ -224,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ratelimit_sliding_window),
         cmocka_unit_test(test_ratelimit_burst_then_rate),
+        cmocka_unit_test(test_ratelimit_halved_after_429),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_backoff_resumes_after_restart),
         cmocka_unit_test(test_classify),
