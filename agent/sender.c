@@ -314,11 +314,12 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
     if (!r->fingerprint || !dk) return;
     switch (r->action) {
     case PDR_ACTION_TRIGGER:
-        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_TRIGGERED, s->cfg->dedup_ttl_ms);
+        rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_TRIGGERED, s->cfg->dedup_ttl_ms,
+                          r->target, r->urgency);
         break;
     case PDR_ACTION_ACKNOWLEDGE:
         rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_ACKNOWLEDGED,
-                          s->cfg->dedup_ttl_ms);
+                          s->cfg->dedup_ttl_ms, r->target, r->urgency);
         break;
     case PDR_ACTION_RESOLVE:
         rc = db_dedup_delete(s->db, r->routing_key, r->fingerprint);

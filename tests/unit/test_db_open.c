@@ -48,6 +48,7 @@ static void push_one(db_t *db, const char *body)
     ev.dedup_key = "k";
     ev.body = body;
     ev.body_len = strlen(body);
+    ev.urgency = PDR_URGENCY_WARNING;
     assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
 }
 
@@ -203,7 +204,7 @@ static void test_migrates_empty_file(void **state)
     tu_write_file(path, "");
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_settings_get(db, &s), PDR_OK);
-    assert_int_equal(s.user_version, 1);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
     assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
     assert_int_equal(pending, 0);
     assert_int_equal(dead, 0);
@@ -227,7 +228,7 @@ static void test_reopen_keeps_rows_and_version(void **state)
     db_close(db);
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_settings_get(db, &s), PDR_OK);
-    assert_int_equal(s.user_version, 1);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
     assert_int_equal(db_outbox_count(db, &pending, NULL), PDR_OK);
     assert_int_equal(pending, 1);
     db_close(db);
@@ -251,7 +252,7 @@ static void test_too_new_is_refused_untouched(void **state)
     db_close(db);
     raw_exec(path, "PRAGMA user_version=99");
 
-    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(1)", "upgrade pdrelay", "untouched",
+    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(2)", "upgrade pdrelay", "untouched",
                    (const char *)NULL);
     expect_refused(tmp, 1, PDR_ERR_TOO_NEW, "99", (const char *)NULL);
     free(path);

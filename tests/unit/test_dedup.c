@@ -61,7 +61,7 @@ static void test_put_get(void **state)
     db_dedup_entry e;
 
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp1", &e), PDR_ERR_NOT_FOUND);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp1", "dk-1", DB_DEDUP_TRIGGERED, DAY), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp1", "dk-1", DB_DEDUP_TRIGGERED, DAY, NULL, -1), PDR_OK);
     memset(&e, 0x55, sizeof e);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp1", &e), PDR_OK);
     assert_string_equal(e.dedup_key, "dk-1");
@@ -79,9 +79,9 @@ static void test_put_replaces(void **state)
     fixture *f = *state;
     db_dedup_entry e;
 
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "old", DB_DEDUP_TRIGGERED, 1000), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "old", DB_DEDUP_TRIGGERED, 1000, NULL, -1), PDR_OK);
     tu_clock_advance(500);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "new", DB_DEDUP_RESOLVED, 2000), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "new", DB_DEDUP_RESOLVED, 2000, NULL, -1), PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_OK);
     assert_string_equal(e.dedup_key, "new");
     assert_int_equal(e.state, DB_DEDUP_RESOLVED);
@@ -91,7 +91,7 @@ static void test_put_replaces(void **state)
     /* A put revives an expired entry. */
     tu_clock_advance(5000);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_ERR_NOT_FOUND);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "again", DB_DEDUP_ACKNOWLEDGED, 10), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "again", DB_DEDUP_ACKNOWLEDGED, 10, NULL, -1), PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_OK);
     assert_string_equal(e.dedup_key, "again");
     assert_int_equal(e.state, DB_DEDUP_ACKNOWLEDGED);
@@ -103,7 +103,7 @@ static void test_ttl_boundary(void **state)
     fixture *f = *state;
     db_dedup_entry e;
 
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, DAY), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, DAY, NULL, -1), PDR_OK);
     tu_clock_advance(DAY - 1);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_OK);
     tu_clock_advance(1);
@@ -117,8 +117,8 @@ static void test_delete(void **state)
     fixture *f = *state;
     db_dedup_entry e;
 
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, DAY), PDR_OK);
-    assert_int_equal(db_dedup_put(f->db, RK_B, "fp", "dk", DB_DEDUP_TRIGGERED, DAY), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, DAY, NULL, -1), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_B, "fp", "dk", DB_DEDUP_TRIGGERED, DAY, NULL, -1), PDR_OK);
     assert_int_equal(db_dedup_delete(f->db, RK_A, "fp"), PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_ERR_NOT_FOUND);
     assert_int_equal(db_dedup_get(f->db, RK_B, "fp", &e), PDR_OK);
@@ -133,9 +133,9 @@ static void test_purge_expired(void **state)
     db_dedup_entry e;
     int64_t n = -1;
 
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp10", "a", DB_DEDUP_TRIGGERED, 10), PDR_OK);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp20", "b", DB_DEDUP_TRIGGERED, 20), PDR_OK);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp30", "c", DB_DEDUP_TRIGGERED, 30), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp10", "a", DB_DEDUP_TRIGGERED, 10, NULL, -1), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp20", "b", DB_DEDUP_TRIGGERED, 20, NULL, -1), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp30", "c", DB_DEDUP_TRIGGERED, 30, NULL, -1), PDR_OK);
     assert_int_equal(db_dedup_purge_expired(f->db, &n), PDR_OK);
     assert_int_equal(n, 0);
     tu_clock_advance(20);
@@ -157,21 +157,21 @@ static void test_invalid_and_long_keys(void **state)
 
     memset(key, 'k', sizeof key - 1);
     key[sizeof key - 1] = '\0';
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY),
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY, NULL, -1),
                      PDR_ERR_INVALID);
     key[PDR_DEDUP_KEY_MAX_BYTES] = '\0'; /* exactly the maximum */
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", key, DB_DEDUP_TRIGGERED, DAY, NULL, -1), PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_A, "fp", &e), PDR_OK);
     assert_string_equal(e.dedup_key, key);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", (db_dedup_state)7, DAY),
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", (db_dedup_state)7, DAY, NULL, -1),
                      PDR_ERR_INVALID);
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, -1),
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_TRIGGERED, -1, NULL, -1),
                      PDR_ERR_INVALID);
-    assert_int_equal(db_dedup_put(f->db, NULL, "fp", "dk", DB_DEDUP_TRIGGERED, DAY),
+    assert_int_equal(db_dedup_put(f->db, NULL, "fp", "dk", DB_DEDUP_TRIGGERED, DAY, NULL, -1),
                      PDR_ERR_INVALID);
     assert_int_equal(db_dedup_get(f->db, RK_A, NULL, &e), PDR_ERR_INVALID);
     /* A TTL past the end of time saturates. */
-    assert_int_equal(db_dedup_put(f->db, RK_B, "fp", "dk", DB_DEDUP_TRIGGERED, INT64_MAX),
+    assert_int_equal(db_dedup_put(f->db, RK_B, "fp", "dk", DB_DEDUP_TRIGGERED, INT64_MAX, NULL, -1),
                      PDR_OK);
     assert_int_equal(db_dedup_get(f->db, RK_B, "fp", &e), PDR_OK);
     assert_int_equal(e.expires_ms, INT64_MAX);
@@ -183,7 +183,7 @@ static void test_survives_reopen(void **state)
     db_options o;
     db_dedup_entry e;
 
-    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_ACKNOWLEDGED, DAY), PDR_OK);
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "dk", DB_DEDUP_ACKNOWLEDGED, DAY, NULL, -1), PDR_OK);
     db_close(f->db);
     memset(&o, 0, sizeof o);
     o.data_dir = f->dir;
