@@ -432,6 +432,12 @@ int cli_send(int argc, char **argv)
         evs[i].fingerprint = NULL;
         evs[i].body = bodies[i];
         evs[i].body_len = body_len;
+        /* The severity send_build() wrote; an acknowledge or resolve takes
+        ** its trigger's (db.h). */
+        evs[i].urgency = act == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(a.severity ? a.severity : "error")
+                         : act == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+        evs[i].target = NULL;
+        evs[i].event_ms = 0;
     }
 
     db = cli_db_open("send", cfg, &ex);

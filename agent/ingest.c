@@ -481,6 +481,10 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         rq->evs[i].fingerprint = e->fingerprint;
         rq->evs[i].body = e->body;
         rq->evs[i].body_len = e->body_len;
+        rq->evs[i].urgency = e->action == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(e->severity)
+                             : e->action == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+        rq->evs[i].target = e->target;
+        rq->evs[i].event_ms = 0;   /* not parsed from the source yet: unknown */
     }
     writer_job_push(&rq->job, rq->evs, nr->n, rq->res, NULL, on_job_done, rq);
     return job_submit(in, c, rq);

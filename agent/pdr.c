@@ -55,6 +55,21 @@ pdr_action pdr_action_parse(const char *s)
     return (pdr_action)0;
 }
 
+const char *pdr_urgency_name(int u)
+{
+    static const char *const names[] = {"critical", "error", "warning", "info", "change"};
+    return u >= PDR_URGENCY_CRITICAL && u <= PDR_URGENCY_CHANGE ? names[u] : NULL;
+}
+
+int pdr_urgency_of_severity(const char *severity)
+{
+    int u;
+    if (!severity) return PDR_URGENCY_WARNING;
+    for (u = PDR_URGENCY_CRITICAL; u <= PDR_URGENCY_INFO; u++)
+        if (!strcmp(severity, pdr_urgency_name(u))) return u;
+    return PDR_URGENCY_WARNING;
+}
+
 /* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
 ** continuation bytes it needs and the range of the first of them (which
 ** excludes overlong forms, UTF-16 surrogates and code points over

@@ -56,6 +56,21 @@ const char *pdr_action_name(pdr_action a);
 /* Parses the PagerDuty event_action names (and "change"); 0 if unknown. */
 pdr_action pdr_action_parse(const char *s);
 
+/* Urgency of an event for scheduling; lower is sent first. The trigger
+** values equal the severity indexes of pdr_severity_name() (config/config.h: critical 0 …
+** info 3); change events come after every alert. Stored in the outbox
+** (db/sql.h, schema version 2): never renumber. */
+typedef enum pdr_urgency {
+    PDR_URGENCY_CRITICAL = 0, PDR_URGENCY_ERROR = 1, PDR_URGENCY_WARNING = 2,
+    PDR_URGENCY_INFO = 3, PDR_URGENCY_CHANGE = 4,
+    PDR_URGENCY_INHERIT = -1   /* db_event: ack/resolve take their trigger's */
+} pdr_urgency;
+
+/* "critical".."info", "change"; NULL for any other value. */
+const char *pdr_urgency_name(int u);
+/* For a trigger's payload.severity string; PDR_URGENCY_WARNING for NULL or unknown. */
+int pdr_urgency_of_severity(const char *severity);
+
 /* A PagerDuty integration (routing) key is exactly this long. */
 #define PDR_ROUTING_KEY_LEN 32
 

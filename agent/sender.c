@@ -644,7 +644,7 @@ static void update_dedup(sender *s, const lane *l, const pd_result *res)
         break;
     case PDR_ACTION_ACKNOWLEDGE:
         rc = db_dedup_put(s->db, r->routing_key, r->fingerprint, dk, DB_DEDUP_ACKNOWLEDGED,
-                          s->cfg->dedup_ttl_ms, r->target, -1);
+                          s->cfg->dedup_ttl_ms, r->target, r->urgency);
         break;
     case PDR_ACTION_RESOLVE:
         rc = db_dedup_delete(s->db, r->routing_key, r->fingerprint);

@@ -14,12 +14,27 @@
 **      is fsync'd at each commit) or NORMAL (fsync'd at checkpoints only: a
 **      power cut may lose the last commits, a process crash loses nothing).
 **   2. A row leaves the outbox only by db_outbox_delivered() (after a 2xx
-**      upstream) or db_outbox_purge_dead() (an operator's order); retrying a
-**      dead letter replaces it by a copy in the same transaction. Nothing
-**      else deletes a pending row.
-**   3. Per routing key, rows are delivered in id order: the sender only ever
-**      takes a key's head (its lowest pending id); a head that is not due
-**      holds back the rest of its key. Ids are never reused (AUTOINCREMENT).
+**      upstream), db_outbox_purge_dead() (an operator's order), or
+**      db_outbox_collapse() (only at the sender's order, under [outbox]
+**      resolved_while_queued = collapse: the pending rows of one
+**      (routing_key, dedup_key) up to a given id, a trigger that resolved
+**      while queued and any acknowledge between); retrying a dead letter
+**      replaces it by a copy in the same transaction. Nothing else deletes
+**      a pending row.
+**   3. Order. A GROUP is the pending rows of one (routing_key, dedup_key)
+**      (IS: the NULL-dedup change events of a key are one group). Within a
+**      group rows are delivered strictly in id order: only the group's HEAD
+**      (its lowest pending id, outbox.head = 1) can be sent. Across the
+**      groups of a key, the key's NEXT row is the head of lowest urgency
+**      (critical 0 .. info 3, change 4; an acknowledge or resolve carries
+**      its trigger's), then lowest id; the sender only ever takes a key's
+**      next row, and a next row that is not due holds back the rest of its
+**      key. head is kept by the INSERT (push) and by triggers (a head
+**      deleted or leaving state 0 hands it to the next pending row of its
+**      group), so every process that writes keeps it right. The next rows
+**      are found through the index outbox_sched (routing_key, urgency, id)
+**      WHERE state=0 AND head=1, never by a scan of the backlog (sql.h,
+**      DB_SQL_NEXT_CTE). Ids are never reused (AUTOINCREMENT).
 **   4. The outbox never holds more than max_events rows (pending + dead):
 **      push checks the count inside its write transaction, so two processes
 **      pushing at once cannot both take the last place.
@@ -36,11 +51,18 @@
 **     push ──► PENDING ──(2xx)── db_outbox_delivered ──► (deleted)
 **                │  ▲
 **   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
+**                │  └── db_outbox_wake_heads (next_ms = now: the uplink is back)
+**                │
+**   (resolved    ├──── db_outbox_collapse ──► (deleted, with the rows of its
+**    while queued)                             group up to the given id)
 **                │
 **   (permanent)  └──── db_outbox_kill ───► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
-**                      (attempts+1)         │                            back of its key,
+**                      (attempts+1)         │                            back of its group,
 **   (max_age)    └──── db_outbox_expire, ──►│                            attempts 0)
 **                      db_outbox_kill_older └──(db_outbox_purge_dead)──► (deleted)
+**
+** A pending row is its group's head (head = 1) while no older pending row
+** of the group exists; a dead row never is (head = 0).
 **
 ** attempts counts the requests made for the row: one per reschedule (a
 ** transient failure) and one for the refusal that killed it; an expiry
@@ -483,6 +505,9 @@ pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row)
     row->last_error = db_col_dup(st, 9, NULL, &nomem);
     row->state = sqlite3_column_int(st, 10) ? DB_ROW_DEAD : DB_ROW_PENDING;
     row->dead_ms = sqlite3_column_int64(st, 11);
+    row->urgency = sqlite3_column_int(st, 12);
+    row->target = db_col_dup(st, 13, NULL, &nomem);
+    row->event_ms = sqlite3_column_int64(st, 14);
     if (!nomem && (!row->routing_key || !row->body)) {
         /* NOT NULL columns: only a damaged file gets here. */
         db_msg(db->errmsg, sizeof db->errmsg,
@@ -506,6 +531,7 @@ void db_row_cleanup(db_row *row)
     free(row->fingerprint);
     free(row->body);
     free(row->last_error);
+    free(row->target);
     memset(row, 0, sizeof *row);
 }
 
@@ -977,6 +1003,7 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
     snprintf(db->path, len, "%s/%s", opt->data_dir, DB_FILE_NAME);
     db->max_events = opt->max_events > 0 ? opt->max_events : DB_MAX_EVENTS_DEFAULT;
     db->read_only = opt->read_only ? 1 : 0;
+    db->dedup_ttl_ms = opt->dedup_ttl_ms > 0 ? opt->dedup_ttl_ms : 0;
 
     /* 1. directory and file, with our modes */
     if (db->read_only) {
@@ -1031,9 +1058,11 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
         goto out;
     }
     if (db->read_only && version < DB_SCHEMA_VERSION) {
+        /* The reads of this version know only its shape (db.h, db_open). */
         db_msg(errbuf, errsz,
-               "%s has schema version %lld, older than this pdrelay (%d); it is "
-               "migrated by the first pdrelay that opens it for writing",
+               "%s has schema version %lld, older than this pdrelay (%d), which does not read "
+               "it without migrating it: start `pdrelay run` once (or queue with `pdrelay send`), "
+               "which migrates it, then ask again",
                db->path, (long long)version, DB_SCHEMA_VERSION);
         rc = version == 0 ? PDR_ERR_NOT_FOUND : PDR_ERR_INVALID;
         goto out;
@@ -1124,4 +1153,56 @@ pdr_rc db_settings_get(db_t *db, db_settings *out)
         sqlite3_reset(st);
     }
     return PDR_OK;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+pdr_rc db_explain(db_t *db, const char *stmt_name, char *out, size_t outsz)
+{
+    static const char prefix[] = DB_SQL_EXPLAIN;
+    sqlite3_stmt *st = NULL;
+    char *sql;
+    size_t len, used = 0;
+    pdr_rc rc = PDR_OK;
+    int i, src;
+
+    if (!db || !stmt_name || !out || !outsz) return PDR_ERR_INVALID;
+    out[0] = '\0';
+    for (i = 0; i < DB_STMT_COUNT; i++)
+        if (!strcmp(db_stmt_names[i], stmt_name)) break;
+    if (i == DB_STMT_COUNT) return PDR_ERR_NOT_FOUND;
+    len = sizeof prefix + strlen(db_stmt_sql[i]);
+    sql = malloc(len);
+    if (!sql) return PDR_ERR_NOMEM;
+    snprintf(sql, len, "%s%s", prefix, db_stmt_sql[i]);
+    src = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);
+    free(sql);
+    if (src) return db_fail(db, src, stmt_name);
+    /* Columns: id, parent, notused, detail. Depth from the parents. */
+    {
+        int ids[64], depth[64], n = 0;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            int id = sqlite3_column_int(st, 0), parent = sqlite3_column_int(st, 1), d = 0, k, w;
+            const char *detail = (const char *)sqlite3_column_text(st, 3);
+            for (k = n - 1; k >= 0; k--)
+                if (ids[k] == parent) {
+                    d = depth[k] + 1;
+                    break;
+                }
+            if (n < 64) {
+                ids[n] = id;
+                depth[n] = d;
+                n++;
+            }
+            w = snprintf(out + used, outsz - used, "%*s%s\n", 2 * d, "", detail ? detail : "");
+            if (w < 0 || (size_t)w >= outsz - used) {
+                rc = PDR_ERR_FULL;
+                break;
+            }
+            used += (size_t)w;
+        }
+    }
+    if (!rc && src != SQLITE_DONE) rc = db_fail(db, src, stmt_name);
+    sqlite3_finalize(st);
+    return rc;
 }

@@ -2,35 +2,10 @@
 ** db.h — pdrelay's database: the outbox of events waiting for PagerDuty and
 ** the dedup table. The only public door to SQLite; no SQL exists outside db/.
 **
-** INVARIANTS
-**   1. An event pushed with PDR_OK is durable when the push returns (with
-**      synchronous=full: on disk, fsync'd; with normal: survives a crash of
-**      the process, may be lost on power loss).
-**   2. A row leaves the outbox only by db_outbox_delivered() (after a 2xx
-**      upstream) or by db_outbox_purge_dead() (an operator's order). Nothing
-**      else deletes a pending row.
-**   3. Per routing key, rows are delivered in id order: the sender only ever
-**      takes the key's head (lowest pending id); a head that is not due
-**      holds back the rest of its key.
-**   4. The outbox never holds more than max_events rows (pending + dead).
-**
-** LIFE OF A ROW
-**
-**     push ──► PENDING ──(2xx)── db_outbox_delivered ──► (deleted)
-**                │  ▲
-**   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
-**                │
-**   (permanent)  └──── db_outbox_kill ──► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
-**                      (attempts+1)        │                            back of its key,
-**   (max_age)    └──── db_outbox_expire,   │                            attempts 0)
-**                      _kill_older ───────►└──(db_outbox_purge_dead)──► (deleted)
-**
-** attempts counts the requests made for the row: one per reschedule (a
-** transient failure) and one for the refusal that killed it; an expiry
-** (max_age) adds none.
-**
-** "In flight" is not a stored state: a row being sent is still PENDING, so a
-** crash mid-request sends it again on restart (at-least-once, same dedup_key).
+** The invariants (durability, how a row leaves, the order of delivery:
+** per (routing key, dedup_key) in id order, the most urgent group first
+** across a key; the bound) and the life of a row are written once, in
+** full, at the top of db/db.c: read them there before changing anything.
 **
 ** Threading: a db_t is used by one thread at a time. Several processes may
 ** open the same file (the daemon and `pdrelay send`): writers take the lock
@@ -48,7 +23,7 @@
 
 #include "../agent/pdr.h"
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 #define DB_FILE_NAME "pdrelay.db"
 
 typedef struct db db_t;
@@ -64,6 +39,10 @@ typedef struct db_options {
     int busy_timeout_ms;        /* 0: default 5000 */
     int skip_quick_check;       /* 1: do not run PRAGMA quick_check on open */
     int read_only;              /* 1: open read-only (no create, no migration) */
+    int64_t dedup_ttl_ms;       /* > 0: a pushed trigger with fingerprint, target
+                                ** and dedup_key records its incident in the
+                                ** dedup table (DB_DEDUP_QUEUED) for this long;
+                                ** 0: the push records no dedup entries */
 } db_options;
 
 /* Opens or creates data_dir/pdrelay.db, migrates it to DB_SCHEMA_VERSION.
@@ -75,7 +54,11 @@ typedef struct db_options {
 ** read_only: the file must exist (PDR_ERR_NOT_FOUND if it does not, or if
 ** it has no schema yet: "no outbox at PATH: nothing has been queued yet, or
 ** [agent] data_dir points elsewhere"); versions are checked, nothing is
-** migrated, and nothing is created or written: not the directory, not the
+** migrated (a file of an older schema version is refused, PDR_ERR_INVALID:
+** "PATH has schema version 1, older than this pdrelay (2) ...: start
+** `pdrelay run` once (or queue with `pdrelay send`), which migrates it"; the
+** reads of this version do not know the older shapes), and nothing is
+** created or written: not the directory, not the
 ** file, not its -wal or -shm. It works on a file or directory it may not
 ** write (mode 0444 or 0555, a read-only mount), and while the daemon writes
 ** (it then reads the daemon's commits through the existing -wal and -shm). */
@@ -157,7 +140,8 @@ typedef enum db_row_state {
     DB_ROW_DEAD = 1
 } db_row_state;
 
-/* An event to push. All strings are borrowed for the call. */
+/* An event to push. All strings are borrowed for the call. New members go
+** at the end: callers initialise it positionally. */
 typedef struct db_event {
     const char *routing_key;    /* 32 chars */
     pdr_action action;
@@ -165,10 +149,29 @@ typedef struct db_event {
     const char *fingerprint;    /* optional: the source's alert identity, for the dedup table */
     const char *body;           /* the JSON to POST upstream */
     size_t body_len;
+    /* pdr_urgency (agent/pdr.h). A trigger or change event: the caller's
+    ** value, 0 (critical) included; out of PDR_URGENCY_CRITICAL ..
+    ** PDR_URGENCY_CHANGE: PDR_URGENCY_WARNING for a trigger,
+    ** PDR_URGENCY_CHANGE for a change event. An acknowledge or resolve
+    ** always inherits (pass PDR_URGENCY_INHERIT; the value is not read):
+    ** the urgency of the newest pending row of its (routing_key,
+    ** dedup_key), else of the live dedup entry of that routing_key and
+    ** dedup_key, else PDR_URGENCY_WARNING. */
+    int urgency;
+    const char *target;         /* the [target] name it was routed by; may be NULL */
+    int64_t event_ms;           /* when it happened, as the source said; 0 = unknown */
 } db_event;
 
 /* Pushes one event in its own transaction.
-**   PDR_OK         stored (*id_out = its id, if id_out)
+**   PDR_OK         stored (*id_out = its id, if id_out); with dedup_ttl_ms
+**                  set, a trigger with fingerprint, target and dedup_key
+**                  also records its incident in the same transaction: a new
+**                  dedup entry (routing_key, fingerprint) -> dedup_key,
+**                  target, urgency, DB_DEDUP_QUEUED, expiring now +
+**                  dedup_ttl_ms; an existing one only gets its target,
+**                  urgency and expiry refreshed (its dedup_key and state
+**                  stay). So a key rotation during an outage finds the
+**                  incident (db_dedup_route).
 **   PDR_COALESCED  the newest pending row of the same routing key and
 **                  dedup_key has the same action and body: nothing stored
 **                  (*id_out = that row's id)
@@ -200,28 +203,60 @@ typedef struct db_row {
     char *last_error;           /* NULL when none */
     db_row_state state;
     int64_t dead_ms;            /* when it became dead; 0 when pending */
+    int urgency;                /* pdr_urgency, as stored at push */
+    char *target;               /* NULL when none */
+    int64_t event_ms;           /* 0 = unknown */
 } db_row;
 
 void db_row_cleanup(db_row *row);
 void db_rows_free(db_row *rows, size_t n);
 
-/* The due heads: for each routing key, its oldest pending row, if that row's
-** next_ms <= now_ms. At most max rows, earliest next_ms first. *rows_out is
-** a malloc'd array (free with db_rows_free), *n_out its length. */
+/* A key's NEXT row (db.c, invariant 3): among the pending heads of the key
+** (the oldest pending row of each dedup_key), the one of lowest urgency,
+** then lowest id. Every read below finds it with index seeks
+** (outbox_sched), never by scanning the backlog.
+**
+** The due rows: for each routing key, its next row, if that row's next_ms
+** <= now_ms (a next row not yet due holds back its key). At most max rows,
+** by urgency, then next_ms, then id. *rows_out is a malloc'd array (free
+** with db_rows_free), *n_out its length. */
 pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out);
 
-/* The oldest pending row of routing_key (due or not). PDR_ERR_NOT_FOUND if
-** the key has no pending row. */
+/* The next row of routing_key (due or not). PDR_ERR_NOT_FOUND if the key
+** has no pending row. */
 pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out);
 
-/* The earliest next_ms among all keys' heads, or PDR_ERR_NOT_FOUND when
+/* The earliest next_ms among all keys' next rows, or PDR_ERR_NOT_FOUND when
 ** nothing is pending. The sender sleeps until then. */
 pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
 
-/* The earliest next_ms among the heads whose next_ms > after_ms, or
-** PDR_ERR_NOT_FOUND. The sender asks with after_ms = now: heads already due
-** are either in flight or waiting for a token, and wake it otherwise. */
+/* The earliest next_ms among the keys' next rows whose next_ms > after_ms,
+** or PDR_ERR_NOT_FOUND. The sender asks with after_ms = now: rows already
+** due are either in flight or waiting for a token, and wake it otherwise. */
 pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out);
+
+/* The uplink is back: every lane resumes at once. Sets next_ms = now_ms on
+** each key's next row whose next_ms > now_ms, except for the keys throttled
+** beyond now_ms (key_state, db_key_throttle_set). *n_out (may be NULL) how
+** many rows. Index-driven over the keys' next rows. */
+pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out);
+
+/* The first pending RESOLVE of (routing_key, dedup_key) with id > after_id:
+** its id and event_ms (either out pointer may be NULL). PDR_ERR_NOT_FOUND
+** if there is none. Reads the range of that group only (outbox_coalesce).
+** dedup_key NULL: the change events of the key (which have no resolve). */
+pdr_rc db_outbox_find_resolve(db_t *db, const char *routing_key, const char *dedup_key,
+                              int64_t after_id, int64_t *id_out, int64_t *event_ms_out);
+
+/* Collapse (invariant 2; only at the sender's order, under [outbox]
+** resolved_while_queued = collapse): deletes every pending row of
+** (routing_key, dedup_key) with id <= upto_id, e.g. a trigger that resolved
+** while queued and any acknowledge between (upto_id: the row before the
+** resolve keeps the resolve; the resolve's own id removes it too). The next
+** pending row of the group becomes its head. *n_out (may be NULL) how many
+** rows were deleted (0 is not an error). */
+pdr_rc db_outbox_collapse(db_t *db, const char *routing_key, const char *dedup_key,
+                          int64_t upto_id, int64_t *n_out);
 
 /* created_ms of the oldest pending row (for the oldest-age metric), or
 ** PDR_ERR_NOT_FOUND when nothing is pending. */
@@ -277,7 +312,9 @@ typedef struct db_key_stats {
     int64_t pending;
     int64_t dead;
     int64_t oldest_pending_ms;  /* created_ms of the oldest pending row; 0 when none */
-    int64_t next_attempt_ms;    /* next_ms of the head; 0 when none pending */
+    int64_t next_attempt_ms;    /* next_ms of the key's next row; 0 when none pending */
+    int64_t throttled_until_ms; /* key_state (db_key_throttle_set); 0 when none */
+    int throttle_rate;          /* its rate_per_minute; 0 when none */
 } db_key_stats;
 
 /* One entry per routing key having rows, ordered by key. malloc'd array. */
@@ -291,24 +328,50 @@ pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out);
 typedef enum db_dedup_state {
     DB_DEDUP_TRIGGERED = 1,
     DB_DEDUP_ACKNOWLEDGED = 2,
-    DB_DEDUP_RESOLVED = 3
+    DB_DEDUP_RESOLVED = 3,
+    DB_DEDUP_QUEUED = 4         /* pushed, not yet delivered (db_outbox_push) */
 } db_dedup_state;
+
+/* The longest [target] name an entry returns whole (a longer one is cut). */
+#define DB_TARGET_MAX_BYTES 255
 
 typedef struct db_dedup_entry {
     char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];
     db_dedup_state state;
     int64_t updated_ms;
     int64_t expires_ms;
+    int urgency;                /* pdr_urgency of the incident */
+    char target[DB_TARGET_MAX_BYTES + 1];   /* "" when none */
+    char routing_key[PDR_ROUTING_KEY_LEN + 1];
 } db_dedup_entry;
 
-/* Inserts or replaces (routing_key, fingerprint) → dedup_key with state,
-** updated = now, expires = now + ttl_ms. */
+/* Inserts or replaces (routing_key, fingerprint) → dedup_key with state
+** (DB_DEDUP_TRIGGERED .. DB_DEDUP_QUEUED), updated = now, expires = now +
+** ttl_ms. target: NULL keeps the stored one (none for a new entry);
+** urgency: -1 keeps the stored one (PDR_URGENCY_WARNING for a new entry),
+** else PDR_URGENCY_CRITICAL .. PDR_URGENCY_CHANGE. */
 pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
-                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms);
+                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms,
+                    const char *target, int urgency);
 
 /* Finds a live entry; PDR_ERR_NOT_FOUND if none or expired (now >= expires). */
 pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
                     db_dedup_entry *out);
+
+/* The live entry of (routing_key, dedup_key), the most recently updated if
+** several fingerprints share it (index dedup_by_key); PDR_ERR_NOT_FOUND if
+** none. */
+pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_key,
+                           db_dedup_entry *out);
+
+/* Routing at ingest: the live entry of target and fingerprint, whatever its
+** routing key (the most recently updated if several), so that an incident
+** keeps the routing key that triggered it after a key rotation. Copies its
+** routing key into routing_key_out (PDR_ROUTING_KEY_LEN + 1 bytes) and its
+** dedup_key into dedup_key_out (PDR_DEDUP_KEY_MAX_BYTES + 1 bytes); either
+** may be NULL. PDR_ERR_NOT_FOUND if none. Index: dedup_target. */
+pdr_rc db_dedup_route(db_t *db, const char *target, const char *fingerprint,
+                      char *routing_key_out, char *dedup_key_out);
 
 /* PDR_ERR_NOT_FOUND if there was no such entry. */
 pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint);
@@ -318,5 +381,32 @@ pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out);
 
 /* Number of entries (expired or not). */
 pdr_rc db_dedup_count(db_t *db, int64_t *n_out);
+
+/* ---- state the sender publishes ------------------------------------------ */
+
+/* A 429 throttles routing_key until until_ms at rate_per_minute (insert or
+** replace); `pdrelay queue status` shows it (db_key_stats) and
+** db_outbox_wake_heads() leaves the key alone until then. */
+pdr_rc db_key_throttle_set(db_t *db, const char *routing_key, int64_t until_ms,
+                           int rate_per_minute);
+/* Forgets the key's throttle; PDR_OK whether or not there was one. */
+pdr_rc db_key_throttle_clear(db_t *db, const char *routing_key);
+
+/* The uplink state: 0 up, 1 down, 2 probing (DB_LINK_*), since since_ms. A
+** new database says up since 0. */
+#define DB_LINK_UP 0
+#define DB_LINK_DOWN 1
+#define DB_LINK_PROBING 2
+pdr_rc db_link_set(db_t *db, int state, int64_t since_ms);
+pdr_rc db_link_get(db_t *db, int *state, int64_t *since_ms);
+
+/* ---- tests -------------------------------------------------------------- */
+
+/* The query plan (EXPLAIN QUERY PLAN) of the prepared statement named
+** stmt_name (its name in db/sql.h DB_STATEMENTS, e.g. "OUTBOX_DUE"): one
+** line per step, "detail" text as SQLite gives it, each line indented two
+** spaces per level. PDR_ERR_NOT_FOUND for an unknown name; PDR_ERR_FULL if
+** out (outsz bytes) is too small (out then holds the plan cut short). */
+pdr_rc db_explain(db_t *db, const char *stmt_name, char *out, size_t outsz);
 
 #endif /* PDR_DB_H */

@@ -28,6 +28,7 @@ struct db {
     char *path;                         /* data_dir/pdrelay.db, malloc'd */
     int64_t max_events;                 /* bound on pending + dead */
     int read_only;
+    int64_t dedup_ttl_ms;               /* db_options.dedup_ttl_ms (0: none) */
     sqlite3_stmt *stmt[DB_STMT_COUNT];  /* prepared at open, finalized at close */
     char errmsg[256];                   /* the last error, for db_errmsg() */
 };

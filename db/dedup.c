@@ -2,6 +2,11 @@
 ** dedup.c — the dedup table: (routing key, source fingerprint) → the
 ** dedup_key PagerDuty knows the incident by, its last state, and an expiry.
 **
+** An entry also records the incident's [target] and urgency: the push of a
+** trigger writes it at once (state DB_DEDUP_QUEUED, outbox.c), so that an
+** ingest after a key rotation routes the incident by its old key
+** (db_dedup_route) and an acknowledge or resolve inherits its urgency.
+**
 ** An entry is live while now < expires_ms; a lookup never returns an
 ** expired entry even before db_dedup_purge_expired() removed it, so the
 ** periodic purge only reclaims space and never changes an answer. Losing the
@@ -15,7 +20,8 @@
 #include "clock.h"
 
 pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
-                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms)
+                    const char *dedup_key, db_dedup_state state, int64_t ttl_ms,
+                    const char *target, int urgency)
 {
     sqlite3_stmt *st;
     int64_t now, expires;
@@ -23,7 +29,9 @@ pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
 
     if (!db || !routing_key || !fingerprint || !dedup_key) return PDR_ERR_INVALID;
     if (strlen(dedup_key) > PDR_DEDUP_KEY_MAX_BYTES) return PDR_ERR_INVALID;
-    if (state < DB_DEDUP_TRIGGERED || state > DB_DEDUP_RESOLVED || ttl_ms < 0)
+    if (state < DB_DEDUP_TRIGGERED || state > DB_DEDUP_QUEUED || ttl_ms < 0)
+        return PDR_ERR_INVALID;
+    if (urgency != -1 && (urgency < PDR_URGENCY_CRITICAL || urgency > PDR_URGENCY_CHANGE))
         return PDR_ERR_INVALID;
     now = pdr_clock_now_ms();
     expires = ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
@@ -35,6 +43,11 @@ pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
     db_bind_int64(st, "@state", state, &src);
     db_bind_int64(st, "@now", now, &src);
     db_bind_int64(st, "@expires", expires, &src);
+    db_bind_text(st, "@target", target, &src);
+    if (urgency == -1)
+        db_bind_text(st, "@urgency", NULL, &src);   /* NULL: keep */
+    else
+        db_bind_int64(st, "@urgency", urgency, &src);
     if (src) {
         sqlite3_reset(st);
         return db_fail(db, src, "binding");
@@ -42,11 +55,44 @@ pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
     return db_stmt_run(db, st, NULL);
 }
 
+/* Copies text column i of st into out (outsz bytes, cut if longer). */
+static void dedup_col_copy(sqlite3_stmt *st, int i, char *out, size_t outsz)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    size_t len = v ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (len > outsz - 1) len = outsz - 1;
+    if (v) memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+/* Steps st (bound; columns of DEDUP_GET) for one entry into out. Resets st. */
+static pdr_rc dedup_entry_read(db_t *db, sqlite3_stmt *st, db_dedup_entry *out)
+{
+    pdr_rc rc = PDR_OK;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        dedup_col_copy(st, 0, out->dedup_key, sizeof out->dedup_key);
+        out->state = (db_dedup_state)sqlite3_column_int(st, 1);
+        out->updated_ms = sqlite3_column_int64(st, 2);
+        out->expires_ms = sqlite3_column_int64(st, 3);
+        out->urgency = sqlite3_column_int(st, 4);
+        dedup_col_copy(st, 5, out->target, sizeof out->target);
+        dedup_col_copy(st, 6, out->routing_key, sizeof out->routing_key);
+    } else if (src == SQLITE_DONE) {
+        rc = PDR_ERR_NOT_FOUND;
+    } else {
+        rc = db_fail(db, src, NULL);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
 pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
                     db_dedup_entry *out)
 {
     sqlite3_stmt *st;
-    pdr_rc rc = PDR_OK;
+    pdr_rc rc;
     int src = SQLITE_OK;
 
     if (!db || !routing_key || !fingerprint || !out) return PDR_ERR_INVALID;
@@ -56,18 +102,52 @@ pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     if (src) {
         rc = db_fail(db, src, "binding");
+        sqlite3_reset(st);
+        return rc;
+    }
+    return dedup_entry_read(db, st, out);
+}
+
+pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_key,
+                           db_dedup_entry *out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key || !dedup_key || !out) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_GET_BY_KEY);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@dedup_key", dedup_key, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
+        sqlite3_reset(st);
+        return rc;
+    }
+    return dedup_entry_read(db, st, out);
+}
+
+pdr_rc db_dedup_route(db_t *db, const char *target, const char *fingerprint,
+                      char *routing_key_out, char *dedup_key_out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src = SQLITE_OK;
+
+    if (!db || !target || !fingerprint) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_DEDUP_ROUTE);
+    db_bind_text(st, "@target", target, &src);
+    db_bind_text(st, "@fingerprint", fingerprint, &src);
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
         goto out;
     }
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        const unsigned char *key = sqlite3_column_text(st, 0);
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        if (len > PDR_DEDUP_KEY_MAX_BYTES) len = PDR_DEDUP_KEY_MAX_BYTES;
-        if (key) memcpy(out->dedup_key, key, len);
-        out->dedup_key[key ? len : 0] = '\0';
-        out->state = (db_dedup_state)sqlite3_column_int(st, 1);
-        out->updated_ms = sqlite3_column_int64(st, 2);
-        out->expires_ms = sqlite3_column_int64(st, 3);
+        if (routing_key_out) dedup_col_copy(st, 0, routing_key_out, PDR_ROUTING_KEY_LEN + 1);
+        if (dedup_key_out) dedup_col_copy(st, 1, dedup_key_out, PDR_DEDUP_KEY_MAX_BYTES + 1);
     } else if (src == SQLITE_DONE) {
         rc = PDR_ERR_NOT_FOUND;
     } else {

@@ -1,9 +1,11 @@
 /*
 ** outbox.c — the outbox: events waiting for PagerDuty, one row each, and
 ** every transition of a row's life (see the diagram at the top of db.c):
-** push (with coalescing and the max_events bound), the sender's reads (due
-** heads, next due time) and outcomes (delivered, reschedule, kill), and the
-** operator's repairs (list, retry, purge, stats).
+** push (with coalescing, urgency, the head flag and the max_events bound),
+** the sender's reads (each key's next row, next due time, a queued resolve)
+** and outcomes (delivered, reschedule, kill, collapse, wake), the state it
+** publishes (key throttle, uplink), and the operator's repairs (list,
+** retry, purge, stats).
 **
 ** Writes that touch more than one statement run inside BEGIN IMMEDIATE, so
 ** another process writing the same file waits on the busy timeout instead
@@ -54,15 +56,20 @@ static pdr_rc outbox_counts(db_t *db, int64_t *pending, int64_t *dead)
 ** event? Only the newest counts: after trigger, resolve, a new identical
 ** trigger re-opens the incident and must be stored; a repeated trigger
 ** (Alertmanager every group_interval) must not. Bodies are compared byte for
-** byte. Sets *id_out to the row's id when it is the same.
+** byte. Sets *id_out to the row's id when it is the same. The same look-up
+** tells the push whether the group has a pending row (*found: the new row
+** is then not the group's head) and that row's urgency (*urgency, which an
+** acknowledge or resolve inherits).
 */
-static pdr_rc outbox_coalesce(db_t *db, const db_event *ev, int *same, int64_t *id_out)
+static pdr_rc outbox_coalesce(db_t *db, const db_event *ev, int *same, int64_t *id_out,
+                              int *found, int *urgency)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_OUTBOX_NEWEST);
     pdr_rc rc = PDR_OK;
     int src = SQLITE_OK;
 
     *same = 0;
+    *found = 0;
     db_bind_text(st, "@routing_key", ev->routing_key, &src);
     db_bind_text(st, "@dedup_key", ev->dedup_key, &src);
     if (src) {
@@ -72,6 +79,8 @@ static pdr_rc outbox_coalesce(db_t *db, const db_event *ev, int *same, int64_t *
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         const void *body = sqlite3_column_blob(st, 2);
+        *found = 1;
+        *urgency = sqlite3_column_int(st, 3);
         size_t len = (size_t)sqlite3_column_bytes(st, 2);
         if (sqlite3_column_int(st, 1) == (int)ev->action && len == ev->body_len &&
             (len == 0 || (body && memcmp(body, ev->body, len) == 0))) {
@@ -86,6 +95,82 @@ out:
     return rc;
 }
 
+/* The urgency a live dedup entry of (routing_key, dedup_key) records, for
+** an acknowledge or resolve whose group has no pending row. */
+static pdr_rc outbox_dedup_urgency(db_t *db, const db_event *ev, int64_t now, int *urgency)
+{
+    sqlite3_stmt *st = db_stmt(db, DB_STMT_DEDUP_GET_BY_KEY);
+    pdr_rc rc = PDR_OK;
+    int src = SQLITE_OK;
+
+    db_bind_text(st, "@routing_key", ev->routing_key, &src);
+    db_bind_text(st, "@dedup_key", ev->dedup_key, &src);
+    db_bind_int64(st, "@now", now, &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
+        goto out;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *urgency = sqlite3_column_int(st, 4);
+    else if (src != SQLITE_DONE)
+        rc = db_fail(db, src, NULL);
+out:
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int urgency_valid(int u)
+{
+    return u >= PDR_URGENCY_CRITICAL && u <= PDR_URGENCY_CHANGE;
+}
+
+/* The urgency the row is stored with (db.h, db_event.urgency). */
+static pdr_rc outbox_urgency(db_t *db, const db_event *ev, int64_t now, int found,
+                             int newest_urgency, int *out)
+{
+    switch (ev->action) {
+    case PDR_ACTION_TRIGGER:
+        *out = urgency_valid(ev->urgency) ? ev->urgency : PDR_URGENCY_WARNING;
+        return PDR_OK;
+    case PDR_ACTION_CHANGE:
+        *out = urgency_valid(ev->urgency) ? ev->urgency : PDR_URGENCY_CHANGE;
+        return PDR_OK;
+    default:
+        break;
+    }
+    /* acknowledge, resolve: inherit */
+    *out = PDR_URGENCY_WARNING;
+    if (found) {
+        if (urgency_valid(newest_urgency)) *out = newest_urgency;
+        return PDR_OK;
+    }
+    if (ev->dedup_key) {
+        int u = -1;
+        pdr_rc rc = outbox_dedup_urgency(db, ev, now, &u);
+        if (rc) return rc;
+        if (urgency_valid(u)) *out = u;
+    }
+    return PDR_OK;
+}
+
+/* A pushed trigger records its incident at once (db.h, db_outbox_push). */
+static pdr_rc outbox_dedup_queue(db_t *db, const db_event *ev, int64_t now, int urgency)
+{
+    sqlite3_stmt *st = db_stmt(db, DB_STMT_DEDUP_QUEUE);
+    int64_t ttl = db->dedup_ttl_ms;
+    int src = SQLITE_OK;
+
+    db_bind_text(st, "@routing_key", ev->routing_key, &src);
+    db_bind_text(st, "@fingerprint", ev->fingerprint, &src);
+    db_bind_text(st, "@dedup_key", ev->dedup_key, &src);
+    db_bind_text(st, "@target", ev->target, &src);
+    db_bind_int64(st, "@urgency", urgency, &src);
+    db_bind_int64(st, "@now", now, &src);
+    db_bind_int64(st, "@expires", ttl > INT64_MAX - now ? INT64_MAX : now + ttl, &src);
+    return db_stmt_run_many(db, st, src, NULL);
+}
+
 /* One valid event inside the push transaction; *total is pending + dead so
 ** far. Returns the event's result (PDR_OK, PDR_COALESCED, PDR_ERR_FULL) or a
 ** database error, on which the caller rolls back. */
@@ -94,13 +179,16 @@ static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
 {
     sqlite3_stmt *st;
     pdr_rc rc;
-    int same = 0, src = SQLITE_OK;
+    int same = 0, found = 0, newest_urgency = -1, urgency = PDR_URGENCY_WARNING;
+    int src = SQLITE_OK;
 
     *id_out = 0;
-    rc = outbox_coalesce(db, ev, &same, id_out);
+    rc = outbox_coalesce(db, ev, &same, id_out, &found, &newest_urgency);
     if (rc) return rc;
     if (same) return PDR_COALESCED;
     if (*total >= db->max_events) return PDR_ERR_FULL;
+    rc = outbox_urgency(db, ev, now, found, newest_urgency, &urgency);
+    if (rc) return rc;
 
     st = db_stmt(db, DB_STMT_OUTBOX_INSERT);
     db_bind_text(st, "@routing_key", ev->routing_key, &src);
@@ -109,6 +197,10 @@ static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
     db_bind_text(st, "@fingerprint", ev->fingerprint, &src);
     db_bind_textn(st, "@body", ev->body, ev->body_len, &src);
     db_bind_int64(st, "@now", now, &src);
+    db_bind_int64(st, "@urgency", urgency, &src);
+    db_bind_int64(st, "@head", !found, &src);
+    db_bind_text(st, "@target", ev->target, &src);
+    db_bind_int64(st, "@event_ms", ev->event_ms, &src);
     if (src) {
         sqlite3_reset(st);
         return db_fail(db, src, "binding");
@@ -117,6 +209,11 @@ static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
     if (rc) return rc;
     *id_out = sqlite3_last_insert_rowid(db->h);
     (*total)++;
+    if (db->dedup_ttl_ms > 0 && ev->action == PDR_ACTION_TRIGGER && ev->fingerprint &&
+        ev->target && ev->dedup_key) {
+        rc = outbox_dedup_queue(db, ev, now, urgency);
+        if (rc) return rc;
+    }
     return PDR_OK;
 }
 
@@ -280,6 +377,61 @@ pdr_rc db_outbox_oldest_ms(db_t *db, int64_t *ms_out)
     return outbox_one_int64(db, db_stmt(db, DB_STMT_OUTBOX_OLDEST), ms_out);
 }
 
+pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (n_out) *n_out = 0;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_WAKE);
+    db_bind_int64(st, "@now", now_ms, &src);
+    return db_stmt_run_many(db, st, src, n_out);
+}
+
+pdr_rc db_outbox_find_resolve(db_t *db, const char *routing_key, const char *dedup_key,
+                              int64_t after_id, int64_t *id_out, int64_t *event_ms_out)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src = SQLITE_OK;
+
+    if (!db || !routing_key) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_FIND_RESOLVE);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@dedup_key", dedup_key, &src);
+    db_bind_int64(st, "@after", after_id, &src);
+    if (src) {
+        rc = db_fail(db, src, "binding");
+        goto out;
+    }
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (id_out) *id_out = sqlite3_column_int64(st, 0);
+        if (event_ms_out) *event_ms_out = sqlite3_column_int64(st, 1);
+    } else if (src == SQLITE_DONE) {
+        rc = PDR_ERR_NOT_FOUND;
+    } else {
+        rc = db_fail(db, src, NULL);
+    }
+out:
+    sqlite3_reset(st);
+    return rc;
+}
+
+pdr_rc db_outbox_collapse(db_t *db, const char *routing_key, const char *dedup_key,
+                          int64_t upto_id, int64_t *n_out)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (n_out) *n_out = 0;
+    if (!db || !routing_key) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_OUTBOX_COLLAPSE);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_text(st, "@dedup_key", dedup_key, &src);
+    db_bind_int64(st, "@upto", upto_id, &src);
+    return db_stmt_run_many(db, st, src, n_out);
+}
+
 /* ---- the sender's outcomes --------------------------------------------------- */
 
 pdr_rc db_outbox_delivered(db_t *db, int64_t id)
@@ -363,13 +515,15 @@ static pdr_rc outbox_retry(db_t *db, db_stmt_id copy_id, db_stmt_id delete_id,
                            const char *routing_key, const int64_t *id, int64_t *n_out)
 {
     sqlite3_stmt *st;
-    int64_t copied = 0, deleted = 0;
+    int64_t copied = 0, deleted = 0, max_id = 0;
     pdr_rc rc;
     int src = SQLITE_OK;
 
     *n_out = 0;
     rc = db_tx_begin(db);
     if (rc) return rc;
+    rc = outbox_one_int64(db, db_stmt(db, DB_STMT_OUTBOX_MAX_ID), &max_id);
+    if (rc) goto out;
 
     st = db_stmt(db, copy_id);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
@@ -389,6 +543,13 @@ static pdr_rc outbox_retry(db_t *db, db_stmt_id copy_id, db_stmt_id delete_id,
         rc = PDR_ERR_INTERNAL;
         goto out;
     }
+    /* The copies came in with head=0: those first of their group become
+    ** heads (rare: an operator's order; only the new rows are looked at). */
+    src = SQLITE_OK;
+    st = db_stmt(db, DB_STMT_OUTBOX_RETRY_HEADS);
+    db_bind_int64(st, "@after", max_id, &src);
+    rc = db_stmt_run_many(db, st, src, NULL);
+    if (rc) goto out;
     rc = db_tx_commit(db);
     if (!rc) *n_out = copied;
 out:
@@ -517,6 +678,8 @@ pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out)
         k->dead = sqlite3_column_int64(st, 2);
         k->oldest_pending_ms = sqlite3_column_int64(st, 3);
         k->next_attempt_ms = sqlite3_column_int64(st, 4);
+        k->throttled_until_ms = sqlite3_column_int64(st, 5);
+        k->throttle_rate = sqlite3_column_int(st, 6);
     }
 out:
     sqlite3_reset(st);
@@ -539,4 +702,59 @@ pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out)
     if (pending_out) *pending_out = pending;
     if (dead_out) *dead_out = dead;
     return PDR_OK;
+}
+
+/* ---- state the sender publishes ------------------------------------------------- */
+
+pdr_rc db_key_throttle_set(db_t *db, const char *routing_key, int64_t until_ms,
+                           int rate_per_minute)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db || !routing_key) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_KEY_THROTTLE_SET);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    db_bind_int64(st, "@until", until_ms, &src);
+    db_bind_int64(st, "@rate", rate_per_minute, &src);
+    return db_stmt_run_many(db, st, src, NULL);
+}
+
+pdr_rc db_key_throttle_clear(db_t *db, const char *routing_key)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db || !routing_key) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_KEY_THROTTLE_CLEAR);
+    db_bind_text(st, "@routing_key", routing_key, &src);
+    return db_stmt_run_many(db, st, src, NULL);
+}
+
+pdr_rc db_link_set(db_t *db, int state, int64_t since_ms)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db || state < DB_LINK_UP || state > DB_LINK_PROBING) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_LINK_SET);
+    db_bind_int64(st, "@state", state, &src);
+    db_bind_int64(st, "@since", since_ms, &src);
+    return db_stmt_run_one(db, st, src);
+}
+
+pdr_rc db_link_get(db_t *db, int *state, int64_t *since_ms)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src;
+    if (!db) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_LINK_GET);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (state) *state = sqlite3_column_int(st, 0);
+        if (since_ms) *since_ms = sqlite3_column_int64(st, 1);
+    } else {
+        /* The row is made by the migration: a missing one is damage. */
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_CORRUPT : src, "reading link_state");
+    }
+    sqlite3_reset(st);
+    return rc;
 }

@@ -94,10 +94,82 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     " PRIMARY KEY(routing_key, fingerprint)) WITHOUT ROWID;" \
     "CREATE INDEX dedup_expires ON dedup(expires_ms);"
 
+/*
+** Version 2: urgent first, without breaking order (db.c, invariant 3).
+**
+** outbox.urgency   pdr_urgency (agent/pdr.h): 0 critical .. 3 info, 4 change.
+**                  An acknowledge or resolve carries its trigger's.
+** outbox.head      1 when the row is pending and the oldest pending row (lowest
+**                  id) of its group (routing_key, dedup_key; IS, so the
+**                  NULL-dedup change events of a key are one group), else 0.
+**                  The push sets it (OUTBOX_INSERT); the triggers
+**                  outbox_head_delete and outbox_head_leave move it to the next
+**                  pending row of the group when a head is deleted or leaves
+**                  state 0, for every process that writes the file.
+** outbox.target    the [target] name the event was routed by (NULL for
+**                  PagerDuty-native events); outbox.event_ms when the thing
+**                  happened as the source said (0: unknown).
+** outbox_sched     (routing_key, urgency, id) of the pending heads: a key's
+**                  next row is the first entry of its range; the keys are
+**                  found by a skip-scan over it (DB_SQL_NEXT_CTE).
+** dedup.target, dedup.urgency  the incident's target and urgency, recorded
+**                  at push (state 4, queued) so that an ingest after a key
+**                  rotation finds it (dedup_target) and an acknowledge or
+**                  resolve inherits its urgency (dedup_by_key).
+** key_state        per-key throttle the sender publishes on a 429.
+** link_state       the one row of the uplink state the sender publishes.
+**
+** The existing rows: a trigger's urgency from payload.severity, a change
+** event's 4, an acknowledge's or resolve's that of the nearest earlier
+** pending trigger of its group (2 without one); head on the lowest pending
+** id of each group.
+*/
+#define DB_SQL_MIGRATION_V2 \
+    "ALTER TABLE outbox ADD COLUMN urgency INTEGER NOT NULL DEFAULT 2;" \
+    "ALTER TABLE outbox ADD COLUMN head INTEGER NOT NULL DEFAULT 0;" \
+    "ALTER TABLE outbox ADD COLUMN target TEXT;" \
+    "ALTER TABLE outbox ADD COLUMN event_ms INTEGER NOT NULL DEFAULT 0;" \
+    "UPDATE outbox SET urgency=CASE" \
+    " (CASE WHEN json_valid(body) THEN json_extract(body, '$.payload.severity') END)" \
+    " WHEN 'critical' THEN 0 WHEN 'error' THEN 1 WHEN 'warning' THEN 2" \
+    " WHEN 'info' THEN 3 ELSE 2 END WHERE action=1;" \
+    "UPDATE outbox SET urgency=4 WHERE action=4;" \
+    "UPDATE outbox SET urgency=COALESCE((SELECT t.urgency FROM outbox t" \
+    "  WHERE t.state=0 AND t.action=1 AND t.routing_key=outbox.routing_key" \
+    "  AND t.dedup_key IS outbox.dedup_key AND t.id<outbox.id" \
+    "  ORDER BY t.id DESC LIMIT 1), 2) WHERE action IN (2, 3);" \
+    "UPDATE outbox SET head=1 WHERE id IN (SELECT MIN(id) FROM outbox" \
+    " WHERE state=0 GROUP BY routing_key, dedup_key);" \
+    "CREATE INDEX outbox_sched ON outbox(routing_key, urgency, id) WHERE state=0 AND head=1;" \
+    "CREATE TRIGGER outbox_head_delete AFTER DELETE ON outbox WHEN OLD.head=1 BEGIN" \
+    " UPDATE outbox SET head=1 WHERE id=(SELECT MIN(id) FROM outbox WHERE state=0" \
+    "  AND routing_key=OLD.routing_key AND dedup_key IS OLD.dedup_key);" \
+    " END;" \
+    "CREATE TRIGGER outbox_head_leave AFTER UPDATE OF state ON outbox" \
+    " WHEN OLD.head=1 AND NEW.state<>0 BEGIN" \
+    " UPDATE outbox SET head=0 WHERE id=NEW.id;" \
+    " UPDATE outbox SET head=1 WHERE id=(SELECT MIN(id) FROM outbox WHERE state=0" \
+    "  AND routing_key=NEW.routing_key AND dedup_key IS NEW.dedup_key);" \
+    " END;" \
+    "ALTER TABLE dedup ADD COLUMN target TEXT;" \
+    "ALTER TABLE dedup ADD COLUMN urgency INTEGER NOT NULL DEFAULT 2;" \
+    "CREATE INDEX dedup_target ON dedup(target, fingerprint) WHERE target IS NOT NULL;" \
+    "CREATE INDEX dedup_by_key ON dedup(routing_key, dedup_key);" \
+    "CREATE TABLE key_state(" \
+    " routing_key TEXT PRIMARY KEY," \
+    " throttled_until_ms INTEGER NOT NULL," \
+    " rate_per_minute INTEGER NOT NULL) WITHOUT ROWID;" \
+    "CREATE TABLE link_state(" \
+    " one INTEGER PRIMARY KEY CHECK(one=1)," \
+    " state INTEGER NOT NULL," \
+    " since_ms INTEGER NOT NULL);" \
+    "INSERT INTO link_state(one, state, since_ms) VALUES(1, 0, 0);"
+
 /* X(version, script): script `version` migrates version-1 to version.
 ** Keep them in order and without gaps; the last one is DB_SCHEMA_VERSION. */
 #define DB_MIGRATIONS(X) \
-    X(1, DB_SQL_MIGRATION_V1)
+    X(1, DB_SQL_MIGRATION_V1) \
+    X(2, DB_SQL_MIGRATION_V2)
 
 /* ---- 2. statements run while opening ---------------------------------------- */
 
@@ -126,33 +198,51 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 /* printf formats: the values are ours (integers), never user input. */
 #define DB_SQL_SET_APPLICATION_ID  "PRAGMA application_id=%d"
 #define DB_SQL_SET_USER_VERSION    "PRAGMA user_version=%d"
+/* db_explain(): prefixed to a named statement's text (tests). */
+#define DB_SQL_EXPLAIN             "EXPLAIN QUERY PLAN "
 
 /* ---- 3. prepared statements ---------------------------------------------- */
 
 /* The columns of a db_row, in the order db_row_read() takes them. */
 #define DB_ROW_COLUMNS \
     "id, routing_key, action, dedup_key, fingerprint, body, created_ms," \
-    " attempts, next_ms, last_error, state, dead_ms"
+    " attempts, next_ms, last_error, state, dead_ms, urgency, target, event_ms"
 
 /* The same, qualified by the table (for joins). */
 #define DB_ROW_COLUMNS_O \
     "o.id, o.routing_key, o.action, o.dedup_key, o.fingerprint, o.body," \
-    " o.created_ms, o.attempts, o.next_ms, o.last_error, o.state, o.dead_ms"
+    " o.created_ms, o.attempts, o.next_ms, o.last_error, o.state, o.dead_ms," \
+    " o.urgency, o.target, o.event_ms"
 
-/* The heads of all keys: a recursive skip-scan over outbox_head finds each
-** distinct pending routing key with one index seek (O(keys log n)), then
-** each key's lowest pending id, again one seek. Used by _DUE and _NEXT_DUE. */
-#define DB_SQL_HEADS_CTE \
+/* Each key's next row (db.c, invariant 3): among the key's pending heads
+** (the oldest pending row of each dedup_key, head=1), the lowest (urgency,
+** id). Index: outbox_sched (routing_key, urgency, id) WHERE state=0 AND
+** head=1, named (INDEXED BY) so that no plan walks the other pending rows.
+** A recursive skip-scan over it finds each routing key having a pending
+** head with one seek (O(keys log n)), then each key's next row is the first
+** entry of that key's range, one seek more. No statement scans the backlog:
+** test_outbox.c checks the plan (db_explain). KEY_FILTER: an extra
+** condition on keys.rk ("" for none). Used by _DUE, _NEXT_DUE, _WAKE. */
+#define DB_SQL_NEXT_CTE(KEY_FILTER) \
     "WITH RECURSIVE keys(rk) AS (" \
-    "  SELECT (SELECT MIN(routing_key) FROM outbox WHERE state=0)" \
+    "  SELECT (SELECT MIN(routing_key) FROM outbox INDEXED BY outbox_sched" \
+    "           WHERE state=0 AND head=1)" \
     "  UNION ALL" \
-    "  SELECT (SELECT MIN(routing_key) FROM outbox" \
-    "           WHERE state=0 AND routing_key>keys.rk)" \
+    "  SELECT (SELECT MIN(routing_key) FROM outbox INDEXED BY outbox_sched" \
+    "           WHERE state=0 AND head=1 AND routing_key>keys.rk)" \
     "    FROM keys WHERE keys.rk IS NOT NULL" \
-    "), heads(hid) AS (" \
-    "  SELECT (SELECT MIN(id) FROM outbox WHERE state=0 AND routing_key=keys.rk)" \
-    "    FROM keys WHERE keys.rk IS NOT NULL" \
+    "), nexts(nid) AS (" \
+    "  SELECT (SELECT id FROM outbox INDEXED BY outbox_sched" \
+    "           WHERE state=0 AND head=1 AND routing_key=keys.rk" \
+    "           ORDER BY urgency, id LIMIT 1)" \
+    "    FROM keys WHERE keys.rk IS NOT NULL" KEY_FILTER \
     ") "
+
+/* A key's next row, alone (OUTBOX_HEAD, OUTBOX_STATS). */
+#define DB_SQL_NEXT_OF_KEY(ALIAS, KEY) \
+    " FROM outbox " ALIAS " INDEXED BY outbox_sched" \
+    " WHERE " ALIAS ".state=0 AND " ALIAS ".head=1 AND " ALIAS ".routing_key=" KEY \
+    " ORDER BY " ALIAS ".urgency, " ALIAS ".id LIMIT 1"
 
 #define DB_STATEMENTS(X) \
     /* transactions: writers take the lock at BEGIN, so they queue on the   \
@@ -167,33 +257,59 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     ** for MAX(id) whatever the statistics say (ORDER BY id DESC LIMIT 1  \
     ** may be planned as a sort of every match). */                        \
     X(OUTBOX_NEWEST, \
-      "SELECT id, action, body FROM outbox WHERE id=(" \
+      "SELECT id, action, body, urgency FROM outbox WHERE id=(" \
       "SELECT MAX(id) FROM outbox" \
       " WHERE state=0 AND routing_key=@routing_key AND dedup_key IS @dedup_key)") \
     /* OR FAIL: a failing statement keeps what it already did instead of \
     ** undoing it, so SQLite needs no statement journal (a savepoint per  \
     ** insert: ~3 us of 10 per event). Safe because every error of a push \
     ** rolls back its whole transaction (outbox.c). */                     \
+    /* @head: 1 when OUTBOX_NEWEST found no pending row of the group (the \
+    ** same transaction: nobody else writes in between). */               \
     X(OUTBOX_INSERT, \
       "INSERT OR FAIL INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
-      " created_ms, attempts, next_ms, state, dead_ms)" \
+      " created_ms, attempts, next_ms, state, dead_ms, urgency, head, target, event_ms)" \
       " VALUES(@routing_key, @action, @dedup_key, @fingerprint, @body," \
-      " @now, 0, @now, 0, 0)") \
+      " @now, 0, @now, 0, 0, @urgency, @head, @target, @event_ms)") \
+    /* push of a trigger: the incident is recorded at once, state 4 (queued); \
+    ** an existing entry keeps its dedup_key, state and updated_ms. */      \
+    X(DEDUP_QUEUE, \
+      "INSERT INTO dedup(routing_key, fingerprint, dedup_key, state," \
+      " updated_ms, expires_ms, target, urgency)" \
+      " VALUES(@routing_key, @fingerprint, @dedup_key, 4, @now, @expires, @target, @urgency)" \
+      " ON CONFLICT(routing_key, fingerprint) DO UPDATE SET" \
+      " target=excluded.target, urgency=excluded.urgency, expires_ms=excluded.expires_ms") \
     /* sender */ \
     X(OUTBOX_DUE, \
-      DB_SQL_HEADS_CTE \
-      "SELECT " DB_ROW_COLUMNS_O " FROM heads JOIN outbox o ON o.id=heads.hid" \
-      " WHERE o.next_ms<=@now ORDER BY o.next_ms, o.id LIMIT @max") \
+      DB_SQL_NEXT_CTE("") \
+      "SELECT " DB_ROW_COLUMNS_O " FROM nexts JOIN outbox o ON o.id=nexts.nid" \
+      " WHERE o.next_ms<=@now ORDER BY o.urgency, o.next_ms, o.id LIMIT @max") \
     X(OUTBOX_NEXT_DUE, \
-      DB_SQL_HEADS_CTE \
-      "SELECT MIN(o.next_ms) FROM heads JOIN outbox o ON o.id=heads.hid" \
+      DB_SQL_NEXT_CTE("") \
+      "SELECT MIN(o.next_ms) FROM nexts JOIN outbox o ON o.id=nexts.nid" \
       " WHERE o.next_ms>@after") \
+    /* the uplink is back: every key's next row due now, but for the keys \
+    ** throttled (key_state) beyond now. */                                \
+    X(OUTBOX_WAKE, \
+      DB_SQL_NEXT_CTE(" AND NOT EXISTS(SELECT 1 FROM key_state k" \
+                      " WHERE k.routing_key=keys.rk AND k.throttled_until_ms>@now)") \
+      "UPDATE outbox SET next_ms=@now WHERE id IN (SELECT nid FROM nexts)" \
+      " AND next_ms>@now") \
+    /* The range of one group (outbox_coalesce), never the key's. */ \
+    X(OUTBOX_FIND_RESOLVE, \
+      "SELECT id, event_ms FROM outbox INDEXED BY outbox_coalesce" \
+      " WHERE state=0 AND routing_key=@routing_key AND dedup_key IS @dedup_key" \
+      " AND id>@after AND action=3 ORDER BY id LIMIT 1") \
+    /* The trigger outbox_head_delete promotes the next row of the group. */ \
+    X(OUTBOX_COLLAPSE, \
+      "DELETE FROM outbox INDEXED BY outbox_coalesce" \
+      " WHERE state=0 AND routing_key=@routing_key AND dedup_key IS @dedup_key" \
+      " AND id<=@upto") \
     /* Index: outbox_age. */ \
     X(OUTBOX_OLDEST, \
       "SELECT MIN(created_ms) FROM outbox WHERE state=0") \
     X(OUTBOX_HEAD, \
-      "SELECT " DB_ROW_COLUMNS " FROM outbox" \
-      " WHERE state=0 AND routing_key=@routing_key ORDER BY id LIMIT 1") \
+      "SELECT " DB_ROW_COLUMNS_O DB_SQL_NEXT_OF_KEY("o", "@routing_key")) \
     X(OUTBOX_DELIVERED, \
       "DELETE FROM outbox WHERE id=@id AND state=0") \
     X(OUTBOX_RESCHEDULE, \
@@ -224,27 +340,39 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     ** outbox, and max_age must not kill it again at once. */              \
     X(OUTBOX_RETRY_ALL_COPY, \
       "INSERT INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
-      " created_ms, attempts, next_ms, last_error, state, dead_ms)" \
+      " created_ms, attempts, next_ms, last_error, state, dead_ms," \
+      " urgency, head, target, event_ms)" \
       " SELECT routing_key, action, dedup_key, fingerprint, body," \
-      " @now, 0, @now, NULL, 0, 0 FROM outbox INDEXED BY outbox_dead" \
+      " @now, 0, @now, NULL, 0, 0, urgency, 0, target, event_ms FROM outbox INDEXED BY outbox_dead" \
       " WHERE state=1 ORDER BY id") \
     X(OUTBOX_RETRY_ALL_DELETE, \
       "DELETE FROM outbox INDEXED BY outbox_dead WHERE state=1") \
     X(OUTBOX_RETRY_KEY_COPY, \
       "INSERT INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
-      " created_ms, attempts, next_ms, last_error, state, dead_ms)" \
+      " created_ms, attempts, next_ms, last_error, state, dead_ms," \
+      " urgency, head, target, event_ms)" \
       " SELECT routing_key, action, dedup_key, fingerprint, body," \
-      " @now, 0, @now, NULL, 0, 0 FROM outbox" \
+      " @now, 0, @now, NULL, 0, 0, urgency, 0, target, event_ms FROM outbox" \
       " WHERE state=1 AND routing_key=@routing_key ORDER BY id") \
     X(OUTBOX_RETRY_KEY_DELETE, \
       "DELETE FROM outbox WHERE state=1 AND routing_key=@routing_key") \
     X(OUTBOX_RETRY_ID_COPY, \
       "INSERT INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
-      " created_ms, attempts, next_ms, last_error, state, dead_ms)" \
+      " created_ms, attempts, next_ms, last_error, state, dead_ms," \
+      " urgency, head, target, event_ms)" \
       " SELECT routing_key, action, dedup_key, fingerprint, body," \
-      " @now, 0, @now, NULL, 0, 0 FROM outbox WHERE id=@id AND state=1") \
+      " @now, 0, @now, NULL, 0, 0, urgency, 0, target, event_ms FROM outbox WHERE id=@id AND state=1") \
     X(OUTBOX_RETRY_ID_DELETE, \
       "DELETE FROM outbox WHERE id=@id AND state=1") \
+    /* retry: the copies are pending with head=0; those that are the oldest \
+    ** pending row of their group become heads. @after: MAX(id) before the  \
+    ** copy, so only the new rows are looked at (a rowid range). */        \
+    X(OUTBOX_MAX_ID, \
+      "SELECT COALESCE(MAX(id), 0) FROM outbox") \
+    X(OUTBOX_RETRY_HEADS, \
+      "UPDATE outbox SET head=1 WHERE id>@after AND state=0 AND NOT EXISTS(" \
+      "SELECT 1 FROM outbox p WHERE p.state=0 AND p.routing_key=outbox.routing_key" \
+      " AND p.dedup_key IS outbox.dedup_key AND p.id<outbox.id)") \
     X(OUTBOX_PURGE_DEAD, \
       "DELETE FROM outbox INDEXED BY outbox_dead WHERE state=1 AND dead_ms<@cutoff") \
     /* inspection */ \
@@ -267,9 +395,10 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(OUTBOX_STATS, \
       "SELECT o.routing_key, SUM(o.state=0), SUM(o.state=1)," \
       " COALESCE(MIN(CASE WHEN o.state=0 THEN o.created_ms END), 0)," \
-      " COALESCE((SELECT h.next_ms FROM outbox h" \
-      "   WHERE h.state=0 AND h.routing_key=o.routing_key ORDER BY h.id LIMIT 1), 0)" \
-      " FROM outbox o GROUP BY o.routing_key ORDER BY o.routing_key") \
+      " COALESCE((SELECT h.next_ms" DB_SQL_NEXT_OF_KEY("h", "o.routing_key") "), 0)," \
+      " COALESCE(k.throttled_until_ms, 0), COALESCE(k.rate_per_minute, 0)" \
+      " FROM outbox o LEFT JOIN key_state k ON k.routing_key=o.routing_key" \
+      " GROUP BY o.routing_key ORDER BY o.routing_key") \
     /* settings read back (db_settings_get) */ \
     X(PRAGMA_JOURNAL_MODE, "PRAGMA journal_mode") \
     X(PRAGMA_SYNCHRONOUS, "PRAGMA synchronous") \
@@ -281,23 +410,51 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     ** value (1346654796 = DB_APPLICATION_ID), a one-page write. */ \
     X(WRITE_PROBE, "PRAGMA application_id=1346654796") \
     /* dedup table */ \
+    /* @target, @urgency NULL: keep the stored ones (2 for a new entry). */ \
     X(DEDUP_PUT, \
       "INSERT INTO dedup(routing_key, fingerprint, dedup_key, state," \
-      " updated_ms, expires_ms)" \
-      " VALUES(@routing_key, @fingerprint, @dedup_key, @state, @now, @expires)" \
+      " updated_ms, expires_ms, target, urgency)" \
+      " VALUES(@routing_key, @fingerprint, @dedup_key, @state, @now, @expires," \
+      " @target, COALESCE(@urgency, 2))" \
       " ON CONFLICT(routing_key, fingerprint) DO UPDATE SET" \
       " dedup_key=excluded.dedup_key, state=excluded.state," \
-      " updated_ms=excluded.updated_ms, expires_ms=excluded.expires_ms") \
+      " updated_ms=excluded.updated_ms, expires_ms=excluded.expires_ms," \
+      " target=COALESCE(@target, target), urgency=COALESCE(@urgency, urgency)") \
+    /* The columns of a db_dedup_entry, in the order dedup.c reads them. */ \
     X(DEDUP_GET, \
-      "SELECT dedup_key, state, updated_ms, expires_ms FROM dedup" \
-      " WHERE routing_key=@routing_key AND fingerprint=@fingerprint" \
+      "SELECT dedup_key, state, updated_ms, expires_ms, urgency, target, routing_key" \
+      " FROM dedup WHERE routing_key=@routing_key AND fingerprint=@fingerprint" \
       " AND expires_ms>@now") \
+    /* Index: dedup_by_key. */ \
+    X(DEDUP_GET_BY_KEY, \
+      "SELECT dedup_key, state, updated_ms, expires_ms, urgency, target, routing_key" \
+      " FROM dedup INDEXED BY dedup_by_key" \
+      " WHERE routing_key=@routing_key AND dedup_key=@dedup_key AND expires_ms>@now" \
+      " ORDER BY updated_ms DESC LIMIT 1") \
+    /* Index: dedup_target (target=@target implies target IS NOT NULL). */ \
+    X(DEDUP_ROUTE, \
+      "SELECT routing_key, dedup_key FROM dedup INDEXED BY dedup_target" \
+      " WHERE target=@target AND fingerprint=@fingerprint AND expires_ms>@now" \
+      " ORDER BY updated_ms DESC LIMIT 1") \
     X(DEDUP_DELETE, \
       "DELETE FROM dedup WHERE routing_key=@routing_key AND fingerprint=@fingerprint") \
     /* Index: dedup_expires. */ \
     X(DEDUP_PURGE, \
       "DELETE FROM dedup WHERE expires_ms<=@now") \
     X(DEDUP_COUNT, \
-      "SELECT count(*) FROM dedup")
+      "SELECT count(*) FROM dedup") \
+    /* per-key throttle and uplink state, published by the sender */ \
+    X(KEY_THROTTLE_SET, \
+      "INSERT INTO key_state(routing_key, throttled_until_ms, rate_per_minute)" \
+      " VALUES(@routing_key, @until, @rate)" \
+      " ON CONFLICT(routing_key) DO UPDATE SET" \
+      " throttled_until_ms=excluded.throttled_until_ms," \
+      " rate_per_minute=excluded.rate_per_minute") \
+    X(KEY_THROTTLE_CLEAR, \
+      "DELETE FROM key_state WHERE routing_key=@routing_key") \
+    X(LINK_SET, \
+      "UPDATE link_state SET state=@state, since_ms=@since WHERE one=1") \
+    X(LINK_GET, \
+      "SELECT state, since_ms FROM link_state WHERE one=1")
 
 #endif /* PDR_DB_SQL_H */

@@ -96,6 +96,7 @@ static void workload_init(workload *w, size_t n, size_t salt)
         w->evs[i].dedup_key = w->dedup_keys[i];
         w->evs[i].body = w->bodies[i];
         w->evs[i].body_len = (size_t)len;
+        w->evs[i].urgency = PDR_URGENCY_CRITICAL;   /* the body's severity */
     }
 }
 
@@ -209,7 +210,7 @@ static void bench_dedup(const char *base)
         snprintf(fp, sizeof fp, "%016zx%016zx", i * 2654435761u, i);
         snprintf(dk, sizeof dk, "dedup-%s", fp);
         if (db_dedup_put(db, routing_keys[i % N_KEYS], fp, dk, DB_DEDUP_TRIGGERED,
-                         24LL * 3600 * 1000) != PDR_OK) {
+                         24LL * 3600 * 1000, NULL, -1) != PDR_OK) {
             fprintf(stderr, "bench_db: dedup put: %s\n", db_errmsg(db));
             exit(1);
         }

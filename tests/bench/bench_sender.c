@@ -239,6 +239,7 @@ static int queue_direct(const scene *sc, int n_keys, int per_key)
             evs[i].dedup_key = dks[i];
             evs[i].body = bodies[i];
             evs[i].body_len = strlen(bodies[i]);
+            evs[i].urgency = PDR_URGENCY_CRITICAL;   /* the body's severity */
         }
     db = tu_db_open(sc->data_dir, 0);   /* aborts if it cannot */
     if (db_outbox_push_batch(db, evs, n, res, NULL) != PDR_OK) {

@@ -771,10 +771,10 @@ static void push_hostile(fx *f)
     const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
                        "\"payload\":{\"summary\":\"\\u001b]0;pwned\\u0007 ok\\r\\n1 R0\xe2\x80\xa6" "ab12 trigger "
                        "\xc2\x9b" "2J \xff\xfe end\",\"source\":\"s\",\"severity\":\"info\"}}";
-    db_event ev = {KEY_X, PDR_ACTION_TRIGGER, "dk\x1b[31m\r\n\xc2\x85\xff", NULL, body, strlen(body)};
+    db_event ev = {KEY_X, PDR_ACTION_TRIGGER, "dk\x1b[31m\r\n\xc2\x85\xff", NULL, body, strlen(body), PDR_URGENCY_INFO, NULL, 0};
     int64_t id = 0;
     assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
-    db_event ev2 = {KEY_A, PDR_ACTION_TRIGGER, "dead\x7f", NULL, body, strlen(body)};
+    db_event ev2 = {KEY_A, PDR_ACTION_TRIGGER, "dead\x7f", NULL, body, strlen(body), PDR_URGENCY_INFO, NULL, 0};
     assert_int_equal(db_outbox_push(db, &ev2, &id), PDR_OK);
     assert_int_equal(db_outbox_kill(db, id, "400 \x1b[2K\rforged \xc2\x9b\xe6\x97"), PDR_OK);
     db_close(db);
@@ -875,7 +875,7 @@ static void test_queue_read_only_outbox(void **state)
     assert_int_equal(chmod(dbp, 0644), 0);
     db_t *db = open_db(f);
     const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"resolve\",\"dedup_key\":\"w\"}";
-    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body)};
+    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body), PDR_URGENCY_INHERIT, NULL, 0};
     assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
     assert_int_equal(chmod(wal, 0444), 0);
     assert_int_equal(chmod(shm, 0444), 0);
@@ -904,7 +904,7 @@ static void test_wal_survives_other_process(void **state)
     free(out); free(err);
     assert_int_equal(stat(wal, &st), 0);
     const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"resolve\",\"dedup_key\":\"w\"}";
-    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body)};
+    db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body), PDR_URGENCY_INHERIT, NULL, 0};
     assert_int_equal(db_outbox_push(a, &ev, NULL), PDR_OK);
     assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", "--json", NULL), 0);
     cJSON *doc = cJSON_Parse(out);

@@ -195,6 +195,7 @@ void it_queue(const char *data_dir, const char *key, const char *prefix, int n)
         evs[i].dedup_key = dks[i];
         evs[i].body = bodies[i];
         evs[i].body_len = strlen(bodies[i]);
+        evs[i].urgency = PDR_URGENCY_ERROR;   /* the body's severity */
     }
     if (db_outbox_push_batch(db, evs, (size_t)n, res, NULL) != PDR_OK) it_fail("it_queue: push failed");
     for (int i = 0; i < n; i++) {

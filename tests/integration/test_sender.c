@@ -186,7 +186,8 @@ static void test_dead_letter_then_retry(void **state)
     db_t *db = tu_db_open(f->data_dir, 0);
     char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"bad-1\","
                            "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"high\"}}", KEYS[0]);
-    db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body)};
+    db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body),
+                  pdr_urgency_of_severity("high"), NULL, 0};
     assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
     db_close(db);
     free(body);
@@ -361,7 +362,8 @@ static void push_one(fx *f, const char *key, pdr_action act, const char *dk, con
                     "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"error\"}}", key, dk)
         : tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
                     pdr_action_name(act), dk);
-    db_event e = {key, act, dk, fp, body, strlen(body)};
+    db_event e = {key, act, dk, fp, body, strlen(body),
+                  act == PDR_ACTION_TRIGGER ? PDR_URGENCY_ERROR : PDR_URGENCY_INHERIT, NULL, 0};
     assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
     free(body);
     db_close(db);

@@ -25,6 +25,7 @@
 
 #include "testutil.h"
 #include "db.h"
+#include "sql.h"   /* DB_SQL_MIGRATION_V1: a released version-1 file, as a fixture */
 #include "clock.h"
 
 #define RK_A "R0000000000000000000000000000AAA"
@@ -48,6 +49,7 @@ static void push_one(db_t *db, const char *body)
     ev.dedup_key = "k";
     ev.body = body;
     ev.body_len = strlen(body);
+    ev.urgency = PDR_URGENCY_WARNING;
     assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
 }
 
@@ -203,7 +205,7 @@ static void test_migrates_empty_file(void **state)
     tu_write_file(path, "");
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_settings_get(db, &s), PDR_OK);
-    assert_int_equal(s.user_version, 1);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
     assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
     assert_int_equal(pending, 0);
     assert_int_equal(dead, 0);
@@ -227,7 +229,7 @@ static void test_reopen_keeps_rows_and_version(void **state)
     db_close(db);
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_settings_get(db, &s), PDR_OK);
-    assert_int_equal(s.user_version, 1);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
     assert_int_equal(db_outbox_count(db, &pending, NULL), PDR_OK);
     assert_int_equal(pending, 1);
     db_close(db);
@@ -251,7 +253,7 @@ static void test_too_new_is_refused_untouched(void **state)
     db_close(db);
     raw_exec(path, "PRAGMA user_version=99");
 
-    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(1)", "upgrade pdrelay", "untouched",
+    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(2)", "upgrade pdrelay", "untouched",
                    (const char *)NULL);
     expect_refused(tmp, 1, PDR_ERR_TOO_NEW, "99", (const char *)NULL);
     free(path);
@@ -624,6 +626,121 @@ static void test_two_handles_share_counts(void **state)
     free(tmp);
 }
 
+
+/* ---- migration from version 1 ---------------------------------------------- */
+
+#define RK_B "R0000000000000000000000000000BBB"
+
+/* A version-1 file as pdrelay 1 left it: its script, its header, and rows
+** of several groups and severities (ids 1..14 in this order). */
+static void make_v1(const char *path)
+{
+#define V1_TRIGGER(rk, dk, sev) \
+    "INSERT INTO outbox(routing_key, action, dedup_key, body, created_ms, next_ms)" \
+    " VALUES('" rk "', 1, '" dk "', '{\"payload\":{\"summary\":\"s\"" sev "}}', 1, 1);"
+#define V1_ROW(rk, action, dk, body) \
+    "INSERT INTO outbox(routing_key, action, dedup_key, body, created_ms, next_ms)" \
+    " VALUES('" rk "', " #action ", " dk ", '" body "', 1, 1);"
+    raw_exec(path,
+             DB_SQL_MIGRATION_V1
+             V1_TRIGGER(RK_A, "x", ",\"severity\":\"critical\"")        /* 1 */
+             V1_TRIGGER(RK_A, "y", ",\"severity\":\"info\"")            /* 2 */
+             V1_ROW(RK_A, 2, "'x'", "{}")                               /* 3 ack x */
+             V1_ROW(RK_A, 4, "NULL", "{\"summary\":\"deploy 1\"}")      /* 4 change */
+             V1_TRIGGER(RK_A, "z", "")                                  /* 5 no severity */
+             V1_ROW(RK_A, 3, "'y'", "{}")                               /* 6 resolve y */
+             V1_TRIGGER(RK_A, "w", ",\"severity\":\"error\"")           /* 7, killed below */
+             V1_ROW(RK_A, 3, "'q'", "{}")                               /* 8 resolve, no trigger */
+             V1_TRIGGER(RK_A, "x", ",\"severity\":\"warning\"")         /* 9 */
+             V1_ROW(RK_A, 4, "NULL", "{\"summary\":\"deploy 2\"}")      /* 10 change */
+             V1_ROW(RK_A, 1, "'n'", "not json")                         /* 11 */
+             V1_TRIGGER(RK_B, "x", ",\"severity\":\"error\"")           /* 12 */
+             V1_TRIGGER(RK_A, "e", ",\"severity\":\"warning\"")         /* 13 */
+             V1_TRIGGER(RK_A, "e", ",\"severity\":\"critical\"")        /* 14, behind 13 */
+             "UPDATE outbox SET state=1, dead_ms=2, last_error='400' WHERE id=7;"
+             "INSERT INTO dedup VALUES('" RK_A "', 'fp', 'x', 1, 1, 9223372036854775807);"
+             "PRAGMA application_id=1346654796; PRAGMA user_version=1;");
+#undef V1_TRIGGER
+#undef V1_ROW
+}
+
+static void test_migrates_v1(void **state)
+{
+    static const int want_urgency[] = {0, 0, 3, 0, 4, 2, 3, 1, 2, 2, 4, 2, 1, 2, 0};   /* by id */
+    /* Delivery in the order db_outbox_due gives: A's critical and B's error
+    ** first; then A one at a time: x's acknowledge, the warnings by id (e's
+    ** critical 14 waits behind its group's 13), the info group, the changes. */
+    static const int64_t want_seq[] = {1, 12, 3, 5, 8, 9, 11, 13, 14, 2, 6, 4, 10};
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_t *db = NULL;
+    db_row row, *rows = NULL;
+    db_dedup_entry e;
+    int64_t pending = 0, dead = 0, seq[32], since = -1;
+    size_t n = 0, i;
+    int link = -1;
+    (void)state;
+
+    make_v1(path);
+    /* A read-only open (queue status) does not migrate: it says what to do. */
+    expect_refused(tmp, 1, PDR_ERR_INVALID, "schema version 1", "older", "pdrelay run",
+                   (const char *)NULL);
+
+    for (int round = 0; round < 2; round++) {
+        /* The second open finds version 2: nothing to do, nothing changes. */
+        assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+        assert_int_equal(db_settings_get(db, &s), PDR_OK);
+        assert_int_equal(s.user_version, 2);
+        assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
+        assert_int_equal(pending, 13);
+        assert_int_equal(dead, 1);
+        for (i = 1; i <= 14; i++) {
+            assert_int_equal(db_outbox_get(db, (int64_t)i, &row), PDR_OK);
+            if (row.urgency != want_urgency[i])
+                fail_msg("row %zu: urgency %d, expected %d", i, row.urgency, want_urgency[i]);
+            assert_null(row.target);
+            assert_int_equal(row.event_ms, 0);
+            db_row_cleanup(&row);
+        }
+        assert_int_equal(db_link_get(db, &link, &since), PDR_OK);
+        assert_int_equal(link, DB_LINK_UP);
+        assert_int_equal(since, 0);
+        assert_int_equal(db_dedup_get_by_key(db, RK_A, "x", &e), PDR_OK);
+        assert_int_equal(e.urgency, PDR_URGENCY_WARNING);
+        assert_string_equal(e.target, "");
+        db_close(db);
+    }
+
+    /* The head flags, through the order of delivery. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    for (;;) {
+        assert_int_equal(db_outbox_due(db, INT64_MAX, 16, &rows, &n), PDR_OK);
+        if (!n) break;
+        for (i = 0; i < n; i++) {
+            assert_true(pending > 0);
+            seq[13 - pending--] = rows[i].id;
+            assert_int_equal(db_outbox_delivered(db, rows[i].id), PDR_OK);
+        }
+        db_rows_free(rows, n);
+    }
+    assert_int_equal(pending, 0);
+    for (i = 0; i < sizeof want_seq / sizeof want_seq[0]; i++)
+        if (seq[i] != want_seq[i])
+            fail_msg("delivery %zu: id %lld, expected %lld", i, (long long)seq[i], (long long)want_seq[i]);
+    /* The dead row was no head; retried, its copy is one. */
+    assert_int_equal(db_outbox_retry_id(db, 7), PDR_OK);
+    assert_int_equal(db_outbox_head(db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.urgency, PDR_URGENCY_ERROR);
+    assert_string_equal(row.dedup_key, "w");
+    db_row_cleanup(&row);
+    db_close(db);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_locked_is_busy),
         cmocka_unit_test(test_two_handles_share_counts),
+        cmocka_unit_test(test_migrates_v1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,7 +158,7 @@ static void test_backoff_resumes_after_restart(void **state)
     char *dir = tu_mkdtemp();
     tu_clock_install(T0);
     db_t *db = tu_db_open(dir, 0);
-    db_event ev = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12", PDR_ACTION_TRIGGER, "k", NULL, "{}", 2};
+    db_event ev = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12", PDR_ACTION_TRIGGER, "k", NULL, "{}", 2, PDR_URGENCY_WARNING, NULL, 0};
     int64_t id = 0;
     assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
 

@@ -62,6 +62,8 @@ static db_event ev_make(const char *rk, pdr_action action, const char *dedup_key
     ev.dedup_key = dedup_key;
     ev.body = body;
     ev.body_len = strlen(body);
+    ev.urgency = action == PDR_ACTION_TRIGGER ? PDR_URGENCY_WARNING
+                 : action == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
     return ev;
 }
 
@@ -534,6 +536,384 @@ static void test_clamp_next(void **state)
     db_row_cleanup(&row);
 }
 
+
+/* ---- urgency: the next row of a key (db.c, invariant 3) ------------------------ */
+
+/* Pushes an event with an explicit urgency (PDR_URGENCY_INHERIT for
+** acknowledge and resolve); returns its id. */
+static int64_t push_u(db_t *db, const char *rk, pdr_action action, const char *dk, const char *body,
+                      int urgency)
+{
+    db_event ev = ev_make(rk, action, dk, body);
+    int64_t id = -1;
+    ev.urgency = urgency;
+    assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+static int row_urgency(db_t *db, int64_t id)
+{
+    db_row row;
+    int u;
+    assert_int_equal(db_outbox_get(db, id, &row), PDR_OK);
+    u = row.urgency;
+    db_row_cleanup(&row);
+    return u;
+}
+
+/* Delivers, pass after pass, every row db_outbox_due returns, in its order,
+** until nothing is due; the ids in delivery order go to seq. Returns how
+** many. */
+static size_t deliver_all(db_t *db, int64_t *seq, size_t max)
+{
+    size_t n = 0;
+    for (;;) {
+        int64_t ids[64];
+        size_t k = due_ids(db, 64, ids), i;
+        if (!k) break;
+        for (i = 0; i < k; i++) {
+            assert_true(n < max);
+            assert_int_equal(db_outbox_delivered(db, ids[i]), PDR_OK);
+            seq[n++] = ids[i];
+        }
+    }
+    return n;
+}
+
+static void expect_seq(const int64_t *got, size_t n_got, const int64_t *want, size_t n_want)
+{
+    size_t i;
+    if (n_got != n_want) fail_msg("delivered %zu rows, expected %zu", n_got, n_want);
+    for (i = 0; i < n_want; i++)
+        if (got[i] != want[i])
+            fail_msg("delivery %zu: id %lld, expected %lld", i, (long long)got[i], (long long)want[i]);
+}
+
+/* The product rule on one key: the most urgent group first; within a group
+** strictly id order even when a later row of it is more urgent; an
+** acknowledge or resolve takes the urgency of its group's newest pending
+** row; change events after every alert. */
+static void test_urgent_first_groups_in_order(void **state)
+{
+    fixture *f = *state;
+    int64_t seq[16];
+    size_t n;
+
+    int64_t a1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"s\":\"w\"}", PDR_URGENCY_WARNING);
+    int64_t a2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "y", "{\"s\":\"i\"}", PDR_URGENCY_INFO);
+    int64_t a3 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"s\":\"c\"}", PDR_URGENCY_CRITICAL);
+    int64_t a4 = push_u(f->db, RK_A, PDR_ACTION_RESOLVE, "y", "{}", PDR_URGENCY_INHERIT);
+    int64_t a5 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "z", "{\"s\":\"e\"}", PDR_URGENCY_ERROR);
+    int64_t a6 = push_u(f->db, RK_A, PDR_ACTION_CHANGE, NULL, "{\"deploy\":1}", PDR_URGENCY_CHANGE);
+    int64_t a7 = push_u(f->db, RK_A, PDR_ACTION_ACKNOWLEDGE, "x", "{}", PDR_URGENCY_INHERIT);
+    int64_t a8 = push_u(f->db, RK_A, PDR_ACTION_CHANGE, NULL, "{\"deploy\":2}", PDR_URGENCY_CHANGE);
+    const int64_t want[] = {a5, a1, a3, a7, a2, a4, a6, a8};
+
+    assert_int_equal(row_urgency(f->db, a4), PDR_URGENCY_INFO);      /* y's trigger */
+    assert_int_equal(row_urgency(f->db, a7), PDR_URGENCY_CRITICAL);  /* x's newest: a3 */
+    assert_int_equal(row_urgency(f->db, a6), PDR_URGENCY_CHANGE);
+    n = deliver_all(f->db, seq, 16);
+    expect_seq(seq, n, want, sizeof want / sizeof want[0]);
+    expect_counts(f->db, 0, 0);
+}
+
+/* A critical event behind 10,000 warnings (distinct dedup keys) of its key
+** is the key's next row at once; the warnings then go in id order. */
+static void test_critical_overtakes_backlog(void **state)
+{
+    fixture *f = fixture_open(20000);
+    db_event *evs = calloc(10000, sizeof *evs);
+    pdr_rc *res = calloc(10000, sizeof *res);
+    int64_t *ids = calloc(10000, sizeof *ids);
+    char (*dks)[16] = calloc(10000, sizeof *dks);
+    int64_t crit, due[4];
+    db_row row;
+    size_t i;
+    (void)state;
+
+    assert_non_null(evs);
+    assert_non_null(res);
+    assert_non_null(ids);
+    assert_non_null(dks);
+    for (i = 0; i < 10000; i++) {
+        snprintf(dks[i], sizeof dks[i], "w%zu", i);
+        evs[i] = ev_make(RK_A, PDR_ACTION_TRIGGER, dks[i], "{\"severity\":\"warning\"}");
+    }
+    assert_int_equal(db_outbox_push_batch(f->db, evs, 10000, res, ids), PDR_OK);
+    crit = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "fire", "{\"severity\":\"critical\"}",
+                  PDR_URGENCY_CRITICAL);
+    push_u(f->db, RK_B, PDR_ACTION_TRIGGER, "b", "{}", PDR_URGENCY_INFO);
+
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.id, crit);
+    assert_int_equal(row.urgency, PDR_URGENCY_CRITICAL);
+    db_row_cleanup(&row);
+    /* Across keys: by urgency first (A's critical before B's info). */
+    assert_int_equal(due_ids(f->db, 4, due), 2);
+    assert_int_equal(due[0], crit);
+    assert_int_equal(db_outbox_delivered(f->db, crit), PDR_OK);
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.id, ids[0]);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_delivered(f->db, ids[0]), PDR_OK);
+    assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+    assert_int_equal(row.id, ids[1]);
+    db_row_cleanup(&row);
+    free(evs);
+    free(res);
+    free(ids);
+    free(dks);
+    teardown((void **)&f);
+}
+
+/* The plan of every statement that finds the keys' next rows: the index
+** outbox_sched, and no full scan of the outbox. */
+static void test_schedule_is_index_driven(void **state)
+{
+    fixture *f = *state;
+    static const char *const names[] = {"OUTBOX_DUE", "OUTBOX_NEXT_DUE", "OUTBOX_WAKE", "OUTBOX_HEAD"};
+    char plan[8192];
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *line;
+        assert_int_equal(db_explain(f->db, names[i], plan, sizeof plan), PDR_OK);
+        if (!strstr(plan, "outbox_sched")) fail_msg("%s does not use outbox_sched:\n%s", names[i], plan);
+        /* A line "SCAN outbox" or "SCAN o" (its alias) would read every row. */
+        for (line = plan; *line; line = strchr(line, '\n') + 1) {
+            const char *p = line;
+            while (*p == ' ') p++;
+            if (!strncmp(p, "SCAN ", 5) && strncmp(p, "SCAN keys", 9) && strncmp(p, "SCAN nexts", 10) &&
+                strncmp(p, "SCAN CONSTANT ROW", 17))
+                fail_msg("%s scans:\n%s", names[i], plan);
+        }
+    }
+    /* A group's statements read that group's range only. */
+    assert_int_equal(db_explain(f->db, "OUTBOX_FIND_RESOLVE", plan, sizeof plan), PDR_OK);
+    assert_non_null(strstr(plan, "outbox_coalesce"));
+    assert_null(strstr(plan, "SCAN"));
+    assert_int_equal(db_explain(f->db, "OUTBOX_COLLAPSE", plan, sizeof plan), PDR_OK);
+    assert_non_null(strstr(plan, "outbox_coalesce"));
+    assert_null(strstr(plan, "SCAN"));
+    assert_int_equal(db_explain(f->db, "NO_SUCH_STATEMENT", plan, sizeof plan), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_explain(f->db, "OUTBOX_DUE", plan, 8), PDR_ERR_FULL);
+}
+
+/* head follows the group whoever removes its head: kill, expire, max_age,
+** delivery; the rest of the group goes on in id order. */
+static void test_head_moves_on_kill_and_expire(void **state)
+{
+    fixture *f = *state;
+    int64_t x1, x2, x3, x4, y1, n = 0, seq[8];
+    size_t k;
+
+    x1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":1}", PDR_URGENCY_ERROR);
+    x2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":2}", PDR_URGENCY_ERROR);
+    tu_clock_advance(10);
+    x3 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":3}", PDR_URGENCY_ERROR);
+    x4 = push_u(f->db, RK_A, PDR_ACTION_RESOLVE, "x", "{}", PDR_URGENCY_INHERIT);
+    y1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "y", "{}", PDR_URGENCY_INFO);
+
+    assert_int_equal(db_outbox_kill(f->db, x1, "400"), PDR_OK);         /* the head */
+    assert_int_equal(db_outbox_kill_older(f->db, T0 + 5, "age", &n), PDR_OK);  /* x2, the new head */
+    assert_int_equal(n, 1);
+    {
+        db_row row;
+        assert_int_equal(db_outbox_get(f->db, x2, &row), PDR_OK);
+        assert_int_equal(row.state, DB_ROW_DEAD);
+        db_row_cleanup(&row);
+    }
+    assert_int_equal(db_outbox_expire(f->db, x4, "age"), PDR_OK);       /* not the head */
+    {
+        const int64_t want[] = {x3, y1};
+        k = deliver_all(f->db, seq, 8);
+        expect_seq(seq, k, want, 2);
+    }
+    expect_counts(f->db, 0, 3);
+}
+
+/* Retried dead letters take their place at the back of their group, and
+** head goes to the right row whether or not the group still has pending
+** rows. */
+static void test_retry_sets_heads(void **state)
+{
+    fixture *f = *state;
+    int64_t x1, x2, y1, y2, n = 0, seq[8];
+    size_t k;
+
+    x1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":1}", PDR_URGENCY_CRITICAL);
+    x2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":2}", PDR_URGENCY_CRITICAL);
+    y1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "y", "{\"n\":3}", PDR_URGENCY_ERROR);
+    y2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "y", "{\"n\":4}", PDR_URGENCY_ERROR);
+    assert_int_equal(db_outbox_kill(f->db, x1, "400"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, y1, "400"), PDR_OK);
+    assert_int_equal(db_outbox_kill(f->db, y2, "400"), PDR_OK);
+    /* x: x2 pending, x1' goes behind it; y: nothing pending, y1' is the head. */
+    assert_int_equal(db_outbox_retry_all(f->db, &n), PDR_OK);
+    assert_int_equal(n, 3);
+    {
+        /* The copies keep their urgency. */
+        int64_t ids[8];
+        assert_int_equal(list_ids(f->db, DB_ROW_PENDING, RK_A, 0, ids), 4);
+        assert_int_equal(row_urgency(f->db, ids[1]), PDR_URGENCY_CRITICAL);
+        assert_int_equal(row_urgency(f->db, ids[2]), PDR_URGENCY_ERROR);
+    }
+    k = deliver_all(f->db, seq, 8);
+    assert_int_equal(k, 4);
+    assert_int_equal(seq[0], x2);
+    assert_true(seq[1] > y2);     /* x1', critical */
+    assert_true(seq[2] > seq[1]); /* y1', then y2' */
+    assert_true(seq[3] > seq[2]);
+    expect_counts(f->db, 0, 0);
+}
+
+/* A trigger resolved while queued: find the resolve, collapse up to it. */
+static void test_find_resolve_and_collapse(void **state)
+{
+    fixture *f = *state;
+    int64_t t1, a1, r1, t2, other, found = 0, ev_ms = 0, n = 0, seq[8];
+    db_event ev;
+    size_t k;
+
+    t1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":1}", PDR_URGENCY_WARNING);
+    other = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "y", "{}", PDR_URGENCY_INFO);
+    a1 = push_u(f->db, RK_A, PDR_ACTION_ACKNOWLEDGE, "x", "{}", PDR_URGENCY_INHERIT);
+    ev = ev_make(RK_A, PDR_ACTION_RESOLVE, "x", "{\"r\":1}");
+    ev.event_ms = T0 - 5000;
+    assert_int_equal(db_outbox_push(f->db, &ev, &r1), PDR_OK);
+    t2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "x", "{\"n\":2}", PDR_URGENCY_WARNING);
+    push_u(f->db, RK_B, PDR_ACTION_RESOLVE, "x", "{}", PDR_URGENCY_INHERIT);   /* another key */
+
+    assert_int_equal(db_outbox_find_resolve(f->db, RK_A, "x", 0, &found, &ev_ms), PDR_OK);
+    assert_int_equal(found, r1);
+    assert_int_equal(ev_ms, T0 - 5000);
+    assert_int_equal(db_outbox_find_resolve(f->db, RK_A, "x", r1, &found, NULL), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_find_resolve(f->db, RK_A, "y", 0, &found, NULL), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_find_resolve(f->db, RK_C, "x", 0, &found, NULL), PDR_ERR_NOT_FOUND);
+
+    /* The trigger and the acknowledge go; the resolve is the head now. */
+    assert_int_equal(db_outbox_collapse(f->db, RK_A, "x", r1 - 1, &n), PDR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(db_outbox_get(f->db, a1, &(db_row){0}), PDR_ERR_NOT_FOUND);
+    expect_counts(f->db, 4, 0);
+    assert_int_equal(db_outbox_collapse(f->db, RK_A, "x", t1, &n), PDR_OK);
+    assert_int_equal(n, 0);
+    {
+        db_row row;
+        assert_int_equal(db_outbox_head(f->db, RK_A, &row), PDR_OK);
+        assert_int_equal(row.id, r1);   /* warning (inherited) before y's info */
+        assert_int_equal(row.event_ms, T0 - 5000);
+        db_row_cleanup(&row);
+    }
+    /* Only RK_A's x: deliver the rest in order. */
+    k = deliver_all(f->db, seq, 8);
+    assert_int_equal(k, 4);
+    assert_int_equal(seq[0], r1);
+    assert_int_equal(seq[2], t2);
+    assert_int_equal(seq[3], other);
+}
+
+/* The uplink is back: each key's next row is due now, but not a throttled
+** key's, nor any row that is not a key's next. */
+static void test_wake_heads(void **state)
+{
+    fixture *f = *state;
+    int64_t a1, a2, b1, c1, n = -1;
+    db_row row;
+    db_key_stats *st = NULL;
+    size_t ns = 0;
+
+    a1 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "a1", "{}", PDR_URGENCY_ERROR);
+    a2 = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "a2", "{}", PDR_URGENCY_WARNING);
+    b1 = push_u(f->db, RK_B, PDR_ACTION_TRIGGER, "b1", "{}", PDR_URGENCY_ERROR);
+    c1 = push_u(f->db, RK_C, PDR_ACTION_TRIGGER, "c1", "{}", PDR_URGENCY_ERROR);
+    assert_int_equal(db_outbox_reschedule(f->db, a1, T0 + 60000, "down"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, a2, T0 + 60000, "down"), PDR_OK);
+    assert_int_equal(db_outbox_reschedule(f->db, b1, T0 + 60000, "429"), PDR_OK);
+    assert_int_equal(db_key_throttle_set(f->db, RK_B, T0 + 30000, 60), PDR_OK);
+    assert_int_equal(db_key_throttle_set(f->db, RK_C, T0 - 1, 100), PDR_OK);   /* over */
+
+    assert_int_equal(db_outbox_wake_heads(f->db, T0 + 10, &n), PDR_OK);
+    assert_int_equal(n, 1);   /* a1; c1 was due already */
+    assert_int_equal(db_outbox_get(f->db, a1, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0 + 10);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, a2, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0 + 60000);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, b1, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0 + 60000);
+    db_row_cleanup(&row);
+    assert_int_equal(db_outbox_get(f->db, c1, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0);
+    db_row_cleanup(&row);
+
+    /* The throttle shows in the stats; cleared, B wakes too. */
+    assert_int_equal(db_outbox_stats(f->db, &st, &ns), PDR_OK);
+    assert_int_equal(ns, 3);
+    assert_int_equal(st[0].throttled_until_ms, 0);
+    assert_int_equal(st[0].throttle_rate, 0);
+    assert_int_equal(st[0].next_attempt_ms, T0 + 10);
+    assert_int_equal(st[1].throttled_until_ms, T0 + 30000);
+    assert_int_equal(st[1].throttle_rate, 60);
+    assert_int_equal(st[2].throttle_rate, 100);
+    free(st);
+    assert_int_equal(db_key_throttle_set(f->db, RK_B, T0 + 40000, 30), PDR_OK);   /* replaced */
+    assert_int_equal(db_outbox_wake_heads(f->db, T0 + 10, &n), PDR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(db_key_throttle_clear(f->db, RK_B), PDR_OK);
+    assert_int_equal(db_key_throttle_clear(f->db, RK_B), PDR_OK);
+    assert_int_equal(db_outbox_wake_heads(f->db, T0 + 20, &n), PDR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(db_outbox_get(f->db, b1, &row), PDR_OK);
+    assert_int_equal(row.next_ms, T0 + 20);
+    db_row_cleanup(&row);
+}
+
+static void test_link_state(void **state)
+{
+    fixture *f = *state;
+    int st = -1;
+    int64_t since = -1;
+
+    assert_int_equal(db_link_get(f->db, &st, &since), PDR_OK);
+    assert_int_equal(st, DB_LINK_UP);
+    assert_int_equal(since, 0);
+    assert_int_equal(db_link_set(f->db, DB_LINK_DOWN, T0 + 5), PDR_OK);
+    assert_int_equal(db_link_get(f->db, &st, &since), PDR_OK);
+    assert_int_equal(st, DB_LINK_DOWN);
+    assert_int_equal(since, T0 + 5);
+    assert_int_equal(db_link_set(f->db, DB_LINK_PROBING, T0 + 9), PDR_OK);
+    assert_int_equal(db_link_get(f->db, &st, NULL), PDR_OK);
+    assert_int_equal(st, DB_LINK_PROBING);
+    assert_int_equal(db_link_set(f->db, 3, T0), PDR_ERR_INVALID);
+}
+
+/* Urgency given out of range, and inheritance without a pending row: from
+** a live dedup entry of the same routing key and dedup_key, else warning. */
+static void test_urgency_defaults_and_inherit_from_dedup(void **state)
+{
+    fixture *f = *state;
+    int64_t t, c, r1, r2, r3;
+
+    t = push_u(f->db, RK_A, PDR_ACTION_TRIGGER, "t", "{}", 7);
+    c = push_u(f->db, RK_A, PDR_ACTION_CHANGE, NULL, "{}", PDR_URGENCY_INHERIT);
+    assert_int_equal(row_urgency(f->db, t), PDR_URGENCY_WARNING);
+    assert_int_equal(row_urgency(f->db, c), PDR_URGENCY_CHANGE);
+
+    assert_int_equal(db_dedup_put(f->db, RK_A, "fp", "inc", DB_DEDUP_TRIGGERED, 1000, "db", PDR_URGENCY_ERROR),
+                     PDR_OK);
+    r1 = push_u(f->db, RK_A, PDR_ACTION_RESOLVE, "inc", "{}", PDR_URGENCY_CRITICAL);   /* value not read */
+    assert_int_equal(row_urgency(f->db, r1), PDR_URGENCY_ERROR);
+    r2 = push_u(f->db, RK_B, PDR_ACTION_RESOLVE, "inc", "{}", PDR_URGENCY_INHERIT);   /* other key */
+    assert_int_equal(row_urgency(f->db, r2), PDR_URGENCY_WARNING);
+    tu_clock_advance(1000);   /* the entry expired */
+    assert_int_equal(db_outbox_delivered(f->db, r1), PDR_OK);
+    r3 = push_u(f->db, RK_A, PDR_ACTION_ACKNOWLEDGE, "inc", "{}", PDR_URGENCY_INHERIT);
+    assert_int_equal(row_urgency(f->db, r3), PDR_URGENCY_WARNING);
+}
+
 /* ---- dead letters ------------------------------------------------------------------ */
 
 static void test_kill_and_list_dead(void **state)
@@ -893,6 +1273,15 @@ int main(void)
         T(test_list_limit_and_key),
         T(test_stats_and_counts),
         T(test_counts_follow_every_transition),
+        T(test_urgent_first_groups_in_order),
+        cmocka_unit_test(test_critical_overtakes_backlog),
+        T(test_schedule_is_index_driven),
+        T(test_head_moves_on_kill_and_expire),
+        T(test_retry_sets_heads),
+        T(test_find_resolve_and_collapse),
+        T(test_wake_heads),
+        T(test_link_state),
+        T(test_urgency_defaults_and_inherit_from_dedup),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -99,6 +99,7 @@ static void *submit_main(void *arg)
         evs[i].dedup_key = s->dedup[i];
         evs[i].body = s->body[i];
         evs[i].body_len = strlen(s->body[i]);
+        evs[i].urgency = PDR_URGENCY_WARNING;   /* no severity in the body */
     }
     s->rc = writer_submit(s->f->w, evs, (size_t)s->n, s->results, s->ids);
     return NULL;
