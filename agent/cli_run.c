@@ -13,8 +13,10 @@
 **   SIGHUP           reload the config file: targets, routing key files,
 **                    auth token, log level. An invalid file is reported and
 **                    the running config kept. Other sections need a restart
-**                    (named in a warning); [outbox] max_events keeps its
-**                    running value in the reloaded config.
+**                    (named in a warning), and so does [agent]
+**                    outage_log_interval (the sender reads its settings once,
+**                    at start); [outbox] max_events keeps its running value in
+**                    the reloaded config.
 **
 ** At start the outbox is proved writable with a real write: a database it
 ** cannot write (mode, owner, a directory where -wal and -shm cannot be
@@ -75,6 +77,7 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
     if (cond) len += (size_t)snprintf(what + len, len < sizeof what ? sizeof what - len : 0, "%s%s", \
                                       len ? " " : "", name)
     CHANGED(str_differs(o->data_dir, n->data_dir), "[agent]data_dir");
+    CHANGED(o->outage_log_interval_ms != n->outage_log_interval_ms, "[agent]outage_log_interval");
     CHANGED(str_differs(o->listen_address, n->listen_address) || o->listen_port != n->listen_port ||
             str_differs(o->unix_socket, n->unix_socket) || o->max_connections != n->max_connections ||
             o->max_connections_per_client != n->max_connections_per_client ||
@@ -85,8 +88,11 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
             o->backoff_initial_ms != n->backoff_initial_ms || o->backoff_max_ms != n->backoff_max_ms ||
             o->timeout_ms != n->timeout_ms || o->connect_timeout_ms != n->connect_timeout_ms ||
             o->concurrency != n->concurrency || str_differs(o->ca_file, n->ca_file) ||
-            str_differs(o->proxy, n->proxy), "[pagerduty]");
-    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms, "[outbox]");
+            str_differs(o->proxy, n->proxy) || o->down_probe_max_ms != n->down_probe_max_ms ||
+            o->throttle_backoff_ms != n->throttle_backoff_ms, "[pagerduty]");
+    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms ||
+            o->delay_note_after_ms != n->delay_note_after_ms ||
+            o->resolved_while_queued != n->resolved_while_queued, "[outbox]");
     CHANGED(o->max_events != n->max_events, "[outbox]max_events");
     CHANGED(o->dedup_ttl_ms != n->dedup_ttl_ms || o->cleanup_interval_ms != n->cleanup_interval_ms, "[dedup]");
 #undef CHANGED
