@@ -17,6 +17,11 @@
 **                    outage_log_interval (the sender reads its settings once,
 **                    at start); [outbox] max_events keeps its running value in
 **                    the reloaded config.
+**   SIGUSR1          "the uplink is back now" (`pdrelay queue kick`, a
+**                    network hook): sender_kick(), so a link that is down is
+**                    probed at once instead of at its backoff. Blocked from
+**                    the first line of cli_run(), so it never kills the
+**                    daemon, not even while it starts.
 **
 ** At start the outbox is proved writable with a real write: a database it
 ** cannot write (mode, owner, a directory where -wal and -shm cannot be
@@ -181,6 +186,12 @@ int cli_run(int argc, char **argv)
     int lock_fd = -1;   /* one daemon per outbox: held until exit */
     char shown_url[1024];
 
+    /* SIGUSR1 (a kick) must never kill the daemon: blocked before anything
+    ** else; one that arrives before the signal loop waits for it there. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
         switch (c) {
@@ -209,6 +220,7 @@ int cli_run(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* A file size limit reached is a failed write (reported, retried), not death. */
@@ -277,6 +289,11 @@ int cli_run(int argc, char **argv)
             pdr_sd_notify_reloading();
             reload(ing, cfg, verbose);
             pdr_sd_notify("READY=1");
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            pdr_log(PDR_LOG_INFO, "uplink kick: probing now (SIGUSR1)", NULL);
+            sender_kick(snd);
             continue;
         }
         pdr_log(PDR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

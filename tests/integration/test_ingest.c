@@ -1036,6 +1036,50 @@ static void test_received_time_every_route(void **state)
     fx_free(f);
 }
 
+/* `pdrelay queue kick` finds the daemon of the data_dir through its lock
+** file and sends SIGUSR1, which the daemon logs and survives; with no
+** daemon it says so and exits 1. */
+static void test_queue_kick(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "kick", NULL};
+
+    /* before any daemon ran: no lock file at all */
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 1);
+    assert_string_equal(out, "");
+    char *want = tu_printf("pdrelay queue kick: no daemon is running on %s\n", f->data_dir);
+    assert_string_equal(err, want);
+    free(out);
+    free(err);
+
+    fx_start(f);
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 0);
+    char *kicked = tu_printf("kicked pdrelay (pid %d): probing the uplink now\n", (int)f->d.pid);
+    assert_string_equal(out, kicked);
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"uplink kick: probing now (SIGUSR1)\"", 10000), 0);
+    /* a plain SIGUSR1 does the same, and never stops it */
+    assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "msg=\"uplink kick: probing now (SIGUSR1)\"", 2, 10000), 0);
+    assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+
+    /* stopped: the lock file stays, but nobody holds it */
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 1);
+    assert_string_equal(out, "");
+    assert_string_equal(err, want);
+    free(out);
+    free(err);
+    free(kicked);
+    free(want);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1049,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_alertmanager_lifecycle),
         cmocka_unit_test(test_alertmanager_repeats_coalesce),
         cmocka_unit_test(test_received_time_every_route),
+        cmocka_unit_test(test_queue_kick),
         cmocka_unit_test(test_alerts_endpoint),
         cmocka_unit_test(test_sighup_rotates_key),
         cmocka_unit_test(test_reload_keeps_max_events),
