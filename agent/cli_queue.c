@@ -1,5 +1,7 @@
 /*
-** cli_queue.c — `pdrelay queue`: status, list, retry and purge of the outbox.
+** cli_queue.c — `pdrelay queue`: status, list, retry and purge of the outbox,
+** and kick, which tells the running daemon that the uplink is back (SIGUSR1
+** to the pid in data_dir/pdrelay.lock, once the lock is proved held).
 ** Every routing key printed is redacted; --json gives one JSON document (built
 ** with cJSON) for scripts. status and list only look: they open the outbox
 ** read-only, which creates nothing and refuses a missing one. What comes from
@@ -8,7 +10,12 @@
 ** reaches the terminal, in the tables or in the JSON.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,7 +76,7 @@ static int queue_parse(int argc, char **argv, queue_args *a)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry or purge; "
+        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry, purge or kick; "
                         "see 'pdrelay queue --help'\n");
         return CLI_EXIT_USAGE;
     }
@@ -105,6 +112,54 @@ static int queue_check_flags(const queue_args *a)
         bad = 1;
     }
     return bad ? CLI_EXIT_USAGE : 0;
+}
+
+/* `queue kick`: SIGUSR1 to the daemon serving cfg's data_dir. The daemon
+** holds an exclusive flock on data_dir/pdrelay.lock (db_daemon_lock) with
+** its pid in it: a shared lock we can take means nobody holds it, so no
+** daemon runs there (exit 1, as for anything not found). */
+static int queue_kick(const pdr_config *cfg)
+{
+    char path[4200], buf[32] = "", *end;
+    ssize_t n;
+    long pid;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/%s", cfg->data_dir, DB_LOCK_FILE_NAME);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno != ENOENT) {
+        fprintf(stderr, "pdrelay queue kick: cannot open %s: %s\n", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        if (fd >= 0) close(fd);   /* (closing releases the lock we took) */
+        fprintf(stderr, "pdrelay queue kick: no daemon is running on %s\n", cfg->data_dir);
+        return CLI_EXIT_FAIL;
+    }
+    if (errno != EWOULDBLOCK) {
+        fprintf(stderr, "pdrelay queue kick: cannot test the lock on %s: %s\n", path, strerror(errno));
+        close(fd);
+        return CLI_EXIT_FAIL;
+    }
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    if (errno || end == buf || (*end && *end != '\n') || pid <= 1) {
+        fprintf(stderr, "pdrelay queue kick: %s is locked but holds no pid; is it a pdrelay data_dir?\n", path);
+        return CLI_EXIT_FAIL;
+    }
+    if (kill((pid_t)pid, SIGUSR1) != 0) {
+        if (errno == ESRCH)
+            fprintf(stderr, "pdrelay queue kick: no daemon is running on %s\n", cfg->data_dir);
+        else
+            fprintf(stderr, "pdrelay queue kick: cannot signal pdrelay (pid %ld): %s; run it as the daemon's user "
+                            "or root\n", pid, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    printf("kicked pdrelay (pid %ld): probing the uplink now\n", pid);
+    return CLI_EXIT_OK;
 }
 
 /* Prints doc, with what cJSON leaves raw (DEL, C1, invalid UTF-8) escaped. */
@@ -376,14 +431,19 @@ int cli_queue(int argc, char **argv)
     memset(&a, 0, sizeof a);
     ex = queue_parse(argc, argv, &a);
     if (ex) return ex < 0 ? CLI_EXIT_OK : ex;
-    if (strcmp(a.sub, "status") && strcmp(a.sub, "list") && strcmp(a.sub, "retry") && strcmp(a.sub, "purge")) {
-        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry or purge\n", a.sub);
+    if (strcmp(a.sub, "status") && strcmp(a.sub, "list") && strcmp(a.sub, "retry") && strcmp(a.sub, "purge") &&
+        strcmp(a.sub, "kick")) {
+        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry, purge or kick\n", a.sub);
         return CLI_EXIT_USAGE;
     }
     ex = queue_check_flags(&a);
     if (ex) return ex;
     cfg = cli_config_load("queue", a.config, &ex);
     if (!cfg) return ex;
+    if (!strcmp(a.sub, "kick")) {
+        ex = queue_kick(cfg);   /* the database is not opened */
+        goto out;
+    }
     if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list"))
         db = cli_db_open_read_only("queue", cfg, &ex);
     else

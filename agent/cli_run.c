@@ -13,8 +13,15 @@
 **   SIGHUP           reload the config file: targets, routing key files,
 **                    auth token, log level. An invalid file is reported and
 **                    the running config kept. Other sections need a restart
-**                    (named in a warning); [outbox] max_events keeps its
-**                    running value in the reloaded config.
+**                    (named in a warning), and so does [agent]
+**                    outage_log_interval (the sender reads its settings once,
+**                    at start); [outbox] max_events keeps its running value in
+**                    the reloaded config.
+**   SIGUSR1          "the uplink is back now" (`pdrelay queue kick`, a
+**                    network hook): sender_kick(), so a link that is down is
+**                    probed at once instead of at its backoff. Blocked from
+**                    the first line of cli_run(), so it never kills the
+**                    daemon, not even while it starts.
 **
 ** At start the outbox is proved writable with a real write: a database it
 ** cannot write (mode, owner, a directory where -wal and -shm cannot be
@@ -75,6 +82,7 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
     if (cond) len += (size_t)snprintf(what + len, len < sizeof what ? sizeof what - len : 0, "%s%s", \
                                       len ? " " : "", name)
     CHANGED(str_differs(o->data_dir, n->data_dir), "[agent]data_dir");
+    CHANGED(o->outage_log_interval_ms != n->outage_log_interval_ms, "[agent]outage_log_interval");
     CHANGED(str_differs(o->listen_address, n->listen_address) || o->listen_port != n->listen_port ||
             str_differs(o->unix_socket, n->unix_socket) || o->max_connections != n->max_connections ||
             o->max_connections_per_client != n->max_connections_per_client ||
@@ -85,8 +93,11 @@ static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
             o->backoff_initial_ms != n->backoff_initial_ms || o->backoff_max_ms != n->backoff_max_ms ||
             o->timeout_ms != n->timeout_ms || o->connect_timeout_ms != n->connect_timeout_ms ||
             o->concurrency != n->concurrency || str_differs(o->ca_file, n->ca_file) ||
-            str_differs(o->proxy, n->proxy), "[pagerduty]");
-    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms, "[outbox]");
+            str_differs(o->proxy, n->proxy) || o->down_probe_max_ms != n->down_probe_max_ms ||
+            o->throttle_backoff_ms != n->throttle_backoff_ms, "[pagerduty]");
+    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms ||
+            o->delay_note_after_ms != n->delay_note_after_ms ||
+            o->resolved_while_queued != n->resolved_while_queued, "[outbox]");
     CHANGED(o->max_events != n->max_events, "[outbox]max_events");
     CHANGED(o->dedup_ttl_ms != n->dedup_ttl_ms || o->cleanup_interval_ms != n->cleanup_interval_ms, "[dedup]");
 #undef CHANGED
@@ -175,6 +186,12 @@ int cli_run(int argc, char **argv)
     int lock_fd = -1;   /* one daemon per outbox: held until exit */
     char shown_url[1024];
 
+    /* SIGUSR1 (a kick) must never kill the daemon: blocked before anything
+    ** else; one that arrives before the signal loop waits for it there. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:vh", run_options, NULL)) != -1) {
         switch (c) {
@@ -203,6 +220,7 @@ int cli_run(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* A file size limit reached is a failed write (reported, retried), not death. */
@@ -271,6 +289,11 @@ int cli_run(int argc, char **argv)
             pdr_sd_notify_reloading();
             reload(ing, cfg, verbose);
             pdr_sd_notify("READY=1");
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            pdr_log(PDR_LOG_INFO, "uplink kick: probing now (SIGUSR1)", NULL);
+            sender_kick(snd);
             continue;
         }
         pdr_log(PDR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "log.h"
 #include "event.h"
 
@@ -238,8 +239,10 @@ static int add_link(cJSON *links, const char *arg)
 }
 
 /* Builds the event without routing_key. NULL on allocation failure. */
-static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action act, const char *dedup_key)
+static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action act, const char *dedup_key,
+                         int64_t received_ms)
 {
+    char ts[PDR_TIMESTAMP_SIZE];
     cJSON *ev = cJSON_CreateObject();
     cJSON *payload, *details = NULL;
     int rc = 0;
@@ -258,16 +261,10 @@ static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action a
             rc |= add_str(payload, "component", a->component);
             rc |= add_str(payload, "group", a->group);
             rc |= add_str(payload, "class", a->class_);
-        } else {
-            /* A change event's time is when it happened, not when the
-            ** uplink came back. */
-            char ts[32];
-            time_t now = time(NULL);
-            struct tm tm;
-            gmtime_r(&now, &tm);
-            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-            rc |= add_str(payload, "timestamp", ts);
         }
+        /* Its time is when it happened (was queued), not when the uplink
+        ** came back: ISO 8601 UTC with milliseconds. */
+        rc |= add_str(payload, "timestamp", pdr_timestamp_format(received_ms, ts));
         if (a->n_fields) {
             details = cJSON_AddObjectToObject(payload, "custom_details");
             if (!details) goto fail;
@@ -393,7 +390,7 @@ int cli_send(int argc, char **argv)
         }
         dedup_key = gen_key;
     }
-    tmpl = send_build(&a, cfg, act, dedup_key);
+    tmpl = send_build(&a, cfg, act, dedup_key, pdr_clock_now_ms());
     if (!tmpl) goto nomem;
 
     for (size_t i = 0; i < n_keys; i++) {

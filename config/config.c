@@ -83,9 +83,13 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug", 
 static const char *const sync_names[] = {"full", "normal", NULL};
 static const char *const bool_names[] = {"false", "true", NULL};
 static const char *const severity_names[] = {"critical", "error", "warning", "info", NULL};
+/* index = pdr_rwq_mode value */
+static const char *const rwq_names[] = {"note", "send", "collapse", NULL};
 
 _Static_assert(sizeof(pdr_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(pdr_sync_mode) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(pdr_rwq_mode) == sizeof(int), "enum fields are stored as int");
+_Static_assert(PDR_RWQ_NOTE == 0 && PDR_RWQ_SEND == 1 && PDR_RWQ_COLLAPSE == 2, "rwq_names order");
 
 #define CFG(f) offsetof(pdr_config, f)
 
@@ -95,6 +99,7 @@ static const key_def key_table[] = {
     {"agent", "source", KT_STRING, 0, NULL, CFG(source), 0, 0, NULL},
     {"agent", "syslog", KT_ENUM, 0, "false", CFG(syslog), 0, 0, bool_names},
     {"agent", "default_severity", KT_ENUM, 0, "error", CFG(default_severity), 0, 0, severity_names},
+    {"agent", "outage_log_interval", KT_DURATION, 0, "10m", CFG(outage_log_interval_ms), MS_SECOND, MAX_DURATION, NULL},
     {"listen", "address", KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL},
     {"listen", "port", KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL},
     {"listen", "unix_socket", KT_STRING, KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL},
@@ -115,9 +120,13 @@ static const key_def key_table[] = {
     {"pagerduty", "concurrency", KT_INT, 0, "16", CFG(concurrency), 1, 1024, NULL},
     {"pagerduty", "ca_file", KT_STRING, KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL},
     {"pagerduty", "proxy", KT_STRING, KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL},
+    {"pagerduty", "down_probe_max", KT_DURATION, 0, "60s", CFG(down_probe_max_ms), 1, MS_DAY, NULL},
+    {"pagerduty", "throttle_backoff", KT_DURATION, 0, "30s", CFG(throttle_backoff_ms), 0, MS_HOUR, NULL},
     {"outbox", "synchronous", KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names},
     {"outbox", "max_events", KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL},
     {"outbox", "max_age", KT_DURATION, KF_OPTIONAL, "", CFG(max_age_ms), 0, MAX_DURATION, NULL},
+    {"outbox", "delay_note_after", KT_DURATION, 0, "5m", CFG(delay_note_after_ms), 0, MAX_DURATION, NULL},
+    {"outbox", "resolved_while_queued", KT_ENUM, 0, "note", CFG(resolved_while_queued), 0, 0, rwq_names},
     {"dedup", "ttl", KT_DURATION, 0, "24h", CFG(dedup_ttl_ms), 1, MAX_DURATION, NULL},
     {"dedup", "cleanup_interval", KT_DURATION, 0, "1h", CFG(cleanup_interval_ms), 1, MAX_DURATION, NULL},
     {"target", "routing_key", KT_ROUTING_KEY, 0, NULL, 0, 0, 0, NULL},

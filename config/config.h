@@ -38,6 +38,18 @@ typedef enum pdr_sync_mode {
     PDR_SYNC_NORMAL = 1   /* WAL synced at checkpoints: may lose last commits on power loss */
 } pdr_sync_mode;
 
+/* [outbox] resolved_while_queued: what the sender does when a trigger that
+** was held (the link was down) reaches the head of its key with a later
+** resolve of the same dedup_key still pending behind it. */
+typedef enum pdr_rwq_mode {
+    PDR_RWQ_NOTE = 0,       /* trigger as severity info, summary prefixed
+                            ** "[resolved while offline] ", then the resolve */
+    PDR_RWQ_SEND = 1,       /* both go out as queued */
+    PDR_RWQ_COLLAPSE = 2    /* both (and any acknowledge between) are dropped,
+                            ** counted and logged; as NOTE when PagerDuty already
+                            ** has an open incident for the dedup_key */
+} pdr_rwq_mode;
+
 typedef enum pdr_match_op {
     PDR_MATCH_EQ = 1,       /* label=value   */
     PDR_MATCH_NE = 2,       /* label!=value  */
@@ -72,6 +84,8 @@ typedef struct pdr_config {
     int default_severity;       /* default "error": PagerDuty severity of an alert
                                 ** whose severity is missing or unknown; an index
                                 ** for pdr_severity_name() */
+    int64_t outage_log_interval_ms; /* default 10m, >= 1s: while the uplink is
+                                ** down, one summary line per interval */
 
     /* [listen] */
     char *listen_address;       /* default "127.0.0.1" */
@@ -100,11 +114,22 @@ typedef struct pdr_config {
     int concurrency;            /* default 16: requests in flight at once, all keys */
     char *ca_file;              /* NULL when unset */
     char *proxy;                /* NULL when unset */
+    int64_t down_probe_max_ms;  /* default 60s, >= 1ms: while the uplink is down,
+                                ** one probe request on an exponential backoff
+                                ** capped by this */
+    int64_t throttle_backoff_ms;/* default 30s: a key answered 429 without
+                                ** Retry-After waits at least this long, and its
+                                ** rate is halved for the next rate window */
 
     /* [outbox] */
     pdr_sync_mode synchronous;  /* default full */
     int64_t max_events;         /* default 1000000, >= 1 */
     int64_t max_age_ms;         /* default 0 = never expire */
+    int64_t delay_note_after_ms;/* default 5m, 0 = off: an event sent more than
+                                ** this after it arrived gets
+                                ** custom_details.pdrelay {queued_at, attempts,
+                                ** delayed_s} (annotate.h) */
+    pdr_rwq_mode resolved_while_queued; /* default note */
 
     /* [dedup] */
     int64_t dedup_ttl_ms;       /* default 24h */

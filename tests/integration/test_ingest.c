@@ -27,6 +27,8 @@
 #include "db.h"
 #include "itutil.h"
 #include "mockpd_client.h"
+#include "clock.h"
+#include "event.h"
 #include "pdr.h"
 #include "testutil.h"
 
@@ -247,6 +249,10 @@ static void test_alertmanager_pagerduty_notifier(void **state)
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     cJSON *ev = mockpd_events(f->mock);
     cJSON *sent = cJSON_Parse(am), *got = upstream_body(ev, 0);
+    /* as sent, plus the time pdrelay received it (the notifier sends none) */
+    cJSON *ts = cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItem(got, "payload"), "timestamp");
+    assert_true(cJSON_IsString(ts) && pdr_timestamp_valid(ts->valuestring));
+    cJSON_Delete(ts);
     assert_true(cJSON_Compare(sent, got, 1));
     cJSON_Delete(sent);
     cJSON_Delete(got);
@@ -972,6 +978,108 @@ static void test_startup_errors(void **state)
     fx_free(f);
 }
 
+/* Every ingest route stamps a trigger or change event that names no time
+** with the time pdrelay received it (ISO 8601 UTC, ms), so PagerDuty shows
+** when the problem happened, not when the link came back. */
+static void test_received_time_every_route(void **state)
+{
+    (void)state;
+    static const struct { const char *path, *body, *summary; } posts[] = {
+        {"/v2/enqueue", "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+                        "\"payload\":{\"summary\":\"rt-enqueue\",\"source\":\"h\",\"severity\":\"info\"}}", "rt-enqueue"},
+        {"/v2/events", "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+                       "\"payload\":{\"summary\":\"rt-events\",\"source\":\"h\",\"severity\":\"info\","
+                       "\"timestamp\":\"not a time\"}}", "rt-events"},
+        {"/v2/change/enqueue", "{\"routing_key\":\"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\","
+                               "\"payload\":{\"summary\":\"rt-change\",\"source\":\"h\"}}", "rt-change"},
+        {"/v1/alertmanager", "{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"alertname\":\"RtAm\","
+                             "\"severity\":\"critical\"},\"annotations\":{\"summary\":\"rt-am\"},"
+                             "\"startsAt\":\"0001-01-01T00:00:00Z\"}]}", "[CRITICAL] RtAm: rt-am"},
+        {"/v1/alerts", "{\"alert_name\":\"RtAlerts\",\"status\":\"firing\",\"labels\":{\"severity\":\"critical\"},"
+                       "\"annotations\":{\"summary\":\"rt-alerts\"}}", "[CRITICAL] RtAlerts: rt-alerts"},
+    };
+    enum { N = sizeof posts / sizeof posts[0] };
+    fx *f = fx_new();
+    fx_config(f, NULL, AM_TARGETS);
+    fx_start(f);
+    int64_t before = pdr_clock_now_ms();   /* the real clock: the daemon is another process */
+    for (int i = 0; i < N; i++) {
+        cJSON *r = post(f, posts[i].path, posts[i].body, strncmp(posts[i].path, "/v1/", 4) ? 202 : 200);
+        cJSON_Delete(r);
+    }
+    int64_t after = pdr_clock_now_ms();
+    assert_int_equal(mockpd_wait_accepted(f->mock, N, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    assert_int_equal(cJSON_GetArraySize(ev), N);
+    for (int i = 0; i < N; i++) {
+        int found = 0;
+        for (int k = 0; k < N && !found; k++) {
+            cJSON *b = upstream_body(ev, k);
+            const cJSON *payload = cJSON_GetObjectItemCaseSensitive(b, "payload");
+            const char *summary = jstr(payload, "summary"), *ts = jstr(payload, "timestamp");
+            int64_t ms = 0;
+            if (summary && !strcmp(summary, posts[i].summary)) {
+                found = 1;
+                if (!ts) it_fail("%s: no payload.timestamp", posts[i].path);
+                assert_int_equal(strlen(ts), 24);
+                assert_int_equal(ts[19], '.');
+                assert_int_equal(ts[23], 'Z');
+                assert_int_equal(pdr_timestamp_parse_ms(ts, &ms), PDR_OK);
+                if (ms < before || ms > after)
+                    it_fail("%s: timestamp %s outside the request window", posts[i].path, ts);
+            }
+            cJSON_Delete(b);
+        }
+        if (!found) it_fail("%s: event not received", posts[i].path);
+    }
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
+/* `pdrelay queue kick` finds the daemon of the data_dir through its lock
+** file and sends SIGUSR1, which the daemon logs and survives; with no
+** daemon it says so and exits 1. */
+static void test_queue_kick(void **state)
+{
+    (void)state;
+    fx *f = fx_new();
+    fx_config(f, NULL, NULL);
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "kick", NULL};
+
+    /* before any daemon ran: no lock file at all */
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 1);
+    assert_string_equal(out, "");
+    char *want = tu_printf("pdrelay queue kick: no daemon is running on %s\n", f->data_dir);
+    assert_string_equal(err, want);
+    free(out);
+    free(err);
+
+    fx_start(f);
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 0);
+    char *kicked = tu_printf("kicked pdrelay (pid %d): probing the uplink now\n", (int)f->d.pid);
+    assert_string_equal(out, kicked);
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"uplink kick: probing now (SIGUSR1)\"", 10000), 0);
+    /* a plain SIGUSR1 does the same, and never stops it */
+    assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "msg=\"uplink kick: probing now (SIGUSR1)\"", 2, 10000), 0);
+    assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+
+    /* stopped: the lock file stays, but nobody holds it */
+    assert_int_equal(tu_run(argv, NULL, &out, &err), 1);
+    assert_string_equal(out, "");
+    assert_string_equal(err, want);
+    free(out);
+    free(err);
+    free(kicked);
+    free(want);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1092,8 @@ int main(void)
         cmocka_unit_test(test_disk_full_503_and_recovery),
         cmocka_unit_test(test_alertmanager_lifecycle),
         cmocka_unit_test(test_alertmanager_repeats_coalesce),
+        cmocka_unit_test(test_received_time_every_route),
+        cmocka_unit_test(test_queue_kick),
         cmocka_unit_test(test_alerts_endpoint),
         cmocka_unit_test(test_sighup_rotates_key),
         cmocka_unit_test(test_reload_keeps_max_events),

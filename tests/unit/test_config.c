@@ -135,6 +135,11 @@ static void check_defaults(const pdr_config *c)
     assert_int_equal(c->max_age_ms, 0);
     assert_int_equal(c->dedup_ttl_ms, 24 * 3600 * 1000LL);
     assert_int_equal(c->cleanup_interval_ms, 3600 * 1000LL);
+    assert_int_equal(c->down_probe_max_ms, 60000);
+    assert_int_equal(c->throttle_backoff_ms, 30000);
+    assert_int_equal(c->outage_log_interval_ms, 600000);
+    assert_int_equal(c->delay_note_after_ms, 300000);
+    assert_int_equal(c->resolved_while_queued, PDR_RWQ_NOTE);
     assert_null(c->targets);
     assert_int_equal(c->n_targets, 0);
 }
@@ -327,6 +332,54 @@ static void test_durations_in_config(void **state)
                   "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0", NULL);
 }
 
+/* The outage keys: [pagerduty] down_probe_max and throttle_backoff, [agent]
+** outage_log_interval, [outbox] delay_note_after and resolved_while_queued. */
+static void test_outage_keys(void **state)
+{
+    fx *f = *state;
+    load_ok(f, "[agent]\noutage_log_interval = 1h\n[pagerduty]\ndown_probe_max = 15m\nthrottle_backoff = 45s\n"
+               "[outbox]\ndelay_note_after = 90s\nresolved_while_queued = collapse\n");
+    assert_int_equal(f->cfg->outage_log_interval_ms, 3600000);
+    assert_int_equal(f->cfg->down_probe_max_ms, 900000);
+    assert_int_equal(f->cfg->throttle_backoff_ms, 45000);
+    assert_int_equal(f->cfg->delay_note_after_ms, 90000);
+    assert_int_equal(f->cfg->resolved_while_queued, PDR_RWQ_COLLAPSE);
+
+    /* the range ends; 0 turns the delay note and the 429 floor off */
+    load_ok(f, "[agent]\noutage_log_interval = 1s\n[pagerduty]\ndown_probe_max = 1ms\nthrottle_backoff = 0\n"
+               "[outbox]\ndelay_note_after = 0\nresolved_while_queued = send\n");
+    assert_int_equal(f->cfg->outage_log_interval_ms, 1000);
+    assert_int_equal(f->cfg->down_probe_max_ms, 1);
+    assert_int_equal(f->cfg->throttle_backoff_ms, 0);
+    assert_int_equal(f->cfg->delay_note_after_ms, 0);
+    assert_int_equal(f->cfg->resolved_while_queued, PDR_RWQ_SEND);
+    load_ok(f, "[agent]\noutage_log_interval = 3650d\n[pagerduty]\ndown_probe_max = 24h\nthrottle_backoff = 1h\n"
+               "[outbox]\ndelay_note_after = 3650d\nresolved_while_queued = note\n");
+    assert_int_equal(f->cfg->outage_log_interval_ms, 3650 * 86400000LL);
+    assert_int_equal(f->cfg->down_probe_max_ms, 86400000);
+    assert_int_equal(f->cfg->throttle_backoff_ms, 3600000);
+    assert_int_equal(f->cfg->delay_note_after_ms, 3650 * 86400000LL);
+    assert_int_equal(f->cfg->resolved_while_queued, PDR_RWQ_NOTE);
+
+    expect_errors(f,
+                  "[agent]\noutage_log_interval = 999ms\noutage_log_interval = 0\n"
+                  "[pagerduty]\ndown_probe_max = 0\ndown_probe_max = 2d\nthrottle_backoff = 61m\n"
+                  "down_probe_max = 60\n[outbox]\ndelay_note_after = 3651d\nresolved_while_queued = drop\n"
+                  "resolved_while_queued =\ndelay_note_after =\n",
+                  ":2: outage_log_interval = 999ms: out of range; allowed: 1s to 3650d",
+                  ":3: outage_log_interval = 0: out of range; allowed: 1s to 3650d",
+                  ":5: down_probe_max = 0: out of range; allowed: 1ms to 24h",
+                  ":6: down_probe_max = 2d: out of range; allowed: 1ms to 24h",
+                  ":7: throttle_backoff = 61m: out of range; allowed: 0 to 1h",
+                  ":8: down_probe_max = 60" NOT_DURATION,
+                  ":10: delay_note_after = 3651d: out of range; allowed: 0 to 3650d",
+                  ":11: resolved_while_queued = drop: unknown value; allowed: note, send, collapse",
+                  ":12: resolved_while_queued: empty value; allowed: note, send, collapse",
+                  ":13: delay_note_after: empty value; allowed: a whole number with a unit ms, s, m, h or d "
+                  "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0",
+                  NULL);
+}
+
 /* ---- each class of error ---------------------------------------------------- */
 
 static void test_error_unknown_section(void **state)
@@ -349,10 +402,13 @@ static void test_error_unknown_key(void **state)
                   "[listen]\nprot = 1\n[agent]\nLog_Level = info\n[pagerduty]\nrate = 1\n[outbox]\nsync = full\n"
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
                   ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, max_connections_per_client, threads, idle_timeout, request_timeout",
-                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity",
+                  ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, "
+                  "outage_log_interval",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
-                  "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy",
-                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age",
+                  "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, "
+                  "down_probe_max, throttle_backoff",
+                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age, delay_note_after, "
+                  "resolved_while_queued",
                   ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
                   ":13: unknown key 'key' in [target prod]; allowed: routing_key, routing_key_file, match",
                   NULL);
@@ -477,7 +533,7 @@ static void test_line_length_limit(void **state)
     ini = tu_printf("[agent]\ndata_dir = %s\nbogus = 1\ndata_dir = %s\nlog_level = loud\n", x200, x250);
     expect_errors(f, ini,
                   ":2: line too long (at most 199 characters)",
-                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity",
+                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval",
                   ":4: line too long (at most 199 characters)",
                   ":5: log_level = loud: unknown value; allowed: error, warn, info, debug", NULL);
     free(ini);
@@ -744,7 +800,7 @@ static void test_caps(void **state)
     for (int i = 0; i < 150; i++) p += sprintf(p, "k%d = 1\n", i);
     assert_int_equal(load(f, ini), PDR_ERR_CONFIG);
     assert_int_equal(f->errs.n, PDR_CONFIG_MAX_ERRORS + 1);
-    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity", f->path);
+    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval", f->path);
     assert_string_equal(f->errs.msgs[99], w);
     free(w);
     w = tu_printf("%s: too many errors; only the first 100 are shown", f->path);
@@ -776,7 +832,7 @@ static void test_several_errors_all_reported(void **state)
                   ":10: match = sev: not a matcher; " MATCHER_ALLOWED,
                   ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
                   "routing_key_file = PATH",
-                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_age",
+                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_age, delay_note_after, resolved_while_queued",
                   NULL);
 }
 
@@ -916,7 +972,8 @@ static void test_shipped_config(void **state)
         "\nbackoff_initial_ms = 100\n", "\nbackoff_max_ms = 5000\n", "\ntimeout_ms = 10000\n",
         "\nconnect_timeout_ms = 5000\n", "\nconcurrency = 16\n", "\nrate_window = 60s\n",
         "\nca_file =\n", "\nproxy =\n", "\nsynchronous = full\n", "\nmax_events = 1000000\n",
-        "\nmax_age =\n", "\nttl = 24h\n", "\ncleanup_interval = 1h\n", "\n;[target prod]\n",
+        "\nmax_age =\n", "\nttl = 24h\n", "\noutage_log_interval = 10m\n", "\ndown_probe_max = 60s\n",
+        "\nthrottle_backoff = 30s\n", "\ndelay_note_after = 5m\n", "\nresolved_while_queued = note\n", "\ncleanup_interval = 1h\n", "\n;[target prod]\n",
         "\n;routing_key_file = ", "\n;match = ",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -950,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_duration_format),
         cmocka_unit_test_setup_teardown(test_durations_in_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_bad_number, setup, teardown),

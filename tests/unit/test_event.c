@@ -522,6 +522,76 @@ static void test_helpers(void **state)
     assert_string_equal(pdr_strerror(PDR_ERR_FULL), "outbox is full");
 }
 
+/* pdr_timestamp_parse_ms: every form pdr_timestamp_valid() takes, to the ms. */
+static void test_timestamp_parse_ms(void **state)
+{
+    static const struct { const char *s; int64_t ms; } good[] = {
+        {"1970-01-01T00:00:00Z", 0},
+        {"1970-01-01T00:00:00.001Z", 1},
+        {"2026-11-27T12:34:56.789Z", INT64_C(1795782896789)},
+        {"2026-11-27T12:34:56.7899999Z", INT64_C(1795782896789)},   /* cut to ms, not rounded */
+        {"2026-11-27T12:34:56.7Z", INT64_C(1795782896700)},
+        {"2024-03-05T10:00:00+01:00", INT64_C(1709629200000)},
+        {"2024-03-05T10:00:00+0100", INT64_C(1709629200000)},
+        {"2024-03-05T07:30:00-01:30", INT64_C(1709629200000)},
+        {"2024-03-05T09:00:00-0000", INT64_C(1709629200000)},
+        {"2024-03-05T09:00:00", INT64_C(1709629200000)},             /* no offset: taken as UTC */
+        {"2024-02-29T00:00:00Z", INT64_C(1709164800000)},           /* leap day */
+        {"2016-12-31T23:59:60Z", INT64_C(1483228800000)},           /* leap second: the next minute */
+        {"1969-12-31T23:59:59.500Z", -500},
+        {"0001-01-01T00:00:00Z", INT64_C(-62135596800000)},         /* Go's zero time */
+        {"9999-12-31T23:59:59.999Z", INT64_C(253402300799999)},
+    };
+    static const char *const bad[] = {
+        "", "2024-03-05", "2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z",
+        "2024-03-05T24:00:00Z", "2024-03-05T10:00:00.Z", "2024-03-05 10:00:00Z", "2024-03-05T10:00:00+1",
+        "2024-03-05T10:00:00Zx", "0000-01-01T00:00:00Z", "yesterday",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t ms = 7;
+        if (pdr_timestamp_parse_ms(good[i].s, &ms) != PDR_OK) print_message("refused: %s\n", good[i].s);
+        assert_int_equal(pdr_timestamp_parse_ms(good[i].s, &ms), PDR_OK);
+        if (ms != good[i].ms) print_message("%s\n", good[i].s);
+        assert_int_equal(ms, good[i].ms);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = 7;
+        if (pdr_timestamp_parse_ms(bad[i], &ms) != PDR_ERR_INVALID) print_message("taken: %s\n", bad[i]);
+        assert_int_equal(pdr_timestamp_parse_ms(bad[i], &ms), PDR_ERR_INVALID);
+        assert_int_equal(ms, 7);
+    }
+    int64_t ms;
+    assert_int_equal(pdr_timestamp_parse_ms(NULL, &ms), PDR_ERR_INVALID);
+    assert_int_equal(pdr_timestamp_parse_ms("1970-01-01T00:00:00Z", NULL), PDR_ERR_INVALID);
+}
+
+/* pdr_timestamp_format: ISO 8601 UTC with ms, valid, and parsed back. */
+static void test_timestamp_format_ms(void **state)
+{
+    static const struct { int64_t ms; const char *s; } cases[] = {
+        {0, "1970-01-01T00:00:00.000Z"},
+        {INT64_C(1795782896789), "2026-11-27T12:34:56.789Z"},
+        {INT64_C(1709164800000), "2024-02-29T00:00:00.000Z"},
+        {-1, "1969-12-31T23:59:59.999Z"},
+        {INT64_C(-62135596800000), "0001-01-01T00:00:00.000Z"},
+        {INT64_C(253402300799999), "9999-12-31T23:59:59.999Z"},
+    };
+    char buf[PDR_TIMESTAMP_SIZE];
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t back = 0;
+        assert_ptr_equal(pdr_timestamp_format(cases[i].ms, buf), buf);
+        assert_string_equal(buf, cases[i].s);
+        assert_true(pdr_timestamp_valid(buf));
+        assert_int_equal(pdr_timestamp_parse_ms(buf, &back), PDR_OK);
+        assert_int_equal(back, cases[i].ms);
+    }
+    /* outside years 0..9999: clamped, still 24 characters */
+    assert_string_equal(pdr_timestamp_format(INT64_MAX, buf), "9999-12-31T23:59:59.999Z");
+    assert_string_equal(pdr_timestamp_format(INT64_MIN, buf), "0000-01-01T00:00:00.000Z");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +606,8 @@ int main(void)
         cmocka_unit_test(test_routing_key_format),
         cmocka_unit_test(test_dedup_key_characters),
         cmocka_unit_test(test_timestamp_format),
+        cmocka_unit_test(test_timestamp_parse_ms),
+        cmocka_unit_test(test_timestamp_format_ms),
         cmocka_unit_test(test_numbers_changed),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_parse_nul),

@@ -22,6 +22,10 @@
 #include "normalize.h"
 #include "testutil.h"
 
+/* When pdrelay received the bodies: 2026-11-27T12:34:56.789Z. */
+#define RECV_MS INT64_C(1795782896789)
+#define RECV_TS "2026-11-27T12:34:56.789Z"
+
 #define ELLIPSIS "\xe2\x80\xa6"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -38,7 +42,7 @@ static char *q(const char *s)
 static pdr_rc am(const char *sq, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alertmanager(b, strlen(b), cfg, r);
+    pdr_rc rc = norm_alertmanager(b, strlen(b), cfg, RECV_MS, r);
     free(b);
     return rc;
 }
@@ -46,7 +50,7 @@ static pdr_rc am(const char *sq, norm_result *r)
 static pdr_rc alerts(const char *sq, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alerts(b, strlen(b), cfg, r);
+    pdr_rc rc = norm_alerts(b, strlen(b), cfg, RECV_MS, r);
     free(b);
     return rc;
 }
@@ -54,7 +58,7 @@ static pdr_rc alerts(const char *sq, norm_result *r)
 static pdr_rc pd(const char *sq, pdr_event_kind kind, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_pagerduty(b, strlen(b), kind, r);
+    pdr_rc rc = norm_pagerduty(b, strlen(b), kind, RECV_MS, r);
     free(b);
     return rc;
 }
@@ -207,11 +211,11 @@ static void test_am_body_not_nul_terminated(void **state)
     size_t len = strlen(b);
     /* Bytes after len must not be read as part of the body. */
     char *buf = tu_printf("%s} garbage", b);
-    assert_int_equal(norm_alertmanager(buf, len, cfg, &r), PDR_OK);
+    assert_int_equal(norm_alertmanager(buf, len, cfg, RECV_MS, &r), PDR_OK);
     assert_int_equal(r.n, 1);
     norm_result_cleanup(&r);
     /* ... but garbage inside len is a parse error, as at PagerDuty. */
-    assert_int_equal(norm_alertmanager(buf, len + 1, cfg, &r), PDR_ERR_INVALID);
+    assert_int_equal(norm_alertmanager(buf, len + 1, cfg, RECV_MS, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
     norm_result_cleanup(&r);
     free(buf);
@@ -243,7 +247,7 @@ static void test_am_fallbacks(void **state)
     assert_str_at(b, "payload.source", "edge-gw-1");
     assert_str_at(b, "payload.component", "j");
     assert_null(at(b, "payload.group"));
-    assert_null(at(b, "payload.timestamp"));
+    assert_str_at(b, "payload.timestamp", RECV_TS);   /* no startsAt: the received time */
     assert_null(at(b, "links"));
     assert_null(at(b, "images"));
     assert_null(at(b, "client_url"));
@@ -265,7 +269,7 @@ static void test_am_fallbacks(void **state)
     assert_str_at(b, "payload.group", "ns1");
     assert_null(at(b, "payload.class"));
     assert_null(at(b, "payload.component"));
-    assert_null(at(b, "payload.timestamp"));          /* Go's zero time */
+    assert_str_at(b, "payload.timestamp", RECV_TS);   /* Go's zero time: the received time */
     lines = "env=prod\nnamespace=ns1\n";
     assert_int_equal(pdr_sha256_hex(lines, strlen(lines), fp), PDR_OK);
     assert_string_equal(r.evs[1].fingerprint, fp);
@@ -274,7 +278,7 @@ static void test_am_fallbacks(void **state)
     b = body_of(&r.evs[2]);
     assert_str_at(b, "payload.summary", "[WARNING] X");
     assert_str_at(b, "payload.severity", "warning");
-    assert_null(at(b, "payload.timestamp"));          /* not ISO 8601: kept in details only */
+    assert_str_at(b, "payload.timestamp", RECV_TS);   /* not ISO 8601: the received time; as given in details */
     assert_str_at(b, "payload.custom_details.startsAt", "yesterday");
     assert_null(at(b, "payload.custom_details.annotations"));
     cJSON_Delete(b);
@@ -531,7 +535,7 @@ static void test_am_errors(void **state)
         assert_int_equal(r.parse_error, 1);
         assert_refused(rc, &r, "JSON parse error");
     }
-    assert_int_equal(norm_alertmanager(NULL, 0, cfg, &r), PDR_ERR_INVALID);
+    assert_int_equal(norm_alertmanager(NULL, 0, cfg, RECV_MS, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
     norm_result_cleanup(&r);
 }
@@ -925,6 +929,123 @@ static void test_cleanup(void **state)
     norm_result_cleanup(&r);   /* twice is harmless */
 }
 
+/* ---- the received time (true times) --------------------------------------- */
+
+/* A trigger or change event without a usable payload.timestamp gets the
+** time pdrelay received it (received_ms, never a clock read of its own);
+** norm_event.event_ms is when the thing happened. */
+static void test_received_time_pagerduty(void **state)
+{
+    (void)state;
+    norm_result r;
+
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
+                        "'payload':{'summary':'s','source':'h','severity':'info'}}", PDR_EVENT_ALERT, &r), PDR_OK);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+                                       "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                                       "\"timestamp\":\"" RECV_TS "\"}}");
+    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    assert_int_equal(r.evs[0].repaired, 0);   /* an absent timestamp is no repair */
+    norm_result_cleanup(&r);
+
+    /* null: the same */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
+                        "'payload':{'summary':'s','timestamp':null,'source':'h','severity':'info'}}", PDR_EVENT_ALERT, &r),
+                     PDR_OK);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+                                       "\"payload\":{\"summary\":\"s\",\"timestamp\":\"" RECV_TS "\",\"source\":\"h\","
+                                       "\"severity\":\"info\"}}");
+    norm_result_cleanup(&r);
+
+    /* invalid: dropped (a counted repair) and replaced where it was */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
+                        "'payload':{'summary':'s','timestamp':'2015-02-29T08:42:58Z','source':'h','severity':'info'}}",
+                        PDR_EVENT_ALERT, &r), PDR_OK);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+                                       "\"payload\":{\"summary\":\"s\",\"timestamp\":\"" RECV_TS "\",\"source\":\"h\","
+                                       "\"severity\":\"info\"}}");
+    assert_int_equal(r.evs[0].rep.timestamp_dropped, 1);
+    assert_int_equal(r.evs[0].repaired, 1);
+    assert_int_equal(r.repaired, 1);
+    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    norm_result_cleanup(&r);
+
+    /* given and valid: kept as written; event_ms is that instant */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
+                        "'payload':{'summary':'s','source':'h','severity':'info','timestamp':'2024-03-05T10:00:00+01:00'}}",
+                        PDR_EVENT_ALERT, &r), PDR_OK);
+    assert_true(strstr(r.evs[0].body, "\"timestamp\":\"2024-03-05T10:00:00+01:00\"") != NULL);
+    assert_int_equal(r.evs[0].event_ms, INT64_C(1709629200000));
+    norm_result_cleanup(&r);
+
+    /* not a string: refused as before, not stamped */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
+                        "'payload':{'summary':'s','source':'h','severity':'info','timestamp':5}}", PDR_EVENT_ALERT, &r),
+                     PDR_ERR_INVALID);
+    assert_string_equal(r.errs.msgs[0], "'payload.timestamp' must be a string");
+    norm_result_cleanup(&r);
+
+    /* a change event too */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'Deployed','source':'ci'}}", PDR_EVENT_CHANGE, &r),
+                     PDR_OK);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"payload\":{\"summary\":\"Deployed\","
+                                       "\"source\":\"ci\",\"timestamp\":\"" RECV_TS "\"}}");
+    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    norm_result_cleanup(&r);
+
+    /* acknowledge and resolve carry no payload: the body is untouched */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'resolve','dedup_key':'d'}", PDR_EVENT_ALERT, &r),
+                     PDR_OK);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}");
+    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    norm_result_cleanup(&r);
+}
+
+/* Alerts: a trigger's time is startsAt | starts_at (else the received time);
+** a resolve's is endsAt | ends_at when valid and not Go's zero time. */
+static void test_received_time_alerts(void **state)
+{
+    (void)state;
+    norm_result r;
+
+    assert_int_equal(am("{'version':'4','alerts':["
+                        "{'status':'firing','labels':{'alertname':'A','env':'prod'},'startsAt':'2024-03-05T10:00:00Z'},"
+                        "{'status':'resolved','labels':{'alertname':'B','env':'prod'},'startsAt':'2024-03-05T10:00:00Z',"
+                        " 'endsAt':'2024-03-05T11:30:00.5Z'},"
+                        "{'status':'resolved','labels':{'alertname':'C','env':'prod'},'endsAt':'0001-01-01T00:00:00Z'},"
+                        "{'status':'resolved','labels':{'alertname':'D','env':'prod'},'endsAt':'soon'},"
+                        "{'status':'firing','labels':{'alertname':'E','env':'prod'}}]}", &r),
+                     PDR_OK);
+    assert_int_equal(r.n, 5);
+    assert_int_equal(r.evs[0].event_ms, INT64_C(1709632800000));
+    assert_true(strstr(r.evs[0].body, "\"timestamp\":\"2024-03-05T10:00:00Z\"") != NULL);
+    assert_int_equal(r.evs[1].event_ms, INT64_C(1709638200500));
+    assert_null(strstr(r.evs[1].body, "timestamp"));   /* a resolve has no payload */
+    assert_int_equal(r.evs[2].event_ms, RECV_MS);       /* Go's zero time */
+    assert_int_equal(r.evs[3].event_ms, RECV_MS);       /* not ISO 8601 */
+    assert_int_equal(r.evs[4].event_ms, RECV_MS);
+    assert_true(strstr(r.evs[4].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
+    assert_int_equal(r.repaired, 0);
+    norm_result_cleanup(&r);
+
+    assert_int_equal(alerts("[{'alert_name':'A','status':'firing','labels':{'env':'prod'}},"
+                            "{'alert_name':'B','status':'resolved','labels':{'env':'prod'},"
+                            " 'ends_at':'2024-03-05T13:00:00+01:00'},"
+                            "{'alert_name':'C','status':'acknowledged','labels':{'env':'prod'},"
+                            " 'ends_at':'2024-03-05T13:00:00+01:00'},"
+                            "{'alert_name':'D','status':'firing','labels':{'env':'prod','change_event':'true'}}]", &r),
+                     PDR_OK);
+    assert_int_equal(r.n, 4);
+    assert_true(strstr(r.evs[0].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
+    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    assert_int_equal(r.evs[1].event_ms, INT64_C(1709640000000));
+    assert_int_equal(r.evs[2].event_ms, RECV_MS);   /* an acknowledge: when it was received */
+    assert_int_equal(r.evs[3].action, PDR_ACTION_CHANGE);
+    assert_true(strstr(r.evs[3].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
+    assert_int_equal(r.evs[3].event_ms, RECV_MS);
+    norm_result_cleanup(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -949,6 +1070,8 @@ int main(void)
         cmocka_unit_test(test_pd_refused),
         cmocka_unit_test(test_nomem),
         cmocka_unit_test(test_cleanup),
+        cmocka_unit_test(test_received_time_pagerduty),
+        cmocka_unit_test(test_received_time_alerts),
     };
     return cmocka_run_group_tests_name("normalize", tests, group_setup, group_teardown);
 }
