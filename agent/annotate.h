@@ -40,6 +40,7 @@ typedef struct annotate_opts {
     int64_t queued_ms;            /* when pdrelay received it (row created_ms) */
     int64_t attempts;             /* attempts made before this one */
     int64_t now_ms;               /* send time */
+    int64_t stamp_ms;             /* TEMP until merge */
 } annotate_opts;
 
 /* Rewrites a trigger's or change event's body (JSON text, len bytes) per o

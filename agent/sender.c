@@ -127,7 +127,7 @@ struct sender {
     int64_t next_probe_ms;
     int64_t next_outage_log_ms;
     int64_t outage_attempts;    /* requests made during the current outage */
-    char down_cause[256];
+    char down_cause[600];       /* "type: error" of the failure that took it down */
     int64_t down_pending;       /* backlog when it went down */
     char url_alert[600], url_change[600];
     sender_db_error_fn on_db_error;

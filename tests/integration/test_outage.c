@@ -379,7 +379,7 @@ static void test_healthy_link_not_touched(void **state)
     (void)state;
     mockpd_opts mo = {.limit = -1};
     fx *f = fx_new(&mo);
-    fx_config(f, NULL, "rate_per_minute = 60\nburst = 1\nrate_window_ms = 1000", "resolved_while_queued = note");
+    fx_config(f, NULL, "rate_per_minute = 60\nburst = 1\nrate_window = 1s", "resolved_while_queued = note");
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
     push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "A", "warning", "first");
