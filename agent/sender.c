@@ -127,7 +127,7 @@ struct sender {
     int64_t next_probe_ms;
     int64_t next_outage_log_ms;
     int64_t outage_attempts;    /* requests made during the current outage */
-    char down_cause[600];       /* "type: error" of the failure that took it down */
+    char down_cause[sizeof ((pd_result *)0)->error]; /* the error that took it down */
     int64_t down_pending;       /* backlog when it went down */
     char url_alert[600], url_change[600];
     sender_db_error_fn on_db_error;
@@ -319,7 +319,7 @@ static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t n
         s->link_down_ms = now;
         s->outage_attempts = 1;
         backoff_reset(&s->link_bo);
-        snprintf(s->down_cause, sizeof s->down_cause, "%s: %s", pd_error_type_name(res->type), res->error);
+        snprintf(s->down_cause, sizeof s->down_cause, "%s", res->error);
         pdr_redact_in(s->down_cause, l->key);
         backlog(s, now, &pending, &age);
         s->down_pending = pending;

@@ -43,7 +43,7 @@ static fx *fx_start(const char *extra_listen)
     assert_non_null(f->mock);
     char *text = tu_printf("[agent]\ndata_dir = %s/var\nsource = gw\n[listen]\nport = %d\n%s"
                            "[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 100\n"
-                           "rate_per_minute = 60000\nburst = 100\n"
+                           "rate_per_minute = 60000\nburst = 100\nthrottle_backoff = 100ms\n"
                            "[target prod]\nrouting_key = " KEY_PROD "\nmatch = env=prod\n",
                            f->dir, port, extra_listen ? extra_listen : "", mockpd_url(f->mock));
     tu_write_file(f->cfg, text);
