@@ -94,7 +94,7 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
 {
     cJSON *root, *payload, *details, *note = NULL;
     const cJSON *action;
-    int trigger, changed = 0, noted = 0, created = 0;
+    int trigger, changed = 0, noted = 0, created = 0, stamped = 0;
     char *text = NULL;
     size_t tlen = 0;
     pdr_rc rc;
@@ -117,6 +117,15 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
     payload = cJSON_GetObjectItemCaseSensitive(root, "payload");
     if (!cJSON_IsObject(payload)) goto out;
 
+    if (o->stamp_ms > 0) {
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(payload, "timestamp");
+        if (!ts || cJSON_IsNull(ts)) {
+            char buf[PDR_TIMESTAMP_SIZE];
+            rc = set_item(payload, "timestamp", cJSON_CreateString(pdr_timestamp_format(o->stamp_ms, buf)));
+            if (rc) goto out;
+            stamped = 1;
+        }
+    }
     if (o->resolved_while_offline && trigger) {
         rc = mark_resolved(payload);
         if (rc) goto out;
@@ -142,7 +151,7 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
         }
     }
     rc = PDR_ERR_NOT_FOUND;
-    if (!changed && !noted) goto out;
+    if (!changed && !noted && !stamped) goto out;
     rc = print(root, &text, &tlen);
     if (rc) goto out;
     if (tlen > PDR_EVENT_MAX_BYTES && noted) {
@@ -155,6 +164,16 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
         else
             cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(payload, "custom_details"),
                                                     "pdrelay");
+        rc = PDR_ERR_NOT_FOUND;
+        if (!changed && !stamped) goto out;
+        rc = print(root, &text, &tlen);
+        if (rc) goto out;
+    }
+    if (tlen > PDR_EVENT_MAX_BYTES && stamped) {
+        /* Nor does the stamp: PagerDuty then takes its own receipt time. */
+        free(text);
+        text = NULL;
+        cJSON_DeleteItemFromObjectCaseSensitive(payload, "timestamp");
         rc = PDR_ERR_NOT_FOUND;
         if (!changed) goto out;
         rc = print(root, &text, &tlen);

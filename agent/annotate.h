@@ -2,6 +2,12 @@
 ** annotate.h — what the sender changes in a body at send time, as pure
 ** functions (no clock, no database: every time is passed in).
 **
+** The stamp, for every send: a trigger or change event stored without
+** payload.timestamp (pdrelay adds none at ingest, so repeats stay
+** byte-identical and coalesce) gets stamp_ms, the row's created_ms (when
+** pdrelay received it), as ISO 8601 UTC with ms; one that has a timestamp
+** keeps it.
+**
 ** Two annotations, both for an event that waited in the outbox:
 **   resolved while offline  ([outbox] resolved_while_queued = note): a
 **                           trigger whose resolve is queued behind it goes
@@ -19,8 +25,9 @@
 ** PDR_SUMMARY_MAX_CHARS characters (the original is cut, ending in "…" as
 ** event.c cuts, on a UTF-8 character boundary, so the prefix fits); the body
 ** stays within PDR_EVENT_MAX_BYTES (a note that would not fit is left out,
-** the event is not); a custom_details that is not an object, or that already
-** holds a member "pdrelay" from the client, is left alone (no note).
+** then a stamp that would not fit; the event is not); a custom_details that
+** is not an object, or that already holds a member "pdrelay" from the
+** client, is left alone (no note).
 */
 #ifndef PDR_ANNOTATE_H
 #define PDR_ANNOTATE_H
@@ -40,13 +47,16 @@ typedef struct annotate_opts {
     int64_t queued_ms;            /* when pdrelay received it (row created_ms) */
     int64_t attempts;             /* attempts made before this one */
     int64_t now_ms;               /* send time */
-    int64_t stamp_ms;             /* TEMP until merge */
+    int64_t stamp_ms;             /* > 0: a trigger's or change event's body without payload.timestamp
+                                  ** gets this time (ISO 8601 UTC with ms) */
 } annotate_opts;
 
 /* Rewrites a trigger's or change event's body (JSON text, len bytes) per o
-** into a new malloc'd NUL-terminated compact JSON *out / *outlen (free()).
+** (all of it in one parse and print) into a new malloc'd NUL-terminated
+** compact JSON *out / *outlen (free()).
 ** Returns PDR_OK; PDR_ERR_NOT_FOUND when nothing applies (an acknowledge or
-** resolve, no payload, nothing asked, nothing could be added): the caller
+** resolve, no payload, nothing asked, a stamp on a body that has a
+** timestamp, nothing could be added): the caller
 ** sends the body as is; PDR_ERR_NOMEM; PDR_ERR_INVALID when the body is not
 ** a JSON object. queued_at and resolved_at are ISO 8601 UTC with ms;
 ** delayed_s = (now_ms - queued_ms) / 1000, an integer. */

@@ -8,12 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "cli.h"
-#include "clock.h"
 #include "log.h"
 #include "event.h"
 
@@ -239,10 +237,8 @@ static int add_link(cJSON *links, const char *arg)
 }
 
 /* Builds the event without routing_key. NULL on allocation failure. */
-static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action act, const char *dedup_key,
-                         int64_t received_ms)
+static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action act, const char *dedup_key)
 {
-    char ts[PDR_TIMESTAMP_SIZE];
     cJSON *ev = cJSON_CreateObject();
     cJSON *payload, *details = NULL;
     int rc = 0;
@@ -262,9 +258,9 @@ static cJSON *send_build(const send_args *a, const pdr_config *cfg, pdr_action a
             rc |= add_str(payload, "group", a->group);
             rc |= add_str(payload, "class", a->class_);
         }
-        /* Its time is when it happened (was queued), not when the uplink
-        ** came back: ISO 8601 UTC with milliseconds. */
-        rc |= add_str(payload, "timestamp", pdr_timestamp_format(received_ms, ts));
+        /* No payload.timestamp: the sender adds the row's created_ms (when
+        ** it was queued) as it sends a trigger or change event without one,
+        ** so identical sends stay byte-identical and coalesce. */
         if (a->n_fields) {
             details = cJSON_AddObjectToObject(payload, "custom_details");
             if (!details) goto fail;
@@ -390,7 +386,7 @@ int cli_send(int argc, char **argv)
         }
         dedup_key = gen_key;
     }
-    tmpl = send_build(&a, cfg, act, dedup_key, pdr_clock_now_ms());
+    tmpl = send_build(&a, cfg, act, dedup_key);
     if (!tmpl) goto nomem;
 
     for (size_t i = 0; i < n_keys; i++) {
@@ -434,6 +430,8 @@ int cli_send(int argc, char **argv)
         evs[i].urgency = act == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(a.severity ? a.severity : "error")
                          : act == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
         evs[i].target = NULL;
+        /* send has no option naming when it happened: the sender stamps
+        ** payload.timestamp with the time it was queued */
         evs[i].event_ms = 0;
     }
 

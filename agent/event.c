@@ -446,38 +446,6 @@ char *pdr_timestamp_format(int64_t ms, char *out)
     return out;
 }
 
-pdr_rc pdr_event_stamp(cJSON *ev, pdr_event_kind kind, int64_t received_ms, int *replaced_invalid)
-{
-    char ts[PDR_TIMESTAMP_SIZE];
-    cJSON *payload, *it, *repl;
-    if (replaced_invalid) *replaced_invalid = 0;
-    if (!cJSON_IsObject(ev)) return PDR_OK;
-    if (kind == PDR_EVENT_ALERT) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(ev, "event_action");
-        if (!cJSON_IsString(a) || strcmp(a->valuestring, "trigger")) return PDR_OK;
-    }
-    payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
-    if (!cJSON_IsObject(payload)) return PDR_OK;
-    it = cJSON_GetObjectItemCaseSensitive(payload, "timestamp");
-    if (it && !cJSON_IsNull(it) && (!cJSON_IsString(it) || pdr_timestamp_valid(it->valuestring))) return PDR_OK;
-    repl = cJSON_CreateString(pdr_timestamp_format(received_ms, ts));
-    if (!repl) return PDR_ERR_NOMEM;
-    if (it) {
-        if (replaced_invalid && cJSON_IsString(it)) *replaced_invalid = 1;
-        /* (ReplaceItemInObject names the new item; ViaPointer would not) */
-        if (!cJSON_ReplaceItemInObjectCaseSensitive(payload, "timestamp", repl)) {
-            cJSON_Delete(repl);
-            return PDR_ERR_NOMEM;
-        }
-        return PDR_OK;
-    }
-    if (!cJSON_AddItemToObject(payload, "timestamp", repl)) {
-        cJSON_Delete(repl);
-        return PDR_ERR_NOMEM;
-    }
-    return PDR_OK;
-}
-
 int pdr_url_http(const char *s)
 {
     size_t n;

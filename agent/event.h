@@ -31,8 +31,6 @@
 **                        bytes) becomes U+FFFD, in values and member names
 **   summary too long     cut to 1024 characters, the last being "…"
 **   timestamp            dropped when it is not a valid ISO 8601 date-time
-**                        (every ingest path then stamps the received time
-**                        with pdr_event_stamp() first, so it is replaced)
 **   URLs                 a link whose href, an image href or a client_url
 **                        that is not an http(s) URL with a host is dropped;
 **                        an image whose src is not HTTPS is dropped
@@ -130,16 +128,6 @@ pdr_rc pdr_timestamp_parse_ms(const char *s, int64_t *ms_out);
 ** Years 0..9999 (ms outside them are clamped to the range). */
 #define PDR_TIMESTAMP_SIZE 25
 char *pdr_timestamp_format(int64_t ms, char *out);
-
-/* Gives a trigger or change event the time pdrelay received it: when
-** payload.timestamp is absent or null, it is set to received_ms (as
-** pdr_timestamp_format); when it is a string that is not a valid ISO 8601
-** date-time, it is replaced and *replaced_invalid set (the repair
-** pdr_event_check() would count as timestamp_dropped). Anything else (an
-** acknowledge or resolve, no payload object, a timestamp that is not a
-** string) is left for the check to judge. Call before the check; PDR_OK or
-** PDR_ERR_NOMEM. */
-pdr_rc pdr_event_stamp(cJSON *ev, pdr_event_kind kind, int64_t received_ms, int *replaced_invalid);
 
 /* Is s an http or https URL (scheme in any case) with a host? */
 int pdr_url_http(const char *s);

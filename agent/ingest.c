@@ -447,9 +447,6 @@ static void log_repairs(const norm_event *ev)
 static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq)
 {
     norm_result *nr = &rq->nr;
-    /* When pdrelay received it, read once for the whole body: a trigger or
-    ** change event without a valid payload.timestamp gets it. */
-    int64_t received_ms = pdr_clock_now_ms();
     pdr_rc rc;
 
     if (atomic_load(&in->stopping)) {
@@ -457,10 +454,10 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         return reply_unavailable(c, PDR_ERR_SHUTDOWN);
     }
     switch (rq->r) {
-    case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, received_ms, nr); break;
-    case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, received_ms, nr); break;
-    case ROUTE_ALERTMANAGER: rc = norm_alertmanager(rq->buf, rq->len, rq->ref->cfg, received_ms, nr); break;
-    default: rc = norm_alerts(rq->buf, rq->len, rq->ref->cfg, received_ms, nr); break;
+    case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, nr); break;
+    case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, nr); break;
+    case ROUTE_ALERTMANAGER: rc = norm_alertmanager(rq->buf, rq->len, rq->ref->cfg, nr); break;
+    default: rc = norm_alerts(rq->buf, rq->len, rq->ref->cfg, nr); break;
     }
     /* The body is parsed: its text is no longer needed. */
     body_drop(rq, 0);

@@ -34,8 +34,7 @@
 **   payload.group        labels.cluster, else labels.namespace
 **   payload.class        labels.alertname | alert_name
 **   payload.timestamp    startsAt | starts_at, unless absent, Go's zero time or
-**                        not ISO 8601 (then it stays only in custom_details
-**                        and the event gets the time pdrelay received it)
+**                        not ISO 8601 (then it stays only in custom_details)
 **   payload.custom_details  labels, annotations and the alert's other fields
 **   links[]              generatorURL "Source", annotations runbook_url
 **                        "Runbook", dashboard_url and grafana_url "Dashboard"
@@ -44,7 +43,7 @@
 **
 ** acknowledge and resolve carry only routing_key, event_action and dedup_key;
 ** when a resolve happened (endsAt | ends_at, unless absent, Go's zero time or
-** not ISO 8601, else the received time) is kept in norm_event.event_ms.
+** not ISO 8601) is kept in norm_event.event_ms only.
 ** Label change_event="true" makes a firing alert a change event (summary,
 ** source, timestamp, custom_details, links); such an alert that is no longer
 ** firing makes nothing. An alert that matches no target is counted and logged,
@@ -194,16 +193,14 @@ static int timestamp_usable(const char *ts)
     return ts && strcmp(ts, GO_ZERO_TIME) != 0 && pdr_timestamp_valid(ts);
 }
 
-/* Checks ev for kind (repairing it, a trigger or change event stamped with
-** received_ms when it has no valid timestamp), prints it and appends it to
-** out. target, fingerprint (copied) and ends_at (when a resolve happened, as
+/* Checks ev for kind (repairing it), prints it and appends it to out.
+** target, fingerprint (copied) and ends_at (when a resolve happened, as
 ** received) may be NULL. ev stays the caller's. */
 static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind,
-                   const char *target, const char *fingerprint, int64_t received_ms, const char *ends_at)
+                   const char *target, const char *fingerprint, const char *ends_at)
 {
     norm_event e;
     pdr_event_errors errs;
-    int stamped_invalid = 0;
     pdr_rc rc;
 
     memset(&e, 0, sizeof e);
@@ -213,27 +210,24 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
         return PDR_ERR_INVALID;
     }
     errs.n = 0;
-    rc = pdr_event_stamp(ev, kind, received_ms, &stamped_invalid);
-    if (rc) goto out;
     rc = pdr_event_check_text(ev, kind, &e.rep, &errs, &e.body, &e.body_len);
     if (rc == PDR_ERR_INVALID) {
         out->errs = errs;
         goto out;
     }
     if (rc) goto out;
-    /* The invalid timestamp the check would have dropped was replaced. */
-    if (stamped_invalid) e.rep.timestamp_dropped = 1;
 
     snprintf(e.routing_key, sizeof e.routing_key, "%s",
              cJSON_GetObjectItemCaseSensitive(ev, "routing_key")->valuestring);
     e.action = pdr_event_action(ev, kind);
-    e.event_ms = received_ms;
+    /* event_ms: the time the source gave, 0 when none. After the check, so
+    ** an invalid payload.timestamp (dropped) gives none. */
     if (e.action == PDR_ACTION_TRIGGER || e.action == PDR_ACTION_CHANGE) {
         const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "payload"),
                                                            "timestamp");
-        if (cJSON_IsString(ts) && pdr_timestamp_parse_ms(ts->valuestring, &e.event_ms)) e.event_ms = received_ms;
+        if (cJSON_IsString(ts) && pdr_timestamp_parse_ms(ts->valuestring, &e.event_ms)) e.event_ms = 0;
     } else if (e.action == PDR_ACTION_RESOLVE && timestamp_usable(ends_at)) {
-        if (pdr_timestamp_parse_ms(ends_at, &e.event_ms)) e.event_ms = received_ms;
+        if (pdr_timestamp_parse_ms(ends_at, &e.event_ms)) e.event_ms = 0;
     }
     if (kind == PDR_EVENT_ALERT) {
         const cJSON *dk = cJSON_GetObjectItemCaseSensitive(ev, "dedup_key");
@@ -291,7 +285,7 @@ out:
 
 /* ---- PagerDuty-native --------------------------------------------------- */
 
-pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, int64_t received_ms, norm_result *out)
+pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out)
 {
     cJSON *root = NULL;
     size_t cap = 0;
@@ -301,7 +295,7 @@ pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, int64_t
     rc = parse_body(body, len, "event", out, &root);
     if (rc) goto out;
     out->alerts = 1;
-    rc = emit(out, &cap, root, kind, NULL, NULL, received_ms, NULL);
+    rc = emit(out, &cap, root, kind, NULL, NULL, NULL);
 out:
     return finish(out, root, rc);
 }
@@ -323,7 +317,6 @@ typedef struct alert_view {
     const char *fingerprint_in;  /* as received, or NULL */
     const char *starts_at;
     const char *ends_at;         /* when a resolve happened, as received */
-    int64_t received_ms;         /* when pdrelay received the body */
     const char *generator_url;
     const char *client;
     const char *client_url;
@@ -614,8 +607,7 @@ static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, norm_resul
         if (rc) goto out;
         rc = event_make(v, cfg, t, dk, &ev);
         if (rc) goto out;
-        rc = emit(out, cap, ev, v->change ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, t->name, fp, v->received_ms,
-                  v->ends_at);
+        rc = emit(out, cap, ev, v->change ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, t->name, fp, v->ends_at);
         if (rc) goto out;
         cJSON_Delete(ev);
         ev = NULL;
@@ -748,8 +740,7 @@ static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
     return rc;
 }
 
-pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, int64_t received_ms,
-                         norm_result *out)
+pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
 {
     cJSON *root = NULL, *details = NULL;
     const cJSON *a;
@@ -778,7 +769,6 @@ pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, in
         v.fingerprint_in = get_str(a, "fingerprint");
         v.starts_at = get_str(a, "startsAt");
         v.ends_at = get_str(a, "endsAt");
-        v.received_ms = received_ms;
         v.generator_url = get_str(a, "generatorURL");
         v.client = "Alertmanager";
         v.client_url = get_str(root, "externalURL");
@@ -852,7 +842,7 @@ static pdr_rc alerts_details(const cJSON *a, cJSON **out)
     return rc;
 }
 
-pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, int64_t received_ms, norm_result *out)
+pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
 {
     cJSON *root = NULL, *details = NULL;
     const cJSON *a;
@@ -897,7 +887,6 @@ pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, int64_t 
         v.fingerprint_in = get_str(a, "fingerprint");
         v.starts_at = get_str(a, "starts_at");
         v.ends_at = get_str(a, "ends_at");
-        v.received_ms = received_ms;
         v.generator_url = get_str(a, "generator_url");
         rc = alerts_details(a, &details);
         if (!rc) rc = alert_emit(&v, details, cfg, out, &cap);

@@ -53,10 +53,15 @@ typedef struct norm_event {
     char *target;               /* target name; NULL for PagerDuty-native events */
     char *body;                 /* JSON text to POST upstream (compact) */
     size_t body_len;
-    int64_t event_ms;           /* when it happened, ms since the epoch: a trigger's or
-                                ** change event's payload.timestamp (given, else the
-                                ** received time); a resolve's endsAt | ends_at when
-                                ** valid and not Go's zero time; else received_ms */
+    int64_t event_ms;           /* when it happened as the source said, ms since the
+                                ** epoch; 0: the source gave no time. A trigger's or
+                                ** change event's payload.timestamp as stored (from
+                                ** Alertmanager startsAt, /v1/alerts starts_at); a
+                                ** resolve's endsAt | ends_at when valid and not Go's zero time;
+                                ** 0 for an acknowledge, for no time, and for an
+                                ** invalid one (dropped). pdrelay adds no time to the
+                                ** body: the sender stamps payload.timestamp with the
+                                ** row's created_ms when it sends one without it. */
     pdr_repairs rep;            /* what pdr_event_check() repaired */
     int repaired;               /* 1 when any repair was made */
 } norm_event;
@@ -80,18 +85,10 @@ typedef struct norm_result {
 **                    PagerDuty-style sentences for errors[], out->parse_error
 **                    tells a JSON syntax error from a wrong shape; no events
 **   PDR_ERR_NOMEM
-** body need not be NUL-terminated. out is zeroed first.
-**
-** received_ms is when pdrelay received the body (the ingest reads
-** pdr_clock_now_ms() once per request and passes it in, so the parsers read
-** no clock): a trigger or change event without payload.timestamp, or with
-** one that is not ISO 8601 (a counted repair, rep.timestamp_dropped), gets
-** it, as pdr_timestamp_format() writes it (pdr_event_stamp), so PagerDuty
-** shows when the problem happened, not when the uplink came back. */
-pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, int64_t received_ms, norm_result *out);
-pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, int64_t received_ms,
-                         norm_result *out);
-pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, int64_t received_ms, norm_result *out);
+** body need not be NUL-terminated. out is zeroed first. */
+pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out);
+pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
+pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
 
 void norm_result_cleanup(norm_result *r);
 

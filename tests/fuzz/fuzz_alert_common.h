@@ -19,8 +19,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-typedef pdr_rc (*norm_parse_fn)(const char *body, size_t len, const pdr_config *cfg, int64_t received_ms,
-                                norm_result *out);
+typedef pdr_rc (*norm_parse_fn)(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
 
 static pdr_config *cfg;
 
@@ -49,7 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static int fuzz_alert_parser(norm_parse_fn parse, const uint8_t *data, size_t size)
 {
     norm_result r;
-    pdr_rc rc = parse((const char *)data, size, cfg, FUZZ_RECEIVED_MS, &r);
+    pdr_rc rc = parse((const char *)data, size, cfg, &r);
     if (rc == PDR_OK) {
         if (r.unrouted > r.alerts || r.n > 2 * r.alerts || r.repaired > r.n) abort();
         for (size_t i = 0; i < r.n; i++) {

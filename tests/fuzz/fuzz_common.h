@@ -15,12 +15,6 @@
 #include "config.h"
 #include "log.h"
 
-/* The received time every fuzz target passes the parsers (any fixed instant:
-** the parsers read no clock). */
-#ifndef FUZZ_RECEIVED_MS
-#define FUZZ_RECEIVED_MS INT64_C(1795782896789)
-#endif
-
 static const char fuzz_config_text[] =
     "[agent]\n"
     "source = fuzz-host\n"

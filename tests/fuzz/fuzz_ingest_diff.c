@@ -58,16 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     norm_result r;
     pdr_rc rc;
 
-    rc = norm_pagerduty(body, size, PDR_EVENT_ALERT, FUZZ_RECEIVED_MS, &r);
+    rc = norm_pagerduty(body, size, PDR_EVENT_ALERT, &r);
     check("norm_pagerduty(alert)", body, size, 0, rc, &r);
     norm_result_cleanup(&r);
-    rc = norm_pagerduty(body, size, PDR_EVENT_CHANGE, FUZZ_RECEIVED_MS, &r);
+    rc = norm_pagerduty(body, size, PDR_EVENT_CHANGE, &r);
     check("norm_pagerduty(change)", body, size, 1, rc, &r);
     norm_result_cleanup(&r);
-    rc = norm_alertmanager(body, size, cfg, FUZZ_RECEIVED_MS, &r);
+    rc = norm_alertmanager(body, size, cfg, &r);
     check("norm_alertmanager", body, size, -1, rc, &r);
     norm_result_cleanup(&r);
-    rc = norm_alerts(body, size, cfg, FUZZ_RECEIVED_MS, &r);
+    rc = norm_alerts(body, size, cfg, &r);
     check("norm_alerts", body, size, -1, rc, &r);
     norm_result_cleanup(&r);
     return 0;

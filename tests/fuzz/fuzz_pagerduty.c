@@ -11,10 +11,6 @@
 #include "log.h"
 #include "normalize.h"
 
-#ifndef FUZZ_RECEIVED_MS
-#define FUZZ_RECEIVED_MS INT64_C(1795782896789)   /* as fuzz_common.h */
-#endif
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,10 +39,10 @@ static void check(pdr_rc rc, const norm_result *r)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     norm_result r;
-    pdr_rc rc = norm_pagerduty((const char *)data, size, PDR_EVENT_ALERT, FUZZ_RECEIVED_MS, &r);
+    pdr_rc rc = norm_pagerduty((const char *)data, size, PDR_EVENT_ALERT, &r);
     check(rc, &r);
     norm_result_cleanup(&r);
-    rc = norm_pagerduty((const char *)data, size, PDR_EVENT_CHANGE, FUZZ_RECEIVED_MS, &r);
+    rc = norm_pagerduty((const char *)data, size, PDR_EVENT_CHANGE, &r);
     check(rc, &r);
     norm_result_cleanup(&r);
     return 0;

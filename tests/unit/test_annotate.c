@@ -27,9 +27,10 @@
 #define TRIGGER_HEAD "{\"routing_key\":\"" KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
 #define NOTE "\"pdrelay\":{\"queued_at\":\"" QUEUED_TS "\",\"attempts\":41,\"delayed_s\":3723}"
 
-static const annotate_opts DELAY = {0, 0, 1, QUEUED, 41, NOW};
-static const annotate_opts RESOLVED_ONLY = {1, 0, 0, QUEUED, 41, NOW};
-static const annotate_opts BOTH = {1, RESOLVED, 1, QUEUED, 41, NOW};
+static const annotate_opts DELAY = {0, 0, 1, QUEUED, 41, NOW, 0};
+static const annotate_opts RESOLVED_ONLY = {1, 0, 0, QUEUED, 41, NOW, 0};
+static const annotate_opts BOTH = {1, RESOLVED, 1, QUEUED, 41, NOW, 0};
+static const annotate_opts DELAY_NONE = {0, 0, 0, QUEUED, 41, NOW, 0};   /* nothing asked */
 
 /* annotate_body on the NUL-terminated in; returns its rc, *out the text (or NULL). */
 static pdr_rc annotate(const char *in, const annotate_opts *o, char **out)
@@ -81,7 +82,7 @@ static void test_delay_note(void **state)
            "{\"routing_key\":\"" KEY "\",\"payload\":{\"summary\":\"Deployed\",\"source\":\"ci\","
            "\"custom_details\":{" NOTE "}}}");
     /* delayed_s is whole seconds, rounded down; attempts 0 */
-    annotate_opts o = {0, 0, 1, QUEUED, 0, QUEUED + 999};
+    annotate_opts o = {0, 0, 1, QUEUED, 0, QUEUED + 999, 0};
     expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}", &o,
            TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
                         "\"custom_details\":{\"pdrelay\":{\"queued_at\":\"" QUEUED_TS "\",\"attempts\":0,\"delayed_s\":0}}}}");
@@ -119,7 +120,7 @@ static void test_resolved_while_offline(void **state)
                         "\"severity\":\"info\",\"custom_details\":{\"pdrelay\":{\"queued_at\":\"" QUEUED_TS "\","
                         "\"attempts\":41,\"delayed_s\":3723,\"resolved_at\":\"" RESOLVED_TS "\"}}}}");
     /* the resolve's time without the delay note */
-    annotate_opts o = {1, RESOLVED, 0, QUEUED, 41, NOW};
+    annotate_opts o = {1, RESOLVED, 0, QUEUED, 41, NOW, 0};
     expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"error\"}}", &o,
            TRIGGER_HEAD "\"payload\":{\"summary\":\"[resolved while offline] s\",\"source\":\"h\",\"severity\":\"info\","
                         "\"custom_details\":{\"pdrelay\":{\"resolved_at\":\"" RESOLVED_TS "\"}}}}");
@@ -234,7 +235,7 @@ static void test_body_limit(void **state)
 static void test_nothing_applies(void **state)
 {
     (void)state;
-    static const annotate_opts none = {0, 0, 0, QUEUED, 1, NOW};
+    static const annotate_opts none = {0, 0, 0, QUEUED, 1, NOW, 0};
     const char *trigger = TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}";
     expect_rc(trigger, &none, PDR_ERR_NOT_FOUND);
     /* acknowledge and resolve: as they are */
@@ -258,6 +259,75 @@ static void test_nothing_applies(void **state)
     free(out);
 }
 
+/* The stamp: a body without payload.timestamp gets stamp_ms (the row's
+** created_ms), ISO 8601 UTC with ms; one with a timestamp keeps it. */
+static void test_stamp(void **state)
+{
+    (void)state;
+    static const annotate_opts stamp = {.stamp_ms = QUEUED, .queued_ms = QUEUED, .now_ms = NOW};
+    static const annotate_opts stamp_delay = {.delay_note = 1, .queued_ms = QUEUED, .attempts = 41, .now_ms = NOW,
+                                              .stamp_ms = QUEUED};
+    static const annotate_opts stamp_resolved = {.resolved_while_offline = 1, .resolved_ms = RESOLVED,
+                                                 .queued_ms = QUEUED, .now_ms = NOW, .stamp_ms = QUEUED};
+    /* alone: added at the end of the payload */
+    expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"Disk full\",\"source\":\"h\",\"severity\":\"critical\"}}", &stamp,
+           TRIGGER_HEAD "\"payload\":{\"summary\":\"Disk full\",\"source\":\"h\",\"severity\":\"critical\","
+                        "\"timestamp\":\"" QUEUED_TS "\"}}");
+    /* null counts as absent: replaced where it is */
+    expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"timestamp\":null,\"source\":\"h\",\"severity\":\"info\"}}",
+           &stamp,
+           TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"timestamp\":\"" QUEUED_TS "\",\"source\":\"h\","
+                        "\"severity\":\"info\"}}");
+    /* the source's own timestamp is kept: nothing applies */
+    expect_rc(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                           "\"timestamp\":\"2024-03-05T10:00:00+01:00\"}}", &stamp, PDR_ERR_NOT_FOUND);
+    /* ... but the other annotations still apply, the timestamp untouched */
+    expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"timestamp\":\"2024-03-05T10:00:00+01:00\"}}", &stamp_delay,
+           TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"timestamp\":\"2024-03-05T10:00:00+01:00\",\"custom_details\":{" NOTE "}}}");
+    /* with the delay note, in one body */
+    expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"custom_details\":{\"disk\":\"/var\"}}}", &stamp_delay,
+           TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"custom_details\":{\"disk\":\"/var\"," NOTE "},\"timestamp\":\"" QUEUED_TS "\"}}");
+    /* with the resolved-while-offline marking */
+    expect(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"error\"}}", &stamp_resolved,
+           TRIGGER_HEAD "\"payload\":{\"summary\":\"[resolved while offline] s\",\"source\":\"h\",\"severity\":\"info\","
+                        "\"timestamp\":\"" QUEUED_TS "\",\"custom_details\":{\"pdrelay\":{\"resolved_at\":\"" RESOLVED_TS "\"}}}}");
+    /* a change event is stamped too */
+    expect("{\"routing_key\":\"" KEY "\",\"payload\":{\"summary\":\"Deployed\",\"source\":\"ci\"}}", &stamp,
+           "{\"routing_key\":\"" KEY "\",\"payload\":{\"summary\":\"Deployed\",\"source\":\"ci\","
+           "\"timestamp\":\"" QUEUED_TS "\"}}");
+    expect_rc("{\"routing_key\":\"" KEY "\",\"payload\":{\"summary\":\"Deployed\",\"source\":\"ci\","
+              "\"timestamp\":\"2024-03-05T10:00:00Z\"}}", &stamp, PDR_ERR_NOT_FOUND);
+    /* acknowledge and resolve: as they are */
+    expect_rc("{\"routing_key\":\"" KEY "\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}", &stamp, PDR_ERR_NOT_FOUND);
+    expect_rc("{\"routing_key\":\"" KEY "\",\"event_action\":\"acknowledge\",\"dedup_key\":\"d\"}", &stamp,
+              PDR_ERR_NOT_FOUND);
+    /* stamp_ms 0: no stamp */
+    expect_rc(TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}", &DELAY_NONE,
+              PDR_ERR_NOT_FOUND);
+}
+
+/* A body at the 512 KB limit: the stamp is left out, not the event. */
+static void test_stamp_body_limit(void **state)
+{
+    (void)state;
+    static const annotate_opts stamp = {.stamp_ms = QUEUED, .queued_ms = QUEUED, .now_ms = NOW};
+    const char *head = TRIGGER_HEAD "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"},"
+                                    "\"client\":\"";
+    size_t fill = PDR_EVENT_MAX_BYTES - strlen(head) - 2;
+    char *big = malloc(fill + 1), *in;
+    memset(big, 'x', fill);
+    big[fill] = '\0';
+    in = tu_printf("%s%s\"}", head, big);
+    assert_int_equal(strlen(in), PDR_EVENT_MAX_BYTES);
+    expect_rc(in, &stamp, PDR_ERR_NOT_FOUND);
+    free(in);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +337,8 @@ int main(void)
         cmocka_unit_test(test_summary_limit),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_nothing_applies),
+        cmocka_unit_test(test_stamp),
+        cmocka_unit_test(test_stamp_body_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,10 +32,6 @@
 #include "normalize.h"
 #include "testutil.h"
 
-/* When pdrelay received the bodies: 2026-11-27T12:34:56.789Z. */
-#define RECV_MS INT64_C(1795782896789)
-#define RECV_TS "2026-11-27T12:34:56.789Z"
-
 #define MUTANTS 20000
 
 /* ---- the property --------------------------------------------------------- */
@@ -48,10 +44,10 @@ static const char *const parser_names[] = {"norm_pagerduty(alert)", "norm_pagerd
 static pdr_rc run(parser p, const char *body, size_t len, norm_result *r)
 {
     switch (p) {
-    case P_PD_ALERT: return norm_pagerduty(body, len, PDR_EVENT_ALERT, RECV_MS, r);
-    case P_PD_CHANGE: return norm_pagerduty(body, len, PDR_EVENT_CHANGE, RECV_MS, r);
-    case P_AM: return norm_alertmanager(body, len, cfg, RECV_MS, r);
-    default: return norm_alerts(body, len, cfg, RECV_MS, r);
+    case P_PD_ALERT: return norm_pagerduty(body, len, PDR_EVENT_ALERT, r);
+    case P_PD_CHANGE: return norm_pagerduty(body, len, PDR_EVENT_CHANGE, r);
+    case P_AM: return norm_alertmanager(body, len, cfg, r);
+    default: return norm_alerts(body, len, cfg, r);
     }
 }
 
@@ -217,10 +213,8 @@ static void test_formats(void **state)
 
     char *out = taken(P_PD_ALERT, TRIGGER "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
                                         "\"timestamp\":\"2015-07-17T25:42:58Z\"}}", &rep);
-    /* dropped as invalid (a counted repair), and replaced by the received time */
     assert_int_equal(rep.timestamp_dropped, 1);
-    assert_false(tu_contains(out, "2015-07-17"));
-    assert_true(tu_contains(out, "\"timestamp\":\"" RECV_TS "\""));
+    assert_false(tu_contains(out, "timestamp"));
     free(out);
     out = taken(P_PD_ALERT, TRIGGER "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
                                   "\"timestamp\":\"2016-02-29T08:42:58.315+00:00\"}}", &rep);

@@ -22,10 +22,6 @@
 #include "normalize.h"
 #include "testutil.h"
 
-/* When pdrelay received the bodies: 2026-11-27T12:34:56.789Z. */
-#define RECV_MS INT64_C(1795782896789)
-#define RECV_TS "2026-11-27T12:34:56.789Z"
-
 #define ELLIPSIS "\xe2\x80\xa6"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -42,7 +38,7 @@ static char *q(const char *s)
 static pdr_rc am(const char *sq, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alertmanager(b, strlen(b), cfg, RECV_MS, r);
+    pdr_rc rc = norm_alertmanager(b, strlen(b), cfg, r);
     free(b);
     return rc;
 }
@@ -50,7 +46,7 @@ static pdr_rc am(const char *sq, norm_result *r)
 static pdr_rc alerts(const char *sq, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alerts(b, strlen(b), cfg, RECV_MS, r);
+    pdr_rc rc = norm_alerts(b, strlen(b), cfg, r);
     free(b);
     return rc;
 }
@@ -58,7 +54,7 @@ static pdr_rc alerts(const char *sq, norm_result *r)
 static pdr_rc pd(const char *sq, pdr_event_kind kind, norm_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_pagerduty(b, strlen(b), kind, RECV_MS, r);
+    pdr_rc rc = norm_pagerduty(b, strlen(b), kind, r);
     free(b);
     return rc;
 }
@@ -211,11 +207,11 @@ static void test_am_body_not_nul_terminated(void **state)
     size_t len = strlen(b);
     /* Bytes after len must not be read as part of the body. */
     char *buf = tu_printf("%s} garbage", b);
-    assert_int_equal(norm_alertmanager(buf, len, cfg, RECV_MS, &r), PDR_OK);
+    assert_int_equal(norm_alertmanager(buf, len, cfg, &r), PDR_OK);
     assert_int_equal(r.n, 1);
     norm_result_cleanup(&r);
     /* ... but garbage inside len is a parse error, as at PagerDuty. */
-    assert_int_equal(norm_alertmanager(buf, len + 1, cfg, RECV_MS, &r), PDR_ERR_INVALID);
+    assert_int_equal(norm_alertmanager(buf, len + 1, cfg, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
     norm_result_cleanup(&r);
     free(buf);
@@ -247,7 +243,7 @@ static void test_am_fallbacks(void **state)
     assert_str_at(b, "payload.source", "edge-gw-1");
     assert_str_at(b, "payload.component", "j");
     assert_null(at(b, "payload.group"));
-    assert_str_at(b, "payload.timestamp", RECV_TS);   /* no startsAt: the received time */
+    assert_null(at(b, "payload.timestamp"));
     assert_null(at(b, "links"));
     assert_null(at(b, "images"));
     assert_null(at(b, "client_url"));
@@ -269,7 +265,7 @@ static void test_am_fallbacks(void **state)
     assert_str_at(b, "payload.group", "ns1");
     assert_null(at(b, "payload.class"));
     assert_null(at(b, "payload.component"));
-    assert_str_at(b, "payload.timestamp", RECV_TS);   /* Go's zero time: the received time */
+    assert_null(at(b, "payload.timestamp"));          /* Go's zero time */
     lines = "env=prod\nnamespace=ns1\n";
     assert_int_equal(pdr_sha256_hex(lines, strlen(lines), fp), PDR_OK);
     assert_string_equal(r.evs[1].fingerprint, fp);
@@ -278,7 +274,7 @@ static void test_am_fallbacks(void **state)
     b = body_of(&r.evs[2]);
     assert_str_at(b, "payload.summary", "[WARNING] X");
     assert_str_at(b, "payload.severity", "warning");
-    assert_str_at(b, "payload.timestamp", RECV_TS);   /* not ISO 8601: the received time; as given in details */
+    assert_null(at(b, "payload.timestamp"));          /* not ISO 8601: kept in details only */
     assert_str_at(b, "payload.custom_details.startsAt", "yesterday");
     assert_null(at(b, "payload.custom_details.annotations"));
     cJSON_Delete(b);
@@ -535,7 +531,7 @@ static void test_am_errors(void **state)
         assert_int_equal(r.parse_error, 1);
         assert_refused(rc, &r, "JSON parse error");
     }
-    assert_int_equal(norm_alertmanager(NULL, 0, cfg, RECV_MS, &r), PDR_ERR_INVALID);
+    assert_int_equal(norm_alertmanager(NULL, 0, cfg, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
     norm_result_cleanup(&r);
 }
@@ -929,81 +925,70 @@ static void test_cleanup(void **state)
     norm_result_cleanup(&r);   /* twice is harmless */
 }
 
-/* ---- the received time (true times) --------------------------------------- */
+/* ---- event_ms: the time the source gave ------------------------------------ */
 
-/* A trigger or change event without a usable payload.timestamp gets the
-** time pdrelay received it (received_ms, never a clock read of its own);
-** norm_event.event_ms is when the thing happened. */
-static void test_received_time_pagerduty(void **state)
+/* PagerDuty-native: nothing is added to the body (the sender stamps a body
+** without payload.timestamp when it sends it, so repeats stay identical);
+** event_ms is a valid payload.timestamp, else 0. */
+static void test_event_ms_pagerduty(void **state)
 {
     (void)state;
     norm_result r;
 
+    /* none given: the body as received, event_ms 0 */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
                         "'payload':{'summary':'s','source':'h','severity':'info'}}", PDR_EVENT_ALERT, &r), PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
-                                       "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
-                                       "\"timestamp\":\"" RECV_TS "\"}}");
-    assert_int_equal(r.evs[0].event_ms, RECV_MS);
-    assert_int_equal(r.evs[0].repaired, 0);   /* an absent timestamp is no repair */
+                                       "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}");
+    assert_int_equal(r.evs[0].event_ms, 0);
+    assert_int_equal(r.evs[0].repaired, 0);
     norm_result_cleanup(&r);
 
-    /* null: the same */
-    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
-                        "'payload':{'summary':'s','timestamp':null,'source':'h','severity':'info'}}", PDR_EVENT_ALERT, &r),
-                     PDR_OK);
-    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
-                                       "\"payload\":{\"summary\":\"s\",\"timestamp\":\"" RECV_TS "\",\"source\":\"h\","
-                                       "\"severity\":\"info\"}}");
-    norm_result_cleanup(&r);
-
-    /* invalid: dropped (a counted repair) and replaced where it was */
+    /* invalid: dropped (a counted repair), nothing in its place, event_ms 0 */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
                         "'payload':{'summary':'s','timestamp':'2015-02-29T08:42:58Z','source':'h','severity':'info'}}",
                         PDR_EVENT_ALERT, &r), PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
-                                       "\"payload\":{\"summary\":\"s\",\"timestamp\":\"" RECV_TS "\",\"source\":\"h\","
-                                       "\"severity\":\"info\"}}");
+                                       "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}");
     assert_int_equal(r.evs[0].rep.timestamp_dropped, 1);
     assert_int_equal(r.evs[0].repaired, 1);
-    assert_int_equal(r.repaired, 1);
-    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    assert_int_equal(r.evs[0].event_ms, 0);
     norm_result_cleanup(&r);
 
     /* given and valid: kept as written; event_ms is that instant */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
                         "'payload':{'summary':'s','source':'h','severity':'info','timestamp':'2024-03-05T10:00:00+01:00'}}",
                         PDR_EVENT_ALERT, &r), PDR_OK);
-    assert_true(strstr(r.evs[0].body, "\"timestamp\":\"2024-03-05T10:00:00+01:00\"") != NULL);
+    assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
+                                       "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
+                                       "\"timestamp\":\"2024-03-05T10:00:00+01:00\"}}");
     assert_int_equal(r.evs[0].event_ms, INT64_C(1709629200000));
     norm_result_cleanup(&r);
 
-    /* not a string: refused as before, not stamped */
-    assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
-                        "'payload':{'summary':'s','source':'h','severity':'info','timestamp':5}}", PDR_EVENT_ALERT, &r),
-                     PDR_ERR_INVALID);
-    assert_string_equal(r.errs.msgs[0], "'payload.timestamp' must be a string");
+    /* a change event: its timestamp, else 0 and no timestamp added */
+    assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'Deployed','source':'ci',"
+                        "'timestamp':'2026-11-27T12:34:56.789Z'}}", PDR_EVENT_CHANGE, &r), PDR_OK);
+    assert_int_equal(r.evs[0].event_ms, INT64_C(1795782896789));
     norm_result_cleanup(&r);
-
-    /* a change event too */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'Deployed','source':'ci'}}", PDR_EVENT_CHANGE, &r),
                      PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"payload\":{\"summary\":\"Deployed\","
-                                       "\"source\":\"ci\",\"timestamp\":\"" RECV_TS "\"}}");
-    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+                                       "\"source\":\"ci\"}}");
+    assert_int_equal(r.evs[0].event_ms, 0);
     norm_result_cleanup(&r);
 
-    /* acknowledge and resolve carry no payload: the body is untouched */
+    /* acknowledge and resolve name no time */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'resolve','dedup_key':'d'}", PDR_EVENT_ALERT, &r),
                      PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}");
-    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    assert_int_equal(r.evs[0].event_ms, 0);
     norm_result_cleanup(&r);
 }
 
-/* Alerts: a trigger's time is startsAt | starts_at (else the received time);
-** a resolve's is endsAt | ends_at when valid and not Go's zero time. */
-static void test_received_time_alerts(void **state)
+/* Alerts: a trigger's time is startsAt | starts_at; a resolve's endsAt |
+** ends_at; Go's zero time, an invalid one or none is 0, and the body holds
+** no timestamp pdrelay made up. */
+static void test_event_ms_alerts(void **state)
 {
     (void)state;
     norm_result r;
@@ -1014,35 +999,45 @@ static void test_received_time_alerts(void **state)
                         " 'endsAt':'2024-03-05T11:30:00.5Z'},"
                         "{'status':'resolved','labels':{'alertname':'C','env':'prod'},'endsAt':'0001-01-01T00:00:00Z'},"
                         "{'status':'resolved','labels':{'alertname':'D','env':'prod'},'endsAt':'soon'},"
-                        "{'status':'firing','labels':{'alertname':'E','env':'prod'}}]}", &r),
+                        "{'status':'firing','labels':{'alertname':'E','env':'prod'}},"
+                        "{'status':'firing','labels':{'alertname':'F','env':'prod'},'startsAt':'0001-01-01T00:00:00Z'}]}",
+                        &r),
                      PDR_OK);
-    assert_int_equal(r.n, 5);
+    assert_int_equal(r.n, 6);
     assert_int_equal(r.evs[0].event_ms, INT64_C(1709632800000));
     assert_true(strstr(r.evs[0].body, "\"timestamp\":\"2024-03-05T10:00:00Z\"") != NULL);
     assert_int_equal(r.evs[1].event_ms, INT64_C(1709638200500));
-    assert_null(strstr(r.evs[1].body, "timestamp"));   /* a resolve has no payload */
-    assert_int_equal(r.evs[2].event_ms, RECV_MS);       /* Go's zero time */
-    assert_int_equal(r.evs[3].event_ms, RECV_MS);       /* not ISO 8601 */
-    assert_int_equal(r.evs[4].event_ms, RECV_MS);
-    assert_true(strstr(r.evs[4].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
+    assert_int_equal(r.evs[2].event_ms, 0);   /* Go's zero time */
+    assert_int_equal(r.evs[3].event_ms, 0);   /* not ISO 8601 */
+    assert_int_equal(r.evs[4].event_ms, 0);   /* none */
+    assert_int_equal(r.evs[5].event_ms, 0);   /* Go's zero time */
+    for (size_t i = 1; i < r.n; i++) {
+        cJSON *b = body_of(&r.evs[i]);
+        assert_null(at(b, "payload.timestamp"));
+        cJSON_Delete(b);
+    }
     assert_int_equal(r.repaired, 0);
     norm_result_cleanup(&r);
 
-    assert_int_equal(alerts("[{'alert_name':'A','status':'firing','labels':{'env':'prod'}},"
+    assert_int_equal(alerts("[{'alert_name':'A','status':'firing','labels':{'env':'prod'},"
+                            " 'starts_at':'2024-03-05T10:00:00.25-01:00'},"
                             "{'alert_name':'B','status':'resolved','labels':{'env':'prod'},"
                             " 'ends_at':'2024-03-05T13:00:00+01:00'},"
                             "{'alert_name':'C','status':'acknowledged','labels':{'env':'prod'},"
                             " 'ends_at':'2024-03-05T13:00:00+01:00'},"
-                            "{'alert_name':'D','status':'firing','labels':{'env':'prod','change_event':'true'}}]", &r),
+                            "{'alert_name':'D','status':'firing','labels':{'env':'prod','change_event':'true'}},"
+                            "{'alert_name':'E','status':'firing','labels':{'env':'prod'}}]", &r),
                      PDR_OK);
-    assert_int_equal(r.n, 4);
-    assert_true(strstr(r.evs[0].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
-    assert_int_equal(r.evs[0].event_ms, RECV_MS);
+    assert_int_equal(r.n, 5);
+    assert_int_equal(r.evs[0].event_ms, INT64_C(1709636400250));
     assert_int_equal(r.evs[1].event_ms, INT64_C(1709640000000));
-    assert_int_equal(r.evs[2].event_ms, RECV_MS);   /* an acknowledge: when it was received */
+    assert_int_equal(r.evs[2].action, PDR_ACTION_ACKNOWLEDGE);
+    assert_int_equal(r.evs[2].event_ms, 0);   /* an acknowledge names no time */
     assert_int_equal(r.evs[3].action, PDR_ACTION_CHANGE);
-    assert_true(strstr(r.evs[3].body, "\"timestamp\":\"" RECV_TS "\"") != NULL);
-    assert_int_equal(r.evs[3].event_ms, RECV_MS);
+    assert_int_equal(r.evs[3].event_ms, 0);
+    assert_null(strstr(r.evs[3].body, "timestamp"));
+    assert_int_equal(r.evs[4].event_ms, 0);
+    assert_null(strstr(r.evs[4].body, "\"timestamp\""));
     norm_result_cleanup(&r);
 }
 
@@ -1070,8 +1065,8 @@ int main(void)
         cmocka_unit_test(test_pd_refused),
         cmocka_unit_test(test_nomem),
         cmocka_unit_test(test_cleanup),
-        cmocka_unit_test(test_received_time_pagerduty),
-        cmocka_unit_test(test_received_time_alerts),
+        cmocka_unit_test(test_event_ms_pagerduty),
+        cmocka_unit_test(test_event_ms_alerts),
     };
     return cmocka_run_group_tests_name("normalize", tests, group_setup, group_teardown);
 }
