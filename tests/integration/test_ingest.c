@@ -24,7 +24,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "clock.h"
 #include "db.h"
+#include "event.h"
 #include "itutil.h"
 #include "mockpd_client.h"
 #include "pdr.h"
@@ -241,12 +243,23 @@ static void test_alertmanager_pagerduty_notifier(void **state)
         "\"num_firing\":\"1\",\"num_resolved\":\"0\",\"resolved\":\"\"}},"
         "\"client\":\"Alertmanager\",\"client_url\":\"http://am.example:9093/#/alerts?receiver=pd\","
         "\"images\":[],\"links\":[]}";
+    int64_t before = pdr_clock_now_ms();
     cJSON *r = post(f, "/v2/enqueue", am, 202);
+    int64_t after = pdr_clock_now_ms();
     assert_string_equal(jstr(r, "dedup_key"), "7d1c0e3f9a1b2c3d4e5f60718293a4b5c6d7e8f9012345678901234567890abc");
     cJSON_Delete(r);
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     cJSON *ev = mockpd_events(f->mock);
     cJSON *sent = cJSON_Parse(am), *got = upstream_body(ev, 0);
+    /* the notifier sets no payload.timestamp: PagerDuty gets the time pdrelay
+    ** received the event (ms precision), and otherwise exactly what was sent */
+    cJSON *payload = cJSON_GetObjectItemCaseSensitive(got, "payload");
+    const char *ts = jstr(payload, "timestamp");
+    int64_t ms = 0;
+    assert_non_null(ts);
+    assert_int_equal(pdr_timestamp_parse_ms(ts, &ms), PDR_OK);
+    assert_true(ms >= before - 1 && ms <= after + 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(payload, "timestamp");
     assert_true(cJSON_Compare(sent, got, 1));
     cJSON_Delete(sent);
     cJSON_Delete(got);
