@@ -426,6 +426,103 @@ static void test_429_waits_throttle_backoff(void **state)
     fx_free(f);
 }
 
+/* ---- 6. an incident keeps its routing key ----------------------------------------- */
+
+static void post_am(fx *f, const char *status, const char *fp)
+{
+    char *body = tu_printf("{\"version\":\"4\",\"status\":\"%s\",\"receiver\":\"r\",\"alerts\":[{\"status\":\"%s\","
+                           "\"labels\":{\"alertname\":\"PumpDown\",\"severity\":\"critical\",\"env\":\"prod\"},"
+                           "\"annotations\":{},\"fingerprint\":\"%s\"}]}", status, status, fp);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alertmanager", body, NULL, NULL, NULL), 200);
+    free(body);
+}
+
+static void rotate(fx *f, const char *key_file, const char *key, int reloads)
+{
+    tu_write_file(key_file, key);
+    assert_int_equal(kill(f->d.pid, SIGHUP), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "configuration reloaded", reloads, 10000), 0);
+}
+
+/* The events the mock got for one dedup key, as "action@key-index" words. */
+static char *history(cJSON *ev, const char *dk)
+{
+    char *out = tu_printf("%s", "");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ev) {
+        if (strcmp(it_jstr(e, "dedup_key"), dk)) continue;
+        int k = -1;
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (!strcmp(it_jstr(e, "routing_key"), KEYS[i])) k = (int)i;
+        char *next = tu_printf("%s%s%s@%d", out, *out ? " " : "", it_jstr(e, "event_action"), k);
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* Key A triggers fp-1; the target's key file is rotated to B (SIGHUP); the
+** resolve of fp-1 still goes to A with fp-1's dedup key, while a new alert
+** fp-2 goes to B. Then, with the uplink down, fp-3 triggers under B and
+** waits; the key rotates to C; fp-3's resolve joins its trigger under B. */
+static void test_incident_keeps_its_key(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    char *key_file = tu_printf("%s/site.key", f->dir);
+    tu_write_file(key_file, KEYS[0]);
+    char *extra = tu_printf("resolved_while_queued = send\n[target site]\nrouting_key_file = %s\nmatch = env=prod\n",
+                            key_file);
+    fx_config(f, NULL, "down_probe_max = 100ms", extra);
+    free(extra);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
+
+    post_am(f, "firing", "fp-1");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    char *dk1 = tu_printf("%s", it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"));
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log(&f->d, "msg=delivered", 10000), 0);   /* the incident is recorded */
+
+    rotate(f, key_file, KEYS[1], 1);
+    post_am(f, "resolved", "fp-1");
+    post_am(f, "firing", "fp-2");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+    ev = mockpd_events(f->mock);
+    char *h1 = history(ev, dk1);
+    assert_string_equal(h1, "trigger@0 resolve@0");
+    const cJSON *e2 = cJSON_GetArrayItem(ev, 2);
+    if (!strcmp(it_jstr(e2, "dedup_key"), dk1)) e2 = cJSON_GetArrayItem(ev, 1);
+    assert_string_equal(it_jstr(e2, "routing_key"), KEYS[1]);
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log_count(&f->d, "msg=delivered", 3, 10000), 0);
+
+    /* while the uplink is down */
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    post_am(f, "firing", "fp-3");
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    rotate(f, key_file, KEYS[2], 2);
+    post_am(f, "resolved", "fp-3");
+    assert_int_equal(mockpd_set_mode(f->mock, "ok", 0, 0, 0), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 5, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    ev = mockpd_events(f->mock);
+    char *dk3 = tu_printf("%s", it_jstr(cJSON_GetArrayItem(ev, 3), "dedup_key"));
+    char *h3 = history(ev, dk3);
+    assert_string_equal(h3, "trigger@1 resolve@1");
+    cJSON_Delete(ev);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "incident keeps its routing key"));
+    free(log);
+    free(h1);
+    free(h3);
+    free(dk1);
+    free(dk3);
+    free(key_file);
+    fx_free(f);
+}
+
 /* ---- 3. true times: the delay note ------------------------------------------------- */
 
 /* An event that arrived ten minutes ago goes out with custom_details.pdrelay
@@ -478,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_healthy_link_not_touched),
         cmocka_unit_test(test_429_waits_throttle_backoff),
         cmocka_unit_test(test_delay_note),
+        cmocka_unit_test(test_incident_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
