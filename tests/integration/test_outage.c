@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "event.h"
 #include "itutil.h"
 #include "mockpd_client.h"
 #include "testutil.h"
@@ -523,6 +524,64 @@ static void test_incident_keeps_its_key(void **state)
     fx_free(f);
 }
 
+/* ---- 3. true times ---------------------------------------------------------------- */
+
+/* Events without a time of their own, queued by every ingest path and by
+** `pdrelay send` while the uplink is down, reach PagerDuty stamped with the
+** time pdrelay received them, not the time the link came back. */
+static void test_true_times_every_path(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, "down_probe_max = 100ms", "[target all]\nrouting_key = R1eeeeeeeeeeeeeeeeeeeeeeeeeeef90\n");
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
+    int64_t before = pdr_clock_now_ms();
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue",
+                             "{\"routing_key\":\"R1aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+                             "\"payload\":{\"summary\":\"tt-enqueue\",\"source\":\"h\",\"severity\":\"error\"}}",
+                             NULL, NULL, NULL), 202);
+    assert_int_equal(it_http(f->base, "POST", "/v2/change/enqueue",
+                             "{\"routing_key\":\"R1bbbbbbbbbbbbbbbbbbbbbbbbbbcd34\","
+                             "\"payload\":{\"summary\":\"tt-change\",\"source\":\"h\"}}", NULL, NULL, NULL), 202);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alertmanager",
+                             "{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"alertname\":\"Tt\"},"
+                             "\"annotations\":{\"summary\":\"tt-am\"},\"startsAt\":\"0001-01-01T00:00:00Z\"}]}",
+                             NULL, NULL, NULL), 200);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alerts",
+                             "{\"alert_name\":\"TtAlerts\",\"status\":\"firing\",\"labels\":{},"
+                             "\"annotations\":{\"summary\":\"tt-alerts\"}}", NULL, NULL, NULL), 200);
+    assert_int_equal(it_send(f->cfg, KEYS[2], "trigger", "tt-send", "tt-send"), 0);
+    int64_t after = pdr_clock_now_ms();
+    /* held for a while: delivery comes well after the events arrived */
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 12, 20000), 0);
+    int64_t recovery = pdr_clock_now_ms();
+    assert_int_equal(mockpd_set_mode(f->mock, "ok", 0, 0, 0), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 5, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_true(recovery - after >= 300);
+    cJSON *ev = mockpd_events(f->mock);
+    const cJSON *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, ev) {
+        cJSON *body = cJSON_Parse(it_jstr(e, "body"));
+        const char *ts = it_jstr(cJSON_GetObjectItemCaseSensitive(body, "payload"), "timestamp");
+        int64_t ms = 0;
+        if (!ts || pdr_timestamp_parse_ms(ts, &ms) != PDR_OK)
+            it_fail("%s: no payload.timestamp reached PagerDuty", it_jstr(e, "summary"));
+        if (ms < before - 1 || ms > after + 1)
+            it_fail("%s: stamped %lld, received between %lld and %lld", it_jstr(e, "summary"), (long long)ms,
+                    (long long)before, (long long)after);
+        n++;
+        cJSON_Delete(body);
+    }
+    assert_int_equal(n, 5);
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
 /* ---- 3. true times: the delay note ------------------------------------------------- */
 
 /* An event that arrived ten minutes ago goes out with custom_details.pdrelay
@@ -575,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_healthy_link_not_touched),
         cmocka_unit_test(test_429_waits_throttle_backoff),
         cmocka_unit_test(test_delay_note),
+        cmocka_unit_test(test_true_times_every_path),
         cmocka_unit_test(test_incident_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
