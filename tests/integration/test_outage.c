@@ -524,6 +524,59 @@ static void test_incident_keeps_its_key(void **state)
     fx_free(f);
 }
 
+/* `pdrelay queue status` (text or --json): its output, and exit 0. */
+static char *queue_status(fx *f, int json)
+{
+    const char *argv[] = {tu_pdrelay(), "queue", "status", "-c", f->cfg, json ? "--json" : NULL, NULL};
+    char *out = NULL;
+    assert_int_equal(tu_run(argv, NULL, &out, NULL), 0);
+    return out;
+}
+
+/* After a 429 with throttle_backoff 1h, `queue status` shows the key
+** throttled until then at half rate, and the drain ETA that follows; with
+** the uplink down, it says so. */
+static void test_queue_status_throttled_and_down(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1};
+    fx *f = fx_new(&mo);
+    fx_config(f, NULL, "throttle_backoff = 1h\ndown_probe_max = 100ms", NULL);
+    it_queue(f->data_dir, KEYS[0], "t", 3);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 429, 0, 1), 0);
+    char *out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: unknown (no daemon is running on "));
+    free(out);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "throttled by PagerDuty", 10000), 0);
+    out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: up\n"));
+    assert_non_null(strstr(out, "throttled until "));
+    assert_non_null(strstr(out, ", then 60/min"));
+    free(out);
+    out = queue_status(f, 1);
+    cJSON *doc = cJSON_Parse(out);
+    free(out);
+    const cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), 0);
+    assert_string_equal(it_jstr(cJSON_GetObjectItemCaseSensitive(doc, "uplink"), "state"), "up");
+    assert_non_null(it_jstr(k, "throttled_until"));
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(k, "rate_per_minute")->valueint, 60);
+    /* an hour's wait, then 3 events at 60/min: 3 s */
+    double eta = cJSON_GetObjectItemCaseSensitive(k, "drain_eta_ms")->valuedouble;
+    assert_true(eta > 3600000.0 - 60000.0 && eta <= 3600000.0 + 3000.0);
+    cJSON_Delete(doc);
+
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    push(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "d", "error", "down");
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: "));
+    assert_true(strstr(out, "uplink: down for ") || strstr(out, "uplink: probing for "));
+    free(out);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
 /* ---- 3. true times ---------------------------------------------------------------- */
 
 /* Events without a time of their own, queued by every ingest path and by
@@ -634,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_healthy_link_not_touched),
         cmocka_unit_test(test_429_waits_throttle_backoff),
         cmocka_unit_test(test_delay_note),
+        cmocka_unit_test(test_queue_status_throttled_and_down),
         cmocka_unit_test(test_true_times_every_path),
         cmocka_unit_test(test_incident_keeps_its_key),
     };
