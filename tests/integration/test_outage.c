@@ -243,6 +243,29 @@ static void test_log_says_it_once(void **state)
     fx_free(f);
 }
 
+/* A key that keeps failing for one reason while the link is up (a 408 is
+** about the key): one warn line, repeats at debug, one line when it
+** delivers again with the count. */
+static void test_key_failures_logged_once(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, NULL, NULL);
+    it_queue(f->data_dir, KEYS[0], "k", 2);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 408, 0, 6), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 20000), 0);
+    assert_int_equal(it_wait_log(&f->d, "key delivering again", 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    char *log = it_log(&f->d);
+    assert_int_equal(count_of(log, "level=warn msg=\"delivery failed; will retry"), 1);
+    assert_non_null(strstr(log, "msg=\"key delivering again\" key=\"R1\xe2\x80\xa6" "ab12\" failures=6 "
+                                "last_reason=\"timeout HTTP 408\""));
+    assert_int_equal(count_of(log, "uplink"), 0);
+    free(log);
+    fx_free(f);
+}
+
 /* ---- 4. urgent first ------------------------------------------------------------- */
 
 /* Thirty warnings wait for one key while the link is down; then a critical
@@ -680,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_one_probe_while_down),
         cmocka_unit_test(test_sigusr1_ends_the_wait),
         cmocka_unit_test(test_log_says_it_once),
+        cmocka_unit_test(test_key_failures_logged_once),
         cmocka_unit_test(test_critical_first_after_recovery),
         cmocka_unit_test(test_resolved_while_queued_send),
         cmocka_unit_test(test_resolved_while_queued_collapse),
