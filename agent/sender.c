@@ -738,10 +738,13 @@ static void record(sender *s, outcome *o, CURLcode cc)
     s->in_flight--;
     if (o->res.http_status) rl_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
+    /* a 5xx while down is the outage going on; any other answer ends it
+    ** (after this row's own outcome is written, below) */
+    int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
     if (o->link_fail) {
         o->logged = link_failed(s, l, &o->res, now);
-    } else if (o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP)) {
-        link_answered(s, now);   /* a 5xx while down is the outage going on */
+    } else if (answered) {
+        /* link_answered() below */
     } else if (s->link == LINK_PROBING) {
         /* a probe that met a 5xx (or none) without failing the link: down still */
         s->outage_attempts++;
@@ -761,7 +764,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         }
         break;
     case PD_RETRY:
-        if (o->link_fail || s->link != LINK_UP) {
+        if (o->link_fail || (s->link != LINK_UP && !answered)) {
             /* the uplink's failure: the row waits for the probe schedule,
             ** the key's own backoff is not grown */
             o->delay = s->next_probe_ms > now ? s->next_probe_ms - now : 0;
@@ -778,6 +781,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         o->rc = db_outbox_kill(s->db, r->id, o->res.error);
         break;
     }
+    if (answered) link_answered(s, now);
 }
 
 /* A key's failure: the first of a reason is logged at warn, repeats at

@@ -270,12 +270,15 @@ static void test_key_failures_logged_once(void **state)
 
 /* Thirty warnings wait for one key while the link is down; then a critical
 ** trigger comes. It is the probe, so it is the first event PagerDuty gets
-** when the link returns; the warnings follow in their order. */
+** when the link returns (here at once, by SIGUSR1, seconds before the
+** probe schedule); the warnings follow at once, in their order: the one
+** that failed when the link went down does not wait for its old retry
+** time. */
 static void test_critical_first_after_recovery(void **state)
 {
     (void)state;
     fx *f = fx_new(NULL);
-    fx_config(f, NULL, "down_probe_max = 100ms", NULL);
+    fx_config(f, NULL, "backoff_max_ms = 4000\ndown_probe_max = 8s", NULL);
     for (int i = 0; i < 30; i++) {
         char dk[16];
         snprintf(dk, sizeof dk, "w-%d", i);
@@ -286,10 +289,14 @@ static void test_critical_first_after_recovery(void **state)
     assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
     push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
     assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 31, 20000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     cJSON *ev = mockpd_events(f->mock);
     assert_string_equal(it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"), "crit");
+    double crit_at = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ev, 0), "arrival_ms")->valuedouble;
+    double w0_at = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ev, 1), "arrival_ms")->valuedouble;
+    if (w0_at - crit_at > 1500) it_fail("the first warning came %.0f ms after the critical", w0_at - crit_at);
     char got[40][32];
     int n = it_accepted_for(ev, KEYS[0], got, 40);
     assert_int_equal(n, 31);
