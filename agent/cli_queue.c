@@ -25,6 +25,7 @@
 
 #include "clock.h"
 #include "cli.h"
+#include "event.h"
 #include "log.h"
 
 enum { OPT_JSON = 256, OPT_DEAD, OPT_KEY, OPT_LIMIT, OPT_ALL, OPT_OLDER };
@@ -114,11 +115,11 @@ static int queue_check_flags(const queue_args *a)
     return bad ? CLI_EXIT_USAGE : 0;
 }
 
-/* `queue kick`: SIGUSR1 to the daemon serving cfg's data_dir. The daemon
-** holds an exclusive flock on data_dir/pdrelay.lock (db_daemon_lock) with
-** its pid in it: a shared lock we can take means nobody holds it, so no
-** daemon runs there (exit 1, as for anything not found). */
-static int queue_kick(const pdr_config *cfg)
+/* The pid of the daemon serving cfg's data_dir: it holds an exclusive
+** flock on data_dir/pdrelay.lock (db_daemon_lock) with its pid in it, so a
+** shared lock we can take means nobody holds it. Returns the pid, 0 when no
+** daemon runs there, -1 when that cannot be told (why says so). */
+static long daemon_pid(const pdr_config *cfg, char *why, size_t whysz)
 {
     char path[4200], buf[32] = "", *end;
     ssize_t n;
@@ -128,18 +129,17 @@ static int queue_kick(const pdr_config *cfg)
     snprintf(path, sizeof path, "%s/%s", cfg->data_dir, DB_LOCK_FILE_NAME);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 && errno != ENOENT) {
-        fprintf(stderr, "pdrelay queue kick: cannot open %s: %s\n", path, strerror(errno));
-        return CLI_EXIT_FAIL;
+        snprintf(why, whysz, "cannot open %s: %s", path, strerror(errno));
+        return -1;
     }
     if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0) {
         if (fd >= 0) close(fd);   /* (closing releases the lock we took) */
-        fprintf(stderr, "pdrelay queue kick: no daemon is running on %s\n", cfg->data_dir);
-        return CLI_EXIT_FAIL;
+        return 0;
     }
     if (errno != EWOULDBLOCK) {
-        fprintf(stderr, "pdrelay queue kick: cannot test the lock on %s: %s\n", path, strerror(errno));
+        snprintf(why, whysz, "cannot test the lock on %s: %s", path, strerror(errno));
         close(fd);
-        return CLI_EXIT_FAIL;
+        return -1;
     }
     n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -147,15 +147,32 @@ static int queue_kick(const pdr_config *cfg)
     errno = 0;
     pid = strtol(buf, &end, 10);
     if (errno || end == buf || (*end && *end != '\n') || pid <= 1) {
-        fprintf(stderr, "pdrelay queue kick: %s is locked but holds no pid; is it a pdrelay data_dir?\n", path);
+        snprintf(why, whysz, "%s is locked but holds no pid; is it a pdrelay data_dir?", path);
+        return -1;
+    }
+    return pid;
+}
+
+/* `queue kick`: SIGUSR1 to the daemon serving cfg's data_dir (exit 1 when
+** none runs there, as for anything not found). */
+static int queue_kick(const pdr_config *cfg)
+{
+    char why[4400] = "";
+    long pid = daemon_pid(cfg, why, sizeof why);
+    if (pid < 0) {
+        fprintf(stderr, "pdrelay queue kick: %s\n", why);
         return CLI_EXIT_FAIL;
     }
-    if (kill((pid_t)pid, SIGUSR1) != 0) {
-        if (errno == ESRCH)
-            fprintf(stderr, "pdrelay queue kick: no daemon is running on %s\n", cfg->data_dir);
-        else
-            fprintf(stderr, "pdrelay queue kick: cannot signal pdrelay (pid %ld): %s; run it as the daemon's user "
-                            "or root\n", pid, strerror(errno));
+    if (pid > 0 && kill((pid_t)pid, SIGUSR1) != 0) {
+        if (errno != ESRCH) {
+            fprintf(stderr, "pdrelay queue kick: cannot signal pdrelay (pid %ld): %s; run it as the daemon's "
+                            "user or root\n", pid, strerror(errno));
+            return CLI_EXIT_FAIL;
+        }
+        pid = 0;
+    }
+    if (pid == 0) {
+        fprintf(stderr, "pdrelay queue kick: no daemon is running on %s\n", cfg->data_dir);
         return CLI_EXIT_FAIL;
     }
     printf("kicked pdrelay (pid %ld): probing the uplink now\n", pid);
@@ -189,21 +206,45 @@ static const char *shown(const char *s)
     return e ? e : "?";
 }
 
+static const char *const link_state_names[] = {"up", "down", "probing"};
+
+/* How long a key's backlog takes at its current rate: pending events at
+** rate_per_minute (or the halved rate of a throttled key, after its wait). */
+static int64_t drain_eta_ms(const db_key_stats *k, const pdr_config *cfg, int64_t now)
+{
+    int throttled = k->throttled_until_ms > now;
+    int rate = throttled && k->throttle_rate > 0 ? k->throttle_rate : cfg->rate_per_minute;
+    int64_t eta = k->pending * 60000 / (rate > 0 ? rate : 1);
+    return eta + (throttled ? k->throttled_until_ms - now : 0);
+}
+
 static int queue_status(db_t *db, const pdr_config *cfg, int json)
 {
     db_key_stats *st = NULL;
     size_t n = 0;
-    int64_t pending = 0, dead = 0;
+    int64_t pending = 0, dead = 0, since = 0;
     int64_t now = pdr_clock_now_ms();
-    char red[PDR_REDACT_SIZE], age[32], next[32];
+    int link = 0;
+    char red[PDR_REDACT_SIZE], age[32], next[32], why[4400] = "", when[PDR_TIMESTAMP_SIZE];
+    long pid = daemon_pid(cfg, why, sizeof why);
     pdr_rc rc = db_outbox_count(db, &pending, &dead);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
+    if (!rc) rc = db_link_get(db, &link, &since);
     if (rc) {
         fprintf(stderr, "pdrelay queue status: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
+        free(st);
         return cli_exit_for(rc);
     }
+    if (link < 0 || link > 2) link = 0;
+    /* the uplink as the running daemon last recorded it; unknown without one */
+    const char *uplink = pid > 0 ? link_state_names[link] : "unknown";
     if (json) {
         cJSON *doc = cJSON_CreateObject();
+        cJSON *up = cJSON_AddObjectToObject(doc, "uplink");
+        cJSON_AddStringToObject(up, "state", uplink);
+        if (pid > 0 && since) cJSON_AddStringToObject(up, "since", pdr_timestamp_format(since, when));
+        else cJSON_AddNullToObject(up, "since");
+        cJSON_AddBoolToObject(up, "daemon_running", pid > 0);
         cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
         cJSON_AddStringToObject(doc, "database", db_path(db));
         cJSON_AddNumberToObject(doc, "pending", (double)pending);
@@ -222,33 +263,59 @@ static int queue_status(db_t *db, const pdr_config *cfg, int json)
                 cJSON_AddNumberToObject(k, "oldest_pending_age_ms", (double)(now - st[i].oldest_pending_ms));
                 cJSON_AddNumberToObject(k, "next_attempt_in_ms",
                                         (double)(st[i].next_attempt_ms > now ? st[i].next_attempt_ms - now : 0));
+                cJSON_AddNumberToObject(k, "drain_eta_ms", (double)drain_eta_ms(&st[i], cfg, now));
             } else {
                 cJSON_AddNullToObject(k, "oldest_pending_age_ms");
                 cJSON_AddNullToObject(k, "next_attempt_in_ms");
+                cJSON_AddNullToObject(k, "drain_eta_ms");
+            }
+            if (st[i].throttled_until_ms > now) {
+                cJSON_AddStringToObject(k, "throttled_until", pdr_timestamp_format(st[i].throttled_until_ms, when));
+                cJSON_AddNumberToObject(k, "rate_per_minute", st[i].throttle_rate);
+            } else {
+                cJSON_AddNullToObject(k, "throttled_until");
+                cJSON_AddNumberToObject(k, "rate_per_minute", cfg->rate_per_minute);
             }
         }
         print_json(doc);
     } else {
         printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", shown(db_path(db)),
                (long long)pending, (long long)dead, (long long)cfg->max_events);
-        if (n) printf("%-12s %-16s %8s %6s  %-14s %s\n", "ROUTING KEY", "TARGET", "PENDING", "DEAD",
-                      "OLDEST PENDING", "NEXT ATTEMPT");
+        if (pid <= 0)
+            printf("uplink: unknown (no daemon is running on %s)\n", shown(cfg->data_dir));
+        else if (link == 0)
+            printf("uplink: up\n");
+        else
+            printf("uplink: %s for %s (since %s); events wait for it\n", uplink,
+                   pdr_fmt_age(now - since, age, sizeof age), pdr_timestamp_format(since, when));
+        if (n) printf("%-12s %-16s %8s %6s  %-14s %-12s %-12s %s\n", "ROUTING KEY", "TARGET", "PENDING", "DEAD",
+                      "OLDEST PENDING", "NEXT ATTEMPT", "DRAIN ETA", "STATE");
         for (size_t i = 0; i < n; i++) {
             const char *t = cli_target_of(cfg, st[i].routing_key);
+            char eta[40], state[96];
             if (st[i].pending) {
+                char d[24];
                 pdr_fmt_age(now - st[i].oldest_pending_ms, age, sizeof age);
                 if (st[i].next_attempt_ms <= now) snprintf(next, sizeof next, "now");
                 else {
                     char in[24];
                     snprintf(next, sizeof next, "in %s", pdr_fmt_age(st[i].next_attempt_ms - now, in, sizeof in));
                 }
+                snprintf(eta, sizeof eta, "%s%s", pdr_fmt_age(drain_eta_ms(&st[i], cfg, now), d, sizeof d),
+                         pid > 0 && link != 0 ? "+uplink" : "");
             } else {
                 snprintf(age, sizeof age, "-");
                 snprintf(next, sizeof next, "-");
+                snprintf(eta, sizeof eta, "-");
             }
+            if (st[i].throttled_until_ms > now)
+                snprintf(state, sizeof state, "throttled until %s, then %d/min",
+                         pdr_timestamp_format(st[i].throttled_until_ms, when), st[i].throttle_rate);
+            else
+                snprintf(state, sizeof state, "%s", st[i].pending ? "sending" : "-");
             /* The redacted key holds a 3-byte ellipsis: pad by bytes + 2. */
-            printf("%-14s %-16s %8lld %6lld  %-14s %s\n", pdr_redact(st[i].routing_key, red, sizeof red),
-                   t ? shown(t) : "-", (long long)st[i].pending, (long long)st[i].dead, age, next);
+            printf("%-14s %-16s %8lld %6lld  %-14s %-12s %-12s %s\n", pdr_redact(st[i].routing_key, red, sizeof red),
+                   t ? shown(t) : "-", (long long)st[i].pending, (long long)st[i].dead, age, next, eta, state);
         }
     }
     free(st);

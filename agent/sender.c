@@ -345,6 +345,21 @@ static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t n
     return 0;
 }
 
+/* Every key goes again now: its own backoff forgotten, its next row due
+** (db_outbox_wake_heads); a key throttled by a 429 still waits. */
+static void lanes_resume(sender *s, int64_t now)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        if (l->throttled_until_ms > now) continue;
+        backoff_reset(&l->bo);
+        l->retry_at_ms = 0;
+    }
+    pdr_rc rc = db_outbox_wake_heads(s->db, now, &n);
+    if (rc) write_failed(s, "cannot make the waiting events due", rc, NULL);
+}
+
 /* An answer came: a link that was down is up again; every key's next row
 ** is due at once (db_outbox_wake_heads; throttled keys excepted) and the
 ** lanes forget the backoff the outage gave them. Called inside the pass's
@@ -353,19 +368,12 @@ static void link_answered(sender *s, int64_t now)
 {
     if (s->link == LINK_UP) return;
     char len[32], pend[24], att[24], oldest[32];
-    int64_t pending, age, woken = 0;
+    int64_t pending, age;
     if (s->link == LINK_PROBING) metrics_inc(MC_PROBES, "recovered", NULL);
     s->link = LINK_UP;
     s->up_since_ms = now;
     backoff_reset(&s->link_bo);
-    for (size_t i = 0; i < s->n_lanes; i++) {
-        lane *l = &s->lanes[i];
-        if (l->throttled_until_ms > now) continue;
-        backoff_reset(&l->bo);
-        l->retry_at_ms = 0;
-    }
-    pdr_rc rc = db_outbox_wake_heads(s->db, now, &woken);
-    if (rc) write_failed(s, "cannot make the waiting events due", rc, NULL);
+    lanes_resume(s, now);
     metrics_link_set(1);
     link_publish(s, now);
     backlog(s, now, &pending, &age);
@@ -730,10 +738,13 @@ static void record(sender *s, outcome *o, CURLcode cc)
     s->in_flight--;
     if (o->res.http_status) rl_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
+    /* a 5xx while down is the outage going on; any other answer ends it
+    ** (after this row's own outcome is written, below) */
+    int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
     if (o->link_fail) {
         o->logged = link_failed(s, l, &o->res, now);
-    } else if (o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP)) {
-        link_answered(s, now);   /* a 5xx while down is the outage going on */
+    } else if (answered) {
+        /* link_answered() below */
     } else if (s->link == LINK_PROBING) {
         /* a probe that met a 5xx (or none) without failing the link: down still */
         s->outage_attempts++;
@@ -753,7 +764,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         }
         break;
     case PD_RETRY:
-        if (o->link_fail || s->link != LINK_UP) {
+        if (o->link_fail || (s->link != LINK_UP && !answered)) {
             /* the uplink's failure: the row waits for the probe schedule,
             ** the key's own backoff is not grown */
             o->delay = s->next_probe_ms > now ? s->next_probe_ms - now : 0;
@@ -770,6 +781,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         o->rc = db_outbox_kill(s->db, r->id, o->res.error);
         break;
     }
+    if (answered) link_answered(s, now);
 }
 
 /* A key's failure: the first of a reason is logged at warn, repeats at
@@ -916,15 +928,7 @@ static void kicked(sender *s, int64_t now)
         return;
     }
     if (s->link != LINK_UP) return;
-    int64_t n = 0;
-    for (size_t i = 0; i < s->n_lanes; i++) {
-        lane *l = &s->lanes[i];
-        if (l->throttled_until_ms > now) continue;
-        backoff_reset(&l->bo);
-        l->retry_at_ms = 0;
-    }
-    pdr_rc rc = db_outbox_wake_heads(s->db, now, &n);
-    if (rc) write_failed(s, "cannot make the waiting events due", rc, NULL);
+    lanes_resume(s, now);
     pdr_log(PDR_LOG_DEBUG, "kicked: every key's next event is due now", NULL);
 }
 

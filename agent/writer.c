@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "log.h"
 #include "metrics.h"
 
@@ -72,6 +74,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
     opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = cfg->max_events;
     opt.skip_quick_check = 1;   /* the daemon checked the file when it started */
+    opt.dedup_ttl_ms = cfg->dedup_ttl_ms;   /* a trigger records its incident as it is queued */
     rc = db_open(&opt, &w->db, err, sizeof err);
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "ingest cannot open the outbox", "error", err, NULL);
@@ -135,18 +138,84 @@ static pdr_rc writer_run_probe(writer *w)
     return rc;
 }
 
+/* The strings of an event sent to another key than the one it came with. */
+typedef struct rerouted {
+    struct rerouted *next;
+    char routing_key[PDR_ROUTING_KEY_LEN + 1];
+    char dedup_key[PDR_DEDUP_KEY_MAX_BYTES + 1];
+    char *body;                 /* cJSON_PrintUnformatted: cJSON_free */
+} rerouted;
+
+/* An incident keeps its routing key (writer invariant 5): an alert of a
+** target whose incident is open under another key (the target's key was
+** rotated since its trigger; the dedup table says which) goes to that key,
+** with its dedup key, whatever its action: PagerDuty drops an acknowledge
+** or resolve sent to any other key, and a repeated trigger there would open
+** a second incident. *out is set (caller frees) only when ev was changed. */
+static pdr_rc reroute(writer *w, db_event *ev, rerouted **out)
+{
+    rerouted r;
+    cJSON *b = NULL;
+    pdr_rc rc;
+    *out = NULL;
+    if (!ev->target || !ev->fingerprint || !ev->dedup_key) return PDR_OK;
+    rc = db_dedup_route(w->db, ev->target, ev->fingerprint, r.routing_key, r.dedup_key);
+    if (rc == PDR_ERR_NOT_FOUND || (!rc && !strcmp(r.routing_key, ev->routing_key))) return PDR_OK;
+    if (rc) return rc;
+    rc = PDR_ERR_NOMEM;
+    b = cJSON_ParseWithLength(ev->body, ev->body_len);
+    if (!b || !cJSON_ReplaceItemInObjectCaseSensitive(b, "routing_key", cJSON_CreateString(r.routing_key)) ||
+        !cJSON_ReplaceItemInObjectCaseSensitive(b, "dedup_key", cJSON_CreateString(r.dedup_key)))
+        goto out;
+    r.next = NULL;
+    r.body = cJSON_PrintUnformatted(b);
+    if (!r.body || !(*out = malloc(sizeof r))) {
+        cJSON_free(r.body);
+        goto out;
+    }
+    **out = r;
+    char from[PDR_REDACT_SIZE], to[PDR_REDACT_SIZE];
+    pdr_log(PDR_LOG_INFO, "incident keeps its routing key: sent to the key that triggered it", "target",
+            ev->target, "fingerprint", ev->fingerprint, "action", pdr_action_name(ev->action), "key",
+            pdr_redact(ev->routing_key, from, sizeof from), "incident_key",
+            pdr_redact(r.routing_key, to, sizeof to), NULL);
+    ev->routing_key = (*out)->routing_key;
+    ev->dedup_key = (*out)->dedup_key;
+    ev->body = (*out)->body;
+    ev->body_len = strlen((*out)->body);
+    rc = PDR_OK;
+out:
+    cJSON_Delete(b);
+    return rc;
+}
+
 /* Commits the jobs from first up to (not including) end as one batch. */
 static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_t nev)
 {
     size_t k = 0, stored = 0;
+    rerouted *moved = NULL;   /* this batch's rerouted events' strings */
     pdr_rc rc = batch_reserve(w, nev);
     if (rc) return rc;
     for (writer_job *j = first; j != end; j = j->next) {
         memcpy(w->bevs + k, j->evs, j->n * sizeof *j->evs);
         k += j->n;
     }
+    for (size_t i = 0; i < nev && !rc; i++) {
+        rerouted *r = NULL;
+        rc = reroute(w, &w->bevs[i], &r);
+        if (r) {
+            r->next = moved;
+            moved = r;
+        }
+    }
     double t0 = metrics_now();
-    rc = db_outbox_push_batch(w->db, w->bevs, nev, w->bres, w->bids);
+    if (!rc) rc = db_outbox_push_batch(w->db, w->bevs, nev, w->bres, w->bids);
+    while (moved) {
+        rerouted *next = moved->next;
+        cJSON_free(moved->body);
+        free(moved);
+        moved = next;
+    }
     if (rc) return rc;
     metrics_observe(MH_COMMIT, NULL, metrics_now() - t0);
     k = 0;

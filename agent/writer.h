@@ -21,6 +21,12 @@
 **      by itself when space returns.
 **   4. After writer_stop() begins, new jobs get PDR_ERR_SHUTDOWN; jobs already
 **      queued are still committed and their callbacks called.
+**   5. An incident keeps its routing key: an alert of a [target] whose
+**      fingerprint has a live incident in the dedup table under another key
+**      (the target's key was rotated since) is queued for that key and its
+**      dedup key, whatever its action; a trigger records its incident
+**      (target, fingerprint, key, dedup key) in the same transaction that
+**      queues it, so this holds while the trigger is still waiting too.
 **
 ** Threads: every function here may be called from any thread (the HTTP
 ** event-loop threads, the main thread), except writer_destroy(), which must

@@ -235,10 +235,11 @@ pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
 ** due are either in flight or waiting for a token, and wake it otherwise. */
 pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out);
 
-/* The uplink is back: every lane resumes at once. Sets next_ms = now_ms on
-** each key's next row whose next_ms > now_ms, except for the keys throttled
-** beyond now_ms (key_state, db_key_throttle_set). *n_out (may be NULL) how
-** many rows. Index-driven over the keys' next rows. */
+/* The uplink is back: makes due now (next_ms = now_ms) every pending head
+** (the oldest pending row of each dedup_key: the candidates for each key's
+** next row) whose next_ms > now_ms, except for the keys throttled beyond
+** now_ms (key_state, db_key_throttle_set). *n_out (may be NULL) how many
+** rows. Reads the heads through outbox_sched, never the rows behind them. */
 pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out);
 
 /* The first pending RESOLVE of (routing_key, dedup_key) with id > after_id:

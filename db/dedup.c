@@ -88,17 +88,19 @@ static pdr_rc dedup_entry_read(db_t *db, sqlite3_stmt *st, db_dedup_entry *out)
     return rc;
 }
 
-pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
-                    db_dedup_entry *out)
+/* The live entry of routing_key and one more column (name = value) by
+** statement which: db_dedup_get and db_dedup_get_by_key. */
+static pdr_rc dedup_lookup(db_t *db, int which, const char *routing_key, const char *name, const char *value,
+                           db_dedup_entry *out)
 {
     sqlite3_stmt *st;
     pdr_rc rc;
     int src = SQLITE_OK;
 
-    if (!db || !routing_key || !fingerprint || !out) return PDR_ERR_INVALID;
-    st = db_stmt(db, DB_STMT_DEDUP_GET);
+    if (!db || !routing_key || !value || !out) return PDR_ERR_INVALID;
+    st = db_stmt(db, which);
     db_bind_text(st, "@routing_key", routing_key, &src);
-    db_bind_text(st, "@fingerprint", fingerprint, &src);
+    db_bind_text(st, name, value, &src);
     db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
     if (src) {
         rc = db_fail(db, src, "binding");
@@ -108,24 +110,16 @@ pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
     return dedup_entry_read(db, st, out);
 }
 
+pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
+                    db_dedup_entry *out)
+{
+    return dedup_lookup(db, DB_STMT_DEDUP_GET, routing_key, "@fingerprint", fingerprint, out);
+}
+
 pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_key,
                            db_dedup_entry *out)
 {
-    sqlite3_stmt *st;
-    pdr_rc rc;
-    int src = SQLITE_OK;
-
-    if (!db || !routing_key || !dedup_key || !out) return PDR_ERR_INVALID;
-    st = db_stmt(db, DB_STMT_DEDUP_GET_BY_KEY);
-    db_bind_text(st, "@routing_key", routing_key, &src);
-    db_bind_text(st, "@dedup_key", dedup_key, &src);
-    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
-    if (src) {
-        rc = db_fail(db, src, "binding");
-        sqlite3_reset(st);
-        return rc;
-    }
-    return dedup_entry_read(db, st, out);
+    return dedup_lookup(db, DB_STMT_DEDUP_GET_BY_KEY, routing_key, "@dedup_key", dedup_key, out);
 }
 
 pdr_rc db_dedup_route(db_t *db, const char *target, const char *fingerprint,

@@ -222,7 +222,7 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 ** head with one seek (O(keys log n)), then each key's next row is the first
 ** entry of that key's range, one seek more. No statement scans the backlog:
 ** test_outbox.c checks the plan (db_explain). KEY_FILTER: an extra
-** condition on keys.rk ("" for none). Used by _DUE, _NEXT_DUE, _WAKE. */
+** condition on keys.rk ("" for none). Used by _DUE and _NEXT_DUE. */
 #define DB_SQL_NEXT_CTE(KEY_FILTER) \
     "WITH RECURSIVE keys(rk) AS (" \
     "  SELECT (SELECT MIN(routing_key) FROM outbox INDEXED BY outbox_sched" \
@@ -288,13 +288,16 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
       DB_SQL_NEXT_CTE("") \
       "SELECT MIN(o.next_ms) FROM nexts JOIN outbox o ON o.id=nexts.nid" \
       " WHERE o.next_ms>@after") \
-    /* the uplink is back: every key's next row due now, but for the keys \
-    ** throttled (key_state) beyond now. */                                \
+    /* the uplink is back: every pending head (the candidates of every key's \
+    ** next row: a row rescheduled during the outage may sit behind a more  \
+    ** urgent one that came since) due now, but for the keys throttled      \
+    ** (key_state) beyond now. Reads outbox_sched, the heads only, never    \
+    ** the rows queued behind them; once per recovery, not per send. */     \
     X(OUTBOX_WAKE, \
-      DB_SQL_NEXT_CTE(" AND NOT EXISTS(SELECT 1 FROM key_state k" \
-                      " WHERE k.routing_key=keys.rk AND k.throttled_until_ms>@now)") \
-      "UPDATE outbox SET next_ms=@now WHERE id IN (SELECT nid FROM nexts)" \
-      " AND next_ms>@now") \
+      "UPDATE outbox INDEXED BY outbox_sched SET next_ms=@now" \
+      " WHERE state=0 AND head=1 AND next_ms>@now" \
+      " AND NOT EXISTS(SELECT 1 FROM key_state k" \
+      "  WHERE k.routing_key=outbox.routing_key AND k.throttled_until_ms>@now)") \
     /* The range of one group (outbox_coalesce), never the key's. */ \
     X(OUTBOX_FIND_RESOLVE, \
       "SELECT id, event_ms FROM outbox INDEXED BY outbox_coalesce" \

@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "db.h"
+#include "event.h"
 #include "itutil.h"
 #include "mockpd_client.h"
 #include "testutil.h"
@@ -242,16 +243,42 @@ static void test_log_says_it_once(void **state)
     fx_free(f);
 }
 
+/* A key that keeps failing for one reason while the link is up (a 408 is
+** about the key): one warn line, repeats at debug, one line when it
+** delivers again with the count. */
+static void test_key_failures_logged_once(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, NULL, NULL);
+    it_queue(f->data_dir, KEYS[0], "k", 2);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 408, 0, 6), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 2, 20000), 0);
+    assert_int_equal(it_wait_log(&f->d, "key delivering again", 10000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    char *log = it_log(&f->d);
+    assert_int_equal(count_of(log, "level=warn msg=\"delivery failed; will retry"), 1);
+    assert_non_null(strstr(log, "msg=\"key delivering again\" key=\"R1\xe2\x80\xa6" "ab12\" failures=6 "
+                                "last_reason=\"timeout HTTP 408\""));
+    assert_int_equal(count_of(log, "uplink"), 0);
+    free(log);
+    fx_free(f);
+}
+
 /* ---- 4. urgent first ------------------------------------------------------------- */
 
 /* Thirty warnings wait for one key while the link is down; then a critical
 ** trigger comes. It is the probe, so it is the first event PagerDuty gets
-** when the link returns; the warnings follow in their order. */
+** when the link returns (here at once, by SIGUSR1, seconds before the
+** probe schedule); the warnings follow at once, in their order: the one
+** that failed when the link went down does not wait for its old retry
+** time. */
 static void test_critical_first_after_recovery(void **state)
 {
     (void)state;
     fx *f = fx_new(NULL);
-    fx_config(f, NULL, "down_probe_max = 100ms", NULL);
+    fx_config(f, NULL, "backoff_max_ms = 4000\ndown_probe_max = 8s", NULL);
     for (int i = 0; i < 30; i++) {
         char dk[16];
         snprintf(dk, sizeof dk, "w-%d", i);
@@ -262,10 +289,14 @@ static void test_critical_first_after_recovery(void **state)
     assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
     push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
     assert_int_equal(mockpd_restart(f->mock), 0);
+    assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 31, 20000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     cJSON *ev = mockpd_events(f->mock);
     assert_string_equal(it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"), "crit");
+    double crit_at = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ev, 0), "arrival_ms")->valuedouble;
+    double w0_at = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ev, 1), "arrival_ms")->valuedouble;
+    if (w0_at - crit_at > 1500) it_fail("the first warning came %.0f ms after the critical", w0_at - crit_at);
     char got[40][32];
     int n = it_accepted_for(ev, KEYS[0], got, 40);
     assert_int_equal(n, 31);
@@ -426,6 +457,214 @@ static void test_429_waits_throttle_backoff(void **state)
     fx_free(f);
 }
 
+/* ---- 6. an incident keeps its routing key ----------------------------------------- */
+
+static void post_am(fx *f, const char *status, const char *fp)
+{
+    char *body = tu_printf("{\"version\":\"4\",\"status\":\"%s\",\"receiver\":\"r\",\"alerts\":[{\"status\":\"%s\","
+                           "\"labels\":{\"alertname\":\"PumpDown\",\"severity\":\"critical\",\"env\":\"prod\"},"
+                           "\"annotations\":{},\"fingerprint\":\"%s\"}]}", status, status, fp);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alertmanager", body, NULL, NULL, NULL), 200);
+    free(body);
+}
+
+static void rotate(fx *f, const char *key_file, const char *key, int reloads)
+{
+    tu_write_file(key_file, key);
+    assert_int_equal(kill(f->d.pid, SIGHUP), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "configuration reloaded", reloads, 10000), 0);
+}
+
+/* The events the mock got for one dedup key, as "action@key-index" words. */
+static char *history(cJSON *ev, const char *dk)
+{
+    char *out = tu_printf("%s", "");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ev) {
+        if (strcmp(it_jstr(e, "dedup_key"), dk)) continue;
+        int k = -1;
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (!strcmp(it_jstr(e, "routing_key"), KEYS[i])) k = (int)i;
+        char *next = tu_printf("%s%s%s@%d", out, *out ? " " : "", it_jstr(e, "event_action"), k);
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* Key A triggers fp-1; the target's key file is rotated to B (SIGHUP); the
+** resolve of fp-1 still goes to A with fp-1's dedup key, while a new alert
+** fp-2 goes to B. Then, with the uplink down, fp-3 triggers under B and
+** waits; the key rotates to C; fp-3's resolve joins its trigger under B. */
+static void test_incident_keeps_its_key(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    char *key_file = tu_printf("%s/site.key", f->dir);
+    tu_write_file(key_file, KEYS[0]);
+    char *extra = tu_printf("resolved_while_queued = send\n[target site]\nrouting_key_file = %s\nmatch = env=prod\n",
+                            key_file);
+    fx_config(f, NULL, "down_probe_max = 100ms", extra);
+    free(extra);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
+
+    post_am(f, "firing", "fp-1");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
+    cJSON *ev = mockpd_events(f->mock);
+    char *dk1 = tu_printf("%s", it_jstr(cJSON_GetArrayItem(ev, 0), "dedup_key"));
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log(&f->d, "msg=delivered", 10000), 0);   /* the incident is recorded */
+
+    rotate(f, key_file, KEYS[1], 1);
+    post_am(f, "resolved", "fp-1");
+    post_am(f, "firing", "fp-2");
+    assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
+    ev = mockpd_events(f->mock);
+    char *h1 = history(ev, dk1);
+    assert_string_equal(h1, "trigger@0 resolve@0");
+    const cJSON *e2 = cJSON_GetArrayItem(ev, 2);
+    if (!strcmp(it_jstr(e2, "dedup_key"), dk1)) e2 = cJSON_GetArrayItem(ev, 1);
+    assert_string_equal(it_jstr(e2, "routing_key"), KEYS[1]);
+    cJSON_Delete(ev);
+    assert_int_equal(it_wait_log_count(&f->d, "msg=delivered", 3, 10000), 0);
+
+    /* while the uplink is down */
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    post_am(f, "firing", "fp-3");
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    rotate(f, key_file, KEYS[2], 2);
+    post_am(f, "resolved", "fp-3");
+    assert_int_equal(mockpd_set_mode(f->mock, "ok", 0, 0, 0), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 5, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    ev = mockpd_events(f->mock);
+    char *dk3 = tu_printf("%s", it_jstr(cJSON_GetArrayItem(ev, 3), "dedup_key"));
+    char *h3 = history(ev, dk3);
+    assert_string_equal(h3, "trigger@1 resolve@1");
+    cJSON_Delete(ev);
+    char *log = it_log(&f->d);
+    assert_non_null(strstr(log, "incident keeps its routing key"));
+    free(log);
+    free(h1);
+    free(h3);
+    free(dk1);
+    free(dk3);
+    free(key_file);
+    fx_free(f);
+}
+
+/* `pdrelay queue status` (text or --json): its output, and exit 0. */
+static char *queue_status(fx *f, int json)
+{
+    const char *argv[] = {tu_pdrelay(), "queue", "status", "-c", f->cfg, json ? "--json" : NULL, NULL};
+    char *out = NULL;
+    assert_int_equal(tu_run(argv, NULL, &out, NULL), 0);
+    return out;
+}
+
+/* After a 429 with throttle_backoff 1h, `queue status` shows the key
+** throttled until then at half rate, and the drain ETA that follows; with
+** the uplink down, it says so. */
+static void test_queue_status_throttled_and_down(void **state)
+{
+    (void)state;
+    mockpd_opts mo = {.limit = -1};
+    fx *f = fx_new(&mo);
+    fx_config(f, NULL, "throttle_backoff = 1h\ndown_probe_max = 100ms", NULL);
+    it_queue(f->data_dir, KEYS[0], "t", 3);
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 429, 0, 1), 0);
+    char *out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: unknown (no daemon is running on "));
+    free(out);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "throttled by PagerDuty", 10000), 0);
+    out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: up\n"));
+    assert_non_null(strstr(out, "throttled until "));
+    assert_non_null(strstr(out, ", then 60/min"));
+    free(out);
+    out = queue_status(f, 1);
+    cJSON *doc = cJSON_Parse(out);
+    free(out);
+    const cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), 0);
+    assert_string_equal(it_jstr(cJSON_GetObjectItemCaseSensitive(doc, "uplink"), "state"), "up");
+    assert_non_null(it_jstr(k, "throttled_until"));
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(k, "rate_per_minute")->valueint, 60);
+    /* an hour's wait, then 3 events at 60/min: 3 s */
+    double eta = cJSON_GetObjectItemCaseSensitive(k, "drain_eta_ms")->valuedouble;
+    assert_true(eta > 3600000.0 - 60000.0 && eta <= 3600000.0 + 3000.0);
+    cJSON_Delete(doc);
+
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    push(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "d", "error", "down");
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    out = queue_status(f, 0);
+    assert_non_null(strstr(out, "uplink: "));
+    assert_true(strstr(out, "uplink: down for ") || strstr(out, "uplink: probing for "));
+    free(out);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    fx_free(f);
+}
+
+/* ---- 3. true times ---------------------------------------------------------------- */
+
+/* Events without a time of their own, queued by every ingest path and by
+** `pdrelay send` while the uplink is down, reach PagerDuty stamped with the
+** time pdrelay received them, not the time the link came back. */
+static void test_true_times_every_path(void **state)
+{
+    (void)state;
+    fx *f = fx_new(NULL);
+    fx_config(f, NULL, "down_probe_max = 100ms", "[target all]\nrouting_key = R1eeeeeeeeeeeeeeeeeeeeeeeeeeef90\n");
+    assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
+    int64_t before = pdr_clock_now_ms();
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue",
+                             "{\"routing_key\":\"R1aaaaaaaaaaaaaaaaaaaaaaaaaaab12\",\"event_action\":\"trigger\","
+                             "\"payload\":{\"summary\":\"tt-enqueue\",\"source\":\"h\",\"severity\":\"error\"}}",
+                             NULL, NULL, NULL), 202);
+    assert_int_equal(it_http(f->base, "POST", "/v2/change/enqueue",
+                             "{\"routing_key\":\"R1bbbbbbbbbbbbbbbbbbbbbbbbbbcd34\","
+                             "\"payload\":{\"summary\":\"tt-change\",\"source\":\"h\"}}", NULL, NULL, NULL), 202);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alertmanager",
+                             "{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"alertname\":\"Tt\"},"
+                             "\"annotations\":{\"summary\":\"tt-am\"},\"startsAt\":\"0001-01-01T00:00:00Z\"}]}",
+                             NULL, NULL, NULL), 200);
+    assert_int_equal(it_http(f->base, "POST", "/v1/alerts",
+                             "{\"alert_name\":\"TtAlerts\",\"status\":\"firing\",\"labels\":{},"
+                             "\"annotations\":{\"summary\":\"tt-alerts\"}}", NULL, NULL, NULL), 200);
+    assert_int_equal(it_send(f->cfg, KEYS[2], "trigger", "tt-send", "tt-send"), 0);
+    int64_t after = pdr_clock_now_ms();
+    /* held for a while: delivery comes well after the events arrived */
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_int_equal(mockpd_wait_requests(f->mock, 12, 20000), 0);
+    int64_t recovery = pdr_clock_now_ms();
+    assert_int_equal(mockpd_set_mode(f->mock, "ok", 0, 0, 0), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 5, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_true(recovery - after >= 300);
+    cJSON *ev = mockpd_events(f->mock);
+    const cJSON *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, ev) {
+        cJSON *body = cJSON_Parse(it_jstr(e, "body"));
+        const char *ts = it_jstr(cJSON_GetObjectItemCaseSensitive(body, "payload"), "timestamp");
+        int64_t ms = 0;
+        if (!ts || pdr_timestamp_parse_ms(ts, &ms) != PDR_OK)
+            it_fail("%s: no payload.timestamp reached PagerDuty", it_jstr(e, "summary"));
+        if (ms < before - 1 || ms > after + 1)
+            it_fail("%s: stamped %lld, received between %lld and %lld", it_jstr(e, "summary"), (long long)ms,
+                    (long long)before, (long long)after);
+        n++;
+        cJSON_Delete(body);
+    }
+    assert_int_equal(n, 5);
+    cJSON_Delete(ev);
+    fx_free(f);
+}
+
 /* ---- 3. true times: the delay note ------------------------------------------------- */
 
 /* An event that arrived ten minutes ago goes out with custom_details.pdrelay
@@ -471,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_one_probe_while_down),
         cmocka_unit_test(test_sigusr1_ends_the_wait),
         cmocka_unit_test(test_log_says_it_once),
+        cmocka_unit_test(test_key_failures_logged_once),
         cmocka_unit_test(test_critical_first_after_recovery),
         cmocka_unit_test(test_resolved_while_queued_send),
         cmocka_unit_test(test_resolved_while_queued_collapse),
@@ -478,6 +718,9 @@ int main(void)
         cmocka_unit_test(test_healthy_link_not_touched),
         cmocka_unit_test(test_429_waits_throttle_backoff),
         cmocka_unit_test(test_delay_note),
+        cmocka_unit_test(test_queue_status_throttled_and_down),
+        cmocka_unit_test(test_true_times_every_path),
+        cmocka_unit_test(test_incident_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
