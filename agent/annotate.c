@@ -42,7 +42,7 @@ static pdr_rc mark_resolved(cJSON *payload)
         if (nomem) return PDR_ERR_NOMEM;
         if (cut) orig = cut;
         n = strlen(orig);
-        s = malloc(prefix_chars + n + 1);
+        s = pdr_malloc(prefix_chars + n + 1);
         if (!s) {
             cJSON_free(cut);
             return PDR_ERR_NOMEM;
@@ -84,7 +84,7 @@ static pdr_rc print(const cJSON *root, char **text, size_t *len)
     char *p = cJSON_PrintUnformatted(root);
     if (!p) return PDR_ERR_NOMEM;
     *len = strlen(p);
-    *text = malloc(*len + 1);
+    *text = pdr_malloc(*len + 1);
     if (*text) memcpy(*text, p, *len + 1);
     cJSON_free(p);
     return *text ? PDR_OK : PDR_ERR_NOMEM;

@@ -50,9 +50,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 pd_request *pd_request_create(const pdr_config *cfg)
 {
     char ua[64];
-    pd_request *r = calloc(1, sizeof *r);
+    pd_request *r = pdr_calloc(1, sizeof *r);
     if (!r) return NULL;
-    r->resp = malloc(PD_RESPONSE_MAX + 1);
+    r->resp = pdr_malloc(PD_RESPONSE_MAX + 1);
     r->easy = curl_easy_init();
     snprintf(ua, sizeof ua, "pdrelay/%s", PDR_VERSION);
     r->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -111,7 +111,7 @@ CURL *pd_request_easy(pd_request *r)
 
 int pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len)
 {
-    char *copy = malloc(len + 1);
+    char *copy = pdr_malloc(len + 1);
     if (!copy) return -1;
     memcpy(copy, body, len);
     copy[len] = '\0';

@@ -19,7 +19,7 @@ int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, in
     rl->n_done = 0;
     rl->head = 0;
     rl->halved_until_ms = 0;
-    rl->done = malloc(sizeof *rl->done * (size_t)rl->rate);
+    rl->done = pdr_malloc(sizeof *rl->done * (size_t)rl->rate);
     return rl->done ? 0 : -1;
 }
 

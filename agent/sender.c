@@ -142,7 +142,7 @@ void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx)
 
 pdr_rc sender_create(const pdr_config *cfg, sender **out)
 {
-    sender *s = calloc(1, sizeof *s);
+    sender *s = pdr_calloc(1, sizeof *s);
     if (!s) return PDR_ERR_NOMEM;
     s->cfg = cfg;
     s->ino_fd = -1;
@@ -152,8 +152,8 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     snprintf(s->url_alert, sizeof s->url_alert, "%s/v2/enqueue", cfg->pd_url);
     snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
     s->multi = curl_multi_init();
-    s->lanes = calloc(SENDER_MAX_LANES, sizeof *s->lanes);
-    s->done = calloc((size_t)cfg->concurrency, sizeof *s->done);
+    s->lanes = pdr_calloc(SENDER_MAX_LANES, sizeof *s->lanes);
+    s->done = pdr_calloc((size_t)cfg->concurrency, sizeof *s->done);
     if (!s->multi || !s->lanes || !s->done) {
         sender_destroy(s);
         return PDR_ERR_NOMEM;
