@@ -220,7 +220,7 @@ static lane *lane_get(sender *s, const char *key, int64_t now)
     snprintf(l->key, sizeof l->key, "%s", key);
     pdr_redact(key, l->red, sizeof l->red);
     l->req = pd_request_create(s->cfg);
-    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now)) {
+    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
         pd_request_destroy(l->req);
         return NULL;
     }
@@ -497,7 +497,7 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     size_t len;
     int owned, bad;
     if (body_for(s, l, row, now, &body, &len, &owned)) return 1;
-    bad = pd_request_prepare(l->req, url, body, len) != 0;
+    bad = pd_request_prepare(l->req, url, body, len) != PDR_OK;
     if (owned) free(body);
     if (bad) return -1;
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
