@@ -278,6 +278,13 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out)
 
 pdr_rc db_tx_begin(db_t *db)
 {
+    /* No caller nests transactions (db.h): one still open is what a
+    ** ROLLBACK that failed (out of memory) left. Ending it now keeps that
+    ** one failure from failing every later transaction of the connection. */
+    if (!sqlite3_get_autocommit(db->h)) {
+        db_tx_rollback(db);
+        if (!sqlite3_get_autocommit(db->h)) return PDR_ERR_NOMEM;
+    }
     return db_stmt_run(db, db->stmt[DB_STMT_BEGIN], NULL);
 }
 
