@@ -42,7 +42,7 @@ static pdr_rc mark_resolved(cJSON *payload)
         if (nomem) return PDR_ERR_NOMEM;
         if (cut) orig = cut;
         n = strlen(orig);
-        s = malloc(prefix_chars + n + 1);
+        s = pdr_malloc(prefix_chars + n + 1);
         if (!s) {
             cJSON_free(cut);
             return PDR_ERR_NOMEM;
@@ -84,7 +84,7 @@ static pdr_rc print(const cJSON *root, char **text, size_t *len)
     char *p = cJSON_PrintUnformatted(root);
     if (!p) return PDR_ERR_NOMEM;
     *len = strlen(p);
-    *text = malloc(*len + 1);
+    *text = pdr_malloc(*len + 1);
     if (*text) memcpy(*text, p, *len + 1);
     cJSON_free(p);
     return *text ? PDR_OK : PDR_ERR_NOMEM;
@@ -94,7 +94,7 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
 {
     cJSON *root, *payload, *details, *note = NULL;
     const cJSON *action;
-    int trigger, changed = 0, noted = 0, created = 0, stamped = 0;
+    int trigger, changed = 0, noted = 0, created = 0, stamped = 0, nul;
     char *text = NULL;
     size_t tlen = 0;
     pdr_rc rc;
@@ -102,14 +102,13 @@ pdr_rc annotate_body(const char *body, size_t len, const annotate_opts *o, char 
     *out = NULL;
     *outlen = 0;
     if (!body || !o) return PDR_ERR_INVALID;
-    root = cJSON_ParseWithLength(body, len);
-    if (!root) {
-        /* cJSON says NULL for both; an allocation failure is noted by the hooks, but
-        ** a short body that cannot parse is the common case. */
-        return PDR_ERR_INVALID;
-    }
+    /* pdr_json_parse tells running out of memory (NOMEM: the sender tries
+    ** again) from a body that is not JSON (INVALID: sent as it is). A
+    ** stored body never holds NUL (ingest refuses it). */
+    rc = pdr_json_parse(body, len, &root, &nul);
+    if (rc) return rc;
     rc = PDR_ERR_INVALID;
-    if (!cJSON_IsObject(root)) goto out;
+    if (nul || !cJSON_IsObject(root)) goto out;
     rc = PDR_ERR_NOT_FOUND;
     action = cJSON_GetObjectItemCaseSensitive(root, "event_action");
     trigger = cJSON_IsString(action) && !strcmp(action->valuestring, "trigger");

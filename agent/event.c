@@ -26,8 +26,8 @@
 /* ---- cJSON's allocator and the parse ------------------------------------ */
 
 static _Thread_local int json_nomem;    /* an allocation failed on this thread */
-static void *(*json_inner_malloc)(size_t) = malloc;
-static void (*json_inner_free)(void *) = free;
+static void *(*json_inner_malloc)(size_t) = pdr_malloc;
+static void (*json_inner_free)(void *) = pdr_free;
 
 static void *json_malloc(size_t n)
 {
@@ -44,8 +44,8 @@ static void json_free(void *p)
 void pdr_json_hooks_set(const cJSON_Hooks *inner)
 {
     cJSON_Hooks h = {json_malloc, json_free};
-    json_inner_malloc = inner && inner->malloc_fn ? inner->malloc_fn : malloc;
-    json_inner_free = inner && inner->free_fn ? inner->free_fn : free;
+    json_inner_malloc = inner && inner->malloc_fn ? inner->malloc_fn : pdr_malloc;
+    json_inner_free = inner && inner->free_fn ? inner->free_fn : pdr_free;
     cJSON_InitHooks(&h);
 }
 

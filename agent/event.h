@@ -84,7 +84,7 @@ typedef enum pdr_event_kind {
     PDR_EVENT_CHANGE = 1      /* /v2/change/enqueue */
 } pdr_event_kind;
 
-/* cJSON's allocator for all of pdrelay: malloc and free (or inner's
+/* cJSON's allocator for all of pdrelay: pdr_malloc and pdr_free (pdr.h; or inner's
 ** functions, for tests that make allocations fail), noting a failed
 ** allocation in a thread-local flag, so a parser can tell running out of
 ** memory from a syntax error (cJSON returns NULL for both). Installed before

@@ -467,8 +467,8 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         return reply_unavailable(c, rc);
     }
     if (nr->n == 0) return post_reply(c, rq);   /* every alert unrouted: nothing to commit */
-    rq->evs = calloc(nr->n, sizeof *rq->evs);
-    rq->res = calloc(nr->n, sizeof *rq->res);
+    rq->evs = pdr_calloc(nr->n, sizeof *rq->evs);
+    rq->res = pdr_calloc(nr->n, sizeof *rq->res);
     if (!rq->evs || !rq->res) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
         return reply_unavailable(c, PDR_ERR_NOMEM);
@@ -754,7 +754,7 @@ static void body_append(req *rq, const char *data, size_t n)
             body_drop(rq, 3);
             return;
         }
-        p = realloc(rq->buf, cap);
+        p = pdr_realloc(rq->buf, cap);
         if (!p) {
             atomic_fetch_sub(&rq->in->body_bytes, (long long)(cap - rq->cap));
             body_drop(rq, 2);   /* out of memory: answered 503 */
@@ -840,7 +840,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     conn *cn = *socket_context;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        cn = calloc(1, sizeof *cn);
+        cn = pdr_calloc(1, sizeof *cn);
         if (!cn) return;   /* no deadline for it: MHD's idle timeout still applies */
         cn->list = DL_NONE;
         cn->fd = ci ? ci->connect_fd : -1;
@@ -954,7 +954,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             pthread_mutex_unlock(&in->cmu);
             if (killed) return MHD_NO;
         }
-        rq = calloc(1, sizeof *rq);
+        rq = pdr_calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         rq->in = in;
         *con_cls = rq;
@@ -1105,8 +1105,8 @@ pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbu
     pdr_rc rc;
 
     *out = NULL;
-    in = calloc(1, sizeof *in);
-    ref = calloc(1, sizeof *ref);
+    in = pdr_calloc(1, sizeof *in);
+    ref = pdr_calloc(1, sizeof *ref);
     if (!in || !ref) {
         free(in);
         free(ref);
@@ -1261,7 +1261,7 @@ static pdr_rc start_unix(ingest *in, const pdr_config *cfg, char *errbuf, size_t
         unlink(path);
         return PDR_ERR_IO;
     }
-    in->unix_path = strdup(path);
+    in->unix_path = pdr_strdup(path);
     pdr_log(PDR_LOG_INFO, "listening", "unix_socket", path, NULL);
     return PDR_OK;
 }
@@ -1292,7 +1292,7 @@ pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz)
 
 pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz)
 {
-    cfg_ref *ref = calloc(1, sizeof *ref), *old;
+    cfg_ref *ref = pdr_calloc(1, sizeof *ref), *old;
     pdr_rc rc;
     if (!ref) {
         pdr_config_destroy(cfg);

@@ -116,7 +116,7 @@ char *pdr_log_escape_dup(const char *s, pdr_esc_mode mode)
     size_t len = s ? strlen(s) : 0;
     char *out;
     if (len > (SIZE_MAX - 1) / 6) return NULL;
-    out = malloc(6 * len + 1);
+    out = pdr_malloc(6 * len + 1);
     if (out) pdr_log_escape(out, 6 * len + 1, s ? s : "", len, mode, NULL);
     return out;
 }

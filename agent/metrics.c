@@ -115,7 +115,7 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem)
     if (*cap >= METRICS_MAX_SERIES) return -1;
     ncap = *cap ? *cap * 2 : 8;
     if (ncap > METRICS_MAX_SERIES) ncap = METRICS_MAX_SERIES;
-    p = realloc(*arr, ncap * elem);
+    p = pdr_realloc(*arr, ncap * elem);
     if (!p) return -1;
     *arr = p;
     *cap = ncap;
@@ -285,7 +285,7 @@ static void put(buf *b, const char *fmt, ...)
         }
         size_t ncap = b->cap * 2;
         char *p;
-        if (ncap > RENDER_MAX || !(p = realloc(b->p, ncap))) {
+        if (ncap > RENDER_MAX || !(p = pdr_realloc(b->p, ncap))) {
             b->failed = 1;
             return;
         }
@@ -373,7 +373,7 @@ void metrics_link_set(int up)
 
 char *metrics_render(const metrics_gauges *g)
 {
-    buf b = {malloc(16384), 0, 16384, 0};
+    buf b = {pdr_malloc(16384), 0, 16384, 0};
     if (!b.p) return NULL;
     pthread_mutex_lock(&mu);
     render_counters(&b);

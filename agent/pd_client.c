@@ -50,9 +50,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 pd_request *pd_request_create(const pdr_config *cfg)
 {
     char ua[64];
-    pd_request *r = calloc(1, sizeof *r);
+    pd_request *r = pdr_calloc(1, sizeof *r);
     if (!r) return NULL;
-    r->resp = malloc(PD_RESPONSE_MAX + 1);
+    r->resp = pdr_malloc(PD_RESPONSE_MAX + 1);
     r->easy = curl_easy_init();
     snprintf(ua, sizeof ua, "pdrelay/%s", PDR_VERSION);
     r->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -71,7 +71,18 @@ pd_request *pd_request_create(const pdr_config *cfg)
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, ua);
+    /* libcurl copies string options; a copy that fails (out of memory) would
+    ** silently drop a proxy or CA file: then no request at all. */
+    if (curl_easy_setopt(e, CURLOPT_USERAGENT, ua) != CURLE_OK ||
+        (cfg->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK) ||
+        (cfg->proxy && curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy) != CURLE_OK)
+#if LIBCURL_VERSION_NUM >= 0x075500
+        || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
+#endif
+    ) {
+        pd_request_destroy(r);
+        return NULL;
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -86,11 +97,6 @@ pd_request *pd_request_create(const pdr_config *cfg)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);   /* libcurl's minimum; default 64 KiB */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    if (cfg->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
-    if (cfg->proxy) curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
     return r;
 }
 
@@ -109,21 +115,28 @@ CURL *pd_request_easy(pd_request *r)
     return r->easy;
 }
 
-int pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len)
+pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len)
 {
-    char *copy = malloc(len + 1);
-    if (!copy) return -1;
+    char *copy = pdr_malloc(len + 1);
+    if (!copy) return PDR_ERR_NOMEM;
     memcpy(copy, body, len);
     copy[len] = '\0';
+    /* libcurl copies the URL: a copy that fails would leave the last one. */
+    if (curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK) {
+        free(copy);
+        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, NULL);
+        free(r->body);
+        r->body = NULL;
+        return PDR_ERR_NOMEM;
+    }
     free(r->body);
     r->body = copy;
     r->resp_len = 0;
     r->resp[0] = '\0';
     r->errbuf[0] = '\0';
-    curl_easy_setopt(r->easy, CURLOPT_URL, url);
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    return 0;
+    return PDR_OK;
 }
 
 /* "HTTP 400: err1; err2" from PagerDuty's body, or its message, or the raw text. */

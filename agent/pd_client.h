@@ -62,14 +62,17 @@ typedef struct pd_result {
 
 typedef struct pd_request pd_request;
 
+/* NULL when out of memory. */
 pd_request *pd_request_create(const pdr_config *cfg);
 void pd_request_destroy(pd_request *r);
 
 /* The easy handle to add to a multi handle after pd_request_prepare(). */
 CURL *pd_request_easy(pd_request *r);
 
-/* Sets up a POST of body (copied) to url. Returns 0, or -1 when out of memory. */
-int pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len);
+/* Sets up a POST of body (copied) to url. Returns PDR_OK, or PDR_ERR_NOMEM
+** (libcurl could not copy the URL either): then r keeps no body and must be
+** prepared again before it is used. */
+pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len);
 
 /* Classifies the finished transfer (cc from CURLMSG_DONE). */
 void pd_request_result(pd_request *r, CURLcode cc, pd_result *out);

@@ -142,4 +142,34 @@ pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,
 ** "12s", "5m12s", "3h04m", "2d03h"; negative counts as 0. Returns out. */
 char *pdr_fmt_age(long long ms, char *out, size_t outsz);
 
+/* ---- allocation ----------------------------------------------------------
+** Every allocation of pdrelay's own code (agent/, db/, config/) goes through
+** these, and so does cJSON's (agent/event.c installs pdr_malloc/pdr_free as
+** its hooks). They are malloc, calloc, realloc, strdup and free, with one
+** switch for tests: pdr_alloc_fail_after(n) lets n more allocations
+** succeed, then makes the next one and every later one fail (NULL; realloc
+** leaves its block alone), until pdr_alloc_fail_after(-1), the default,
+** turns failures off. While failures are off the only cost is one relaxed
+** atomic load per allocation, so the daemon runs the same code the tests
+** run. Memory from them is freed with free() or pdr_free(), which are the
+** same. Safe to call from any thread (the countdown is atomic).
+**
+** pdr_alloc_hook_libraries() puts the same countdown under SQLite
+** (SQLITE_CONFIG_MALLOC: a wrapper around SQLite's default methods) and
+** libcurl (curl_global_init_mem). It must run before SQLite and libcurl are
+** first used (tests call it first thing in main); PDR_ERR_INTERNAL when it
+** is too late. libmicrohttpd, inih, regcomp() and mbedTLS allocate with libc
+** directly and are not covered. tests/unit/test_oom.c drives it. */
+void *pdr_malloc(size_t n);
+void *pdr_calloc(size_t n, size_t size);
+void *pdr_realloc(void *p, size_t n);
+char *pdr_strdup(const char *s);
+void pdr_free(void *p);
+/* n >= 0: allocations after the next n fail; -1: none fails. Resets the
+** failure count. */
+void pdr_alloc_fail_after(long n);
+/* How many allocations failed since the last pdr_alloc_fail_after(). */
+long pdr_alloc_failures(void);
+pdr_rc pdr_alloc_hook_libraries(void);
+
 #endif /* PDR_H */

@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
+pdr_rc rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
 {
     int64_t allowance = (int64_t)rate_per_minute * window_ms / 60000;
     if (rate_per_minute < 1) rate_per_minute = 1;
@@ -19,8 +19,8 @@ int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, in
     rl->n_done = 0;
     rl->head = 0;
     rl->halved_until_ms = 0;
-    rl->done = malloc(sizeof *rl->done * (size_t)rl->rate);
-    return rl->done ? 0 : -1;
+    rl->done = pdr_malloc(sizeof *rl->done * (size_t)rl->rate);
+    return rl->done ? PDR_OK : PDR_ERR_NOMEM;
 }
 
 void rl_cleanup(ratelimit *rl)

@@ -19,6 +19,8 @@
 
 #include <stdint.h>
 
+#include "pdr.h"
+
 typedef struct ratelimit {
     double tokens;            /* bucket content */
     int64_t refilled_ms;      /* when tokens was last brought up to date */
@@ -31,10 +33,11 @@ typedef struct ratelimit {
     int64_t halved_until_ms;  /* before then, half the rate (rl_halve) */
 } ratelimit;
 
-/* Returns 0, or -1 when out of memory. The bucket starts full; it refills
+/* Returns PDR_OK, or PDR_ERR_NOMEM (rl untouched but for its fields; no
+** rl_cleanup needed). The bucket starts full; it refills
 ** at rate_per_minute; at most rate_per_minute * window_ms / 60000 requests
 ** (at least 1) fall in any window_ms (PagerDuty: 60000). */
-int rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
+pdr_rc rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
 void rl_cleanup(ratelimit *rl);
 
 /* The earliest time >= now_ms at which a request may start. */

@@ -142,7 +142,7 @@ void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx)
 
 pdr_rc sender_create(const pdr_config *cfg, sender **out)
 {
-    sender *s = calloc(1, sizeof *s);
+    sender *s = pdr_calloc(1, sizeof *s);
     if (!s) return PDR_ERR_NOMEM;
     s->cfg = cfg;
     s->ino_fd = -1;
@@ -152,8 +152,8 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     snprintf(s->url_alert, sizeof s->url_alert, "%s/v2/enqueue", cfg->pd_url);
     snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
     s->multi = curl_multi_init();
-    s->lanes = calloc(SENDER_MAX_LANES, sizeof *s->lanes);
-    s->done = calloc((size_t)cfg->concurrency, sizeof *s->done);
+    s->lanes = pdr_calloc(SENDER_MAX_LANES, sizeof *s->lanes);
+    s->done = pdr_calloc((size_t)cfg->concurrency, sizeof *s->done);
     if (!s->multi || !s->lanes || !s->done) {
         sender_destroy(s);
         return PDR_ERR_NOMEM;
@@ -220,7 +220,7 @@ static lane *lane_get(sender *s, const char *key, int64_t now)
     snprintf(l->key, sizeof l->key, "%s", key);
     pdr_redact(key, l->red, sizeof l->red);
     l->req = pd_request_create(s->cfg);
-    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now)) {
+    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
         pd_request_destroy(l->req);
         return NULL;
     }
@@ -440,7 +440,9 @@ static int collapse(sender *s, lane *l, const db_row *row, int64_t resolve_id)
 /* What goes out for row: its body as queued, or rewritten (annotate.h) for
 ** a trigger that resolved while held (note), an event held past
 ** delay_note_after, or one without payload.timestamp (stamped). *body is the row's or a new buffer (*owned 1). Returns
-** 1 when the row is gone instead (collapse), 0 to send. */
+** 1 when the row is gone instead (collapse), 0 to send, -1 when memory ran
+** out rewriting it (the row waits: a trigger that resolved while held must
+** not go out unmarked). */
 static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, size_t *len, int *owned)
 {
     annotate_opts o;
@@ -452,12 +454,15 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
     if (row->action == PDR_ACTION_TRIGGER && row->dedup_key && s->cfg->resolved_while_queued != PDR_RWQ_SEND &&
         held(s, row)) {
         int64_t rid = 0, rms = 0;
-        if (db_outbox_find_resolve(s->db, row->routing_key, row->dedup_key, row->id, &rid, &rms) == PDR_OK) {
+        pdr_rc frc = db_outbox_find_resolve(s->db, row->routing_key, row->dedup_key, row->id, &rid, &rms);
+        if (frc == PDR_ERR_NOMEM) return -1;
+        if (frc == PDR_OK) {
             db_dedup_entry e;
             /* PagerDuty already has an incident for this key: it must hear
             ** the resolve, so collapse falls back to note. */
-            int open = db_dedup_get_by_key(s->db, row->routing_key, row->dedup_key, &e) == PDR_OK &&
-                       e.state != DB_DEDUP_QUEUED;
+            pdr_rc grc = db_dedup_get_by_key(s->db, row->routing_key, row->dedup_key, &e);
+            if (grc == PDR_ERR_NOMEM) return -1;
+            int open = grc == PDR_OK && e.state != DB_DEDUP_QUEUED;
             if (s->cfg->resolved_while_queued == PDR_RWQ_COLLAPSE && !open && collapse(s, l, row, rid)) return 1;
             o.resolved_while_offline = 1;
             o.resolved_ms = rms;
@@ -479,7 +484,9 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
     o.now_ms = now;
     char *out = NULL;
     size_t n = 0;
-    if (annotate_body(row->body, row->body_len, &o, &out, &n) == PDR_OK) {
+    pdr_rc rc = annotate_body(row->body, row->body_len, &o, &out, &n);
+    if (rc == PDR_ERR_NOMEM) return -1;
+    if (rc == PDR_OK) {
         *body = out;
         *len = n;
         *owned = 1;
@@ -495,9 +502,9 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     const char *url = row->action == PDR_ACTION_CHANGE ? s->url_change : s->url_alert;
     char *body;
     size_t len;
-    int owned, bad;
-    if (body_for(s, l, row, now, &body, &len, &owned)) return 1;
-    bad = pd_request_prepare(l->req, url, body, len) != 0;
+    int owned, bad = body_for(s, l, row, now, &body, &len, &owned);
+    if (bad) return bad;
+    bad = pd_request_prepare(l->req, url, body, len) != PDR_OK;
     if (owned) free(body);
     if (bad) return -1;
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;

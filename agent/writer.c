@@ -64,7 +64,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
     pdr_rc rc;
 
     *out = NULL;
-    w = calloc(1, sizeof *w);
+    w = pdr_calloc(1, sizeof *w);
     if (!w) return PDR_ERR_NOMEM;
     w->cfg = cfg;
     w->on_commit = on_commit;
@@ -94,13 +94,13 @@ static pdr_rc batch_reserve(writer *w, size_t n)
     void *p;
     if (n <= w->bcap) return PDR_OK;
     while (cap < n) cap *= 2;
-    p = realloc(w->bevs, cap * sizeof *w->bevs);
+    p = pdr_realloc(w->bevs, cap * sizeof *w->bevs);
     if (!p) return PDR_ERR_NOMEM;
     w->bevs = p;
-    p = realloc(w->bres, cap * sizeof *w->bres);
+    p = pdr_realloc(w->bres, cap * sizeof *w->bres);
     if (!p) return PDR_ERR_NOMEM;
     w->bres = p;
-    p = realloc(w->bids, cap * sizeof *w->bids);
+    p = pdr_realloc(w->bids, cap * sizeof *w->bids);
     if (!p) return PDR_ERR_NOMEM;
     w->bids = p;
     w->bcap = cap;
@@ -169,7 +169,7 @@ static pdr_rc reroute(writer *w, db_event *ev, rerouted **out)
         goto out;
     r.next = NULL;
     r.body = cJSON_PrintUnformatted(b);
-    if (!r.body || !(*out = malloc(sizeof r))) {
+    if (!r.body || !(*out = pdr_malloc(sizeof r))) {
         cJSON_free(r.body);
         goto out;
     }

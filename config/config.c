@@ -199,7 +199,7 @@ static void err_push(load_ctx *c, char *msg)
 {
     pdr_config_errors *e = c->errs;
     if (!e->msgs) {
-        e->msgs = calloc(PDR_CONFIG_MAX_ERRORS + 1, sizeof *e->msgs);
+        e->msgs = pdr_calloc(PDR_CONFIG_MAX_ERRORS + 1, sizeof *e->msgs);
         if (!e->msgs) {
             free(msg);
             c->fatal = PDR_ERR_NOMEM;
@@ -217,7 +217,7 @@ static char *str_printf(const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0) return NULL;
-    char *p = malloc((size_t)n + 1);
+    char *p = pdr_malloc((size_t)n + 1);
     if (!p) return NULL;
     va_start(ap, fmt);
     vsnprintf(p, (size_t)n + 1, fmt, ap);
@@ -257,7 +257,7 @@ static void err_at(load_ctx *c, int line, const char *fmt, ...)
 
 static char *dup_or_fail(load_ctx *c, const char *s)
 {
-    char *p = strdup(s);
+    char *p = pdr_strdup(s);
     if (!p) c->fatal = PDR_ERR_NOMEM;
     return p;
 }
@@ -778,7 +778,7 @@ static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
         }
     }
     if (!t->matchers) {
-        t->matchers = calloc(PDR_CONFIG_MAX_MATCHERS, sizeof *t->matchers);
+        t->matchers = pdr_calloc(PDR_CONFIG_MAX_MATCHERS, sizeof *t->matchers);
         if (!t->matchers) {
             if (op == PDR_MATCH_RE || op == PDR_MATCH_NRE) regfree(&m.re);
             goto nomem;
@@ -917,7 +917,7 @@ static void target_begin(load_ctx *c, const char *name)
         return;
     }
     if (!cfg->targets) {
-        cfg->targets = calloc(PDR_CONFIG_MAX_TARGETS, sizeof *cfg->targets);
+        cfg->targets = pdr_calloc(PDR_CONFIG_MAX_TARGETS, sizeof *cfg->targets);
         if (!cfg->targets) {
             c->fatal = PDR_ERR_NOMEM;
             return;
@@ -1212,7 +1212,7 @@ static pdr_rc config_file_read(load_ctx *c, const char *path)
     ** since gets more room, up to one byte over the limit, so that a file
     ** grown past it is seen. */
     size_t cap = (size_t)sb.st_size + 1;
-    c->text = malloc(cap);
+    c->text = pdr_malloc(cap);
     if (!c->text) {
         rc = PDR_ERR_NOMEM;
         goto out;
@@ -1221,7 +1221,7 @@ static pdr_rc config_file_read(load_ctx *c, const char *path)
         if (n == cap) {
             if (cap == CONFIG_FILE_MAX + 1) break;
             size_t ncap = cap * 2 < CONFIG_FILE_MAX + 1 ? cap * 2 : CONFIG_FILE_MAX + 1;
-            char *grown = realloc(c->text, ncap);
+            char *grown = pdr_realloc(c->text, ncap);
             if (!grown) {
                 rc = PDR_ERR_NOMEM;
                 goto out;
@@ -1255,9 +1255,9 @@ out:
 
 static pdr_rc config_new(load_ctx *c, const char *path)
 {
-    c->cfg = calloc(1, sizeof *c->cfg);
+    c->cfg = pdr_calloc(1, sizeof *c->cfg);
     if (!c->cfg) return PDR_ERR_NOMEM;
-    c->cfg->path = strdup(path);
+    c->cfg->path = pdr_strdup(path);
     if (!c->cfg->path) return PDR_ERR_NOMEM;
     return apply_defaults(c);
 }
@@ -1293,7 +1293,7 @@ pdr_rc pdr_config_load(const char *path, pdr_config **out, pdr_config_errors *er
         errs->n = 0;
     }
     if (!path || !out) return PDR_ERR_INVALID;
-    c = malloc(sizeof *c);   /* a few KB: kept off the stack */
+    c = pdr_malloc(sizeof *c);   /* a few KB: kept off the stack */
     if (!c) return PDR_ERR_NOMEM;
     ctx_init(c, path, errs ? errs : &local);
 

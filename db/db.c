@@ -278,6 +278,13 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out)
 
 pdr_rc db_tx_begin(db_t *db)
 {
+    /* No caller nests transactions (db.h): one still open is what a
+    ** ROLLBACK that failed (out of memory) left. Ending it now keeps that
+    ** one failure from failing every later transaction of the connection. */
+    if (!sqlite3_get_autocommit(db->h)) {
+        db_tx_rollback(db);
+        if (!sqlite3_get_autocommit(db->h)) return PDR_ERR_NOMEM;
+    }
     return db_stmt_run(db, db->stmt[DB_STMT_BEGIN], NULL);
 }
 
@@ -478,7 +485,7 @@ static char *db_col_dup(sqlite3_stmt *st, int i, size_t *len_out, int *nomem)
         *nomem = 1;
         return NULL;
     }
-    p = malloc(n + 1);
+    p = pdr_malloc(n + 1);
     if (!p) {
         *nomem = 1;
         return NULL;
@@ -578,7 +585,7 @@ pdr_rc db_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first, siz
     ncap = *cap ? *cap * 2 : first;
     if (ncap > max) ncap = max;
     if (ncap <= n || ncap > SIZE_MAX / elem) return PDR_ERR_NOMEM;
-    grown = realloc(*arr, ncap * elem);
+    grown = pdr_realloc(*arr, ncap * elem);
     if (!grown) return PDR_ERR_NOMEM;
     *arr = grown;
     *cap = ncap;
@@ -626,7 +633,7 @@ out:
 /* mkdir -p dir; directories we create get mode 0700. */
 static pdr_rc db_mkdirs(const char *dir, char *errbuf, size_t errsz)
 {
-    char *buf = strdup(dir);
+    char *buf = pdr_strdup(dir);
     char *p;
     struct stat sb;
     pdr_rc rc = PDR_OK;
@@ -713,8 +720,8 @@ static pdr_rc db_read_only_uri(const char *path, char **out)
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(path), o = 0;
     size_t cap = sizeof "file://" + 3 * n + sizeof "?immutable=1";
-    char *wal = malloc(n + sizeof "-wal");
-    char *uri = malloc(cap);
+    char *wal = pdr_malloc(n + sizeof "-wal");
+    char *uri = pdr_malloc(cap);
     struct stat sb;
     int has_wal;
 
@@ -992,10 +999,10 @@ pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
         return PDR_ERR_INVALID;
     }
 
-    db = calloc(1, sizeof *db);
+    db = pdr_calloc(1, sizeof *db);
     if (!db) return PDR_ERR_NOMEM;
     len = strlen(opt->data_dir) + sizeof "/" DB_FILE_NAME;
-    db->path = malloc(len);
+    db->path = pdr_malloc(len);
     if (!db->path) {
         rc = PDR_ERR_NOMEM;
         goto out;
@@ -1172,7 +1179,7 @@ pdr_rc db_explain(db_t *db, const char *stmt_name, char *out, size_t outsz)
         if (!strcmp(db_stmt_names[i], stmt_name)) break;
     if (i == DB_STMT_COUNT) return PDR_ERR_NOT_FOUND;
     len = sizeof prefix + strlen(db_stmt_sql[i]);
-    sql = malloc(len);
+    sql = pdr_malloc(len);
     if (!sql) return PDR_ERR_NOMEM;
     snprintf(sql, len, "%s%s", prefix, db_stmt_sql[i]);
     src = sqlite3_prepare_v2(db->h, sql, -1, &st, NULL);

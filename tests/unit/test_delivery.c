@@ -29,7 +29,7 @@ static int64_t *simulate(int rate, int burst, int n, int64_t *end_out)
     int64_t *arrivals = malloc(sizeof *arrivals * (size_t)n);
     int64_t now = 1000000;
     uint64_t seed = 42;
-    assert_int_equal(rl_init(&rl, rate, burst, 60000, now), 0);
+    assert_int_equal(rl_init(&rl, rate, burst, 60000, now), PDR_OK);
     for (int i = 0; i < n; i++) {
         int64_t t = rl_next_ms(&rl, now);
         if (t > now) now = t;
@@ -75,7 +75,7 @@ static void test_ratelimit_halved_after_429(void **state)
     (void)state;
     ratelimit rl;
     int64_t now = 1000, until = 1000 + 60000;
-    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), 0);
+    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), PDR_OK);
     rl_throttled(&rl, now);
     rl_halve(&rl, until);
     int in_window = 0;
@@ -108,7 +108,7 @@ static void test_ratelimit_burst_then_rate(void **state)
     (void)state;
     ratelimit rl;
     int64_t now = 5000;
-    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), 0);
+    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), PDR_OK);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(rl_next_ms(&rl, now), now);
         rl_take(&rl, now);
