@@ -246,3 +246,29 @@ int tu_contains(const char *haystack, const char *needle)
 {
     return haystack && strstr(haystack, needle) != NULL;
 }
+
+void tu_push_event(const char *data_dir, const char *key, pdr_action action, const char *dedup_key,
+                   const char *fingerprint, const char *severity, const char *summary)
+{
+    db_t *db = tu_db_open(data_dir, 0);
+    char *body;
+    db_event ev;
+    if (action == PDR_ACTION_TRIGGER)
+        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
+                         "\"payload\":{\"summary\":\"%s\",\"source\":\"gw\",\"severity\":\"%s\"}}",
+                         key, dedup_key, summary, severity);
+    else
+        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
+                         pdr_action_name(action), dedup_key);
+    memset(&ev, 0, sizeof ev);
+    ev.routing_key = key;
+    ev.action = action;
+    ev.dedup_key = dedup_key;
+    ev.fingerprint = fingerprint;
+    ev.body = body;
+    ev.body_len = strlen(body);
+    ev.urgency = action == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(severity) : PDR_URGENCY_INHERIT;
+    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
+    free(body);
+    db_close(db);
+}

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pdr.h"
+
 /* A fresh directory under $TMPDIR (or /tmp), malloc'd path. Aborts on failure. */
 char *tu_mkdtemp(void);
 /* rm -rf path (best effort). */
@@ -35,6 +37,16 @@ int tu_run(const char *const argv[], const char *stdin_data, char **out, char **
 ** caller closes it with db_close(). */
 struct db;
 struct db *tu_db_open(const char *data_dir, int64_t max_events);
+
+/* Queues one event straight into the outbox of data_dir (opened and closed
+** again; a running daemon notices the commit), failing the running cmocka
+** test unless it is stored (PDR_OK). A trigger's body is a valid PagerDuty
+** event: summary, source "gw" and severity, its urgency that severity's
+** (pdr_urgency_of_severity); any other action's body is routing_key,
+** event_action and dedup_key only, its urgency inherited (severity and
+** summary not read: pass NULL). fingerprint may be NULL. */
+void tu_push_event(const char *data_dir, const char *key, pdr_action action, const char *dedup_key,
+                   const char *fingerprint, const char *severity, const char *summary);
 
 /* The path of the pdrelay binary under test. */
 const char *tu_pdrelay(void);

@@ -63,94 +63,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "benchutil.h"
 #include "db.h"
 #include "itutil.h"
 #include "mockpd_client.h"
 #include "testutil.h"
 
-#define MARKER_KEY "R0BENCHMARKER0000000000000000000"
-
 static int failures;
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 static void sleep_until_ms(double t)
 {
     /* the trickle's pace and the outage's length: letting time pass is the point */
-    for (double now = mono_ms(); now < t; now = mono_ms()) poll(NULL, 0, (int)(t - now) + 1);
+    for (double now = bench_mono_ms(); now < t; now = bench_mono_ms()) poll(NULL, 0, (int)(t - now) + 1);
 }
 
 static void make_key(char out[PDR_ROUTING_KEY_LEN + 1], int i)
 {
     snprintf(out, PDR_ROUTING_KEY_LEN + 1, "R0OUTAGE%024d", i);
-}
-
-static void loadavg(char *out, size_t sz)
-{
-    char *s = tu_read_file("/proc/loadavg", NULL);
-    char a[16] = "?", b[16] = "?", c[16] = "?";
-    if (s) sscanf(s, "%15s %15s %15s", a, b, c);
-    snprintf(out, sz, "%s %s %s", a, b, c);
-    free(s);
-}
-
-static int daemon_alive(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) return 0;
-    return si.si_pid == 0;
-}
-
-static void log_tail(const it_daemon *d)
-{
-    char *log = it_log(d);
-    size_t len = strlen(log);
-    fprintf(stderr, "---- last of %s ----\n%s\n----\n", d->log_path, len > 3000 ? log + len - 3000 : log);
-    free(log);
-}
-
-static double num(const cJSON *o, const char *name)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(it) ? it->valuedouble : -1;
-}
-
-/* The mock's clock (ms since it started, CLOCK_MONOTONIC) minus this
-** process's mono_ms(): one marker event, its arrival_ms against the middle
-** of the round trip (error <= half of it, printed). Then the mock is reset,
-** so the marker is in no count. -1e18 on failure. */
-static double mock_clock_offset(mockpd *m, double *rtt_ms)
-{
-    const char *body = "{\"routing_key\":\"" MARKER_KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\"marker\","
-                       "\"payload\":{\"summary\":\"clock marker\",\"source\":\"bench\",\"severity\":\"info\"}}";
-    double t0 = mono_ms(), t1, off = -1e18;
-    int st = mockpd_http(m, "POST", "/v2/enqueue", body, NULL, 5000, NULL);
-    t1 = mono_ms();
-    cJSON *reqs = mockpd_requests(m);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, reqs) {
-        const char *k = it_jstr(r, "routing_key");
-        if (k && !strcmp(k, MARKER_KEY)) off = num(r, "arrival_ms") - (t0 + t1) / 2;
-    }
-    cJSON_Delete(reqs);
-    *rtt_ms = t1 - t0;
-    if (st != 202 || mockpd_reset(m) != 0) return -1e18;
-    return off;
 }
 
 /* Does the line [p, nl) hold needle? */
@@ -185,7 +122,7 @@ static void *trickle_main(void *arg)
         int k = i % t->keys, j = t->per_key[k];
         sleep_until_ms(due);
         if (atomic_load(&t->stop)) break;
-        if (mono_ms() - due > t->late_ms) t->late_ms = mono_ms() - due;
+        if (bench_mono_ms() - due > t->late_ms) t->late_ms = bench_mono_ms() - due;
         make_key(key, k);
         char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"o-%d-%d\","
                                "\"payload\":{\"summary\":\"trickle %d of key %d\",\"source\":\"gw-%03d\","
@@ -276,15 +213,8 @@ int main(int argc, char **argv)
     const int attempts_sched = schedule_probes(outage_ms, bmax_ms, dpm_ms);
     const int lines_bound = 10 + (int)floor(outage_ms / olog_ms);
 
-    struct utsname un;
     char load[64];
-    printf("$");
-    for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
-    printf("\n");
-    uname(&un);
-    loadavg(load, sizeof load);
-    printf("pdrelay %s\n%s %s, %ld CPUs, load average %s; all on 127.0.0.1\n", tu_pdrelay(), un.sysname,
-           un.release, sysconf(_SC_NPROCESSORS_ONLN), load);
+    bench_print_header(argc, argv, NULL);
     printf("outage %.1f s, %d keys, one event every %.0f ms; backoff_max_ms %ld, down_probe_max %ldms, "
            "outage_log_interval %ldms (scale %g)\n",
            outage_ms / 1000, keys, trickle_ms, bmax_i, dpm_i, olog_i, scale);
@@ -314,7 +244,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_outage: cannot start the mock PagerDuty\n");
         return 1;
     }
-    off = mock_clock_offset(mock, &rtt);
+    off = bench_mock_clock_offset(mock, &rtt);
     if (off < -1e17) {
         fprintf(stderr, "bench_outage: cannot tie the mock's clock to ours\n");
         ok = 0;
@@ -331,7 +261,7 @@ int main(int argc, char **argv)
     if (it_daemon_start(&d, cfg, logp) != 0 || it_wait_log(&d, "msg=\"pdrelay started\"", 10000) != 0 ||
         it_wait_log(&d, "listening", 10000) != 0) {
         fprintf(stderr, "bench_outage: pdrelay did not start\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
         goto out;
     }
@@ -340,7 +270,7 @@ int main(int argc, char **argv)
     tr.keys = keys;
     tr.interval_ms = trickle_ms;
     tr.per_key = calloc((size_t)keys, sizeof *tr.per_key);
-    tr.t0 = mono_ms();
+    tr.t0 = bench_mono_ms();
     if (!tr.per_key || pthread_create(&th, NULL, trickle_main, &tr) != 0) abort();
     th_started = 1;
 
@@ -352,11 +282,11 @@ int main(int argc, char **argv)
         ok = 0;
         goto out;
     }
-    double t_reset = mono_ms();
+    double t_reset = bench_mono_ms();
     fprintf(stderr, "outage: %.1f s of connection resets...\n", outage_ms / 1000);
     if (it_wait_log(&d, "uplink down", (int)(10 * trickle_ms) + 10000) != 0) {
         fprintf(stderr, "bench_outage: no \"uplink down\" line\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
         goto out;
     }
@@ -367,11 +297,11 @@ int main(int argc, char **argv)
         ok = 0;
         goto out;
     }
-    t_ok = mono_ms();
+    t_ok = bench_mono_ms();
     fprintf(stderr, "link back: waiting for the next probe (<= %.1f s)...\n", dpm_ms / 1000);
     if (it_wait_log(&d, "uplink up", (int)dpm_ms + 10000) != 0) {
         fprintf(stderr, "bench_outage: no \"uplink up\" line\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
     }
     atomic_store(&tr.stop, 1);
@@ -382,20 +312,10 @@ int main(int argc, char **argv)
             tr.refused, tr.late_ms);
 
     /* every posted event, and the ones accepted before the outage, once */
-    {
-        double end = mono_ms() + 60000;
-        int reached = 1;
-        while (reached == 1 && mono_ms() < end && daemon_alive(d.pid))
-            reached = mockpd_wait_accepted(mock, tr.posted, 500);
-        if (reached != 0) {
-            fprintf(stderr, "bench_outage: only %ld of %d accepted\n", mockpd_stat(mock, "accepted"), tr.posted);
-            log_tail(&d);
-            ok = 0;
-        }
-    }
+    if (bench_wait_accepted("bench_outage", mock, &d, tr.posted, 60000, 500) != 0) ok = 0;
     if (it_daemon_stop(&d, SIGTERM) != 0) {
         fprintf(stderr, "bench_outage: pdrelay did not exit cleanly\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
     }
 
@@ -406,8 +326,8 @@ int main(int argc, char **argv)
         double ok_mock = t_ok + off, first_after_ok = -1, last_acc = -1, prev_fail = -1, gap_max = 0;
         for (int i = 0; i < n_req; i++) {
             const cJSON *r = cJSON_GetArrayItem(reqs, i);
-            double at = num(r, "arrival_ms");
-            int st = (int)num(r, "status");
+            double at = bench_num(r, "arrival_ms");
+            int st = (int)bench_num(r, "status");
             if (i >= req_before && st == 0) {
                 failed_after++;
                 if (prev_fail >= 0 && at - prev_fail > gap_max) gap_max = at - prev_fail;
@@ -550,7 +470,7 @@ out:
     free(logp);
     free(dir);
     if (!ok) failures++;
-    loadavg(load, sizeof load);
+    bench_loadavg(load, sizeof load);
     printf("\nload average at the end: %s\n", load);
     printf("%s\n", failures ? "some figures could not be measured (see stderr)" : "all figures measured");
     return failures ? 1 : 0;

@@ -64,81 +64,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "benchutil.h"
 #include "db.h"
 #include "itutil.h"
 #include "mockpd_client.h"
 #include "testutil.h"
 
 #define KEY "R0RECOVERY0000000000000000000001"
-#define MARKER_KEY "R0BENCHMARKER0000000000000000000"
 #define BURST 10
 #define WINDOW_MS 60000
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void loadavg(char *out, size_t sz)
-{
-    char *s = tu_read_file("/proc/loadavg", NULL);
-    char a[16] = "?", b[16] = "?", c[16] = "?";
-    if (s) sscanf(s, "%15s %15s %15s", a, b, c);
-    snprintf(out, sz, "%s %s %s", a, b, c);
-    free(s);
-}
-
-static int daemon_alive(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) return 0;
-    return si.si_pid == 0;
-}
-
-static void log_tail(const it_daemon *d)
-{
-    char *log = it_log(d);
-    size_t len = strlen(log);
-    fprintf(stderr, "---- last of %s ----\n%s\n----\n", d->log_path, len > 3000 ? log + len - 3000 : log);
-    free(log);
-}
-
-static double num(const cJSON *o, const char *name)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(it) ? it->valuedouble : -1;
-}
-
-/* The mock's clock minus mono_ms(), from one marker event (see bench_outage.c);
-** the mock is reset afterwards. -1e18 on failure. */
-static double mock_clock_offset(mockpd *m, double *rtt_ms)
-{
-    const char *body = "{\"routing_key\":\"" MARKER_KEY "\",\"event_action\":\"trigger\",\"dedup_key\":\"marker\","
-                       "\"payload\":{\"summary\":\"clock marker\",\"source\":\"bench\",\"severity\":\"info\"}}";
-    double t0 = mono_ms(), t1, off = -1e18;
-    int st = mockpd_http(m, "POST", "/v2/enqueue", body, NULL, 5000, NULL);
-    t1 = mono_ms();
-    cJSON *reqs = mockpd_requests(m);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, reqs) {
-        const char *k = it_jstr(r, "routing_key");
-        if (k && !strcmp(k, MARKER_KEY)) off = num(r, "arrival_ms") - (t0 + t1) / 2;
-    }
-    cJSON_Delete(reqs);
-    *rtt_ms = t1 - t0;
-    if (st != 202 || mockpd_reset(m) != 0) return -1e18;
-    return off;
-}
 
 /* One trigger for KEY into the outbox, or n warnings w-0..w-(n-1) in one
 ** transaction. 0 on success. */
@@ -201,12 +141,6 @@ static double ideal_ms(int n, int rate, int burst)
     return last;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void row(const char *label, const char *value, const char *expect, const char *verdict)
 {
     printf("  %-52s %14s   %-16s %s\n", label, value, expect ? expect : "", verdict ? verdict : "");
@@ -260,15 +194,8 @@ int main(int argc, char **argv)
     const int n = events + 1;   /* with the critical */
     const double ideal = ideal_ms(n, rate, BURST);
 
-    struct utsname un;
     char load[64];
-    printf("$");
-    for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
-    printf("\n");
-    uname(&un);
-    loadavg(load, sizeof load);
-    printf("pdrelay %s\n%s %s, %ld CPUs, load average %s; all on 127.0.0.1\n", tu_pdrelay(), un.sysname,
-           un.release, sysconf(_SC_NPROCESSORS_ONLN), load);
+    bench_print_header(argc, argv, NULL);
     printf("%d warnings + 1 critical for one key; pdrelay rate_per_minute %d, burst %d, rate_window 60s; "
            "mock %d per 60 s; synchronous = %s\n",
            events, rate, BURST, rate, sync_mode);
@@ -291,7 +218,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_recovery: cannot start the mock PagerDuty\n");
         return 1;
     }
-    off = mock_clock_offset(mock, &rtt);
+    off = bench_mock_clock_offset(mock, &rtt);
     if (off < -1e17) {
         fprintf(stderr, "bench_recovery: cannot tie the mock's clock to ours\n");
         ok = 0;
@@ -304,16 +231,16 @@ int main(int argc, char **argv)
         tu_write_file(cfg, text);
         free(text);
     }
-    t_queue = mono_ms();
+    t_queue = bench_mono_ms();
     if (push(data_dir, "w", events, PDR_URGENCY_WARNING, "warning") != 0) {
         ok = 0;
         goto out;
     }
-    fprintf(stderr, "%d warnings queued in %.2f s; link down...\n", events, (mono_ms() - t_queue) / 1000);
+    fprintf(stderr, "%d warnings queued in %.2f s; link down...\n", events, (bench_mono_ms() - t_queue) / 1000);
     if (mockpd_set_mode(mock, "reset", 0, 0, 0) != 0 || it_daemon_start(&d, cfg, logp) != 0 ||
         it_wait_log(&d, "uplink down", 20000) != 0) {
         fprintf(stderr, "bench_recovery: no \"uplink down\"\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
         goto out;
     }
@@ -325,23 +252,13 @@ int main(int argc, char **argv)
         ok = 0;
         goto out;
     }
-    t_kick = mono_ms();
+    t_kick = bench_mono_ms();
     kill(d.pid, SIGUSR1);
     fprintf(stderr, "link back, SIGUSR1 sent; draining (ideal %.2f s)...\n", ideal / 1000);
-    {
-        double end = mono_ms() + ideal * 1.5 + 60000;
-        int reached = 1;
-        while (reached == 1 && mono_ms() < end && daemon_alive(d.pid))
-            reached = mockpd_wait_accepted(mock, n, 1000);
-        if (reached != 0) {
-            fprintf(stderr, "bench_recovery: only %ld of %d accepted\n", mockpd_stat(mock, "accepted"), n);
-            log_tail(&d);
-            ok = 0;
-        }
-    }
+    if (bench_wait_accepted("bench_recovery", mock, &d, n, ideal * 1.5 + 60000, 1000) != 0) ok = 0;
     if (it_daemon_stop(&d, SIGTERM) != 0) {
         fprintf(stderr, "bench_recovery: pdrelay did not exit cleanly\n");
-        log_tail(&d);
+        bench_log_tail(&d);
         ok = 0;
     }
 
@@ -352,7 +269,7 @@ int main(int argc, char **argv)
         int resets = 0, first_is_crit = -1, order_bad = 0, next_w = 0, dups = 0, accepted = 0;
         const char *first_dk = "(none)";
         cJSON_ArrayForEach(r, reqs) {
-            if ((int)num(r, "status") == 0) {
+            if ((int)bench_num(r, "status") == 0) {
                 resets++;
                 continue;
             }
@@ -365,7 +282,7 @@ int main(int argc, char **argv)
         if (!seen) abort();
         cJSON_ArrayForEach(r, evs) {
             const char *dk = it_jstr(r, "dedup_key");
-            double at = num(r, "arrival_ms");
+            double at = bench_num(r, "arrival_ms");
             accepted++;
             if (at > last_at) last_at = at;
             if (dk && !strcmp(dk, "crit")) {
@@ -398,18 +315,18 @@ int main(int argc, char **argv)
         const char *stall_after = "?";
         for (int i = 1; i < n_ev; i++) {
             const cJSON *e0 = cJSON_GetArrayItem(evs, i - 1), *e1 = cJSON_GetArrayItem(evs, i);
-            double g = num(e1, "arrival_ms") - num(e0, "arrival_ms");
+            double g = bench_num(e1, "arrival_ms") - bench_num(e0, "arrival_ms");
             if (g > stall) {
                 stall = g;
                 stall_after = it_jstr(e0, "dedup_key") ? it_jstr(e0, "dedup_key") : "?";
             }
-            if (it_jstr(e1, "dedup_key") && !strcmp(it_jstr(e1, "dedup_key"), "w-0")) w0_at = num(e1, "arrival_ms");
+            if (it_jstr(e1, "dedup_key") && !strcmp(it_jstr(e1, "dedup_key"), "w-0")) w0_at = bench_num(e1, "arrival_ms");
         }
         const double ideal_w = ideal_ms(events, rate, BURST);
         for (int i = BURST + 1; i < n_ev; i++)
-            gap[n_gap++] = num(cJSON_GetArrayItem(evs, i), "arrival_ms") - num(cJSON_GetArrayItem(evs, i - 1), "arrival_ms");
+            gap[n_gap++] = bench_num(cJSON_GetArrayItem(evs, i), "arrival_ms") - bench_num(cJSON_GetArrayItem(evs, i - 1), "arrival_ms");
         if (n_gap) {
-            qsort(gap, (size_t)n_gap, sizeof *gap, cmp_double);
+            qsort(gap, (size_t)n_gap, sizeof *gap, bench_cmp_double);
             g50 = gap[n_gap / 2];
             g99 = gap[(int)((double)n_gap * 0.99)];
             gmax = gap[n_gap - 1];
@@ -485,7 +402,7 @@ out:
     free(data_dir);
     free(logp);
     free(dir);
-    loadavg(load, sizeof load);
+    bench_loadavg(load, sizeof load);
     printf("\nload average at the end: %s\n", load);
     printf("%s\n", ok ? "all figures measured" : "some figures could not be measured (see stderr)");
     return ok ? 0 : 1;

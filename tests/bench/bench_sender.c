@@ -38,6 +38,7 @@
 */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,13 +46,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/types.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "benchutil.h"
 #include "db.h"
 #include "itutil.h"
 #include "mockpd_client.h"
@@ -64,13 +65,6 @@ static int failures;
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_ms(int ms)
 {
     poll(NULL, 0, ms);   /* a benchmark measures time: sleeping is the point */
@@ -82,32 +76,24 @@ static void make_key(char out[PDR_ROUTING_KEY_LEN + 1], int i)
     snprintf(out, PDR_ROUTING_KEY_LEN + 1, "R0BENCH%025d", i);
 }
 
-/* The first three fields of /proc/loadavg: how busy the machine was. */
-static void loadavg(char *out, size_t sz)
+/* The i of a routing key make_key(out, i) made; -1, with a message, when key
+** is not one. */
+static int key_index(const char *key)
 {
-    char *s = tu_read_file("/proc/loadavg", NULL);
-    char a[16] = "?", b[16] = "?", c[16] = "?";
-    if (s) sscanf(s, "%15s %15s %15s", a, b, c);
-    snprintf(out, sz, "%s %s %s", a, b, c);
-    free(s);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    const char *digits = key + 7;
+    char *end;
+    long v;
+    if (strncmp(key, "R0BENCH", 7) || *digits < '0' || *digits > '9') goto bad;
+    errno = 0;
+    v = strtol(digits, &end, 10);
+    if (errno || *end || v > INT_MAX) goto bad;
+    return (int)v;
+bad:
+    fprintf(stderr, "bench_sender: routing key %s is not one of the bench's\n", key);
+    return -1;
 }
 
 /* ---- the daemon's process ---------------------------------------------------- */
-
-/* 1 while pid runs (peeks without reaping, so wait4 still gets the rusage). */
-static int daemon_alive(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) return 0;
-    return si.si_pid == 0;
-}
 
 /* SIGTERM and wait4; the exit code (128+signal when killed). */
 static int daemon_stop_ru(it_daemon *d, struct rusage *ru)
@@ -152,15 +138,6 @@ static long long proc_ctxt_switches(pid_t pid, int *threads)
     }
     closedir(dir);
     return sum;
-}
-
-/* The last lines of the daemon's log, to stderr, when something went wrong. */
-static void log_tail(const it_daemon *d)
-{
-    char *log = it_log(d);
-    size_t len = strlen(log);
-    fprintf(stderr, "---- last of %s ----\n%s\n----\n", d->log_path, len > 3000 ? log + len - 3000 : log);
-    free(log);
 }
 
 /* ---- a scenario's scratch directory ------------------------------------------- */
@@ -335,7 +312,7 @@ static void analyse_events(mockpd *m, const drain_spec *sp, drain_res *r)
         int k;
         if (!cJSON_IsString(rk) || !cJSON_IsNumber(at) || strlen(rk->valuestring) != PDR_ROUTING_KEY_LEN)
             continue;
-        k = atoi(rk->valuestring + 7);
+        k = key_index(rk->valuestring);
         if (k < 0 || k >= n_keys) continue;
         if (count[k] == 0) first[k] = at->valuedouble;
         last[k] = at->valuedouble;
@@ -399,7 +376,7 @@ static drain_res run_drain(const drain_spec *sp)
     }
     fprintf(stderr, "%s: %d events queued; draining (ideal %.2f s)...\n", sp->title, r.n, r.ideal_s);
 
-    t0 = mono_s();
+    t0 = bench_mono_s();
     if (it_daemon_start(&sc.d, sc.cfg, sc.log) != 0) {
         fprintf(stderr, "bench_sender: cannot start pdrelay\n");
         scene_close(&sc);
@@ -409,22 +386,22 @@ static drain_res run_drain(const drain_spec *sp)
     ** the mock answers the moment the count is reached, so slicing costs no
     ** precision. */
     deadline = t0 + sp->timeout_s;
-    while (reached != 0 && mono_s() < deadline && daemon_alive(sc.d.pid)) {
+    while (reached != 0 && bench_mono_s() < deadline && bench_daemon_alive(sc.d.pid)) {
         long anon, file;
         reached = mockpd_wait_accepted(sc.mock, r.n, 200);
-        if (reached == 0) r.drain_s = mono_s() - t0;
+        if (reached == 0) r.drain_s = bench_mono_s() - t0;
         anon = it_proc_status_kb(sc.d.pid, "RssAnon");
         file = it_proc_status_kb(sc.d.pid, "RssFile");
         if (anon > r.anon_kb) r.anon_kb = anon;
         if (file > r.file_kb) r.file_kb = file;
         if (reached < 0) break;
     }
-    if (reached != 0) r.drain_s = mono_s() - t0;
+    if (reached != 0) r.drain_s = bench_mono_s() - t0;
     if (reached != 0) {
         fprintf(stderr, "bench_sender: %s: only %ld of %d accepted after %.1f s%s\n", sp->title,
                 mockpd_stat(sc.mock, "accepted"), r.n, r.drain_s,
-                daemon_alive(sc.d.pid) ? "" : " (pdrelay exited)");
-        log_tail(&sc.d);
+                bench_daemon_alive(sc.d.pid) ? "" : " (pdrelay exited)");
+        bench_log_tail(&sc.d);
     }
     r.vmhwm_kb = it_proc_status_kb(sc.d.pid, "VmHWM");
     r.exit_code = daemon_stop_ru(&sc.d, &ru);
@@ -444,7 +421,7 @@ static drain_res run_drain(const drain_spec *sp)
     }
     if (r.exit_code != 0) {
         fprintf(stderr, "bench_sender: %s: pdrelay exited with %d\n", sp->title, r.exit_code);
-        log_tail(&sc.d);
+        bench_log_tail(&sc.d);
     }
     fprintf(stderr, "%s: %ld accepted in %.2f s\n", sp->title, r.accepted, r.drain_s);
     scene_close(&sc);
@@ -550,7 +527,7 @@ static idle_res run_idle(int idle_seconds)
     scene_config(&sc, NULL);   /* pdrelay's defaults throughout */
     if (it_daemon_start(&sc.d, sc.cfg, sc.log) != 0 || it_wait_log(&sc.d, "msg=\"pdrelay started\"", 10000) != 0) {
         fprintf(stderr, "bench_sender: pdrelay did not start\n");
-        log_tail(&sc.d);
+        bench_log_tail(&sc.d);
         scene_close(&sc);
         failures++;
         return r;
@@ -562,12 +539,12 @@ static idle_res run_idle(int idle_seconds)
     r.start_cpu_s = (double)ticks0 / (double)hz;
     r.idle_anon_kb = it_proc_status_kb(sc.d.pid, "RssAnon");
     r.idle_file_kb = it_proc_status_kb(sc.d.pid, "RssFile");
-    t0 = mono_s();
+    t0 = bench_mono_s();
     sleep_ms(idle_seconds * 1000);
     ticks1 = it_proc_cpu_ticks(sc.d.pid);
     sw1 = proc_ctxt_switches(sc.d.pid, &th1);
-    r.seconds = mono_s() - t0;
-    r.ok = ticks0 >= 0 && ticks1 >= 0 && sw0 >= 0 && sw1 >= 0 && daemon_alive(sc.d.pid);
+    r.seconds = bench_mono_s() - t0;
+    r.ok = ticks0 >= 0 && ticks1 >= 0 && sw0 >= 0 && sw1 >= 0 && bench_daemon_alive(sc.d.pid);
     r.cpu_s = (double)(ticks1 - ticks0) / (double)hz;
     r.switches = sw1 - sw0;
     r.wakeups_per_s = (double)r.switches / r.seconds;
@@ -581,14 +558,14 @@ static idle_res run_idle(int idle_seconds)
         make_key(key, 1000 + i);   /* its own key: the limiter never holds it back */
         snprintf(dk, sizeof dk, "pickup-%d", i);
         sleep_ms(200);             /* back to idle */
-        s0 = mono_s();
+        s0 = bench_mono_s();
         rc = it_send(sc.cfg, key, "trigger", dk, "bench_sender pickup latency");
-        s1 = mono_s();
+        s1 = bench_mono_s();
         w = mockpd_wait_accepted(sc.mock, i + 1, 10000);
-        s2 = mono_s();
+        s2 = bench_mono_s();
         if (rc != 0 || w != 0) {
             fprintf(stderr, "bench_sender: pickup %d: send exited %d, mock wait %d\n", i, rc, w);
-            log_tail(&sc.d);
+            bench_log_tail(&sc.d);
             r.ok = 0;
             break;
         }
@@ -600,7 +577,7 @@ static idle_res run_idle(int idle_seconds)
     r.vmhwm_kb = it_proc_status_kb(sc.d.pid, "VmHWM");
     if (daemon_stop_ru(&sc.d, &ru) != 0) {
         fprintf(stderr, "bench_sender: idle pdrelay did not exit cleanly\n");
-        log_tail(&sc.d);
+        bench_log_tail(&sc.d);
         r.ok = 0;
     }
     if (mockpd_stat(sc.mock, "throttled") != 0) r.ok = 0;
@@ -642,9 +619,9 @@ static void print_pickup(const idle_res *r)
     memcpy(a, r->pickup_ms, sizeof a);
     memcpy(b, r->after_exit_ms, sizeof b);
     memcpy(c, r->send_ms, sizeof c);
-    qsort(a, (size_t)n, sizeof *a, cmp_double);
-    qsort(b, (size_t)n, sizeof *b, cmp_double);
-    qsort(c, (size_t)n, sizeof *c, cmp_double);
+    qsort(a, (size_t)n, sizeof *a, bench_cmp_double);
+    qsort(b, (size_t)n, sizeof *b, bench_cmp_double);
+    qsort(c, (size_t)n, sizeof *c, bench_cmp_double);
     snprintf(label, sizeof label, "runs");
     snprintf(v, sizeof v, "%d", n);
     row(label, v, NULL, NULL);
@@ -677,7 +654,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     int quick = 0, idle_seconds = -1;
-    struct utsname un;
     char load[64];
     drain_spec d1 = {
         .title = "drain 1", .keys = 50, .per_key = 100,
@@ -716,14 +692,9 @@ int main(int argc, char **argv)
     if (quick) d1.keys = 10;
     if (idle_seconds < 0) idle_seconds = quick ? 5 : 60;
 
-    printf("$");
-    for (int i = 0; i < argc; i++) printf(" %s", argv[i]);
-    printf("\n");
-    uname(&un);
-    loadavg(load, sizeof load);
-    printf("pdrelay %s\n%s %s, %ld CPUs, load average %s; all on 127.0.0.1, scratch under %s\n", tu_pdrelay(),
-           un.sysname, un.release, sysconf(_SC_NPROCESSORS_ONLN), load,
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    char *scratch = tu_printf(", scratch under %s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    bench_print_header(argc, argv, scratch);
+    free(scratch);
     fflush(stdout);
     mockpd_global_init();
 
@@ -739,7 +710,7 @@ int main(int argc, char **argv)
     print_resources("drain 2", &r2);
     print_idle(&ri, idle_seconds);
     print_pickup(&ri);
-    loadavg(load, sizeof load);
+    bench_loadavg(load, sizeof load);
     printf("\nload average at the end: %s (other work on the machine skews drain 2 and the CPU figures)\n", load);
     printf("%s\n", failures ? "some figures could not be measured (see stderr)" : "all figures measured");
     return failures ? 1 : 0;

@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 
 #include "clock.h"
+#include "mockpd_client.h"
 #include "testutil.h"
 
 extern char **environ;
@@ -394,4 +395,36 @@ void it_teardown(it_daemon *d, const char *dir, const char *const *secrets, size
     if (!getenv("PDR_KEEP")) tu_rmrf(dir);
     free(d->log_path);
     d->log_path = NULL;
+}
+
+it_fx *it_fx_new(const mockpd_opts *mo)
+{
+    it_fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_mkdtemp();
+    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
+    f->data_dir = tu_printf("%s/var", f->dir);
+    f->log = tu_printf("%s/pdrelay.log", f->dir);
+    f->mock = mockpd_start(mo);
+    assert_non_null(f->mock);
+    return f;
+}
+
+void it_fx_port(it_fx *f)
+{
+    f->port = it_free_port();
+    free(f->base);
+    f->base = tu_printf("http://127.0.0.1:%d", f->port);
+}
+
+void it_fx_free(it_fx *f, const char *const *secrets, size_t n)
+{
+    mockpd_stop(f->mock);
+    it_teardown(&f->d, f->dir, secrets, n);
+    free(f->dir);
+    free(f->cfg);
+    free(f->data_dir);
+    free(f->log);
+    free(f->base);
+    free(f);
 }

@@ -49,6 +49,34 @@ size_t it_count(const char *data_dir, db_row_state st);
 ** unless $PDR_KEEP is set, d->log_path freed. */
 void it_teardown(it_daemon *d, const char *dir, const char *const *secrets, size_t n);
 
+/* A test's scene: a scratch directory with the paths a test writes its
+** config and the daemon its outbox and log to, a mock PagerDuty, and the
+** daemon. The test writes the config itself (its own lines). */
+struct mockpd;
+struct mockpd_opts;
+typedef struct it_fx {
+    char *dir;          /* the scratch directory (tu_mkdtemp) */
+    char *cfg;          /* dir/pdrelay.ini: not written by it_fx_new */
+    char *data_dir;     /* dir/var: the outbox */
+    char *log;          /* dir/pdrelay.log: the daemon's output */
+    char *base;         /* "http://127.0.0.1:PORT" after it_fx_port, else NULL */
+    int port;           /* the daemon's [listen] port after it_fx_port, else 0 */
+    struct mockpd *mock;
+    it_daemon d;        /* zeroed: start it with it_daemon_start(&f->d, f->cfg, f->log) */
+} it_fx;
+
+/* A new scene; the mock is started with mo (NULL: its defaults), failing
+** the test if it cannot be. */
+it_fx *it_fx_new(const struct mockpd_opts *mo);
+
+/* Picks a free port for the daemon's [listen] (it_free_port): f->port and
+** f->base (replaced if set before). */
+void it_fx_port(it_fx *f);
+
+/* Stops the mock, then it_teardown (the daemon killed if still running, its
+** log checked for the n secrets, dir removed unless $PDR_KEEP), and frees f. */
+void it_fx_free(it_fx *f, const char *const *secrets, size_t n);
+
 /* Fails the test if the daemon's log holds any of the n secrets whole. */
 void it_assert_log_lacks(const it_daemon *d, const char *const *secrets, size_t n);
 

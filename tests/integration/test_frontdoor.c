@@ -34,26 +34,14 @@
 
 static const char *const KEYS[] = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12"};
 
-typedef struct fx {
-    char *dir, *cfg, *data_dir, *log, *base;
-    int port;
-    mockpd *mock;
-    it_daemon d;
-} fx;
-
-static fx *fx_new(const char *listen_extra)
+/* The scene (a mock without a limit, a port for the listener) with its
+** config written and the daemon started. */
+static it_fx *fx_new(const char *listen_extra)
 {
-    fx *f = calloc(1, sizeof *f);
     mockpd_opts mo = {.limit = -1};
+    it_fx *f = it_fx_new(&mo);
     char *text;
-    f->dir = tu_mkdtemp();
-    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
-    f->data_dir = tu_printf("%s/var", f->dir);
-    f->log = tu_printf("%s/pdrelay.log", f->dir);
-    f->port = it_free_port();
-    f->base = tu_printf("http://127.0.0.1:%d", f->port);
-    f->mock = mockpd_start(&mo);
-    assert_non_null(f->mock);
+    it_fx_port(f);
     text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = %d\n%s"
                      "[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n"
                      "rate_per_minute = 60000\nburst = 100\n",
@@ -63,18 +51,6 @@ static fx *fx_new(const char *listen_extra)
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
     return f;
-}
-
-static void fx_free(fx *f)
-{
-    mockpd_stop(f->mock);
-    it_teardown(&f->d, f->dir, KEYS, 1);
-    free(f->dir);
-    free(f->cfg);
-    free(f->data_dir);
-    free(f->log);
-    free(f->base);
-    free(f);
 }
 
 /* A raw TCP connection to the daemon; -1 when it was not accepted. */
@@ -164,7 +140,7 @@ static char *event_json(const char *dedup)
                      KEYS[0], dedup);
 }
 
-static void post_ok(fx *f, const char *dedup)
+static void post_ok(it_fx *f, const char *dedup)
 {
     char *body = event_json(dedup), *reply = NULL;
     int st = it_http(f->base, "POST", "/v2/enqueue", body, NULL, &reply, NULL);
@@ -182,7 +158,7 @@ static void post_ok(fx *f, const char *dedup)
 static void test_slow_headers_get_408(void **state)
 {
     (void)state;
-    fx *f = fx_new("request_timeout = 1s\nidle_timeout = 30s\n");
+    it_fx *f = fx_new("request_timeout = 1s\nidle_timeout = 30s\n");
     char *log = it_log(&f->d);
     assert_null(strstr(log, "level=warn"));   /* a plain start is quiet */
     free(log);
@@ -203,7 +179,7 @@ static void test_slow_headers_get_408(void **state)
     }
     assert_int_equal(it_wait_log(&f->d, "msg=\"slow connections cut off\"", 10000), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* A body that trickles in is cut off too; nothing of it is queued, and a
@@ -211,7 +187,7 @@ static void test_slow_headers_get_408(void **state)
 static void test_slow_body_cut_off(void **state)
 {
     (void)state;
-    fx *f = fx_new("request_timeout = 1s\n");
+    it_fx *f = fx_new("request_timeout = 1s\n");
     char *body = event_json("slow-body"), *hdr, *reply;
     int fd = raw_connect(f->port), closed;
     assert_true(fd >= 0);
@@ -231,7 +207,7 @@ static void test_slow_body_cut_off(void **state)
     free(reply);
     free(hdr);
     free(body);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* Hundreds of slow and idle connections from the same address do not lock
@@ -241,7 +217,7 @@ static void test_fast_client_among_slow_ones(void **state)
 {
     (void)state;
     enum { SLOW = 300, IDLE = 100, EVENTS = 20 };
-    fx *f = fx_new("request_timeout = 2s\n");
+    it_fx *f = fx_new("request_timeout = 2s\n");
     int fds[SLOW + IDLE];
     for (int i = 0; i < SLOW + IDLE; i++) {
         fds[i] = raw_connect(f->port);
@@ -263,7 +239,7 @@ static void test_fast_client_among_slow_ones(void **state)
         close(fds[i]);
     }
     assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* The [listen] settings need a restart: a reload that changes
@@ -271,7 +247,7 @@ static void test_fast_client_among_slow_ones(void **state)
 static void test_reload_keeps_listen_settings(void **state)
 {
     (void)state;
-    fx *f = fx_new("request_timeout = 1s\n");
+    it_fx *f = fx_new("request_timeout = 1s\n");
     char *text = tu_read_file(f->cfg, NULL), *changed;
     int fd, closed;
     char *reply;
@@ -295,7 +271,7 @@ static void test_reload_keeps_listen_settings(void **state)
     close(fd);
     free(changed);
     free(text);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* A client that asks and then reads the replies a byte at a time (or not at
@@ -304,7 +280,7 @@ static void test_slow_reader_cut_off(void **state)
 {
     (void)state;
     enum { ASKS = 3000 };   /* 3000 replies of 3.5 KB: more than the socket buffers take */
-    fx *f = fx_new("request_timeout = 1s\n");
+    it_fx *f = fx_new("request_timeout = 1s\n");
     struct sockaddr_in sa;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 256, closed, replies = 0;
     char *reply;
@@ -326,11 +302,11 @@ static void test_slow_reader_cut_off(void **state)
     free(reply);
     close(fd);
     assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* Asks GET /metrics until its text holds want (the daemon's own view). */
-static void await_metric(fx *f, const char *want)
+static void await_metric(it_fx *f, const char *want)
 {
     for (int tries = 0; tries < 20000; tries++) {   /* each ask is a round trip: no sleep */
         char *text = NULL;
@@ -348,7 +324,7 @@ static void test_body_memory_budget(void **state)
     (void)state;
     /* 130 of 512 KiB: 128 fill the budget, whichever come first */
     enum { HOLDERS = 130, PART = 300 * 1024, LEN = PART + 100000 };
-    fx *f = fx_new("request_timeout = 60s\n");
+    it_fx *f = fx_new("request_timeout = 60s\n");
     int fds[HOLDERS], fd, closed, st;
     char *chunk = malloc(LEN), *hdr, *hdr_close, *reply;
     memset(chunk, ' ', LEN);
@@ -385,7 +361,7 @@ static void test_body_memory_budget(void **state)
     free(hdr);
     free(hdr_close);
     free(chunk);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* ---- framing -------------------------------------------------------------- */
@@ -414,7 +390,7 @@ static void test_ambiguous_framing_refused(void **state)
         {"GET /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
          "both Content-Length and Transfer-Encoding"},
     };
-    fx *f = fx_new("");
+    it_fx *f = fx_new("");
     post_ok(f, "before");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int fd = raw_connect(f->port), closed;
@@ -435,7 +411,7 @@ static void test_ambiguous_framing_refused(void **state)
     /* "delivered" is logged after the commit that deleted the row. */
     assert_int_equal(it_wait_log(&f->d, "msg=delivered", 10000), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING) + it_count(f->data_dir, DB_ROW_DEAD), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* A path of stray bytes and control characters is quoted in the 404, and
@@ -443,7 +419,7 @@ static void test_ambiguous_framing_refused(void **state)
 static void test_reply_is_valid_utf8_json(void **state)
 {
     (void)state;
-    fx *f = fx_new("");
+    it_fx *f = fx_new("");
     int fd = raw_connect(f->port), closed;
     char *reply;
     assert_true(fd >= 0);
@@ -459,7 +435,7 @@ static void test_reply_is_valid_utf8_json(void **state)
     assert_null(strchr(reply, '\x1b'));   /* escaped as \u001b in the JSON text */
     free(reply);
     close(fd);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 /* ---- connection limits ------------------------------------------------ */
@@ -470,7 +446,7 @@ static void test_per_client_limit(void **state)
 {
     (void)state;
     enum { LIMIT = 4 };
-    fx *f = fx_new("max_connections_per_client = 4\n");
+    it_fx *f = fx_new("max_connections_per_client = 4\n");
     int fds[LIMIT], extra, closed, st = 0;
     char *r;
     for (int i = 0; i < LIMIT; i++) {
@@ -505,7 +481,7 @@ static void test_per_client_limit(void **state)
     }
     assert_int_equal(st, 200);
     for (int i = 1; i < LIMIT; i++) close(fds[i]);
-    fx_free(f);
+    it_fx_free(f, KEYS, 1);
 }
 
 int main(void)

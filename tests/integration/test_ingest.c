@@ -37,32 +37,20 @@ static const char *const KEYS[] = {
     "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34",
     "R0cccccccccccccccccccccccccccd56",
 };
+#define N_KEYS (sizeof KEYS / sizeof *KEYS)
 
-typedef struct fx {
-    char *dir, *cfg, *data_dir, *log, *base;
-    int port;
-    mockpd *mock;
-    it_daemon d;
-} fx;
-
-static fx *fx_new(void)
+/* The scene, its mock without a limit, a port for the daemon's listener. */
+static it_fx *fx_new(void)
 {
-    fx *f = calloc(1, sizeof *f);
     mockpd_opts mo = {.limit = -1};
-    f->dir = tu_mkdtemp();
-    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
-    f->data_dir = tu_printf("%s/var", f->dir);
-    f->log = tu_printf("%s/pdrelay.log", f->dir);
-    f->port = it_free_port();
-    f->base = tu_printf("http://127.0.0.1:%d", f->port);
-    f->mock = mockpd_start(&mo);
-    assert_non_null(f->mock);
+    it_fx *f = it_fx_new(&mo);
+    it_fx_port(f);
     return f;
 }
 
 /* The config: the mock's URL, fast backoff, this fixture's port; extra is
 ** appended (more sections: targets, [outbox], ...). */
-static void fx_config(fx *f, const char *listen_extra, const char *extra)
+static void fx_config(it_fx *f, const char *listen_extra, const char *extra)
 {
     char *text = tu_printf("[agent]\ndata_dir = %s\nsource = gw-test\n"
                            "[listen]\nport = %d\n%s"
@@ -74,26 +62,14 @@ static void fx_config(fx *f, const char *listen_extra, const char *extra)
     free(text);
 }
 
-static void fx_start(fx *f)
+static void fx_start(it_fx *f)
 {
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
 }
 
-static void fx_free(fx *f)
-{
-    mockpd_stop(f->mock);
-    it_teardown(&f->d, f->dir, KEYS, sizeof KEYS / sizeof *KEYS);
-    free(f->dir);
-    free(f->cfg);
-    free(f->data_dir);
-    free(f->log);
-    free(f->base);
-    free(f);
-}
-
 /* POST body to path; asserts the status; returns the parsed reply. */
-static cJSON *post(fx *f, const char *path, const char *body, int want)
+static cJSON *post(it_fx *f, const char *path, const char *body, int want)
 {
     char *reply = NULL;
     int st = it_http(f->base, "POST", path, body, NULL, &reply, NULL);
@@ -136,7 +112,7 @@ static void assert_error_reply(const cJSON *j, const char *status, const char *m
 }
 
 /* A serialized snapshot of the pending and dead rows: ids, keys, bodies. */
-static char *rows_snapshot(const fx *f)
+static char *rows_snapshot(const it_fx *f)
 {
     db_row *rows;
     size_t n = it_rows(f->data_dir, DB_ROW_PENDING, &rows);
@@ -163,7 +139,7 @@ static char *trigger_json(const char *key, const char *dedup, const char *summar
 static void test_enqueue_as_pagerduty(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     fx_start(f);
 
@@ -224,7 +200,7 @@ static void test_enqueue_as_pagerduty(void **state)
     assert_true(seen_generated && seen_change);
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* What Alertmanager's own pagerduty_configs notifier posts (0.27), with
@@ -232,7 +208,7 @@ static void test_enqueue_as_pagerduty(void **state)
 static void test_alertmanager_pagerduty_notifier(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     fx_start(f);
     const char *am =
@@ -264,13 +240,13 @@ static void test_alertmanager_pagerduty_notifier(void **state)
     cJSON_Delete(sent);
     cJSON_Delete(got);
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_enqueue_repairs(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     fx_start(f);
     char summary[1301];
@@ -299,7 +275,7 @@ static void test_enqueue_repairs(void **state)
     char *log = it_log(&f->d);
     assert_non_null(strstr(log, "summary_cut_from=1300 images_dropped=1"));
     free(log);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Every class of bad request gets its status and PagerDuty-shaped body, and
@@ -307,7 +283,7 @@ static void test_enqueue_repairs(void **state)
 static void test_errors_leave_queue_intact(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, "[target all]\nrouting_key = R0cccccccccccccccccccccccccccd56\n");
     assert_int_equal(mockpd_halt(f->mock), 0);   /* upstream down: rows stay queued */
     fx_start(f);
@@ -384,13 +360,13 @@ static void test_errors_leave_queue_intact(void **state)
     free(before);
     free(after);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_auth_token(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     char *tok = tu_printf("%s/token", f->dir);
     tu_write_file(tok, "s3cret-token\n");
     char *listen = tu_printf("auth_token_file = %s\n", tok);
@@ -418,13 +394,13 @@ static void test_auth_token(void **state)
     free(log);
     free(tok);
     free(listen);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_outbox_full_503(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, "[outbox]\nmax_events = 2\n");
     assert_int_equal(mockpd_halt(f->mock), 0);
     fx_start(f);
@@ -468,7 +444,7 @@ static void test_outbox_full_503(void **state)
     free(b);
     free(before);
     free(after);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Disk full, simulated with the daemon's file size limit (prlimit): 503 and
@@ -477,7 +453,7 @@ static void test_outbox_full_503(void **state)
 static void test_disk_full_503_and_recovery(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     assert_int_equal(mockpd_halt(f->mock), 0);
     fx_start(f);
@@ -563,7 +539,7 @@ static void test_disk_full_503_and_recovery(void **state)
     const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "status", NULL};
     assert_int_equal(tu_run(argv, NULL, &out, NULL), 0);
     free(out);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- Alertmanager webhook ------------------------------------------------- */
@@ -593,7 +569,7 @@ static char *am_body(const char *status)
 static void test_alertmanager_lifecycle(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, AM_TARGETS);
     fx_start(f);
     char *firing = am_body("firing"), *resolved = am_body("resolved");
@@ -656,7 +632,7 @@ static void test_alertmanager_lifecycle(void **state)
     free(firing);
     free(resolved);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Alertmanager repeats a group every group_interval: during an outage the
@@ -664,7 +640,7 @@ static void test_alertmanager_lifecycle(void **state)
 static void test_alertmanager_repeats_coalesce(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, AM_TARGETS);
     assert_int_equal(mockpd_halt(f->mock), 0);
     fx_start(f);
@@ -707,7 +683,7 @@ static void test_alertmanager_repeats_coalesce(void **state)
     cJSON_Delete(ev);
     free(firing);
     free(resolved);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- generic alerts ------------------------------------------------------ */
@@ -715,7 +691,7 @@ static void test_alertmanager_repeats_coalesce(void **state)
 static void test_alerts_endpoint(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, "[target all]\nrouting_key = R0cccccccccccccccccccccccccccd56\n");
     fx_start(f);
     cJSON *r = post(f, "/v1/alerts",
@@ -777,7 +753,7 @@ static void test_alerts_endpoint(void **state)
     assert_string_equal(jstr(last, "event_action"), "resolve");
     assert_string_equal(jstr(last, "dedup_key"), dk_old);
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- reload and unix socket --------------------------------------------- */
@@ -785,7 +761,7 @@ static void test_alerts_endpoint(void **state)
 static void test_sighup_rotates_key(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     char *keyf = tu_printf("%s/prod.key", f->dir);
     tu_write_file(keyf, "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12\n");
     char *targets = tu_printf("[target prod]\nrouting_key_file = %s\n", keyf);
@@ -825,7 +801,7 @@ static void test_sighup_rotates_key(void **state)
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     free(keyf);
     free(targets);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* max_events needs a restart: after a reload that lowers it, /readyz and the
@@ -833,7 +809,7 @@ static void test_sighup_rotates_key(void **state)
 static void test_reload_keeps_max_events(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     char *body, *reply = NULL;
     cJSON *j;
     fx_config(f, NULL, "[outbox]\nmax_events = 3\n");
@@ -866,13 +842,13 @@ static void test_reload_keeps_max_events(void **state)
     cJSON_Delete(post(f, "/v2/enqueue", body, 503));
     free(body);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_unix_socket(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     char *sock = tu_printf("%s/pdrelay.sock", f->dir);
     char *listen = tu_printf("unix_socket = %s\n", sock);
     fx_config(f, listen, NULL);
@@ -894,7 +870,7 @@ static void test_unix_socket(void **state)
     free(base);
     free(sock);
     free(listen);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* SIGTERM while a request is arriving: it is answered 503 "shutting down"
@@ -904,7 +880,7 @@ static void test_unix_socket(void **state)
 static void test_shutdown_answers_503(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     fx_start(f);
     char *body = trigger_json(KEYS[0], "late-1", "arrives during shutdown");
@@ -936,14 +912,14 @@ static void test_shutdown_answers_503(void **state)
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     free(body);
     free(head);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Start-up refusals: a port in use (exit 1), an unreadable token file (2). */
 static void test_startup_errors(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     fx_start(f);
     /* A second daemon on the same port. */
@@ -982,7 +958,7 @@ static void test_startup_errors(void **state)
     /* The first daemon was not disturbed. */
     assert_int_equal(it_http(f->base, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* No route adds a time to the stored body (the sender stamps a trigger or
@@ -1012,7 +988,7 @@ static void test_repeats_coalesce_every_route(void **state)
                        "\"annotations\":{\"summary\":\"rt-alerts\"}}", NULL},
     };
     enum { N = sizeof posts / sizeof posts[0] };
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, AM_TARGETS);
     assert_int_equal(mockpd_halt(f->mock), 0);   /* the outage: everything stays queued */
     fx_start(f);
@@ -1042,7 +1018,7 @@ static void test_repeats_coalesce_every_route(void **state)
         if (i < 3) assert_string_equal(rows[i].body, posts[i].stored ? posts[i].stored : posts[i].body);
     }
     db_rows_free(rows, n);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* `pdrelay queue kick` finds the daemon of the data_dir through its lock
@@ -1051,7 +1027,7 @@ static void test_repeats_coalesce_every_route(void **state)
 static void test_queue_kick(void **state)
 {
     (void)state;
-    fx *f = fx_new();
+    it_fx *f = fx_new();
     fx_config(f, NULL, NULL);
     char *out = NULL, *err = NULL;
     const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "kick", NULL};
@@ -1086,7 +1062,7 @@ static void test_queue_kick(void **state)
     free(err);
     free(kicked);
     free(want);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 int main(void)

@@ -36,78 +36,19 @@ static const char *const KEYS[] = {
 };
 #define N_KEYS (sizeof KEYS / sizeof *KEYS)
 
-typedef struct fx {
-    char *dir, *cfg, *data_dir, *log, *base;
-    mockpd *mock;
-    it_daemon d;
-} fx;
-
-static fx *fx_new(const mockpd_opts *mo)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
-    f->data_dir = tu_printf("%s/var", f->dir);
-    f->log = tu_printf("%s/pdrelay.log", f->dir);
-    f->mock = mockpd_start(mo);
-    assert_non_null(f->mock);
-    return f;
-}
-
 /* The config: the mock, a listener for /metrics, short timeouts; then the
 ** test's own lines (sections may repeat their header: the last value of a
 ** key wins, so extra can override these). */
-static void fx_config(fx *f, const char *agent, const char *pagerduty, const char *outbox)
+static void fx_config(it_fx *f, const char *agent, const char *pagerduty, const char *outbox)
 {
-    int port = it_free_port();
-    free(f->base);
-    f->base = tu_printf("http://127.0.0.1:%d", port);
+    it_fx_port(f);
     char *text = tu_printf("[agent]\ndata_dir = %s\n%s\n[listen]\nport = %d\n"
                            "[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\nbackoff_max_ms = 50\n"
                            "timeout_ms = 2000\nconnect_timeout_ms = 500\n%s\n[outbox]\n%s\n",
-                           f->data_dir, agent ? agent : "", port, mockpd_url(f->mock), pagerduty ? pagerduty : "",
+                           f->data_dir, agent ? agent : "", f->port, mockpd_url(f->mock), pagerduty ? pagerduty : "",
                            outbox ? outbox : "");
     tu_write_file(f->cfg, text);
     free(text);
-}
-
-static void fx_free(fx *f)
-{
-    mockpd_stop(f->mock);
-    it_teardown(&f->d, f->dir, KEYS, N_KEYS);
-    free(f->dir);
-    free(f->cfg);
-    free(f->data_dir);
-    free(f->log);
-    free(f->base);
-    free(f);
-}
-
-/* Queues one event straight into the outbox (the daemon may be running: it
-** notices the commit). severity NULL for acknowledge and resolve. */
-static void push(const char *data_dir, const char *key, pdr_action act, const char *dk, const char *severity,
-                 const char *summary)
-{
-    db_t *db = tu_db_open(data_dir, 0);
-    char *body;
-    if (act == PDR_ACTION_TRIGGER)
-        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
-                         "\"payload\":{\"summary\":\"%s\",\"source\":\"gw\",\"severity\":\"%s\"}}",
-                         key, dk, summary, severity);
-    else
-        body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
-                         pdr_action_name(act), dk);
-    db_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.routing_key = key;
-    ev.action = act;
-    ev.dedup_key = dk;
-    ev.body = body;
-    ev.body_len = strlen(body);
-    ev.urgency = act == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(severity) : PDR_URGENCY_INHERIT;
-    assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
-    free(body);
-    db_close(db);
 }
 
 /* How many times needle occurs in hay. */
@@ -119,7 +60,7 @@ static int count_of(const char *hay, const char *needle)
 }
 
 /* The value of a metric line "name value" in /metrics, or -1. */
-static double metric(fx *f, const char *name)
+static double metric(it_fx *f, const char *name)
 {
     char *body = NULL;
     double v = -1;
@@ -141,14 +82,14 @@ static double metric(fx *f, const char *name)
 static void test_one_probe_while_down(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, "log_level = debug", "down_probe_max = 200ms", NULL);
     for (size_t k = 0; k < N_KEYS; k++) {
         char dk[16];
         snprintf(dk, sizeof dk, "w%zu", k);
-        push(f->data_dir, KEYS[k], PDR_ACTION_TRIGGER, dk, "warning", "disk filling");
+        tu_push_event(f->data_dir, KEYS[k], PDR_ACTION_TRIGGER, dk, NULL, "warning", "disk filling");
     }
-    push(f->data_dir, KEYS[3], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
+    tu_push_event(f->data_dir, KEYS[3], PDR_ACTION_TRIGGER, "crit", NULL, "critical", "site power lost");
     assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
@@ -178,7 +119,7 @@ static void test_one_probe_while_down(void **state)
     /* nothing was lost or killed */
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), N_KEYS + 1);
     assert_int_equal(it_count(f->data_dir, DB_ROW_DEAD), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* A probe schedule of minutes, then SIGUSR1 once the link is back: the
@@ -187,7 +128,7 @@ static void test_one_probe_while_down(void **state)
 static void test_sigusr1_ends_the_wait(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL, "backoff_max_ms = 60000\ndown_probe_max = 10m", NULL);
     for (size_t k = 0; k < N_KEYS; k++) it_queue(f->data_dir, KEYS[k], "e", 4);
     assert_int_equal(mockpd_halt(f->mock), 0);
@@ -206,7 +147,7 @@ static void test_sigusr1_ends_the_wait(void **state)
     for (size_t k = 0; k < N_KEYS; k++) it_assert_in_order(ev, KEYS[k], "e", 4);
     cJSON_Delete(ev);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 2. logs that say what happened, once ------------------------------------------ */
@@ -214,7 +155,7 @@ static void test_sigusr1_ends_the_wait(void **state)
 static void test_log_says_it_once(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, "outage_log_interval = 1s", "down_probe_max = 100ms", NULL);
     for (size_t k = 0; k < N_KEYS; k++) it_queue(f->data_dir, KEYS[k], "e", 3);
     assert_int_equal(mockpd_halt(f->mock), 0);
@@ -240,7 +181,7 @@ static void test_log_says_it_once(void **state)
     for (const char *p = down; p < up; p++) lines += *p == '\n';
     assert_int_equal(lines, 1 + count_of(log, "uplink still down"));
     free(log);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* A key that keeps failing for one reason while the link is up (a 408 is
@@ -249,7 +190,7 @@ static void test_log_says_it_once(void **state)
 static void test_key_failures_logged_once(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL, NULL, NULL);
     it_queue(f->data_dir, KEYS[0], "k", 2);
     assert_int_equal(mockpd_set_mode(f->mock, "status", 408, 0, 6), 0);
@@ -263,7 +204,7 @@ static void test_key_failures_logged_once(void **state)
                                 "last_reason=\"timeout HTTP 408\""));
     assert_int_equal(count_of(log, "uplink"), 0);
     free(log);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 4. urgent first ------------------------------------------------------------- */
@@ -277,17 +218,17 @@ static void test_key_failures_logged_once(void **state)
 static void test_critical_first_after_recovery(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL, "backoff_max_ms = 4000\ndown_probe_max = 8s", NULL);
     for (int i = 0; i < 30; i++) {
         char dk[16];
         snprintf(dk, sizeof dk, "w-%d", i);
-        push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, dk, "warning", "disk filling");
+        tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, dk, NULL, "warning", "disk filling");
     }
     assert_int_equal(mockpd_halt(f->mock), 0);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "crit", "critical", "site power lost");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "crit", NULL, "critical", "site power lost");
     assert_int_equal(mockpd_restart(f->mock), 0);
     assert_int_equal(kill(f->d.pid, SIGUSR1), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 31, 20000), 0);
@@ -306,27 +247,27 @@ static void test_critical_first_after_recovery(void **state)
         assert_string_equal(got[i], want);
     }
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 5. don't page for what already resolved ---------------------------------------- */
 
 /* Queued while pdrelay was not running (held): X triggered, was
 ** acknowledged and resolved; Y is still firing. Returns the mock's events. */
-static cJSON *run_resolved_while_queued(fx *f, const char *mode)
+static cJSON *run_resolved_while_queued(it_fx *f, const char *mode)
 {
     char *outbox = tu_printf("resolved_while_queued = %s", mode);
     fx_config(f, NULL, NULL, outbox);
     free(outbox);
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", "critical", "pump failed");
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "Y", "warning", "tank low");
-    push(f->data_dir, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "X", NULL, NULL);
-    push(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL);
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", NULL, "critical", "pump failed");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "Y", NULL, "warning", "tank low");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "X", NULL, NULL, NULL);
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL, NULL);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     return NULL;
 }
 
-static cJSON *finish(fx *f, int accepted)
+static cJSON *finish(it_fx *f, int accepted)
 {
     assert_int_equal(mockpd_wait_accepted(f->mock, accepted, 20000), 0);
     /* its "delivered" line comes after the row left the outbox */
@@ -339,7 +280,7 @@ static cJSON *finish(fx *f, int accepted)
 static void test_resolved_while_queued_send(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     run_resolved_while_queued(f, "send");
     cJSON *ev = finish(f, 4);
     assert_int_equal(cJSON_GetArraySize(ev), 4);
@@ -358,13 +299,13 @@ static void test_resolved_while_queued_send(void **state)
     assert_string_equal(it_jstr(first, "summary"), "pump failed");
     assert_non_null(strstr(it_jstr(first, "body"), "\"severity\":\"critical\""));
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_resolved_while_queued_collapse(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     run_resolved_while_queued(f, "collapse");
     cJSON *ev = finish(f, 1);
     assert_int_equal(cJSON_GetArraySize(ev), 1);
@@ -375,13 +316,13 @@ static void test_resolved_while_queued_collapse(void **state)
     assert_non_null(strstr(log, "events=3"));
     free(log);
     assert_int_equal(it_count(f->data_dir, DB_ROW_DEAD), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_resolved_while_queued_note(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     run_resolved_while_queued(f, "note");
     cJSON *ev = finish(f, 4);
     assert_int_equal(cJSON_GetArraySize(ev), 4);
@@ -399,7 +340,7 @@ static void test_resolved_while_queued_note(void **state)
     }
     assert_int_equal(xi, 3);
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* A trigger and its resolve queued while the link is healthy (held back
@@ -409,22 +350,22 @@ static void test_healthy_link_not_touched(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = -1};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, NULL, "rate_per_minute = 60\nburst = 1\nrate_window = 1s", "resolved_while_queued = note");
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "pdrelay started", 10000), 0);
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "A", "warning", "first");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "A", NULL, "warning", "first");
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     /* the key's one token per second is spent: these two wait behind it */
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", "critical", "pump failed");
-    push(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL);
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "X", NULL, "critical", "pump failed");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "X", NULL, NULL, NULL);
     cJSON *ev = finish(f, 3);
     const cJSON *x = cJSON_GetArrayItem(ev, 1);
     assert_string_equal(it_jstr(x, "dedup_key"), "X");
     assert_string_equal(it_jstr(x, "summary"), "pump failed");
     assert_non_null(strstr(it_jstr(x, "body"), "\"severity\":\"critical\""));
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 7. 429 ---------------------------------------------------------------------- */
@@ -435,7 +376,7 @@ static void test_429_waits_throttle_backoff(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = -1};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, NULL, "throttle_backoff = 400ms\nconcurrency = 1", NULL);
     it_queue(f->data_dir, KEYS[0], "t", 3);
     assert_int_equal(mockpd_set_mode(f->mock, "status", 429, 0, 1), 0);
@@ -454,12 +395,12 @@ static void test_429_waits_throttle_backoff(void **state)
     char *log = it_log(&f->d);
     assert_non_null(strstr(log, "throttled by PagerDuty"));
     free(log);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 6. an incident keeps its routing key ----------------------------------------- */
 
-static void post_am(fx *f, const char *status, const char *fp)
+static void post_am(it_fx *f, const char *status, const char *fp)
 {
     char *body = tu_printf("{\"version\":\"4\",\"status\":\"%s\",\"receiver\":\"r\",\"alerts\":[{\"status\":\"%s\","
                            "\"labels\":{\"alertname\":\"PumpDown\",\"severity\":\"critical\",\"env\":\"prod\"},"
@@ -468,7 +409,7 @@ static void post_am(fx *f, const char *status, const char *fp)
     free(body);
 }
 
-static void rotate(fx *f, const char *key_file, const char *key, int reloads)
+static void rotate(it_fx *f, const char *key_file, const char *key, int reloads)
 {
     tu_write_file(key_file, key);
     assert_int_equal(kill(f->d.pid, SIGHUP), 0);
@@ -499,7 +440,7 @@ static char *history(cJSON *ev, const char *dk)
 static void test_incident_keeps_its_key(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     char *key_file = tu_printf("%s/site.key", f->dir);
     tu_write_file(key_file, KEYS[0]);
     char *extra = tu_printf("resolved_while_queued = send\n[target site]\nrouting_key_file = %s\nmatch = env=prod\n",
@@ -551,11 +492,11 @@ static void test_incident_keeps_its_key(void **state)
     free(dk1);
     free(dk3);
     free(key_file);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* `pdrelay queue status` (text or --json): its output, and exit 0. */
-static char *queue_status(fx *f, int json)
+static char *queue_status(it_fx *f, int json)
 {
     const char *argv[] = {tu_pdrelay(), "queue", "status", "-c", f->cfg, json ? "--json" : NULL, NULL};
     char *out = NULL;
@@ -570,7 +511,7 @@ static void test_queue_status_throttled_and_down(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = -1};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, NULL, "throttle_backoff = 1h\ndown_probe_max = 100ms", NULL);
     it_queue(f->data_dir, KEYS[0], "t", 3);
     assert_int_equal(mockpd_set_mode(f->mock, "status", 429, 0, 1), 0);
@@ -597,14 +538,14 @@ static void test_queue_status_throttled_and_down(void **state)
     cJSON_Delete(doc);
 
     assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
-    push(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "d", "error", "down");
+    tu_push_event(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "d", NULL, "error", "down");
     assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
     out = queue_status(f, 0);
     assert_non_null(strstr(out, "uplink: "));
     assert_true(strstr(out, "uplink: down for ") || strstr(out, "uplink: probing for "));
     free(out);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 3. true times ---------------------------------------------------------------- */
@@ -615,7 +556,7 @@ static void test_queue_status_throttled_and_down(void **state)
 static void test_true_times_every_path(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL, "down_probe_max = 100ms", "[target all]\nrouting_key = R1eeeeeeeeeeeeeeeeeeeeeeeeeeef90\n");
     assert_int_equal(mockpd_set_mode(f->mock, "reset", 0, 0, 0), 0);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
@@ -662,7 +603,7 @@ static void test_true_times_every_path(void **state)
     }
     assert_int_equal(n, 5);
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- 3. true times: the delay note ------------------------------------------------- */
@@ -672,13 +613,13 @@ static void test_true_times_every_path(void **state)
 static void test_delay_note(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL, NULL, "delay_note_after = 5m");
     int64_t now = pdr_clock_now_ms();
     tu_clock_install(now - 10 * 60 * 1000);   /* this process only: the row's created_ms */
-    push(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "old", "error", "held");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "old", NULL, "error", "held");
     pdr_clock_set(NULL, NULL);
-    push(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "new", "error", "fresh");
+    tu_push_event(f->data_dir, KEYS[1], PDR_ACTION_TRIGGER, "new", NULL, "error", "fresh");
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 2, 20000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
@@ -701,7 +642,7 @@ static void test_delay_note(void **state)
         cJSON_Delete(body);
     }
     cJSON_Delete(ev);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 int main(void)

@@ -30,44 +30,16 @@ static const char *const KEYS[] = {
     "R0bbbbbbbbbbbbbbbbbbbbbbbbbbcd34",
     "R0cccccccccccccccccccccccccccd56",
 };
-
-typedef struct fx {
-    char *dir, *cfg, *data_dir, *log;
-    mockpd *mock;
-    it_daemon d;
-} fx;
-
-static fx *fx_new(const mockpd_opts *mo)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    f->cfg = tu_printf("%s/pdrelay.ini", f->dir);
-    f->data_dir = tu_printf("%s/var", f->dir);
-    f->log = tu_printf("%s/pdrelay.log", f->dir);
-    f->mock = mockpd_start(mo);
-    assert_non_null(f->mock);
-    return f;
-}
+#define N_KEYS (sizeof KEYS / sizeof *KEYS)
 
 /* Writes the config: the mock's URL, fast backoff, short timeouts, plus extra. */
-static void fx_config(fx *f, const char *extra)
+static void fx_config(it_fx *f, const char *extra)
 {
     char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = %s\nbackoff_initial_ms = 20\n"
                            "backoff_max_ms = 200\ntimeout_ms = 1000\nconnect_timeout_ms = 500\n%s",
                            f->data_dir, mockpd_url(f->mock), extra ? extra : "");
     tu_write_file(f->cfg, text);
     free(text);
-}
-
-static void fx_free(fx *f)
-{
-    mockpd_stop(f->mock);
-    it_teardown(&f->d, f->dir, KEYS, sizeof KEYS / sizeof *KEYS);   /* no routing key whole */
-    free(f->dir);
-    free(f->cfg);
-    free(f->data_dir);
-    free(f->log);
-    free(f);
 }
 
 #define jstr it_jstr
@@ -78,7 +50,7 @@ static void test_order_per_key(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = -1};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
     for (int k = 0; k < 3; k++) it_queue(f->data_dir, KEYS[k], "e", 40);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
@@ -90,13 +62,13 @@ static void test_order_per_key(void **state)
     cJSON_Delete(ev);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay stopped\"", 1000), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);   /* no routing key whole */
 }
 
 static void test_lifecycle_through_failures(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     /* queued before the start, the trigger would go as "resolved while
     ** offline" (test_outage.c): here the lifecycle is sent as queued */
     fx_config(f, "[outbox]\nresolved_while_queued = send\n");
@@ -126,7 +98,7 @@ static void test_lifecycle_through_failures(void **state)
                                 "status=202 attempts=3"));
     free(log);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* A 429 (here with Retry-After: 1) is transient: the event waits at least
@@ -134,7 +106,7 @@ static void test_lifecycle_through_failures(void **state)
 static void test_throttled_then_delivered(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
     assert_int_equal(mockpd_set_mode_json(f->mock, "{\"mode\":\"status\",\"status\":429,\"count\":1,"
                                                    "\"retry_after\":\"1\"}"), 0);
@@ -154,7 +126,7 @@ static void test_throttled_then_delivered(void **state)
     assert_string_equal(jstr(cJSON_GetArrayItem(req, 2), "dedup_key"), "t-2");
     cJSON_Delete(req);
     assert_int_equal(it_wait_log(&f->d, "error_type=rate_limit", 1000), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* 300 events to one key against a server that throttles above 120 per
@@ -163,7 +135,7 @@ static void test_burst_never_throttled(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = 120, .window_ms = 1000};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, "rate_per_minute = 7200\nburst = 10\nrate_window = 1s\n");
     it_queue(f->data_dir, KEYS[0], "b", 300);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
@@ -178,24 +150,17 @@ static void test_burst_never_throttled(void **state)
     it_assert_in_order(ev, KEYS[0], "b", 300);
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_dead_letter_then_retry(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
     /* An event PagerDuty refuses (an older pdrelay, or a hand-made row):
     ** the severity is not one PagerDuty knows. */
-    db_t *db = tu_db_open(f->data_dir, 0);
-    char *body = tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"bad-1\","
-                           "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"high\"}}", KEYS[0]);
-    db_event e = {KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, body, strlen(body),
-                  pdr_urgency_of_severity("high"), NULL, 0};
-    assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
-    db_close(db);
-    free(body);
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "bad-1", NULL, "high", "s");
     assert_int_equal(it_send(f->cfg, KEYS[0], "trigger", "good-1", "after the bad one"), 0);
 
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
@@ -243,13 +208,13 @@ static void test_dead_letter_then_retry(void **state)
     assert_int_equal(rows[0].id, dead_id);
     db_rows_free(rows, n);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_outage_then_recovery(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
     assert_int_equal(mockpd_halt(f->mock), 0);        /* connections refused */
     it_queue(f->data_dir, KEYS[0], "o", 10);
@@ -274,14 +239,14 @@ static void test_outage_then_recovery(void **state)
     assert_non_null(strstr(log, "uplink up"));
     free(log);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_kill9_loses_nothing(void **state)
 {
     (void)state;
     mockpd_opts mo = {.limit = -1, .latency_ms = 20};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     fx_config(f, "rate_per_minute = 60000\nburst = 50\n");
     it_queue(f->data_dir, KEYS[0], "k", 100);
     it_queue(f->data_dir, KEYS[1], "l", 100);
@@ -307,13 +272,13 @@ static void test_kill9_loses_nothing(void **state)
     cJSON_Delete(ev);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_sigterm_lets_inflight_finish(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
     assert_int_equal(mockpd_set_mode(f->mock, "slow", 0, 400, 1), 0);
     assert_int_equal(it_send(f->cfg, KEYS[2], "trigger", "slow-1", "slow reply"), 0);
@@ -326,14 +291,14 @@ static void test_sigterm_lets_inflight_finish(void **state)
     assert_non_null(strstr(log, "dedup_key=slow-1 status=202"));
     assert_true(strstr(log, "dedup_key=slow-1 status=202") < strstr(log, "msg=\"pdrelay stopped\""));
     free(log);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 static void test_tls(void **state)
 {
     (void)state;
     mockpd_opts mo = {.tls = true};
-    fx *f = fx_new(&mo);
+    it_fx *f = it_fx_new(&mo);
     char *extra = tu_printf("ca_file = %s/other-ca.pem\n", mockpd_certs_dir(f->mock));
     fx_config(f, extra);
     free(extra);
@@ -359,25 +324,10 @@ static void test_tls(void **state)
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
-static void push_one(fx *f, const char *key, pdr_action act, const char *dk, const char *fp)
-{
-    db_t *db = tu_db_open(f->data_dir, 0);
-    char *body = act == PDR_ACTION_TRIGGER
-        ? tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"trigger\",\"dedup_key\":\"%s\","
-                    "\"payload\":{\"summary\":\"s\",\"source\":\"gw\",\"severity\":\"error\"}}", key, dk)
-        : tu_printf("{\"routing_key\":\"%s\",\"event_action\":\"%s\",\"dedup_key\":\"%s\"}", key,
-                    pdr_action_name(act), dk);
-    db_event e = {key, act, dk, fp, body, strlen(body),
-                  act == PDR_ACTION_TRIGGER ? PDR_URGENCY_ERROR : PDR_URGENCY_INHERIT, NULL, 0};
-    assert_int_equal(db_outbox_push(db, &e, NULL), PDR_OK);
-    free(body);
-    db_close(db);
-}
-
-static pdr_rc dedup_lookup(fx *f, const char *key, const char *fp, db_dedup_entry *out)
+static pdr_rc dedup_lookup(it_fx *f, const char *key, const char *fp, db_dedup_entry *out)
 {
     db_t *db = tu_db_open(f->data_dir, 0);
     pdr_rc rc = db_dedup_get(db, key, fp, out);
@@ -390,10 +340,10 @@ static pdr_rc dedup_lookup(fx *f, const char *key, const char *fp, db_dedup_entr
 static void test_dedup_table_follows_deliveries(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, "[dedup]\nttl = 1h\n");
     db_dedup_entry e;
-    push_one(f, KEYS[0], PDR_ACTION_TRIGGER, "dk-1", "fp-1");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "dk-1", "fp-1", "error", "s");
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(mockpd_wait_accepted(f->mock, 1, 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-1 status=202", 5000), 0);
@@ -401,26 +351,26 @@ static void test_dedup_table_follows_deliveries(void **state)
     assert_string_equal(e.dedup_key, "dk-1");
     assert_int_equal(e.state, DB_DEDUP_TRIGGERED);
     assert_true(e.expires_ms - e.updated_ms == 3600000);
-    push_one(f, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "dk-1", "fp-1");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_ACKNOWLEDGE, "dk-1", "fp-1", NULL, NULL);
     assert_int_equal(mockpd_wait_accepted(f->mock, 2, 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "action=acknowledge dedup_key=dk-1 status=202", 5000), 0);
     assert_int_equal(dedup_lookup(f, KEYS[0], "fp-1", &e), PDR_OK);
     assert_int_equal(e.state, DB_DEDUP_ACKNOWLEDGED);
-    push_one(f, KEYS[0], PDR_ACTION_RESOLVE, "dk-1", "fp-1");
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_RESOLVE, "dk-1", "fp-1", NULL, NULL);
     assert_int_equal(mockpd_wait_accepted(f->mock, 3, 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "action=resolve dedup_key=dk-1 status=202", 5000), 0);
     assert_int_equal(dedup_lookup(f, KEYS[0], "fp-1", &e), PDR_ERR_NOT_FOUND);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Expired dedup entries are purged by the daemon every cleanup_interval. */
 static void test_dedup_housekeeping(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, "[agent]\nlog_level = debug\n[dedup]\nttl = 300ms\ncleanup_interval = 200ms\n");
-    push_one(f, KEYS[2], PDR_ACTION_TRIGGER, "dk-h", "fp-h");
+    tu_push_event(f->data_dir, KEYS[2], PDR_ACTION_TRIGGER, "dk-h", "fp-h", "error", "s");
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-h status=202", 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 5000), 0);
@@ -430,7 +380,7 @@ static void test_dedup_housekeeping(void **state)
     assert_int_equal(n, 0);
     db_close(db);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* An event whose next attempt lies beyond any delay pdrelay sets (the wall
@@ -438,9 +388,9 @@ static void test_dedup_housekeeping(void **state)
 static void test_clock_set_back(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
-    push_one(f, KEYS[0], PDR_ACTION_TRIGGER, "cb-1", NULL);
+    tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "cb-1", NULL, "error", "s");
     db_t *db = tu_db_open(f->data_dir, 0);
     db_row *rows;
     size_t n;
@@ -455,7 +405,7 @@ static void test_clock_set_back(void **state)
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"the clock moved back: events waiting beyond any backoff are due now\" "
                                         "count=1", 1000), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* [pagerduty] proxy: requests go through the proxy, addressed to the
@@ -464,7 +414,7 @@ static void test_clock_set_back(void **state)
 static void test_proxy(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = http://events.pagerduty.invalid\n"
                            "proxy = %s\nbackoff_max_ms = 200\n", f->data_dir, mockpd_url(f->mock));
     tu_write_file(f->cfg, text);
@@ -480,7 +430,7 @@ static void test_proxy(void **state)
     assert_string_equal(jstr(e, "dedup_key"), "px-1");
     cJSON_Delete(ev);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* With max_age set, events that cannot be delivered in time become dead
@@ -488,7 +438,7 @@ static void test_proxy(void **state)
 static void test_max_age(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     fx_config(f, "[outbox]\nmax_age = 300ms\n");
     assert_int_equal(mockpd_halt(f->mock), 0);
     assert_int_equal(it_send(f->cfg, KEYS[1], "trigger", "old-1", "first"), 0);
@@ -504,7 +454,7 @@ static void test_max_age(void **state)
     assert_string_equal(rows[0].last_error, "max_age exceeded: not delivered in time");
     db_rows_free(rows, n);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* ---- attempts, backoff across restarts, outcomes the database refuses ---------- */
@@ -516,7 +466,7 @@ static double arrival(const cJSON *reqs, int i)
 
 /* `pdrelay queue list --dead --json`, as the operator sees it: the
 ** attempts of the dead letter with dedup_key dk. */
-static int dead_attempts(fx *f, const char *dk)
+static int dead_attempts(it_fx *f, const char *dk)
 {
     char *out = NULL, *err = NULL;
     const char *argv[] = {tu_pdrelay(), "queue", "-c", f->cfg, "list", "--dead", "--json", NULL};
@@ -538,7 +488,7 @@ static int dead_attempts(fx *f, const char *dk)
 static void test_dead_letter_counts_attempts(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     /* A first retry 150-300 ms later, the second 300-600 ms (later keys
     ** win): time enough to change the mock's answer in between. */
     fx_config(f, "backoff_initial_ms = 300\nbackoff_max_ms = 5000\n");
@@ -558,7 +508,7 @@ static void test_dead_letter_counts_attempts(void **state)
     assert_int_equal(it_wait_log(&f->d, "dedup_key=thrice error_type=bad_request error=\"HTTP 400: Injected HTTP 400\" "
                                         "attempts=3", 1000), 0);
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* Sender invariant 6: killed during an outage, the daemon goes on from the
@@ -567,7 +517,7 @@ static void test_dead_letter_counts_attempts(void **state)
 static void test_backoff_survives_restart(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     /* initial 50 ms, max 800 ms (later keys win): after 4 failures the
     ** delay is at its cap */
     fx_config(f, "backoff_initial_ms = 50\nbackoff_max_ms = 800\n");
@@ -603,7 +553,7 @@ static void test_backoff_survives_restart(void **state)
     if (attempts == n0) assert_true(across >= 400.0);
     /* failure attempts+1 draws from [400, 800] ms; a fresh lane from [25, 50] */
     assert_true(gap >= 400.0);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 /* The sender cannot record an outcome (file size limit: every write of the
@@ -614,7 +564,7 @@ static void test_backoff_survives_restart(void **state)
 static void test_outcome_write_failure_not_ready(void **state)
 {
     (void)state;
-    fx *f = fx_new(NULL);
+    it_fx *f = it_fx_new(NULL);
     int port = it_free_port();
     char *base = tu_printf("http://127.0.0.1:%d", port);
     char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\naddress = 127.0.0.1\nport = %d\n[pagerduty]\n"
@@ -645,7 +595,7 @@ static void test_outcome_write_failure_not_ready(void **state)
     assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     free(base);
-    fx_free(f);
+    it_fx_free(f, KEYS, N_KEYS);
 }
 
 int main(void)
