@@ -3,6 +3,9 @@
 ** (exit 2) or a summary of the effective settings with keys redacted (exit 0),
 ** with a warning for each file holding a secret that group or others can
 ** read; and that check of file modes (cli_modes_check), which `run` shares.
+** `pdrelay config keys [--markdown]`: the key table of config/config.c, as
+** text or as the Markdown table README.md's "Configuration" section holds
+** between its config-keys markers (tests/cli/test_cli.c compares them).
 */
 #include <getopt.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 static const struct option config_options[] = {
     {"config", required_argument, NULL, 'c'},
     {"help", no_argument, NULL, 'h'},
+    {"markdown", no_argument, NULL, 'm'},
     {NULL, 0, NULL, 0}
 };
 
@@ -136,14 +140,111 @@ static void config_mode_warn(void *ctx, const char *file, const char *what, unsi
                     "fix: chmod 600 %s\n", file, what, mode, file);
 }
 
+/* ---- config keys ---- */
+
+/* A key's default as shown: the value as written, "(empty)" for an
+** optional key that is unset by default, "(none)" when there is none. */
+static const char *key_default_shown(const pdr_config_key *k)
+{
+    if (!k->def) return "(none)";
+    if (!*k->def) return "(empty)";
+    return k->def;
+}
+
+static const char *key_reload_shown(const pdr_config_key *k)
+{
+    switch (k->reload) {
+    case PDR_RELOAD_APPLIES: return "applied";
+    case PDR_RELOAD_RESTART: return "restart";
+    case PDR_RELOAD_KEEP: return "restart (running value kept)";
+    }
+    return "restart";
+}
+
+/* Text for a Markdown table cell: the characters Markdown would read as
+** markup are escaped with a backslash. */
+static void md_put(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("\\|<>*`", *s)) fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+static void keys_markdown(FILE *out)
+{
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    char allowed[256];
+    fputs("| section | key | default | allowed | on SIGHUP | meaning |\n|---|---|---|---|---|---|\n", out);
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        int first = i == 0 || strcmp(keys[i - 1].section, k->section);
+        fputs("| ", out);
+        if (first) fprintf(out, "`[%s%s]` ", k->section, strcmp(k->section, "target") ? "" : " NAME");
+        fprintf(out, "| `%s` | ", k->key);
+        if (k->def && *k->def)
+            fprintf(out, "`%s`", k->def);
+        else
+            fputs(key_default_shown(k), out);
+        fputs(" | ", out);
+        md_put(out, pdr_config_key_allowed(k, allowed, sizeof allowed));
+        fprintf(out, " | %s | ", key_reload_shown(k));
+        md_put(out, k->desc);
+        fputs(" |\n", out);
+    }
+}
+
+/* Words of s, indented, in lines of at most width columns. */
+static void put_wrapped(FILE *out, const char *indent, const char *s, size_t width)
+{
+    size_t col = 0, ind = strlen(indent);
+    while (*s) {
+        size_t w = strcspn(s, " ");
+        if (col && col + 1 + w > width) {
+            fputc('\n', out);
+            col = 0;
+        }
+        if (!col) {
+            fputs(indent, out);
+            col = ind;
+        } else {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(s, 1, w, out);
+        col += w;
+        s += w;
+        while (*s == ' ') s++;
+    }
+    if (col) fputc('\n', out);
+}
+
+static void keys_text(FILE *out)
+{
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    char allowed[256];
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        fprintf(out, "[%s%s] %s = %s\n", k->section, strcmp(k->section, "target") ? "" : " NAME", k->key,
+                key_default_shown(k));
+        fprintf(out, "    allowed: %s; SIGHUP: %s\n", pdr_config_key_allowed(k, allowed, sizeof allowed),
+                k->reload == PDR_RELOAD_APPLIES ? "applied" : k->reload == PDR_RELOAD_KEEP
+                    ? "needs a restart (a reload keeps the running value)" : "needs a restart");
+        put_wrapped(out, "    ", k->desc, 79);
+    }
+}
+
 int cli_config(int argc, char **argv)
 {
     const char *path = NULL;
-    int c, ex;
+    int c, ex, markdown = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:h", config_options, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
+        case 'm': markdown = 1; break;
         case 'h': return cli_help(stdout, "config");
         case ':':
             fprintf(stderr, "pdrelay config: option '%s' needs a value\n", argv[optind - 1]);
@@ -154,8 +255,17 @@ int cli_config(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (optind >= argc || strcmp(argv[optind], "check") || optind + 1 < argc) {
-        fprintf(stderr, "pdrelay config: expected 'pdrelay config check [-c FILE]'\n");
+    if (optind + 1 == argc && !strcmp(argv[optind], "keys") && !path) {
+        if (markdown)
+            keys_markdown(stdout);
+        else
+            keys_text(stdout);
+        fflush(stdout);
+        return ferror(stdout) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    }
+    if (optind >= argc || strcmp(argv[optind], "check") || optind + 1 < argc || markdown) {
+        fprintf(stderr, "pdrelay config: expected 'pdrelay config check [-c FILE]' or "
+                        "'pdrelay config keys [--markdown]'\n");
         return CLI_EXIT_USAGE;
     }
     pdr_config *cfg = cli_config_load("config check", path, &ex);

@@ -10,12 +10,12 @@
 **                    committed and answered, then the sender's requests in
 **                    flight get [pagerduty] timeout_ms; whatever is not
 **                    confirmed stays queued
-**   SIGHUP           reload the config file: targets, routing key files,
-**                    auth token, log level. An invalid file is reported and
-**                    the running config kept. Other sections need a restart
-**                    (named in a warning), and so does [agent]
-**                    outage_log_interval (the sender reads its settings once,
-**                    at start); [outbox] max_events keeps its running value in
+**   SIGHUP           reload the config file: the keys config/config.c's
+**                    key table marks PDR_RELOAD_APPLIES (targets, routing key
+**                    files, auth token, log level, …). An invalid file is
+**                    reported and the running config kept. A changed key
+**                    that needs a restart is named in a warning; [outbox]
+**                    max_events (PDR_RELOAD_KEEP) keeps its running value in
 **                    the reloaded config.
 **   SIGUSR1          "the uplink is back now" (`pdrelay queue kick`, a
 **                    network hook): sender_kick(), so a link that is down is
@@ -67,48 +67,33 @@ static void on_sender_db_error(void *ctx, pdr_rc rc)
     writer_note_failure(ctx, rc);
 }
 
-static int str_differs(const char *a, const char *b)
-{
-    if (!a || !b) return a != b;
-    return strcmp(a, b) != 0;
-}
-
-/* Names the changed settings a reload cannot apply. */
+/* Names the changed settings a reload cannot apply: every key the table
+** (config/config.c) marks as needing a restart whose value differs, as
+** "[section] key", in table order. A key whose running value the reloaded
+** config keeps (PDR_RELOAD_KEEP: [outbox] max_events) gets a warning of its
+** own with both values. */
 static void reload_warn_restart(const pdr_config *o, const pdr_config *n)
 {
-    char what[256] = "";
-    size_t len = 0;
-#define CHANGED(cond, name) \
-    if (cond) len += (size_t)snprintf(what + len, len < sizeof what ? sizeof what - len : 0, "%s%s", \
-                                      len ? " " : "", name)
-    CHANGED(str_differs(o->data_dir, n->data_dir), "[agent]data_dir");
-    CHANGED(o->outage_log_interval_ms != n->outage_log_interval_ms, "[agent]outage_log_interval");
-    CHANGED(str_differs(o->listen_address, n->listen_address) || o->listen_port != n->listen_port ||
-            str_differs(o->unix_socket, n->unix_socket) || o->max_connections != n->max_connections ||
-            o->max_connections_per_client != n->max_connections_per_client ||
-            o->listen_threads != n->listen_threads || o->idle_timeout_ms != n->idle_timeout_ms ||
-            o->request_timeout_ms != n->request_timeout_ms, "[listen]");
-    CHANGED(str_differs(o->pd_url, n->pd_url) || o->rate_per_minute != n->rate_per_minute ||
-            o->burst != n->burst || o->rate_window_ms != n->rate_window_ms ||
-            o->backoff_initial_ms != n->backoff_initial_ms || o->backoff_max_ms != n->backoff_max_ms ||
-            o->timeout_ms != n->timeout_ms || o->connect_timeout_ms != n->connect_timeout_ms ||
-            o->concurrency != n->concurrency || str_differs(o->ca_file, n->ca_file) ||
-            str_differs(o->proxy, n->proxy) || o->down_probe_max_ms != n->down_probe_max_ms ||
-            o->throttle_backoff_ms != n->throttle_backoff_ms, "[pagerduty]");
-    CHANGED(o->synchronous != n->synchronous || o->max_age_ms != n->max_age_ms ||
-            o->delay_note_after_ms != n->delay_note_after_ms ||
-            o->resolved_while_queued != n->resolved_while_queued, "[outbox]");
-    CHANGED(o->max_events != n->max_events, "[outbox]max_events");
-    CHANGED(o->dedup_ttl_ms != n->dedup_ttl_ms || o->cleanup_interval_ms != n->cleanup_interval_ms, "[dedup]");
-#undef CHANGED
+    char what[1024] = "";
+    size_t len = 0, nkeys;
+    const pdr_config_key *keys = pdr_config_keys(&nkeys);
+
+    for (size_t i = 0; i < nkeys; i++) {
+        const pdr_config_key *k = &keys[i];
+        if (k->reload == PDR_RELOAD_APPLIES || !pdr_config_key_differs(k, o, n)) continue;
+        if (len < sizeof what)
+            len += (size_t)snprintf(what + len, sizeof what - len, "%s[%s] %s", len ? ", " : "", k->section,
+                                    k->key);
+    }
     if (len)
         pdr_log(PDR_LOG_WARN, "changed settings take effect only after a restart", "settings", what, NULL);
-    if (o->max_events != n->max_events) {
-        char run_v[24], new_v[24];
-        snprintf(run_v, sizeof run_v, "%lld", (long long)o->max_events);
-        snprintf(new_v, sizeof new_v, "%lld", (long long)n->max_events);
-        pdr_log(PDR_LOG_WARN, "[outbox] max_events needs a restart: the running value stays in force",
-                "running", run_v, "new", new_v, NULL);
+    for (size_t i = 0; i < nkeys; i++) {
+        const pdr_config_key *k = &keys[i];
+        char msg[160], run_v[128], new_v[128];
+        if (k->reload != PDR_RELOAD_KEEP || !pdr_config_key_differs(k, o, n)) continue;
+        snprintf(msg, sizeof msg, "[%s] %s needs a restart: the running value stays in force", k->section, k->key);
+        pdr_log(PDR_LOG_WARN, msg, "running", pdr_config_key_value(k, o, run_v, sizeof run_v), "new",
+                pdr_config_key_value(k, n, new_v, sizeof new_v), NULL);
     }
 }
 
@@ -155,10 +140,16 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
         return;
     }
     reload_warn_restart(running, n);
-    /* max_events bounds the writer's and the sender's connections, opened
-    ** at start: the reloaded config keeps the running value, so /readyz and
-    ** the writer never disagree on the bound. */
-    n->max_events = running->max_events;
+    /* The keys the table marks PDR_RELOAD_KEEP keep their running value in
+    ** the reloaded config: max_events bounds the writer's and the sender's
+    ** connections, opened at start, so /readyz and the writer never disagree
+    ** on the bound. */
+    if (pdr_config_keep_running(n, running) != PDR_OK) {
+        pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error",
+                pdr_strerror(PDR_ERR_NOMEM), NULL);
+        pdr_config_destroy(n);
+        return;
+    }
     snprintf(nt, sizeof nt, "%zu", n->n_targets);
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
     pdr_log_set_syslog(n->syslog);

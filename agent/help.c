@@ -17,6 +17,7 @@ static const char help_overview[] =
 "  send           queue one event (like pd-send); works with the daemon stopped\n"
 "  queue          inspect and repair the outbox: status, list, retry, purge; kick\n"
 "  config check   validate a config file and print every error with FILE:LINE\n"
+"  config keys    list every config key with its default and meaning\n"
 "  help [COMMAND] show help for a command\n"
 "\n"
 "Options:\n"
@@ -153,8 +154,13 @@ static const char help_config[] =
 "file (a directory, a device, a FIFO, over 1 MiB, a NUL byte, lines ending\n"
 "in CR only) is refused (exit 2).\n"
 "\n"
+"pdrelay config keys [--markdown] prints every key: its default, what it\n"
+"allows, whether SIGHUP applies it, and what it does; --markdown prints the\n"
+"table of README.md's configuration reference.\n"
+"\n"
 "Options:\n"
 "  -c, --config FILE   config file\n"
+"      --markdown      config keys: print a Markdown table\n"
 "  -h, --help          show this help\n";
 
 const char *cli_help_text(const char *cmd)

@@ -43,32 +43,7 @@
 
 /* ---- the key table ------------------------------------------------------ */
 
-typedef enum key_type {
-    KT_STRING,           /* char *; max = longest allowed length (0: no limit) */
-    KT_URL,              /* char *; http:// or https://, trailing '/' removed */
-    KT_INT,              /* int in [min, max] */
-    KT_INT64,            /* int64_t in [min, max] */
-    KT_MS,               /* int64_t milliseconds, a plain integer in [min, max] */
-    KT_DURATION,         /* int64_t milliseconds, "30s" etc., in [min, max] */
-    KT_ENUM,             /* an enum field; value = index in names[] */
-    KT_ROUTING_KEY,      /* [target]: the key inline */
-    KT_ROUTING_KEY_FILE, /* [target]: a file holding the key */
-    KT_MATCH             /* [target]: one label matcher, repeatable */
-} key_type;
-
-#define KF_OPTIONAL 1u   /* an empty value means unset (NULL or 0) */
-
-typedef struct key_def {
-    const char *section;
-    const char *key;
-    key_type type;
-    unsigned flags;
-    const char *def;            /* default as it would be written; NULL: none
-                                ** (source: the host name; target keys) */
-    size_t offset;              /* into pdr_config */
-    int64_t min, max;
-    const char *const *names;   /* KT_ENUM: NULL-terminated, index = value */
-} key_def;
+/* The row type, pdr_config_key, and the types are in config.h. */
 
 #define DURATION_ALLOWED \
     "a whole number with a unit ms, s, m, h or d (e.g. 500ms, 30s, 5m, 24h, 7d), or 0"
@@ -91,48 +66,129 @@ _Static_assert(sizeof(pdr_sync_mode) == sizeof(int), "enum fields are stored as 
 _Static_assert(sizeof(pdr_rwq_mode) == sizeof(int), "enum fields are stored as int");
 _Static_assert(PDR_RWQ_NOTE == 0 && PDR_RWQ_SEND == 1 && PDR_RWQ_COLLAPSE == 2, "rwq_names order");
 
-#define CFG(f) offsetof(pdr_config, f)
+/* A field of pdr_config: its offset and its size (checked against the type
+** by tests/unit/test_config.c). */
+#define CFG(f) offsetof(pdr_config, f), sizeof(((pdr_config *)0)->f)
+#define NOFIELD 0, 0
 
-static const key_def key_table[] = {
-    {"agent", "data_dir", KT_STRING, 0, "./var", CFG(data_dir), 0, 0, NULL},
-    {"agent", "log_level", KT_ENUM, 0, "info", CFG(log_level), 0, 0, log_level_names},
-    {"agent", "source", KT_STRING, 0, NULL, CFG(source), 0, 0, NULL},
-    {"agent", "syslog", KT_ENUM, 0, "false", CFG(syslog), 0, 0, bool_names},
-    {"agent", "default_severity", KT_ENUM, 0, "error", CFG(default_severity), 0, 0, severity_names},
-    {"agent", "outage_log_interval", KT_DURATION, 0, "10m", CFG(outage_log_interval_ms), MS_SECOND, MAX_DURATION, NULL},
-    {"listen", "address", KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL},
-    {"listen", "port", KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL},
-    {"listen", "unix_socket", KT_STRING, KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL},
-    {"listen", "auth_token_file", KT_STRING, KF_OPTIONAL, "", CFG(auth_token_file), 0, 0, NULL},
-    {"listen", "max_connections", KT_INT, 0, "4096", CFG(max_connections), 1, 100000, NULL},
-    {"listen", "max_connections_per_client", KT_INT, 0, "2048", CFG(max_connections_per_client), 0, 100000, NULL},
-    {"listen", "threads", KT_INT, 0, "0", CFG(listen_threads), 0, 64, NULL},
-    {"listen", "idle_timeout", KT_DURATION, 0, "30s", CFG(idle_timeout_ms), 1000, MS_HOUR, NULL},
-    {"listen", "request_timeout", KT_DURATION, 0, "10s", CFG(request_timeout_ms), 100, MS_HOUR, NULL},
-    {"pagerduty", "url", KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL},
-    {"pagerduty", "rate_per_minute", KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL},
-    {"pagerduty", "burst", KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL},
-    {"pagerduty", "rate_window", KT_DURATION, 0, "60s", CFG(rate_window_ms), 100, MS_HOUR, NULL},
-    {"pagerduty", "backoff_initial_ms", KT_MS, 0, "100", CFG(backoff_initial_ms), 1, MS_DAY, NULL},
-    {"pagerduty", "backoff_max_ms", KT_MS, 0, "5000", CFG(backoff_max_ms), 1, MS_DAY, NULL},
-    {"pagerduty", "timeout_ms", KT_MS, 0, "10000", CFG(timeout_ms), 1, MS_HOUR, NULL},
-    {"pagerduty", "connect_timeout_ms", KT_MS, 0, "5000", CFG(connect_timeout_ms), 1, MS_HOUR, NULL},
-    {"pagerduty", "concurrency", KT_INT, 0, "16", CFG(concurrency), 1, 1024, NULL},
-    {"pagerduty", "ca_file", KT_STRING, KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL},
-    {"pagerduty", "proxy", KT_STRING, KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL},
-    {"pagerduty", "down_probe_max", KT_DURATION, 0, "60s", CFG(down_probe_max_ms), 1, MS_DAY, NULL},
-    {"pagerduty", "throttle_backoff", KT_DURATION, 0, "30s", CFG(throttle_backoff_ms), 0, MS_HOUR, NULL},
-    {"outbox", "synchronous", KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names},
-    {"outbox", "max_events", KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL},
-    {"outbox", "max_age", KT_DURATION, KF_OPTIONAL, "", CFG(max_age_ms), 0, MAX_DURATION, NULL},
-    {"outbox", "delay_note_after", KT_DURATION, 0, "5m", CFG(delay_note_after_ms), 0, MAX_DURATION, NULL},
-    {"outbox", "resolved_while_queued", KT_ENUM, 0, "note", CFG(resolved_while_queued), 0, 0, rwq_names},
-    {"dedup", "ttl", KT_DURATION, 0, "24h", CFG(dedup_ttl_ms), 1, MAX_DURATION, NULL},
-    {"dedup", "cleanup_interval", KT_DURATION, 0, "1h", CFG(cleanup_interval_ms), 1, MAX_DURATION, NULL},
-    {"target", "routing_key", KT_ROUTING_KEY, 0, NULL, 0, 0, 0, NULL},
-    {"target", "routing_key_file", KT_ROUTING_KEY_FILE, 0, NULL, 0, 0, 0, NULL},
-    {"target", "match", KT_MATCH, 0, NULL, 0, 0, 0, NULL},
+#define APPLIES PDR_RELOAD_APPLIES
+#define RESTART PDR_RELOAD_RESTART
+#define KEEP PDR_RELOAD_KEEP
+
+/* The one description of every key. Each row: section, key, type, flags,
+** default (as written in the file), field, min, max, enum names, what SIGHUP
+** does with it, and a one-line description. Descriptions are plain ASCII
+** (no Markdown, no roff): README.md's reference, config/pdrelay.ini's
+** comments and the man page show them as they are. Adding or changing a key
+** here: run `pdrelay config keys --markdown` into README.md (see its
+** "Configuration" section) and update config/pdrelay.ini; the tests say
+** where they differ. */
+static const pdr_config_key key_table[] = {
+    {"agent", "data_dir", PDR_KT_STRING, 0, "./var", CFG(data_dir), 0, 0, NULL, RESTART,
+     "Directory of the outbox database, data_dir/pdrelay.db (the directory is created 0700, the file 0600)."},
+    {"agent", "log_level", PDR_KT_ENUM, 0, "info", CFG(log_level), 0, 0, log_level_names, APPLIES,
+     "Log verbosity on stderr (and syslog): error, warn, info or debug."},
+    {"agent", "source", PDR_KT_STRING, 0, NULL, CFG(source), 0, 0, NULL, APPLIES,
+     "payload.source of alerts that name none; when not set, this machine's host name."},
+    {"agent", "syslog", PDR_KT_ENUM, 0, "false", CFG(syslog), 0, 0, bool_names, APPLIES,
+     "true: also send each log line to syslog (facility daemon, ident pdrelay); false: stderr only."},
+    {"agent", "default_severity", PDR_KT_ENUM, 0, "error", CFG(default_severity), 0, 0, severity_names, APPLIES,
+     "PagerDuty severity (critical, error, warning or info) of an alert whose severity label is missing or unknown."},
+    {"agent", "outage_log_interval", PDR_KT_DURATION, 0, "10m", CFG(outage_log_interval_ms), MS_SECOND, MAX_DURATION,
+     NULL, RESTART,
+     "While the uplink to PagerDuty is down, one summary line (backlog, age of the oldest event, attempts made) "
+     "per this interval."},
+    {"listen", "address", PDR_KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL, RESTART,
+     "Address of the HTTP ingest server (a name or an IPv4 or IPv6 address); 127.0.0.1 keeps it local to this "
+     "machine."},
+    {"listen", "port", PDR_KT_INT, 0, "8787", CFG(listen_port), 0, 65535, NULL, RESTART,
+     "TCP port of the ingest server; 0 turns TCP off."},
+    {"listen", "unix_socket", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(unix_socket), 0, 107, NULL, RESTART,
+     "Also listen on this unix socket path (created 0660; a stale socket is replaced); empty: no socket."},
+    {"listen", "auth_token_file", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(auth_token_file), 0, 0, NULL, APPLIES,
+     "A file whose first line is a token that POSTs and GET /metrics must then send as \"Authorization: Bearer "
+     "TOKEN\" (compared in constant time; /healthz and /readyz stay open); empty: no token."},
+    {"listen", "max_connections", PDR_KT_INT, 0, "4096", CFG(max_connections), 1, 100000, NULL, RESTART,
+     "HTTP connections open at once, from all clients; more are refused (closed at once, logged at most 5 times "
+     "per 10 s). The open-files limit is raised to fit when the hard limit allows, else a warning says to raise "
+     "LimitNOFILE or ulimit -n."},
+    {"listen", "max_connections_per_client", PDR_KT_INT, 0, "2048", CFG(max_connections_per_client), 0, 100000,
+     NULL, RESTART,
+     "Connections open at once from one client address (half of max_connections, so that one host cannot take "
+     "every slot); 0: no limit of its own (clients behind one NAT or proxy share an address)."},
+    {"listen", "threads", PDR_KT_INT, 0, "0", CFG(listen_threads), 0, 64, NULL, RESTART,
+     "Event-loop threads serving all connections (epoll: a connection costs memory, not a thread); 0: half the "
+     "CPUs, at least 1."},
+    {"listen", "idle_timeout", PDR_KT_DURATION, 0, "30s", CFG(idle_timeout_ms), 1000, MS_HOUR, NULL, RESTART,
+     "A connection on which nothing arrives for this long (between requests or in the middle of one) is closed."},
+    {"listen", "request_timeout", PDR_KT_DURATION, 0, "10s", CFG(request_timeout_ms), 100, MS_HOUR, NULL, RESTART,
+     "A request (headers and body) must arrive whole within this of the connection's opening (on a kept-alive "
+     "connection: within idle_timeout plus this of the previous reply), and its reply must be taken within this; "
+     "a slower client is cut off (408 when nothing of its request was answered yet)."},
+    {"pagerduty", "url", PDR_KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL, RESTART,
+     "Base URL of the Events API; /v2/enqueue and /v2/change/enqueue are appended (EU: "
+     "https://events.eu.pagerduty.com)."},
+    {"pagerduty", "rate_per_minute", PDR_KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL, RESTART,
+     "Requests per minute to PagerDuty, per routing key (PagerDuty's own limit is 120)."},
+    {"pagerduty", "burst", PDR_KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL, RESTART,
+     "Requests a routing key may send at once after being idle (the token bucket's size)."},
+    {"pagerduty", "rate_window", PDR_KT_DURATION, 0, "60s", CFG(rate_window_ms), 100, MS_HOUR, NULL, RESTART,
+     "The sliding window PagerDuty counts requests over; the allowance per window is rate_per_minute x "
+     "rate_window / 1 minute. Leave at 60s; a test bench may shrink it."},
+    {"pagerduty", "backoff_initial_ms", PDR_KT_MS, 0, "100", CFG(backoff_initial_ms), 1, MS_DAY, NULL, RESTART,
+     "First retry delay after a transient failure (429, 5xx, timeout, network), in ms."},
+    {"pagerduty", "backoff_max_ms", PDR_KT_MS, 0, "5000", CFG(backoff_max_ms), 1, MS_DAY, NULL, RESTART,
+     "The retry delay doubles up to this many ms; must be at least backoff_initial_ms."},
+    {"pagerduty", "timeout_ms", PDR_KT_MS, 0, "10000", CFG(timeout_ms), 1, MS_HOUR, NULL, RESTART,
+     "Time limit of one request to PagerDuty, in ms; also the shutdown grace for requests in flight."},
+    {"pagerduty", "connect_timeout_ms", PDR_KT_MS, 0, "5000", CFG(connect_timeout_ms), 1, MS_HOUR, NULL, RESTART,
+     "Time limit to establish a connection (TCP and TLS) to PagerDuty, in ms."},
+    {"pagerduty", "concurrency", PDR_KT_INT, 0, "16", CFG(concurrency), 1, 1024, NULL, RESTART,
+     "Requests in flight at once over all routing keys (each key has at most one)."},
+    {"pagerduty", "ca_file", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL, RESTART,
+     "CA bundle to verify PagerDuty's certificate with; empty: the system's CAs."},
+    {"pagerduty", "proxy", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL, RESTART,
+     "HTTP(S) proxy for requests to PagerDuty, e.g. http://proxy.example:3128; empty: none."},
+    {"pagerduty", "down_probe_max", PDR_KT_DURATION, 0, "60s", CFG(down_probe_max_ms), 1, MS_DAY, NULL, RESTART,
+     "While the uplink is down, pdrelay probes it with one request at a time, on an exponential backoff capped by "
+     "this (so a metered link is not probed every few seconds for days); recovery is noticed within this, or at "
+     "once on SIGUSR1 or pdrelay queue kick."},
+    {"pagerduty", "throttle_backoff", PDR_KT_DURATION, 0, "30s", CFG(throttle_backoff_ms), 0, MS_HOUR, NULL, RESTART,
+     "After a 429 without Retry-After, the routing key waits at least this long (PagerDuty's advice) and its rate "
+     "is halved for the next rate_window; 0: the ordinary retry backoff only (the rate is still halved)."},
+    {"outbox", "synchronous", PDR_KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names, RESTART,
+     "full: one fsync per commit, survives power loss. normal: spares flash, may lose the last commits on power "
+     "loss."},
+    {"outbox", "max_events", PDR_KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL, KEEP,
+     "Bound on outbox rows (pending and dead); when full, ingest answers 503 (so senders retry) and pdrelay send "
+     "exits 75."},
+    {"outbox", "max_age", PDR_KT_DURATION, PDR_KF_OPTIONAL, "", CFG(max_age_ms), 0, MAX_DURATION, NULL, RESTART,
+     "Pending events older than this become dead letters instead of being retried; empty: never expire."},
+    {"outbox", "delay_note_after", PDR_KT_DURATION, 0, "5m", CFG(delay_note_after_ms), 0, MAX_DURATION, NULL, RESTART,
+     "An event that goes out more than this after pdrelay received it gets custom_details.pdrelay = {queued_at, "
+     "attempts, delayed_s}; 0: never."},
+    {"outbox", "resolved_while_queued", PDR_KT_ENUM, 0, "note", CFG(resolved_while_queued), 0, 0, rwq_names, RESTART,
+     "A trigger held while the link was down whose resolve (same dedup_key) is queued behind it. note: the "
+     "trigger goes out as severity info, its summary prefixed \"[resolved while offline] \", then the resolve (the "
+     "record is kept, nobody is woken). send: both as queued. collapse: both (and any acknowledge between) are "
+     "dropped, counted and logged; sent as note when PagerDuty already has an open incident for that dedup_key."},
+    {"dedup", "ttl", PDR_KT_DURATION, 0, "24h", CFG(dedup_ttl_ms), 1, MAX_DURATION, NULL, RESTART,
+     "How long an alert's dedup_key is remembered."},
+    {"dedup", "cleanup_interval", PDR_KT_DURATION, 0, "1h", CFG(cleanup_interval_ms), 1, MAX_DURATION, NULL, RESTART,
+     "How often expired dedup entries are purged."},
+    {"target", "routing_key", PDR_KT_ROUTING_KEY, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
+     "The integration key, inline; exactly one of routing_key and routing_key_file is required."},
+    {"target", "routing_key_file", PDR_KT_ROUTING_KEY_FILE, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
+     "A file holding the integration key (read at load and at each reload, whitespace trimmed)."},
+    {"target", "match", PDR_KT_MATCH, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
+     "A label matcher, repeatable, one per line; an alert goes to every target whose matchers all hold (none: "
+     "every alert). A regex is POSIX extended and must match the whole value; a label the alert does not have "
+     "counts as empty, as in Prometheus."},
 };
+
+#undef APPLIES
+#undef RESTART
+#undef KEEP
 
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
@@ -323,7 +379,7 @@ char *pdr_duration_format(int64_t ms, char *out, size_t outsz)
 
 /* ---- value parsing (one function per type) ------------------------------ */
 
-static void *field(pdr_config *cfg, const key_def *kd)
+static void *field(pdr_config *cfg, const pdr_config_key *kd)
 {
     return (char *)cfg + kd->offset;
 }
@@ -342,12 +398,12 @@ static int parse_int64(const char *s, int64_t *out, int *overflow)
     return 0;
 }
 
-static int set_string(load_ctx *c, const key_def *kd, const char *value)
+static int set_string(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     char **sp = field(c->cfg, kd);
     char *copy = NULL;
 
-    if (!*value && !(kd->flags & KF_OPTIONAL)) {
+    if (!*value && !(kd->flags & PDR_KF_OPTIONAL)) {
         err_at(c, c->lineno, "%s: empty value; a value is required", kd->key);
         return -1;
     }
@@ -365,7 +421,7 @@ static int set_string(load_ctx *c, const key_def *kd, const char *value)
     return 0;
 }
 
-static int set_url(load_ctx *c, const key_def *kd, const char *value)
+static int set_url(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     char **sp = field(c->cfg, kd);
     const char *host;
@@ -392,11 +448,11 @@ static int set_url(load_ctx *c, const key_def *kd, const char *value)
     return 0;
 }
 
-static int set_number(load_ctx *c, const key_def *kd, const char *value)
+static int set_number(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     int64_t v;
     int overflow;
-    const char *what = kd->type == KT_MS ? "not an integer number of milliseconds" : "not an integer";
+    const char *what = kd->type == PDR_KT_MS ? "not an integer number of milliseconds" : "not an integer";
 
     if (!*value) {
         err_at(c, c->lineno, "%s: empty value; allowed: %lld to %lld", kd->key, (long long)kd->min,
@@ -413,19 +469,19 @@ static int set_number(load_ctx *c, const key_def *kd, const char *value)
                (long long)kd->min, (long long)kd->max);
         return -1;
     }
-    if (kd->type == KT_INT)
+    if (kd->type == PDR_KT_INT)
         *(int *)field(c->cfg, kd) = (int)v;
     else
         *(int64_t *)field(c->cfg, kd) = v;
     return 0;
 }
 
-static int set_duration(load_ctx *c, const key_def *kd, const char *value)
+static int set_duration(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     int64_t v;
     char lo[32], hi[32];
 
-    if (!*value && (kd->flags & KF_OPTIONAL)) {
+    if (!*value && (kd->flags & PDR_KF_OPTIONAL)) {
         *(int64_t *)field(c->cfg, kd) = 0;
         return 0;
     }
@@ -454,7 +510,7 @@ static void join_names(const char *const *names, char *out, size_t outsz)
     }
 }
 
-static int set_enum(load_ctx *c, const key_def *kd, const char *value)
+static int set_enum(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     char allowed[256];
     for (int i = 0; kd->names[i]; i++) {
@@ -469,19 +525,19 @@ static int set_enum(load_ctx *c, const key_def *kd, const char *value)
     return -1;
 }
 
-static int set_value(load_ctx *c, const key_def *kd, const char *value)
+static int set_value(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     switch (kd->type) {
-    case KT_STRING: return set_string(c, kd, value);
-    case KT_URL: return set_url(c, kd, value);
-    case KT_INT:
-    case KT_INT64:
-    case KT_MS: return set_number(c, kd, value);
-    case KT_DURATION: return set_duration(c, kd, value);
-    case KT_ENUM: return set_enum(c, kd, value);
-    case KT_ROUTING_KEY:
-    case KT_ROUTING_KEY_FILE:
-    case KT_MATCH: break;   /* handled by the target code */
+    case PDR_KT_STRING: return set_string(c, kd, value);
+    case PDR_KT_URL: return set_url(c, kd, value);
+    case PDR_KT_INT:
+    case PDR_KT_INT64:
+    case PDR_KT_MS: return set_number(c, kd, value);
+    case PDR_KT_DURATION: return set_duration(c, kd, value);
+    case PDR_KT_ENUM: return set_enum(c, kd, value);
+    case PDR_KT_ROUTING_KEY:
+    case PDR_KT_ROUTING_KEY_FILE:
+    case PDR_KT_MATCH: break;   /* handled by the target code */
     }
     return -1;
 }
@@ -491,7 +547,7 @@ static pdr_rc apply_defaults(load_ctx *c)
 {
     char host[256];
     for (size_t i = 0; i < N_KEYS; i++) {
-        const key_def *kd = &key_table[i];
+        const pdr_config_key *kd = &key_table[i];
         const char *def = kd->def;
         if (!strcmp(kd->section, "target")) continue;
         if (!def) {   /* source: the host name */
@@ -803,13 +859,13 @@ static void err_both_sources(load_ctx *c, const pdr_target *t, const target_aux 
            t->name, a->rk_line, a->rkf_line);
 }
 
-static void target_set(load_ctx *c, const key_def *kd, const char *value)
+static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     pdr_target *t = &c->cfg->targets[c->cur_target];
     target_aux *a = &c->aux[c->cur_target];
 
     switch (kd->type) {
-    case KT_ROUTING_KEY:
+    case PDR_KT_ROUTING_KEY:
         if (a->rk_line) {
             err_at(c, c->lineno, "routing_key set twice in [target %s] (first at line %d); allowed: once",
                    t->name, a->rk_line);
@@ -820,7 +876,7 @@ static void target_set(load_ctx *c, const key_def *kd, const char *value)
             err_both_sources(c, t, a);
         check_routing_key(c, "routing_key", value, strlen(value), t->routing_key);
         return;
-    case KT_ROUTING_KEY_FILE:
+    case PDR_KT_ROUTING_KEY_FILE:
         if (a->rkf_line) {
             err_at(c, c->lineno,
                    "routing_key_file set twice in [target %s] (first at line %d); allowed: once", t->name,
@@ -838,7 +894,7 @@ static void target_set(load_ctx *c, const key_def *kd, const char *value)
         if (!t->routing_key_file) return;
         read_key_file(c, t, value);
         return;
-    case KT_MATCH:
+    case PDR_KT_MATCH:
         add_matcher(c, t, value);
         return;
     default:
@@ -1060,7 +1116,7 @@ static char *cfg_reader(char *str, int num, void *stream)
     return str;
 }
 
-static const key_def *key_find(int sec, const char *name)
+static const pdr_config_key *key_find(int sec, const char *name)
 {
     for (size_t i = 0; i < N_KEYS; i++)
         if (!strcmp(key_table[i].section, section_names[sec]) && !strcmp(key_table[i].key, name))
@@ -1081,7 +1137,7 @@ static void keys_allowed(int sec, char *out, size_t outsz)
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *c = user;
-    const key_def *kd;
+    const pdr_config_key *kd;
     char allowed[512];
 
     (void)section;   /* ours, from the reader, is not truncated to 49 bytes */
@@ -1249,6 +1305,126 @@ static pdr_rc config_file_read(load_ctx *c, const char *path)
 out:
     close(fd);
     return rc;
+}
+
+/* ---- the table, for those who describe or compare keys ----------------- */
+
+const pdr_config_key *pdr_config_keys(size_t *n)
+{
+    if (n) *n = N_KEYS;
+    return key_table;
+}
+
+char *pdr_config_key_allowed(const pdr_config_key *k, char *out, size_t outsz)
+{
+    char lo[32], hi[32];
+    size_t len = 0;
+
+    if (!out || !outsz) return out;
+    out[0] = '\0';
+    if (!k) return out;
+    switch (k->type) {
+    case PDR_KT_STRING:
+        if (k->max > 0)
+            snprintf(out, outsz, "at most %lld characters", (long long)k->max);
+        else
+            snprintf(out, outsz, "text");
+        break;
+    case PDR_KT_URL: snprintf(out, outsz, "an http:// or https:// URL"); break;
+    case PDR_KT_INT:
+    case PDR_KT_INT64: snprintf(out, outsz, "%lld to %lld", (long long)k->min, (long long)k->max); break;
+    case PDR_KT_MS: snprintf(out, outsz, "%lld to %lld (ms)", (long long)k->min, (long long)k->max); break;
+    case PDR_KT_DURATION:
+        snprintf(out, outsz, "%s to %s", pdr_duration_format(k->min, lo, sizeof lo),
+                 pdr_duration_format(k->max, hi, sizeof hi));
+        break;
+    case PDR_KT_ENUM: join_names(k->names, out, outsz); break;
+    case PDR_KT_ROUTING_KEY: snprintf(out, outsz, "%d letters and digits", PDR_ROUTING_KEY_LEN); break;
+    case PDR_KT_ROUTING_KEY_FILE: snprintf(out, outsz, "a file name"); break;
+    case PDR_KT_MATCH: snprintf(out, outsz, "label=value, label!=value, label=~regex, label!~regex"); break;
+    }
+    len = strlen(out);
+    if ((k->flags & PDR_KF_OPTIONAL) && len < outsz) snprintf(out + len, outsz - len, ", or empty");
+    return out;
+}
+
+char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char *out, size_t outsz)
+{
+    if (!out || !outsz) return out;
+    out[0] = '\0';
+    if (!k || !cfg || !k->size) return out;
+    const char *f = (const char *)cfg + k->offset;
+    int iv;
+    int64_t v;
+    switch (k->type) {
+    case PDR_KT_STRING:
+    case PDR_KT_URL: {
+        const char *sv;
+        memcpy(&sv, f, sizeof sv);
+        snprintf(out, outsz, "%s", sv ? sv : "");
+        break;
+    }
+    case PDR_KT_INT:
+        memcpy(&iv, f, sizeof iv);
+        snprintf(out, outsz, "%d", iv);
+        break;
+    case PDR_KT_ENUM:
+        memcpy(&iv, f, sizeof iv);
+        for (int i = 0; k->names[i]; i++)
+            if (i == iv) snprintf(out, outsz, "%s", k->names[i]);
+        break;
+    case PDR_KT_INT64:
+    case PDR_KT_MS:
+        memcpy(&v, f, sizeof v);
+        snprintf(out, outsz, "%lld", (long long)v);
+        break;
+    case PDR_KT_DURATION:
+        memcpy(&v, f, sizeof v);
+        if (v || !(k->flags & PDR_KF_OPTIONAL)) pdr_duration_format(v, out, outsz);
+        break;
+    case PDR_KT_ROUTING_KEY:
+    case PDR_KT_ROUTING_KEY_FILE:
+    case PDR_KT_MATCH: break;
+    }
+    return out;
+}
+
+int pdr_config_key_differs(const pdr_config_key *k, const pdr_config *a, const pdr_config *b)
+{
+    if (!k || !a || !b || !k->size) return 0;
+    const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+    if (k->type == PDR_KT_STRING || k->type == PDR_KT_URL) {
+        const char *sa, *sb;
+        memcpy(&sa, fa, sizeof sa);
+        memcpy(&sb, fb, sizeof sb);
+        if (!sa || !sb) return sa != sb;
+        return strcmp(sa, sb) != 0;
+    }
+    /* ints, enums, int64 durations: the field's bytes */
+    return memcmp(fa, fb, k->size) != 0;
+}
+
+pdr_rc pdr_config_keep_running(pdr_config *n, const pdr_config *running)
+{
+    if (!n || !running) return PDR_ERR_INVALID;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const pdr_config_key *k = &key_table[i];
+        char *fn = (char *)n + k->offset;
+        const char *fr = (const char *)running + k->offset;
+        if (k->reload != PDR_RELOAD_KEEP || !k->size) continue;
+        if (k->type == PDR_KT_STRING || k->type == PDR_KT_URL) {
+            char *old, *copy = NULL;
+            const char *sr;
+            memcpy(&sr, fr, sizeof sr);
+            if (sr && !(copy = strdup(sr))) return PDR_ERR_NOMEM;
+            memcpy(&old, fn, sizeof old);
+            free(old);
+            memcpy(fn, &copy, sizeof copy);
+        } else {
+            memcpy(fn, fr, k->size);
+        }
+    }
+    return PDR_OK;
 }
 
 /* ---- public API --------------------------------------------------------- */

@@ -2,8 +2,13 @@
 ** config.h — pdrelay's configuration: one immutable struct loaded from an INI
 ** file by inih, validated as a whole.
 **
-** Every key has a default (see config.c's key table,
-** which is the single list of keys, types and defaults). Durations accept the
+** Every key has a default. config.c's key table (pdr_config_keys()) is the
+** one description of every key: section, name, type, default, allowed range,
+** a one-line description and whether SIGHUP applies it. `pdrelay config
+** keys`, the man page, README.md's configuration reference, the shipped
+** config/pdrelay.ini and the reload's restart warning are generated from it
+** or tested against it (tests/unit/test_config.c, tests/cli/test_cli.c).
+** Durations accept the
 ** units ms, s, m, h, d and are stored in milliseconds. Errors are collected,
 ** not stopped at: pdr_config_load() reports every problem of a file, each as
 ** "FILE:LINE: what is wrong; what is allowed".
@@ -145,6 +150,69 @@ typedef struct pdr_config_errors {
     char **msgs;
     size_t n;
 } pdr_config_errors;
+
+/* ---- the key table ------------------------------------------------------ */
+
+typedef enum pdr_key_type {
+    PDR_KT_STRING,           /* char *; max = longest allowed length (0: no limit) */
+    PDR_KT_URL,              /* char *; http:// or https://, trailing '/' removed */
+    PDR_KT_INT,              /* int in [min, max] */
+    PDR_KT_INT64,            /* int64_t in [min, max] */
+    PDR_KT_MS,               /* int64_t milliseconds, a plain integer in [min, max] */
+    PDR_KT_DURATION,         /* int64_t milliseconds, "30s" etc., in [min, max] */
+    PDR_KT_ENUM,             /* an int (enum) field; value = index in names[] */
+    PDR_KT_ROUTING_KEY,      /* [target]: the key inline */
+    PDR_KT_ROUTING_KEY_FILE, /* [target]: a file holding the key */
+    PDR_KT_MATCH             /* [target]: one label matcher, repeatable */
+} pdr_key_type;
+
+#define PDR_KF_OPTIONAL 1u   /* an empty value means unset (NULL or 0) */
+
+/* What SIGHUP does with a changed key. */
+typedef enum pdr_key_reload {
+    PDR_RELOAD_APPLIES = 0,  /* the reloaded value is used from then on */
+    PDR_RELOAD_RESTART = 1,  /* read once at start: a change is named in a
+                             ** warning and takes effect at the next start */
+    PDR_RELOAD_KEEP = 2      /* as RESTART, and the reloaded config keeps the
+                             ** running value (pdr_config_keep_running), so
+                             ** that nothing reading the reloaded config
+                             ** disagrees with what runs; its own warning
+                             ** shows both values */
+} pdr_key_reload;
+
+typedef struct pdr_config_key {
+    const char *section;        /* "agent" … "target" (for [target NAME]) */
+    const char *key;
+    pdr_key_type type;
+    unsigned flags;             /* PDR_KF_* */
+    const char *def;            /* default as it would be written; "" with
+                                ** PDR_KF_OPTIONAL: unset; NULL: none (source:
+                                ** the host name; target keys) */
+    size_t offset, size;        /* the field in pdr_config (0, 0: [target]) */
+    int64_t min, max;
+    const char *const *names;   /* PDR_KT_ENUM: NULL-terminated, index = value */
+    pdr_key_reload reload;
+    const char *desc;           /* one line, plain ASCII text, ends with '.' */
+} pdr_config_key;
+
+/* The table, in file order (sections agent, listen, pagerduty, outbox,
+** dedup, target); *n gets its length. */
+const pdr_config_key *pdr_config_keys(size_t *n);
+
+/* What a value may be, as text: "0 to 65535", "1s to 3650d",
+** "error | warn | info | debug", "at most 107 characters", … */
+char *pdr_config_key_allowed(const pdr_config_key *k, char *out, size_t outsz);
+
+/* k's value in cfg as it would be written in the file ("30s", "info", ""
+** for unset). Not for [target] keys (out = ""). */
+char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char *out, size_t outsz);
+
+/* Do a and b hold different values of k? (0 for [target] keys.) */
+int pdr_config_key_differs(const pdr_config_key *k, const pdr_config *a, const pdr_config *b);
+
+/* Copies into n the running value of every PDR_RELOAD_KEEP key.
+** PDR_OK or PDR_ERR_NOMEM (n unchanged for the key that failed). */
+pdr_rc pdr_config_keep_running(pdr_config *n, const pdr_config *running);
 
 /* Loads and validates path. On success returns PDR_OK and *out (caller
 ** destroys). On failure returns PDR_ERR_CONFIG (or PDR_ERR_IO when the file

@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "config.h"
 #include "db.h"
 #include "testutil.h"
 
@@ -1087,6 +1088,118 @@ static void test_send_dedup_key_as_checked(void **state)
     free(out); free(err);
 }
 
+/* ---- the key table (config/config.c) and what is generated from it ---- */
+
+#define README_BEGIN "<!-- config-keys:begin"
+#define README_END "<!-- config-keys:end -->"
+#define README_REGEN \
+    "awk '/<!-- config-keys:begin/{print; fflush(); system(\"build/pdrelay config keys --markdown\"); skip=1; " \
+    "next} /<!-- config-keys:end/{skip=0} !skip' README.md >README.md.new && mv README.md.new README.md"
+
+/* README.md's configuration reference is exactly `pdrelay config keys
+** --markdown`, between its two marker lines. */
+static void test_readme_config_reference(void **state)
+{
+    char *out, *err, *readme = tu_read_file(PDR_TEST_SOURCE_DIR "/README.md", NULL), *begin, *end;
+    (void)state;
+    assert_non_null(readme);
+    assert_int_equal(run(&out, &err, "config", "keys", "--markdown", NULL), 0);
+    begin = strstr(readme, README_BEGIN);
+    end = strstr(readme, README_END);
+    if (!begin || !end || !(begin = strchr(begin, '\n')) || begin > end)
+        fail_msg("README.md has no '%s …' line followed by a '%s' line in its Configuration section", README_BEGIN,
+                 README_END);
+    begin++;
+    *end = '\0';
+    if (strcmp(begin, out)) {
+        /* the first line that differs */
+        size_t i = 0, line = 1;
+        while (begin[i] && begin[i] == out[i]) line += begin[i++] == '\n';
+        print_message("README.md's configuration reference differs from the key table of config/config.c "
+                      "(line %zu of the table). Regenerate it, from the top of the source tree, with\n  %s\n",
+                      line, README_REGEN);
+        fail();
+    }
+    free(out);
+    free(err);
+    free(readme);
+}
+
+/* roff as man.c writes it: '\' and '-' escaped (the table's text is ASCII). */
+static char *roff(const char *s)
+{
+    char *r = malloc(strlen(s) * 2 + 1), *p = r;
+    assert_non_null(r);
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '-') *p++ = '\\';
+        *p++ = *s == '\\' ? 'e' : *s;
+    }
+    *p = '\0';
+    return r;
+}
+
+/* The man page lists every key of the table: "[section] key = default",
+** its description, what it allows, and what SIGHUP does with it. */
+static void test_man_lists_config_keys(void **state)
+{
+    char *out, *err, allowed[256];
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    (void)state;
+    assert_int_equal(run(&out, &err, "man", NULL), 0);
+    assert_true(tu_contains(out, "\n.SH CONFIGURATION\n"));
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        const char *def = !k->def ? "(none)" : *k->def ? k->def : "(empty)";
+        char *name = roff(k->key), *dv = roff(def), *desc = roff(k->desc);
+        char *al = roff(pdr_config_key_allowed(k, allowed, sizeof allowed));
+        char *entry = tu_printf("\n.TP\n\\fB[%s%s] %s\\fR = %s%s\n%s\n.br\nAllowed: %s. %s\n", k->section,
+                                strcmp(k->section, "target") ? "" : " NAME", name, *dv == '.' ? "\\&" : "", dv,
+                                desc, al,
+                                k->reload == PDR_RELOAD_APPLIES ? "SIGHUP applies it."
+                                : k->reload == PDR_RELOAD_KEEP ? "Needs a restart (a reload keeps the running value)."
+                                                               : "Needs a restart.");
+        if (!tu_contains(out, entry)) fail_msg("pdrelay man: no entry%s", entry);
+        free(entry);
+        free(al);
+        free(desc);
+        free(dv);
+        free(name);
+    }
+    free(out);
+    free(err);
+}
+
+/* `pdrelay config keys` names every key with its default; `keys` takes no
+** -c, and `check` no --markdown. */
+static void test_config_keys(void **state)
+{
+    char *out, *err;
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    (void)state;
+    assert_int_equal(run(&out, &err, "config", "keys", NULL), 0);
+    assert_string_equal(err, "");
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        char *line = tu_printf("[%s%s] %s = %s\n", k->section, strcmp(k->section, "target") ? "" : " NAME", k->key,
+                               !k->def ? "(none)" : *k->def ? k->def : "(empty)");
+        if (!tu_contains(out, line)) fail_msg("config keys: no line %s", line);
+        free(line);
+    }
+    assert_true(tu_contains(out, "[outbox] max_events = 1000000\n    allowed: 1 to 1000000000; SIGHUP: needs a "
+                                 "restart (a reload keeps the running value)\n    Bound on outbox rows"));
+    free(out);
+    free(err);
+    assert_int_equal(run(&out, &err, "config", "keys", "-c", "x.ini", NULL), 2);
+    assert_true(tu_contains(err, "expected 'pdrelay config check [-c FILE]' or 'pdrelay config keys [--markdown]'"));
+    free(out);
+    free(err);
+    assert_int_equal(run(&out, &err, "config", "check", "--markdown", NULL), 2);
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1115,6 +1228,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_read_only_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_check_warns_readable_secrets, setup, teardown),
         cmocka_unit_test(test_help_names_exit_77),
+        cmocka_unit_test(test_readme_config_reference),
+        cmocka_unit_test(test_man_lists_config_keys),
+        cmocka_unit_test(test_config_keys),
         cmocka_unit_test_setup_teardown(test_config_check_escapes_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_not_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_dedup_key_as_checked, setup, teardown),

@@ -260,7 +260,7 @@ static void test_reload_keeps_listen_settings(void **state)
     tu_write_file(f->cfg, changed);
     kill(f->d.pid, SIGHUP);
     assert_int_equal(it_wait_log(&f->d, "msg=\"changed settings take effect only after a restart\" "
-                                        "settings=[listen]", 10000), 0);
+                                        "settings=\"[listen] request_timeout\"", 10000), 0);
     fd = raw_connect(f->port);
     assert_true(fd >= 0);
     raw_send(fd, "POST /v2/enqueue HTTP/1.1\r\n");

@@ -823,6 +823,9 @@ static void test_reload_keeps_max_events(void **state)
     assert_int_equal(it_wait_log(&f->d, "msg=\"configuration reloaded\"", 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "level=warn msg=\"[outbox] max_events needs a restart: the running value "
                                         "stays in force\" running=3 new=1", 10000), 0);
+    /* named precisely, [section] key, in the list of what needs a restart */
+    assert_int_equal(it_wait_log(&f->d, "level=warn msg=\"changed settings take effect only after a restart\" "
+                                        "settings=\"[outbox] max_events\"", 10000), 0);
     assert_int_equal(it_http(f->base, "GET", "/readyz", NULL, NULL, &reply, NULL), 200);
     j = cJSON_Parse(reply);
     assert_int_equal((int)jnum(j, "max_events"), 3);

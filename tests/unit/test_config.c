@@ -961,26 +961,193 @@ static void test_shipped_config(void **state)
     check_defaults(c);   /* every value it shows is the default */
     pdr_config_destroy(c);
     pdr_config_errors_cleanup(&errs);
+}
 
-    /* and it names every key of the table */
-    char *text = tu_read_file(path, NULL);
+/* ---- the key table against what is generated from it or kept beside it -- */
+
+static const pdr_config_key *table_find(const char *section, const char *key)
+{
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key)) return &keys[i];
+    return NULL;
+}
+
+/* config/pdrelay.ini against the table: every key of the table is in it,
+** commented out or not, its first occurrence with the table's default as its
+** value (any value for a key without a default: source, the [target] keys)
+** and the table's description as the comment lines just above it ("; "
+** lines, joined with a space); and no key the table lacks. A key line is
+** "key = value" or ";key = value"; a section header "[s]" or ";[s]". */
+static void test_shipped_config_matches_table(void **state)
+{
+    const char *path = PDR_TEST_SOURCE_DIR "/config/pdrelay.ini";
+    char *text = tu_read_file(path, NULL), *next;
+    char section[64] = "", desc[4096] = "";
+    size_t n, failures = 0;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    int *seen = calloc(n, sizeof *seen);
+    int lineno = 0;
+    (void)state;
     assert_non_null(text);
-    static const char *const keys[] = {
-        "\ndata_dir = ./var\n", "\nlog_level = info\n", "\n;source = ", "\naddress = 127.0.0.1\n",
-        "\nport = 8787\n", "\nunix_socket =\n", "\nauth_token_file =\n",
-        "\nurl = https://events.pagerduty.com\n", "\nrate_per_minute = 120\n", "\nburst = 10\n",
-        "\nbackoff_initial_ms = 100\n", "\nbackoff_max_ms = 5000\n", "\ntimeout_ms = 10000\n",
-        "\nconnect_timeout_ms = 5000\n", "\nconcurrency = 16\n", "\nrate_window = 60s\n",
-        "\nca_file =\n", "\nproxy =\n", "\nsynchronous = full\n", "\nmax_events = 1000000\n",
-        "\nmax_age =\n", "\nttl = 24h\n", "\noutage_log_interval = 10m\n", "\ndown_probe_max = 60s\n",
-        "\nthrottle_backoff = 30s\n", "\ndelay_note_after = 5m\n", "\nresolved_while_queued = note\n", "\ncleanup_interval = 1h\n", "\n;[target prod]\n",
-        "\n;routing_key_file = ", "\n;match = ",
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (!tu_contains(text, keys[i])) print_message("missing: %s", keys[i]);
-        assert_true(tu_contains(text, keys[i]));
+    assert_non_null(seen);
+    for (char *line = text; line && *line; line = next) {
+        char *p = line, *eq;
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        if (!strncmp(p, "; ", 2)) {   /* prose: part of the next key's description */
+            size_t len = strlen(desc);
+            snprintf(desc + len, sizeof desc - len, "%s%s", len ? " " : "", p + 2);
+            continue;
+        }
+        if (*p == ';') p++;
+        if (*p == '[') {
+            char *close = strchr(p, ']');
+            size_t len = close ? (size_t)(close - p - 1) : 0;
+            if (len >= sizeof section) len = sizeof section - 1;
+            memcpy(section, p + 1, len);
+            section[len] = '\0';
+            if (!strncmp(section, "target ", 7)) section[6] = '\0';
+            desc[0] = '\0';
+            continue;
+        }
+        eq = strstr(p, " =");
+        if (!eq || strspn(p, "abcdefghijklmnopqrstuvwxyz_") != (size_t)(eq - p) || eq == p) {
+            desc[0] = '\0';   /* a blank line, a lone ';' or other prose ends a description */
+            continue;
+        }
+        *eq = '\0';
+        const char *value = eq[2] == ' ' ? eq + 3 : eq + 2;
+        const pdr_config_key *k = table_find(section, p);
+        if (!k) {
+            print_message("%s:%d: [%s] %s: not a key of the table in config/config.c\n", path, lineno, section, p);
+            failures++;
+        } else if (!seen[k - keys]++) {
+            if (k->def && strcmp(value, k->def)) {
+                print_message("%s:%d: [%s] %s = %s, but the table's default is '%s'\n", path, lineno, section, p,
+                              value, k->def);
+                failures++;
+            }
+            if (strcmp(desc, k->desc)) {
+                print_message("%s:%d: [%s] %s: the comment above it is\n  '%s'\nbut the table's description is\n"
+                              "  '%s'\n", path, lineno, section, p, desc, k->desc);
+                failures++;
+            }
+        }
+        desc[0] = '\0';
     }
+    for (size_t i = 0; i < n; i++) {
+        if (seen[i]) continue;
+        print_message("%s: [%s] %s is missing (commented out or not)\n", path, keys[i].section, keys[i].key);
+        failures++;
+    }
+    free(seen);
     free(text);
+    assert_int_equal(failures, 0);
+}
+
+/* The table is well formed: a description that every generated text can show
+** as it is (one line of printable ASCII, no double blanks, ending with '.'),
+** an enum's description names each of its values, and each field's size
+** fits its type (CFG() in config.c records the size of the field named). */
+static void test_key_table_well_formed(void **state)
+{
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    (void)state;
+    assert_true(n > 30);
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        size_t want = 0, len = k->desc ? strlen(k->desc) : 0, ascii = 0;
+        while (ascii < len && k->desc[ascii] >= 0x20 && k->desc[ascii] < 0x7f) ascii++;
+        if (len < 10 || ascii < len || strstr(k->desc, "  ") || k->desc[len - 1] != '.')
+            fail_msg("[%s] %s: the description is not one line of plain ASCII text ending with '.'", k->section,
+                     k->key);
+        switch (k->type) {
+        case PDR_KT_STRING:
+        case PDR_KT_URL: want = sizeof(char *); break;
+        case PDR_KT_INT:
+        case PDR_KT_ENUM: want = sizeof(int); break;
+        case PDR_KT_INT64:
+        case PDR_KT_MS:
+        case PDR_KT_DURATION: want = sizeof(int64_t); break;
+        case PDR_KT_ROUTING_KEY:
+        case PDR_KT_ROUTING_KEY_FILE:
+        case PDR_KT_MATCH: want = 0; break;
+        }
+        if (k->size != want || !strcmp(k->section, "target") != (want == 0))
+            fail_msg("[%s] %s: field of %zu bytes for a type of %zu", k->section, k->key, k->size, want);
+        if (k->type == PDR_KT_ENUM)
+            for (size_t e = 0; k->names[e]; e++)
+                if (!strstr(k->desc, k->names[e]))
+                    fail_msg("[%s] %s: the description does not name the value '%s'", k->section, k->key,
+                             k->names[e]);
+    }
+    assert_non_null(table_find("outbox", "max_events"));
+    assert_int_equal(table_find("outbox", "max_events")->reload, PDR_RELOAD_KEEP);
+}
+
+/* A value of k other than its default, valid alone. */
+static char *other_value(const pdr_config_key *k)
+{
+    const char *def = k->def ? k->def : "";
+    int64_t v;
+    switch (k->type) {
+    case PDR_KT_STRING: return tu_printf("%sx", def);
+    case PDR_KT_URL: return tu_printf("%s/x", def);
+    case PDR_KT_INT:
+    case PDR_KT_INT64:
+    case PDR_KT_MS:
+        v = strtoll(def, NULL, 10);
+        return tu_printf("%lld", (long long)(v + 1 <= k->max ? v + 1 : v - 1));
+    case PDR_KT_DURATION:
+        v = 0;
+        if (*def) assert_int_equal(pdr_duration_parse(def, &v), PDR_OK);
+        return tu_printf("%lldms", (long long)(v + 1 <= k->max ? v + 1 : v - 1));
+    case PDR_KT_ENUM:
+        for (size_t e = 0; k->names[e]; e++)
+            if (!strcmp(k->names[e], def)) return tu_printf("%s", k->names[e + 1] ? k->names[e + 1] : k->names[0]);
+        break;
+    default: break;
+    }
+    fail_msg("no other value for %s", k->key);
+    return NULL;
+}
+
+/* What a reload compares (pdr_config_key_differs, used by cli_run.c's
+** restart warning): a file that changes one key differs from the defaults in
+** that key and in no other, for every key of every type; and
+** pdr_config_keep_running puts back the running value of max_events only. */
+static void test_key_differs_each_key(void **state)
+{
+    fx *f = *state;
+    pdr_config *def = NULL;
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    assert_int_equal(pdr_config_defaults(&def), PDR_OK);
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        if (!k->size) continue;
+        char *value = other_value(k), *content = tu_printf("[%s]\n%s = %s\n", k->section, k->key, value);
+        char shown[256];
+        load_ok(f, content);
+        for (size_t j = 0; j < n; j++) {
+            if (!keys[j].size) continue;
+            if (pdr_config_key_differs(&keys[j], def, f->cfg) != (i == j))
+                fail_msg("[%s] %s = %s: differs reports [%s] %s wrongly", k->section, k->key, value,
+                         keys[j].section, keys[j].key);
+        }
+        /* the value as written comes back (durations in their largest unit) */
+        pdr_config_key_value(k, f->cfg, shown, sizeof shown);
+        if (k->type != PDR_KT_DURATION) assert_string_equal(shown, value);
+        assert_int_equal(pdr_config_keep_running(f->cfg, def), PDR_OK);
+        assert_int_equal(pdr_config_key_differs(k, def, f->cfg), k->reload != PDR_RELOAD_KEEP);
+        free(content);
+        free(value);
+    }
+    pdr_config_destroy(def);
 }
 
 static void test_names_and_null(void **state)
@@ -1001,6 +1168,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_shipped_config_matches_table),
+        cmocka_unit_test(test_key_table_well_formed),
+        cmocka_unit_test_setup_teardown(test_key_differs_each_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file_is_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_type_parsed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_key_last_wins_and_empty_unsets, setup, teardown),
