@@ -67,10 +67,10 @@ int cli_exit_for(pdr_rc rc)
 
 enum { DB_OPEN_RW, DB_OPEN_RO, DB_OPEN_WRITABLE };
 
-static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int mode, int *exit_code)
+static db_handle *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int mode, int *exit_code)
 {
     db_options opt;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char err[1024] = "";
     memset(&opt, 0, sizeof opt);
     opt.data_dir = cfg->data_dir;
@@ -93,17 +93,17 @@ static db_t *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int mode, 
     return NULL;
 }
 
-db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
+db_handle *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
     return cli_db_open_mode(cmd, cfg, DB_OPEN_RW, exit_code);
 }
 
-db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code)
+db_handle *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
     return cli_db_open_mode(cmd, cfg, DB_OPEN_RO, exit_code);
 }
 
-db_t *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code)
+db_handle *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
     return cli_db_open_mode(cmd, cfg, DB_OPEN_WRITABLE, exit_code);
 }

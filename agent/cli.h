@@ -56,18 +56,18 @@ const char *cli_config_path(const char *path);
 pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code);
 
 /* Opens the outbox of cfg, printing a clear message on failure. */
-db_t *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code);
+db_handle *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code);
 
 /* The same, read-only, for commands that only look (queue status, list):
 ** nothing is created; a missing outbox is an error ("no outbox at PATH:
 ** nothing has been queued yet, …", exit 1). Works on a database or a
 ** directory it cannot write. */
-db_t *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code);
+db_handle *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code);
 
 /* The same, and proves it can be written with a real write (`run`): a
 ** database that cannot be is refused with which file, why (EACCES, EROFS,
 ** ...) and the fix, exit CLI_EXIT_NOT_WRITABLE. */
-db_t *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code);
+db_handle *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code);
 
 /* The exit code for a pdr_rc of a database operation. */
 int cli_exit_for(pdr_rc rc);

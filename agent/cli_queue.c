@@ -218,7 +218,7 @@ static int64_t drain_eta_ms(const db_key_stats *k, const pdr_config *cfg, int64_
     return eta + (throttled ? k->throttled_until_ms - now : 0);
 }
 
-static int queue_status(db_t *db, const pdr_config *cfg, int json)
+static int queue_status(db_handle *db, const pdr_config *cfg, int json)
 {
     db_key_stats *st = NULL;
     size_t n = 0;
@@ -341,7 +341,7 @@ static int parse_count(const char *s, long long *out)
     return 0;
 }
 
-static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
+static int queue_list(db_handle *db, const pdr_config *cfg, const queue_args *a)
 {
     long long limit = 100;
     const char *key = NULL;
@@ -403,7 +403,7 @@ static int queue_list(db_t *db, const pdr_config *cfg, const queue_args *a)
     return CLI_EXIT_OK;
 }
 
-static int queue_retry(db_t *db, const pdr_config *cfg, const queue_args *a)
+static int queue_retry(db_handle *db, const pdr_config *cfg, const queue_args *a)
 {
     int64_t n = 0;
     pdr_rc rc = PDR_OK;
@@ -456,7 +456,7 @@ static int queue_retry(db_t *db, const pdr_config *cfg, const queue_args *a)
     return ex;
 }
 
-static int queue_purge(db_t *db, const queue_args *a)
+static int queue_purge(db_handle *db, const queue_args *a)
 {
     int64_t cutoff = INT64_MAX, older = 0, n = 0;
     if (!a->dead) {
@@ -492,7 +492,7 @@ int cli_queue(int argc, char **argv)
 {
     queue_args a;
     pdr_config *cfg = NULL;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     int ex;
 
     memset(&a, 0, sizeof a);

@@ -121,7 +121,7 @@ static void notify_ready(const pdr_config *cfg)
     snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s%s%s, %zu target%s", tcp,
              tcp[0] && cfg->unix_socket ? " and " : "", cfg->unix_socket ? cfg->unix_socket : "",
              cfg->n_targets, cfg->n_targets == 1 ? "" : "s");
-    pdr_sd_notify(msg);
+    sdnotify_send(msg);
 }
 
 /* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
@@ -168,7 +168,7 @@ int cli_run(int argc, char **argv)
     int c, verbose = 0, ex = CLI_EXIT_OK;
     pdr_rc rc;
     pdr_config *cfg = NULL;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     sender *snd = NULL;
     writer *wr = NULL;
     ingest *ing = NULL;
@@ -277,9 +277,9 @@ int cli_run(int argc, char **argv)
         if (sig == SIGHUP) {
             /* READY=1 whatever the result: a refused file leaves the old
             ** config running, which is still a ready service. */
-            pdr_sd_notify_reloading();
+            sdnotify_reloading();
             reload(ing, cfg, verbose);
-            pdr_sd_notify("READY=1");
+            sdnotify_send("READY=1");
             continue;
         }
         if (sig == SIGUSR1) {
@@ -288,7 +288,7 @@ int cli_run(int argc, char **argv)
             continue;
         }
         pdr_log(PDR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-        pdr_sd_notify("STOPPING=1");
+        sdnotify_send("STOPPING=1");
         break;
     }
 out_stop:

@@ -330,7 +330,7 @@ int cli_send(int argc, char **argv)
 {
     send_args a;
     pdr_config *cfg = NULL;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     cJSON *tmpl = NULL;
     char *bodies[SEND_MAX_KEYS] = {0};
     const char *keys[SEND_MAX_KEYS];

@@ -180,7 +180,7 @@ typedef struct req {
     writer_job job;
     int submitted;          /* the job went to the writer */
     atomic_int done;        /* the writer called back */
-    norm_result nr;         /* the parsed body, kept for the reply */
+    normalize_result nr;         /* the parsed body, kept for the reply */
     db_event *evs;
     pdr_rc *res;
 } req;
@@ -339,7 +339,7 @@ static void req_free(req *rq)
     free(rq->buf);
     free(rq->evs);
     free(rq->res);
-    norm_result_cleanup(&rq->nr);
+    normalize_result_cleanup(&rq->nr);
     free(rq);
 }
 
@@ -405,7 +405,7 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
                        pdr_strerror(rc));
 }
 
-static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const norm_result *nr)
+static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const normalize_result *nr)
 {
     const char *errs[PDR_EVENT_MAX_ERRORS];
     for (size_t i = 0; i < nr->errs.n; i++) errs[i] = nr->errs.msgs[i];
@@ -418,7 +418,7 @@ static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const no
                       NULL, NULL);
 }
 
-static void log_repairs(const norm_event *ev)
+static void log_repairs(const normalize_event *ev)
 {
     char red[PDR_REDACT_SIZE], chars[24], imgs[16], det[16], utf8[24], ts[16], urls[16], nums[16];
     /* A generated dedup_key is not a repair: it is what PagerDuty does too. */
@@ -446,7 +446,7 @@ static void log_repairs(const norm_event *ev)
 ** connection was suspended for the commit; otherwise the reply is queued. */
 static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq)
 {
-    norm_result *nr = &rq->nr;
+    normalize_result *nr = &rq->nr;
     pdr_rc rc;
 
     if (atomic_load(&in->stopping)) {
@@ -454,10 +454,10 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         return reply_unavailable(c, PDR_ERR_SHUTDOWN);
     }
     switch (rq->r) {
-    case ROUTE_ENQUEUE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, nr); break;
-    case ROUTE_CHANGE: rc = norm_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, nr); break;
-    case ROUTE_ALERTMANAGER: rc = norm_alertmanager(rq->buf, rq->len, rq->ref->cfg, nr); break;
-    default: rc = norm_alerts(rq->buf, rq->len, rq->ref->cfg, nr); break;
+    case ROUTE_ENQUEUE: rc = normalize_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, nr); break;
+    case ROUTE_CHANGE: rc = normalize_pagerduty(rq->buf, rq->len, PDR_EVENT_CHANGE, nr); break;
+    case ROUTE_ALERTMANAGER: rc = normalize_alertmanager(rq->buf, rq->len, rq->ref->cfg, nr); break;
+    default: rc = normalize_alerts(rq->buf, rq->len, rq->ref->cfg, nr); break;
     }
     /* The body is parsed: its text is no longer needed. */
     body_drop(rq, 0);
@@ -474,7 +474,7 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         return reply_unavailable(c, PDR_ERR_NOMEM);
     }
     for (size_t i = 0; i < nr->n; i++) {
-        const norm_event *e = &nr->evs[i];
+        const normalize_event *e = &nr->evs[i];
         rq->evs[i].routing_key = e->routing_key;
         rq->evs[i].action = e->action;
         rq->evs[i].dedup_key = e->dedup_key[0] ? e->dedup_key : NULL;
@@ -493,7 +493,7 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
 /* The call after the commit: the reply from the job's results. */
 static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
 {
-    const norm_result *nr = &rq->nr;
+    const normalize_result *nr = &rq->nr;
     size_t queued = 0, coalesced = 0, full = 0, repaired = 0;
     cJSON *o;
 

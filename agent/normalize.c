@@ -43,7 +43,7 @@
 **
 ** acknowledge and resolve carry only routing_key, event_action and dedup_key;
 ** when a resolve happened (endsAt | ends_at, unless absent, Go's zero time or
-** not ISO 8601) is kept in norm_event.event_ms only.
+** not ISO 8601) is kept in normalize_event.event_ms only.
 ** Label change_event="true" makes a firing alert a change event (summary,
 ** source, timestamp, custom_details, links); such an alert that is no longer
 ** firing makes nothing. An alert that matches no target is counted and logged,
@@ -65,7 +65,7 @@
 /* Every allocation here goes through cJSON's allocator (pdr_json_hooks_set
 ** in event.h), as the parse and the check do: a test that fails it at each
 ** point in turn reaches every one. */
-static char *norm_strdup(const char *s)
+static char *normalize_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
     char *d = cJSON_malloc(n);
@@ -73,7 +73,7 @@ static char *norm_strdup(const char *s)
     return d;
 }
 
-static void event_free(norm_event *e)
+static void event_free(normalize_event *e)
 {
     cJSON_free(e->dedup_key);
     cJSON_free(e->fingerprint);
@@ -83,7 +83,7 @@ static void event_free(norm_event *e)
 }
 
 /* Frees the events but keeps the counters and errs (a refused body). */
-static void events_free(norm_result *r)
+static void events_free(normalize_result *r)
 {
     for (size_t i = 0; i < r->n; i++) event_free(&r->evs[i]);
     cJSON_free(r->evs);
@@ -91,7 +91,7 @@ static void events_free(norm_result *r)
     r->n = 0;
 }
 
-void norm_result_cleanup(norm_result *r)
+void normalize_result_cleanup(normalize_result *r)
 {
     if (!r) return;
     events_free(r);
@@ -100,7 +100,7 @@ void norm_result_cleanup(norm_result *r)
 
 /* Ends a parser: on a refusal only the events go (errs stay for the 400
 ** body); on any other failure the result is emptied entirely. */
-static pdr_rc finish(norm_result *out, cJSON *root, pdr_rc rc)
+static pdr_rc finish(normalize_result *out, cJSON *root, pdr_rc rc)
 {
     cJSON_Delete(root);
     if (!rc && out->unrouted) {
@@ -114,7 +114,7 @@ static pdr_rc finish(norm_result *out, cJSON *root, pdr_rc rc)
         out->repaired = 0;
         out->unrouted = 0;
     } else if (rc) {
-        norm_result_cleanup(out);
+        normalize_result_cleanup(out);
     }
     return rc;
 }
@@ -131,7 +131,7 @@ static int is_blank(const char *s)
 /* Parses exactly len bytes and sanitizes the tree (pdr_json_parse,
 ** pdr_json_sanitize): invalid UTF-8 repaired (counted in out->utf8_repaired),
 ** NUL and duplicate members refused, before any field is read. */
-static pdr_rc parse_body(const char *body, size_t len, const char *what, norm_result *out, cJSON **root)
+static pdr_rc parse_body(const char *body, size_t len, const char *what, normalize_result *out, cJSON **root)
 {
     int nul;
     pdr_rc rc = pdr_json_parse(body, len, root, &nul);
@@ -196,17 +196,17 @@ static int timestamp_usable(const char *ts)
 /* Checks ev for kind (repairing it), prints it and appends it to out.
 ** target, fingerprint (copied) and ends_at (when a resolve happened, as
 ** received) may be NULL. ev stays the caller's. */
-static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind,
+static pdr_rc emit(normalize_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind,
                    const char *target, const char *fingerprint, const char *ends_at)
 {
-    norm_event e;
+    normalize_event e;
     pdr_event_errors errs;
     pdr_rc rc;
 
     memset(&e, 0, sizeof e);
-    if (out->n >= NORM_MAX_EVENTS) {
+    if (out->n >= NORMALIZE_MAX_EVENTS) {
         pdr_event_err_add(&out->errs, "Body would make more than %d events (alerts x matching targets); send fewer alerts per request",
-                NORM_MAX_EVENTS);
+                NORMALIZE_MAX_EVENTS);
         return PDR_ERR_INVALID;
     }
     errs.n = 0;
@@ -235,7 +235,7 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
         ** not add the generated key (it does not report that failure). */
         rc = PDR_ERR_NOMEM;
         if (!cJSON_IsString(dk)) goto out;
-        e.dedup_key = norm_strdup(dk->valuestring);
+        e.dedup_key = normalize_strdup(dk->valuestring);
         if (!e.dedup_key) goto out;
         if (e.action == PDR_ACTION_TRIGGER) {
             const cJSON *sev = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ev, "payload"), "severity");
@@ -249,21 +249,21 @@ static pdr_rc emit(norm_result *out, size_t *cap, cJSON *ev, pdr_event_kind kind
 
     rc = PDR_ERR_NOMEM;
     if (!e.dedup_key) {
-        e.dedup_key = norm_strdup("");   /* a change event: none, never NULL */
+        e.dedup_key = normalize_strdup("");   /* a change event: none, never NULL */
         if (!e.dedup_key) goto out;
     }
     if (fingerprint) {
-        e.fingerprint = norm_strdup(fingerprint);
+        e.fingerprint = normalize_strdup(fingerprint);
         if (!e.fingerprint) goto out;
     }
     if (target) {
-        e.target = norm_strdup(target);
+        e.target = normalize_strdup(target);
         if (!e.target) goto out;
     }
     if (out->n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 8;
-        if (ncap > NORM_MAX_EVENTS) ncap = NORM_MAX_EVENTS;
-        norm_event *evs = cJSON_malloc(ncap * sizeof *evs);
+        if (ncap > NORMALIZE_MAX_EVENTS) ncap = NORMALIZE_MAX_EVENTS;
+        normalize_event *evs = cJSON_malloc(ncap * sizeof *evs);
         if (!evs) goto out;
         if (out->n) memcpy(evs, out->evs, out->n * sizeof *evs);
         cJSON_free(out->evs);
@@ -285,7 +285,7 @@ out:
 
 /* ---- PagerDuty-native --------------------------------------------------- */
 
-pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out)
+pdr_rc normalize_pagerduty(const char *body, size_t len, pdr_event_kind kind, normalize_result *out)
 {
     cJSON *root = NULL;
     size_t cap = 0;
@@ -574,7 +574,7 @@ out:
 }
 
 /* Routes one alert: an event per matching target, or one unrouted count. */
-static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, norm_result *out, size_t *cap)
+static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, normalize_result *out, size_t *cap)
 {
     label_ctx lc = {v->labels, v->alertname_fallback};
     char fp_hash[PDR_SHA256_HEX_LEN], dk[PDR_SHA256_HEX_LEN];
@@ -714,7 +714,7 @@ static pdr_rc details_new(const cJSON *a, cJSON **out)
 }
 
 /* Routes v with its details (taken: freed here, whatever happens). */
-static pdr_rc alert_emit(alert_view *v, cJSON *details, const pdr_config *cfg, norm_result *out, size_t *cap)
+static pdr_rc alert_emit(alert_view *v, cJSON *details, const pdr_config *cfg, normalize_result *out, size_t *cap)
 {
     pdr_rc rc;
     v->details = details;
@@ -740,7 +740,7 @@ static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
     return rc;
 }
 
-pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
+pdr_rc normalize_alertmanager(const char *body, size_t len, const pdr_config *cfg, normalize_result *out)
 {
     cJSON *root = NULL, *details = NULL;
     const cJSON *a;
@@ -842,7 +842,7 @@ static pdr_rc alerts_details(const cJSON *a, cJSON **out)
     return rc;
 }
 
-pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out)
+pdr_rc normalize_alerts(const char *body, size_t len, const pdr_config *cfg, normalize_result *out)
 {
     cJSON *root = NULL, *details = NULL;
     const cJSON *a;

@@ -2,13 +2,13 @@
 ** normalize.h — from a received HTTP body to the events pdrelay queues.
 **
 ** Three parsers, one per kind of body the ingest server takes:
-**   norm_pagerduty()    POST /v2/enqueue, /v2/events, /v2/change/enqueue:
+**   normalize_pagerduty()    POST /v2/enqueue, /v2/events, /v2/change/enqueue:
 **                       a PagerDuty event, checked and repaired by
 **                       pdr_event_check(); it carries its own routing_key.
-**   norm_alertmanager() POST /v1/alertmanager: an Alertmanager webhook body
+**   normalize_alertmanager() POST /v1/alertmanager: an Alertmanager webhook body
 **                       (version "4"); each alert x each matching target is
 **                       one event.
-**   norm_alerts()       POST /v1/alerts: one alert or an array of alerts in
+**   normalize_alerts()       POST /v1/alerts: one alert or an array of alerts in
 **                       the original service's model; each alert x each
 **                       matching target is one event.
 **
@@ -26,7 +26,7 @@
 ** resolve finds its incident even after the dedup table forgot it).
 **
 ** Ownership: the result is caller-owned and released with
-** norm_result_cleanup() (its memory comes from cJSON's allocator, so tests
+** normalize_result_cleanup() (its memory comes from cJSON's allocator, so tests
 ** can fail every allocation of a parse); cfg is borrowed for the call and
 ** the events point into nothing of it (target names are copied).
 */
@@ -41,10 +41,10 @@
 #include "pdr.h"
 
 /* A cap on events one body may produce (alerts x targets). */
-#define NORM_MAX_EVENTS 10000
+#define NORMALIZE_MAX_EVENTS 10000
 
 /* One event to queue. */
-typedef struct norm_event {
+typedef struct normalize_event {
     char routing_key[PDR_ROUTING_KEY_LEN + 1];
     pdr_action action;
     char *dedup_key;            /* up to PDR_DEDUP_KEY_MAX characters; "" for change events, never NULL */
@@ -64,10 +64,10 @@ typedef struct norm_event {
                                 ** row's created_ms when it sends one without it. */
     pdr_repairs rep;            /* what pdr_event_check() repaired */
     int repaired;               /* 1 when any repair was made */
-} norm_event;
+} normalize_event;
 
-typedef struct norm_result {
-    norm_event *evs;            /* array of n */
+typedef struct normalize_result {
+    normalize_event *evs;            /* array of n */
     size_t n;
     size_t alerts;              /* alerts in the body (1 for PagerDuty-native) */
     size_t unrouted;            /* alerts that matched no target (one info line per body) */
@@ -76,7 +76,7 @@ typedef struct norm_result {
     size_t repaired;            /* events with at least one repair */
     int parse_error;            /* 1: the body is not JSON (PagerDuty: "Unrecognized object") */
     pdr_event_errors errs;      /* why the body was refused (PDR_ERR_INVALID) */
-} norm_result;
+} normalize_result;
 
 /* Each returns
 **   PDR_OK           out->evs holds 0..n events (0 when every alert was
@@ -86,10 +86,10 @@ typedef struct norm_result {
 **                    tells a JSON syntax error from a wrong shape; no events
 **   PDR_ERR_NOMEM
 ** body need not be NUL-terminated. out is zeroed first. */
-pdr_rc norm_pagerduty(const char *body, size_t len, pdr_event_kind kind, norm_result *out);
-pdr_rc norm_alertmanager(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
-pdr_rc norm_alerts(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
+pdr_rc normalize_pagerduty(const char *body, size_t len, pdr_event_kind kind, normalize_result *out);
+pdr_rc normalize_alertmanager(const char *body, size_t len, const pdr_config *cfg, normalize_result *out);
+pdr_rc normalize_alerts(const char *body, size_t len, const pdr_config *cfg, normalize_result *out);
 
-void norm_result_cleanup(norm_result *r);
+void normalize_result_cleanup(normalize_result *r);
 
 #endif /* PDR_NORMALIZE_H */

@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-pdr_rc rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
+pdr_rc ratelimit_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
 {
     int64_t allowance = (int64_t)rate_per_minute * window_ms / 60000;
     if (rate_per_minute < 1) rate_per_minute = 1;
@@ -23,7 +23,7 @@ pdr_rc rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms,
     return rl->done ? PDR_OK : PDR_ERR_NOMEM;
 }
 
-void rl_cleanup(ratelimit *rl)
+void ratelimit_cleanup(ratelimit *rl)
 {
     free(rl->done);
     rl->done = NULL;
@@ -44,7 +44,7 @@ static void refill(ratelimit *rl, int64_t now_ms)
     }
 }
 
-int64_t rl_next_ms(ratelimit *rl, int64_t now_ms)
+int64_t ratelimit_next_ms(ratelimit *rl, int64_t now_ms)
 {
     int64_t t = now_ms;
     refill(rl, now_ms);
@@ -62,13 +62,13 @@ int64_t rl_next_ms(ratelimit *rl, int64_t now_ms)
     return t;
 }
 
-void rl_take(ratelimit *rl, int64_t now_ms)
+void ratelimit_take(ratelimit *rl, int64_t now_ms)
 {
     refill(rl, now_ms);
     rl->tokens -= 1.0;
 }
 
-void rl_done(ratelimit *rl, int64_t now_ms)
+void ratelimit_done(ratelimit *rl, int64_t now_ms)
 {
     if (rl->n_done < rl->rate) {
         rl->done[(rl->head + rl->n_done) % rl->rate] = now_ms;
@@ -79,13 +79,13 @@ void rl_done(ratelimit *rl, int64_t now_ms)
     }
 }
 
-void rl_throttled(ratelimit *rl, int64_t now_ms)
+void ratelimit_throttled(ratelimit *rl, int64_t now_ms)
 {
     refill(rl, now_ms);
     rl->tokens = 0.0;
 }
 
-void rl_halve(ratelimit *rl, int64_t until_ms)
+void ratelimit_halve(ratelimit *rl, int64_t until_ms)
 {
     if (until_ms > rl->halved_until_ms) rl->halved_until_ms = until_ms;
 }

@@ -12,7 +12,7 @@
 ** requests, the server never sees more than rate_per_minute in any window.
 **
 ** All times are the caller's (pdr_clock_now_ms), so tests drive it.
-** Caller-owned: rl_init / rl_cleanup.
+** Caller-owned: ratelimit_init / ratelimit_cleanup.
 */
 #ifndef PDR_RATELIMIT_H
 #define PDR_RATELIMIT_H
@@ -30,32 +30,32 @@ typedef struct ratelimit {
     int rate;                 /* the allowance per window: ring size */
     int64_t window_ms;
     int n_done, head;         /* entries used; index of the oldest */
-    int64_t halved_until_ms;  /* before then, half the rate (rl_halve) */
+    int64_t halved_until_ms;  /* before then, half the rate (ratelimit_halve) */
 } ratelimit;
 
 /* Returns PDR_OK, or PDR_ERR_NOMEM (rl untouched but for its fields; no
-** rl_cleanup needed). The bucket starts full; it refills
+** ratelimit_cleanup needed). The bucket starts full; it refills
 ** at rate_per_minute; at most rate_per_minute * window_ms / 60000 requests
 ** (at least 1) fall in any window_ms (PagerDuty: 60000). */
-pdr_rc rl_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
-void rl_cleanup(ratelimit *rl);
+pdr_rc ratelimit_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
+void ratelimit_cleanup(ratelimit *rl);
 
 /* The earliest time >= now_ms at which a request may start. */
-int64_t rl_next_ms(ratelimit *rl, int64_t now_ms);
+int64_t ratelimit_next_ms(ratelimit *rl, int64_t now_ms);
 
 /* Takes a token for a request starting now (call only when
-** rl_next_ms(now) <= now). */
-void rl_take(ratelimit *rl, int64_t now_ms);
+** ratelimit_next_ms(now) <= now). */
+void ratelimit_take(ratelimit *rl, int64_t now_ms);
 
 /* Records that a request which reached the server completed at now_ms. */
-void rl_done(ratelimit *rl, int64_t now_ms);
+void ratelimit_done(ratelimit *rl, int64_t now_ms);
 
 /* A 429: the bucket is emptied. */
-void rl_throttled(ratelimit *rl, int64_t now_ms);
+void ratelimit_throttled(ratelimit *rl, int64_t now_ms);
 
 /* After a 429: until until_ms the key runs at half its rate (the bucket
 ** refills at half speed and half the allowance fits in a window), so
 ** another sender sharing the key does not meet a 429 storm. */
-void rl_halve(ratelimit *rl, int64_t until_ms);
+void ratelimit_halve(ratelimit *rl, int64_t until_ms);
 
 #endif /* PDR_RATELIMIT_H */

@@ -39,7 +39,7 @@ static socklen_t notify_addr(struct sockaddr_un *sa)
     return (socklen_t)sizeof *sa;
 }
 
-void pdr_sd_notify(const char *state)
+void sdnotify_send(const char *state)
 {
     struct sockaddr_un sa;
     socklen_t len = notify_addr(&sa);
@@ -57,16 +57,16 @@ void pdr_sd_notify(const char *state)
     close(fd);
 }
 
-void pdr_sd_notify_reloading(void)
+void sdnotify_reloading(void)
 {
     struct timespec ts;
     char msg[64];
 
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        pdr_sd_notify("RELOADING=1");
+        sdnotify_send("RELOADING=1");
         return;
     }
     snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);
-    pdr_sd_notify(msg);
+    sdnotify_send(msg);
 }

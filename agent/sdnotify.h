@@ -15,11 +15,11 @@
 /* Sends state (e.g. "READY=1\nSTATUS=listening") as one datagram to
 ** $NOTIFY_SOCKET: a path, or with a leading '@' a name in the abstract
 ** namespace. No-op when the variable is unset, empty or not a usable address. */
-void pdr_sd_notify(const char *state);
+void sdnotify_send(const char *state);
 
 /* Sends "RELOADING=1\nMONOTONIC_USEC=<now>" with the CLOCK_MONOTONIC time in
 ** microseconds, which systemd (>= 253, Type=notify-reload) wants with
 ** RELOADING=1 and older versions ignore. Follow it with "READY=1". */
-void pdr_sd_notify_reloading(void);
+void sdnotify_reloading(void);
 
 #endif /* PDR_SDNOTIFY_H */

@@ -104,7 +104,7 @@ typedef struct outcome {
 
 struct sender {
     const pdr_config *cfg;
-    db_t *db;
+    db_handle *db;
     CURLM *multi;
     pthread_t thread;
     int started;
@@ -177,7 +177,7 @@ void sender_destroy(sender *s)
         if (l->busy) curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
         db_row_cleanup(&l->row);
         pd_request_destroy(l->req);
-        rl_cleanup(&l->rl);
+        ratelimit_cleanup(&l->rl);
     }
     free(s->lanes);
     free(s->done);
@@ -200,7 +200,7 @@ static void lanes_gc(sender *s, int64_t now)
         if (!l->busy && !recent && l->bo.failures == 0 && !l->fail_reason[0] && l->throttled_until_ms <= now &&
             l->retry_at_ms <= now && l->not_before_ms <= now) {
             pd_request_destroy(l->req);
-            rl_cleanup(&l->rl);
+            ratelimit_cleanup(&l->rl);
             continue;
         }
         if (i != j) s->lanes[j] = *l;
@@ -220,7 +220,7 @@ static lane *lane_get(sender *s, const char *key, int64_t now)
     snprintf(l->key, sizeof l->key, "%s", key);
     pdr_redact(key, l->red, sizeof l->red);
     l->req = pd_request_create(s->cfg);
-    if (!l->req || rl_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
+    if (!l->req || ratelimit_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
         pd_request_destroy(l->req);
         return NULL;
     }
@@ -511,7 +511,7 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     /* Sender invariant 6: a head that failed before (in an earlier run of
     ** the daemon too) goes on from its backoff, not from the start. */
     if (s->link == LINK_UP) backoff_resume(&l->bo, row->attempts);
-    rl_take(&l->rl, now);
+    ratelimit_take(&l->rl, now);
     l->row = *row;
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
@@ -549,7 +549,7 @@ static int64_t lane_ready_ms(lane *l, int64_t now)
     if (l->not_before_ms > t) t = l->not_before_ms;
     if (l->retry_at_ms > t) t = l->retry_at_ms;
     if (l->throttled_until_ms > t) t = l->throttled_until_ms;
-    int64_t r = rl_next_ms(&l->rl, t);
+    int64_t r = ratelimit_next_ms(&l->rl, t);
     return r > t ? r : t;
 }
 
@@ -722,8 +722,8 @@ static int64_t throttled(sender *s, lane *l, const pd_result *res, int64_t now)
     int64_t delay = backoff_next(&l->bo);
     int64_t floor = res->retry_after_ms > 0 ? res->retry_after_ms : s->cfg->throttle_backoff_ms;
     if (floor > delay) delay = floor;
-    rl_throttled(&l->rl, now);
-    rl_halve(&l->rl, now + delay + s->cfg->rate_window_ms);
+    ratelimit_throttled(&l->rl, now);
+    ratelimit_halve(&l->rl, now + delay + s->cfg->rate_window_ms);
     l->throttled_until_ms = now + delay;
     int half = s->cfg->rate_per_minute / 2 > 0 ? s->cfg->rate_per_minute / 2 : 1;
     pdr_rc rc = db_key_throttle_set(s->db, l->key, now + delay, half);
@@ -743,7 +743,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
     l->busy = 0;
     s->in_flight--;
-    if (o->res.http_status) rl_done(&l->rl, now);
+    if (o->res.http_status) ratelimit_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
     /* a 5xx while down is the outage going on; any other answer ends it
     ** (after this row's own outcome is written, below) */

@@ -39,7 +39,7 @@ struct writer {
     const pdr_config *cfg;
     writer_commit_fn on_commit;
     void *ctx;
-    db_t *db;
+    db_handle *db;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* signalled when a job queues or stopping begins */

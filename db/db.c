@@ -193,7 +193,7 @@ static pdr_rc db_rc_from_errno(int err)
     }
 }
 
-pdr_rc db_fail(db_t *db, int src, const char *what)
+pdr_rc db_fail(db_handle *db, int src, const char *what)
 {
     const char *msg = db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(src);
     pdr_rc rc = db_rc_from_sqlite(src);
@@ -212,19 +212,19 @@ pdr_rc db_fail(db_t *db, int src, const char *what)
     return rc;
 }
 
-const char *db_path(const db_t *db)
+const char *db_path(const db_handle *db)
 {
     return db ? db->path : NULL;
 }
 
-const char *db_errmsg(const db_t *db)
+const char *db_errmsg(const db_handle *db)
 {
     return db ? db->errmsg : "no database";
 }
 
 /* ---- statements, binding, transactions ----------------------------------- */
 
-sqlite3_stmt *db_stmt(db_t *db, db_stmt_id id)
+sqlite3_stmt *db_stmt(db_handle *db, db_stmt_id id)
 {
     return db->stmt[id];
 }
@@ -260,7 +260,7 @@ void db_bind_int64(sqlite3_stmt *st, const char *name, int64_t v, int *src)
     *src = sqlite3_bind_int64(st, i, v);
 }
 
-pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out)
+pdr_rc db_stmt_run(db_handle *db, sqlite3_stmt *st, int64_t *changes_out)
 {
     pdr_rc rc = PDR_OK;
     int src = sqlite3_step(st);
@@ -276,7 +276,7 @@ pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out)
     return rc;
 }
 
-pdr_rc db_tx_begin(db_t *db)
+pdr_rc db_tx_begin(db_handle *db)
 {
     /* No caller nests transactions (db.h): one still open is what a
     ** ROLLBACK that failed (out of memory) left. Ending it now keeps that
@@ -288,14 +288,14 @@ pdr_rc db_tx_begin(db_t *db)
     return db_stmt_run(db, db->stmt[DB_STMT_BEGIN], NULL);
 }
 
-pdr_rc db_tx_commit(db_t *db)
+pdr_rc db_tx_commit(db_handle *db)
 {
     pdr_rc rc = db_stmt_run(db, db->stmt[DB_STMT_COMMIT], NULL);
     if (rc) db_tx_rollback(db);
     return rc;
 }
 
-pdr_rc db_write_probe(db_t *db)
+pdr_rc db_write_probe(db_handle *db)
 {
     pdr_rc rc = db_tx_begin(db);
     if (rc) return rc;
@@ -406,7 +406,7 @@ pdr_rc db_unwritable_explain(const char *data_dir, pdr_rc rc, char *errbuf, size
     return why ? why : rc;
 }
 
-pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz)
+pdr_rc db_writable_check(db_handle *db, char *errbuf, size_t errsz)
 {
     char dir[4096];
     const char *slash;
@@ -459,7 +459,7 @@ pdr_rc db_daemon_lock(const char *data_dir, int *fd_out, char *errbuf, size_t er
     return PDR_OK;
 }
 
-void db_tx_rollback(db_t *db)
+void db_tx_rollback(db_handle *db)
 {
     /* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
     if (sqlite3_get_autocommit(db->h)) return;
@@ -496,7 +496,7 @@ static char *db_col_dup(sqlite3_stmt *st, int i, size_t *len_out, int *nomem)
     return p;
 }
 
-pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row)
+pdr_rc db_row_read(db_handle *db, sqlite3_stmt *st, db_row *row)
 {
     int nomem = 0;
     memset(row, 0, sizeof *row);
@@ -550,7 +550,7 @@ void db_rows_free(db_row *rows, size_t n)
     free(rows);
 }
 
-pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out)
+pdr_rc db_stmt_run_many(db_handle *db, sqlite3_stmt *st, int src, int64_t *n_out)
 {
     int64_t changes = 0;
     pdr_rc rc;
@@ -564,7 +564,7 @@ pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out)
     return rc;
 }
 
-pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src)
+pdr_rc db_stmt_run_one(db_handle *db, sqlite3_stmt *st, int src)
 {
     int64_t changes = 0;
     pdr_rc rc;
@@ -592,7 +592,7 @@ pdr_rc db_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first, siz
     return PDR_OK;
 }
 
-pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
+pdr_rc db_rows_collect(db_handle *db, sqlite3_stmt *st, size_t max,
                        db_row **rows_out, size_t *n_out)
 {
     db_row *rows = NULL;
@@ -769,7 +769,7 @@ static int db_query_int64(sqlite3 *h, const char *sql, int64_t *v)
 }
 
 /* Explains an SQLite failure met while opening; returns its translation. */
-static pdr_rc db_open_fail(db_t *db, int src, const char *doing, char *errbuf, size_t errsz)
+static pdr_rc db_open_fail(db_handle *db, int src, const char *doing, char *errbuf, size_t errsz)
 {
     pdr_rc rc = db_fail(db, src, doing);
     switch (rc) {
@@ -796,7 +796,7 @@ static pdr_rc db_open_fail(db_t *db, int src, const char *doing, char *errbuf, s
 ** Step 3: is this file ours, and which version? *version_out gets its
 ** user_version (0 for a new, empty file).
 */
-static pdr_rc db_check_header(db_t *db, int64_t *version_out, char *errbuf, size_t errsz)
+static pdr_rc db_check_header(db_handle *db, int64_t *version_out, char *errbuf, size_t errsz)
 {
     int64_t app_id = 0, version = 0, n_schema = 0;
     int src;
@@ -842,7 +842,7 @@ static pdr_rc db_check_header(db_t *db, int64_t *version_out, char *errbuf, size
 }
 
 /* Step 4: PRAGMA quick_check; its first complaint goes into the message. */
-static pdr_rc db_quick_check(db_t *db, char *errbuf, size_t errsz)
+static pdr_rc db_quick_check(db_handle *db, char *errbuf, size_t errsz)
 {
     sqlite3_stmt *st = NULL;
     const char *res;
@@ -879,7 +879,7 @@ out:
     return rc;
 }
 
-static pdr_rc db_exec(db_t *db, const char *sql, const char *doing, char *errbuf, size_t errsz)
+static pdr_rc db_exec(db_handle *db, const char *sql, const char *doing, char *errbuf, size_t errsz)
 {
     int src = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
     if (src) return db_open_fail(db, src, doing, errbuf, errsz);
@@ -887,7 +887,7 @@ static pdr_rc db_exec(db_t *db, const char *sql, const char *doing, char *errbuf
 }
 
 /* Step 5. */
-static pdr_rc db_set_pragmas(db_t *db, const db_options *opt, char *errbuf, size_t errsz)
+static pdr_rc db_set_pragmas(db_handle *db, const db_options *opt, char *errbuf, size_t errsz)
 {
     sqlite3_stmt *st = NULL;
     pdr_rc rc;
@@ -923,7 +923,7 @@ static pdr_rc db_set_pragmas(db_t *db, const db_options *opt, char *errbuf, size
 }
 
 /* Step 6: from `from` to DB_SCHEMA_VERSION in one transaction. */
-static pdr_rc db_migrate(db_t *db, int64_t from, char *errbuf, size_t errsz)
+static pdr_rc db_migrate(db_handle *db, int64_t from, char *errbuf, size_t errsz)
 {
     char sql[64];
     int64_t version = 0, app_id = 0;
@@ -966,7 +966,7 @@ out:
 }
 
 /* Step 7. */
-static pdr_rc db_prepare_all(db_t *db, char *errbuf, size_t errsz)
+static pdr_rc db_prepare_all(db_handle *db, char *errbuf, size_t errsz)
 {
     int i, src;
     for (i = 0; i < DB_STMT_COUNT; i++) {
@@ -982,9 +982,9 @@ static pdr_rc db_prepare_all(db_t *db, char *errbuf, size_t errsz)
     return PDR_OK;
 }
 
-pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz)
+pdr_rc db_open(const db_options *opt, db_handle **out, char *errbuf, size_t errsz)
 {
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char *uri = NULL;
     int64_t version = 0;
     pdr_rc rc;
@@ -1101,7 +1101,7 @@ out:
     return rc;
 }
 
-void db_close(db_t *db)
+void db_close(db_handle *db)
 {
     int i;
     if (!db) return;
@@ -1113,7 +1113,7 @@ void db_close(db_t *db)
 
 /* ---- settings ------------------------------------------------------------ */
 
-pdr_rc db_settings_get(db_t *db, db_settings *out)
+pdr_rc db_settings_get(db_handle *db, db_settings *out)
 {
     static const db_stmt_id ids[] = {
         DB_STMT_PRAGMA_JOURNAL_MODE, DB_STMT_PRAGMA_SYNCHRONOUS, DB_STMT_PRAGMA_BUSY_TIMEOUT,
@@ -1164,7 +1164,7 @@ pdr_rc db_settings_get(db_t *db, db_settings *out)
 
 /* ---- tests --------------------------------------------------------------- */
 
-pdr_rc db_explain(db_t *db, const char *stmt_name, char *out, size_t outsz)
+pdr_rc db_explain(db_handle *db, const char *stmt_name, char *out, size_t outsz)
 {
     static const char prefix[] = DB_SQL_EXPLAIN;
     sqlite3_stmt *st = NULL;

@@ -7,7 +7,7 @@
 ** across a key; the bound) and the life of a row are written once, in
 ** full, at the top of db/db.c: read them there before changing anything.
 **
-** Threading: a db_t is used by one thread at a time. Several processes may
+** Threading: a db_handle is used by one thread at a time. Several processes may
 ** open the same file (the daemon and `pdrelay send`): writers take the lock
 ** with BEGIN IMMEDIATE and wait up to the busy timeout.
 **
@@ -26,7 +26,7 @@
 #define DB_SCHEMA_VERSION 2
 #define DB_FILE_NAME "pdrelay.db"
 
-typedef struct db db_t;
+typedef struct db db_handle;
 
 /* max_events when the options give none (the [outbox] max_events default). */
 #define DB_MAX_EVENTS_DEFAULT 1000000
@@ -62,8 +62,8 @@ typedef struct db_options {
 ** file, not its -wal or -shm. It works on a file or directory it may not
 ** write (mode 0444 or 0555, a read-only mount), and while the daemon writes
 ** (it then reads the daemon's commits through the existing -wal and -shm). */
-pdr_rc db_open(const db_options *opt, db_t **out, char *errbuf, size_t errsz);
-void db_close(db_t *db);
+pdr_rc db_open(const db_options *opt, db_handle **out, char *errbuf, size_t errsz);
+void db_close(db_handle *db);
 
 /* The settings in force on this connection, read back from SQLite (for
 ** tests and `pdrelay queue status`). synchronous: 1 NORMAL, 2 FULL. */
@@ -76,13 +76,13 @@ typedef struct db_settings {
     int32_t application_id;     /* pdrelay's fixed id */
 } db_settings;
 
-pdr_rc db_settings_get(db_t *db, db_settings *out);
+pdr_rc db_settings_get(db_handle *db, db_settings *out);
 
 /* The full path of the database file (owned by db). */
-const char *db_path(const db_t *db);
+const char *db_path(const db_handle *db);
 
 /* The last SQLite error message of this handle (owned by db). */
-const char *db_errmsg(const db_t *db);
+const char *db_errmsg(const db_handle *db);
 
 /* ---- transactions ---------------------------------------------------- */
 
@@ -92,14 +92,14 @@ const char *db_errmsg(const db_t *db);
 ** db_outbox_push*, db_outbox_retry_*: they run their own transaction. A
 ** failed commit rolls back. Rollback is quiet and safe to call when SQLite
 ** already rolled the transaction back itself (after a FULL or IOERR). */
-pdr_rc db_tx_begin(db_t *db);
-pdr_rc db_tx_commit(db_t *db);
-void db_tx_rollback(db_t *db);
+pdr_rc db_tx_begin(db_handle *db);
+pdr_rc db_tx_commit(db_handle *db);
+void db_tx_rollback(db_handle *db);
 
 /* Proves the database can be written: one transaction that rewrites a
 ** header field with its own value (one page to the WAL, one fsync). For
 ** /readyz after a failed commit; a healthy daemon does not call it. */
-pdr_rc db_write_probe(db_t *db);
+pdr_rc db_write_probe(db_handle *db);
 
 /* Proves, at the daemon's start, that the database can be written: runs
 ** db_write_probe(). On failure returns why, with a sentence for the user in
@@ -109,7 +109,7 @@ pdr_rc db_write_probe(db_t *db);
 **   PDR_ERR_READONLY  "cannot write ./var/pdrelay.db: read-only file system
 **                     (EROFS): ... Fix: remount ... read-write ..."
 **   other             the probe's failure (disk full, locked, I/O error). */
-pdr_rc db_writable_check(db_t *db, char *errbuf, size_t errsz);
+pdr_rc db_writable_check(db_handle *db, char *errbuf, size_t errsz);
 
 /* One daemon per outbox: takes an exclusive lock (flock) on
 ** data_dir/pdrelay.lock, held by *fd_out until it is closed (at exit), and
@@ -177,7 +177,7 @@ typedef struct db_event {
 **                  (*id_out = that row's id)
 **   PDR_ERR_FULL   the outbox holds max_events rows: nothing stored
 **   other          database error */
-pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out);
+pdr_rc db_outbox_push(db_handle *db, const db_event *ev, int64_t *id_out);
 
 /* Pushes n events in one transaction (one fsync). results[i] gets each
 ** event's PDR_OK / PDR_COALESCED / PDR_ERR_FULL (or PDR_ERR_INVALID for an
@@ -185,7 +185,7 @@ pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out);
 ** over PDR_DEDUP_KEY_MAX_BYTES: nothing stored for it) and ids[i] its id (ids may
 ** be NULL). Returns PDR_OK when the transaction committed (whatever the
 ** per-event results), or the database error that rolled all of it back. */
-pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
+pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
                             pdr_rc *results, int64_t *ids);
 
 /* A row as read back. Owns its strings. */
@@ -220,33 +220,33 @@ void db_rows_free(db_row *rows, size_t n);
 ** <= now_ms (a next row not yet due holds back its key). At most max rows,
 ** by urgency, then next_ms, then id. *rows_out is a malloc'd array (free
 ** with db_rows_free), *n_out its length. */
-pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out);
+pdr_rc db_outbox_due(db_handle *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out);
 
 /* The next row of routing_key (due or not). PDR_ERR_NOT_FOUND if the key
 ** has no pending row. */
-pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out);
+pdr_rc db_outbox_head(db_handle *db, const char *routing_key, db_row *row_out);
 
 /* The earliest next_ms among all keys' next rows, or PDR_ERR_NOT_FOUND when
 ** nothing is pending. The sender sleeps until then. */
-pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out);
+pdr_rc db_outbox_next_due_ms(db_handle *db, int64_t *ms_out);
 
 /* The earliest next_ms among the keys' next rows whose next_ms > after_ms,
 ** or PDR_ERR_NOT_FOUND. The sender asks with after_ms = now: rows already
 ** due are either in flight or waiting for a token, and wake it otherwise. */
-pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out);
+pdr_rc db_outbox_next_due_after(db_handle *db, int64_t after_ms, int64_t *ms_out);
 
 /* The uplink is back: makes due now (next_ms = now_ms) every pending head
 ** (the oldest pending row of each dedup_key: the candidates for each key's
 ** next row) whose next_ms > now_ms, except for the keys throttled beyond
 ** now_ms (key_state, db_key_throttle_set). *n_out (may be NULL) how many
 ** rows. Reads the heads through outbox_sched, never the rows behind them. */
-pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out);
+pdr_rc db_outbox_wake_heads(db_handle *db, int64_t now_ms, int64_t *n_out);
 
 /* The first pending RESOLVE of (routing_key, dedup_key) with id > after_id:
 ** its id and event_ms (either out pointer may be NULL). PDR_ERR_NOT_FOUND
 ** if there is none. Reads the range of that group only (outbox_coalesce).
 ** dedup_key NULL: the change events of the key (which have no resolve). */
-pdr_rc db_outbox_find_resolve(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_outbox_find_resolve(db_handle *db, const char *routing_key, const char *dedup_key,
                               int64_t after_id, int64_t *id_out, int64_t *event_ms_out);
 
 /* Collapse (invariant 2; only at the sender's order, under [outbox]
@@ -256,56 +256,56 @@ pdr_rc db_outbox_find_resolve(db_t *db, const char *routing_key, const char *ded
 ** resolve keeps the resolve; the resolve's own id removes it too). The next
 ** pending row of the group becomes its head. *n_out (may be NULL) how many
 ** rows were deleted (0 is not an error). */
-pdr_rc db_outbox_collapse(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_outbox_collapse(db_handle *db, const char *routing_key, const char *dedup_key,
                           int64_t upto_id, int64_t *n_out);
 
 /* created_ms of the oldest pending row (for the oldest-age metric), or
 ** PDR_ERR_NOT_FOUND when nothing is pending. */
-pdr_rc db_outbox_oldest_ms(db_t *db, int64_t *ms_out);
+pdr_rc db_outbox_oldest_ms(db_handle *db, int64_t *ms_out);
 
 /* Delivered: deletes pending row id. PDR_ERR_NOT_FOUND if there is none. */
-pdr_rc db_outbox_delivered(db_t *db, int64_t id);
+pdr_rc db_outbox_delivered(db_handle *db, int64_t id);
 
 /* Transient failure: attempts += 1, next_ms, last_error (may be NULL). */
-pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error);
+pdr_rc db_outbox_reschedule(db_handle *db, int64_t id, int64_t next_ms, const char *error);
 
 /* Makes every pending row whose next_ms is after limit_ms due now; *n_out
 ** (may be NULL) how many. For a wall clock that stepped backwards: no
 ** backoff is ever longer than the sender's limit, so a later next_ms can
 ** only come from a clock that has since moved back. */
-pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out);
+pdr_rc db_outbox_clamp_next(db_handle *db, int64_t limit_ms, int64_t *n_out);
 
 /* Permanent failure: PagerDuty refused the pending row, which becomes dead
 ** with the error text; attempts += 1 (the refused attempt counts, so a dead
 ** letter shows every attempt that reached upstream). */
-pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error);
+pdr_rc db_outbox_kill(db_handle *db, int64_t id, const char *error);
 
 /* max_age exceeded: the pending row becomes dead with the error text,
 ** attempts unchanged (no attempt was made). */
-pdr_rc db_outbox_expire(db_t *db, int64_t id, const char *error);
+pdr_rc db_outbox_expire(db_handle *db, int64_t id, const char *error);
 
 /* Kills every pending row created before cutoff_ms (max_age); *n_out how
 ** many. error is stored as their last_error. */
-pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out);
+pdr_rc db_outbox_kill_older(db_handle *db, int64_t cutoff_ms, const char *error, int64_t *n_out);
 
 /* Retry dead letters: they become pending again, due now, attempts 0, at
 ** the back of their key's queue in their original relative order (new ids).
 ** _all: every dead row; _key: those of routing_key; _id: one row
 ** (PDR_ERR_NOT_FOUND if id is not a dead row). *n_out = rows retried. */
-pdr_rc db_outbox_retry_all(db_t *db, int64_t *n_out);
-pdr_rc db_outbox_retry_key(db_t *db, const char *routing_key, int64_t *n_out);
-pdr_rc db_outbox_retry_id(db_t *db, int64_t id);
+pdr_rc db_outbox_retry_all(db_handle *db, int64_t *n_out);
+pdr_rc db_outbox_retry_key(db_handle *db, const char *routing_key, int64_t *n_out);
+pdr_rc db_outbox_retry_id(db_handle *db, int64_t id);
 
 /* Purge dead letters that died before cutoff_ms (INT64_MAX: all). */
-pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out);
+pdr_rc db_outbox_purge_dead(db_handle *db, int64_t cutoff_ms, int64_t *n_out);
 
 /* Lists rows of one state, oldest first, optionally of one key (NULL: all),
 ** at most limit (0: no limit). */
-pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
+pdr_rc db_outbox_list(db_handle *db, db_row_state state, const char *routing_key,
                       size_t limit, db_row **rows_out, size_t *n_out);
 
 /* Reads one row by id (any state). */
-pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out);
+pdr_rc db_outbox_get(db_handle *db, int64_t id, db_row *row_out);
 
 /* Per routing key figures, for `pdrelay queue status` and metrics. */
 typedef struct db_key_stats {
@@ -319,10 +319,10 @@ typedef struct db_key_stats {
 } db_key_stats;
 
 /* One entry per routing key having rows, ordered by key. malloc'd array. */
-pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out);
+pdr_rc db_outbox_stats(db_handle *db, db_key_stats **stats_out, size_t *n_out);
 
 /* Total rows (pending + dead), O(1). */
-pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out);
+pdr_rc db_outbox_count(db_handle *db, int64_t *pending_out, int64_t *dead_out);
 
 /* ---- dedup table ----------------------------------------------------- */
 
@@ -351,18 +351,18 @@ typedef struct db_dedup_entry {
 ** ttl_ms. target: NULL keeps the stored one (none for a new entry);
 ** urgency: -1 keeps the stored one (PDR_URGENCY_WARNING for a new entry),
 ** else PDR_URGENCY_CRITICAL .. PDR_URGENCY_CHANGE. */
-pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
+pdr_rc db_dedup_put(db_handle *db, const char *routing_key, const char *fingerprint,
                     const char *dedup_key, db_dedup_state state, int64_t ttl_ms,
                     const char *target, int urgency);
 
 /* Finds a live entry; PDR_ERR_NOT_FOUND if none or expired (now >= expires). */
-pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
+pdr_rc db_dedup_get(db_handle *db, const char *routing_key, const char *fingerprint,
                     db_dedup_entry *out);
 
 /* The live entry of (routing_key, dedup_key), the most recently updated if
 ** several fingerprints share it (index dedup_by_key); PDR_ERR_NOT_FOUND if
 ** none. */
-pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_dedup_get_by_key(db_handle *db, const char *routing_key, const char *dedup_key,
                            db_dedup_entry *out);
 
 /* Routing at ingest: the live entry of target and fingerprint, whatever its
@@ -371,35 +371,35 @@ pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_
 ** routing key into routing_key_out (PDR_ROUTING_KEY_LEN + 1 bytes) and its
 ** dedup_key into dedup_key_out (PDR_DEDUP_KEY_MAX_BYTES + 1 bytes); either
 ** may be NULL. PDR_ERR_NOT_FOUND if none. Index: dedup_target. */
-pdr_rc db_dedup_route(db_t *db, const char *target, const char *fingerprint,
+pdr_rc db_dedup_route(db_handle *db, const char *target, const char *fingerprint,
                       char *routing_key_out, char *dedup_key_out);
 
 /* PDR_ERR_NOT_FOUND if there was no such entry. */
-pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint);
+pdr_rc db_dedup_delete(db_handle *db, const char *routing_key, const char *fingerprint);
 
 /* Deletes expired entries; *n_out how many (may be NULL). */
-pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out);
+pdr_rc db_dedup_purge_expired(db_handle *db, int64_t *n_out);
 
 /* Number of entries (expired or not). */
-pdr_rc db_dedup_count(db_t *db, int64_t *n_out);
+pdr_rc db_dedup_count(db_handle *db, int64_t *n_out);
 
 /* ---- state the sender publishes ------------------------------------------ */
 
 /* A 429 throttles routing_key until until_ms at rate_per_minute (insert or
 ** replace); `pdrelay queue status` shows it (db_key_stats) and
 ** db_outbox_wake_heads() leaves the key alone until then. */
-pdr_rc db_key_throttle_set(db_t *db, const char *routing_key, int64_t until_ms,
+pdr_rc db_key_throttle_set(db_handle *db, const char *routing_key, int64_t until_ms,
                            int rate_per_minute);
 /* Forgets the key's throttle; PDR_OK whether or not there was one. */
-pdr_rc db_key_throttle_clear(db_t *db, const char *routing_key);
+pdr_rc db_key_throttle_clear(db_handle *db, const char *routing_key);
 
 /* The uplink state: 0 up, 1 down, 2 probing (DB_LINK_*), since since_ms. A
 ** new database says up since 0. */
 #define DB_LINK_UP 0
 #define DB_LINK_DOWN 1
 #define DB_LINK_PROBING 2
-pdr_rc db_link_set(db_t *db, int state, int64_t since_ms);
-pdr_rc db_link_get(db_t *db, int *state, int64_t *since_ms);
+pdr_rc db_link_set(db_handle *db, int state, int64_t since_ms);
+pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms);
 
 /* ---- tests -------------------------------------------------------------- */
 
@@ -408,6 +408,6 @@ pdr_rc db_link_get(db_t *db, int *state, int64_t *since_ms);
 ** line per step, "detail" text as SQLite gives it, each line indented two
 ** spaces per level. PDR_ERR_NOT_FOUND for an unknown name; PDR_ERR_FULL if
 ** out (outsz bytes) is too small (out then holds the plan cut short). */
-pdr_rc db_explain(db_t *db, const char *stmt_name, char *out, size_t outsz);
+pdr_rc db_explain(db_handle *db, const char *stmt_name, char *out, size_t outsz);
 
 #endif /* PDR_DB_H */

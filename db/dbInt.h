@@ -1,5 +1,5 @@
 /*
-** dbInt.h — what the files of db/ share and nobody else sees: the db_t
+** dbInt.h — what the files of db/ share and nobody else sees: the db_handle
 ** structure, the statement ids, and the small helpers (error translation,
 ** binding by name, transactions, reading rows) that db.c defines for
 ** outbox.c and dedup.c.
@@ -38,11 +38,11 @@ pdr_rc db_rc_from_sqlite(int src);
 
 /* Records the connection's current error message (prefixed by what) and
 ** returns the translation of src. */
-pdr_rc db_fail(db_t *db, int src, const char *what);
+pdr_rc db_fail(db_handle *db, int src, const char *what);
 
 /* The prepared statement id (reset, parameters from the last use still
 ** bound: bind every parameter before stepping). */
-sqlite3_stmt *db_stmt(db_t *db, db_stmt_id id);
+sqlite3_stmt *db_stmt(db_handle *db, db_stmt_id id);
 
 /* Binding by parameter name ("@routing_key"). *src accumulates: once it
 ** holds an error the later binds do nothing, so a caller binds all and
@@ -54,7 +54,7 @@ void db_bind_int64(sqlite3_stmt *st, const char *name, int64_t v, int *src);
 
 /* Steps a statement that returns no rows, then resets it. *changes_out (may
 ** be NULL) gets the number of rows it changed. */
-pdr_rc db_stmt_run(db_t *db, sqlite3_stmt *st, int64_t *changes_out);
+pdr_rc db_stmt_run(db_handle *db, sqlite3_stmt *st, int64_t *changes_out);
 
 /* Runs st (already bound) and collects its rows as db_rows (columns
 ** DB_ROW_COLUMNS), at most max. Resets st. */
@@ -65,18 +65,18 @@ pdr_rc db_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first, siz
 
 /* Runs a bound write changing any number of rows; *n_out (may be NULL) how
 ** many. Resets st. */
-pdr_rc db_stmt_run_many(db_t *db, sqlite3_stmt *st, int src, int64_t *n_out);
+pdr_rc db_stmt_run_many(db_handle *db, sqlite3_stmt *st, int src, int64_t *n_out);
 
 /* Runs a bound single-row write (src: the binding status); NOT_FOUND when
 ** it changed nothing. Resets st. */
-pdr_rc db_stmt_run_one(db_t *db, sqlite3_stmt *st, int src);
+pdr_rc db_stmt_run_one(db_handle *db, sqlite3_stmt *st, int src);
 
-pdr_rc db_rows_collect(db_t *db, sqlite3_stmt *st, size_t max,
+pdr_rc db_rows_collect(db_handle *db, sqlite3_stmt *st, size_t max,
                        db_row **rows_out, size_t *n_out);
 
 /* Fills row from the current result row of st (columns DB_ROW_COLUMNS).
 ** PDR_ERR_CORRUPT (with db's errmsg set) for a row a damaged page garbled. */
-pdr_rc db_row_read(db_t *db, sqlite3_stmt *st, db_row *row);
+pdr_rc db_row_read(db_handle *db, sqlite3_stmt *st, db_row *row);
 
 
 #endif /* PDR_DB_INT_H */

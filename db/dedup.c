@@ -19,7 +19,7 @@
 
 #include "clock.h"
 
-pdr_rc db_dedup_put(db_t *db, const char *routing_key, const char *fingerprint,
+pdr_rc db_dedup_put(db_handle *db, const char *routing_key, const char *fingerprint,
                     const char *dedup_key, db_dedup_state state, int64_t ttl_ms,
                     const char *target, int urgency)
 {
@@ -66,7 +66,7 @@ static void dedup_col_copy(sqlite3_stmt *st, int i, char *out, size_t outsz)
 }
 
 /* Steps st (bound; columns of DEDUP_GET) for one entry into out. Resets st. */
-static pdr_rc dedup_entry_read(db_t *db, sqlite3_stmt *st, db_dedup_entry *out)
+static pdr_rc dedup_entry_read(db_handle *db, sqlite3_stmt *st, db_dedup_entry *out)
 {
     pdr_rc rc = PDR_OK;
     int src = sqlite3_step(st);
@@ -90,7 +90,7 @@ static pdr_rc dedup_entry_read(db_t *db, sqlite3_stmt *st, db_dedup_entry *out)
 
 /* The live entry of routing_key and one more column (name = value) by
 ** statement which: db_dedup_get and db_dedup_get_by_key. */
-static pdr_rc dedup_lookup(db_t *db, int which, const char *routing_key, const char *name, const char *value,
+static pdr_rc dedup_lookup(db_handle *db, int which, const char *routing_key, const char *name, const char *value,
                            db_dedup_entry *out)
 {
     sqlite3_stmt *st;
@@ -110,19 +110,19 @@ static pdr_rc dedup_lookup(db_t *db, int which, const char *routing_key, const c
     return dedup_entry_read(db, st, out);
 }
 
-pdr_rc db_dedup_get(db_t *db, const char *routing_key, const char *fingerprint,
+pdr_rc db_dedup_get(db_handle *db, const char *routing_key, const char *fingerprint,
                     db_dedup_entry *out)
 {
     return dedup_lookup(db, DB_STMT_DEDUP_GET, routing_key, "@fingerprint", fingerprint, out);
 }
 
-pdr_rc db_dedup_get_by_key(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_dedup_get_by_key(db_handle *db, const char *routing_key, const char *dedup_key,
                            db_dedup_entry *out)
 {
     return dedup_lookup(db, DB_STMT_DEDUP_GET_BY_KEY, routing_key, "@dedup_key", dedup_key, out);
 }
 
-pdr_rc db_dedup_route(db_t *db, const char *target, const char *fingerprint,
+pdr_rc db_dedup_route(db_handle *db, const char *target, const char *fingerprint,
                       char *routing_key_out, char *dedup_key_out)
 {
     sqlite3_stmt *st;
@@ -152,7 +152,7 @@ out:
     return rc;
 }
 
-pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprint)
+pdr_rc db_dedup_delete(db_handle *db, const char *routing_key, const char *fingerprint)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -164,7 +164,7 @@ pdr_rc db_dedup_delete(db_t *db, const char *routing_key, const char *fingerprin
     return db_stmt_run_one(db, st, src);
 }
 
-pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out)
+pdr_rc db_dedup_purge_expired(db_handle *db, int64_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -176,7 +176,7 @@ pdr_rc db_dedup_purge_expired(db_t *db, int64_t *n_out)
     return db_stmt_run_many(db, st, src, n_out);
 }
 
-pdr_rc db_dedup_count(db_t *db, int64_t *n_out)
+pdr_rc db_dedup_count(db_handle *db, int64_t *n_out)
 {
     sqlite3_stmt *st;
     pdr_rc rc = PDR_OK;

@@ -36,7 +36,7 @@ static int outbox_event_valid(const db_event *ev)
 }
 
 /* The counts row, inside or outside a transaction. */
-static pdr_rc outbox_counts(db_t *db, int64_t *pending, int64_t *dead)
+static pdr_rc outbox_counts(db_handle *db, int64_t *pending, int64_t *dead)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_COUNTS);
     pdr_rc rc = PDR_OK;
@@ -61,7 +61,7 @@ static pdr_rc outbox_counts(db_t *db, int64_t *pending, int64_t *dead)
 ** is then not the group's head) and that row's urgency (*urgency, which an
 ** acknowledge or resolve inherits).
 */
-static pdr_rc outbox_coalesce(db_t *db, const db_event *ev, int *same, int64_t *id_out,
+static pdr_rc outbox_coalesce(db_handle *db, const db_event *ev, int *same, int64_t *id_out,
                               int *found, int *urgency)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_OUTBOX_NEWEST);
@@ -97,7 +97,7 @@ out:
 
 /* The urgency a live dedup entry of (routing_key, dedup_key) records, for
 ** an acknowledge or resolve whose group has no pending row. */
-static pdr_rc outbox_dedup_urgency(db_t *db, const db_event *ev, int64_t now, int *urgency)
+static pdr_rc outbox_dedup_urgency(db_handle *db, const db_event *ev, int64_t now, int *urgency)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_DEDUP_GET_BY_KEY);
     pdr_rc rc = PDR_OK;
@@ -126,7 +126,7 @@ static int urgency_valid(int u)
 }
 
 /* The urgency the row is stored with (db.h, db_event.urgency). */
-static pdr_rc outbox_urgency(db_t *db, const db_event *ev, int64_t now, int found,
+static pdr_rc outbox_urgency(db_handle *db, const db_event *ev, int64_t now, int found,
                              int newest_urgency, int *out)
 {
     switch (ev->action) {
@@ -155,7 +155,7 @@ static pdr_rc outbox_urgency(db_t *db, const db_event *ev, int64_t now, int foun
 }
 
 /* A pushed trigger records its incident at once (db.h, db_outbox_push). */
-static pdr_rc outbox_dedup_queue(db_t *db, const db_event *ev, int64_t now, int urgency)
+static pdr_rc outbox_dedup_queue(db_handle *db, const db_event *ev, int64_t now, int urgency)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_DEDUP_QUEUE);
     int64_t ttl = db->dedup_ttl_ms;
@@ -174,7 +174,7 @@ static pdr_rc outbox_dedup_queue(db_t *db, const db_event *ev, int64_t now, int 
 /* One valid event inside the push transaction; *total is pending + dead so
 ** far. Returns the event's result (PDR_OK, PDR_COALESCED, PDR_ERR_FULL) or a
 ** database error, on which the caller rolls back. */
-static pdr_rc outbox_push_one(db_t *db, const db_event *ev, int64_t now,
+static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
                               int64_t *total, int64_t *id_out)
 {
     sqlite3_stmt *st;
@@ -223,7 +223,7 @@ static int outbox_is_event_result(pdr_rc rc)
     return rc == PDR_OK || rc == PDR_COALESCED || rc == PDR_ERR_FULL;
 }
 
-pdr_rc db_outbox_push_batch(db_t *db, const db_event *evs, size_t n,
+pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
                             pdr_rc *results, int64_t *ids)
 {
     int64_t pending = 0, dead = 0, total, id, now;
@@ -266,7 +266,7 @@ out:
     return rc;
 }
 
-pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out)
+pdr_rc db_outbox_push(db_handle *db, const db_event *ev, int64_t *id_out)
 {
     pdr_rc result = PDR_OK;
     int64_t id = 0;
@@ -281,7 +281,7 @@ pdr_rc db_outbox_push(db_t *db, const db_event *ev, int64_t *id_out)
 
 /* ---- the sender's reads ---------------------------------------------------- */
 
-pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out)
+pdr_rc db_outbox_due(db_handle *db, int64_t now_ms, size_t max, db_row **rows_out, size_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -302,7 +302,7 @@ pdr_rc db_outbox_due(db_t *db, int64_t now_ms, size_t max, db_row **rows_out, si
 
 /* Steps st for exactly one row and reads it into row_out; NOT_FOUND when
 ** the statement gives none. Resets st. */
-static pdr_rc outbox_one_row(db_t *db, sqlite3_stmt *st, db_row *row_out)
+static pdr_rc outbox_one_row(db_handle *db, sqlite3_stmt *st, db_row *row_out)
 {
     pdr_rc rc;
     int src = sqlite3_step(st);
@@ -316,7 +316,7 @@ static pdr_rc outbox_one_row(db_t *db, sqlite3_stmt *st, db_row *row_out)
     return rc;
 }
 
-pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out)
+pdr_rc db_outbox_head(db_handle *db, const char *routing_key, db_row *row_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -332,13 +332,13 @@ pdr_rc db_outbox_head(db_t *db, const char *routing_key, db_row *row_out)
     return outbox_one_row(db, st, row_out);
 }
 
-pdr_rc db_outbox_next_due_ms(db_t *db, int64_t *ms_out)
+pdr_rc db_outbox_next_due_ms(db_handle *db, int64_t *ms_out)
 {
     return db_outbox_next_due_after(db, INT64_MIN, ms_out);
 }
 
 /* Steps st (bound) for one nullable integer: PDR_ERR_NOT_FOUND for NULL. */
-static pdr_rc outbox_one_int64(db_t *db, sqlite3_stmt *st, int64_t *out)
+static pdr_rc outbox_one_int64(db_handle *db, sqlite3_stmt *st, int64_t *out)
 {
     pdr_rc rc = PDR_OK;
     int src = sqlite3_step(st);
@@ -354,7 +354,7 @@ static pdr_rc outbox_one_int64(db_t *db, sqlite3_stmt *st, int64_t *out)
     return rc;
 }
 
-pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
+pdr_rc db_outbox_next_due_after(db_handle *db, int64_t after_ms, int64_t *ms_out)
 {
     sqlite3_stmt *st;
     pdr_rc rc;
@@ -371,13 +371,13 @@ pdr_rc db_outbox_next_due_after(db_t *db, int64_t after_ms, int64_t *ms_out)
     return outbox_one_int64(db, st, ms_out);
 }
 
-pdr_rc db_outbox_oldest_ms(db_t *db, int64_t *ms_out)
+pdr_rc db_outbox_oldest_ms(db_handle *db, int64_t *ms_out)
 {
     if (!db || !ms_out) return PDR_ERR_INVALID;
     return outbox_one_int64(db, db_stmt(db, DB_STMT_OUTBOX_OLDEST), ms_out);
 }
 
-pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out)
+pdr_rc db_outbox_wake_heads(db_handle *db, int64_t now_ms, int64_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -388,7 +388,7 @@ pdr_rc db_outbox_wake_heads(db_t *db, int64_t now_ms, int64_t *n_out)
     return db_stmt_run_many(db, st, src, n_out);
 }
 
-pdr_rc db_outbox_find_resolve(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_outbox_find_resolve(db_handle *db, const char *routing_key, const char *dedup_key,
                               int64_t after_id, int64_t *id_out, int64_t *event_ms_out)
 {
     sqlite3_stmt *st;
@@ -418,7 +418,7 @@ out:
     return rc;
 }
 
-pdr_rc db_outbox_collapse(db_t *db, const char *routing_key, const char *dedup_key,
+pdr_rc db_outbox_collapse(db_handle *db, const char *routing_key, const char *dedup_key,
                           int64_t upto_id, int64_t *n_out)
 {
     sqlite3_stmt *st;
@@ -434,7 +434,7 @@ pdr_rc db_outbox_collapse(db_t *db, const char *routing_key, const char *dedup_k
 
 /* ---- the sender's outcomes --------------------------------------------------- */
 
-pdr_rc db_outbox_delivered(db_t *db, int64_t id)
+pdr_rc db_outbox_delivered(db_handle *db, int64_t id)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -444,7 +444,7 @@ pdr_rc db_outbox_delivered(db_t *db, int64_t id)
     return db_stmt_run_one(db, st, src);
 }
 
-pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *error)
+pdr_rc db_outbox_reschedule(db_handle *db, int64_t id, int64_t next_ms, const char *error)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -457,7 +457,7 @@ pdr_rc db_outbox_reschedule(db_t *db, int64_t id, int64_t next_ms, const char *e
 }
 
 /* One pending row becomes dead now with error (OUTBOX_KILL or _EXPIRE). */
-static pdr_rc outbox_kill_one(db_t *db, db_stmt_id which, int64_t id, const char *error)
+static pdr_rc outbox_kill_one(db_handle *db, db_stmt_id which, int64_t id, const char *error)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -469,17 +469,17 @@ static pdr_rc outbox_kill_one(db_t *db, db_stmt_id which, int64_t id, const char
     return db_stmt_run_one(db, st, src);
 }
 
-pdr_rc db_outbox_kill(db_t *db, int64_t id, const char *error)
+pdr_rc db_outbox_kill(db_handle *db, int64_t id, const char *error)
 {
     return outbox_kill_one(db, DB_STMT_OUTBOX_KILL, id, error);
 }
 
-pdr_rc db_outbox_expire(db_t *db, int64_t id, const char *error)
+pdr_rc db_outbox_expire(db_handle *db, int64_t id, const char *error)
 {
     return outbox_kill_one(db, DB_STMT_OUTBOX_EXPIRE, id, error);
 }
 
-pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out)
+pdr_rc db_outbox_clamp_next(db_handle *db, int64_t limit_ms, int64_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -490,7 +490,7 @@ pdr_rc db_outbox_clamp_next(db_t *db, int64_t limit_ms, int64_t *n_out)
     return db_stmt_run_many(db, st, src, n_out);
 }
 
-pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int64_t *n_out)
+pdr_rc db_outbox_kill_older(db_handle *db, int64_t cutoff_ms, const char *error, int64_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -511,7 +511,7 @@ pdr_rc db_outbox_kill_older(db_t *db, int64_t cutoff_ms, const char *error, int6
 ** change, so the max_events bound is not consulted. routing_key or id
 ** selects (see the statements); *n_out gets the rows retried.
 */
-static pdr_rc outbox_retry(db_t *db, db_stmt_id copy_id, db_stmt_id delete_id,
+static pdr_rc outbox_retry(db_handle *db, db_stmt_id copy_id, db_stmt_id delete_id,
                            const char *routing_key, const int64_t *id, int64_t *n_out)
 {
     sqlite3_stmt *st;
@@ -557,7 +557,7 @@ out:
     return rc;
 }
 
-pdr_rc db_outbox_retry_all(db_t *db, int64_t *n_out)
+pdr_rc db_outbox_retry_all(db_handle *db, int64_t *n_out)
 {
     int64_t n = 0;
     pdr_rc rc;
@@ -568,7 +568,7 @@ pdr_rc db_outbox_retry_all(db_t *db, int64_t *n_out)
     return rc;
 }
 
-pdr_rc db_outbox_retry_key(db_t *db, const char *routing_key, int64_t *n_out)
+pdr_rc db_outbox_retry_key(db_handle *db, const char *routing_key, int64_t *n_out)
 {
     int64_t n = 0;
     pdr_rc rc;
@@ -579,7 +579,7 @@ pdr_rc db_outbox_retry_key(db_t *db, const char *routing_key, int64_t *n_out)
     return rc;
 }
 
-pdr_rc db_outbox_retry_id(db_t *db, int64_t id)
+pdr_rc db_outbox_retry_id(db_handle *db, int64_t id)
 {
     int64_t n = 0;
     pdr_rc rc;
@@ -590,7 +590,7 @@ pdr_rc db_outbox_retry_id(db_t *db, int64_t id)
     return rc;
 }
 
-pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out)
+pdr_rc db_outbox_purge_dead(db_handle *db, int64_t cutoff_ms, int64_t *n_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -602,7 +602,7 @@ pdr_rc db_outbox_purge_dead(db_t *db, int64_t cutoff_ms, int64_t *n_out)
 
 /* ---- inspection -------------------------------------------------------------- */
 
-pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
+pdr_rc db_outbox_list(db_handle *db, db_row_state state, const char *routing_key,
                       size_t limit, db_row **rows_out, size_t *n_out)
 {
     sqlite3_stmt *st;
@@ -627,7 +627,7 @@ pdr_rc db_outbox_list(db_t *db, db_row_state state, const char *routing_key,
     return db_rows_collect(db, st, limit ? limit : SIZE_MAX, rows_out, n_out);
 }
 
-pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out)
+pdr_rc db_outbox_get(db_handle *db, int64_t id, db_row *row_out)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -643,7 +643,7 @@ pdr_rc db_outbox_get(db_t *db, int64_t id, db_row *row_out)
     return outbox_one_row(db, st, row_out);
 }
 
-pdr_rc db_outbox_stats(db_t *db, db_key_stats **stats_out, size_t *n_out)
+pdr_rc db_outbox_stats(db_handle *db, db_key_stats **stats_out, size_t *n_out)
 {
     sqlite3_stmt *st;
     db_key_stats *stats = NULL, *k;
@@ -692,7 +692,7 @@ out:
     return PDR_OK;
 }
 
-pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out)
+pdr_rc db_outbox_count(db_handle *db, int64_t *pending_out, int64_t *dead_out)
 {
     int64_t pending = 0, dead = 0;
     pdr_rc rc;
@@ -706,7 +706,7 @@ pdr_rc db_outbox_count(db_t *db, int64_t *pending_out, int64_t *dead_out)
 
 /* ---- state the sender publishes ------------------------------------------------- */
 
-pdr_rc db_key_throttle_set(db_t *db, const char *routing_key, int64_t until_ms,
+pdr_rc db_key_throttle_set(db_handle *db, const char *routing_key, int64_t until_ms,
                            int rate_per_minute)
 {
     sqlite3_stmt *st;
@@ -719,7 +719,7 @@ pdr_rc db_key_throttle_set(db_t *db, const char *routing_key, int64_t until_ms,
     return db_stmt_run_many(db, st, src, NULL);
 }
 
-pdr_rc db_key_throttle_clear(db_t *db, const char *routing_key)
+pdr_rc db_key_throttle_clear(db_handle *db, const char *routing_key)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -729,7 +729,7 @@ pdr_rc db_key_throttle_clear(db_t *db, const char *routing_key)
     return db_stmt_run_many(db, st, src, NULL);
 }
 
-pdr_rc db_link_set(db_t *db, int state, int64_t since_ms)
+pdr_rc db_link_set(db_handle *db, int state, int64_t since_ms)
 {
     sqlite3_stmt *st;
     int src = SQLITE_OK;
@@ -740,7 +740,7 @@ pdr_rc db_link_set(db_t *db, int state, int64_t since_ms)
     return db_stmt_run_one(db, st, src);
 }
 
-pdr_rc db_link_get(db_t *db, int *state, int64_t *since_ms)
+pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms)
 {
     sqlite3_stmt *st;
     pdr_rc rc = PDR_OK;

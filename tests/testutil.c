@@ -182,10 +182,10 @@ int tu_run(const char *const argv[], const char *stdin_data, char **out, char **
     return -1;
 }
 
-db_t *tu_db_open(const char *data_dir, int64_t max_events)
+db_handle *tu_db_open(const char *data_dir, int64_t max_events)
 {
     db_options o;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char err[512] = "";
     memset(&o, 0, sizeof o);
     o.data_dir = data_dir;
@@ -250,7 +250,7 @@ int tu_contains(const char *haystack, const char *needle)
 void tu_push_event(const char *data_dir, const char *key, pdr_action action, const char *dedup_key,
                    const char *fingerprint, const char *severity, const char *summary)
 {
-    db_t *db = tu_db_open(data_dir, 0);
+    db_handle *db = tu_db_open(data_dir, 0);
     char *body;
     db_event ev;
     if (action == PDR_ACTION_TRIGGER)

@@ -112,11 +112,11 @@ static void workload_cleanup(workload *w)
     free(w->dedup_keys);
 }
 
-static db_t *open_fresh(const char *base, const char *name, int sync_full)
+static db_handle *open_fresh(const char *base, const char *name, int sync_full)
 {
     char *dir = tu_printf("%s/%s", base, name);
     db_options o;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char errbuf[512];
     tu_rmrf(dir);
     memset(&o, 0, sizeof o);
@@ -162,7 +162,7 @@ static void bench_push(const char *base)
             /* Enough events for a stable figure in a few seconds. */
             size_t n = batch == 1 ? 3000 : batch == 10 ? 30000 : 200000;
             char name[64];
-            db_t *db;
+            db_handle *db;
             double t0, dt;
             int64_t pending = 0;
 
@@ -196,7 +196,7 @@ static void bench_push(const char *base)
 
 static void bench_dedup(const char *base)
 {
-    db_t *db = open_fresh(base, "dedup", 0);
+    db_handle *db = open_fresh(base, "dedup", 0);
     int64_t *lat = malloc(DEDUP_GETS * sizeof *lat);
     char fp[64], dk[80];
     db_dedup_entry e;

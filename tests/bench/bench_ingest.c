@@ -454,7 +454,7 @@ int main(int argc, char **argv)
     }
     it_daemon_stop(&d, SIGTERM);
 
-    db_t *db = tu_db_open(data, 0);
+    db_handle *db = tu_db_open(data, 0);
     int64_t pending = 0, dead = 0;
     db_outbox_count(db, &pending, &dead);
     db_close(db);

@@ -84,7 +84,7 @@
 ** transaction. 0 on success. */
 static int push(const char *data_dir, const char *dk_prefix, int n, int urgency, const char *severity)
 {
-    db_t *db = tu_db_open(data_dir, 0);
+    db_handle *db = tu_db_open(data_dir, 0);
     db_event *evs = calloc((size_t)n, sizeof *evs);
     char **bodies = calloc((size_t)n, sizeof *bodies), **dks = calloc((size_t)n, sizeof *dks);
     pdr_rc *res = calloc((size_t)n, sizeof *res);

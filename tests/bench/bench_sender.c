@@ -192,7 +192,7 @@ static void scene_close(scene *sc)
 static int queue_direct(const scene *sc, int n_keys, int per_key)
 {
     size_t n = (size_t)n_keys * (size_t)per_key, i = 0;
-    db_t *db;
+    db_handle *db;
     int rc = 0;
     char (*keys)[PDR_ROUTING_KEY_LEN + 1] = calloc((size_t)n_keys, sizeof *keys);
     db_event *evs = calloc(n, sizeof *evs);

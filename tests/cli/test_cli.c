@@ -85,14 +85,14 @@ static int run(char **out, char **err, ...)
     return tu_run(argv, NULL, out, err);
 }
 
-static db_t *open_db(const fx *f)
+static db_handle *open_db(const fx *f)
 {
     return tu_db_open(f->data_dir, 0);
 }
 
 static size_t list_rows(const fx *f, db_row_state st, db_row **rows)
 {
-    db_t *db = open_db(f);
+    db_handle *db = open_db(f);
     size_t n = 0;
     assert_int_equal(db_outbox_list(db, st, NULL, 0, rows, &n), PDR_OK);
     db_close(db);
@@ -619,7 +619,7 @@ static void test_queue_list_retry_purge(void **state)
     char *out, *err;
     queue_three(f);
     /* the sender would do this on a 400: kill the first row of key a */
-    db_t *db = open_db(f);
+    db_handle *db = open_db(f);
     db_row *rows;
     size_t n;
     assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, KEY_A, 0, &rows, &n), PDR_OK);
@@ -785,7 +785,7 @@ static void assert_clean(const char *out)
 ** C1 CSI and invalid UTF-8; a dead row whose last error does the same. */
 static void push_hostile(fx *f)
 {
-    db_t *db = open_db(f);
+    db_handle *db = open_db(f);
     const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"trigger\",\"dedup_key\":\"d\","
                        "\"payload\":{\"summary\":\"\\u001b]0;pwned\\u0007 ok\\r\\n1 R0\xe2\x80\xa6" "ab12 trigger "
                        "\xc2\x9b" "2J \xff\xfe end\",\"source\":\"s\",\"severity\":\"info\"}}";
@@ -891,7 +891,7 @@ static void test_queue_read_only_outbox(void **state)
     /* beside a writer, which commits one more */
     assert_int_equal(chmod(f->data_dir, 0700), 0);
     assert_int_equal(chmod(dbp, 0644), 0);
-    db_t *db = open_db(f);
+    db_handle *db = open_db(f);
     const char *body = "{\"routing_key\":\"" KEY_X "\",\"event_action\":\"resolve\",\"dedup_key\":\"w\"}";
     db_event ev = {KEY_X, PDR_ACTION_RESOLVE, "w", NULL, body, strlen(body), PDR_URGENCY_INHERIT, NULL, 0};
     assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
@@ -915,7 +915,7 @@ static void test_wal_survives_other_process(void **state)
 {
     fx *f = *state;
     char *out, *err;
-    db_t *a = open_db(f), *b = open_db(f);
+    db_handle *a = open_db(f), *b = open_db(f);
     char *wal = tu_printf("%s/pdrelay.db-wal", f->data_dir);
     struct stat st;
     assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 0);

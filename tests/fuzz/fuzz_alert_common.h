@@ -19,7 +19,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-typedef pdr_rc (*norm_parse_fn)(const char *body, size_t len, const pdr_config *cfg, norm_result *out);
+typedef pdr_rc (*normalize_parse_fn)(const char *body, size_t len, const pdr_config *cfg, normalize_result *out);
 
 static pdr_config *cfg;
 
@@ -44,15 +44,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Runs one input through parse (norm_alertmanager or norm_alerts). */
-static int fuzz_alert_parser(norm_parse_fn parse, const uint8_t *data, size_t size)
+/* Runs one input through parse (normalize_alertmanager or normalize_alerts). */
+static int fuzz_alert_parser(normalize_parse_fn parse, const uint8_t *data, size_t size)
 {
-    norm_result r;
+    normalize_result r;
     pdr_rc rc = parse((const char *)data, size, cfg, &r);
     if (rc == PDR_OK) {
         if (r.unrouted > r.alerts || r.n > 2 * r.alerts || r.repaired > r.n) abort();
         for (size_t i = 0; i < r.n; i++) {
-            const norm_event *e = &r.evs[i];
+            const normalize_event *e = &r.evs[i];
             if (!e->body || strlen(e->body) != e->body_len || !e->target || !e->fingerprint) abort();
             if (e->action == PDR_ACTION_CHANGE ? e->dedup_key[0] != '\0' : strlen(e->dedup_key) != 64)
                 abort();
@@ -71,7 +71,7 @@ static int fuzz_alert_parser(norm_parse_fn parse, const uint8_t *data, size_t si
     } else if (rc != PDR_ERR_NOMEM) {
         abort();
     }
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     return 0;
 }
 

@@ -1,10 +1,10 @@
 /*
-** fuzz_alerts.c — libFuzzer target for norm_alerts() with a fixed config of two
+** fuzz_alerts.c — libFuzzer target for normalize_alerts() with a fixed config of two
 ** targets; the checks are in fuzz_alert_common.h.
 */
 #include "fuzz_alert_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    return fuzz_alert_parser(norm_alerts, data, size);
+    return fuzz_alert_parser(normalize_alerts, data, size);
 }

@@ -1,7 +1,7 @@
 /*
 ** fuzz_ingest_diff.c — libFuzzer target for "what is validated is what is
-** sent": any bytes through every ingest parser (norm_pagerduty as an alert
-** and as a change event, norm_alertmanager, norm_alerts, with the fixed
+** sent": any bytes through every ingest parser (normalize_pagerduty as an alert
+** and as a change event, normalize_alertmanager, normalize_alerts, with the fixed
 ** config of fuzz_common.h), and each event a parser takes through the mock
 ** PagerDuty's validator (tests/mock/mockpd_validate.c). Aborts when an event
 ** would be refused upstream or mean something else there than what pdrelay
@@ -37,7 +37,7 @@ static void violated(const char *parser, const char *why)
 }
 
 static void check(const char *parser, const char *body, size_t len, int native_change, pdr_rc rc,
-                  const norm_result *r)
+                  const normalize_result *r)
 {
     char why[4096];
     if (rc == PDR_OK) {
@@ -55,20 +55,20 @@ static void check(const char *parser, const char *body, size_t len, int native_c
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
-    norm_result r;
+    normalize_result r;
     pdr_rc rc;
 
-    rc = norm_pagerduty(body, size, PDR_EVENT_ALERT, &r);
-    check("norm_pagerduty(alert)", body, size, 0, rc, &r);
-    norm_result_cleanup(&r);
-    rc = norm_pagerduty(body, size, PDR_EVENT_CHANGE, &r);
-    check("norm_pagerduty(change)", body, size, 1, rc, &r);
-    norm_result_cleanup(&r);
-    rc = norm_alertmanager(body, size, cfg, &r);
-    check("norm_alertmanager", body, size, -1, rc, &r);
-    norm_result_cleanup(&r);
-    rc = norm_alerts(body, size, cfg, &r);
-    check("norm_alerts", body, size, -1, rc, &r);
-    norm_result_cleanup(&r);
+    rc = normalize_pagerduty(body, size, PDR_EVENT_ALERT, &r);
+    check("normalize_pagerduty(alert)", body, size, 0, rc, &r);
+    normalize_result_cleanup(&r);
+    rc = normalize_pagerduty(body, size, PDR_EVENT_CHANGE, &r);
+    check("normalize_pagerduty(change)", body, size, 1, rc, &r);
+    normalize_result_cleanup(&r);
+    rc = normalize_alertmanager(body, size, cfg, &r);
+    check("normalize_alertmanager", body, size, -1, rc, &r);
+    normalize_result_cleanup(&r);
+    rc = normalize_alerts(body, size, cfg, &r);
+    check("normalize_alerts", body, size, -1, rc, &r);
+    normalize_result_cleanup(&r);
     return 0;
 }

@@ -1,5 +1,5 @@
 /*
-** fuzz_pagerduty.c — libFuzzer target for norm_pagerduty(): any bytes, as
+** fuzz_pagerduty.c — libFuzzer target for normalize_pagerduty(): any bytes, as
 ** both an alert event and a change event. Checks what the API promises: an
 ** event body that is JSON again, a refusal with reasons and no events.
 */
@@ -22,7 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void check(pdr_rc rc, const norm_result *r)
+static void check(pdr_rc rc, const normalize_result *r)
 {
     if (rc == PDR_OK) {
         if (r->n != 1 || !r->evs[0].body || strlen(r->evs[0].body) != r->evs[0].body_len) abort();
@@ -38,12 +38,12 @@ static void check(pdr_rc rc, const norm_result *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    norm_result r;
-    pdr_rc rc = norm_pagerduty((const char *)data, size, PDR_EVENT_ALERT, &r);
+    normalize_result r;
+    pdr_rc rc = normalize_pagerduty((const char *)data, size, PDR_EVENT_ALERT, &r);
     check(rc, &r);
-    norm_result_cleanup(&r);
-    rc = norm_pagerduty((const char *)data, size, PDR_EVENT_CHANGE, &r);
+    normalize_result_cleanup(&r);
+    rc = normalize_pagerduty((const char *)data, size, PDR_EVENT_CHANGE, &r);
     check(rc, &r);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     return 0;
 }

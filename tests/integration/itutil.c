@@ -151,7 +151,7 @@ int it_send(const char *cfg, const char *key, const char *action, const char *de
 
 size_t it_rows(const char *data_dir, db_row_state st, db_row **rows)
 {
-    db_t *db = tu_db_open(data_dir, 0);
+    db_handle *db = tu_db_open(data_dir, 0);
     size_t n = 0;
     *rows = NULL;
     if (db_outbox_list(db, st, NULL, 0, rows, &n) != PDR_OK) n = (size_t)-1;
@@ -181,7 +181,7 @@ const char *it_jstr(const cJSON *o, const char *name)
 ** slow the tests). */
 void it_queue(const char *data_dir, const char *key, const char *prefix, int n)
 {
-    db_t *db = tu_db_open(data_dir, 0);
+    db_handle *db = tu_db_open(data_dir, 0);
     db_event *evs = calloc((size_t)n, sizeof *evs);
     char **bodies = calloc((size_t)n, sizeof *bodies);
     char **dks = calloc((size_t)n, sizeof *dks);

@@ -329,7 +329,7 @@ static void test_tls(void **state)
 
 static pdr_rc dedup_lookup(it_fx *f, const char *key, const char *fp, db_dedup_entry *out)
 {
-    db_t *db = tu_db_open(f->data_dir, 0);
+    db_handle *db = tu_db_open(f->data_dir, 0);
     pdr_rc rc = db_dedup_get(db, key, fp, out);
     db_close(db);
     return rc;
@@ -374,7 +374,7 @@ static void test_dedup_housekeeping(void **state)
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-h status=202", 10000), 0);
     assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 5000), 0);
-    db_t *db = tu_db_open(f->data_dir, 0);
+    db_handle *db = tu_db_open(f->data_dir, 0);
     int64_t n = -1;
     assert_int_equal(db_dedup_count(db, &n), PDR_OK);
     assert_int_equal(n, 0);
@@ -391,7 +391,7 @@ static void test_clock_set_back(void **state)
     it_fx *f = it_fx_new(NULL);
     fx_config(f, NULL);
     tu_push_event(f->data_dir, KEYS[0], PDR_ACTION_TRIGGER, "cb-1", NULL, "error", "s");
-    db_t *db = tu_db_open(f->data_dir, 0);
+    db_handle *db = tu_db_open(f->data_dir, 0);
     db_row *rows;
     size_t n;
     assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_OK);

@@ -1,7 +1,7 @@
 /*
 ** mockpd_diff.h — the differential property of pdrelay's ingest, shared by
 ** tests/unit/test_differential.c and the fuzz target
-** tests/fuzz/fuzz_ingest_diff.c: an event pdrelay validated (a norm_event)
+** tests/fuzz/fuzz_ingest_diff.c: an event pdrelay validated (a normalize_event)
 ** must be accepted by the mock PagerDuty's validator and mean the same to it
 ** (routing_key, event_action, dedup_key, severity), and a PagerDuty-native
 ** body the mock takes as is must be taken by pdrelay with the same meaning.
@@ -23,7 +23,7 @@ static const char *mockpd_diff_s(const char *s)
 }
 
 /* NULL when e's body arrives meaning what e says; else why, in buf. */
-static const char *mockpd_diff_event(const norm_event *e, char *buf, size_t n)
+static const char *mockpd_diff_event(const normalize_event *e, char *buf, size_t n)
 {
     mockpd_check cr;
     int change = e->action == PDR_ACTION_CHANGE;
@@ -57,11 +57,11 @@ static const char *mockpd_diff_event(const norm_event *e, char *buf, size_t n)
 }
 
 /* For a PagerDuty-native body (change: sent to the change endpoint) that
-** norm_pagerduty answered with rc and r: NULL when pdrelay agrees with the
+** normalize_pagerduty answered with rc and r: NULL when pdrelay agrees with the
 ** mock, else why. A body the mock takes as is must be taken, with the same
 ** routing_key, event_action, severity and (when the client gave a non-blank
 ** one) dedup_key: no over-refusal, no change of meaning. */
-static const char *mockpd_diff_native(const char *body, size_t len, int change, pdr_rc rc, const norm_result *r,
+static const char *mockpd_diff_native(const char *body, size_t len, int change, pdr_rc rc, const normalize_result *r,
                                       char *buf, size_t n)
 {
     mockpd_check in;
@@ -72,7 +72,7 @@ static const char *mockpd_diff_native(const char *body, size_t len, int change, 
             snprintf(buf, n, "pdrelay refused a body PagerDuty takes: %s", r->errs.n ? r->errs.msgs[0] : "-");
             why = buf;
         } else {
-            const norm_event *e = &r->evs[0];
+            const normalize_event *e = &r->evs[0];
             int client_key = in.dedup_key && strspn(in.dedup_key, " \t\r\n") < strlen(in.dedup_key);
             if (strcmp(mockpd_diff_s(in.routing_key), e->routing_key) ||
                 strcmp(mockpd_diff_s(in.event_action), pdr_action_name(e->action)) ||

@@ -40,7 +40,7 @@ static db_options opts_for(const char *dir)
     return o;
 }
 
-static void push_one(db_t *db, const char *body)
+static void push_one(db_handle *db, const char *body)
 {
     db_event ev;
     memset(&ev, 0, sizeof ev);
@@ -79,7 +79,7 @@ static void expect_refused(const char *dir, int read_only, pdr_rc want, ...)
     char *before = tu_read_file(path, &len_before);
     char errbuf[512];
     db_options o = opts_for(dir);
-    db_t *db = (db_t *)0x1;
+    db_handle *db = (db_handle *)0x1;
     const char *needle;
     va_list ap;
 
@@ -125,7 +125,7 @@ static void test_creates_dirs_and_file_with_private_modes(void **state)
     char *a = tu_printf("%s/a", tmp);
     char *path, *wal, *shm;
     db_options o = opts_for(dir);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char errbuf[256];
     (void)state;
 
@@ -156,7 +156,7 @@ static void test_pragmas_full(void **state)
     char *tmp = tu_mkdtemp();
     db_options o = opts_for(tmp);
     db_settings s;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     (void)state;
 
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
@@ -177,7 +177,7 @@ static void test_pragmas_normal_and_busy_timeout(void **state)
     char *tmp = tu_mkdtemp();
     db_options o = opts_for(tmp);
     db_settings s;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     (void)state;
 
     o.sync_full = 0;
@@ -198,7 +198,7 @@ static void test_migrates_empty_file(void **state)
     char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
     db_options o = opts_for(tmp);
     db_settings s;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     int64_t pending = -1, dead = -1;
     (void)state;
 
@@ -220,7 +220,7 @@ static void test_reopen_keeps_rows_and_version(void **state)
     char *tmp = tu_mkdtemp();
     db_options o = opts_for(tmp);
     db_settings s;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     int64_t pending = 0;
     (void)state;
 
@@ -244,7 +244,7 @@ static void test_too_new_is_refused_untouched(void **state)
     char *tmp = tu_mkdtemp();
     char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
     db_options o = opts_for(tmp);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     (void)state;
 
     /* A real pdrelay database, then "upgraded" by a future pdrelay. */
@@ -335,7 +335,7 @@ static void test_corrupt_fixture_without_quick_check(void **state)
     db_options o = opts_for(tmp);
     db_row *rows = NULL;
     size_t n = 0;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     (void)state;
 
     copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
@@ -359,7 +359,7 @@ static void test_read_only(void **state)
     char *sub = tu_printf("%s/none", tmp);
     db_options o = opts_for(sub);
     db_event ev;
-    db_t *db = NULL, *ro = NULL;
+    db_handle *db = NULL, *ro = NULL;
     char errbuf[256];
     int64_t pending = 0;
     struct stat sb;
@@ -415,7 +415,7 @@ static int exists(const char *dir, const char *name)
 static void make_closed_db(const char *dir)
 {
     db_options o = opts_for(dir);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     push_one(db, "{}");
     db_close(db);
@@ -428,7 +428,7 @@ static const char *read_only_count(const char *dir, int64_t pending)
 {
     static char err[512];
     db_options o = opts_for(dir);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     int64_t n = -1;
     o.read_only = 1;
     if (db_open(&o, &db, err, sizeof err) != PDR_OK) return err;
@@ -521,7 +521,7 @@ static void test_read_only_beside_writer(void **state)
 {
     char *tmp = tu_mkdtemp();
     db_options o = opts_for(tmp);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     const char *err;
     (void)state;
 
@@ -546,7 +546,7 @@ static void test_data_dir_is_a_file(void **state)
     char *tmp = tu_mkdtemp();
     char *file = tu_printf("%s/plain", tmp);
     db_options o = opts_for(file);
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char errbuf[256];
     (void)state;
 
@@ -562,7 +562,7 @@ static void test_data_dir_is_a_file(void **state)
 static void test_invalid_options(void **state)
 {
     db_options o;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     char errbuf[64];
     (void)state;
     memset(&o, 0, sizeof o);
@@ -579,7 +579,7 @@ static void test_locked_is_busy(void **state)
     db_options o = opts_for(tmp);
     db_event ev;
     sqlite3 *h = NULL;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     (void)state;
 
     o.busy_timeout_ms = 50;
@@ -608,7 +608,7 @@ static void test_two_handles_share_counts(void **state)
 {
     char *tmp = tu_mkdtemp();
     db_options o = opts_for(tmp);
-    db_t *a = NULL, *b = NULL;
+    db_handle *a = NULL, *b = NULL;
     int64_t pending = 0;
     (void)state;
 
@@ -675,7 +675,7 @@ static void test_migrates_v1(void **state)
     char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
     db_options o = opts_for(tmp);
     db_settings s;
-    db_t *db = NULL;
+    db_handle *db = NULL;
     db_row row, *rows = NULL;
     db_dedup_entry e;
     int64_t pending = 0, dead = 0, seq[32], since = -1;

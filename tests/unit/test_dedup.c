@@ -24,7 +24,7 @@
 
 typedef struct fixture {
     char *dir;
-    db_t *db;
+    db_handle *db;
 } fixture;
 
 static int setup(void **state)
@@ -48,7 +48,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static int64_t count(db_t *db)
+static int64_t count(db_handle *db)
 {
     int64_t n = -1;
     assert_int_equal(db_dedup_count(db, &n), PDR_OK);
@@ -204,7 +204,7 @@ static void reopen_with_ttl(fixture *f, int64_t ttl)
     assert_int_equal(db_open(&o, &f->db, NULL, 0), PDR_OK);
 }
 
-static pdr_rc push_trigger(db_t *db, const char *rk, const char *dk, const char *fp, const char *target,
+static pdr_rc push_trigger(db_handle *db, const char *rk, const char *dk, const char *fp, const char *target,
                            int urgency, const char *body)
 {
     db_event ev;

@@ -29,19 +29,19 @@ static int64_t *simulate(int rate, int burst, int n, int64_t *end_out)
     int64_t *arrivals = malloc(sizeof *arrivals * (size_t)n);
     int64_t now = 1000000;
     uint64_t seed = 42;
-    assert_int_equal(rl_init(&rl, rate, burst, 60000, now), PDR_OK);
+    assert_int_equal(ratelimit_init(&rl, rate, burst, 60000, now), PDR_OK);
     for (int i = 0; i < n; i++) {
-        int64_t t = rl_next_ms(&rl, now);
+        int64_t t = ratelimit_next_ms(&rl, now);
         if (t > now) now = t;
-        assert_true(rl_next_ms(&rl, now) <= now);
-        rl_take(&rl, now);
+        assert_true(ratelimit_next_ms(&rl, now) <= now);
+        ratelimit_take(&rl, now);
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         int64_t up = (int64_t)(seed >> 33) % 80, down = (int64_t)(seed >> 40) % 80;
         arrivals[i] = now + up;          /* the server sees it after the uplink delay */
         now = arrivals[i] + down;        /* and we see the reply after the downlink delay */
-        rl_done(&rl, now);
+        ratelimit_done(&rl, now);
     }
-    rl_cleanup(&rl);
+    ratelimit_cleanup(&rl);
     *end_out = now;
     return arrivals;
 }
@@ -75,16 +75,16 @@ static void test_ratelimit_halved_after_429(void **state)
     (void)state;
     ratelimit rl;
     int64_t now = 1000, until = 1000 + 60000;
-    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), PDR_OK);
-    rl_throttled(&rl, now);
-    rl_halve(&rl, until);
+    assert_int_equal(ratelimit_init(&rl, 120, 10, 60000, now), PDR_OK);
+    ratelimit_throttled(&rl, now);
+    ratelimit_halve(&rl, until);
     int in_window = 0;
     int64_t t = now;
     for (;;) {
-        t = rl_next_ms(&rl, t);
+        t = ratelimit_next_ms(&rl, t);
         if (t >= until) break;
-        rl_take(&rl, t);
-        rl_done(&rl, t);
+        ratelimit_take(&rl, t);
+        ratelimit_done(&rl, t);
         in_window++;
     }
     /* 60/min for one minute, from an empty bucket: 59 or 60 starts */
@@ -93,14 +93,14 @@ static void test_ratelimit_halved_after_429(void **state)
     int next = 0;
     int64_t end = until + 60000;
     for (;;) {
-        t = rl_next_ms(&rl, t);
+        t = ratelimit_next_ms(&rl, t);
         if (t >= end) break;
-        rl_take(&rl, t);
-        rl_done(&rl, t);
+        ratelimit_take(&rl, t);
+        ratelimit_done(&rl, t);
         next++;
     }
     assert_true(next > 100 && next <= 120);
-    rl_cleanup(&rl);
+    ratelimit_cleanup(&rl);
 }
 
 static void test_ratelimit_burst_then_rate(void **state)
@@ -108,20 +108,20 @@ static void test_ratelimit_burst_then_rate(void **state)
     (void)state;
     ratelimit rl;
     int64_t now = 5000;
-    assert_int_equal(rl_init(&rl, 120, 10, 60000, now), PDR_OK);
+    assert_int_equal(ratelimit_init(&rl, 120, 10, 60000, now), PDR_OK);
     for (int i = 0; i < 10; i++) {
-        assert_int_equal(rl_next_ms(&rl, now), now);
-        rl_take(&rl, now);
-        rl_done(&rl, now);
+        assert_int_equal(ratelimit_next_ms(&rl, now), now);
+        ratelimit_take(&rl, now);
+        ratelimit_done(&rl, now);
     }
     /* bucket empty: the next token comes in 500 ms (120/min) */
-    int64_t t = rl_next_ms(&rl, now);
+    int64_t t = ratelimit_next_ms(&rl, now);
     assert_true(t >= now + 500 && t <= now + 501);
     /* a 429 empties the bucket again */
-    rl_take(&rl, t);
-    rl_throttled(&rl, t + 100);
-    assert_true(rl_next_ms(&rl, t + 100) >= t + 100 + 500);
-    rl_cleanup(&rl);
+    ratelimit_take(&rl, t);
+    ratelimit_throttled(&rl, t + 100);
+    assert_true(ratelimit_next_ms(&rl, t + 100) >= t + 100 + 500);
+    ratelimit_cleanup(&rl);
 }
 
 static void test_backoff(void **state)
@@ -157,7 +157,7 @@ static void test_backoff_resumes_after_restart(void **state)
     const int64_t T0 = 1700000000000;
     char *dir = tu_mkdtemp();
     tu_clock_install(T0);
-    db_t *db = tu_db_open(dir, 0);
+    db_handle *db = tu_db_open(dir, 0);
     db_event ev = {"R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12", PDR_ACTION_TRIGGER, "k", NULL, "{}", 2, PDR_URGENCY_WARNING, NULL, 0};
     int64_t id = 0;
     assert_int_equal(db_outbox_push(db, &ev, &id), PDR_OK);

@@ -6,7 +6,7 @@
 ** The property, for every body: when a parser takes it (PDR_OK), each event
 ** it makes has a body the mock validator accepts, and the routing_key,
 ** event_action, dedup_key and severity the mock reads from that body are the
-** ones the parser reported (norm_event) — the event arrives meaning exactly
+** ones the parser reported (normalize_event) — the event arrives meaning exactly
 ** what was validated. A body the parser refuses must carry its reasons;
 ** running out of memory is never the answer here.
 **
@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "mockpd_diff.h"
-#include "norm_config.h"
+#include "normalize_config.h"
 #include "normalize.h"
 #include "testutil.h"
 
@@ -38,21 +38,21 @@
 
 typedef enum parser { P_PD_ALERT, P_PD_CHANGE, P_AM, P_ALERTS, P_COUNT } parser;
 
-static const char *const parser_names[] = {"norm_pagerduty(alert)", "norm_pagerduty(change)", "norm_alertmanager",
-                                           "norm_alerts"};
+static const char *const parser_names[] = {"normalize_pagerduty(alert)", "normalize_pagerduty(change)", "normalize_alertmanager",
+                                           "normalize_alerts"};
 
-static pdr_rc run(parser p, const char *body, size_t len, norm_result *r)
+static pdr_rc run(parser p, const char *body, size_t len, normalize_result *r)
 {
     switch (p) {
-    case P_PD_ALERT: return norm_pagerduty(body, len, PDR_EVENT_ALERT, r);
-    case P_PD_CHANGE: return norm_pagerduty(body, len, PDR_EVENT_CHANGE, r);
-    case P_AM: return norm_alertmanager(body, len, cfg, r);
-    default: return norm_alerts(body, len, cfg, r);
+    case P_PD_ALERT: return normalize_pagerduty(body, len, PDR_EVENT_ALERT, r);
+    case P_PD_CHANGE: return normalize_pagerduty(body, len, PDR_EVENT_CHANGE, r);
+    case P_AM: return normalize_alertmanager(body, len, cfg, r);
+    default: return normalize_alerts(body, len, cfg, r);
     }
 }
 
 /* Runs body through parser p and checks the property; returns the rc. */
-static pdr_rc check_len(parser p, const char *body, size_t len, norm_result *r)
+static pdr_rc check_len(parser p, const char *body, size_t len, normalize_result *r)
 {
     char why[4096];
     pdr_rc rc = run(p, body, len, r);
@@ -72,12 +72,12 @@ static pdr_rc check_len(parser p, const char *body, size_t len, norm_result *r)
     return rc;
 }
 
-static pdr_rc check(parser p, const char *body, norm_result *r)
+static pdr_rc check(parser p, const char *body, normalize_result *r)
 {
     return check_len(p, body, strlen(body), r);
 }
 
-static int has_error(const norm_result *r, const char *msg)
+static int has_error(const normalize_result *r, const char *msg)
 {
     for (size_t i = 0; i < r->errs.n; i++)
         if (!strcmp(r->errs.msgs[i], msg)) return 1;
@@ -87,26 +87,26 @@ static int has_error(const norm_result *r, const char *msg)
 /* body through p must be refused with msg among the reasons. */
 static void refused(parser p, const char *body, const char *msg)
 {
-    norm_result r;
+    normalize_result r;
     pdr_rc rc = check(p, body, &r);
     if (rc != PDR_ERR_INVALID || !has_error(&r, msg))
         fail_msg("%s: want refusal \"%s\", got %s (%s)\n  body: %s", parser_names[p], msg, pdr_strerror(rc),
                  r.errs.n ? r.errs.msgs[0] : "-", body);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 /* body through p must be taken; returns the first event's body (malloc'd)
 ** and its repairs. */
 static char *taken(parser p, const char *body, pdr_repairs *rep)
 {
-    norm_result r;
+    normalize_result r;
     pdr_rc rc = check(p, body, &r);
     if (rc != PDR_OK || !r.n)
         fail_msg("%s: want it taken, got %s (%s)\n  body: %s", parser_names[p], pdr_strerror(rc),
                  r.errs.n ? r.errs.msgs[0] : "-", body);
     char *out = tu_printf("%s", r.evs[0].body);
     *rep = r.evs[0].rep;
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     return out;
 }
 
@@ -162,10 +162,10 @@ static void test_nul(void **state)
             "'alert_name' holds the NUL character (\\u0000), which PagerDuty refuses");
     /* a raw NUL byte inside a string */
     static const char raw[] = "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d\0x\"}";
-    norm_result r;
+    normalize_result r;
     assert_int_equal(check_len(P_PD_ALERT, raw, sizeof raw - 1, &r), PDR_ERR_INVALID);
     assert_true(has_error(&r, "'dedup_key' holds the NUL character (\\u0000), which PagerDuty refuses"));
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_utf8(void **state)
@@ -273,10 +273,10 @@ static void test_lengths(void **state)
     for (int i = 0; i < 255; i++) memcpy(dk + 2 * i, "\xc3\xa9", 2);
     dk[255 * 2] = '\0';
     body = tu_printf("{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"%s\"}", dk);
-    norm_result r;
+    normalize_result r;
     assert_int_equal(check(P_PD_ALERT, body, &r), PDR_OK);
     assert_string_equal(r.evs[0].dedup_key, dk);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     free(body);
     memset(dk, 'k', 256);
     dk[256] = '\0';
@@ -496,13 +496,13 @@ static void test_mutants(void **state)
                 cJSON_free(text);
                 text = NULL;
             }
-            norm_result r;
+            normalize_result r;
             /* the same body through another parser too: a model's body is
             ** hostile to the others */
             if (check_len(p, body, len, &r) == PDR_OK) taken_n++;
-            norm_result_cleanup(&r);
+            normalize_result_cleanup(&r);
             check_len((parser)rnd(P_COUNT), body, len, &r);
-            norm_result_cleanup(&r);
+            normalize_result_cleanup(&r);
             total++;
             if (text) cJSON_free(text);
             else free(body);

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "norm_config.h"
+#include "normalize_config.h"
 #include "normalize.h"
 #include "testutil.h"
 
@@ -35,32 +35,32 @@ static char *q(const char *s)
     return out;
 }
 
-static pdr_rc am(const char *sq, norm_result *r)
+static pdr_rc am(const char *sq, normalize_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alertmanager(b, strlen(b), cfg, r);
+    pdr_rc rc = normalize_alertmanager(b, strlen(b), cfg, r);
     free(b);
     return rc;
 }
 
-static pdr_rc alerts(const char *sq, norm_result *r)
+static pdr_rc alerts(const char *sq, normalize_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_alerts(b, strlen(b), cfg, r);
+    pdr_rc rc = normalize_alerts(b, strlen(b), cfg, r);
     free(b);
     return rc;
 }
 
-static pdr_rc pd(const char *sq, pdr_event_kind kind, norm_result *r)
+static pdr_rc pd(const char *sq, pdr_event_kind kind, normalize_result *r)
 {
     char *b = q(sq);
-    pdr_rc rc = norm_pagerduty(b, strlen(b), kind, r);
+    pdr_rc rc = normalize_pagerduty(b, strlen(b), kind, r);
     free(b);
     return rc;
 }
 
 /* The event body parsed back (caller deletes). */
-static cJSON *body_of(const norm_event *e)
+static cJSON *body_of(const normalize_event *e)
 {
     assert_non_null(e->body);
     assert_int_equal(e->body_len, strlen(e->body));
@@ -102,7 +102,7 @@ static int n_members(const cJSON *j)
     return j ? cJSON_GetArraySize(j) : -1;
 }
 
-static void assert_derived(const norm_event *e, const char *key, const char *fp)
+static void assert_derived(const normalize_event *e, const char *key, const char *fp)
 {
     char dk[PDR_SHA256_HEX_LEN];
     assert_int_equal(pdr_dedup_key_derive(key, fp, dk), PDR_OK);
@@ -111,7 +111,7 @@ static void assert_derived(const norm_event *e, const char *key, const char *fp)
 }
 
 /* A refusal: exactly one error, this sentence, and nothing else left. */
-static void assert_refused(pdr_rc rc, norm_result *r, const char *want)
+static void assert_refused(pdr_rc rc, normalize_result *r, const char *want)
 {
     assert_int_equal(rc, PDR_ERR_INVALID);
     if (r->errs.n != 1)
@@ -120,7 +120,7 @@ static void assert_refused(pdr_rc rc, norm_result *r, const char *want)
     assert_string_equal(r->errs.msgs[0], want);
     assert_int_equal(r->n, 0);
     assert_null(r->evs);
-    norm_result_cleanup(r);
+    normalize_result_cleanup(r);
 }
 
 /* An Alertmanager 0.27 webhook body with one firing alert for prod. */
@@ -143,7 +143,7 @@ static const char am_full[] =
 static void test_am_trigger_fields(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(am(am_full, &r), PDR_OK);
     assert_int_equal(r.alerts, 1);
     assert_int_equal(r.n, 1);
@@ -151,7 +151,7 @@ static void test_am_trigger_fields(void **state)
     assert_int_equal(r.repaired, 0);
     assert_int_equal(r.parse_error, 0);
 
-    const norm_event *e = &r.evs[0];
+    const normalize_event *e = &r.evs[0];
     assert_string_equal(e->routing_key, KEY_A);
     assert_string_equal(e->target, "prod");
     assert_string_equal(e->fingerprint, "5ef77f1d2c4e5b6a");
@@ -194,7 +194,7 @@ static void test_am_trigger_fields(void **state)
     assert_str_at(b, "client", "Alertmanager");
     assert_str_at(b, "client_url", "http://am.example.com:9093");
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     assert_null(r.evs);
     assert_int_equal(r.n, 0);
 }
@@ -202,18 +202,18 @@ static void test_am_trigger_fields(void **state)
 static void test_am_body_not_nul_terminated(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     char *b = q(am_full);
     size_t len = strlen(b);
     /* Bytes after len must not be read as part of the body. */
     char *buf = tu_printf("%s} garbage", b);
-    assert_int_equal(norm_alertmanager(buf, len, cfg, &r), PDR_OK);
+    assert_int_equal(normalize_alertmanager(buf, len, cfg, &r), PDR_OK);
     assert_int_equal(r.n, 1);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     /* ... but garbage inside len is a parse error, as at PagerDuty. */
-    assert_int_equal(norm_alertmanager(buf, len + 1, cfg, &r), PDR_ERR_INVALID);
+    assert_int_equal(normalize_alertmanager(buf, len + 1, cfg, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     free(buf);
     free(b);
 }
@@ -221,7 +221,7 @@ static void test_am_body_not_nul_terminated(void **state)
 static void test_am_fallbacks(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     /* 0: noise, description only, no instance/fingerprint/startsAt/URLs;
     ** 1: severity missing, no alertname, namespace but no cluster, zero time;
     ** 2: unknown severity, no annotations member at all. */
@@ -278,7 +278,7 @@ static void test_am_fallbacks(void **state)
     assert_str_at(b, "payload.custom_details.startsAt", "yesterday");
     assert_null(at(b, "payload.custom_details.annotations"));
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_am_severity_mapping(void **state)
@@ -290,7 +290,7 @@ static void test_am_severity_mapping(void **state)
         {"criticalcriticalcritical", "warning"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        norm_result r;
+        normalize_result r;
         char *body = tu_printf("{'alerts':[{'status':'firing','labels':{'alertname':'A','env':'prod',"
                                "'severity':'%s'}}]}", cases[i].in);
         assert_int_equal(am(body, &r), PDR_OK);
@@ -303,7 +303,7 @@ static void test_am_severity_mapping(void **state)
             if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
         assert_str_at(b, "payload.summary", want);
         cJSON_Delete(b);
-        norm_result_cleanup(&r);
+        normalize_result_cleanup(&r);
         free(body);
     }
 }
@@ -311,7 +311,7 @@ static void test_am_severity_mapping(void **state)
 static void test_am_http_snapshot_dropped(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(am("{'alerts':[{'status':'firing','labels':{'alertname':'A','env':'prod'},"
                         "'annotations':{'snapshot_url':'http://img.example.com/s.png'}}]}",
                         &r),
@@ -323,14 +323,14 @@ static void test_am_http_snapshot_dropped(void **state)
     cJSON *b = body_of(&r.evs[0]);
     assert_null(cJSON_GetObjectItem(b, "images"));   /* emptied: left out */
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 /* Blank URLs would make PagerDuty refuse the event: they are left out. */
 static void test_am_blank_urls_skipped(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(am("{'alerts':[{'status':'firing','labels':{'alertname':'A','env':'prod','instance':' '},"
                         "'generatorURL':' ','annotations':{'runbook_url':'\\t','snapshot_url':'  ',"
                         "'dashboard_url':'https://d'}}]}",
@@ -344,13 +344,13 @@ static void test_am_blank_urls_skipped(void **state)
     assert_null(at(b, "images"));
     assert_str_at(b, "payload.source", "edge-gw-1");
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_am_long_summary_cut(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     char text[2001];
     memset(text, 'x', sizeof text - 1);
     text[sizeof text - 1] = '\0';
@@ -366,14 +366,14 @@ static void test_am_long_summary_cut(void **state)
     assert_string_equal(s + 1023, ELLIPSIS);
     assert_memory_equal(s, "[WARNING] A: xxx", 16);
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     free(body);
 }
 
 static void test_am_resolve_three_keys(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(am("{'version':'4','status':'resolved','alerts':[{'status':'resolved',"
                         "'labels':{'alertname':'HighCPU','env':'prod','severity':'critical'},"
                         "'annotations':{'summary':'s','runbook_url':'https://r'},"
@@ -391,7 +391,7 @@ static void test_am_resolve_three_keys(void **state)
     assert_str_at(b, "event_action", "resolve");
     assert_str_at(b, "dedup_key", r.evs[0].dedup_key);
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 #define CHANGE_ALERT_FMT \
@@ -403,12 +403,12 @@ static void test_am_resolve_three_keys(void **state)
 static void test_am_change_event(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     char *body = tu_printf(CHANGE_ALERT_FMT, "firing");
     assert_int_equal(am(body, &r), PDR_OK);
     free(body);
     assert_int_equal(r.n, 1);
-    const norm_event *e = &r.evs[0];
+    const normalize_event *e = &r.evs[0];
     assert_int_equal(e->action, PDR_ACTION_CHANGE);
     assert_string_equal(e->dedup_key, "");
     assert_string_equal(e->fingerprint, "f1");
@@ -426,7 +426,7 @@ static void test_am_change_event(void **state)
     assert_str_at(b, "payload.custom_details.labels.change_event", "true");
     assert_str_at(b, "links.0.href", "https://ci/1");
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* A resolved change alert makes nothing and is not unrouted. */
     body = tu_printf(CHANGE_ALERT_FMT, "resolved");
@@ -435,20 +435,20 @@ static void test_am_change_event(void **state)
     assert_int_equal(r.alerts, 1);
     assert_int_equal(r.n, 0);
     assert_int_equal(r.unrouted, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* Only "true" makes a change event. */
     assert_int_equal(am("{'alerts':[{'status':'firing','labels':{'alertname':'A','env':'prod',"
                         "'change_event':'false'}}]}", &r),
                      PDR_OK);
     assert_int_equal(r.evs[0].action, PDR_ACTION_TRIGGER);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_am_routing(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     /* 0: prod and db; 1: nothing; 2: db only; 3: nothing. */
     assert_int_equal(am("{'alerts':["
                         "{'status':'firing','labels':{'alertname':'A','env':'prod','team':'db'},'fingerprint':'f0'},"
@@ -473,24 +473,24 @@ static void test_am_routing(void **state)
     assert_string_equal(r.evs[2].target, "db");
     assert_string_equal(r.evs[2].fingerprint, "f2");
     assert_int_equal(r.evs[2].action, PDR_ACTION_RESOLVE);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* Nothing routed is not an error; an empty alerts list neither. */
     assert_int_equal(am("{'alerts':[{'status':'firing','labels':{'alertname':'B'}}]}", &r), PDR_OK);
     assert_int_equal(r.n, 0);
     assert_null(r.evs);
     assert_int_equal(r.unrouted, 1);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     assert_int_equal(am("{'version':'4','alerts':[]}", &r), PDR_OK);
     assert_int_equal(r.alerts, 0);
     assert_int_equal(r.n, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_am_errors(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     static const struct { const char *body, *want; } cases[] = {
         {"[]", "Webhook body must be a JSON object"},
         {"{'version':'3','alerts':[]}", "'version' must be \"4\""},
@@ -531,9 +531,9 @@ static void test_am_errors(void **state)
         assert_int_equal(r.parse_error, 1);
         assert_refused(rc, &r, "JSON parse error");
     }
-    assert_int_equal(norm_alertmanager(NULL, 0, cfg, &r), PDR_ERR_INVALID);
+    assert_int_equal(normalize_alertmanager(NULL, 0, cfg, &r), PDR_ERR_INVALID);
     assert_int_equal(r.parse_error, 1);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 /* n alerts, each matching prod and db: 2n events. */
@@ -552,14 +552,14 @@ static char *two_target_alerts(size_t n)
 static void test_am_event_cap(void **state)
 {
     (void)state;
-    norm_result r;
-    char *body = two_target_alerts(NORM_MAX_EVENTS / 2);
+    normalize_result r;
+    char *body = two_target_alerts(NORMALIZE_MAX_EVENTS / 2);
     assert_int_equal(am(body, &r), PDR_OK);
-    assert_int_equal(r.n, NORM_MAX_EVENTS);
-    norm_result_cleanup(&r);
+    assert_int_equal(r.n, NORMALIZE_MAX_EVENTS);
+    normalize_result_cleanup(&r);
     free(body);
 
-    body = two_target_alerts(NORM_MAX_EVENTS / 2 + 1);
+    body = two_target_alerts(NORMALIZE_MAX_EVENTS / 2 + 1);
     assert_refused(am(body, &r), &r,
                    "Body would make more than 10000 events (alerts x matching targets); "
                    "send fewer alerts per request");
@@ -571,7 +571,7 @@ static void test_am_event_cap(void **state)
 static void test_alerts_single_ai(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(alerts("{'fingerprint':'fp-9','alert_name':'DiskFull','status':'firing',"
                             "'labels':{'severity':'critical','instance':'db1','namespace':'storage-ns'},"
                             "'annotations':{'summary':'Disk 95%','runbook_url':'https://rb/disk',"
@@ -584,7 +584,7 @@ static void test_alerts_single_ai(void **state)
                      PDR_OK);
     assert_int_equal(r.alerts, 1);
     assert_int_equal(r.n, 1);   /* alertname=DiskFull from alert_name: target disk */
-    const norm_event *e = &r.evs[0];
+    const normalize_event *e = &r.evs[0];
     assert_string_equal(e->target, "disk");
     assert_string_equal(e->fingerprint, "fp-9");
     assert_derived(e, KEY_C, "fp-9");
@@ -617,13 +617,13 @@ static void test_alerts_single_ai(void **state)
     assert_str_at(b, "images.0.src", "https://s/p.png");
     assert_null(at(b, "client"));
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_alerts_array_statuses(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(alerts("[{'alert_name':'Api5xx','status':'firing','labels':{'env':'prod','severity':'error'},"
                             "  'annotations':{'description':'5xx rate high'},"
                             "  'classification':{'severity':'warning','reasoning':'  '}},"
@@ -661,20 +661,20 @@ static void test_alerts_array_statuses(void **state)
     assert_str_at(b, "dedup_key", r.evs[2].dedup_key);
     assert_str_at(b, "routing_key", KEY_A);
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* The Alertmanager and the generic model agree on an alert's fingerprint. */
     assert_int_equal(am("{'alerts':[{'status':'firing','labels':{'alertname':'Api5xx','env':'prod',"
                         "'severity':'error'}}]}", &r),
                      PDR_OK);
     assert_string_equal(r.evs[0].fingerprint, fp);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_alerts_change_event(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(alerts("[{'alert_name':'Deploy','status':'firing','labels':{'env':'prod','change_event':'true'},"
                             "  'annotations':{'summary':'v2'},'fingerprint':'d1'},"
                             " {'alert_name':'Deploy','status':'acknowledged','labels':{'env':'prod','change_event':'true'}}]",
@@ -689,13 +689,13 @@ static void test_alerts_change_event(void **state)
     assert_null(at(b, "payload.severity"));
     assert_null(at(b, "event_action"));
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_alerts_errors(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     static const struct { const char *body, *want; } cases[] = {
         {"[{'alert_name':'a','status':'firing'},{'alert_name':'b','status':'firing'},"
          "{'alert_name':'c','status':'resolved'},{'alert_name':'d','status':'open'}]",
@@ -726,7 +726,7 @@ static void test_alerts_errors(void **state)
     assert_string_equal(r.errs.msgs[0], "'[0].alert_name' is missing or blank");
     assert_string_equal(r.errs.msgs[1], "'[0].status' must be one of firing, resolved, acknowledged, silenced");
     assert_string_equal(r.errs.msgs[2], "'[1].labels' must be an object");
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     pdr_rc rc = alerts("[{'alert_name':'a','status':'firing'}", &r);
     assert_int_equal(r.parse_error, 1);
@@ -735,7 +735,7 @@ static void test_alerts_errors(void **state)
     assert_int_equal(alerts("[]", &r), PDR_OK);
     assert_int_equal(r.alerts, 0);
     assert_int_equal(r.n, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 /* ---- PagerDuty-native ---------------------------------------------------- */
@@ -743,7 +743,7 @@ static void test_alerts_errors(void **state)
 static void test_pd_trigger_generated_key(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','payload':{'summary':'s',"
                         "'source':'h','severity':'info','custom_details':{'x':[1,2]}},'extra':'kept'}",
                         PDR_EVENT_ALERT, &r),
@@ -751,7 +751,7 @@ static void test_pd_trigger_generated_key(void **state)
     assert_int_equal(r.alerts, 1);
     assert_int_equal(r.n, 1);
     assert_int_equal(r.repaired, 0);   /* a generated key is what PagerDuty does: no repair */
-    const norm_event *e = &r.evs[0];
+    const normalize_event *e = &r.evs[0];
     assert_int_equal(e->action, PDR_ACTION_TRIGGER);
     assert_string_equal(e->routing_key, KEY_A);
     assert_int_equal(strlen(e->dedup_key), 36);
@@ -764,13 +764,13 @@ static void test_pd_trigger_generated_key(void **state)
     assert_str_at(b, "extra", "kept");
     assert_int_equal(n_members(at(b, "payload.custom_details.x")), 2);
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_pd_as_received(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     /* Valid and unrepaired: the body goes upstream as received (compact). */
     char *want = q("{'routing_key':'" KEY_B "','event_action':'resolve','dedup_key':'k-1'}");
     assert_int_equal(pd("{ 'routing_key' : '" KEY_B "', 'event_action':'resolve', 'dedup_key':'k-1' }\n",
@@ -782,7 +782,7 @@ static void test_pd_as_received(void **state)
     assert_string_equal(r.evs[0].dedup_key, "k-1");
     assert_string_equal(r.evs[0].body, want);
     free(want);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* Repairs are counted: a long summary and an http image. */
     char text[1101];
@@ -802,20 +802,20 @@ static void test_pd_as_received(void **state)
     assert_str_at(b, "images.0.src", "https://x/z.png");
     assert_int_equal(strlen(str_at(b, "payload.summary")), 1023 + 3);
     cJSON_Delete(b);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* A change event. */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'deployed'}}", PDR_EVENT_CHANGE, &r),
                      PDR_OK);
     assert_int_equal(r.evs[0].action, PDR_ACTION_CHANGE);
     assert_string_equal(r.evs[0].dedup_key, "");
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 static void test_pd_refused(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
     assert_refused(pd("{'routing_key':'" KEY_A "','event_action':'acknowledge'}", PDR_EVENT_ALERT, &r), &r,
                    "'dedup_key' is missing or blank (required for acknowledge)");
     assert_refused(pd("{'routing_key':'short','event_action':'resolve','dedup_key':'k'}", PDR_EVENT_ALERT, &r), &r,
@@ -844,9 +844,9 @@ static void *failing_malloc(size_t n)
     return malloc(n);
 }
 
-typedef pdr_rc (*parser_fn)(const char *sq, norm_result *r);
+typedef pdr_rc (*parser_fn)(const char *sq, normalize_result *r);
 
-static pdr_rc pd_alert(const char *sq, norm_result *r)
+static pdr_rc pd_alert(const char *sq, normalize_result *r)
 {
     return pd(sq, PDR_EVENT_ALERT, r);
 }
@@ -858,7 +858,7 @@ static pdr_rc pd_alert(const char *sq, norm_result *r)
 ** fault), or exactly the events of a run without failures. */
 static void nomem_sweep(parser_fn fn, const char *body)
 {
-    norm_result ref, r;
+    normalize_result ref, r;
     cJSON_Hooks hooks = {failing_malloc, free};
 
     assert_int_equal(fn(body, &ref), PDR_OK);
@@ -883,12 +883,12 @@ static void nomem_sweep(parser_fn fn, const char *body)
             assert_int_equal(r.n, 0);
             assert_null(r.evs);
         }
-        norm_result_cleanup(&r);
+        normalize_result_cleanup(&r);
         if (!alloc_failed) break;
         assert_true(n < 100000);
     }
     pdr_json_hooks_set(NULL);
-    norm_result_cleanup(&ref);
+    normalize_result_cleanup(&ref);
 }
 
 static void test_nomem(void **state)
@@ -915,14 +915,14 @@ static void test_nomem(void **state)
 static void test_cleanup(void **state)
 {
     (void)state;
-    norm_result r;
-    norm_result_cleanup(NULL);
+    normalize_result r;
+    normalize_result_cleanup(NULL);
     assert_int_equal(am(am_full, &r), PDR_OK);
-    norm_result_cleanup(&r);
-    norm_result zero;
+    normalize_result_cleanup(&r);
+    normalize_result zero;
     memset(&zero, 0, sizeof zero);
     assert_memory_equal(&r, &zero, sizeof r);
-    norm_result_cleanup(&r);   /* twice is harmless */
+    normalize_result_cleanup(&r);   /* twice is harmless */
 }
 
 /* ---- event_ms: the time the source gave ------------------------------------ */
@@ -933,7 +933,7 @@ static void test_cleanup(void **state)
 static void test_event_ms_pagerduty(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
 
     /* none given: the body as received, event_ms 0 */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
@@ -942,7 +942,7 @@ static void test_event_ms_pagerduty(void **state)
                                        "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\"}}");
     assert_int_equal(r.evs[0].event_ms, 0);
     assert_int_equal(r.evs[0].repaired, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* invalid: dropped (a counted repair), nothing in its place, event_ms 0 */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
@@ -953,7 +953,7 @@ static void test_event_ms_pagerduty(void **state)
     assert_int_equal(r.evs[0].rep.timestamp_dropped, 1);
     assert_int_equal(r.evs[0].repaired, 1);
     assert_int_equal(r.evs[0].event_ms, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* given and valid: kept as written; event_ms is that instant */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'trigger','dedup_key':'d',"
@@ -963,26 +963,26 @@ static void test_event_ms_pagerduty(void **state)
                                        "\"payload\":{\"summary\":\"s\",\"source\":\"h\",\"severity\":\"info\","
                                        "\"timestamp\":\"2024-03-05T10:00:00+01:00\"}}");
     assert_int_equal(r.evs[0].event_ms, INT64_C(1709629200000));
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* a change event: its timestamp, else 0 and no timestamp added */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'Deployed','source':'ci',"
                         "'timestamp':'2026-11-27T12:34:56.789Z'}}", PDR_EVENT_CHANGE, &r), PDR_OK);
     assert_int_equal(r.evs[0].event_ms, INT64_C(1795782896789));
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
     assert_int_equal(pd("{'routing_key':'" KEY_A "','payload':{'summary':'Deployed','source':'ci'}}", PDR_EVENT_CHANGE, &r),
                      PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"payload\":{\"summary\":\"Deployed\","
                                        "\"source\":\"ci\"}}");
     assert_int_equal(r.evs[0].event_ms, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     /* acknowledge and resolve name no time */
     assert_int_equal(pd("{'routing_key':'" KEY_A "','event_action':'resolve','dedup_key':'d'}", PDR_EVENT_ALERT, &r),
                      PDR_OK);
     assert_string_equal(r.evs[0].body, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d\"}");
     assert_int_equal(r.evs[0].event_ms, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 /* Alerts: a trigger's time is startsAt | starts_at; a resolve's endsAt |
@@ -991,7 +991,7 @@ static void test_event_ms_pagerduty(void **state)
 static void test_event_ms_alerts(void **state)
 {
     (void)state;
-    norm_result r;
+    normalize_result r;
 
     assert_int_equal(am("{'version':'4','alerts':["
                         "{'status':'firing','labels':{'alertname':'A','env':'prod'},'startsAt':'2024-03-05T10:00:00Z'},"
@@ -1017,7 +1017,7 @@ static void test_event_ms_alerts(void **state)
         cJSON_Delete(b);
     }
     assert_int_equal(r.repaired, 0);
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 
     assert_int_equal(alerts("[{'alert_name':'A','status':'firing','labels':{'env':'prod'},"
                             " 'starts_at':'2024-03-05T10:00:00.25-01:00'},"
@@ -1038,7 +1038,7 @@ static void test_event_ms_alerts(void **state)
     assert_null(strstr(r.evs[3].body, "timestamp"));
     assert_int_equal(r.evs[4].event_ms, 0);
     assert_null(strstr(r.evs[4].body, "\"timestamp\""));
-    norm_result_cleanup(&r);
+    normalize_result_cleanup(&r);
 }
 
 int main(void)

@@ -142,7 +142,7 @@ static void test_config_load(void **state)
 
 /* ---- the outbox --------------------------------------------------------- */
 
-static int64_t pending_of(db_t *db)
+static int64_t pending_of(db_handle *db)
 {
     int64_t pending = -1, dead = -1;
     assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
@@ -174,7 +174,7 @@ static void test_db_push_batch(void **state)
 {
     (void)state;
     char *d = tu_printf("%s/push", dir);
-    db_t *db = tu_db_open(d, 0);
+    db_handle *db = tu_db_open(d, 0);
     long n;
     for (n = 0; n < SWEEP_MAX; n++) {
         round r;
@@ -205,16 +205,16 @@ static void test_db_push_batch(void **state)
     free(d);
 }
 
-typedef pdr_rc (*rows_fn)(db_t *db, db_row **rows, size_t *n);
+typedef pdr_rc (*rows_fn)(db_handle *db, db_row **rows, size_t *n);
 
 /* The rows fn reads (compared with a run without failures). */
 
-static pdr_rc due(db_t *db, db_row **rows, size_t *n)
+static pdr_rc due(db_handle *db, db_row **rows, size_t *n)
 {
     return db_outbox_due(db, INT64_MAX, 100, rows, n);
 }
 
-static pdr_rc list(db_t *db, db_row **rows, size_t *n)
+static pdr_rc list(db_handle *db, db_row **rows, size_t *n)
 {
     return db_outbox_list(db, DB_ROW_PENDING, NULL, 0, rows, n);
 }
@@ -222,7 +222,7 @@ static pdr_rc list(db_t *db, db_row **rows, size_t *n)
 static void rows_sweep(rows_fn fn)
 {
     char *d = tu_mkdtemp();
-    db_t *db = tu_db_open(d, 0);
+    db_handle *db = tu_db_open(d, 0);
     round r;
     pdr_rc res[3];
     round_make(&r, 0);
@@ -278,33 +278,33 @@ static void test_db_list(void **state)
 
 /* ---- normalize ---------------------------------------------------------- */
 
-typedef pdr_rc (*norm_fn)(const char *body, size_t len, norm_result *out);
+typedef pdr_rc (*normalize_fn)(const char *body, size_t len, normalize_result *out);
 
-static pdr_rc pd_alert(const char *body, size_t len, norm_result *out)
+static pdr_rc pd_alert(const char *body, size_t len, normalize_result *out)
 {
-    return norm_pagerduty(body, len, PDR_EVENT_ALERT, out);
+    return normalize_pagerduty(body, len, PDR_EVENT_ALERT, out);
 }
 
-static pdr_rc pd_change(const char *body, size_t len, norm_result *out)
+static pdr_rc pd_change(const char *body, size_t len, normalize_result *out)
 {
-    return norm_pagerduty(body, len, PDR_EVENT_CHANGE, out);
+    return normalize_pagerduty(body, len, PDR_EVENT_CHANGE, out);
 }
 
-static pdr_rc am(const char *body, size_t len, norm_result *out)
+static pdr_rc am(const char *body, size_t len, normalize_result *out)
 {
-    return norm_alertmanager(body, len, cfg, out);
+    return normalize_alertmanager(body, len, cfg, out);
 }
 
-static pdr_rc alerts(const char *body, size_t len, norm_result *out)
+static pdr_rc alerts(const char *body, size_t len, normalize_result *out)
 {
-    return norm_alerts(body, len, cfg, out);
+    return normalize_alerts(body, len, cfg, out);
 }
 
 /* Out of memory is never a refusal of the body (PDR_ERR_INVALID: a 400,
 ** which a client does not retry): it is PDR_ERR_NOMEM (503). */
-static void norm_sweep(norm_fn fn, const char *body)
+static void normalize_sweep(normalize_fn fn, const char *body)
 {
-    norm_result ref, r;
+    normalize_result ref, r;
     size_t len = strlen(body);
     assert_int_equal(fn(body, len, &ref), PDR_OK);
     assert_true(ref.n > 0);
@@ -327,31 +327,31 @@ static void norm_sweep(norm_fn fn, const char *body)
             assert_int_equal(r.n, 0);
             assert_null(r.evs);
         }
-        norm_result_cleanup(&r);
+        normalize_result_cleanup(&r);
         if (!failed) break;
     }
     assert_true(n > 0 && n < SWEEP_MAX);
-    norm_result_cleanup(&ref);
+    normalize_result_cleanup(&ref);
 }
 
 static void test_norm_pagerduty(void **state)
 {
     (void)state;
     /* repairs (invalid UTF-8, a long summary), links, images, custom_details */
-    norm_sweep(pd_alert,
+    normalize_sweep(pd_alert,
                "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"trigger\",\"dedup_key\":\"d1\","
                "\"payload\":{\"summary\":\"disk \xff full\",\"source\":\"gw\",\"severity\":\"critical\","
                "\"timestamp\":\"2024-01-02T03:04:05Z\",\"custom_details\":{\"a\":[1,2,{\"b\":\"c\"}]}},"
                "\"links\":[{\"href\":\"https://x.example\",\"text\":\"x\"}],"
                "\"images\":[{\"src\":\"https://x.example/i.png\"}]}");
-    norm_sweep(pd_alert, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d1\"}");
-    norm_sweep(pd_change, "{\"routing_key\":\"" KEY_B "\",\"payload\":{\"summary\":\"deployed\",\"source\":\"ci\"}}");
+    normalize_sweep(pd_alert, "{\"routing_key\":\"" KEY_A "\",\"event_action\":\"resolve\",\"dedup_key\":\"d1\"}");
+    normalize_sweep(pd_change, "{\"routing_key\":\"" KEY_B "\",\"payload\":{\"summary\":\"deployed\",\"source\":\"ci\"}}");
 }
 
 static void test_norm_alertmanager(void **state)
 {
     (void)state;
-    norm_sweep(am, "{\"version\":\"4\",\"status\":\"firing\",\"alerts\":["
+    normalize_sweep(am, "{\"version\":\"4\",\"status\":\"firing\",\"alerts\":["
                    "{\"status\":\"firing\",\"labels\":{\"alertname\":\"DiskFull\",\"env\":\"prod\",\"team\":\"db\","
                    "\"severity\":\"critical\"},\"annotations\":{\"summary\":\"disk full\"},"
                    "\"startsAt\":\"2024-01-02T03:04:05Z\",\"fingerprint\":\"f1\"},"
@@ -362,7 +362,7 @@ static void test_norm_alertmanager(void **state)
 static void test_norm_alerts(void **state)
 {
     (void)state;
-    norm_sweep(alerts, "[{\"fingerprint\":\"fp-9\",\"alert_name\":\"DiskFull\",\"status\":\"firing\","
+    normalize_sweep(alerts, "[{\"fingerprint\":\"fp-9\",\"alert_name\":\"DiskFull\",\"status\":\"firing\","
                        "\"labels\":{\"severity\":\"critical\",\"env\":\"prod\",\"team\":\"db\"},"
                        "\"annotations\":{\"summary\":\"Disk 95%\",\"runbook_url\":\"https://rb/disk\"},"
                        "\"starts_at\":\"2024-03-05T10:00:00Z\",\"ends_at\":null,"
@@ -381,7 +381,7 @@ static void test_writer_commit(void **state)
     /* The incident of fingerprint "fp" (target prod) is open under KEY_B:
     ** the batch's first event is rerouted there (writer invariant 5), which
     ** takes a parse and a print too. */
-    db_t *db = tu_db_open(d, 0);
+    db_handle *db = tu_db_open(d, 0);
     round r;
     pdr_rc res[3];
     assert_int_equal(db_dedup_put(db, KEY_B, "fp", "incident-1", DB_DEDUP_TRIGGERED, 3600000, "prod",
@@ -453,12 +453,12 @@ static void test_ratelimit(void **state)
     (void)state;
     ratelimit rl;
     fail_from(0);
-    pdr_rc rc = rl_init(&rl, 120, 10, 60000, 0);
+    pdr_rc rc = ratelimit_init(&rl, 120, 10, 60000, 0);
     assert_true(disarm());
     assert_int_equal(rc, PDR_ERR_NOMEM);
-    assert_int_equal(rl_init(&rl, 120, 10, 60000, 0), PDR_OK);
-    assert_int_equal(rl_next_ms(&rl, 5), 5);
-    rl_cleanup(&rl);
+    assert_int_equal(ratelimit_init(&rl, 120, 10, 60000, 0), PDR_OK);
+    assert_int_equal(ratelimit_next_ms(&rl, 5), 5);
+    ratelimit_cleanup(&rl);
 }
 
 /* Out of memory while annotating is NOMEM (the sender tries again), never
@@ -546,7 +546,7 @@ static void test_cli_send(void **state)
     char *ini = tu_printf("%s/send.ini", dir);
     char *text = tu_printf("[agent]\ndata_dir = %s\n[outbox]\nsynchronous = normal\n", d);
     tu_write_file(ini, text);
-    db_t *db = tu_db_open(d, 0);
+    db_handle *db = tu_db_open(d, 0);
     long n;
     for (n = 0; n < SWEEP_MAX; n += n < CLI_SWEEP_ALL ? 1 : CLI_SWEEP_STEP) {
         char key[32], *err = NULL;

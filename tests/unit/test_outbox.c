@@ -24,7 +24,7 @@
 
 typedef struct fixture {
     char *dir;
-    db_t *db;
+    db_handle *db;
 } fixture;
 
 static fixture *fixture_open(int64_t max_events)
@@ -68,7 +68,7 @@ static db_event ev_make(const char *rk, pdr_action action, const char *dedup_key
 }
 
 /* Pushes and expects PDR_OK; returns the id. */
-static int64_t push(db_t *db, const char *rk, pdr_action action, const char *dk, const char *body)
+static int64_t push(db_handle *db, const char *rk, pdr_action action, const char *dk, const char *body)
 {
     db_event ev = ev_make(rk, action, dk, body);
     int64_t id = -1;
@@ -77,7 +77,7 @@ static int64_t push(db_t *db, const char *rk, pdr_action action, const char *dk,
     return id;
 }
 
-static void expect_counts(db_t *db, int64_t pending, int64_t dead)
+static void expect_counts(db_handle *db, int64_t pending, int64_t dead)
 {
     int64_t p = -1, d = -1;
     assert_int_equal(db_outbox_count(db, &p, &d), PDR_OK);
@@ -86,7 +86,7 @@ static void expect_counts(db_t *db, int64_t pending, int64_t dead)
 }
 
 /* Ids of the due heads, in order; returns how many. */
-static size_t due_ids(db_t *db, size_t max, int64_t *ids)
+static size_t due_ids(db_handle *db, size_t max, int64_t *ids)
 {
     db_row *rows = NULL;
     size_t n = 0, i;
@@ -97,7 +97,7 @@ static size_t due_ids(db_t *db, size_t max, int64_t *ids)
 }
 
 /* Ids of a list, in order; returns how many. */
-static size_t list_ids(db_t *db, db_row_state st, const char *rk, size_t limit, int64_t *ids)
+static size_t list_ids(db_handle *db, db_row_state st, const char *rk, size_t limit, int64_t *ids)
 {
     db_row *rows = NULL;
     size_t n = 0, i;
@@ -541,7 +541,7 @@ static void test_clamp_next(void **state)
 
 /* Pushes an event with an explicit urgency (PDR_URGENCY_INHERIT for
 ** acknowledge and resolve); returns its id. */
-static int64_t push_u(db_t *db, const char *rk, pdr_action action, const char *dk, const char *body,
+static int64_t push_u(db_handle *db, const char *rk, pdr_action action, const char *dk, const char *body,
                       int urgency)
 {
     db_event ev = ev_make(rk, action, dk, body);
@@ -552,7 +552,7 @@ static int64_t push_u(db_t *db, const char *rk, pdr_action action, const char *d
     return id;
 }
 
-static int row_urgency(db_t *db, int64_t id)
+static int row_urgency(db_handle *db, int64_t id)
 {
     db_row row;
     int u;
@@ -565,7 +565,7 @@ static int row_urgency(db_t *db, int64_t id)
 /* Delivers, pass after pass, every row db_outbox_due returns, in its order,
 ** until nothing is due; the ids in delivery order go to seq. Returns how
 ** many. */
-static size_t deliver_all(db_t *db, int64_t *seq, size_t max)
+static size_t deliver_all(db_handle *db, int64_t *seq, size_t max)
 {
     size_t n = 0;
     for (;;) {
@@ -1205,7 +1205,7 @@ static void test_counts_follow_every_transition(void **state)
 {
     fixture *f = *state;
     db_options o;
-    db_t *other = NULL;
+    db_handle *other = NULL;
     int64_t id[6], n = 0, p = 0, d = 0, ids[16];
     char dk[8];
     int i;

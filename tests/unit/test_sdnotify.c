@@ -1,5 +1,5 @@
 /*
-** test_sdnotify.c — pdr_sd_notify() (sdnotify.c) against a datagram socket
+** test_sdnotify.c — sdnotify_send() (sdnotify.c) against a datagram socket
 ** standing in for systemd: a path socket and an abstract one each receive
 ** exactly the bytes sent, in one datagram; with $NOTIFY_SOCKET unset or
 ** unusable nothing is sent and nothing breaks.
@@ -66,10 +66,10 @@ static void test_path_socket(void **state)
     int fd = listener(path);
 
     setenv("NOTIFY_SOCKET", path, 1);
-    pdr_sd_notify("READY=1\nSTATUS=listening on 127.0.0.1:8787, 2 targets");
+    sdnotify_send("READY=1\nSTATUS=listening on 127.0.0.1:8787, 2 targets");
     assert_int_equal(receive(fd, buf, sizeof buf), 53);
     assert_string_equal(buf, "READY=1\nSTATUS=listening on 127.0.0.1:8787, 2 targets");
-    pdr_sd_notify("STOPPING=1");
+    sdnotify_send("STOPPING=1");
     assert_int_equal(receive(fd, buf, sizeof buf), 10);
     assert_string_equal(buf, "STOPPING=1");
     assert_int_equal(receive(fd, buf, sizeof buf), -1);   /* one datagram each */
@@ -90,7 +90,7 @@ static void test_abstract_socket(void **state)
     snprintf(name, sizeof name, "@pdrelay-test-sdnotify-%ld-%ld", (long)getpid(), (long)time(NULL));
     fd = listener(name);
     setenv("NOTIFY_SOCKET", name, 1);
-    pdr_sd_notify("READY=1");
+    sdnotify_send("READY=1");
     assert_int_equal(receive(fd, buf, sizeof buf), 7);
     assert_string_equal(buf, "READY=1");
     unsetenv("NOTIFY_SOCKET");
@@ -110,7 +110,7 @@ static void test_reloading(void **state)
 
     setenv("NOTIFY_SOCKET", path, 1);
     clock_gettime(CLOCK_MONOTONIC, &before);
-    pdr_sd_notify_reloading();
+    sdnotify_reloading();
     clock_gettime(CLOCK_MONOTONIC, &after);
     assert_true(receive(fd, buf, sizeof buf) > 0);
     assert_memory_equal(buf, "RELOADING=1\nMONOTONIC_USEC=", 27);
@@ -137,21 +137,21 @@ static void test_unset_or_unusable(void **state)
     int fd = listener(path);
 
     unsetenv("NOTIFY_SOCKET");
-    pdr_sd_notify("READY=1");
-    pdr_sd_notify_reloading();
-    pdr_sd_notify(NULL);
+    sdnotify_send("READY=1");
+    sdnotify_reloading();
+    sdnotify_send(NULL);
     setenv("NOTIFY_SOCKET", "", 1);
-    pdr_sd_notify("READY=1");
+    sdnotify_send("READY=1");
     setenv("NOTIFY_SOCKET", "relative/notify", 1);
-    pdr_sd_notify("READY=1");
+    sdnotify_send("READY=1");
     memset(longname, 'x', sizeof longname - 1);
     longname[0] = '/';
     longname[sizeof longname - 1] = '\0';
     setenv("NOTIFY_SOCKET", longname, 1);
-    pdr_sd_notify("READY=1");
+    sdnotify_send("READY=1");
     /* A path where nobody listens: the datagram is dropped, the caller goes on. */
     setenv("NOTIFY_SOCKET", "/nonexistent/pdrelay-notify", 1);
-    pdr_sd_notify("READY=1");
+    sdnotify_send("READY=1");
     assert_int_equal(receive(fd, buf, sizeof buf), -1);
 
     unsetenv("NOTIFY_SOCKET");

@@ -143,7 +143,7 @@ static void test_group_commit(void **state)
         }
     }
     /* Every event is in the outbox, with the id its request was told. */
-    db_t *db = tu_db_open(f->cfg->data_dir, 1000);
+    db_handle *db = tu_db_open(f->cfg->data_dir, 1000);
     for (int i = 0; i < 5; i++)
         for (int k = 0; k < subs[i].n; k++) {
             db_row row;
@@ -193,7 +193,7 @@ static void test_stop_refuses(void **state)
     submit_main(&s);
     assert_int_equal(s.rc, PDR_ERR_SHUTDOWN);
     assert_int_equal(writer_probe(f->w, NULL), PDR_ERR_SHUTDOWN);
-    db_t *db = tu_db_open(f->cfg->data_dir, 10);
+    db_handle *db = tu_db_open(f->cfg->data_dir, 10);
     int64_t p = -1, d = -1;
     assert_int_equal(db_outbox_count(db, &p, &d), PDR_OK);
     assert_int_equal(p, 0);

@@ -1,5 +1,5 @@
 /*
-** norm_config.h — the config the normalize tests share (test_normalize.c,
+** normalize_config.h — the config the normalize tests share (test_normalize.c,
 ** test_differential.c): three targets, loaded once per group with
 ** pdr_config_load() from a temp file. Header-only: each test program is one
 ** translation unit.
