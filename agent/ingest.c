@@ -385,8 +385,6 @@ static enum MHD_Result job_submit(ingest *in, struct MHD_Connection *c, req *rq)
     return MHD_YES;
 }
 
-static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq);
-
 /* 503 for a commit that did not happen. */
 static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
 {
@@ -441,17 +439,23 @@ static void log_repairs(const normalize_event *ev)
             "numbers_changed", ev->rep.numbers_changed ? nums : NULL, NULL);
 }
 
-/* The last call of a POST, before the commit: parses the body and hands its
-** events to the writer. Returns MHD_YES with rq->submitted set when the
-** connection was suspended for the commit; otherwise the reply is queued. */
-static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq)
+/* A POST's body is whole: parse → submit → reply. post_parse turns the body
+** into events (rq->nr); post_submit hands them to the writer and suspends the
+** connection for the commit; post_reply, called when the writer has run the
+** job (or at once when nothing was routed), answers from the job's results. */
+
+/* Step 1: parses the body by route into rq->nr and drops its text. PDR_OK, or
+** the error with its reply queued in *ret (400 for a body that is not valid,
+** 503 when stopping or out of memory). */
+static pdr_rc post_parse(ingest *in, struct MHD_Connection *c, req *rq, enum MHD_Result *ret)
 {
     normalize_result *nr = &rq->nr;
     pdr_rc rc;
 
     if (atomic_load(&in->stopping)) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
-        return reply_unavailable(c, PDR_ERR_SHUTDOWN);
+        *ret = reply_unavailable(c, PDR_ERR_SHUTDOWN);
+        return PDR_ERR_SHUTDOWN;
     }
     switch (rq->r) {
     case ROUTE_ENQUEUE: rc = normalize_pagerduty(rq->buf, rq->len, PDR_EVENT_ALERT, nr); break;
@@ -461,12 +465,22 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
     }
     /* The body is parsed: its text is no longer needed. */
     body_drop(rq, 0);
-    if (rc == PDR_ERR_INVALID) return reply_invalid(c, rq->r, nr);
-    if (rc) {
+    if (rc == PDR_ERR_INVALID) {
+        *ret = reply_invalid(c, rq->r, nr);
+    } else if (rc) {
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
-        return reply_unavailable(c, rc);
+        *ret = reply_unavailable(c, rc);
     }
-    if (nr->n == 0) return post_reply(c, rq);   /* every alert unrouted: nothing to commit */
+    return rc;
+}
+
+/* Step 2: hands the parsed events (at least one) to the writer. Returns
+** MHD_YES with rq->submitted set when the connection was suspended for the
+** commit; otherwise the reply is queued. */
+static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq)
+{
+    const normalize_result *nr = &rq->nr;
+
     rq->evs = pdr_calloc(nr->n, sizeof *rq->evs);
     rq->res = pdr_calloc(nr->n, sizeof *rq->res);
     if (!rq->evs || !rq->res) {
@@ -490,7 +504,7 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
     return job_submit(in, c, rq);
 }
 
-/* The call after the commit: the reply from the job's results. */
+/* Step 3, the call after the commit: the reply from the job's results. */
 static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
 {
     const normalize_result *nr = &rq->nr;
@@ -543,6 +557,16 @@ static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
     cJSON_AddNumberToObject(o, "repaired", (double)nr->repaired);
     cJSON_AddNumberToObject(o, "unrouted", (double)nr->unrouted);
     return reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
+}
+
+/* The last call of a POST, its body whole: parse, then submit (the reply
+** follows the commit), or reply at once when no event was routed. */
+static enum MHD_Result post_handle(ingest *in, struct MHD_Connection *c, req *rq)
+{
+    enum MHD_Result ret = MHD_NO;
+    if (post_parse(in, c, rq, &ret)) return ret;
+    if (rq->nr.n == 0) return post_reply(c, rq);   /* every alert unrouted: nothing to commit */
+    return post_submit(in, c, rq);
 }
 
 /* GET /metrics: the registry, with the outbox gauges the probe just read
@@ -994,7 +1018,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                            "the request body is larger than %d bytes (512 KB)", INGEST_BODY_MAX);
     }
     if (rq->too_big == 2) return reply_unavailable(c, PDR_ERR_NOMEM);
-    if (is_post_route(rq->r)) return post_submit(in, c, rq);
+    if (is_post_route(rq->r)) return post_handle(in, c, rq);
     return get_submit(in, c, rq);
 }
 
