@@ -479,98 +479,114 @@ out:
     return rc;
 }
 
+/* ---- building an event: collect one status, check it once ----------------
+** The bind-then-check idiom of db/dbInt.h (db_bind_text and friends): each
+** put_* takes the status *rc and does nothing once it holds an error, so a
+** builder makes all its additions in a row and checks *rc once at the end. An
+** item handed to put_item is owned by it: added, or deleted on failure or
+** when *rc was already set. */
+
+/* Sets *rc to PDR_ERR_NOMEM when p is NULL (and *rc was still PDR_OK). */
+static void put_check(const void *p, pdr_rc *rc)
+{
+    if (!*rc && !p) *rc = PDR_ERR_NOMEM;
+}
+
+static void put_str(cJSON *obj, const char *name, const char *value, pdr_rc *rc)
+{
+    if (!*rc) *rc = add_str(obj, name, value);
+}
+
+static void put_copy(cJSON *obj, const char *name, const cJSON *item, pdr_rc *rc)
+{
+    if (!*rc) *rc = add_copy(obj, name, item);
+}
+
+static void put_item(cJSON *obj, const char *name, cJSON *item, pdr_rc *rc)
+{
+    if (*rc) {
+        cJSON_Delete(item);
+        return;
+    }
+    *rc = add_item(obj, name, item);
+}
+
+/* A new object or array added as name (NULL name: appended to the array obj);
+** NULL once *rc holds an error. */
+static cJSON *put_new(cJSON *obj, const char *name, int array, pdr_rc *rc)
+{
+    cJSON *it;
+    if (*rc) return NULL;
+    it = array ? cJSON_CreateArray() : cJSON_CreateObject();
+    put_check(it, rc);
+    if (*rc) return NULL;
+    if (!(name ? cJSON_AddItemToObject(obj, name, it) : cJSON_AddItemToArray(obj, it))) {
+        cJSON_Delete(it);
+        *rc = PDR_ERR_NOMEM;
+        return NULL;
+    }
+    return it;
+}
+
 /* The event for one alert and one target. */
 static pdr_rc event_make(const alert_view *v, const pdr_config *cfg, const pdr_target *t,
                          const char *dedup_key, cJSON **out)
 {
     cJSON *ev = cJSON_CreateObject(), *payload, *links = NULL, *images, *img;
     const char *severity = severity_map(v->severity_in, cfg);
-    const char *source, *group;
+    const char *source, *group, *snapshot = get_str(v->annotations, "snapshot_url");
+    /* PagerDuty: acknowledge and resolve carry nothing else than the key. */
+    int full = v->change || v->act == PDR_ACTION_TRIGGER;
     char *summary = NULL;
-    pdr_rc rc = PDR_ERR_NOMEM;
+    pdr_rc rc = PDR_OK;
 
     *out = NULL;
-    if (!ev) goto out;
-    rc = add_str(ev, "routing_key", t->routing_key);
-    if (rc) goto out;
+    put_check(ev, &rc);
+    put_str(ev, "routing_key", t->routing_key, &rc);
     if (!v->change) {
-        rc = add_str(ev, "event_action", pdr_action_name(v->act));
-        if (rc) goto out;
-        rc = add_str(ev, "dedup_key", dedup_key);
-        if (rc) goto out;
-        /* PagerDuty: acknowledge and resolve carry nothing else. */
-        if (v->act != PDR_ACTION_TRIGGER) goto done;
+        put_str(ev, "event_action", pdr_action_name(v->act), &rc);
+        put_str(ev, "dedup_key", dedup_key, &rc);
     }
-
-    rc = PDR_ERR_NOMEM;
-    payload = cJSON_AddObjectToObject(ev, "payload");
-    if (!payload) goto out;
-    summary = summary_make(v, severity);
-    if (!summary) goto out;
-    rc = add_str(payload, "summary", summary);
-    if (rc) goto out;
-    source = get_str(v->labels, "instance");
-    if (is_blank(source)) source = is_blank(cfg->source) ? "localhost" : cfg->source;
-    rc = add_str(payload, "source", source);
-    if (rc) goto out;
-    if (!v->change) {
-        rc = add_str(payload, "severity", severity);
-        if (rc) goto out;
-    }
-    rc = add_str(payload, "timestamp", timestamp_usable(v->starts_at) ? v->starts_at : NULL);
-    if (rc) goto out;
-    if (!v->change) {
-        group = get_str(v->labels, "cluster");
-        if (!group) group = get_str(v->labels, "namespace");
-        rc = add_str(payload, "component", get_str(v->labels, "job"));
-        if (rc) goto out;
-        rc = add_str(payload, "group", group);
-        if (rc) goto out;
-        rc = add_str(payload, "class", v->class_name);
-        if (rc) goto out;
-    }
-    rc = add_copy(payload, "custom_details", v->details);
-    if (rc) goto out;
-
-    rc = links_make(v, &links);
-    if (rc) goto out;
-    if (links) {
-        rc = add_item(ev, "links", links);
-        links = NULL;
-        if (rc) goto out;
-    }
-    if (v->change) goto done;
-
-    /* A blank src would be refused (an http one is dropped by the check). */
-    if (!is_blank(get_str(v->annotations, "snapshot_url"))) {
-        rc = PDR_ERR_NOMEM;
-        images = cJSON_AddArrayToObject(ev, "images");
-        if (!images) goto out;
-        img = cJSON_CreateObject();
-        if (!img) goto out;
-        if (!cJSON_AddItemToArray(images, img)) {
-            cJSON_Delete(img);
-            goto out;
+    if (full) {
+        payload = put_new(ev, "payload", 0, &rc);
+        if (!rc) summary = summary_make(v, severity);
+        put_check(summary, &rc);
+        put_str(payload, "summary", summary, &rc);
+        source = get_str(v->labels, "instance");
+        if (is_blank(source)) source = is_blank(cfg->source) ? "localhost" : cfg->source;
+        put_str(payload, "source", source, &rc);
+        if (!v->change) put_str(payload, "severity", severity, &rc);
+        put_str(payload, "timestamp", timestamp_usable(v->starts_at) ? v->starts_at : NULL, &rc);
+        if (!v->change) {
+            group = get_str(v->labels, "cluster");
+            if (!group) group = get_str(v->labels, "namespace");
+            put_str(payload, "component", get_str(v->labels, "job"), &rc);
+            put_str(payload, "group", group, &rc);
+            put_str(payload, "class", v->class_name, &rc);
         }
-        rc = add_str(img, "src", get_str(v->annotations, "snapshot_url"));
-        if (rc) goto out;
-        rc = add_str(img, "alt", "snapshot");
-        if (rc) goto out;
+        put_copy(payload, "custom_details", v->details, &rc);
+        if (!rc) rc = links_make(v, &links);
+        if (links) put_item(ev, "links", links, &rc);
     }
-    rc = add_str(ev, "client", v->client);
-    if (rc) goto out;
-    rc = add_str(ev, "client_url", v->client_url);
-    if (rc) goto out;
+    if (full && !v->change) {
+        /* A blank src would be refused (an http one is dropped by the check). */
+        if (!is_blank(snapshot)) {
+            images = put_new(ev, "images", 1, &rc);
+            img = put_new(images, NULL, 0, &rc);
+            put_str(img, "src", snapshot, &rc);
+            put_str(img, "alt", "snapshot", &rc);
+        }
+        put_str(ev, "client", v->client, &rc);
+        put_str(ev, "client_url", v->client_url, &rc);
+    }
 
-done:
-    *out = ev;
-    ev = NULL;
-    rc = PDR_OK;
-out:
     cJSON_free(summary);
-    cJSON_Delete(links);
-    cJSON_Delete(ev);
-    return rc;
+    if (rc) {
+        cJSON_Delete(ev);
+        return rc;
+    }
+    *out = ev;
+    return PDR_OK;
 }
 
 /* Routes one alert: an event per matching target, or one unrouted count. */
