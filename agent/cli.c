@@ -2,14 +2,16 @@
 ** cli.c — what the CLI commands share: finding and loading the config,
 ** opening the outbox (read-write, or read-only for commands that only look)
 ** with messages a user can act on, mapping result codes to exit codes,
-** resolving a --key argument, formatting ages. Messages that may hold bytes
-** of a file are printed escaped (pdr_log_escape).
+** resolving a --key argument, formatting ages, the getopt error messages.
+** Messages that may hold bytes of a file or of an argument are printed
+** escaped (pdr_log_escape).
 */
 #include "cli.h"
 #include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *cli_config_path(const char *path)
 {
@@ -46,6 +48,19 @@ pdr_config *cli_config_load(const char *cmd, const char *path, int *exit_code)
     pdr_config_errors_cleanup(&errs);
     *exit_code = rc == PDR_ERR_NOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
     return NULL;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv)
+{
+    const char *opt = argv[optind - 1];
+    char shown[2048];
+    /* the argument's own bytes: shown escaped */
+    pdr_log_escape(shown, sizeof shown, opt, strlen(opt), PDR_ESC_TEXT, NULL);
+    if (c == ':')
+        fprintf(stderr, "pdrelay %s: option '%s' needs a value\n", cmd, shown);
+    else
+        fprintf(stderr, "pdrelay %s: unknown option '%s'; see 'pdrelay %s --help'\n", cmd, shown, cmd);
+    return CLI_EXIT_USAGE;
 }
 
 int cli_exit_for(pdr_rc rc)

@@ -69,6 +69,12 @@ db_handle *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *ex
 ** ...) and the fix, exit CLI_EXIT_NOT_WRITABLE. */
 db_handle *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code);
 
+/* The one getopt error path of the commands (opterr = 0 and an optstring
+** starting with ':'): for c == ':' prints "pdrelay CMD: option 'X' needs a
+** value", else "pdrelay CMD: unknown option 'X'; see 'pdrelay CMD --help'",
+** X being argv[optind - 1] shown escaped; returns CLI_EXIT_USAGE. */
+int cli_getopt_error(const char *cmd, int c, char **argv);
+
 /* The exit code for a pdr_rc of a database operation. */
 int cli_exit_for(pdr_rc rc);
 

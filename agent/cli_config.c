@@ -247,12 +247,8 @@ int cli_config(int argc, char **argv)
         case 'm': markdown = 1; break;
         case 'h': return cli_help(stdout, "config");
         case ':':
-            fprintf(stderr, "pdrelay config: option '%s' needs a value\n", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "pdrelay config: unknown option '%s'; see 'pdrelay config --help'\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_getopt_error("config", c, argv);
         }
     }
     if (optind + 1 == argc && !strcmp(argv[optind], "keys") && !path) {

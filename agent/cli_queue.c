@@ -68,12 +68,8 @@ static int queue_parse(int argc, char **argv, queue_args *a)
         case OPT_OLDER: a->older = optarg; break;
         case 'h': cli_help(stdout, "queue"); return -1;
         case ':':
-            fprintf(stderr, "pdrelay queue: option '%s' needs a value\n", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "pdrelay queue: unknown option '%s'; see 'pdrelay queue --help'\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_getopt_error("queue", c, argv);
         }
     }
     if (optind >= argc) {

@@ -190,11 +190,8 @@ int cli_run(int argc, char **argv)
         case 'v': verbose = 1; break;
         case 'h': return cli_help(stdout, "run");
         case ':':
-            fprintf(stderr, "pdrelay run: option '%s' needs a value\n", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            fprintf(stderr, "pdrelay run: unknown option '%s'; see 'pdrelay run --help'\n", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_getopt_error("run", c, argv);
         }
     }
     if (optind < argc) {

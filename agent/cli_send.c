@@ -120,12 +120,8 @@ static int send_parse(int argc, char **argv, send_args *a)
         case OPT_CHANGE: a->change = 1; break;
         case 'h': cli_help(stdout, "send"); return -1;
         case ':':
-            send_fail("option '%s' needs a value", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
         default:
-            send_fail("unknown option '%s'; see 'pdrelay send --help'",
-                    argv[optind - 1]);
-            return CLI_EXIT_USAGE;
+            return cli_getopt_error("send", c, argv);
         }
     }
     if (bad) return CLI_EXIT_USAGE;

@@ -988,6 +988,30 @@ static void test_config_check_warns_readable_secrets(void **state)
 }
 
 /* The exit code for a database `run` cannot write is documented. */
+/* The commands share one getopt error path (agent/cli.c, cli_getopt_error):
+** the same two messages, the command named, exit 2; the option's bytes are
+** shown escaped. */
+static void test_getopt_errors(void **state)
+{
+    static const char *const cmds[] = {"run", "send", "queue", "config"};
+    char *out, *err, want[128];
+    (void)state;
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        assert_int_equal(run(&out, &err, cmds[i], "--bogus", NULL), 2);
+        snprintf(want, sizeof want, "pdrelay %s: unknown option '--bogus'; see 'pdrelay %s --help'\n", cmds[i],
+                 cmds[i]);
+        assert_string_equal(err, want);
+        free(out); free(err);
+        assert_int_equal(run(&out, &err, cmds[i], "-c", NULL), 2);
+        snprintf(want, sizeof want, "pdrelay %s: option '-c' needs a value\n", cmds[i]);
+        assert_string_equal(err, want);
+        free(out); free(err);
+    }
+    assert_int_equal(run(&out, &err, "run", "--bo\033[2Jgus", NULL), 2);
+    assert_null(strchr(err, '\033'));
+    free(out); free(err);
+}
+
 static void test_help_names_exit_77(void **state)
 {
     char *out, *err;
@@ -1228,6 +1252,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_read_only_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_check_warns_readable_secrets, setup, teardown),
         cmocka_unit_test(test_help_names_exit_77),
+        cmocka_unit_test(test_getopt_errors),
         cmocka_unit_test(test_readme_config_reference),
         cmocka_unit_test(test_man_lists_config_keys),
         cmocka_unit_test(test_config_keys),
