@@ -20,10 +20,19 @@
 ** key's next row becomes due (db_outbox_wake_heads) and each lane goes on
 ** under its own limiter. The log says so at each change, and once per
 ** outage_log_interval while down; attempts and per-key repeats go to debug.
+**
+** assert() checks, where they could break: a lane starts a request only
+** when idle, so one per key (invariant 2); 0 <= in_flight <= concurrency;
+** fill() starts a request while the link is not up only as the one probe
+** (invariant 7: never while PROBING, never while an earlier probe is still
+** out: probes_in_flight); a row is deleted
+** (db_outbox_delivered) only for an answer pd_client.c classified PD_OK,
+** which is a 2xx (invariant 1).
 */
 #define _GNU_SOURCE   /* pthread_setname_np */
 #include "sender.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -75,6 +84,7 @@ typedef struct lane {
     int busy;
     db_row row;                 /* the row in flight when busy */
     int noted;                  /* the row in flight went out as "resolved while offline" */
+    int probe;                  /* the request in flight was started as the probe (link not up) */
     int64_t not_before_ms;      /* after an outcome the database did not take:
                                 ** no new request before then (wall clock) */
     int64_t retry_at_ms;        /* after a failure of this key (not of the link):
@@ -115,6 +125,7 @@ struct sender {
     size_t n_lanes;
     outcome *done;              /* one pass's finished transfers: at most concurrency */
     int in_flight;
+    int probes_in_flight;       /* of them, started as the probe: 0 or 1 (invariant 7) */
     int64_t starts;             /* requests started, ever (for SENDER_NOTIFY_QUIET_MS) */
     int ino_fd;
     int64_t next_cleanup_ms;
@@ -507,6 +518,11 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     bad = pd_request_prepare(l->req, url, body, len) != PDR_OK;
     if (owned) free(body);
     if (bad) return -1;
+    /* Invariants 2 and 7: the lane is idle; a link not up has no probe out. */
+    assert(!l->busy);
+    assert(s->in_flight < s->cfg->concurrency);
+    assert(s->link != LINK_PROBING);
+    assert(s->link == LINK_UP || s->probes_in_flight == 0);
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
     /* Sender invariant 6: a head that failed before (in an earlier run of
     ** the daemon too) goes on from its backoff, not from the start. */
@@ -516,6 +532,8 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
     s->in_flight++;
+    l->probe = s->link != LINK_UP;
+    s->probes_in_flight += l->probe;
     s->starts++;
     if (s->link == LINK_DOWN) {
         s->link = LINK_PROBING;
@@ -741,8 +759,12 @@ static void record(sender *s, outcome *o, CURLcode cc)
     pdr_redact_in(o->res.error, l->key);   /* an upstream that echoes the key: not into rows or logs */
     api_metrics(l, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
+    assert(l->busy && s->in_flight > 0 && s->in_flight <= s->cfg->concurrency);
     l->busy = 0;
     s->in_flight--;
+    s->probes_in_flight -= l->probe;
+    l->probe = 0;
+    assert(s->probes_in_flight >= 0);
     if (o->res.http_status) rl_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
     /* a 5xx while down is the outage going on; any other answer ends it
@@ -760,6 +782,8 @@ static void record(sender *s, outcome *o, CURLcode cc)
     }
     switch (o->res.outcome) {
     case PD_OK:
+        /* Invariant 1: deleted only after a 2xx. */
+        assert(o->res.http_status >= 200 && o->res.http_status < 300);
         o->rc = db_outbox_delivered(s->db, r->id);
         if (!o->rc) update_dedup(s, l, &o->res);
         if (!o->rc && l->throttled_until_ms) {

@@ -1093,8 +1093,8 @@ static void test_send_dedup_key_as_checked(void **state)
 #define README_BEGIN "<!-- config-keys:begin"
 #define README_END "<!-- config-keys:end -->"
 #define README_REGEN \
-    "awk '/<!-- config-keys:begin/{print; fflush(); system(\"build/pdrelay config keys --markdown\"); skip=1; " \
-    "next} /<!-- config-keys:end/{skip=0} !skip' README.md >README.md.new && mv README.md.new README.md"
+    "awk '/^<!-- config-keys:begin/{print; fflush(); system(\"build/pdrelay config keys --markdown\"); skip=1; " \
+    "next} /^<!-- config-keys:end/{skip=0} !skip' README.md >README.md.new && mv README.md.new README.md"
 
 /* README.md's configuration reference is exactly `pdrelay config keys
 ** --markdown`, between its two marker lines. */
