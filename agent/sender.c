@@ -319,10 +319,13 @@ static void fmt_i64(char *out, size_t sz, int64_t v)
 /* The link failed: UP goes DOWN (logged, with the backlog); a probe that
 ** failed sets the next one. Returns 1 when this outcome took the link
 ** down (its line says so; the event's own line goes to debug). */
-static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t now)
+static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t now, int was_probe)
 {
     int was = s->link;
     s->outage_attempts++;
+    /* A request started before the link went down that fails while the
+    ** probe is out changes nothing: the probe's outcome decides. */
+    if (was == LINK_PROBING && !was_probe) return 0;
     if (was == LINK_PROBING) metrics_inc(MC_PROBES, "failed", NULL);
     if (was == LINK_UP) {
         char pend[24], next[32], oldest[32];
@@ -762,6 +765,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     assert(l->busy && s->in_flight > 0 && s->in_flight <= s->cfg->concurrency);
     l->busy = 0;
     s->in_flight--;
+    int was_probe = l->probe;   /* only the probe's own outcome ends PROBING */
     s->probes_in_flight -= l->probe;
     l->probe = 0;
     assert(s->probes_in_flight >= 0);
@@ -771,10 +775,10 @@ static void record(sender *s, outcome *o, CURLcode cc)
     ** (after this row's own outcome is written, below) */
     int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
     if (o->link_fail) {
-        o->logged = link_failed(s, l, &o->res, now);
+        o->logged = link_failed(s, l, &o->res, now, was_probe);
     } else if (answered) {
         /* link_answered() below */
-    } else if (s->link == LINK_PROBING) {
+    } else if (s->link == LINK_PROBING && was_probe) {
         /* a probe that met a 5xx (or none) without failing the link: down still */
         s->outage_attempts++;
         s->link = LINK_DOWN;
