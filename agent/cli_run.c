@@ -1,11 +1,16 @@
 /*
 ** cli_run.c — `pdrelay run`: the daemon. Loads the config, opens and checks
-** the outbox, starts the sender thread, and waits for a signal.
+** the outbox, starts the sender, the writer and the HTTP ingest, and waits
+** for a signal.
 **
-** Threads: the HTTP ingest (libmicrohttpd, one thread per connection), the
-** group-commit writer, and the sender. Signals are blocked in every thread
-** and taken by sigwait() in the main thread, so no code runs in a signal
-** handler:
+** Threads (README "Design"): this main thread (start, signals, reload,
+** stop); the ingest's event-loop threads ([listen] threads, libmicrohttpd
+** epoll: a connection is not a thread) and its reaper (ingest.h); the
+** writer, one thread with its own database connection that commits the
+** ingest's events in batches, one transaction and one fsync each
+** (writer.h); and the sender, with its own connection (sender.h). Signals
+** are blocked in every thread and taken by sigwait() in the main thread,
+** so no code runs in a signal handler:
 **   SIGTERM, SIGINT  stop: new POSTs get 503, requests in progress are
 **                    committed and answered, then the sender's requests in
 **                    flight get [pagerduty] timeout_ms; whatever is not

@@ -15,7 +15,8 @@
 
 typedef int64_t (*pdr_clock_fn)(void *ctx);
 
-/* Current time in ms since the epoch, from the installed clock. */
+/* Current time in ms since the epoch, from the installed clock.
+** Thread-safe (every thread asks it); the clock is installed before. */
 int64_t pdr_clock_now_ms(void);
 
 /* Installs fn (called with ctx) as the clock; fn == NULL restores the real
@@ -23,7 +24,7 @@ int64_t pdr_clock_now_ms(void);
 void pdr_clock_set(pdr_clock_fn fn, void *ctx);
 
 /* A monotonic clock in ms for measuring intervals inside one process
-** (never stored). Not replaceable. */
+** (never stored). Not replaceable. Thread-safe. */
 int64_t pdr_clock_mono_ms(void);
 
 #endif /* PDR_CLOCK_H */

@@ -21,9 +21,11 @@
 ** Every reply, including HTTP-level refusals (ambiguous framing, a request
 ** that did not arrive within [listen] request_timeout), is JSON.
 **
-** Threads: ingest_create/start/reload/stop/destroy are called from the main
-** thread only; ingest_reload may run while requests are served (it swaps
-** the config under the ingest's mutex).
+** Threads: libmicrohttpd's event-loop threads ([listen] threads) run every
+** request; a reaper thread cuts off requests past their deadline (ingest.c).
+** The functions below are called from the main thread only; ingest_reload
+** runs while those threads serve requests (it swaps the config under the
+** ingest's mutex).
 **
 ** Reload: ingest_reload() swaps in a new config (targets, rotated key files,
 ** auth token); requests in progress finish with the config they started
@@ -48,26 +50,31 @@
 typedef struct ingest ingest;
 
 /* Reads and checks the auth token file (a non-empty first line) into cfg's
-** token; errbuf gets "FILE: why" on failure. */
+** token; errbuf gets "FILE: why" on failure. Main thread. */
 pdr_rc ingest_create(const pdr_config *cfg, writer *w, ingest **out, char *errbuf, size_t errsz);
 
 /* Reads the auth token file as ingest_create() does, keeping nothing
 ** (`config check`): PDR_OK for NULL or a readable non-empty first line, else
-** PDR_ERR_CONFIG with errbuf saying why. */
+** PDR_ERR_CONFIG with errbuf saying why. Thread-safe (touches nothing shared). */
 pdr_rc ingest_token_check(const char *path, char *errbuf, size_t errsz);
 
 /* Binds the TCP address and the unix socket of cfg and starts serving.
-** errbuf gets what failed ("127.0.0.1:8787: Address already in use"). */
+** errbuf gets what failed ("127.0.0.1:8787: Address already in use").
+** Main thread; starts the event-loop threads and the reaper. */
 pdr_rc ingest_start(ingest *in, char *errbuf, size_t errsz);
 
 /* Takes cfg (now owned by the ingest) as the config of new requests.
 ** Returns PDR_ERR_CONFIG (cfg destroyed, old config kept) when its auth
-** token file cannot be read, with errbuf saying why. */
+** token file cannot be read, with errbuf saying why. Main thread (SIGHUP);
+** thread-safe against the event-loop threads, which take the current config
+** under the ingest's mutex, one reference per request. */
 pdr_rc ingest_reload(ingest *in, pdr_config *cfg, char *errbuf, size_t errsz);
 
 /* From now on POSTs are answered 503 "shutting down": closes the listeners,
-** lets requests in progress finish (up to 5 s), then stops. */
+** lets requests in progress finish (up to 5 s), then stops. Main thread;
+** joins the event-loop threads and the reaper. */
 void ingest_stop(ingest *in);
+/* Stops, then frees. Main thread; must not race with any other call. */
 void ingest_destroy(ingest *in);
 
 #endif /* PDR_INGEST_H */

@@ -21,21 +21,26 @@
 
 #include "config.h"
 
+/* Main thread (at start, on SIGHUP), while other threads log: the level is
+** one int that pdr_log and pdr_log_enabled read without a lock. */
 void pdr_log_set_level(pdr_log_level level);
 
 /* Also send every line to syslog(3) (facility daemon, ident "pdrelay"), for
 ** appliances whose init collects syslog rather than stderr ([agent] syslog).
-** Syslog gets the same escaped line, from "level=" on. */
+** Syslog gets the same escaped line, from "level=" on. Main thread (at
+** start, on SIGHUP), while other threads log: a flag read without a lock;
+** syslog(3) itself is thread-safe. */
 void pdr_log_set_syslog(int on);
+/* Thread-safe. */
 int pdr_log_enabled(pdr_log_level level);
 
 /* For tests: write the lines to fd instead of stderr (2; a negative fd
-** restores stderr). */
+** restores stderr). Before other threads log. */
 void pdr_log_set_fd(int fd);
 
 /* Logs msg with fields given as alternating key and value strings, ended by
 ** NULL: pdr_log(PDR_LOG_INFO, "delivered", "key", red, "dedup_key", dk, NULL).
-** A NULL value is skipped. */
+** A NULL value is skipped. Thread-safe (every thread logs). */
 void pdr_log(pdr_log_level level, const char *msg, ...) __attribute__((sentinel));
 
 /* ---- escaping ------------------------------------------------------------
@@ -74,7 +79,7 @@ typedef enum pdr_esc_mode {
 ** written: when out is too small the output stops before the first that does
 ** not fit. Returns the bytes written (the NUL not counted); *used (may be
 ** NULL) gets the bytes of s consumed, len when everything fit. 6 * len + 1
-** bytes always suffice. */
+** bytes always suffice. Thread-safe (no shared state). */
 size_t pdr_log_escape(char *out, size_t outsz, const char *s, size_t len, pdr_esc_mode mode,
                       size_t *used);
 

@@ -11,8 +11,11 @@
 ** redacted ("R0…ab12") when no target has it: a whole routing key never
 ** appears in a metric.
 **
-** Thread-safe: every call takes one mutex. Nothing here allocates after
-** a series exists, so counting never fails.
+** Thread-safe: every function may be called from any thread (the ingest's
+** event-loop threads count and render, the writer and sender threads count,
+** the main thread sets the targets on SIGHUP): each call takes one mutex,
+** but metrics_now, which reads the clock. Nothing here allocates after a
+** series exists, so counting never fails.
 */
 #ifndef PDR_METRICS_H
 #define PDR_METRICS_H

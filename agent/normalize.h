@@ -20,6 +20,8 @@
 ** severity are the ones its printed body carries. Out of memory anywhere,
 ** the JSON parse included, is PDR_ERR_NOMEM, never PDR_ERR_INVALID.
 **
+** Threads: reentrant; the ingest's event-loop threads call them at once.
+**
 ** They are pure: no I/O but one log line per body for unrouted alerts, no
 ** database (the dedup_key of an alert is the deterministic one,
 ** pdr_dedup_key_derive(routing_key, fingerprint), so an acknowledge or a

@@ -20,10 +20,19 @@
 ** key's next row becomes due (db_outbox_wake_heads) and each lane goes on
 ** under its own limiter. The log says so at each change, and once per
 ** outage_log_interval while down; attempts and per-key repeats go to debug.
+**
+** assert() checks, where they could break: a lane starts a request only
+** when idle, so one per key (invariant 2); 0 <= in_flight <= concurrency;
+** fill() starts a request while the link is not up only as the one probe
+** (invariant 7: never while PROBING, never while an earlier probe is still
+** out: probes_in_flight); a row is deleted
+** (db_outbox_delivered) only for an answer pd_client.c classified PD_OK,
+** which is a 2xx (invariant 1).
 */
 #define _GNU_SOURCE   /* pthread_setname_np */
 #include "sender.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -75,6 +84,7 @@ typedef struct lane {
     int busy;
     db_row row;                 /* the row in flight when busy */
     int noted;                  /* the row in flight went out as "resolved while offline" */
+    int probe;                  /* the request in flight was started as the probe (link not up) */
     int64_t not_before_ms;      /* after an outcome the database did not take:
                                 ** no new request before then (wall clock) */
     int64_t retry_at_ms;        /* after a failure of this key (not of the link):
@@ -115,6 +125,7 @@ struct sender {
     size_t n_lanes;
     outcome *done;              /* one pass's finished transfers: at most concurrency */
     int in_flight;
+    int probes_in_flight;       /* of them, started as the probe: 0 or 1 (invariant 7) */
     int64_t starts;             /* requests started, ever (for SENDER_NOTIFY_QUIET_MS) */
     int ino_fd;
     int64_t next_cleanup_ms;
@@ -308,10 +319,13 @@ static void fmt_i64(char *out, size_t sz, int64_t v)
 /* The link failed: UP goes DOWN (logged, with the backlog); a probe that
 ** failed sets the next one. Returns 1 when this outcome took the link
 ** down (its line says so; the event's own line goes to debug). */
-static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t now)
+static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t now, int was_probe)
 {
     int was = s->link;
     s->outage_attempts++;
+    /* A request started before the link went down that fails while the
+    ** probe is out changes nothing: the probe's outcome decides. */
+    if (was == LINK_PROBING && !was_probe) return 0;
     if (was == LINK_PROBING) metrics_inc(MC_PROBES, "failed", NULL);
     if (was == LINK_UP) {
         char pend[24], next[32], oldest[32];
@@ -507,6 +521,11 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     bad = pd_request_prepare(l->req, url, body, len) != PDR_OK;
     if (owned) free(body);
     if (bad) return -1;
+    /* Invariants 2 and 7: the lane is idle; a link not up has no probe out. */
+    assert(!l->busy);
+    assert(s->in_flight < s->cfg->concurrency);
+    assert(s->link != LINK_PROBING);
+    assert(s->link == LINK_UP || s->probes_in_flight == 0);
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
     /* Sender invariant 6: a head that failed before (in an earlier run of
     ** the daemon too) goes on from its backoff, not from the start. */
@@ -516,6 +535,8 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
     s->in_flight++;
+    l->probe = s->link != LINK_UP;
+    s->probes_in_flight += l->probe;
     s->starts++;
     if (s->link == LINK_DOWN) {
         s->link = LINK_PROBING;
@@ -741,18 +762,23 @@ static void record(sender *s, outcome *o, CURLcode cc)
     pdr_redact_in(o->res.error, l->key);   /* an upstream that echoes the key: not into rows or logs */
     api_metrics(l, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
+    assert(l->busy && s->in_flight > 0 && s->in_flight <= s->cfg->concurrency);
     l->busy = 0;
     s->in_flight--;
+    int was_probe = l->probe;   /* only the probe's own outcome ends PROBING */
+    s->probes_in_flight -= l->probe;
+    l->probe = 0;
+    assert(s->probes_in_flight >= 0);
     if (o->res.http_status) ratelimit_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
     /* a 5xx while down is the outage going on; any other answer ends it
     ** (after this row's own outcome is written, below) */
     int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
     if (o->link_fail) {
-        o->logged = link_failed(s, l, &o->res, now);
+        o->logged = link_failed(s, l, &o->res, now, was_probe);
     } else if (answered) {
         /* link_answered() below */
-    } else if (s->link == LINK_PROBING) {
+    } else if (s->link == LINK_PROBING && was_probe) {
         /* a probe that met a 5xx (or none) without failing the link: down still */
         s->outage_attempts++;
         s->link = LINK_DOWN;
@@ -760,6 +786,8 @@ static void record(sender *s, outcome *o, CURLcode cc)
     }
     switch (o->res.outcome) {
     case PD_OK:
+        /* Invariant 1: deleted only after a 2xx. */
+        assert(o->res.http_status >= 200 && o->res.http_status < 300);
         o->rc = db_outbox_delivered(s->db, r->id);
         if (!o->rc) update_dedup(s, l, &o->res);
         if (!o->rc && l->throttled_until_ms) {

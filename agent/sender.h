@@ -49,6 +49,14 @@
 **                                           └──shutdown grace over──► PENDING (untouched)
 **   PENDING, older than max_age ──► DEAD ("max_age exceeded", attempts unchanged)
 **   PENDING trigger, resolved while held ──collapse──► deleted with its resolve
+**
+** Checked by assert() (sender.c): 1, 2 (one request per lane), 7 (one
+** probe), and 0 <= in_flight <= [pagerduty] concurrency.
+**
+** Threads: the sender's own thread does all the work, alone with its
+** database handle, curl handles, rate limiters (ratelimit.h), backoffs
+** (backoff.h), pd_client.h and annotate.h, none of which is shared. Other
+** threads call only sender_notify (the writer) and sender_kick (main).
 */
 #ifndef PDR_SENDER_H
 #define PDR_SENDER_H
@@ -59,7 +67,7 @@
 typedef struct sender sender;
 
 /* Creates the sender for cfg (borrowed: must outlive the sender). It opens
-** its own database handle on start. */
+** its own database handle on start. Main thread. */
 pdr_rc sender_create(const pdr_config *cfg, sender **out);
 
 /* A database write of the sender failed with rc (an outcome, an expiry, a
@@ -68,13 +76,15 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out);
 ** the database can be written again. */
 typedef void (*sender_db_error_fn)(void *ctx, pdr_rc rc);
 
-/* Sets the hook (fn NULL: none). Call before sender_start(). */
+/* Sets the hook (fn NULL: none). Main thread, before sender_start(). */
 void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx);
 
-/* Starts the thread. */
+/* Starts the thread. Main thread. */
 pdr_rc sender_start(sender *s);
 
-/* Wakes the thread: new events were pushed by this process. Thread-safe. */
+/* Wakes the thread: new events were pushed by this process. Thread-safe
+** (the writer thread calls it after a commit; an atomic flag and a curl
+** wake-up). */
 void sender_notify(sender *s);
 
 /* "The uplink is back now" (SIGUSR1, `pdrelay queue kick`): the next
@@ -83,9 +93,11 @@ void sender_notify(sender *s);
 void sender_kick(sender *s);
 
 /* Stops taking new work, lets requests in flight finish for up to
-** [pagerduty] timeout_ms, then joins the thread. */
+** [pagerduty] timeout_ms, then joins the thread. Main thread, after the
+** writer stopped (its commits call sender_notify). */
 void sender_stop(sender *s);
 
+/* Stops, then frees. Main thread; must not race with any other call. */
 void sender_destroy(sender *s);
 
 #endif /* PDR_SENDER_H */

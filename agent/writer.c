@@ -16,6 +16,12 @@
 **            call each job's done; repeat
 **
 ** The database handle is used by the writer's thread only.
+**
+** assert() checks invariants 1 and 2 of writer.h: every accepted job gets a
+** number in submit order (seq, under mu), and the thread calls the jobs'
+** callbacks strictly in that order, each once (completed), after the
+** batch's db_outbox_push_batch() committed or rolled back (a committed
+** batch gave each event a per-event result: batch_results_valid).
 */
 #include "writer.h"
 
@@ -48,6 +54,8 @@ struct writer {
     int stopping;               /* no new jobs */
     int started;                /* the thread runs */
     writer_stats stats;
+    uint64_t submitted;         /* jobs accepted so far (job->seq), under mu */
+    uint64_t completed;         /* seq of the last job whose callback ran: the thread's */
 
     /* The batch arrays, grown up to WRITER_BATCH_MAX. */
     db_event *bevs;
@@ -253,6 +261,20 @@ static writer_job *batch_take(writer *w, size_t *nev)
     return first;
 }
 
+#ifndef NDEBUG
+/* After a commit, each push job's results are per-event results (db.h,
+** db_outbox_push_batch), never a database error. */
+static int batch_results_valid(const writer_job *j)
+{
+    if (j->kind != JOB_PUSH) return 1;
+    for (size_t i = 0; i < j->n; i++) {
+        pdr_rc r = j->results[i];
+        if (r != PDR_OK && r != PDR_COALESCED && r != PDR_ERR_FULL && r != PDR_ERR_INVALID) return 0;
+    }
+    return 1;
+}
+#endif
+
 static void *writer_main(void *arg)
 {
     writer *w = arg;
@@ -296,6 +318,10 @@ static void *writer_main(void *arg)
         ** each one's callback ran (after which its owner may free it). */
         for (writer_job *j = batch; j;) {
             writer_job *next = j->next;
+            /* Invariants 1 and 2: once each, in submit order. */
+            assert(j->seq == w->completed + 1);
+            assert(rc != PDR_OK || batch_results_valid(j));
+            w->completed = j->seq;
             j->rc = rc;
             j->done(j);
             j = next;
@@ -357,6 +383,7 @@ pdr_rc writer_submit_async(writer *w, writer_job *job)
         return PDR_ERR_SHUTDOWN;
     }
     job->next = NULL;
+    job->seq = ++w->submitted;
     if (w->tail) {
         w->tail->next = job;
     } else {

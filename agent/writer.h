@@ -28,10 +28,15 @@
 **      (target, fingerprint, key, dedup key) in the same transaction that
 **      queues it, so this holds while the trigger is still waiting too.
 **
-** Threads: every function here may be called from any thread (the HTTP
-** event-loop threads, the main thread), except writer_destroy(), which must
-** not race with the others. Callbacks run on the writer's thread and must not
-** block: they hand the result back (MHD_resume_connection, a condition).
+** Checked by assert() (writer.c): 1 and 2 (each job's callback is called
+** once, in submit order, after the batch's commit or rollback).
+**
+** Threads: the writer's own thread owns its database connection. The
+** callers are the ingest's event-loop threads (submit, probe, stats), the
+** sender thread (writer_note_failure), the main thread (create, start, stop,
+** destroy, stats); each function below says which. Callbacks run on the
+** writer's thread and must not block: they hand the result back
+** (MHD_resume_connection, a condition).
 **
 ** Ownership: writer_create() returns an object freed by writer_destroy()
 ** (NULL accepted). A job is the caller's; it and the events and result
@@ -67,12 +72,14 @@ typedef struct writer_stats {
 } writer_stats;
 
 /* Opens its own database connection on cfg's data_dir. cfg is borrowed and
-** must outlive the writer. on_commit may be NULL. */
+** must outlive the writer. on_commit may be NULL.
+** Main thread, before any other call. */
 pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ctx, writer **out);
-/* Starts the writer's thread. */
+/* Starts the writer's thread. Main thread. */
 pdr_rc writer_start(writer *w);
 
-/* max_events as the writer enforces it (fixed for the writer's life). */
+/* max_events as the writer enforces it (fixed for the writer's life).
+** Thread-safe (reads a value that never changes). */
 int64_t writer_max_events(const writer *w);
 
 typedef struct writer_job writer_job;
@@ -91,8 +98,11 @@ struct writer_job {
     writer_done_fn done;
     void *ctx;                  /* the caller's */
     writer_job *next;           /* private */
+    uint64_t seq;               /* private: its place in submit order */
 };
 
+/* Fills the caller's job; touches nothing shared. Thread-safe (any thread, on
+** a job not yet submitted). */
 void writer_job_push(writer_job *job, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids,
                      writer_done_fn done, void *ctx);
 void writer_job_probe(writer_job *job, writer_done_fn done, void *ctx);
@@ -100,32 +110,38 @@ void writer_job_probe(writer_job *job, writer_done_fn done, void *ctx);
 /* Queues job and returns at once. PDR_OK: job->done will be called exactly
 ** once, on the writer's thread. Anything else (PDR_ERR_SHUTDOWN, or
 ** PDR_ERR_INVALID for n == 0 or n too large): the job was not taken and done
-** is never called. */
+** is never called. Thread-safe: the ingest's event-loop threads call it at
+** once (the queue is under the writer's mutex). */
 pdr_rc writer_submit_async(writer *w, writer_job *job);
 
 /* Queues n events (n >= 1) and blocks until their batch committed or failed.
 ** results[i] gets each event's outcome and ids[i] its row id (ids may be NULL).
 ** Returns PDR_OK when the batch committed, PDR_ERR_SHUTDOWN when the writer is
-** stopping, or the database error that rolled the batch back. */
+** stopping, or the database error that rolled the batch back. Thread-safe
+** (any thread but the writer's own, which it would wait for forever). */
 pdr_rc writer_submit(writer *w, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids);
 
 /* Checks the database in turn with the batches (async: writer_job_probe
 ** then writer_submit_async, and read the figures with writer_stats_get): it reads the outbox figures
 ** (pending, dead, oldest, dedup entries: so *stats is fresh) and, after a
 ** failed commit, tries a write transaction. Returns PDR_OK when the
-** database can be written, else why not. */
+** database can be written, else why not. Thread-safe (any thread but the
+** writer's own, as writer_submit). */
 pdr_rc writer_probe(writer *w, writer_stats *stats);
 
+/* A copy of the figures, taken under the writer's mutex. Thread-safe. */
 void writer_stats_get(writer *w, writer_stats *out);
 
 /* Another connection of this process (the sender) failed to write the
 ** database with rc: until a write probe succeeds again, /readyz is 503.
-** Thread-safe. */
+** Thread-safe (the sender thread calls it). */
 void writer_note_failure(writer *w, pdr_rc rc);
 
 /* Refuses new jobs, lets the queued ones commit (their callbacks run), then
-** joins the thread. */
+** joins the thread. Main thread, after the ingest stopped submitting. */
 void writer_stop(writer *w);
+/* Stops (writer_stop), then frees. Main thread; must not race with any
+** other call. */
 void writer_destroy(writer *w);
 
 #endif /* PDR_WRITER_H */

@@ -2,14 +2,15 @@
 ** db.h — pdrelay's database: the outbox of events waiting for PagerDuty and
 ** the dedup table. The only public door to SQLite; no SQL exists outside db/.
 **
-** The invariants (durability, how a row leaves, the order of delivery:
-** per (routing key, dedup_key) in id order, the most urgent group first
-** across a key; the bound) and the life of a row are written once, in
-** full, at the top of db/db.c: read them there before changing anything.
+** The outbox invariants (numbered 1-6; "invariant N" below means one of
+** them) and the life of a row are written once, at the top of db/db.c:
+** read them there before changing anything. This file does not restate them.
 **
-** Threading: a db_handle is used by one thread at a time. Several processes may
-** open the same file (the daemon and `pdrelay send`): writers take the lock
-** with BEGIN IMMEDIATE and wait up to the busy timeout.
+** Threading: a db_handle is used by one thread at a time; no function here is
+** thread-safe on a shared handle (the daemon's writer and sender threads
+** each open their own). Several processes may open the same file (the
+** daemon and `pdrelay send`): writers take the lock with BEGIN IMMEDIATE
+** and wait up to the busy timeout.
 **
 ** Ownership: db_open() returns a handle closed by db_close() (NULL accepted).
 ** Rows filled by reads own their strings; release them with

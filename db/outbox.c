@@ -10,9 +10,19 @@
 ** Writes that touch more than one statement run inside BEGIN IMMEDIATE, so
 ** another process writing the same file waits on the busy timeout instead
 ** of interleaving; a single statement is its own transaction.
+**
+** assert() checks invariants of db.c where they could break, at no cost
+** but in memory, except one read of the counts row per push transaction:
+** counts equal the rows the transaction found plus those it inserted
+** (invariant 5); a coalesced push found a pending row of its group, so
+** an inserted row is a head only when its group had none (3); the rows
+** db_outbox_due() and db_outbox_head() return are pending, due ones due.
+** That a delivered, rescheduled or killed id was pending is the SQL's own
+** condition (sql.h: "AND state=0"); any other id is PDR_ERR_NOT_FOUND.
 */
 #include "dbInt.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +195,7 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
     *id_out = 0;
     rc = outbox_coalesce(db, ev, &same, id_out, &found, &newest_urgency);
     if (rc) return rc;
+    assert(!same || found);   /* invariant 3: head = !found below */
     if (same) return PDR_COALESCED;
     if (*total >= db->max_events) return PDR_ERR_FULL;
     rc = outbox_urgency(db, ev, now, found, newest_urgency, &urgency);
@@ -216,6 +227,18 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
     }
     return PDR_OK;
 }
+
+#ifndef NDEBUG
+/* Invariant 5, inside the push transaction: the counts row the triggers
+** keep says total rows (pending + dead). (Not total <= max_events: a file
+** may hold more after max_events was lowered; push then stores nothing.) */
+static int outbox_counts_match(db_handle *db, int64_t total)
+{
+    int64_t pending = 0, dead = 0;
+    if (outbox_counts(db, &pending, &dead)) return 1;   /* a read error is not ours to judge */
+    return pending >= 0 && dead >= 0 && pending + dead == total;
+}
+#endif
 
 /* Is rc one of the per-event results (as opposed to a database error)? */
 static int outbox_is_event_result(pdr_rc rc)
@@ -254,6 +277,7 @@ pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
         results[i] = ev_rc;
         if (ids) ids[i] = id;
     }
+    assert(outbox_counts_match(db, total));
     rc = db_tx_commit(db);
 out:
     if (rc) {
@@ -297,7 +321,10 @@ pdr_rc db_outbox_due(db_handle *db, int64_t now_ms, size_t max, db_row **rows_ou
         sqlite3_reset(st);
         return db_fail(db, src, "binding");
     }
-    return db_rows_collect(db, st, max, rows_out, n_out);
+    pdr_rc rc = db_rows_collect(db, st, max, rows_out, n_out);
+    for (size_t i = 0; !rc && i < *n_out; i++)   /* invariant 3: next rows, pending and due */
+        assert((*rows_out)[i].state == DB_ROW_PENDING && (*rows_out)[i].next_ms <= now_ms);
+    return rc;
 }
 
 /* Steps st for exactly one row and reads it into row_out; NOT_FOUND when
@@ -329,7 +356,9 @@ pdr_rc db_outbox_head(db_handle *db, const char *routing_key, db_row *row_out)
         sqlite3_reset(st);
         return db_fail(db, src, "binding");
     }
-    return outbox_one_row(db, st, row_out);
+    pdr_rc rc = outbox_one_row(db, st, row_out);
+    assert(rc || row_out->state == DB_ROW_PENDING);   /* invariant 3: a next row is pending */
+    return rc;
 }
 
 pdr_rc db_outbox_next_due_ms(db_handle *db, int64_t *ms_out)
