@@ -23,8 +23,11 @@ ok() { echo "ok: $*"; }
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/pdrelay-bb.XXXXXX") || exit 1
 bin=$scratch/bin
 cleanup() {
-    pid=$(cat "$scratch/run/pdrelay.pid" 2>/dev/null)
-    case "$pid" in ''|*[!0-9]*) ;; *) kill -KILL "$pid" 2>/dev/null ;; esac
+    # Every process started with this test's config (unique: the scratch
+    # path), also one that never wrote its pid file.
+    for p in /proc/[0-9]*; do
+        tr '\000' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "run -c $scratch/pdrelay.ini" && kill -KILL "${p#/proc/}" 2>/dev/null
+    done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -70,7 +73,7 @@ until grep -q 'msg="configuration reloaded"' "$scratch/pdrelay.log"; do
 done
 if grep -q 'msg="configuration reloaded"' "$scratch/pdrelay.log"; then ok "reload reached the daemon"; else cat "$scratch/pdrelay.log"; fail "no 'configuration reloaded' in the log"; fi
 init stop >"$scratch/out" 2>&1 || { cat "$scratch/out"; fail "stop"; }
-kill -0 "$pid" 2>/dev/null && fail "pid $pid still runs after stop"
+[ "$pid" -ne 0 ] && kill -0 "$pid" 2>/dev/null && fail "pid $pid still runs after stop"
 grep -q 'msg="pdrelay stopped"' "$scratch/pdrelay.log" || fail "no 'pdrelay stopped' in the log"
 init status >/dev/null; st=$?
 [ "$st" -eq 3 ] && ok "status after stop: 3" || fail "status after stop: $st, not 3"
