@@ -1259,7 +1259,7 @@ static pdr_rc start_unix(ingest *in, const pdr_config *cfg, char *errbuf, size_t
     memset(&sun, 0, sizeof sun);
     sun.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof sun.sun_path) {
-        snprintf(errbuf, errsz, "[listen] unix_socket %s: path too long", path);
+        snprintf(errbuf, errsz, "[listen] unix_socket %.4096s: path too long", path);   /* %.4096s: a bounded result, which 32-bit gcc wants */
         return PDR_ERR_CONFIG;
     }
     memcpy(sun.sun_path, path, strlen(path) + 1);

@@ -35,12 +35,39 @@ if(pdr_pkg_ini STREQUAL pdr_ini)
 endif()
 file(CONFIGURE OUTPUT ${PDR_PKG_DIR}/pdrelay.ini CONTENT "${pdr_pkg_ini}")
 
+# /usr/share/doc/pdrelay/copyright (DEP-5): config/copyright, whose last
+# paragraph is "License: Expat", followed by the text of LICENSE from its
+# "Permission" paragraph on, each line indented by one space and each empty
+# line written " .". Generated, so the package cannot drift from LICENSE.
+set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${PROJECT_SOURCE_DIR}/LICENSE ${PROJECT_SOURCE_DIR}/config/copyright)
+file(READ ${PROJECT_SOURCE_DIR}/config/copyright pdr_copyright)
+file(STRINGS ${PROJECT_SOURCE_DIR}/LICENSE pdr_license_lines)
+set(pdr_in_text OFF)
+foreach(l IN LISTS pdr_license_lines)
+  if(l MATCHES "^Permission is hereby granted")
+    set(pdr_in_text ON)
+  endif()
+  if(pdr_in_text)
+    if(l STREQUAL "")
+      string(APPEND pdr_copyright " .\n")
+    else()
+      string(APPEND pdr_copyright " ${l}\n")
+    endif()
+  endif()
+endforeach()
+if(NOT pdr_in_text OR NOT pdr_copyright MATCHES "\nLicense: Expat\n Permission is hereby granted")
+  message(FATAL_ERROR "LICENSE has no 'Permission is hereby granted' paragraph, or config/copyright "
+                      "does not end with a 'License: Expat' line, for config/package.cmake")
+endif()
+file(CONFIGURE OUTPUT ${PDR_PKG_DIR}/copyright CONTENT "${pdr_copyright}")
+
 if(PDR_INSTALL_SYSTEM_FILES)
   install(FILES ${PDR_PKG_DIR}/pdrelay.ini DESTINATION /etc/pdrelay)
   install(PROGRAMS ${PROJECT_SOURCE_DIR}/config/pdrelay.init DESTINATION /etc/init.d RENAME pdrelay)
   install(FILES ${PROJECT_SOURCE_DIR}/config/pdrelay.service DESTINATION /lib/systemd/system)
 endif()
-install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/config/copyright
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PDR_PKG_DIR}/copyright
         DESTINATION share/doc/pdrelay)
 
 # ---- CPack: the .deb ------------------------------------------------------

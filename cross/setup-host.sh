@@ -20,10 +20,13 @@ set -eu
 # dpkg-dev (dpkg-source; brings patch and make): pdrelay's libmicrohttpd from
 # Debian's source (cross/build-mhd-host.sh). libmicrohttpd-dev: the system's,
 # with TLS, which the mock PagerDuty links.
+# busybox: its sh and start-stop-daemon run the init script
+# (tests/package/test_init_busybox.sh). curl: the package install test posts
+# an event to the installed daemon (tests/package/test_install.sh).
 PKGS="build-essential cmake pkg-config ca-certificates
       libsqlite3-dev sqlite3 libcurl4-openssl-dev libmbedtls-dev libcjson-dev
       libinih-dev libmicrohttpd-dev libcmocka-dev dpkg-dev
-      openssl clang libclang-rt-14-dev prometheus"
+      openssl clang libclang-rt-14-dev prometheus busybox curl"
 
 . "$(dirname "$0")/apt-common.sh"
 apt_root setup-host

@@ -7,7 +7,8 @@
 #
 # Usage: sh cross/test-firmware.sh TARGET
 #   TARGET: aarch64-linux-gnu | arm-linux-gnueabihf | x86_64-linux-gnu
-# The README's test command runs it for aarch64-linux-gnu after the native suite.
+# The README's test command (tests/run-all.sh) runs it for aarch64-linux-gnu and
+# arm-linux-gnueabihf after the native, sanitizer and fuzz stages.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: sh cross/test-firmware.sh TARGET" >&2; exit 1; }

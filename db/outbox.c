@@ -31,10 +31,15 @@
 /* ---- push ------------------------------------------------------------------ */
 
 /* A count for a LIMIT: size_t may be wider than int64_t (64-bit) or
-** narrower (32-bit ARM), so compare as uint64_t. */
+** narrower (32-bit ARM). Decided by the preprocessor: on 32-bit a runtime
+** comparison is always false, which -Wtype-limits (-Werror in CI) refuses. */
 static int64_t size_to_i64(size_t n)
 {
-    return (uint64_t)n > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)n;
+#if SIZE_MAX > INT64_MAX
+    return n > (size_t)INT64_MAX ? INT64_MAX : (int64_t)n;
+#else
+    return (int64_t)n;
+#endif
 }
 
 static int outbox_event_valid(const db_event *ev)

@@ -382,6 +382,14 @@ static void test_auth_token(void **state)
     free(reply);
     free(hdrs);
     assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Bearer s3cret-tokeN", NULL, NULL), 401);
+    /* a prefix of the token, and the token with more after it, are wrong tokens */
+    static const char *const near[] = {"s3cret-toke", "s3cret", "s", "s3cret-token0", "s3cret-tokens3cret-token"};
+    for (size_t i = 0; i < sizeof near / sizeof *near; i++) {
+        char *h = tu_printf("Authorization: Bearer %s", near[i]);
+        if (it_http(f->base, "POST", "/v2/enqueue", b, h, NULL, NULL) != 401) it_fail("token '%s' was accepted", near[i]);
+        free(h);
+    }
+    assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Bearer ", NULL, NULL), 401);
     assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Basic czNjcmV0", NULL, NULL), 401);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING) + (size_t)mockpd_stat(f->mock, "requests"), 0);
     assert_int_equal(it_http(f->base, "POST", "/v2/enqueue", b, "Authorization: Bearer s3cret-token", NULL, NULL), 202);

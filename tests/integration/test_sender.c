@@ -221,6 +221,7 @@ static void test_outage_then_recovery(void **state)
     it_queue(f->data_dir, KEYS[1], "p", 10);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "cause=network", 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 20);
     assert_int_equal(mockpd_restart(f->mock), 0);
     assert_int_equal(mockpd_set_mode(f->mock, "status", 503, 0, 4), 0);
@@ -232,12 +233,12 @@ static void test_outage_then_recovery(void **state)
     it_assert_in_order(ev, KEYS[0], "o", 10);
     it_assert_in_order(ev, KEYS[1], "p", 10);
     cJSON_Delete(ev);
-    char *log = it_log(&f->d);
-    /* down once, up once: the 503s and hangs while it was down are not lines of their own */
-    assert_non_null(strstr(log, "uplink down"));
-    assert_null(strstr(strstr(log, "uplink down") + 1, "uplink down"));
-    assert_non_null(strstr(log, "uplink up"));
-    free(log);
+    /* down once, up once: the 503s and hangs while it was down are not lines
+    ** of their own. Awaited (the log is written by the daemon's threads);
+    ** the daemon has stopped, so a second "uplink down" cannot come later. */
+    assert_int_equal(it_wait_log(&f->d, "uplink up", 10000), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay stopped\"", 10000), 0);
+    assert_int_equal(it_wait_log_count(&f->d, "uplink down", 2, 0), -1);
     assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
     it_fx_free(f, KEYS, N_KEYS);
 }
@@ -364,22 +365,39 @@ static void test_dedup_table_follows_deliveries(void **state)
     it_fx_free(f, KEYS, N_KEYS);
 }
 
-/* Expired dedup entries are purged by the daemon every cleanup_interval. */
+/* Expired dedup entries are purged by the daemon every cleanup_interval;
+** live ones survive every purge. */
 static void test_dedup_housekeeping(void **state)
 {
     (void)state;
     it_fx *f = it_fx_new(NULL);
     fx_config(f, "[agent]\nlog_level = debug\n[dedup]\nttl = 300ms\ncleanup_interval = 200ms\n");
     tu_push_event(f->data_dir, KEYS[2], PDR_ACTION_TRIGGER, "dk-h", "fp-h", "error", "s");
+    /* a live incident of another key, an hour from expiry */
+    db_handle *db = tu_db_open(f->data_dir, 0);
+    assert_int_equal(db_dedup_put(db, KEYS[1], "fp-live", "dk-live", DB_DEDUP_TRIGGERED, 3600000, NULL, -1), PDR_OK);
+    db_close(db);
     assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
     assert_int_equal(it_wait_log(&f->d, "dedup_key=dk-h status=202", 10000), 0);
-    assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 5000), 0);
-    db_handle *db = tu_db_open(f->data_dir, 0);
+    /* exactly the expired one: a purge of everything says count=2 */
+    assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=", 5000), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"purged expired dedup entries\" count=1", 0), 0);
+    /* one more entry, 300 ms from expiry: the round that purges it comes
+    ** after the first one, and finds the live one still live */
+    db = tu_db_open(f->data_dir, 0);
+    assert_int_equal(db_dedup_put(db, KEYS[0], "fp-late", "dk-late", DB_DEDUP_TRIGGERED, 300, NULL, -1), PDR_OK);
+    db_close(db);
+    assert_int_equal(it_wait_log_count(&f->d, "msg=\"purged expired dedup entries\" count=1", 2, 5000), 0);
+    db_dedup_entry e;
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    assert_int_equal(dedup_lookup(f, KEYS[1], "fp-live", &e), PDR_OK);
+    assert_string_equal(e.dedup_key, "dk-live");
+    assert_int_equal(dedup_lookup(f, KEYS[2], "fp-h", &e), PDR_ERR_NOT_FOUND);
+    db = tu_db_open(f->data_dir, 0);
     int64_t n = -1;
     assert_int_equal(db_dedup_count(db, &n), PDR_OK);
-    assert_int_equal(n, 0);
+    assert_int_equal(n, 1);
     db_close(db);
-    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
     it_fx_free(f, KEYS, N_KEYS);
 }
 
@@ -513,6 +531,38 @@ static void test_dead_letter_counts_attempts(void **state)
     it_fx_free(f, KEYS, N_KEYS);
 }
 
+/* A key's own failures (408: a 5xx on the only key would be the uplink's,
+** which follows the probe schedule) are retried after delays that double:
+** the gaps between the attempts, as the mock saw them, are at least the
+** lower bounds of the jittered delays (after failure k, drawn from
+** [initial * 2^(k-1) / 2, initial * 2^(k-1)]). A backoff that never grows
+** keeps every gap under 2 x initial and fails from the third gap on. */
+static void test_backoff_grows(void **state)
+{
+    (void)state;
+    it_fx *f = it_fx_new(NULL);
+    fx_config(f, "backoff_initial_ms = 40\nbackoff_max_ms = 5000\n");   /* later keys win */
+    enum { FAILS = 6 };
+    assert_int_equal(mockpd_set_mode(f->mock, "status", 408, 0, FAILS), 0);
+    it_queue(f->data_dir, KEYS[0], "grow", 1);
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(mockpd_wait_accepted(f->mock, 1, 20000), 0);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    cJSON *reqs = mockpd_requests(f->mock);
+    assert_int_equal(cJSON_GetArraySize(reqs), FAILS + 1);
+    for (int k = 1; k <= FAILS; k++) {
+        double gap = arrival(reqs, k) - arrival(reqs, k - 1);
+        double floor_ms = 20.0 * (double)(1 << (k - 1));
+        print_message("gap after failure %d: %.0f ms (at least %.0f)\n", k, gap, floor_ms);
+        if (gap < floor_ms - 2.0)   /* 2 ms: arrival_ms is whole milliseconds */
+            it_fail("the retry after failure %d came %.0f ms after it; a growing backoff waits at least %.0f ms",
+                    k, gap, floor_ms);
+    }
+    cJSON_Delete(reqs);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
+    it_fx_free(f, KEYS, N_KEYS);
+}
+
 /* Sender invariant 6: killed during an outage, the daemon goes on from the
 ** backoff the row had grown, not from backoff_initial_ms, and its first
 ** attempt waits for the stored next_ms. */
@@ -619,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_clock_set_back),
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_dead_letter_counts_attempts),
+        cmocka_unit_test(test_backoff_grows),
         cmocka_unit_test(test_backoff_survives_restart),
         cmocka_unit_test(test_outcome_write_failure_not_ready),
     };

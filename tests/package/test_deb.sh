@@ -104,6 +104,23 @@ else
     fail "man page is not gzip"
 fi
 
+# ---- the copyright file: DEP-5, the license of LICENSE ------------------
+cr=$root/usr/share/doc/pdrelay/copyright
+src=$(cd "$(dirname "$0")/../.." && pwd)
+grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' "$cr" || fail "copyright: no DEP-5 Format line"
+grep -qx 'License: Expat' "$cr" || fail "copyright: no License: Expat"
+grep -q '^Copyright (c) 2026 the pdrelay authors$' "$src/LICENSE" || fail "LICENSE: no copyright line of the pdrelay authors"
+grep -qx 'Copyright: 2026 the pdrelay authors' "$cr" || fail "copyright: Copyright is not 2026 the pdrelay authors"
+# the license text, unindented (" ." is an empty line), is the end of LICENSE word for word
+sed -n '/^License: Expat$/,$p' "$cr" | sed '1,/^License: Expat$/d' | sed -n '/^ Permission/,$p' |
+    sed -e 's/^ \.$//' -e 's/^ //' >"$scratch/license.pkg"
+sed -n '/^Permission is hereby granted/,$p' "$src/LICENSE" >"$scratch/license.src"
+if [ -s "$scratch/license.src" ] && diff -u "$scratch/license.src" "$scratch/license.pkg"; then
+    ok "copyright states the license of LICENSE"
+else
+    fail "copyright: the license text differs from LICENSE"
+fi
+
 # ---- the systemd unit and the init script -------------------------------
 unit=$root/lib/systemd/system/pdrelay.service
 grep -qx "Type=notify" "$unit" || fail "unit: not Type=notify"
