@@ -423,8 +423,7 @@ int cli_send(int argc, char **argv)
         evs[i].body_len = body_len;
         /* The severity send_build() wrote; an acknowledge or resolve takes
         ** its trigger's (db.h). */
-        evs[i].urgency = act == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(a.severity ? a.severity : "error")
-                         : act == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+        evs[i].urgency = pdr_urgency_of(act, a.severity ? a.severity : "error");
         evs[i].target = NULL;
         /* send has no option naming when it happened: the sender stamps
         ** payload.timestamp with the time it was queued */

@@ -495,8 +495,7 @@ static enum MHD_Result post_submit(ingest *in, struct MHD_Connection *c, req *rq
         rq->evs[i].fingerprint = e->fingerprint;
         rq->evs[i].body = e->body;
         rq->evs[i].body_len = e->body_len;
-        rq->evs[i].urgency = e->action == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(e->severity)
-                             : e->action == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+        rq->evs[i].urgency = pdr_urgency_of(e->action, e->severity);
         rq->evs[i].target = e->target;
         rq->evs[i].event_ms = e->event_ms;   /* the source's time; 0: none given */
     }

@@ -70,6 +70,12 @@ int pdr_urgency_of_severity(const char *severity)
     return PDR_URGENCY_WARNING;
 }
 
+int pdr_urgency_of(pdr_action action, const char *severity)
+{
+    if (action == PDR_ACTION_TRIGGER) return pdr_urgency_of_severity(severity);
+    return action == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+}
+
 /* The well-formed sequences of Unicode (Table 3-7): for a lead byte c, the
 ** continuation bytes it needs and the range of the first of them (which
 ** excludes overlong forms, UTF-16 surrogates and code points over

@@ -70,6 +70,10 @@ typedef enum pdr_urgency {
 const char *pdr_urgency_name(int u);
 /* For a trigger's payload.severity string; PDR_URGENCY_WARNING for NULL or unknown. */
 int pdr_urgency_of_severity(const char *severity);
+/* The urgency to queue an event with (db_event.urgency): a trigger's from
+** its severity, PDR_URGENCY_CHANGE for a change event, PDR_URGENCY_INHERIT
+** for an acknowledge or resolve (the push takes its trigger's). */
+int pdr_urgency_of(pdr_action action, const char *severity);
 
 /* A PagerDuty integration (routing) key is exactly this long. */
 #define PDR_ROUTING_KEY_LEN 32

@@ -267,7 +267,7 @@ void tu_push_event(const char *data_dir, const char *key, pdr_action action, con
     ev.fingerprint = fingerprint;
     ev.body = body;
     ev.body_len = strlen(body);
-    ev.urgency = action == PDR_ACTION_TRIGGER ? pdr_urgency_of_severity(severity) : PDR_URGENCY_INHERIT;
+    ev.urgency = pdr_urgency_of(action, severity);
     assert_int_equal(db_outbox_push(db, &ev, NULL), PDR_OK);
     free(body);
     db_close(db);

@@ -62,8 +62,7 @@ static db_event ev_make(const char *rk, pdr_action action, const char *dedup_key
     ev.dedup_key = dedup_key;
     ev.body = body;
     ev.body_len = strlen(body);
-    ev.urgency = action == PDR_ACTION_TRIGGER ? PDR_URGENCY_WARNING
-                 : action == PDR_ACTION_CHANGE ? PDR_URGENCY_CHANGE : PDR_URGENCY_INHERIT;
+    ev.urgency = pdr_urgency_of(action, "warning");
     return ev;
 }
 
