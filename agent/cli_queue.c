@@ -202,8 +202,6 @@ static const char *shown(const char *s)
     return e ? e : "?";
 }
 
-static const char *const link_state_names[] = {"up", "down", "probing"};
-
 /* How long a key's backlog takes at its current rate: pending events at
 ** rate_per_minute (or the halved rate of a throttled key, after its wait). */
 static int64_t drain_eta_ms(const db_key_stats *k, const pdr_config *cfg, int64_t now)
@@ -231,9 +229,9 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         free(st);
         return cli_exit_for(rc);
     }
-    if (link < 0 || link > 2) link = 0;
+    if (link < DB_LINK_UP || link > DB_LINK_PROBING) link = DB_LINK_UP;
     /* the uplink as the running daemon last recorded it; unknown without one */
-    const char *uplink = pid > 0 ? link_state_names[link] : "unknown";
+    const char *uplink = pid > 0 ? db_link_state_name(link) : "unknown";
     if (json) {
         cJSON *doc = cJSON_CreateObject();
         cJSON *up = cJSON_AddObjectToObject(doc, "uplink");
@@ -279,7 +277,7 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
                (long long)pending, (long long)dead, (long long)cfg->max_events);
         if (pid <= 0)
             printf("uplink: unknown (no daemon is running on %s)\n", shown(cfg->data_dir));
-        else if (link == 0)
+        else if (link == DB_LINK_UP)
             printf("uplink: up\n");
         else
             printf("uplink: %s for %s (since %s); events wait for it\n", uplink,
@@ -298,7 +296,7 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
                     snprintf(next, sizeof next, "in %s", pdr_fmt_age(st[i].next_attempt_ms - now, in, sizeof in));
                 }
                 snprintf(eta, sizeof eta, "%s%s", pdr_fmt_age(drain_eta_ms(&st[i], cfg, now), d, sizeof d),
-                         pid > 0 && link != 0 ? "+uplink" : "");
+                         pid > 0 && link != DB_LINK_UP ? "+uplink" : "");
             } else {
                 snprintf(age, sizeof age, "-");
                 snprintf(next, sizeof next, "-");

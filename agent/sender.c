@@ -67,13 +67,11 @@
 /* Retry-After is clamped to an hour (pd_client.c). */
 #define SENDER_RETRY_AFTER_MAX_MS (INT64_C(3600) * 1000)
 
-typedef enum link_state {
-    LINK_UP = 0,                /* the values db_link_set() stores */
-    LINK_DOWN = 1,
-    LINK_PROBING = 2
+typedef enum link_state {      /* as db_link_set() stores it */
+    LINK_UP = DB_LINK_UP,
+    LINK_DOWN = DB_LINK_DOWN,
+    LINK_PROBING = DB_LINK_PROBING
 } link_state;
-
-static const char *const link_names[] = {"up", "down", "probing"};
 
 typedef struct lane {
     char key[PDR_ROUTING_KEY_LEN + 1];
@@ -139,7 +137,6 @@ struct sender {
     int64_t next_outage_log_ms;
     int64_t outage_attempts;    /* requests made during the current outage */
     char down_cause[sizeof ((pd_result *)0)->error]; /* the error that took it down */
-    int64_t down_pending;       /* backlog when it went down */
     char url_alert[600], url_change[600];
     sender_db_error_fn on_db_error;
     void *on_db_error_ctx;
@@ -336,7 +333,6 @@ static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t n
         snprintf(s->down_cause, sizeof s->down_cause, "%s", res->error);
         pdr_redact_in(s->down_cause, l->key);
         backlog(s, now, &pending, &age);
-        s->down_pending = pending;
         s->link = LINK_DOWN;
         s->next_probe_ms = now + probe_delay(s);
         s->next_outage_log_ms = now + s->cfg->outage_log_interval_ms;
@@ -602,7 +598,7 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         char c[24], in[24];
         snprintf(c, sizeof c, "%zu", n);
         snprintf(in, sizeof in, "%d", s->in_flight);
-        pdr_log(PDR_LOG_DEBUG, "due heads", "count", c, "in_flight", in, "link", link_names[s->link], NULL);
+        pdr_log(PDR_LOG_DEBUG, "due heads", "count", c, "in_flight", in, "link", db_link_state_name((int)s->link), NULL);
     }
     for (size_t i = 0; i < n; i++) {
         lane *l = lane_get(s, rows[i].routing_key, now);
@@ -779,10 +775,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     } else if (answered) {
         /* link_answered() below */
     } else if (s->link == LINK_PROBING && was_probe) {
-        /* a probe that met a 5xx (or none) without failing the link: down still */
-        s->outage_attempts++;
-        s->link = LINK_DOWN;
-        s->next_probe_ms = now + probe_delay(s);
+        link_failed(s, l, &o->res, now, was_probe);   /* a 5xx (or no answer) to the probe: down still */
     }
     switch (o->res.outcome) {
     case PD_OK:
@@ -790,12 +783,10 @@ static void record(sender *s, outcome *o, CURLcode cc)
         assert(o->res.http_status >= 200 && o->res.http_status < 300);
         o->rc = db_outbox_delivered(s->db, r->id);
         if (!o->rc) update_dedup(s, l, &o->res);
-        if (!o->rc && l->throttled_until_ms) {
-            if (l->throttled_until_ms <= now) {
-                l->throttled_until_ms = 0;
-                pdr_rc rc = db_key_throttle_clear(s->db, l->key);
-                if (rc) write_failed(s, "cannot clear a throttled key", rc, l->red);
-            }
+        if (!o->rc && l->throttled_until_ms && l->throttled_until_ms <= now) {
+            l->throttled_until_ms = 0;
+            pdr_rc rc = db_key_throttle_clear(s->db, l->key);
+            if (rc) write_failed(s, "cannot clear a throttled key", rc, l->red);
         }
         break;
     case PD_RETRY:

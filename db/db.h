@@ -401,6 +401,8 @@ pdr_rc db_key_throttle_clear(db_handle *db, const char *routing_key);
 #define DB_LINK_PROBING 2
 pdr_rc db_link_set(db_handle *db, int state, int64_t since_ms);
 pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms);
+/* "up", "down", "probing" for a DB_LINK_* state; "unknown" for others. */
+const char *db_link_state_name(int state);
 
 /* ---- tests -------------------------------------------------------------- */
 

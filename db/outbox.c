@@ -774,6 +774,12 @@ pdr_rc db_link_set(db_handle *db, int state, int64_t since_ms)
     return db_stmt_run_one(db, st, src);
 }
 
+const char *db_link_state_name(int state)
+{
+    static const char *const names[] = {"up", "down", "probing"};
+    return state >= DB_LINK_UP && state <= DB_LINK_PROBING ? names[state] : "unknown";
+}
+
 pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms)
 {
     sqlite3_stmt *st;
