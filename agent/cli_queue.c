@@ -10,11 +10,9 @@
 ** reaches the terminal, in the tables or in the JSON.
 */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/file.h>
 #include <unistd.h>
 #include <limits.h>
 #include <stdint.h>
@@ -111,50 +109,13 @@ static int queue_check_flags(const queue_args *a)
     return bad ? CLI_EXIT_USAGE : 0;
 }
 
-/* The pid of the daemon serving cfg's data_dir: it holds an exclusive
-** flock on data_dir/pdrelay.lock (db_daemon_lock) with its pid in it, so a
-** shared lock we can take means nobody holds it. Returns the pid, 0 when no
-** daemon runs there, -1 when that cannot be told (why says so). */
-static long daemon_pid(const pdr_config *cfg, char *why, size_t whysz)
-{
-    char path[4200], buf[32] = "", *end;
-    ssize_t n;
-    long pid;
-    int fd;
-
-    snprintf(path, sizeof path, "%s/%s", cfg->data_dir, DB_LOCK_FILE_NAME);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 && errno != ENOENT) {
-        snprintf(why, whysz, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0) {
-        if (fd >= 0) close(fd);   /* (closing releases the lock we took) */
-        return 0;
-    }
-    if (errno != EWOULDBLOCK) {
-        snprintf(why, whysz, "cannot test the lock on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    errno = 0;
-    pid = strtol(buf, &end, 10);
-    if (errno || end == buf || (*end && *end != '\n') || pid <= 1) {
-        snprintf(why, whysz, "%s is locked but holds no pid; is it a pdrelay data_dir?", path);
-        return -1;
-    }
-    return pid;
-}
 
 /* `queue kick`: SIGUSR1 to the daemon serving cfg's data_dir (exit 1 when
 ** none runs there, as for anything not found). */
 static int queue_kick(const pdr_config *cfg)
 {
     char why[4400] = "";
-    long pid = daemon_pid(cfg, why, sizeof why);
+    long pid = db_daemon_pid(cfg->data_dir, why, sizeof why);
     if (pid < 0) {
         fprintf(stderr, "pdrelay queue kick: %s\n", why);
         return CLI_EXIT_FAIL;
@@ -220,7 +181,7 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
     int64_t now = pdr_clock_now_ms();
     int link = 0;
     char red[PDR_REDACT_SIZE], age[32], next[32], why[4400] = "", when[PDR_TIMESTAMP_SIZE];
-    long pid = daemon_pid(cfg, why, sizeof why);
+    long pid = db_daemon_pid(cfg->data_dir, why, sizeof why);
     pdr_rc rc = db_outbox_count(db, &pending, &dead);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
     if (!rc) rc = db_link_get(db, &link, &since);

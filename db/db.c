@@ -459,6 +459,40 @@ pdr_rc db_daemon_lock(const char *data_dir, int *fd_out, char *errbuf, size_t er
     return PDR_OK;
 }
 
+long db_daemon_pid(const char *data_dir, char *why, size_t whysz)
+{
+    char path[4200], buf[32] = "", *end;
+    ssize_t n;
+    long pid;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/%s", data_dir, DB_LOCK_FILE_NAME);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno != ENOENT) {
+        db_msg(why, whysz, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        if (fd >= 0) close(fd);   /* (closing releases the lock we took) */
+        return 0;
+    }
+    if (errno != EWOULDBLOCK) {
+        db_msg(why, whysz, "cannot test the lock on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    if (errno || end == buf || (*end && *end != '\n') || pid <= 1) {
+        db_msg(why, whysz, "%s is locked but holds no pid; is it a pdrelay data_dir?", path);
+        return -1;
+    }
+    return pid;
+}
+
 void db_tx_rollback(db_handle *db)
 {
     /* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */

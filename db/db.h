@@ -121,6 +121,12 @@ pdr_rc db_writable_check(db_handle *db, char *errbuf, size_t errsz);
 #define DB_LOCK_FILE_NAME "pdrelay.lock"
 pdr_rc db_daemon_lock(const char *data_dir, int *fd_out, char *errbuf, size_t errsz);
 
+/* The pid of the daemon serving data_dir (`pdrelay queue kick`, `queue
+** status`): it holds the lock above with its pid in the file, so a shared
+** lock that can be taken means nobody holds it. Returns the pid, 0 when no
+** daemon runs there, -1 when that cannot be told (why gets the sentence). */
+long db_daemon_pid(const char *data_dir, char *why, size_t whysz);
+
 /* Explains a failure rc met opening or writing the database of data_dir
 ** for writing. SQLite reports a file it cannot write as SQLITE_READONLY (it
 ** opened it read-only without a word), SQLITE_CANTOPEN or SQLITE_PERM;
