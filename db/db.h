@@ -24,7 +24,7 @@
 
 #include "../agent/pdr.h"
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 #define DB_FILE_NAME "pdrelay.db"
 
 typedef struct db db_handle;
@@ -330,6 +330,16 @@ pdr_rc db_outbox_stats(db_handle *db, db_key_stats **stats_out, size_t *n_out);
 
 /* Total rows (pending + dead), O(1). */
 pdr_rc db_outbox_count(db_handle *db, int64_t *pending_out, int64_t *dead_out);
+
+/* The counts row, O(1): rows and the bytes of their bodies, by state. */
+typedef struct db_counts {
+    int64_t pending;
+    int64_t dead;
+    int64_t pending_bytes;      /* sum of the pending bodies' sizes in bytes */
+    int64_t dead_bytes;         /* the same for the dead letters */
+} db_counts;
+
+pdr_rc db_outbox_counts(db_handle *db, db_counts *out);
 
 /* ---- dedup table ----------------------------------------------------- */
 

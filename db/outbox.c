@@ -51,19 +51,31 @@ static int outbox_event_valid(const db_event *ev)
 }
 
 /* The counts row, inside or outside a transaction. */
-static pdr_rc outbox_counts(db_handle *db, int64_t *pending, int64_t *dead)
+static pdr_rc outbox_counts_row(db_handle *db, db_counts *c)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_COUNTS);
     pdr_rc rc = PDR_OK;
     int src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        *pending = sqlite3_column_int64(st, 0);
-        *dead = sqlite3_column_int64(st, 1);
+        c->pending = sqlite3_column_int64(st, 0);
+        c->dead = sqlite3_column_int64(st, 1);
+        c->pending_bytes = sqlite3_column_int64(st, 2);
+        c->dead_bytes = sqlite3_column_int64(st, 3);
     } else {
         rc = db_fail(db, src == SQLITE_DONE ? SQLITE_CORRUPT : src, "reading counts");
     }
     sqlite3_reset(st);
     return rc;
+}
+
+static pdr_rc outbox_counts(db_handle *db, int64_t *pending, int64_t *dead)
+{
+    db_counts c;
+    pdr_rc rc = outbox_counts_row(db, &c);
+    if (rc) return rc;
+    *pending = c.pending;
+    *dead = c.dead;
+    return PDR_OK;
 }
 
 /*
@@ -736,6 +748,13 @@ pdr_rc db_outbox_count(db_handle *db, int64_t *pending_out, int64_t *dead_out)
     if (pending_out) *pending_out = pending;
     if (dead_out) *dead_out = dead;
     return PDR_OK;
+}
+
+pdr_rc db_outbox_counts(db_handle *db, db_counts *out)
+{
+    if (!db || !out) return PDR_ERR_INVALID;
+    memset(out, 0, sizeof *out);
+    return outbox_counts_row(db, out);
 }
 
 /* ---- state the sender publishes ------------------------------------------------- */

@@ -165,11 +165,68 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     " since_ms INTEGER NOT NULL);" \
     "INSERT INTO link_state(one, state, since_ms) VALUES(1, 0, 0);"
 
+/*
+** Version 3: storage that fits the device.
+**
+** counts.pending_bytes, counts.dead_bytes   the sum of the stored bodies'
+**                  sizes in bytes (length(CAST(body AS BLOB)): octets, not
+**                  characters) of the pending and the dead rows, kept by
+**                  the count triggers beside the row counts, so that the
+**                  [outbox] max_bytes bound is O(1) like max_events. The
+**                  triggers are replaced; the existing rows are summed once.
+** outbox_dead_age  (dead_ms, id) of dead rows: the oldest dead letters are
+**                  found with one seek when max_dead or max_dead_age drops
+**                  them. Costs nothing at push (a new row is pending).
+** run_state        the one row of the daemon's run: clean = 1 when the last
+**                  `pdrelay run` stopped cleanly (written at its stop, cleared
+**                  at its start), so that opening checks the file only after
+**                  an unclean stop. 0 here: a file migrated from version 2
+**                  does not say how its last run ended.
+*/
+#define DB_SQL_MIGRATION_V3 \
+    "ALTER TABLE counts ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0;" \
+    "ALTER TABLE counts ADD COLUMN dead_bytes INTEGER NOT NULL DEFAULT 0;" \
+    "UPDATE counts SET" \
+    " pending_bytes=(SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM outbox WHERE state=0)," \
+    " dead_bytes=(SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM outbox WHERE state=1)" \
+    " WHERE one=1;" \
+    "DROP TRIGGER outbox_count_insert;" \
+    "DROP TRIGGER outbox_count_delete;" \
+    "DROP TRIGGER outbox_count_state;" \
+    "CREATE TRIGGER outbox_count_insert AFTER INSERT ON outbox BEGIN" \
+    " UPDATE counts SET pending=pending+(NEW.state=0), dead=dead+(NEW.state=1)," \
+    "  pending_bytes=pending_bytes+(NEW.state=0)*length(CAST(NEW.body AS BLOB))," \
+    "  dead_bytes=dead_bytes+(NEW.state=1)*length(CAST(NEW.body AS BLOB))" \
+    "  WHERE one=1;" \
+    " END;" \
+    "CREATE TRIGGER outbox_count_delete AFTER DELETE ON outbox BEGIN" \
+    " UPDATE counts SET pending=pending-(OLD.state=0), dead=dead-(OLD.state=1)," \
+    "  pending_bytes=pending_bytes-(OLD.state=0)*length(CAST(OLD.body AS BLOB))," \
+    "  dead_bytes=dead_bytes-(OLD.state=1)*length(CAST(OLD.body AS BLOB))" \
+    "  WHERE one=1;" \
+    " END;" \
+    "CREATE TRIGGER outbox_count_state AFTER UPDATE OF state ON outbox" \
+    " WHEN OLD.state<>NEW.state BEGIN" \
+    " UPDATE counts SET pending=pending-(OLD.state=0)+(NEW.state=0)," \
+    "  dead=dead-(OLD.state=1)+(NEW.state=1)," \
+    "  pending_bytes=pending_bytes+((NEW.state=0)-(OLD.state=0))*length(CAST(NEW.body AS BLOB))," \
+    "  dead_bytes=dead_bytes+((NEW.state=1)-(OLD.state=1))*length(CAST(NEW.body AS BLOB))" \
+    "  WHERE one=1;" \
+    " END;" \
+    "CREATE INDEX outbox_dead_age ON outbox(dead_ms, id) WHERE state=1;" \
+    "CREATE TABLE run_state(" \
+    " one INTEGER PRIMARY KEY CHECK(one=1)," \
+    " clean INTEGER NOT NULL," \
+    " started_ms INTEGER NOT NULL," \
+    " stopped_ms INTEGER NOT NULL);" \
+    "INSERT INTO run_state(one, clean, started_ms, stopped_ms) VALUES(1, 0, 0, 0);"
+
 /* X(version, script): script `version` migrates version-1 to version.
 ** Keep them in order and without gaps; the last one is DB_SCHEMA_VERSION. */
 #define DB_MIGRATIONS(X) \
     X(1, DB_SQL_MIGRATION_V1) \
-    X(2, DB_SQL_MIGRATION_V2)
+    X(2, DB_SQL_MIGRATION_V2) \
+    X(3, DB_SQL_MIGRATION_V3)
 
 /* ---- 2. statements run while opening ---------------------------------------- */
 
@@ -251,7 +308,7 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(COMMIT,  "COMMIT") \
     X(ROLLBACK, "ROLLBACK") \
     /* counts (one-row table kept by triggers) */ \
-    X(COUNTS, "SELECT pending, dead FROM counts WHERE one=1") \
+    X(COUNTS, "SELECT pending, dead, pending_bytes, dead_bytes FROM counts WHERE one=1") \
     /* push: the newest pending row of (key, dedup_key); IS matches the   \
     ** NULL dedup_key of change events. Index: outbox_coalesce, one seek  \
     ** for MAX(id) whatever the statistics say (ORDER BY id DESC LIMIT 1  \

@@ -253,8 +253,10 @@ static void test_too_new_is_refused_untouched(void **state)
     db_close(db);
     raw_exec(path, "PRAGMA user_version=99");
 
-    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", "(2)", "upgrade pdrelay", "untouched",
+    char *ours = tu_printf("(%d)", DB_SCHEMA_VERSION);
+    expect_refused(tmp, 0, PDR_ERR_TOO_NEW, "99", ours, "upgrade pdrelay", "untouched",
                    (const char *)NULL);
+    free(ours);
     expect_refused(tmp, 1, PDR_ERR_TOO_NEW, "99", (const char *)NULL);
     free(path);
     tu_rmrf(tmp);
@@ -689,13 +691,30 @@ static void test_migrates_v1(void **state)
                    (const char *)NULL);
 
     for (int round = 0; round < 2; round++) {
-        /* The second open finds version 2: nothing to do, nothing changes. */
+        /* The second open finds the current version: nothing to do, nothing changes. */
         assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
         assert_int_equal(db_settings_get(db, &s), PDR_OK);
-        assert_int_equal(s.user_version, 2);
+        assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
         assert_int_equal(db_outbox_count(db, &pending, &dead), PDR_OK);
         assert_int_equal(pending, 13);
         assert_int_equal(dead, 1);
+        /* Version 3 summed the bodies: "{}" 4 times, the 5 changes and
+        ** triggers by their text, row 7 dead. */
+        {
+            db_counts c;
+            int64_t want_pending = 0, want_dead = 0;
+            assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+            for (i = 1; i <= 14; i++) {
+                assert_int_equal(db_outbox_get(db, (int64_t)i, &row), PDR_OK);
+                if (row.state == DB_ROW_DEAD) want_dead += (int64_t)strlen(row.body);
+                else want_pending += (int64_t)strlen(row.body);
+                db_row_cleanup(&row);
+            }
+            assert_int_equal(c.pending, 13);
+            assert_int_equal(c.pending_bytes, want_pending);
+            assert_int_equal(c.dead_bytes, want_dead);
+            assert_true(want_pending > 0 && want_dead > 0);
+        }
         for (i = 1; i <= 14; i++) {
             assert_int_equal(db_outbox_get(db, (int64_t)i, &row), PDR_OK);
             if (row.urgency != want_urgency[i])
