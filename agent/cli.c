@@ -8,6 +8,7 @@
 */
 #include "cli.h"
 #include "log.h"
+#include "writer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -87,10 +88,7 @@ static db_handle *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int m
     db_options opt;
     db_handle *db = NULL;
     char err[1024] = "";
-    memset(&opt, 0, sizeof opt);
-    opt.data_dir = cfg->data_dir;
-    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
-    opt.max_events = cfg->max_events;
+    writer_db_options(cfg, &opt);
     opt.read_only = mode == DB_OPEN_RO;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
     if (mode == DB_OPEN_WRITABLE) {

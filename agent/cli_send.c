@@ -449,9 +449,13 @@ int cli_send(int argc, char **argv)
                             "not queued again", tname ? tname : red, tname ? " " : "",
                     tname ? red : "");
         } else if (results[i] == PDR_ERR_FULL) {
-            send_fail("outbox is full (max_events = %lld): event not queued for %s; "
-                            "retry later, or raise [outbox] max_events or purge dead letters",
-                    (long long)cfg->max_events, tname ? tname : red);
+            db_bound b = db_outbox_last_bound(db);
+            char limit[32];
+            if (b == DB_BOUND_MAX_EVENTS) snprintf(limit, sizeof limit, "%lld", (long long)cfg->max_events);
+            else pdr_size_format(b == DB_BOUND_MAX_BYTES ? cfg->max_bytes : cfg->min_free, limit, sizeof limit);
+            send_fail("outbox is full (%s = %s): event not queued for %s; retry when the outbox drains%s",
+                      db_bound_key(b), limit, tname ? tname : red,
+                      b == DB_BOUND_MIN_FREE ? " or space is freed" : "");
             ex = CLI_EXIT_TEMPFAIL;
         }
     }

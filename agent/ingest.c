@@ -391,16 +391,34 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
     if (rc == PDR_ERR_SHUTDOWN)
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Shutting down",
                            RETRY_AFTER_SOON, NULL, "pdrelay is shutting down; retry shortly");
-    if (rc == PDR_ERR_FULL)
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full",
-                           RETRY_AFTER_FULL, NULL,
-                           "the outbox holds [outbox] max_events events; retry when it drains");
     if (rc == PDR_ERR_NOMEM)
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Out of memory", RETRY_AFTER_SOON,
                            NULL, "pdrelay ran out of memory handling the request; nothing was queued, retry shortly");
     return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox not writable",
                        RETRY_AFTER_SOON, NULL, "the event was not stored: %s; nothing queued was harmed",
                        pdr_strerror(rc));
+}
+
+/* 503 for an outbox that reached a bound (db.c, invariant 4): which, and
+** its value. cfg: the request's (a reload keeps the running bounds). */
+static enum MHD_Result reply_full(struct MHD_Connection *c, const pdr_config *cfg, db_bound b)
+{
+    char v[32];
+    switch (b) {
+    case DB_BOUND_MAX_BYTES:
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
+                           "the pending events reached [outbox] max_bytes (%s); retry when it drains",
+                           pdr_size_format(cfg->max_bytes, v, sizeof v));
+    case DB_BOUND_MIN_FREE:
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
+                           "the filesystem of data_dir has less free space than [outbox] min_free (%s); retry "
+                           "when space is freed or the outbox drains",
+                           pdr_size_format(cfg->min_free, v, sizeof v));
+    default:
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
+                           "the outbox holds [outbox] max_events (%lld) pending events; retry when it drains",
+                           (long long)cfg->max_events);
+    }
 }
 
 static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const normalize_result *nr)
@@ -532,9 +550,10 @@ static enum MHD_Result post_reply(struct MHD_Connection *c, req *rq)
                     "dedup_key", nr->evs[i].dedup_key[0] ? nr->evs[i].dedup_key : NULL, NULL);
     }
     if (full) {
-        pdr_log(PDR_LOG_WARN, "outbox full: request refused with 503", "endpoint", route_name(rq->r), NULL);
+        pdr_log(PDR_LOG_WARN, "outbox full: request refused with 503", "endpoint", route_name(rq->r), "bound",
+                db_bound_key(rq->job.bound), NULL);
         metrics_inc(MC_INGEST, route_name(rq->r), "rejected");
-        return reply_unavailable(c, PDR_ERR_FULL);
+        return reply_full(c, rq->ref->cfg, rq->job.bound);
     }
     {
         static const char *const results[] = {"queued", "coalesced", "repaired", "unrouted"};
@@ -578,6 +597,9 @@ static enum MHD_Result reply_metrics(ingest *in, struct MHD_Connection *c, const
     char *text;
     g.pending = st->pending;
     g.dead = st->dead;
+    g.pending_bytes = st->pending_bytes;
+    g.dead_bytes = st->dead_bytes;
+    g.full_bound = st->bound;
     g.dedup_entries = st->dedup_entries;
     g.body_bytes = atomic_load(&in->body_bytes);
     g.body_budget = INGEST_BODY_BUDGET;
@@ -615,18 +637,20 @@ static enum MHD_Result get_submit(ingest *in, struct MHD_Connection *c, req *rq)
 static enum MHD_Result get_reply(ingest *in, struct MHD_Connection *c, req *rq)
 {
     writer_stats st;
-    int64_t max_events = writer_max_events(in->w);   /* what the writer enforces */
+    const pdr_config *cfg = rq->ref->cfg;
     cJSON *o;
 
     writer_stats_get(in->w, &st);
     if (rq->r == ROUTE_METRICS) return reply_metrics(in, c, &st);
     if (rq->job.rc) return reply_unavailable(c, rq->job.rc);
-    if (st.pending + st.dead >= max_events) return reply_unavailable(c, PDR_ERR_FULL);
+    if (st.bound != DB_BOUND_NONE) return reply_full(c, cfg, st.bound);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ready");
     cJSON_AddNumberToObject(o, "pending", (double)st.pending);
     cJSON_AddNumberToObject(o, "dead", (double)st.dead);
-    cJSON_AddNumberToObject(o, "max_events", (double)max_events);
+    cJSON_AddNumberToObject(o, "pending_bytes", (double)st.pending_bytes);
+    cJSON_AddNumberToObject(o, "max_events", (double)cfg->max_events);
+    cJSON_AddNumberToObject(o, "max_bytes", (double)cfg->max_bytes);
     return reply_json(c, MHD_HTTP_OK, o, NULL, NULL);
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "pdr.h"
 
 #define LABEL_MAX 80
@@ -47,6 +48,8 @@ static const family counter_families[MC_COUNT] = {
      "collapsed (dropped with their resolve) or noted (sent as info).", {"action", NULL}, 1},
     {"pdrelay_link_probes_total", "Requests that probed a down uplink, by result (failed, recovered).",
      {"result", NULL}, 1},
+    {"pdrelay_dead_dropped_total", "Dead letters dropped, oldest first, past [outbox] max_dead or max_dead_age.",
+     {"bound", NULL}, 1},
 };
 
 static const double api_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -227,6 +230,8 @@ void metrics_set_targets(const pdr_config *cfg)
             counter_series(MC_API_ERRORS, error_types[i], NULL);
         counter_series(MC_DEAD_LETTERS, "permanent", NULL);
         counter_series(MC_DEAD_LETTERS, "max_age", NULL);
+        counter_series(MC_DEAD_DROPPED, "max_dead", NULL);
+        counter_series(MC_DEAD_DROPPED, "max_dead_age", NULL);
     }
     n_targets = 0;
     for (size_t i = 0; cfg && i < cfg->n_targets && n_targets < TARGETS_MAX; i++) {
@@ -387,6 +392,14 @@ char *metrics_render(const metrics_gauges *g)
     put(&b, "# HELP pdrelay_outbox_events Events in the outbox by state.\n# TYPE pdrelay_outbox_events gauge\n");
     put(&b, "pdrelay_outbox_events{state=\"pending\"} %lld\n", (long long)g->pending);
     put(&b, "pdrelay_outbox_events{state=\"dead\"} %lld\n", (long long)g->dead);
+    put(&b, "# HELP pdrelay_outbox_bytes Bytes of the stored events' bodies by state ([outbox] max_bytes bounds "
+            "pending).\n# TYPE pdrelay_outbox_bytes gauge\n");
+    put(&b, "pdrelay_outbox_bytes{state=\"pending\"} %lld\n", (long long)g->pending_bytes);
+    put(&b, "pdrelay_outbox_bytes{state=\"dead\"} %lld\n", (long long)g->dead_bytes);
+    put(&b, "# HELP pdrelay_outbox_full 1 for the [outbox] bound that refuses new events now (ingest answers "
+            "503), else 0.\n# TYPE pdrelay_outbox_full gauge\n");
+    for (int i = DB_BOUND_MAX_EVENTS; i < DB_BOUND_COUNT; i++)
+        put(&b, "pdrelay_outbox_full{bound=\"%s\"} %d\n", db_bound_key((db_bound)i), g->full_bound == i);
     put(&b, "# HELP pdrelay_outbox_oldest_age_seconds Age of the oldest pending event (0 when none).\n"
             "# TYPE pdrelay_outbox_oldest_age_seconds gauge\npdrelay_outbox_oldest_age_seconds %.3f\n",
         g->oldest_age_s);

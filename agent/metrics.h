@@ -39,6 +39,7 @@ typedef enum metric_counter {
     MC_DEAD_LETTERS,       /* pdrelay_dead_letters_total{reason} */
     MC_RESOLVED_WHILE_QUEUED, /* pdrelay_resolved_while_queued_total{action}: collapsed | noted */
     MC_PROBES,             /* pdrelay_link_probes_total{result}: requests that probed a down uplink */
+    MC_DEAD_DROPPED,       /* pdrelay_dead_dropped_total{bound}: max_dead | max_dead_age */
     MC_COUNT
 } metric_counter;
 
@@ -74,6 +75,9 @@ const char *metrics_target(const char *routing_key, char *out, size_t outsz);
 typedef struct metrics_gauges {
     int64_t pending;
     int64_t dead;
+    int64_t pending_bytes;  /* the stored bodies' bytes, by state */
+    int64_t dead_bytes;
+    int full_bound;         /* db_bound reached now (DB_BOUND_NONE: not full) */
     double oldest_age_s;    /* 0 when nothing is pending */
     int64_t dedup_entries;
     int64_t body_bytes;     /* memory held by request bodies in progress (ingest) */

@@ -55,6 +55,7 @@
 #include "metrics.h"
 #include "pd_client.h"
 #include "ratelimit.h"
+#include "writer.h"
 
 #define SENDER_DUE_BATCH 512
 /* A fill asked for only by sender_notify(), right after such a fill that
@@ -958,9 +959,36 @@ static void kicked(sender *s, int64_t now)
     pdr_log(PDR_LOG_DEBUG, "kicked: every key's next event is due now", NULL);
 }
 
+/* Dead letters past [outbox] max_dead or max_dead_age are dropped, oldest
+** first (db.c, invariant 4), counted and logged; the next pass is due when
+** the oldest remaining one comes of age. One O(1) read and one index seek
+** when nothing is past a bound. */
+static void trim_dead(sender *s, int64_t now, int64_t *wake)
+{
+    int64_t by_age = 0, by_count = 0, next = 0;
+    pdr_rc rc = db_outbox_trim_dead(s->db, now, &by_age, &by_count, &next);
+    if (rc) {
+        write_failed(s, "cannot drop dead letters past their bounds", rc, NULL);
+        return;
+    }
+    if (by_age || by_count) {
+        char a[24], n[24], lim[24], age[32];
+        snprintf(a, sizeof a, "%lld", (long long)by_age);
+        snprintf(n, sizeof n, "%lld", (long long)by_count);
+        snprintf(lim, sizeof lim, "%lld", (long long)s->cfg->max_dead);
+        pdr_duration_format(s->cfg->max_dead_age_ms, age, sizeof age);
+        pdr_log(PDR_LOG_WARN, "dropped the oldest dead letters past their bounds", "by_age", a, "by_count", n,
+                "max_dead", lim, "max_dead_age", age, NULL);
+        metrics_add(MC_DEAD_DROPPED, "max_dead_age", NULL, (double)by_age);
+        metrics_add(MC_DEAD_DROPPED, "max_dead", NULL, (double)by_count);
+    }
+    if (next) min_into(wake, next);
+}
+
 static void housekeeping(sender *s, int64_t now, int64_t *wake)
 {
     outage_summary(s, now, wake);
+    trim_dead(s, now, wake);
     if (now >= s->next_cleanup_ms) {
         int64_t n = 0;
         pdr_rc rc = db_dedup_purge_expired(s->db, &n);
@@ -1053,10 +1081,7 @@ pdr_rc sender_start(sender *s)
 {
     db_options opt;
     char err[1024] = "";
-    memset(&opt, 0, sizeof opt);
-    opt.data_dir = s->cfg->data_dir;
-    opt.sync_full = s->cfg->synchronous == PDR_SYNC_FULL;
-    opt.max_events = s->cfg->max_events;
+    writer_db_options(s->cfg, &opt);
     opt.skip_quick_check = 1;   /* the daemon checked it when it opened its own handle */
     pdr_rc rc = db_open(&opt, &s->db, err, sizeof err);
     if (rc) {

@@ -27,6 +27,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,12 +58,26 @@ struct writer {
     uint64_t submitted;         /* jobs accepted so far (job->seq), under mu */
     uint64_t completed;         /* seq of the last job whose callback ran: the thread's */
 
+    db_bound refusing;          /* writer thread: the bound that refused the
+                                ** last refused event, until one is stored */
     /* The batch arrays, grown up to WRITER_BATCH_MAX. */
     db_event *bevs;
     pdr_rc *bres;
     int64_t *bids;
     size_t bcap;
 };
+
+void writer_db_options(const pdr_config *cfg, db_options *out)
+{
+    memset(out, 0, sizeof *out);
+    out->data_dir = cfg->data_dir;
+    out->sync_full = cfg->synchronous == PDR_SYNC_FULL;
+    out->max_events = cfg->max_events;
+    out->max_bytes = cfg->max_bytes;
+    out->min_free = cfg->min_free;
+    out->max_dead = cfg->max_dead;
+    out->max_dead_age_ms = cfg->max_dead_age_ms;
+}
 
 pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ctx, writer **out)
 {
@@ -77,10 +92,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
     w->cfg = cfg;
     w->on_commit = on_commit;
     w->ctx = ctx;
-    memset(&opt, 0, sizeof opt);
-    opt.data_dir = cfg->data_dir;
-    opt.sync_full = cfg->synchronous == PDR_SYNC_FULL;
-    opt.max_events = cfg->max_events;
+    writer_db_options(cfg, &opt);
     opt.skip_quick_check = 1;   /* the daemon checked the file when it started */
     opt.dedup_ttl_ms = cfg->dedup_ttl_ms;   /* a trigger records its incident as it is queued */
     rc = db_open(&opt, &w->db, err, sizeof err);
@@ -118,8 +130,10 @@ static pdr_rc batch_reserve(writer *w, size_t n)
 /* Runs a probe job on the writer's connection. */
 static pdr_rc writer_run_probe(writer *w)
 {
-    int64_t pending = 0, dead = 0, oldest = 0, dedup = 0;
-    pdr_rc rc = db_outbox_count(w->db, &pending, &dead), last;
+    int64_t oldest = 0, dedup = 0;
+    db_counts c;
+    db_bound bound = DB_BOUND_NONE;
+    pdr_rc rc = db_outbox_counts(w->db, &c), last;
     pthread_mutex_lock(&w->mu);
     last = w->stats.last_rc;
     pthread_mutex_unlock(&w->mu);
@@ -131,13 +145,17 @@ static pdr_rc writer_run_probe(writer *w)
         }
     }
     if (!rc) rc = db_dedup_count(w->db, &dedup);
+    if (!rc) bound = db_outbox_bound_reached(w->db, &c);
     /* Healthy: no write needed, the last batch proved the disk. After a
     ** failure, write once to learn whether space (or the device) is back. */
     if (!rc && last != PDR_OK) rc = db_write_probe(w->db);
     pthread_mutex_lock(&w->mu);
     if (!rc) {
-        w->stats.pending = pending;
-        w->stats.dead = dead;
+        w->stats.pending = c.pending;
+        w->stats.dead = c.dead;
+        w->stats.pending_bytes = c.pending_bytes;
+        w->stats.dead_bytes = c.dead_bytes;
+        w->stats.bound = bound;
         w->stats.oldest_ms = oldest;
         w->stats.dedup_entries = dedup;
     }
@@ -197,6 +215,31 @@ out:
     return rc;
 }
 
+/* After a commit: each job refused by a bound learns which; the log says
+** once when a bound starts refusing events and once when events are
+** stored again. */
+static void writer_note_bound(writer *w, writer_job *first, writer_job *end, size_t stored)
+{
+    db_bound b = db_outbox_last_bound(w->db);
+    for (writer_job *j = first; j != end; j = j->next) {
+        j->bound = DB_BOUND_NONE;
+        for (size_t i = 0; i < j->n; i++)
+            if (j->results[i] == PDR_ERR_FULL) j->bound = b;
+    }
+    if (b != DB_BOUND_NONE && b != w->refusing) {
+        char limit[32];
+        const pdr_config *c = w->cfg;
+        if (b == DB_BOUND_MAX_EVENTS) snprintf(limit, sizeof limit, "%lld", (long long)c->max_events);
+        else pdr_size_format(b == DB_BOUND_MAX_BYTES ? c->max_bytes : c->min_free, limit, sizeof limit);
+        pdr_log(PDR_LOG_WARN, "outbox full: new events are refused (503) until it drains; nothing queued is "
+                "dropped", "bound", db_bound_key(b), "limit", limit, NULL);
+        w->refusing = b;
+    } else if (b == DB_BOUND_NONE && stored && w->refusing != DB_BOUND_NONE) {
+        pdr_log(PDR_LOG_INFO, "outbox accepts new events again", "bound", db_bound_key(w->refusing), NULL);
+        w->refusing = DB_BOUND_NONE;
+    }
+}
+
 /* Commits the jobs from first up to (not including) end as one batch. */
 static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_t nev)
 {
@@ -234,6 +277,7 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
     }
     for (size_t i = 0; i < nev; i++)
         if (w->bres[i] == PDR_OK) stored++;
+    writer_note_bound(w, first, end, stored);
     if (stored && w->on_commit) w->on_commit(w->ctx);
     return PDR_OK;
 }
@@ -345,11 +389,6 @@ pdr_rc writer_start(writer *w)
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
-}
-
-int64_t writer_max_events(const writer *w)
-{
-    return w->cfg->max_events;
 }
 
 void writer_job_push(writer_job *job, const db_event *evs, size_t n, pdr_rc *results, int64_t *ids,

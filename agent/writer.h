@@ -67,9 +67,18 @@ typedef struct writer_stats {
     pdr_rc last_rc;             /* result of the last transaction (PDR_OK once one succeeds again) */
     int64_t pending;            /* outbox figures of the last successful probe */
     int64_t dead;
+    int64_t pending_bytes;
+    int64_t dead_bytes;
+    db_bound bound;             /* the bound reached (db_outbox_bound_reached) */
     int64_t oldest_ms;          /* created_ms of the oldest pending event; 0 when none */
     int64_t dedup_entries;
 } writer_stats;
+
+/* The db_options every opener of the outbox takes from cfg (the writer,
+** the sender, `pdrelay send` and `queue`): data_dir, synchronous and the
+** bounds ([outbox] max_events, max_bytes, min_free, max_dead, max_dead_age).
+** Zeroes the rest. */
+void writer_db_options(const pdr_config *cfg, db_options *out);
 
 /* Opens its own database connection on cfg's data_dir. cfg is borrowed and
 ** must outlive the writer. on_commit may be NULL.
@@ -78,9 +87,6 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
 /* Starts the writer's thread. Main thread. */
 pdr_rc writer_start(writer *w);
 
-/* max_events as the writer enforces it (fixed for the writer's life).
-** Thread-safe (reads a value that never changes). */
-int64_t writer_max_events(const writer *w);
 
 typedef struct writer_job writer_job;
 typedef void (*writer_done_fn)(writer_job *job);
@@ -95,6 +101,8 @@ struct writer_job {
     pdr_rc *results;
     int64_t *ids;
     pdr_rc rc;                  /* outcome, as writer_submit() returns it */
+    db_bound bound;             /* a push with a PDR_ERR_FULL result: the bound
+                                ** that refused it (db_outbox_last_bound) */
     writer_done_fn done;
     void *ctx;                  /* the caller's */
     writer_job *next;           /* private */

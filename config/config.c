@@ -49,6 +49,10 @@
 #define DURATION_ALLOWED \
     "a whole number with a unit ms, s, m, h or d (e.g. 500ms, 30s, 5m, 24h, 7d), or 0"
 
+#define SIZE_ALLOWED \
+    "a whole number of bytes, or with a unit KB, MB, GB or TB (powers of 1024; e.g. 512KB, 256MB)"
+#define MAX_SIZE (INT64_C(1) << 50)
+
 #define MS_SECOND INT64_C(1000)
 #define MS_MINUTE (60 * MS_SECOND)
 #define MS_HOUR (60 * MS_MINUTE)
@@ -161,8 +165,20 @@ static const pdr_config_key key_table[] = {
      "full: one fsync per commit, survives power loss. normal: spares flash, may lose the last commits on power "
      "loss."},
     {"outbox", "max_events", PDR_KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL, KEEP,
-     "Bound on outbox rows (pending and dead); when full, ingest answers 503 (so senders retry) and pdrelay send "
-     "exits 75."},
+     "Bound on pending events (dead letters have their own bounds, max_dead and max_dead_age); when it is reached, "
+     "ingest answers 503 with Retry-After (so senders retry), /readyz answers 503 and pdrelay send exits 75. "
+     "Lowered below what is queued, nothing queued is dropped: new events are refused until the outbox drains."},
+    {"outbox", "max_bytes", PDR_KT_SIZE, 0, "256MB", CFG(max_bytes), INT64_C(1) << 20, MAX_SIZE, NULL, KEEP,
+     "Bound on the sum of the pending events' sizes (their JSON bodies as stored), kept as a running total; "
+     "reaching it means the same as max_events."},
+    {"outbox", "min_free", PDR_KT_SIZE, 0, "64MB", CFG(min_free), 0, MAX_SIZE, NULL, KEEP,
+     "Free space pdrelay leaves on the filesystem of data_dir for everything else (statvfs, read at most once a "
+     "second); an event that would leave less is refused as with max_events; 0: no such bound."},
+    {"outbox", "max_dead", PDR_KT_INT64, 0, "10000", CFG(max_dead), 1, 1000000000, NULL, KEEP,
+     "Dead letters kept (events PagerDuty refused or max_age expired); past it the oldest are dropped, counted in "
+     "pdrelay_dead_dropped_total and logged. Dead letters never count towards max_events or max_bytes."},
+    {"outbox", "max_dead_age", PDR_KT_DURATION, 0, "7d", CFG(max_dead_age_ms), MS_MINUTE, MAX_DURATION, NULL, KEEP,
+     "A dead letter older than this (since it died) is dropped, counted and logged like those past max_dead."},
     {"outbox", "max_age", PDR_KT_DURATION, PDR_KF_OPTIONAL, "", CFG(max_age_ms), 0, MAX_DURATION, NULL, RESTART,
      "Pending events older than this become dead letters instead of being retried; empty: never expire."},
     {"outbox", "delay_note_after", PDR_KT_DURATION, 0, "5m", CFG(delay_note_after_ms), 0, MAX_DURATION, NULL, RESTART,
@@ -326,6 +342,51 @@ static void secure_zero(void *p, size_t n)
     while (n--) *v++ = 0;
 }
 
+/* ---- sizes --------------------------------------------------------------- */
+
+static const struct { const char *name; int shift; } size_units[] = {
+    {"", 0}, {"B", 0}, {"K", 10}, {"KB", 10}, {"KiB", 10}, {"M", 20}, {"MB", 20}, {"MiB", 20},
+    {"G", 30}, {"GB", 30}, {"GiB", 30}, {"T", 40}, {"TB", 40}, {"TiB", 40}
+};
+
+pdr_rc pdr_size_parse(const char *s, int64_t *bytes_out)
+{
+    int64_t v = 0;
+    const char *p = s;
+
+    if (!s || !bytes_out) return PDR_ERR_INVALID;
+    if (*p < '0' || *p > '9') return PDR_ERR_INVALID;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10) return PDR_ERR_INVALID;
+        v = v * 10 + d;
+    }
+    for (size_t i = 0; i < sizeof size_units / sizeof size_units[0]; i++) {
+        if (strcmp(p, size_units[i].name)) continue;
+        if (v > (INT64_MAX >> size_units[i].shift)) return PDR_ERR_INVALID;
+        *bytes_out = v << size_units[i].shift;
+        return PDR_OK;
+    }
+    return PDR_ERR_INVALID;
+}
+
+char *pdr_size_format(int64_t bytes, char *out, size_t outsz)
+{
+    static const struct { const char *name; int shift; } units[] = {
+        {"TB", 40}, {"GB", 30}, {"MB", 20}, {"KB", 10}
+    };
+    if (!out || !outsz) return out;
+    for (size_t i = 0; bytes > 0 && i < sizeof units / sizeof units[0]; i++) {
+        int64_t unit = (int64_t)1 << units[i].shift;
+        if (bytes % unit == 0) {
+            snprintf(out, outsz, "%lld%s", (long long)(bytes / unit), units[i].name);
+            return out;
+        }
+    }
+    snprintf(out, outsz, "%lld", (long long)bytes);
+    return out;
+}
+
 /* ---- durations ---------------------------------------------------------- */
 
 pdr_rc pdr_duration_parse(const char *s, int64_t *ms_out)
@@ -477,6 +538,25 @@ static int set_number(load_ctx *c, const pdr_config_key *kd, const char *value)
     return 0;
 }
 
+static int set_size(load_ctx *c, const pdr_config_key *kd, const char *value)
+{
+    int64_t v;
+    char lo[32], hi[32];
+
+    if (pdr_size_parse(value, &v)) {
+        err_at(c, c->lineno, "%s%s%s: %s; allowed: " SIZE_ALLOWED, kd->key, *value ? " = " : "", value,
+               *value ? "not a size" : "empty value");
+        return -1;
+    }
+    if (v < kd->min || v > kd->max) {
+        err_at(c, c->lineno, "%s = %s: out of range; allowed: %s to %s", kd->key, value,
+               pdr_size_format(kd->min, lo, sizeof lo), pdr_size_format(kd->max, hi, sizeof hi));
+        return -1;
+    }
+    *(int64_t *)field(c->cfg, kd) = v;
+    return 0;
+}
+
 static int set_duration(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     int64_t v;
@@ -535,6 +615,7 @@ static int set_value(load_ctx *c, const pdr_config_key *kd, const char *value)
     case PDR_KT_INT64:
     case PDR_KT_MS: return set_number(c, kd, value);
     case PDR_KT_DURATION: return set_duration(c, kd, value);
+    case PDR_KT_SIZE: return set_size(c, kd, value);
     case PDR_KT_ENUM: return set_enum(c, kd, value);
     case PDR_KT_ROUTING_KEY:
     case PDR_KT_ROUTING_KEY_FILE:
@@ -1137,6 +1218,10 @@ char *pdr_config_key_allowed(const pdr_config_key *k, char *out, size_t outsz)
         snprintf(out, outsz, "%s to %s", pdr_duration_format(k->min, lo, sizeof lo),
                  pdr_duration_format(k->max, hi, sizeof hi));
         break;
+    case PDR_KT_SIZE:
+        snprintf(out, outsz, "%s to %s (bytes, or KB, MB, GB: powers of 1024)",
+                 pdr_size_format(k->min, lo, sizeof lo), pdr_size_format(k->max, hi, sizeof hi));
+        break;
     case PDR_KT_ENUM: join_names(k->names, out, outsz); break;
     case PDR_KT_ROUTING_KEY: snprintf(out, outsz, "%d letters and digits", PDR_ROUTING_KEY_LEN); break;
     case PDR_KT_ROUTING_KEY_FILE: snprintf(out, outsz, "a file name"); break;
@@ -1180,6 +1265,10 @@ char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char 
     case PDR_KT_DURATION:
         memcpy(&v, f, sizeof v);
         if (v || !(k->flags & PDR_KF_OPTIONAL)) pdr_duration_format(v, out, outsz);
+        break;
+    case PDR_KT_SIZE:
+        memcpy(&v, f, sizeof v);
+        pdr_size_format(v, out, outsz);
         break;
     case PDR_KT_ROUTING_KEY:
     case PDR_KT_ROUTING_KEY_FILE:

@@ -128,7 +128,12 @@ typedef struct pdr_config {
 
     /* [outbox] */
     pdr_sync_mode synchronous;  /* default full */
-    int64_t max_events;         /* default 1000000, >= 1 */
+    int64_t max_events;         /* default 1000000, >= 1: pending events */
+    int64_t max_bytes;          /* default 256MB: the pending events' bodies */
+    int64_t min_free;           /* default 64MB, 0 = none: free space left on
+                                ** data_dir's filesystem */
+    int64_t max_dead;           /* default 10000: dead letters kept */
+    int64_t max_dead_age_ms;    /* default 7d: a dead letter older is dropped */
     int64_t max_age_ms;         /* default 0 = never expire */
     int64_t delay_note_after_ms;/* default 5m, 0 = off: an event sent more than
                                 ** this after it arrived gets
@@ -160,6 +165,7 @@ typedef enum pdr_key_type {
     PDR_KT_INT64,            /* int64_t in [min, max] */
     PDR_KT_MS,               /* int64_t milliseconds, a plain integer in [min, max] */
     PDR_KT_DURATION,         /* int64_t milliseconds, "30s" etc., in [min, max] */
+    PDR_KT_SIZE,             /* int64_t bytes, "256MB" etc. (pdr_size_parse), in [min, max] */
     PDR_KT_ENUM,             /* an int (enum) field; value = index in names[] */
     PDR_KT_ROUTING_KEY,      /* [target]: the key inline */
     PDR_KT_ROUTING_KEY_FILE, /* [target]: a file holding the key */
@@ -237,6 +243,15 @@ pdr_rc pdr_duration_parse(const char *s, int64_t *ms_out);
 
 /* Formats ms as the largest exact unit ("90s", "24h", "1500ms") into out. */
 char *pdr_duration_format(int64_t ms, char *out, size_t outsz);
+
+/* Parses a size in bytes: a non-negative integer, bare (bytes) or followed
+** by a unit, B, KB, MB, GB or TB (also K, M, G, T and KiB, MiB, GiB, TiB);
+** every unit is a power of 1024 ("64MB" is 67108864 bytes, as df -h
+** counts). Returns PDR_OK or PDR_ERR_INVALID (also on overflow). */
+pdr_rc pdr_size_parse(const char *s, int64_t *bytes_out);
+
+/* Formats bytes as the largest exact unit ("256MB", "1536KB", "100") into out. */
+char *pdr_size_format(int64_t bytes, char *out, size_t outsz);
 
 /* Does the target's matcher list hold for these labels? get(ctx, name)
 ** returns the label's value or NULL when absent (an absent label matches

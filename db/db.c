@@ -14,7 +14,8 @@
 **      is fsync'd at each commit) or NORMAL (fsync'd at checkpoints only: a
 **      power cut may lose the last commits, a process crash loses nothing).
 **   2. A row leaves the outbox only by db_outbox_delivered() (after a 2xx
-**      upstream), db_outbox_purge_dead() (an operator's order), or
+**      upstream), db_outbox_purge_dead() (an operator's order),
+**      db_outbox_trim_dead() (dead rows past max_dead or max_dead_age), or
 **      db_outbox_collapse() (only at the sender's order, under [outbox]
 **      resolved_while_queued = collapse: the pending rows of one
 **      (routing_key, dedup_key) up to a given id, a trigger that resolved
@@ -35,9 +36,16 @@
 **      are found through the index outbox_sched (routing_key, urgency, id)
 **      WHERE state=0 AND head=1, never by a scan of the backlog (sql.h,
 **      DB_SQL_NEXT_CTE). Ids are never reused (AUTOINCREMENT).
-**   4. The outbox never holds more than max_events rows (pending + dead):
-**      push checks the count inside its write transaction, so two processes
-**      pushing at once cannot both take the last place.
+**   4. Bounds. A push stores an event only while the pending rows are fewer
+**      than max_events, the pending bodies' bytes plus its own stay within
+**      max_bytes, and the filesystem keeps min_free bytes free after it
+**      (db_free_space). The counts are read inside the push's write
+**      transaction, so two processes pushing at once cannot both take the
+**      last place. Dead rows count towards none of these: they are bounded
+**      apart, by max_dead and max_dead_age, and only db_outbox_trim_dead()
+**      drops them, oldest first, so a pile of refused events never turns a
+**      new event away. A bound lowered below what is stored drops nothing
+**      pending: pushes are refused until the outbox drains.
 **   5. counts.pending and counts.dead equal the number of rows in each state
 **      at every commit: triggers keep them, inside the writing transaction,
 **      whichever process writes.
@@ -59,7 +67,8 @@
 **   (permanent)  └──── db_outbox_kill ───► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
 **                      (attempts+1)         │                            back of its group,
 **   (max_age)    └──── db_outbox_expire, ──►│                            attempts 0)
-**                      db_outbox_kill_older └──(db_outbox_purge_dead)──► (deleted)
+**                      db_outbox_kill_older └──(db_outbox_purge_dead,───► (deleted)
+**                                                db_outbox_trim_dead)
 **
 ** A pending row is its group's head (head = 1) while no older pending row
 ** of the group exists; a dead row never is (head = 0).
@@ -1042,7 +1051,17 @@ pdr_rc db_open(const db_options *opt, db_handle **out, char *errbuf, size_t errs
         goto out;
     }
     snprintf(db->path, len, "%s/%s", opt->data_dir, DB_FILE_NAME);
+    db->dir = pdr_strdup(opt->data_dir);
+    if (!db->dir) {
+        rc = PDR_ERR_NOMEM;
+        goto out;
+    }
     db->max_events = opt->max_events > 0 ? opt->max_events : DB_MAX_EVENTS_DEFAULT;
+    db->max_bytes = opt->max_bytes > 0 ? opt->max_bytes : DB_MAX_BYTES_DEFAULT;
+    db->min_free = opt->min_free > 0 ? opt->min_free : 0;
+    db->max_dead = opt->max_dead > 0 ? opt->max_dead : DB_MAX_DEAD_DEFAULT;
+    db->max_dead_age_ms = opt->max_dead_age_ms > 0 ? opt->max_dead_age_ms : DB_MAX_DEAD_AGE_DEFAULT_MS;
+    db->free_read = -1;
     db->read_only = opt->read_only ? 1 : 0;
     db->dedup_ttl_ms = opt->dedup_ttl_ms > 0 ? opt->dedup_ttl_ms : 0;
 
@@ -1142,6 +1161,7 @@ void db_close(db_handle *db)
     for (i = 0; i < DB_STMT_COUNT; i++) sqlite3_finalize(db->stmt[i]);
     if (db->h) sqlite3_close(db->h);
     free(db->path);
+    free(db->dir);
     free(db);
 }
 

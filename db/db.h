@@ -29,14 +29,24 @@
 
 typedef struct db db_handle;
 
-/* max_events when the options give none (the [outbox] max_events default). */
+/* The bounds when the options give none (the [outbox] defaults). */
 #define DB_MAX_EVENTS_DEFAULT 1000000
+#define DB_MAX_BYTES_DEFAULT (INT64_C(256) << 20)
+#define DB_MAX_DEAD_DEFAULT 10000
+#define DB_MAX_DEAD_AGE_DEFAULT_MS (INT64_C(7) * 24 * 3600 * 1000)
 
 typedef struct db_options {
     const char *data_dir;       /* created 0700 if missing (with parents) */
     int sync_full;              /* 1: synchronous=FULL, 0: NORMAL */
-    int64_t max_events;         /* bound on outbox rows (pending + dead);
-                                ** <= 0: DB_MAX_EVENTS_DEFAULT */
+    int64_t max_events;         /* bound on pending rows; <= 0: DB_MAX_EVENTS_DEFAULT */
+    int64_t max_bytes;          /* bound on the pending bodies' bytes; <= 0:
+                                ** DB_MAX_BYTES_DEFAULT */
+    int64_t min_free;           /* free bytes a push leaves on data_dir's
+                                ** filesystem (db_free_space); 0: no bound */
+    int64_t max_dead;           /* dead rows kept by db_outbox_trim_dead; <= 0:
+                                ** DB_MAX_DEAD_DEFAULT */
+    int64_t max_dead_age_ms;    /* a dead row older (dead_ms) is dropped by
+                                ** db_outbox_trim_dead; <= 0: the default */
     int busy_timeout_ms;        /* 0: default 5000 */
     int skip_quick_check;       /* 1: do not run PRAGMA quick_check on open */
     int read_only;              /* 1: open read-only (no create, no migration) */
@@ -182,7 +192,8 @@ typedef struct db_event {
 **   PDR_COALESCED  the newest pending row of the same routing key and
 **                  dedup_key has the same action and body: nothing stored
 **                  (*id_out = that row's id)
-**   PDR_ERR_FULL   the outbox holds max_events rows: nothing stored
+**   PDR_ERR_FULL   a bound refused it (invariant 4; db_outbox_last_bound()
+**                  says which): nothing stored
 **   other          database error */
 pdr_rc db_outbox_push(db_handle *db, const db_event *ev, int64_t *id_out);
 
@@ -340,6 +351,50 @@ typedef struct db_counts {
 } db_counts;
 
 pdr_rc db_outbox_counts(db_handle *db, db_counts *out);
+
+/* ---- bounds (invariant 4) --------------------------------------------- */
+
+/* The bounds a push is refused by (PDR_ERR_FULL), in the order they are
+** checked. Values are shown in metrics: never renumber. */
+typedef enum db_bound {
+    DB_BOUND_NONE = 0,
+    DB_BOUND_MAX_EVENTS = 1,    /* pending rows reached max_events */
+    DB_BOUND_MAX_BYTES = 2,     /* the event would take the pending bodies past max_bytes */
+    DB_BOUND_MIN_FREE = 3       /* the event would leave less than min_free on the filesystem */
+} db_bound;
+#define DB_BOUND_COUNT 4
+
+/* The [outbox] key of a bound ("max_events", "max_bytes", "min_free"); "" for NONE. */
+const char *db_bound_key(db_bound b);
+
+/* The bound that refused the last PDR_ERR_FULL event of the last
+** db_outbox_push_batch() on this handle; DB_BOUND_NONE when none was refused. */
+db_bound db_outbox_last_bound(const db_handle *db);
+
+/* Is the outbox full now, for /readyz: the first bound reached by what is
+** stored (pending >= max_events, pending_bytes >= max_bytes, free space <=
+** min_free), else DB_BOUND_NONE. c: the counts just read. */
+db_bound db_outbox_bound_reached(db_handle *db, const db_counts *c);
+
+/* Free bytes for us on data_dir's filesystem (statvfs f_bavail x f_frsize),
+** read at most once a second (pdr_clock_now_ms) and, in between, less the
+** bytes pushed since; -1 when it cannot be known (the bound then holds
+** nobody back). */
+int64_t db_free_space(db_handle *db);
+
+/* Tests: where free space is read from (NULL: statvfs), process-wide. fn
+** returns bytes available on dir's filesystem, or -1. */
+typedef int64_t (*db_free_space_fn)(const char *dir, void *ctx);
+void db_set_free_space_fn(db_free_space_fn fn, void *ctx);
+
+/* Drops the oldest dead letters past the bounds: every one that died before
+** now_ms - max_dead_age, then the oldest (dead_ms, id) while more than
+** max_dead remain; one transaction. Writes nothing when nothing is past a
+** bound (one O(1) read and one index seek). *by_age and *by_count (may be
+** NULL) get how many each dropped; *next_ms_out (may be NULL) when the
+** oldest remaining dead letter reaches max_dead_age (0: none is left). */
+pdr_rc db_outbox_trim_dead(db_handle *db, int64_t now_ms, int64_t *by_age, int64_t *by_count,
+                           int64_t *next_ms_out);
 
 /* ---- dedup table ----------------------------------------------------- */
 

@@ -26,7 +26,16 @@ typedef enum db_stmt_id {
 struct db {
     sqlite3 *h;                         /* the connection */
     char *path;                         /* data_dir/pdrelay.db, malloc'd */
-    int64_t max_events;                 /* bound on pending + dead */
+    char *dir;                          /* data_dir, malloc'd (statvfs) */
+    int64_t max_events;                 /* bound on pending rows */
+    int64_t max_bytes;                  /* bound on pending bytes */
+    int64_t min_free;                   /* free bytes a push leaves; 0: none */
+    int64_t max_dead;                   /* dead rows kept (trim_dead) */
+    int64_t max_dead_age_ms;            /* dead rows' age kept (trim_dead) */
+    int64_t free_read;                  /* free bytes at the last statvfs; -1 unknown */
+    int64_t free_spent;                 /* bytes pushed since that read */
+    int64_t free_read_ms;               /* when (pdr_clock_now_ms); 0: never */
+    int last_bound;                     /* db_bound of the last refused push */
     int read_only;
     int64_t dedup_ttl_ms;               /* db_options.dedup_ttl_ms (0: none) */
     sqlite3_stmt *stmt[DB_STMT_COUNT];  /* prepared at open, finalized at close */

@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "clock.h"
 
@@ -198,12 +199,26 @@ static pdr_rc outbox_dedup_queue(db_handle *db, const db_event *ev, int64_t now,
     return db_stmt_run_many(db, st, src, NULL);
 }
 
-/* One valid event inside the push transaction; *total is pending + dead so
-** far. Returns the event's result (PDR_OK, PDR_COALESCED, PDR_ERR_FULL) or a
+/* Which bound (invariant 4) refuses an event of len bytes, given the
+** counts c (those of the transaction so far). */
+static db_bound outbox_bound(db_handle *db, const db_counts *c, int64_t len)
+{
+    if (c->pending >= db->max_events) return DB_BOUND_MAX_EVENTS;
+    if (c->pending_bytes > db->max_bytes - len) return DB_BOUND_MAX_BYTES;
+    if (db->min_free) {
+        int64_t avail = db_free_space(db);
+        if (avail >= 0 && avail - len < db->min_free) return DB_BOUND_MIN_FREE;
+    }
+    return DB_BOUND_NONE;
+}
+
+/* One valid event inside the push transaction; *c the counts so far.
+** Returns the event's result (PDR_OK, PDR_COALESCED, PDR_ERR_FULL) or a
 ** database error, on which the caller rolls back. */
 static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
-                              int64_t *total, int64_t *id_out)
+                              db_counts *c, int64_t *id_out)
 {
+    db_bound bound;
     sqlite3_stmt *st;
     pdr_rc rc;
     int same = 0, found = 0, newest_urgency = -1, urgency = PDR_URGENCY_WARNING;
@@ -214,7 +229,11 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
     if (rc) return rc;
     assert(!same || found);   /* invariant 3: head = !found below */
     if (same) return PDR_COALESCED;
-    if (*total >= db->max_events) return PDR_ERR_FULL;
+    bound = outbox_bound(db, c, (int64_t)ev->body_len);
+    if (bound != DB_BOUND_NONE) {
+        db->last_bound = bound;
+        return PDR_ERR_FULL;
+    }
     rc = outbox_urgency(db, ev, now, found, newest_urgency, &urgency);
     if (rc) return rc;
 
@@ -236,7 +255,9 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
     rc = db_stmt_run(db, st, NULL);
     if (rc) return rc;
     *id_out = sqlite3_last_insert_rowid(db->h);
-    (*total)++;
+    c->pending++;
+    c->pending_bytes += (int64_t)ev->body_len;
+    db->free_spent += (int64_t)ev->body_len;
     if (db->dedup_ttl_ms > 0 && ev->action == PDR_ACTION_TRIGGER && ev->fingerprint &&
         ev->target && ev->dedup_key) {
         rc = outbox_dedup_queue(db, ev, now, urgency);
@@ -247,13 +268,15 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
 
 #ifndef NDEBUG
 /* Invariant 5, inside the push transaction: the counts row the triggers
-** keep says total rows (pending + dead). (Not total <= max_events: a file
-** may hold more after max_events was lowered; push then stores nothing.) */
-static int outbox_counts_match(db_handle *db, int64_t total)
+** keep says what the transaction found plus what it inserted, rows and
+** bytes. (Not pending <= max_events: a file may hold more after a bound
+** was lowered; push then stores nothing.) */
+static int outbox_counts_match(db_handle *db, const db_counts *want)
 {
-    int64_t pending = 0, dead = 0;
-    if (outbox_counts(db, &pending, &dead)) return 1;   /* a read error is not ours to judge */
-    return pending >= 0 && dead >= 0 && pending + dead == total;
+    db_counts c;
+    if (outbox_counts_row(db, &c)) return 1;   /* a read error is not ours to judge */
+    return c.pending == want->pending && c.dead == want->dead &&
+           c.pending_bytes == want->pending_bytes && c.dead_bytes == want->dead_bytes;
 }
 #endif
 
@@ -266,19 +289,20 @@ static int outbox_is_event_result(pdr_rc rc)
 pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
                             pdr_rc *results, int64_t *ids)
 {
-    int64_t pending = 0, dead = 0, total, id, now;
+    int64_t id, now;
+    db_counts c;
     pdr_rc rc, ev_rc = PDR_OK;
     size_t i;
 
     if (!db || (n && (!evs || !results))) return PDR_ERR_INVALID;
     if (!n) return PDR_OK;
+    db->last_bound = DB_BOUND_NONE;
     now = pdr_clock_now_ms();
     rc = db_tx_begin(db);
     if (rc) goto out;
     /* Read once: we hold the write lock, nobody else changes it. */
-    rc = outbox_counts(db, &pending, &dead);
+    rc = outbox_counts_row(db, &c);
     if (rc) goto out;
-    total = pending + dead;
     for (i = 0; i < n; i++) {
         if (!outbox_event_valid(&evs[i])) {
             /* A caller's bug, not the database's: refuse this one only. */
@@ -286,7 +310,7 @@ pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
             if (ids) ids[i] = 0;
             continue;
         }
-        ev_rc = outbox_push_one(db, &evs[i], now, &total, &id);
+        ev_rc = outbox_push_one(db, &evs[i], now, &c, &id);
         if (!outbox_is_event_result(ev_rc)) {
             rc = ev_rc;
             goto out;
@@ -294,7 +318,7 @@ pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
         results[i] = ev_rc;
         if (ids) ids[i] = id;
     }
-    assert(outbox_counts_match(db, total));
+    assert(outbox_counts_match(db, &c));
     rc = db_tx_commit(db);
 out:
     if (rc) {
@@ -755,6 +779,130 @@ pdr_rc db_outbox_counts(db_handle *db, db_counts *out)
     if (!db || !out) return PDR_ERR_INVALID;
     memset(out, 0, sizeof *out);
     return outbox_counts_row(db, out);
+}
+
+/* ---- bounds ------------------------------------------------------------------- */
+
+const char *db_bound_key(db_bound b)
+{
+    switch (b) {
+    case DB_BOUND_MAX_EVENTS: return "max_events";
+    case DB_BOUND_MAX_BYTES: return "max_bytes";
+    case DB_BOUND_MIN_FREE: return "min_free";
+    case DB_BOUND_NONE: break;
+    }
+    return "";
+}
+
+db_bound db_outbox_last_bound(const db_handle *db)
+{
+    return db ? (db_bound)db->last_bound : DB_BOUND_NONE;
+}
+
+db_bound db_outbox_bound_reached(db_handle *db, const db_counts *c)
+{
+    if (!db || !c) return DB_BOUND_NONE;
+    if (c->pending >= db->max_events) return DB_BOUND_MAX_EVENTS;
+    if (c->pending_bytes >= db->max_bytes) return DB_BOUND_MAX_BYTES;
+    if (db->min_free) {
+        int64_t avail = db_free_space(db);
+        if (avail >= 0 && avail <= db->min_free) return DB_BOUND_MIN_FREE;
+    }
+    return DB_BOUND_NONE;
+}
+
+static db_free_space_fn free_space_fn;
+static void *free_space_ctx;
+
+void db_set_free_space_fn(db_free_space_fn fn, void *ctx)
+{
+    free_space_fn = fn;
+    free_space_ctx = ctx;
+}
+
+static int64_t free_space_statvfs(const char *dir)
+{
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0) return -1;
+    if (sv.f_frsize && sv.f_bavail > (fsblkcnt_t)(INT64_MAX / (int64_t)sv.f_frsize)) return INT64_MAX;
+    return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+/* A statvfs per push would cost a system call per event; once a second is
+** enough for a bound meant to leave tens of MB, and the bytes pushed since
+** the last read are subtracted so that a burst cannot overshoot it. */
+#define DB_FREE_SPACE_REFRESH_MS 1000
+
+int64_t db_free_space(db_handle *db)
+{
+    int64_t now;
+    if (!db) return -1;
+    now = pdr_clock_now_ms();   /* the injectable clock; a step backwards reads again */
+    if (!db->free_read_ms || now - db->free_read_ms >= DB_FREE_SPACE_REFRESH_MS || now < db->free_read_ms) {
+        db->free_read = free_space_fn ? free_space_fn(db->dir, free_space_ctx) : free_space_statvfs(db->dir);
+        db->free_spent = 0;
+        db->free_read_ms = now ? now : 1;
+    }
+    if (db->free_read < 0) return -1;
+    return db->free_read - db->free_spent;
+}
+
+/* The MIN(dead_ms) of the dead rows, 0 when there are none. */
+static pdr_rc outbox_dead_oldest(db_handle *db, int64_t *out)
+{
+    sqlite3_stmt *st = db_stmt(db, DB_STMT_OUTBOX_DEAD_OLDEST);
+    int src = sqlite3_step(st);
+    pdr_rc rc = PDR_OK;
+    *out = 0;
+    if (src == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    else rc = db_fail(db, src, "reading the oldest dead letter");
+    sqlite3_reset(st);
+    return rc;
+}
+
+pdr_rc db_outbox_trim_dead(db_handle *db, int64_t now_ms, int64_t *by_age, int64_t *by_count,
+                           int64_t *next_ms_out)
+{
+    int64_t oldest = 0, n_age = 0, n_count = 0;
+    int64_t cutoff;
+    db_counts c;
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    pdr_rc rc;
+
+    if (by_age) *by_age = 0;
+    if (by_count) *by_count = 0;
+    if (next_ms_out) *next_ms_out = 0;
+    if (!db) return PDR_ERR_INVALID;
+    cutoff = now_ms - db->max_dead_age_ms;
+    /* Nothing past a bound: no write transaction at all. */
+    rc = outbox_counts_row(db, &c);
+    if (!rc) rc = outbox_dead_oldest(db, &oldest);
+    if (rc) return rc;
+    if (c.dead > db->max_dead || (c.dead && oldest < cutoff)) {
+        rc = db_tx_begin(db);
+        if (rc) return rc;
+        st = db_stmt(db, DB_STMT_OUTBOX_TRIM_DEAD_AGE);
+        db_bind_int64(st, "@cutoff", cutoff, &src);
+        rc = db_stmt_run_many(db, st, src, &n_age);
+        if (!rc) rc = outbox_counts_row(db, &c);
+        if (!rc && c.dead > db->max_dead) {
+            st = db_stmt(db, DB_STMT_OUTBOX_TRIM_DEAD_COUNT);
+            db_bind_int64(st, "@excess", c.dead - db->max_dead, &src);
+            rc = db_stmt_run_many(db, st, src, &n_count);
+        }
+        if (!rc) rc = db_tx_commit(db);
+        if (rc) {
+            db_tx_rollback(db);
+            return rc;
+        }
+        rc = outbox_dead_oldest(db, &oldest);
+        if (rc) return rc;
+    }
+    if (by_age) *by_age = n_age;
+    if (by_count) *by_count = n_count;
+    if (next_ms_out && oldest) *next_ms_out = oldest + db->max_dead_age_ms;
+    return PDR_OK;
 }
 
 /* ---- state the sender publishes ------------------------------------------------- */

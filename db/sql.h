@@ -433,6 +433,14 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
       "UPDATE outbox SET head=1 WHERE id>@after AND state=0 AND NOT EXISTS(" \
       "SELECT 1 FROM outbox p WHERE p.state=0 AND p.routing_key=outbox.routing_key" \
       " AND p.dedup_key IS outbox.dedup_key AND p.id<outbox.id)") \
+    /* the dead-letter bounds (db_outbox_trim_dead). Index: outbox_dead_age. */ \
+    X(OUTBOX_DEAD_OLDEST, \
+      "SELECT MIN(dead_ms) FROM outbox INDEXED BY outbox_dead_age WHERE state=1") \
+    X(OUTBOX_TRIM_DEAD_AGE, \
+      "DELETE FROM outbox INDEXED BY outbox_dead_age WHERE state=1 AND dead_ms<@cutoff") \
+    X(OUTBOX_TRIM_DEAD_COUNT, \
+      "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_dead_age" \
+      " WHERE state=1 ORDER BY dead_ms, id LIMIT @excess)") \
     X(OUTBOX_PURGE_DEAD, \
       "DELETE FROM outbox INDEXED BY outbox_dead WHERE state=1 AND dead_ms<@cutoff") \
     /* inspection */ \

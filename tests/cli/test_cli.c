@@ -1212,7 +1212,7 @@ static void test_config_keys(void **state)
         free(line);
     }
     assert_true(tu_contains(out, "[outbox] max_events = 1000000\n    allowed: 1 to 1000000000; SIGHUP: needs a "
-                                 "restart (a reload keeps the running value)\n    Bound on outbox rows"));
+                                 "restart (a reload keeps the running value)\n    Bound on pending events"));
     free(out);
     free(err);
     assert_int_equal(run(&out, &err, "config", "keys", "-c", "x.ini", NULL), 2);

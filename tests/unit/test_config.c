@@ -280,6 +280,74 @@ static void test_duration_parse(void **state)
     assert_int_equal(pdr_duration_parse("5s", NULL), PDR_ERR_INVALID);
 }
 
+/* ---- sizes ---------------------------------------------------------------- */
+
+static void test_size_parse_and_format(void **state)
+{
+    static const struct { const char *s; int64_t b; } good[] = {
+        {"0", 0}, {"100", 100}, {"100B", 100}, {"1K", 1024}, {"1KB", 1024}, {"1KiB", 1024},
+        {"64MB", 64LL << 20}, {"256M", 256LL << 20}, {"3GiB", 3LL << 30}, {"2TB", 2LL << 40},
+        {"007MB", 7LL << 20}, {"9223372036854775807", INT64_MAX},
+    };
+    static const char *const bad[] = {
+        "", "MB", "-1MB", "+1MB", " 1MB", "1MB ", "1 MB", "1.5MB", "1mb", "1Mb", "1kb", "1PB",
+        "1MBB", "0x10", "9223372036854775808", "8388608TB", "99999999999999999999MB",
+    };
+    static const struct { int64_t b; const char *s; } fmt[] = {
+        {0, "0"}, {100, "100"}, {1024, "1KB"}, {1536, "1536"}, {1536LL << 10, "1536KB"},
+        {64LL << 20, "64MB"}, {256LL << 20, "256MB"}, {1LL << 30, "1GB"}, {1LL << 50, "1024TB"},
+    };
+    char buf[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t v = -7;
+        if (pdr_size_parse(good[i].s, &v) != PDR_OK) print_message("rejected: '%s'\n", good[i].s);
+        assert_int_equal(pdr_size_parse(good[i].s, &v), PDR_OK);
+        assert_int_equal(v, good[i].b);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v = -7;
+        if (pdr_size_parse(bad[i], &v) != PDR_ERR_INVALID) print_message("accepted: '%s'\n", bad[i]);
+        assert_int_equal(pdr_size_parse(bad[i], &v), PDR_ERR_INVALID);
+        assert_int_equal(v, -7);
+    }
+    for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+        int64_t back = -1;
+        assert_string_equal(pdr_size_format(fmt[i].b, buf, sizeof buf), fmt[i].s);
+        assert_int_equal(pdr_size_parse(buf, &back), PDR_OK);
+        assert_int_equal(back, fmt[i].b);
+    }
+}
+
+/* A size key's mistakes name the line, the key and what is allowed; the
+** defaults are the issue's. */
+static void test_sizes_in_config(void **state)
+{
+    fx *f = *state;
+#define NOT_SIZE ": not a size; allowed: a whole number of bytes, or with a unit KB, MB, GB or TB " \
+                 "(powers of 1024; e.g. 512KB, 256MB)"
+    expect_errors(f, "[outbox]\nmax_bytes = 12 MB\nmin_free = 1mb\nmax_bytes = 100\nmin_free =\n"
+                     "max_dead = 0\nmax_dead_age = 30s\n",
+                  ":2: max_bytes = 12 MB" NOT_SIZE,
+                  ":3: min_free = 1mb" NOT_SIZE,
+                  ":4: max_bytes = 100: out of range; allowed: 1MB to 1024TB",
+                  ":5: min_free: empty value; allowed: a whole number of bytes, or with a unit KB, MB, GB or "
+                  "TB (powers of 1024; e.g. 512KB, 256MB)",
+                  ":6: max_dead = 0: out of range; allowed: 1 to 1000000000",
+                  ":7: max_dead_age = 30s: out of range; allowed: 1m to 3650d", NULL);
+#undef NOT_SIZE
+    load_ok(f, "[outbox]\nmax_bytes = 1GB\nmin_free = 0\nmax_dead = 5\nmax_dead_age = 2h\n");
+    assert_int_equal(f->cfg->max_bytes, 1LL << 30);
+    assert_int_equal(f->cfg->min_free, 0);
+    assert_int_equal(f->cfg->max_dead, 5);
+    assert_int_equal(f->cfg->max_dead_age_ms, 2 * 3600 * 1000LL);
+    load_ok(f, "");
+    assert_int_equal(f->cfg->max_bytes, 256LL << 20);
+    assert_int_equal(f->cfg->min_free, 64LL << 20);
+    assert_int_equal(f->cfg->max_dead, 10000);
+    assert_int_equal(f->cfg->max_dead_age_ms, 7 * 86400 * 1000LL);
+}
+
 static void test_duration_format(void **state)
 {
     static const struct { int64_t ms; const char *s; } cases[] = {
@@ -407,7 +475,8 @@ static void test_error_unknown_key(void **state)
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, "
                   "down_probe_max, throttle_backoff",
-                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_age, delay_note_after, "
+                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_bytes, min_free, max_dead, max_dead_age, "
+                  "max_age, delay_note_after, "
                   "resolved_while_queued",
                   ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
                   ":13: unknown key 'key' in [target prod]; allowed: routing_key, routing_key_file, match",
@@ -832,7 +901,8 @@ static void test_several_errors_all_reported(void **state)
                   ":10: match = sev: not a matcher; " MATCHER_ALLOWED,
                   ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
                   "routing_key_file = PATH",
-                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_age, delay_note_after, resolved_while_queued",
+                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_bytes, min_free, max_dead, max_dead_age, "
+                  "max_age, delay_note_after, resolved_while_queued",
                   NULL);
 }
 
@@ -1072,7 +1142,8 @@ static void test_key_table_well_formed(void **state)
         case PDR_KT_ENUM: want = sizeof(int); break;
         case PDR_KT_INT64:
         case PDR_KT_MS:
-        case PDR_KT_DURATION: want = sizeof(int64_t); break;
+        case PDR_KT_DURATION:
+        case PDR_KT_SIZE: want = sizeof(int64_t); break;
         case PDR_KT_ROUTING_KEY:
         case PDR_KT_ROUTING_KEY_FILE:
         case PDR_KT_MATCH: want = 0; break;
@@ -1106,6 +1177,10 @@ static char *other_value(const pdr_config_key *k)
         v = 0;
         if (*def) assert_int_equal(pdr_duration_parse(def, &v), PDR_OK);
         return tu_printf("%lldms", (long long)(v + 1 <= k->max ? v + 1 : v - 1));
+    case PDR_KT_SIZE:
+        v = 0;
+        assert_int_equal(pdr_size_parse(def, &v), PDR_OK);
+        return tu_printf("%lld", (long long)(v + 1 <= k->max ? v + 1 : v - 1));
     case PDR_KT_ENUM:
         for (size_t e = 0; k->names[e]; e++)
             if (!strcmp(k->names[e], def)) return tu_printf("%s", k->names[e + 1] ? k->names[e + 1] : k->names[0]);
@@ -1176,6 +1251,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_key_last_wins_and_empty_unsets, setup, teardown),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_duration_format),
+        cmocka_unit_test(test_size_parse_and_format),
+        cmocka_unit_test_setup_teardown(test_sizes_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durations_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_section, setup, teardown),

@@ -327,15 +327,257 @@ static void test_max_events_single(void **state)
     /* A coalesced event needs no space. */
     ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "3", "{}");
     assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_COALESCED);
-    /* Dead letters count against the bound. */
+    assert_int_equal(db_outbox_last_bound(f->db), DB_BOUND_NONE);
+    /* Dead letters do not count against the bound (invariant 4): a refused
+    ** event makes room for a new one. */
     assert_int_equal(db_outbox_kill(f->db, id1, "400"), PDR_OK);
     ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "4", "{}");
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    expect_counts(f->db, 3, 1);
+    ev = ev_make(RK_B, PDR_ACTION_TRIGGER, "5", "{}");
     assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_FULL);
+    assert_int_equal(db_outbox_last_bound(f->db), DB_BOUND_MAX_EVENTS);
+    assert_string_equal(db_bound_key(DB_BOUND_MAX_EVENTS), "max_events");
     assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, &n), PDR_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_OK);
+    assert_int_equal(db_outbox_push(f->db, &ev, NULL), PDR_ERR_FULL);   /* the dead one was no obstacle */
     expect_counts(f->db, 3, 0);
     teardown((void **)&f);
+}
+
+/* The counts row's bytes equal the bodies' octets through every transition
+** (push, kill, retry, delivered, collapse, purge): invariant 5, bytes. */
+static void expect_bytes(db_handle *db)
+{
+    db_counts c;
+    db_row *rows = NULL;
+    size_t n = 0;
+    int64_t want[2] = {0, 0};
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    for (int st = DB_ROW_PENDING; st <= DB_ROW_DEAD; st++) {
+        assert_int_equal(db_outbox_list(db, (db_row_state)st, NULL, 0, &rows, &n), PDR_OK);
+        for (size_t i = 0; i < n; i++) want[st] += (int64_t)strlen(rows[i].body);
+        assert_int_equal((int64_t)n, st == DB_ROW_PENDING ? c.pending : c.dead);
+        db_rows_free(rows, n);
+    }
+    assert_int_equal(c.pending_bytes, want[DB_ROW_PENDING]);
+    assert_int_equal(c.dead_bytes, want[DB_ROW_DEAD]);
+}
+
+static void test_bytes_kept_by_triggers(void **state)
+{
+    fixture *f = *state;
+    int64_t a, b, n = 0;
+    (void)state;
+    a = push(f->db, RK_A, PDR_ACTION_TRIGGER, "1", "{\"summary\":\"h\u00e9llo \xc3\xa9\"}");   /* UTF-8: octets */
+    b = push(f->db, RK_A, PDR_ACTION_TRIGGER, "2", "{\"x\":\"0123456789\"}");
+    push(f->db, RK_B, PDR_ACTION_TRIGGER, "3", "{}");
+    expect_bytes(f->db);
+    assert_int_equal(db_outbox_kill(f->db, a, "400"), PDR_OK);
+    expect_bytes(f->db);
+    assert_int_equal(db_outbox_retry_id(f->db, a), PDR_OK);
+    expect_bytes(f->db);
+    assert_int_equal(db_outbox_delivered(f->db, b), PDR_OK);
+    expect_bytes(f->db);
+    assert_int_equal(db_outbox_kill_older(f->db, INT64_MAX, "max_age", &n), PDR_OK);
+    expect_bytes(f->db);
+    assert_int_equal(db_outbox_purge_dead(f->db, INT64_MAX, &n), PDR_OK);
+    expect_bytes(f->db);
+    db_counts c;
+    assert_int_equal(db_outbox_counts(f->db, &c), PDR_OK);
+    assert_int_equal(c.pending_bytes + c.dead_bytes, 0);
+}
+
+/* max_bytes: an event is stored only if the pending bodies plus its own stay
+** within the bound; exactly at the bound is allowed. */
+static void test_max_bytes(void **state)
+{
+    char *dir = tu_mkdtemp();
+    db_options o;
+    db_handle *db = NULL;
+    char body[1024];
+    db_event evs[3];
+    pdr_rc res[3];
+    (void)state;
+    tu_clock_install(T0);
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    o.max_bytes = 3000;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    memset(body, 'x', sizeof body - 1);
+    body[0] = '"';
+    body[999] = '"';
+    body[1000] = '\0';   /* a 1000-byte JSON string */
+    evs[0] = ev_make(RK_A, PDR_ACTION_TRIGGER, "b0", body);
+    evs[1] = ev_make(RK_A, PDR_ACTION_TRIGGER, "b1", body);
+    evs[2] = ev_make(RK_A, PDR_ACTION_TRIGGER, "b2", body);
+    assert_int_equal(db_outbox_push_batch(db, evs, 3, res, NULL), PDR_OK);
+    assert_int_equal(res[0], PDR_OK);
+    assert_int_equal(res[1], PDR_OK);
+    assert_int_equal(res[2], PDR_OK);   /* 3000 of 3000 */
+    db_event one = ev_make(RK_B, PDR_ACTION_TRIGGER, "tiny", "{}");
+    assert_int_equal(db_outbox_push(db, &one, NULL), PDR_ERR_FULL);
+    assert_int_equal(db_outbox_last_bound(db), DB_BOUND_MAX_BYTES);
+    db_counts c;
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(c.pending, 3);
+    assert_int_equal(c.pending_bytes, 3000);
+    assert_int_equal(db_outbox_bound_reached(db, &c), DB_BOUND_MAX_BYTES);
+    db_close(db);
+    /* Lowered below what is stored: nothing pending is dropped, new events
+    ** are refused until it drains. */
+    o.max_bytes = 1500;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(c.pending, 3);
+    assert_int_equal(db_outbox_push(db, &one, NULL), PDR_ERR_FULL);
+    db_row row;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(db_outbox_head(db, RK_A, &row), PDR_OK);
+        assert_int_equal(db_outbox_delivered(db, row.id), PDR_OK);
+        db_row_cleanup(&row);
+    }
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(db_outbox_bound_reached(db, &c), DB_BOUND_NONE);
+    assert_int_equal(db_outbox_push(db, &one, NULL), PDR_OK);
+    db_close(db);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* min_free, through a stand-in for statvfs: read at most once a second of
+** the injectable clock, less what was pushed since. */
+typedef struct fake_fs {
+    int64_t avail;
+    int reads;
+} fake_fs;
+
+static int64_t fake_free(const char *dir, void *ctx)
+{
+    fake_fs *fs = ctx;
+    (void)dir;
+    fs->reads++;
+    return fs->avail;
+}
+
+static void test_min_free(void **state)
+{
+    char *dir = tu_mkdtemp();
+    db_options o;
+    db_handle *db = NULL;
+    fake_fs fs = {10000, 0};
+    db_counts c;
+    (void)state;
+    tu_clock_install(T0);
+    db_set_free_space_fn(fake_free, &fs);
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    o.min_free = 9000;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    char big[600];
+    memset(big, 'y', sizeof big);
+    big[0] = '"';
+    big[498] = '"';
+    big[499] = '\0';   /* 499 bytes */
+    db_event e1 = ev_make(RK_A, PDR_ACTION_TRIGGER, "f1", big);
+    db_event e2 = ev_make(RK_A, PDR_ACTION_TRIGGER, "f2", big);
+    db_event e3 = ev_make(RK_A, PDR_ACTION_TRIGGER, "f3", big);
+    assert_int_equal(db_outbox_push(db, &e1, NULL), PDR_OK);    /* 10000 - 499 >= 9000 */
+    assert_int_equal(db_outbox_push(db, &e2, NULL), PDR_OK);    /* 10000 - 998 >= 9000 */
+    assert_int_equal(fs.reads, 1);                              /* cached within the second */
+    assert_int_equal(db_outbox_push(db, &e3, NULL), PDR_ERR_FULL);   /* 10000 - 1497 < 9000 */
+    assert_int_equal(db_outbox_last_bound(db), DB_BOUND_MIN_FREE);
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(c.pending, 2);
+    assert_int_equal(fs.reads, 1);
+    /* Space is freed: seen only once the second is over. */
+    fs.avail = 1000000;
+    tu_clock_advance(999);
+    assert_int_equal(db_outbox_push(db, &e3, NULL), PDR_ERR_FULL);
+    assert_int_equal(fs.reads, 1);
+    tu_clock_advance(1);
+    assert_int_equal(db_outbox_push(db, &e3, NULL), PDR_OK);
+    assert_int_equal(fs.reads, 2);
+    /* Unknown free space (statvfs failed) holds nobody back. */
+    fs.avail = -1;
+    tu_clock_advance(1000);
+    db_event e4 = ev_make(RK_A, PDR_ACTION_TRIGGER, "f4", big);
+    assert_int_equal(db_outbox_push(db, &e4, NULL), PDR_OK);
+    /* /readyz's view: full while free space is at or below min_free. */
+    fs.avail = 9000;
+    tu_clock_advance(1000);
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(db_outbox_bound_reached(db, &c), DB_BOUND_MIN_FREE);
+    db_set_free_space_fn(NULL, NULL);
+    db_close(db);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* Dead letters are bounded apart (max_dead, max_dead_age): the oldest go
+** first; nothing pending is touched; the next due time is reported. */
+static void test_trim_dead(void **state)
+{
+    char *dir = tu_mkdtemp();
+    db_options o;
+    db_handle *db = NULL;
+    int64_t ids[6], by_age = -1, by_count = -1, next = -1;
+    db_counts c;
+    db_row row;
+    (void)state;
+    tu_clock_install(T0);
+    memset(&o, 0, sizeof o);
+    o.data_dir = dir;
+    o.max_events = 3;
+    o.max_dead = 3;
+    o.max_dead_age_ms = 3600 * 1000;
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    for (int i = 0; i < 6; i++) {
+        char dk[8];
+        snprintf(dk, sizeof dk, "d%d", i);
+        ids[i] = push(db, RK_A, PDR_ACTION_TRIGGER, dk, "{}");
+        /* each dies a minute after the previous one; pending never
+        ** exceeds one, so max_events = 3 never refuses */
+        assert_int_equal(db_outbox_kill(db, ids[i], "400"), PDR_OK);
+        tu_clock_advance(60 * 1000);
+    }
+    int64_t p = push(db, RK_B, PDR_ACTION_TRIGGER, "keep", "{}");
+    /* Nothing past max_dead_age yet; 6 dead > 3: the three oldest go. */
+    assert_int_equal(db_outbox_trim_dead(db, tu_clock_get(), &by_age, &by_count, &next), PDR_OK);
+    assert_int_equal(by_age, 0);
+    assert_int_equal(by_count, 3);
+    assert_int_equal(db_outbox_get(db, ids[2], &row), PDR_ERR_NOT_FOUND);
+    assert_int_equal(db_outbox_get(db, ids[3], &row), PDR_OK);
+    /* The oldest remaining died at T0 + 3 min: due at that plus an hour. */
+    assert_int_equal(next, T0 + 3 * 60 * 1000 + 3600 * 1000);
+    assert_int_equal(row.state, DB_ROW_DEAD);
+    db_row_cleanup(&row);
+    /* Within the bounds: nothing to do. */
+    assert_int_equal(db_outbox_trim_dead(db, tu_clock_get(), &by_age, &by_count, &next), PDR_OK);
+    assert_int_equal(by_age + by_count, 0);
+    /* An hour later, the one that died at T0 + 3 min is of age, not the others. */
+    tu_clock_install(next);
+    assert_int_equal(db_outbox_trim_dead(db, tu_clock_get(), &by_age, &by_count, &next), PDR_OK);
+    assert_int_equal(by_age, 0);    /* dead_ms < cutoff, not <= */
+    tu_clock_advance(1);
+    assert_int_equal(db_outbox_trim_dead(db, tu_clock_get(), &by_age, &by_count, &next), PDR_OK);
+    assert_int_equal(by_age, 1);
+    assert_int_equal(by_count, 0);
+    assert_int_equal(db_outbox_counts(db, &c), PDR_OK);
+    assert_int_equal(c.dead, 2);
+    assert_int_equal(c.pending, 1);   /* the pending one untouched */
+    assert_int_equal(db_outbox_get(db, p, &row), PDR_OK);
+    assert_int_equal(row.state, DB_ROW_PENDING);
+    db_row_cleanup(&row);
+    /* All of age: all go; none left, no next. */
+    tu_clock_advance(24 * 3600 * 1000LL);
+    assert_int_equal(db_outbox_trim_dead(db, tu_clock_get(), &by_age, &by_count, &next), PDR_OK);
+    assert_int_equal(by_age, 2);
+    assert_int_equal(next, 0);
+    expect_bytes(db);
+    db_close(db);
+    tu_rmrf(dir);
+    free(dir);
 }
 
 static void test_max_events_batch(void **state)
@@ -1259,6 +1501,10 @@ int main(void)
         T(test_coalesce_within_batch),
         cmocka_unit_test(test_max_events_single),
         cmocka_unit_test(test_max_events_batch),
+        cmocka_unit_test_setup_teardown(test_bytes_kept_by_triggers, setup, teardown),
+        cmocka_unit_test(test_max_bytes),
+        cmocka_unit_test(test_min_free),
+        cmocka_unit_test(test_trim_dead),
         T(test_heads_across_keys),
         T(test_non_due_head_holds_back_its_key),
         T(test_next_due_after),
