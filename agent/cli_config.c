@@ -59,40 +59,31 @@ static void esc_free(esc_pool *p)
     p->n = 0;
 }
 
+/* The effective settings, section by section, generated from the key table
+** (config/config.c) so that every key is shown and none twice. Values are
+** escaped; a URL's credentials are redacted (pdr_url_redact). */
 static void config_print(const pdr_config *c)
 {
-    static const char *const rwq[] = {"note", "send", "collapse"};
-    char d1[32], d2[32], d3[32], d4[32], d5[32], d6[32], d7[32], d8[32], d9[32], d10[32], u1[1024], u2[1024];
+    size_t n = 0;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    const char *section = NULL;
     esc_pool p = {{NULL}, 0};
     printf("%s: valid\n", esc(&p, c->path));
-    printf("[agent]     data_dir=%s log_level=%s syslog=%s source=%s default_severity=%s outage_log_interval=%s\n",
-           esc(&p, c->data_dir), pdr_log_level_name(c->log_level), c->syslog ? "true" : "false", esc(&p, c->source),
-           pdr_severity_name(c->default_severity), pdr_duration_format(c->outage_log_interval_ms, d7, sizeof d7));
     esc_free(&p);
-    printf("[listen]    address=%s port=%d unix_socket=%s auth_token_file=%s max_connections=%d "
-           "max_connections_per_client=%d threads=%d idle_timeout=%s request_timeout=%s\n",
-           esc(&p, c->listen_address), c->listen_port, esc(&p, c->unix_socket), esc(&p, c->auth_token_file),
-           c->max_connections, c->max_connections_per_client, c->listen_threads,
-           pdr_duration_format(c->idle_timeout_ms, d5, sizeof d5),
-           pdr_duration_format(c->request_timeout_ms, d6, sizeof d6));
-    esc_free(&p);
-    printf("[pagerduty] url=%s rate_per_minute=%d burst=%d rate_window=%s backoff_initial_ms=%lld backoff_max_ms=%lld "
-           "timeout_ms=%lld connect_timeout_ms=%lld concurrency=%d ca_file=%s proxy=%s down_probe_max=%s "
-           "throttle_backoff=%s\n",
-           esc(&p, pdr_url_redact(c->pd_url, u1, sizeof u1)), c->rate_per_minute, c->burst, pdr_duration_format(c->rate_window_ms, d4, sizeof d4),
-           (long long)c->backoff_initial_ms,
-           (long long)c->backoff_max_ms, (long long)c->timeout_ms, (long long)c->connect_timeout_ms,
-           c->concurrency, esc(&p, c->ca_file), c->proxy ? esc(&p, pdr_url_redact(c->proxy, u2, sizeof u2)) : "(unset)",
-           pdr_duration_format(c->down_probe_max_ms, d8, sizeof d8),
-           pdr_duration_format(c->throttle_backoff_ms, d9, sizeof d9));
-    esc_free(&p);
-    printf("[outbox]    synchronous=%s max_events=%lld max_age=%s delay_note_after=%s resolved_while_queued=%s\n",
-           c->synchronous == PDR_SYNC_FULL ? "full" : "normal", (long long)c->max_events,
-           c->max_age_ms ? pdr_duration_format(c->max_age_ms, d1, sizeof d1) : "(never)",
-           c->delay_note_after_ms ? pdr_duration_format(c->delay_note_after_ms, d10, sizeof d10) : "(off)",
-           (unsigned)c->resolved_while_queued < 3 ? rwq[c->resolved_while_queued] : "note");
-    printf("[dedup]     ttl=%s cleanup_interval=%s\n", pdr_duration_format(c->dedup_ttl_ms, d2, sizeof d2),
-           pdr_duration_format(c->cleanup_interval_ms, d3, sizeof d3));
+    for (size_t i = 0; i < n; i++) {
+        const pdr_config_key *k = &keys[i];
+        char v[1024], u[1024];
+        if (!strcmp(k->section, "target")) continue;   /* below, per target */
+        if (!section || strcmp(section, k->section)) {
+            if (section) printf("\n");
+            printf("[%s]", k->section);
+            section = k->section;
+        }
+        pdr_config_key_value(k, c, v, sizeof v);
+        printf(" %s=%s", k->key, esc(&p, strstr(v, "://") ? pdr_url_redact(v, u, sizeof u) : v));
+        esc_free(&p);
+    }
+    if (section) printf("\n");
     if (!c->n_targets)
         printf("no [target] sections: `pdrelay send` needs -k KEY, alerts are unrouted\n");
     for (size_t i = 0; i < c->n_targets; i++) {

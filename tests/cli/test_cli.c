@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "metrics.h"
 #include "testutil.h"
 
 #define KEY_A "R0aaaaaaaaaaaaaaaaaaaaaaaaaaab12"
@@ -1149,6 +1150,49 @@ static void test_readme_config_reference(void **state)
     free(readme);
 }
 
+/* README.md's table of metrics names every family /metrics exposes, and
+** nothing else (the registry in agent/metrics.c is the one list). */
+static void test_readme_metrics_table(void **state)
+{
+    metrics_gauges g;
+    char *readme = tu_read_file(PDR_TEST_SOURCE_DIR "/README.md", NULL), *text, *p;
+    int n = 0;
+    (void)state;
+    assert_non_null(readme);
+    memset(&g, 0, sizeof g);
+    metrics_reset();
+    metrics_set_targets(NULL);
+    text = metrics_render(&g);
+    assert_non_null(text);
+    for (p = strstr(text, "# TYPE "); p; p = strstr(p + 1, "# TYPE ")) {
+        char name[128];
+        size_t len = strcspn(p + 7, " ");
+        assert_true(len < sizeof name);
+        memcpy(name, p + 7, len);
+        name[len] = '\0';
+        char *row = tu_printf("\n| `%s` |", name);
+        if (!strstr(readme, row)) fail_msg("README.md's Metrics table has no row for %s", name);
+        free(row);
+        n++;
+    }
+    /* and every row of the table is a family that exists */
+    for (p = strstr(readme, "\n| `"); p; p = strstr(p + 1, "\n| `")) {
+        char name[128];
+        size_t len = strcspn(p + 4, "`");
+        if (len >= sizeof name ||
+            (strncmp(p + 4, "pdrelay_", 8) && strncmp(p + 4, "pagerduty_", 10) && strncmp(p + 4, "process_", 8)))
+            continue;
+        memcpy(name, p + 4, len);
+        name[len] = '\0';
+        char *type = tu_printf("# TYPE %s ", name);
+        if (!strstr(text, type)) fail_msg("README.md's Metrics table lists %s, which /metrics does not have", name);
+        free(type);
+    }
+    assert_true(n > 15);
+    free(text);
+    free(readme);
+}
+
 /* roff as man.c writes it: '\' and '-' escaped (the table's text is ASCII). */
 static char *roff(const char *s)
 {
@@ -1254,6 +1298,7 @@ int main(void)
         cmocka_unit_test(test_help_names_exit_77),
         cmocka_unit_test(test_getopt_errors),
         cmocka_unit_test(test_readme_config_reference),
+        cmocka_unit_test(test_readme_metrics_table),
         cmocka_unit_test(test_man_lists_config_keys),
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test_setup_teardown(test_config_check_escapes_values, setup, teardown),
