@@ -1057,7 +1057,7 @@ pdr_rc sender_start(sender *s)
     opt.data_dir = s->cfg->data_dir;
     opt.sync_full = s->cfg->synchronous == PDR_SYNC_FULL;
     opt.max_events = s->cfg->max_events;
-    opt.skip_quick_check = 1;   /* the daemon checked it when it opened its own handle */
+    opt.skip_check = 1;   /* the daemon checked it when it opened its own handle */
     pdr_rc rc = db_open(&opt, &s->db, err, sizeof err);
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "sender cannot open the outbox", "error", err, NULL);

@@ -341,7 +341,7 @@ static void test_corrupt_fixture_without_quick_check(void **state)
     (void)state;
 
     copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
-    o.skip_quick_check = 1;
+    o.skip_check = 1;
     o.read_only = 1;
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_ERR_CORRUPT);
