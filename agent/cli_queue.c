@@ -473,12 +473,6 @@ static int queue_check(db_handle *db, int json)
     rc = db_integrity_check(db, check_problem, &r, &n);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    if (rc == PDR_ERR_CORRUPT) {
-        /* A page so damaged that the check stopped on it: one problem more. */
-        check_problem(&r, db_errmsg(db));
-        n++;
-        rc = PDR_OK;
-    }
     if (rc) {
         cJSON_Delete(r.problems);
         fprintf(stderr, "pdrelay queue check: %s: %s (%s)\n", shown(db_path(db)), pdr_strerror(rc),

@@ -1332,6 +1332,25 @@ pdr_rc db_run_end(db_handle *db)
 
 /* ---- the full check -------------------------------------------------------- */
 
+/* One problem per line: integrity_check may give several lines in one row,
+** the first perhaps only "*** in database main ***". */
+static int64_t db_problem_lines(const char *text, void (*problem)(void *ctx, const char *text), void *ctx)
+{
+    int64_t n = 0;
+    while (*text) {
+        size_t len = strcspn(text, "\n");
+        if (len && strncmp(text, "*** ", 4) != 0) {
+            char line[1024];
+            snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), text);
+            n++;
+            if (problem) problem(ctx, line);
+        }
+        text += len;
+        if (*text) text++;
+    }
+    return n;
+}
+
 pdr_rc db_integrity_check(db_handle *db, void (*problem)(void *ctx, const char *text), void *ctx,
                           int64_t *n_out)
 {
@@ -1342,23 +1361,33 @@ pdr_rc db_integrity_check(db_handle *db, void (*problem)(void *ctx, const char *
 
     if (n_out) *n_out = 0;
     if (!db) return PDR_ERR_INVALID;
-    src = sqlite3_prepare_v2(db->h, DB_SQL_INTEGRITY_CHECK, -1, &st, NULL);
-    if (src) return db_fail(db, src, "integrity_check");
+    /* With cell_size_check on, the first bad page stops the check with
+    ** SQLITE_CORRUPT; off, the check describes every problem itself. */
+    src = sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK_OFF, NULL, NULL, NULL);
+    if (!src) src = sqlite3_prepare_v2(db->h, DB_SQL_INTEGRITY_CHECK, -1, &st, NULL);
+    if (src) {
+        rc = db_fail(db, src, "integrity_check");
+        goto out;
+    }
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(st, 0);
         if (!text) {
-            if (sqlite3_errcode(db->h) == SQLITE_NOMEM) {
-                src = SQLITE_NOMEM;
-                break;
-            }
-            text = "";
+            src = SQLITE_NOMEM;
+            break;
         }
-        if (!strcmp(text, "ok")) continue;
-        n++;
-        if (problem) problem(ctx, text);
+        if (strcmp(text, "ok") != 0) n += db_problem_lines(text, problem, ctx);
     }
-    if (src != SQLITE_DONE) rc = db_fail(db, src, "integrity_check");
+    if ((src & 0xff) == SQLITE_CORRUPT || (src & 0xff) == SQLITE_NOTADB) {
+        /* A page the check itself could not go past: one problem more. */
+        char line[300];
+        snprintf(line, sizeof line, "the check stopped: %s", sqlite3_errmsg(db->h));
+        n += db_problem_lines(line, problem, ctx);
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(db, src, "integrity_check");
+    }
+out:
     sqlite3_finalize(st);
+    sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK, NULL, NULL, NULL);
     if (n_out) *n_out = n;
     return rc;
 }

@@ -95,12 +95,13 @@ pdr_rc db_run_end(db_handle *db);
 ** page, every index entry against its row; O(file size). Works on a
 ** read-only handle (open it with skip_check, so a damage the open check
 ** would refuse is reported here, in full), and while the daemon writes.
-** problem (may be NULL) is called with each problem SQLite reports, in its
-** words (text from the file may appear in them: escape before printing);
-** *n_out (may be NULL) gets their number, 0 for a sound file. PDR_OK when
-** the check ran to its end, whatever it found; a failure to run it (an I/O
-** error, a page so damaged that the check itself stops) is returned with
-** db_errmsg() set. */
+** problem (may be NULL) is called with each problem SQLite reports, one
+** line each, in its words (text from the file may appear in them: escape
+** before printing); a page so damaged that the check stops on it is one
+** more ("the check stopped: database disk image is malformed"). *n_out
+** (may be NULL) gets their number, 0 for a sound file (SQLite stops at 100).
+** PDR_OK when the check ran, whatever it found; a failure to run it (an I/O
+** error, out of memory) is returned with db_errmsg() set. */
 pdr_rc db_integrity_check(db_handle *db, void (*problem)(void *ctx, const char *text), void *ctx,
                           int64_t *n_out);
 

@@ -278,6 +278,9 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 ** that lost a write) is reported as SQLITE_CORRUPT when first read instead
 ** of yielding garbage rows. Costs no measurable push throughput. */
 #define DB_SQL_CELL_SIZE_CHECK     "PRAGMA cell_size_check=ON"
+/* Off for the length of db_integrity_check, which checks every cell itself
+** and reports each problem, where cell_size_check stops it at the first. */
+#define DB_SQL_CELL_SIZE_CHECK_OFF "PRAGMA cell_size_check=OFF"
 #define DB_SQL_MIGRATE_BEGIN       "BEGIN IMMEDIATE"
 #define DB_SQL_MIGRATE_COMMIT      "COMMIT"
 #define DB_SQL_MIGRATE_ROLLBACK    "ROLLBACK"
