@@ -81,7 +81,7 @@ int cli_exit_for(pdr_rc rc)
     }
 }
 
-enum { DB_OPEN_RW, DB_OPEN_RO, DB_OPEN_WRITABLE };
+enum { DB_OPEN_RW, DB_OPEN_RO, DB_OPEN_WRITABLE, DB_OPEN_RO_UNCHECKED };
 
 static db_handle *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int mode, int *exit_code)
 {
@@ -89,7 +89,8 @@ static db_handle *cli_db_open_mode(const char *cmd, const pdr_config *cfg, int m
     db_handle *db = NULL;
     char err[1024] = "";
     writer_db_options(cfg, &opt);
-    opt.read_only = mode == DB_OPEN_RO;
+    opt.read_only = mode == DB_OPEN_RO || mode == DB_OPEN_RO_UNCHECKED;
+    opt.skip_check = mode == DB_OPEN_RO_UNCHECKED;
     pdr_rc rc = db_open(&opt, &db, err, sizeof err);
     if (mode == DB_OPEN_WRITABLE) {
         /* Proved with a real write; a failure is explained (which file, why, the fix). */
@@ -119,6 +120,11 @@ db_handle *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *ex
 db_handle *cli_db_open_writable(const char *cmd, const pdr_config *cfg, int *exit_code)
 {
     return cli_db_open_mode(cmd, cfg, DB_OPEN_WRITABLE, exit_code);
+}
+
+db_handle *cli_db_open_unchecked(const char *cmd, const pdr_config *cfg, int *exit_code)
+{
+    return cli_db_open_mode(cmd, cfg, DB_OPEN_RO_UNCHECKED, exit_code);
 }
 
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key)

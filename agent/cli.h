@@ -64,6 +64,10 @@ db_handle *cli_db_open(const char *cmd, const pdr_config *cfg, int *exit_code);
 ** directory it cannot write. */
 db_handle *cli_db_open_read_only(const char *cmd, const pdr_config *cfg, int *exit_code);
 
+/* Read-only and without the check at open (db_options.skip_check), for
+** `queue check`, which reports every problem itself. */
+db_handle *cli_db_open_unchecked(const char *cmd, const pdr_config *cfg, int *exit_code);
+
 /* The same, and proves it can be written with a real write (`run`): a
 ** database that cannot be is refused with which file, why (EACCES, EROFS,
 ** ...) and the fix, exit CLI_EXIT_NOT_WRITABLE. */

@@ -1,10 +1,11 @@
 /*
 ** cli_queue.c — `pdrelay queue`: status, list, retry and purge of the outbox,
-** and kick, which tells the running daemon that the uplink is back (SIGUSR1
+** check (the full integrity check of the file, db_integrity_check), and
+** kick, which tells the running daemon that the uplink is back (SIGUSR1
 ** to the pid in data_dir/pdrelay.lock, once the lock is proved held).
 ** Every routing key printed is redacted; --json gives one JSON document (built
-** with cJSON) for scripts. status and list only look: they open the outbox
-** read-only, which creates nothing and refuses a missing one. What comes from
+** with cJSON) for scripts. status, list and check only look: they open the
+** outbox read-only, which creates nothing and refuses a missing one. What comes from
 ** alerts or the config (summary, dedup_key, last_error, target, path) is
 ** printed through pdr_log_escape: no control character or invalid UTF-8
 ** reaches the terminal, in the tables or in the JSON.
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -71,7 +73,7 @@ static int queue_parse(int argc, char **argv, queue_args *a)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry, purge or kick; "
+        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry, purge, check or kick; "
                         "see 'pdrelay queue --help'\n");
         return CLI_EXIT_USAGE;
     }
@@ -443,6 +445,57 @@ static int queue_purge(db_handle *db, const queue_args *a)
     return CLI_EXIT_OK;
 }
 
+/* The problems integrity_check reports, escaped as they come (they quote
+** the file: a damaged page's bytes may be in them). */
+typedef struct check_report {
+    int json;
+    cJSON *problems;
+} check_report;
+
+static void check_problem(void *ctx, const char *text)
+{
+    check_report *r = ctx;
+    if (r->json) cJSON_AddItemToArray(r->problems, cJSON_CreateString(text));
+    else printf("problem: %s\n", shown(text));
+}
+
+/* `queue check`: PRAGMA integrity_check over the whole file; exit 0 when
+** sound, else each problem and the exit code of a corrupt outbox (1). */
+static int queue_check(db_handle *db, int json)
+{
+    struct timespec t0, t1;
+    check_report r = {json, json ? cJSON_CreateArray() : NULL};
+    int64_t n = 0;
+    double ms;
+    pdr_rc rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = db_integrity_check(db, check_problem, &r, &n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (rc) {
+        cJSON_Delete(r.problems);
+        fprintf(stderr, "pdrelay queue check: %s: %s (%s)\n", shown(db_path(db)), pdr_strerror(rc),
+                shown(db_errmsg(db)));
+        return cli_exit_for(rc);
+    }
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "database", db_path(db));
+        cJSON_AddBoolToObject(doc, "ok", n == 0);
+        cJSON_AddItemToObject(doc, "problems", r.problems);
+        cJSON_AddNumberToObject(doc, "elapsed_ms", ms);
+        print_json(doc);
+    } else if (n == 0) {
+        printf("ok: %s: every page and index entry checked in %.1f ms\n", shown(db_path(db)), ms);
+    } else {
+        fprintf(stderr, "pdrelay queue check: %s is corrupt: %lld problem%s%s (integrity_check, %.1f ms). Stop "
+                        "pdrelay, move the file aside to start with an empty outbox, or restore a backup.\n",
+                shown(db_path(db)), (long long)n, n == 1 ? "" : "s", n >= 100 ? " or more" : "", ms);
+    }
+    return n ? cli_exit_for(PDR_ERR_CORRUPT) : CLI_EXIT_OK;
+}
+
 int cli_queue(int argc, char **argv)
 {
     queue_args a;
@@ -454,8 +507,9 @@ int cli_queue(int argc, char **argv)
     ex = queue_parse(argc, argv, &a);
     if (ex) return ex < 0 ? CLI_EXIT_OK : ex;
     if (strcmp(a.sub, "status") && strcmp(a.sub, "list") && strcmp(a.sub, "retry") && strcmp(a.sub, "purge") &&
-        strcmp(a.sub, "kick")) {
-        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry, purge or kick\n", a.sub);
+        strcmp(a.sub, "kick") && strcmp(a.sub, "check")) {
+        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry, purge, check or kick\n",
+                a.sub);
         return CLI_EXIT_USAGE;
     }
     ex = queue_check_flags(&a);
@@ -466,7 +520,9 @@ int cli_queue(int argc, char **argv)
         ex = queue_kick(cfg);   /* the database is not opened */
         goto out;
     }
-    if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list"))
+    if (!strcmp(a.sub, "check"))
+        db = cli_db_open_unchecked("queue", cfg, &ex);   /* it reports every problem itself */
+    else if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list"))
         db = cli_db_open_read_only("queue", cfg, &ex);
     else
         db = cli_db_open("queue", cfg, &ex);
@@ -474,6 +530,7 @@ int cli_queue(int argc, char **argv)
 
     if (!strcmp(a.sub, "status")) ex = queue_status(db, cfg, a.json);
     else if (!strcmp(a.sub, "list")) ex = queue_list(db, cfg, &a);
+    else if (!strcmp(a.sub, "check")) ex = queue_check(db, a.json);
     else if (!strcmp(a.sub, "retry")) ex = queue_retry(db, cfg, &a);
     else ex = queue_purge(db, &a);
 out:

@@ -129,6 +129,24 @@ static void notify_ready(const pdr_config *cfg)
     sdnotify_send(msg);
 }
 
+/* One line on how the previous run ended, and what opening checked. */
+static void run_log_previous(db_handle *db, int was_clean)
+{
+    char took[32] = "";
+    int64_t us = 0;
+    if (db_open_checked(db, &us)) snprintf(took, sizeof took, "%lld.%03lld ms", (long long)(us / 1000),
+                                           (long long)(us % 1000));
+    if (was_clean > 0)
+        pdr_log(PDR_LOG_INFO, "previous run stopped cleanly; outbox not checked", NULL);
+    else if (was_clean < 0)
+        pdr_log(PDR_LOG_INFO, took[0] ? "no previous run recorded on this outbox; checked what a crash can break"
+                                      : "no previous run recorded on this outbox",
+                "took", took[0] ? took : NULL, NULL);
+    else
+        pdr_log(PDR_LOG_WARN, "previous run did not stop cleanly; checked what a crash can break "
+                "(`pdrelay queue check` checks everything)", "took", took[0] ? took : "0 ms", NULL);
+}
+
 /* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
 static void reload(ingest *ing, const pdr_config *running, int verbose)
 {
@@ -180,6 +198,7 @@ int cli_run(int argc, char **argv)
     sigset_t set;
     char red[PDR_REDACT_SIZE], nt[16], dbp[1024], err[512];
     int lock_fd = -1;   /* one daemon per outbox: held until exit */
+    int was_clean = 0;
     char shown_url[1024];
 
     /* SIGUSR1 (a kick) must never kill the daemon: blocked before anything
@@ -235,10 +254,18 @@ int cli_run(int argc, char **argv)
         ex = cli_exit_for(rc);
         goto out_curl;
     }
+    /* The clean-stop marker (db/db.c, invariant 7): how the last run ended,
+    ** then cleared until this one stops cleanly. db stays open for that. */
+    rc = db_run_begin(db, &was_clean);
+    if (rc) {
+        fprintf(stderr, "pdrelay run: %s: cannot record the start: %s (%s)\n", db_path(db), pdr_strerror(rc),
+                db_errmsg(db));
+        ex = cli_exit_for(rc);
+        goto out_curl;
+    }
+    run_log_previous(db, was_clean);
     cli_modes_check(cfg, run_mode_warn, NULL);
     snprintf(dbp, sizeof dbp, "%s", db_path(db));
-    db_close(db);
-    db = NULL;
     /* Both exist before either starts: the sender reports its failed
     ** writes to the writer, the writer wakes the sender after a commit. */
     if (sender_create(cfg, &snd) != PDR_OK || writer_create(cfg, on_commit, snd, &wr) != PDR_OK) {
@@ -307,7 +334,15 @@ out_stop:
         pdr_log(PDR_LOG_INFO, "ingest totals", "events", e, "commits", b, "failed_commits", fb, NULL);
     }
     sender_stop(snd);
-    if (ex == CLI_EXIT_OK) pdr_log(PDR_LOG_INFO, "pdrelay stopped", NULL);
+    if (ex == CLI_EXIT_OK) {
+        /* A clean stop: the writer and the sender have stopped, what they
+        ** wrote is committed. Not after a fatal error (ex set). */
+        rc = db_run_end(db);
+        if (rc)
+            pdr_log(PDR_LOG_WARN, "cannot record the clean stop: the next start checks the outbox", "error",
+                    db_errmsg(db), NULL);
+        pdr_log(PDR_LOG_INFO, "pdrelay stopped", NULL);
+    }
 out_curl:
     ingest_destroy(ing);
     writer_destroy(wr);

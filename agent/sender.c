@@ -67,6 +67,12 @@
 #define SENDER_MAX_LANES 4096
 /* Retry-After is clamped to an hour (pd_client.c). */
 #define SENDER_RETRY_AFTER_MAX_MS (INT64_C(3600) * 1000)
+/* The first purge of expired dedup entries comes cleanup_interval after the
+** start, at most this long, not before the first fill: after a long stop every entry may have expired,
+** and deleting a backlog's worth of them must not hold back the first
+** request (an expired entry is never an answer: the purge only reclaims
+** space, db/dedup.c). */
+#define SENDER_FIRST_CLEANUP_MS 10000
 
 typedef enum link_state {      /* as db_link_set() stores it */
     LINK_UP = DB_LINK_UP,
@@ -1082,7 +1088,7 @@ pdr_rc sender_start(sender *s)
     db_options opt;
     char err[1024] = "";
     writer_db_options(s->cfg, &opt);
-    opt.skip_quick_check = 1;   /* the daemon checked it when it opened its own handle */
+    opt.skip_check = 1;   /* the daemon checked it when it opened its own handle */
     pdr_rc rc = db_open(&opt, &s->db, err, sizeof err);
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "sender cannot open the outbox", "error", err, NULL);
@@ -1105,6 +1111,8 @@ pdr_rc sender_start(sender *s)
     /* Up until shown otherwise; what was queued before this start was held. */
     s->link = LINK_UP;
     s->up_since_ms = pdr_clock_now_ms();
+    s->next_cleanup_ms = s->up_since_ms + (s->cfg->cleanup_interval_ms < SENDER_FIRST_CLEANUP_MS
+                                               ? s->cfg->cleanup_interval_ms : SENDER_FIRST_CLEANUP_MS);
     metrics_link_set(1);
     link_publish(s, s->up_since_ms);
     if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;

@@ -93,7 +93,7 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
     w->on_commit = on_commit;
     w->ctx = ctx;
     writer_db_options(cfg, &opt);
-    opt.skip_quick_check = 1;   /* the daemon checked the file when it started */
+    opt.skip_check = 1;   /* the daemon checked the file when it started */
     opt.dedup_ttl_ms = cfg->dedup_ttl_ms;   /* a trigger records its incident as it is queued */
     rc = db_open(&opt, &w->db, err, sizeof err);
     if (rc) {

@@ -53,6 +53,12 @@
 **      every check runs before the first write (even before journal_mode=WAL,
 **      which rewrites the header), and checkpoint-on-close stays off until
 **      the file is accepted.
+**   7. run_state.clean is 1 only from a clean stop of the daemon
+**      (db_run_end, once its writer and sender have stopped and committed)
+**      to its next start (db_run_begin clears it, in the daemon's first
+**      write): a file that says clean was last closed with every
+**      transaction whole, and opening trusts it (OPENING, step 4). Nothing
+**      else writes run_state.
 **
 ** LIFE OF A ROW
 **
@@ -86,18 +92,53 @@
 **   2. sqlite3_open_v2 without SQLITE_OPEN_CREATE; no checkpoint on close.
 **   3. application_id, user_version, schema: foreign → CORRUPT, newer →
 **      TOO_NEW. A file that is not SQLite fails here with NOTADB → CORRUPT.
-**   4. PRAGMA quick_check (unless skipped): anything but "ok" → CORRUPT.
+**   4. the check, in a time that does not grow with the backlog: none when
+**      run_state says the last run stopped cleanly (invariant 7), nor for a
+**      new file, nor with skip_check (the daemon's writer and sender: the
+**      daemon's own open checked). Otherwise (an unclean stop, a run in
+**      progress, a file of version < 3 without run_state) the pages a
+**      crash can break are read (below, DB_OPEN_CHECKS in sql.h), with
+**      cell_size_check on: a damaged page → CORRUPT.
 **   5. pragmas: WAL, synchronous, busy_timeout, journal_size_limit, cache.
 **   6. migrations from user_version to DB_SCHEMA_VERSION in one BEGIN
 **      IMMEDIATE transaction (re-reading the version inside it, for two
 **      processes that open a new file at once).
 **   7. prepare every statement of sql.h once (SQLITE_PREPARE_PERSISTENT).
+**
+** WHAT A CRASH CAN BREAK, and so what step 4 reads
+** The outbox is in WAL mode. A commit appends its pages to the -wal as
+** frames, each with a checksum that chains to the previous one, and only
+** a commit frame makes a transaction visible; opening after a crash
+** rebuilds the WAL index from the frames up to the last whole commit and
+** ignores the rest (SQLite's WAL recovery). So a crash of the process, or
+** a power cut on storage that keeps its fsync promises, leaves committed
+** transactions whole and uncommitted ones absent: nothing to check. What
+** is left is storage that does not: a device that acknowledged an fsync
+** and lost or tore the write at the power cut. The writes at risk are the
+** last ones, and the pages they touched are few and known: a push appends
+** at the right edge of the outbox table and of outbox_age, writes the
+** counts row (triggers), a head's entry of outbox_sched and a dedup entry
+** (expiring last); a delivery deletes at the left edge (the oldest pending
+** rows, outbox_age's first entries); a kill appends to outbox_dead_age;
+** the sender rewrites link_state and key_state; a checkpoint copies those
+** same pages into the file. Step 4 reads each of them through its b-tree
+** (a few root-to-leaf paths each, LIMIT 16 rows, every column so overflow
+** pages too), besides the header and schema that step 3 reads: about a
+** hundred pages, ~1 ms, at 100 or 1,000,000 rows. A damaged page anywhere
+** else (media corruption: a flash block gone bad while nothing wrote it)
+** is not a crash's doing; PRAGMA quick_check would find it by reading the
+** whole file at every start (0.7 s at 150k rows, cold), which `pdrelay
+** queue check` (db_integrity_check) does on demand instead. Until then
+** such a page is met by the first read that crosses it, which fails with
+** PDR_ERR_CORRUPT (cell_size_check, step 5), never with garbage rows.
+**
 ** SQLite opens a file it may only read (mode 0444, a read-only mount)
 ** read-only without a word, and the steps above may all succeed on it: the
 ** daemon then proves the file writable with db_writable_check(), a real
 ** write, and db_unwritable_explain() asks the system which file and why.
 */
 #include "dbInt.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +150,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DB_BUSY_TIMEOUT_DEFAULT_MS 5000
@@ -884,42 +926,81 @@ static pdr_rc db_check_header(db_handle *db, int64_t *version_out, char *errbuf,
     return PDR_OK;
 }
 
-/* Step 4: PRAGMA quick_check; its first complaint goes into the message. */
-static pdr_rc db_quick_check(db_handle *db, char *errbuf, size_t errsz)
+typedef struct db_open_check {
+    int version;
+    const char *sql;
+} db_open_check;
+
+static const db_open_check db_open_checks[] = {
+#define DB_OPEN_CHECK_ENTRY(v, sql) {v, sql},
+    DB_OPEN_CHECKS(DB_OPEN_CHECK_ENTRY)
+#undef DB_OPEN_CHECK_ENTRY
+};
+
+/* Step 4: did the last run stop cleanly (invariant 7)? A file of version
+** < 3 has no run_state, and a missing row says nothing: not clean. */
+static pdr_rc db_read_clean(db_handle *db, int64_t version, int *clean_out, char *errbuf, size_t errsz)
 {
-    sqlite3_stmt *st = NULL;
-    const char *res;
-    pdr_rc rc = PDR_OK;
-    int src = sqlite3_prepare_v2(db->h, DB_SQL_QUICK_CHECK, -1, &st, NULL);
-    if (src) return db_open_fail(db, src, "quick_check", errbuf, errsz);
-    src = sqlite3_step(st);
-    if (src != SQLITE_ROW) {
-        rc = db_open_fail(db, src == SQLITE_DONE ? SQLITE_INTERNAL : src, "quick_check",
-                          errbuf, errsz);
-        goto out;
-    }
-    res = (const char *)sqlite3_column_text(st, 0);
-    if (!res || strcmp(res, "ok") != 0) {
-        /* The answer is one problem per line (or per row), the first line
-        ** perhaps only "*** in database main ***": keep the first problem. */
-        const char *first = res ? res : "quick_check gave no result";
-        const char *nl = strchr(first, '\n');
-        int more;
-        if (nl && !strncmp(first, "*** ", 4)) {
-            first = nl + 1;
-            nl = strchr(first, '\n');
+    int64_t clean = 0;
+    int src;
+    *clean_out = 0;
+    if (version < 3) return PDR_OK;
+    src = db_query_int64(db->h, DB_SQL_RUN_STATE_CLEAN, &clean);
+    if (src == SQLITE_INTERNAL) return PDR_OK;      /* no row */
+    if (src) return db_open_fail(db, src, "reading run_state", errbuf, errsz);
+    *clean_out = clean == 1;
+    return PDR_OK;
+}
+
+static int64_t db_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Step 4 after an unclean stop: reads the pages a crash can break (the
+** header comment, "What a crash can break"; DB_OPEN_CHECKS), every column
+** of every row, with cell_size_check on so that a damaged page fails here. */
+static pdr_rc db_check_after_crash(db_handle *db, int64_t version, char *errbuf, size_t errsz)
+{
+    int64_t t0 = db_mono_us();
+    int src = sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK, NULL, NULL, NULL);
+    if (src) return db_open_fail(db, src, "checking after an unclean stop", errbuf, errsz);
+    for (size_t i = 0; i < sizeof db_open_checks / sizeof db_open_checks[0]; i++) {
+        sqlite3_stmt *st = NULL;
+        if (db_open_checks[i].version > version) continue;
+        src = sqlite3_prepare_v2(db->h, db_open_checks[i].sql, -1, &st, NULL);
+        if ((src & 0xff) == SQLITE_ERROR) {
+            /* A table or index of this version missing: not the schema
+            ** pdrelay made. */
+            db_msg(db->errmsg, sizeof db->errmsg, "%s", sqlite3_errmsg(db->h));
+            db_msg(errbuf, errsz, "%s is damaged: its schema (version %lld) lacks what pdrelay made (%s). "
+                   DB_ADVICE_CORRUPT, db->path, (long long)version, db->errmsg);
+            return PDR_ERR_CORRUPT;
         }
-        db_msg(db->errmsg, sizeof db->errmsg, "quick_check: %.*s",
-               (int)(nl ? (size_t)(nl - first) : strlen(first)), first);
-        /* (res is invalid once the statement steps again) */
-        more = nl != NULL || sqlite3_step(st) == SQLITE_ROW;
-        db_msg(errbuf, errsz, "%s is corrupt (%s%s). " DB_ADVICE_CORRUPT,
-               db->path, db->errmsg, more ? ", and more" : "");
-        rc = PDR_ERR_CORRUPT;
+        if (src) return db_open_fail(db, src, "checking after an unclean stop", errbuf, errsz);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            int n = sqlite3_column_count(st);
+            for (int c = 0; c < n; c++) {
+                (void)sqlite3_column_blob(st, c);   /* loads its overflow pages */
+                (void)sqlite3_column_bytes(st, c);
+            }
+        }
+        sqlite3_finalize(st);
+        if (src != SQLITE_DONE)
+            return db_open_fail(db, src, "checking after an unclean stop", errbuf, errsz);
     }
-out:
-    sqlite3_finalize(st);
-    return rc;
+    db->open_checked = 1;
+    db->open_check_us = db_mono_us() - t0;
+    return PDR_OK;
+}
+
+int db_open_checked(const db_handle *db, int64_t *us_out)
+{
+    if (!db || !db->open_checked) return 0;
+    if (us_out) *us_out = db->open_check_us;
+    return 1;
 }
 
 static pdr_rc db_exec(db_handle *db, const char *sql, const char *doing, char *errbuf, size_t errsz)
@@ -1108,8 +1189,10 @@ pdr_rc db_open(const db_options *opt, db_handle **out, char *errbuf, size_t errs
     /* 3. ours? which version? 4. sound? */
     rc = db_check_header(db, &version, errbuf, errsz);
     if (rc) goto out;
-    if (!opt->skip_quick_check) {
-        rc = db_quick_check(db, errbuf, errsz);
+    if (!opt->skip_check && version > 0) {
+        int clean = 0;
+        rc = db_read_clean(db, version, &clean, errbuf, errsz);
+        if (!rc && !clean) rc = db_check_after_crash(db, version, errbuf, errsz);
         if (rc) goto out;
     }
     if (db->read_only && version == 0) {
@@ -1214,6 +1297,119 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
         sqlite3_reset(st);
     }
     return PDR_OK;
+}
+
+/* ---- the daemon's run (invariant 7) ---------------------------------------- */
+
+pdr_rc db_run_begin(db_handle *db, int *was_clean_out)
+{
+    sqlite3_stmt *st;
+    int64_t clean = 0, started = 0;
+    pdr_rc rc;
+    int src = SQLITE_OK;
+
+    if (!db || !was_clean_out) return PDR_ERR_INVALID;
+    rc = db_tx_begin(db);
+    if (rc) return rc;
+    st = db->stmt[DB_STMT_RUN_STATE_GET];
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        clean = sqlite3_column_int64(st, 0);
+        started = sqlite3_column_int64(st, 1);
+        src = SQLITE_OK;
+    } else if (src == SQLITE_DONE) {
+        /* The migration made the row; nothing deletes it. */
+        db_msg(db->errmsg, sizeof db->errmsg, "database disk image is malformed: run_state has no row");
+        src = SQLITE_CORRUPT;
+    }
+    sqlite3_reset(st);
+    if (src == SQLITE_CORRUPT) rc = PDR_ERR_CORRUPT;
+    else if (src) rc = db_fail(db, src, "reading run_state");
+    if (!rc) {
+        st = db->stmt[DB_STMT_RUN_STATE_BEGIN];
+        db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+        rc = db_stmt_run_one(db, st, src);
+    }
+    if (rc) {
+        db_tx_rollback(db);
+        return rc;
+    }
+    rc = db_tx_commit(db);
+    if (rc) return rc;
+    *was_clean_out = started == 0 ? -1 : clean == 1;
+    return PDR_OK;
+}
+
+pdr_rc db_run_end(db_handle *db)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db) return PDR_ERR_INVALID;
+    st = db->stmt[DB_STMT_RUN_STATE_END];
+    db_bind_int64(st, "@now", pdr_clock_now_ms(), &src);
+    return db_stmt_run_one(db, st, src);
+}
+
+/* ---- the full check -------------------------------------------------------- */
+
+/* One problem per line: integrity_check may give several lines in one row,
+** the first perhaps only "*** in database main ***". */
+static int64_t db_problem_lines(const char *text, void (*problem)(void *ctx, const char *text), void *ctx)
+{
+    int64_t n = 0;
+    while (*text) {
+        size_t len = strcspn(text, "\n");
+        if (len && strncmp(text, "*** ", 4) != 0) {
+            char line[1024];
+            snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), text);
+            n++;
+            if (problem) problem(ctx, line);
+        }
+        text += len;
+        if (*text) text++;
+    }
+    return n;
+}
+
+pdr_rc db_integrity_check(db_handle *db, void (*problem)(void *ctx, const char *text), void *ctx,
+                          int64_t *n_out)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = 0;
+    pdr_rc rc = PDR_OK;
+    int src;
+
+    if (n_out) *n_out = 0;
+    if (!db) return PDR_ERR_INVALID;
+    /* With cell_size_check on, the first bad page stops the check with
+    ** SQLITE_CORRUPT; off, the check describes every problem itself. */
+    src = sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK_OFF, NULL, NULL, NULL);
+    if (!src) src = sqlite3_prepare_v2(db->h, DB_SQL_INTEGRITY_CHECK, -1, &st, NULL);
+    if (src) {
+        rc = db_fail(db, src, "integrity_check");
+        goto out;
+    }
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        if (!text) {
+            src = SQLITE_NOMEM;
+            break;
+        }
+        if (strcmp(text, "ok") != 0) n += db_problem_lines(text, problem, ctx);
+    }
+    if ((src & 0xff) == SQLITE_CORRUPT || (src & 0xff) == SQLITE_NOTADB) {
+        /* A page the check itself could not go past: one problem more. */
+        char line[300];
+        snprintf(line, sizeof line, "the check stopped: %s", sqlite3_errmsg(db->h));
+        n += db_problem_lines(line, problem, ctx);
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(db, src, "integrity_check");
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK, NULL, NULL, NULL);
+    if (n_out) *n_out = n;
+    return rc;
 }
 
 /* ---- tests --------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 ** db.h — pdrelay's database: the outbox of events waiting for PagerDuty and
 ** the dedup table. The only public door to SQLite; no SQL exists outside db/.
 **
-** The outbox invariants (numbered 1-6; "invariant N" below means one of
+** The outbox invariants (numbered 1-7; "invariant N" below means one of
 ** them) and the life of a row are written once, at the top of db/db.c:
 ** read them there before changing anything. This file does not restate them.
 **
@@ -48,7 +48,10 @@ typedef struct db_options {
     int64_t max_dead_age_ms;    /* a dead row older (dead_ms) is dropped by
                                 ** db_outbox_trim_dead; <= 0: the default */
     int busy_timeout_ms;        /* 0: default 5000 */
-    int skip_quick_check;       /* 1: do not run PRAGMA quick_check on open */
+    int skip_check;             /* 1: no check at open, even after an unclean
+                                ** stop (db.c, OPENING step 4): for the
+                                ** daemon's writer and sender, whose file the
+                                ** daemon's own open checked */
     int read_only;              /* 1: open read-only (no create, no migration) */
     int64_t dedup_ttl_ms;       /* > 0: a pushed trigger with fingerprint, target
                                 ** and dedup_key records its incident in the
@@ -75,6 +78,42 @@ typedef struct db_options {
 ** (it then reads the daemon's commits through the existing -wal and -shm). */
 pdr_rc db_open(const db_options *opt, db_handle **out, char *errbuf, size_t errsz);
 void db_close(db_handle *db);
+
+/* 1 when db_open checked the file because the last `pdrelay run` on it did
+** not stop cleanly (or its stop is unknown: a file of schema version < 3),
+** *us_out (may be NULL) then how long that took in microseconds; 0 when it
+** did not (a clean stop, a new file, skip_check). The check reads what a
+** crash can break, in a time that does not grow with the backlog (db.c,
+** OPENING step 4); db_integrity_check() reads everything. */
+int db_open_checked(const db_handle *db, int64_t *us_out);
+
+/* ---- the daemon's run: the clean-stop marker (db.c, invariant 7) ---------- */
+
+/* The daemon's start, once its handle is open and its lock taken (one
+** transaction): *was_clean_out gets how the previous run ended, 1 stopped
+** cleanly (db_run_end), 0 did not (killed, crashed, a fatal error), -1 no run
+** recorded (a new outbox, or one migrated from schema version < 3); then the
+** marker is cleared and started_ms set to pdr_clock_now_ms(). */
+pdr_rc db_run_begin(db_handle *db, int *was_clean_out);
+
+/* The daemon's clean stop, once its writer and sender have stopped and
+** committed: the marker set, stopped_ms = pdr_clock_now_ms(). Never after a
+** fatal error: the next open then checks the file. */
+pdr_rc db_run_end(db_handle *db);
+
+/* PRAGMA integrity_check over the whole file (`pdrelay queue check`): every
+** page, every index entry against its row; O(file size). Works on a
+** read-only handle (open it with skip_check, so a damage the open check
+** would refuse is reported here, in full), and while the daemon writes.
+** problem (may be NULL) is called with each problem SQLite reports, one
+** line each, in its words (text from the file may appear in them: escape
+** before printing); a page so damaged that the check stops on it is one
+** more ("the check stopped: database disk image is malformed"). *n_out
+** (may be NULL) gets their number, 0 for a sound file (SQLite stops at 100).
+** PDR_OK when the check ran, whatever it found; a failure to run it (an I/O
+** error, out of memory) is returned with db_errmsg() set. */
+pdr_rc db_integrity_check(db_handle *db, void (*problem)(void *ctx, const char *text), void *ctx,
+                          int64_t *n_out);
 
 /* The settings in force on this connection, read back from SQLite (for
 ** tests and `pdrelay queue status`). synchronous: 1 NORMAL, 2 FULL. */

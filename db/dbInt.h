@@ -38,6 +38,8 @@ struct db {
     int last_bound;                     /* db_bound of the last refused push */
     int read_only;
     int64_t dedup_ttl_ms;               /* db_options.dedup_ttl_ms (0: none) */
+    int open_checked;                   /* 1: step 4 ran the check after an unclean stop */
+    int64_t open_check_us;              /* and took this long */
     sqlite3_stmt *stmt[DB_STMT_COUNT];  /* prepared at open, finalized at close */
     char errmsg[256];                   /* the last error, for db_errmsg() */
 };

@@ -233,7 +233,36 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 #define DB_SQL_APPLICATION_ID      "PRAGMA application_id"
 #define DB_SQL_USER_VERSION        "PRAGMA user_version"
 #define DB_SQL_SCHEMA_COUNT        "SELECT count(*) FROM sqlite_schema"
-#define DB_SQL_QUICK_CHECK         "PRAGMA quick_check"
+/* Step 4 (db.c, OPENING): how the last `pdrelay run` stopped, read before
+** anything is written. A file of schema version < 3 has no run_state. */
+#define DB_SQL_RUN_STATE_CLEAN     "SELECT clean FROM run_state WHERE one=1"
+/* Step 4 after an unclean stop: the pages the last transactions wrote, read
+** through the b-trees' edges, each at most a few root-to-leaf paths (LIMIT),
+** whatever the backlog (db.c, "What a crash can break"). X(version, SQL):
+** run on a file of that schema version or later. Every column of every row
+** is read, so overflow pages are loaded too. */
+#define DB_OPEN_CHECKS(X) \
+    X(1, "SELECT * FROM counts") \
+    X(2, "SELECT * FROM link_state") \
+    X(3, "SELECT * FROM run_state") \
+    /* the newest rows: the table's right edge, where every push appends */ \
+    X(1, "SELECT * FROM outbox ORDER BY id DESC LIMIT 16") \
+    /* the oldest pending rows: the left edges of outbox_age and of the   \
+    ** table, where deliveries delete */                                   \
+    X(1, "SELECT * FROM outbox INDEXED BY outbox_age WHERE state=0" \
+         " ORDER BY created_ms LIMIT 16") \
+    /* the first heads of the schedule, the rows the sender reads first */ \
+    X(2, "SELECT * FROM outbox INDEXED BY outbox_sched WHERE state=0 AND head=1" \
+         " ORDER BY routing_key, urgency, id LIMIT 16") \
+    /* the newest dead letters: outbox_dead_age's right edge (kills append) */ \
+    X(3, "SELECT * FROM outbox INDEXED BY outbox_dead_age WHERE state=1" \
+         " ORDER BY dead_ms DESC, id DESC LIMIT 16") \
+    /* the dedup entries written last expire last */ \
+    X(1, "SELECT * FROM dedup INDEXED BY dedup_expires ORDER BY expires_ms DESC LIMIT 16") \
+    X(2, "SELECT * FROM key_state LIMIT 64")
+/* `pdrelay queue check` (db_integrity_check): every page, every index entry
+** against its row. One problem per row; "ok" alone when there is none. */
+#define DB_SQL_INTEGRITY_CHECK     "PRAGMA integrity_check"
 #define DB_SQL_JOURNAL_WAL         "PRAGMA journal_mode=WAL"
 #define DB_SQL_SYNC_FULL           "PRAGMA synchronous=FULL"
 #define DB_SQL_SYNC_NORMAL         "PRAGMA synchronous=NORMAL"
@@ -249,6 +278,9 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 ** that lost a write) is reported as SQLITE_CORRUPT when first read instead
 ** of yielding garbage rows. Costs no measurable push throughput. */
 #define DB_SQL_CELL_SIZE_CHECK     "PRAGMA cell_size_check=ON"
+/* Off for the length of db_integrity_check, which checks every cell itself
+** and reports each problem, where cell_size_check stops it at the first. */
+#define DB_SQL_CELL_SIZE_CHECK_OFF "PRAGMA cell_size_check=OFF"
 #define DB_SQL_MIGRATE_BEGIN       "BEGIN IMMEDIATE"
 #define DB_SQL_MIGRATE_COMMIT      "COMMIT"
 #define DB_SQL_MIGRATE_ROLLBACK    "ROLLBACK"
@@ -523,6 +555,13 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(LINK_SET, \
       "UPDATE link_state SET state=@state, since_ms=@since WHERE one=1") \
     X(LINK_GET, \
-      "SELECT state, since_ms FROM link_state WHERE one=1")
+      "SELECT state, since_ms FROM link_state WHERE one=1") \
+    /* the daemon's run (db_run_begin, db_run_end): the clean-stop marker */ \
+    X(RUN_STATE_GET, \
+      "SELECT clean, started_ms FROM run_state WHERE one=1") \
+    X(RUN_STATE_BEGIN, \
+      "UPDATE run_state SET clean=0, started_ms=@now WHERE one=1") \
+    X(RUN_STATE_END, \
+      "UPDATE run_state SET clean=1, stopped_ms=@now WHERE one=1")
 
 #endif /* PDR_DB_SQL_H */

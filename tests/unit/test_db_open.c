@@ -328,9 +328,9 @@ static void test_corrupt_fixture_is_refused_untouched(void **state)
     free(tmp);
 }
 
-/* Without quick_check the damage is met by the first read that crosses the
-** broken page, and reported as PDR_ERR_CORRUPT, not a crash. */
-static void test_corrupt_fixture_without_quick_check(void **state)
+/* Without the check at open (skip_check) the damage is met by the first read
+** that crosses the broken page, and reported as PDR_ERR_CORRUPT, not a crash. */
+static void test_corrupt_fixture_without_check(void **state)
 {
     char *tmp = tu_mkdtemp();
     char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
@@ -341,11 +341,198 @@ static void test_corrupt_fixture_without_quick_check(void **state)
     (void)state;
 
     copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
-    o.skip_quick_check = 1;
+    o.skip_check = 1;
     o.read_only = 1;
     assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
     assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_ERR_CORRUPT);
     assert_null(rows);
+    if (!tu_contains(db_errmsg(db), "malformed")) fail_msg("errmsg: %s", db_errmsg(db));
+    db_close(db);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* ---- the check at open, and the clean-stop marker -------------------------- */
+
+/* Sets run_state.clean of the file at path (fixtures only). */
+static void set_clean(const char *path, int clean)
+{
+    char *sql = tu_printf("UPDATE run_state SET clean=%d WHERE one=1", clean);
+    raw_exec(path, sql);
+    free(sql);
+}
+
+static void count_problem(void *ctx, const char *text)
+{
+    (void)text;
+    ++*(int *)ctx;
+}
+
+/* A file whose run_state says the last run stopped cleanly is not checked:
+** the corrupt fixture, marked clean, opens (the check is what refuses it
+** otherwise); the damage is then met by the first read that crosses it,
+** and db_integrity_check reports it. */
+static void test_clean_marker_skips_check(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_row *rows = NULL;
+    size_t n = 0;
+    db_handle *db = NULL;
+    int64_t us = -1, problems = 0;
+    int calls = 0;
+    (void)state;
+
+    copy_file(PDR_TEST_FIXTURES "/corrupt.db", path);
+    set_clean(path, 1);
+    for (int ro = 1; ro >= 0; ro--) {
+        o.read_only = ro;
+        assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+        assert_int_equal(db_open_checked(db, &us), 0);
+        assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_ERR_CORRUPT);
+        assert_null(rows);
+        calls = 0;
+        assert_int_equal(db_integrity_check(db, count_problem, &calls, &problems), PDR_OK);
+        assert_true(problems > 0);
+        assert_int_equal(calls, problems);
+        db_close(db);
+    }
+    /* Marked unclean again, it is refused by the check at open. */
+    set_clean(path, 0);
+    expect_refused(tmp, 1, PDR_ERR_CORRUPT, "is corrupt", "unclean stop", (const char *)NULL);
+    free(path);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* The marker through the daemon's life: none recorded on a new file, then
+** each open after db_run_begin without db_run_end checks, and one after
+** db_run_end does not. db_integrity_check finds nothing in a sound file. */
+static void test_run_marker(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    db_options o = opts_for(tmp);
+    db_handle *db = NULL, *ro = NULL;
+    int was = 7;
+    int64_t us = -1, problems = -1;
+    (void)state;
+
+    tu_clock_install(1700000000000);
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, NULL), 0);              /* a new file: nothing to check */
+    push_one(db, "{\"a\":1}");
+    assert_int_equal(db_run_begin(db, &was), PDR_OK);
+    assert_int_equal(was, -1);                                   /* no run recorded */
+    db_close(db);
+
+    /* Started, never stopped (kill -9): checked. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, &us), 1);
+    assert_true(us >= 0);
+    /* A read-only open (queue status while the daemon runs) checks too;
+    ** skip_check (the daemon's writer and sender) does not. */
+    o.read_only = 1;
+    assert_int_equal(db_open(&o, &ro, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(ro, NULL), 1);
+    db_close(ro);
+    o.read_only = 0;
+    o.skip_check = 1;
+    assert_int_equal(db_open(&o, &ro, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(ro, NULL), 0);
+    db_close(ro);
+    o.skip_check = 0;
+    assert_int_equal(db_run_begin(db, &was), PDR_OK);
+    assert_int_equal(was, 0);
+    tu_clock_advance(1000);
+    assert_int_equal(db_run_end(db), PDR_OK);
+    db_close(db);
+
+    /* Stopped cleanly: not checked; the next start says so. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, NULL), 0);
+    assert_int_equal(db_integrity_check(db, NULL, NULL, &problems), PDR_OK);
+    assert_int_equal(problems, 0);
+    assert_int_equal(db_run_begin(db, &was), PDR_OK);
+    assert_int_equal(was, 1);
+    db_close(db);
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, NULL), 1);              /* begun again, not ended */
+    db_close(db);
+    pdr_clock_set(NULL, NULL);
+    tu_rmrf(tmp);
+    free(tmp);
+}
+
+/* The check after an unclean stop reads the pages a crash can break, not
+** the whole file: a leaf in the middle of a large outbox, damaged, is not
+** seen at open (it would be, were the check a scan), but by
+** db_integrity_check and by the first read that crosses it. */
+static void test_unclean_check_is_bounded(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_handle *db = NULL;
+    db_row *rows = NULL;
+    size_t n = 0, len = 0;
+    int64_t problems = 0, root = 0;
+    char body[800];
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    (void)state;
+
+    memset(body, 'x', sizeof body - 1);
+    body[0] = '"';
+    body[sizeof body - 2] = '"';
+    body[sizeof body - 1] = '\0';
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    for (int i = 0; i < 600; i++) {
+        snprintf(body + 1, 8, "%06d", i);   /* distinct, or the push coalesces */
+        body[7] = 'x';
+        push_one(db, body);
+    }
+    db_close(db);   /* the last connection: checkpointed, no -wal left */
+
+    /* The outbox's root is an interior page; damage the leaf its middle
+    ** cell points at (its cell pointer array, as make_corrupt_db.py does). */
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT rootpage FROM sqlite_schema WHERE name='outbox'", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    root = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+    {
+        unsigned char *f = (unsigned char *)tu_read_file(path, &len);
+        size_t psz, pg, ncell, cell, leaf;
+        FILE *out;
+        assert_non_null(f);
+        psz = (size_t)f[16] << 8 | f[17];
+        if (psz == 1) psz = 65536;
+        pg = (size_t)(root - 1) * psz;
+        assert_int_equal(f[pg], 0x05);                          /* interior table page */
+        ncell = (size_t)f[pg + 3] << 8 | f[pg + 4];
+        assert_true(ncell >= 8);
+        cell = (size_t)f[pg + 12 + 2 * (ncell / 2)] << 8 | f[pg + 12 + 2 * (ncell / 2) + 1];
+        leaf = (size_t)f[pg + cell] << 24 | (size_t)f[pg + cell + 1] << 16 | (size_t)f[pg + cell + 2] << 8 |
+               f[pg + cell + 3];
+        assert_int_equal(f[(leaf - 1) * psz], 0x0D);            /* a table leaf */
+        memset(f + (leaf - 1) * psz + 8, 0xFF, 32);
+        out = fopen(path, "wb");
+        assert_non_null(out);
+        assert_int_equal(fwrite(f, 1, len, out), len);
+        assert_int_equal(fclose(out), 0);
+        free(f);
+    }
+
+    /* run_state says unclean (no run ever ended): checked, and accepted. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, NULL), 1);
+    assert_int_equal(db_integrity_check(db, NULL, NULL, &problems), PDR_OK);
+    assert_true(problems > 0);
+    assert_int_equal(db_outbox_list(db, DB_ROW_PENDING, NULL, 0, &rows, &n), PDR_ERR_CORRUPT);
     if (!tu_contains(db_errmsg(db), "malformed")) fail_msg("errmsg: %s", db_errmsg(db));
     db_close(db);
     free(path);
@@ -689,6 +876,12 @@ static void test_migrates_v1(void **state)
     /* A read-only open (queue status) does not migrate: it says what to do. */
     expect_refused(tmp, 1, PDR_ERR_INVALID, "schema version 1", "older", "pdrelay run",
                    (const char *)NULL);
+    /* No run_state says how its last run ended: checked before migrating. */
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_open_checked(db, NULL), 1);
+    db_close(db);
+    assert_int_equal(unlink(path), 0);   /* migrated: again from version 1 */
+    make_v1(path);
 
     for (int round = 0; round < 2; round++) {
         /* The second open finds the current version: nothing to do, nothing changes. */
@@ -773,7 +966,10 @@ int main(void)
         cmocka_unit_test(test_not_a_database_is_refused_untouched),
         cmocka_unit_test(test_foreign_database_is_refused_untouched),
         cmocka_unit_test(test_corrupt_fixture_is_refused_untouched),
-        cmocka_unit_test(test_corrupt_fixture_without_quick_check),
+        cmocka_unit_test(test_corrupt_fixture_without_check),
+        cmocka_unit_test(test_clean_marker_skips_check),
+        cmocka_unit_test(test_run_marker),
+        cmocka_unit_test(test_unclean_check_is_bounded),
         cmocka_unit_test(test_read_only),
         cmocka_unit_test(test_read_only_creates_nothing),
         cmocka_unit_test(test_read_only_unwritable),
