@@ -28,7 +28,7 @@ static void test_power_cuts_lose_nothing(void **state)
     pc_totals t;
     pc_scene *s = pc_scene_new(1, 4);
     assert_non_null(s);
-    if (pc_run(s, PC_CUTS, 30, 1, stderr, &t) != 0) it_fail("the calibration cycle failed (scratch %s)", pc_scene_dir(s));
+    if (pc_run(s, PC_CUTS, 100, 1, stderr, &t) != 0) it_fail("the calibration cycle failed (scratch %s)", pc_scene_dir(s));
     fprintf(stderr, "powercut: %d cuts (%d before the daemon was ready) in %.1f s: %ld events acknowledged, %ld lost, "
             "%d corrupt, %d failed starts\n",
             t.cuts, t.before_ready, t.seconds, t.acked, t.lost, t.corrupt, t.failed_starts);

@@ -28,8 +28,9 @@
 **                        fdatasync of a tracked file); 0 or unset: never
 **   PDR_POWERCUT_SEED    seeds the RNG that picks the surviving sectors
 **   PDR_POWERCUT_SECTOR  the sector size, default 512
-** At a normal exit the shim logs "powercut: exit ops=N" (the count of
-** tracked operations, to calibrate PDR_POWERCUT_AT); at the cut, one line
+** At a normal exit the shim logs "powercut: exit ops=N syncs: FILE=K ..."
+** (the count of tracked operations, to calibrate PDR_POWERCUT_AT, and the
+** syncs of each file); at the cut, one line
 ** "powercut: cut at op N ..." saying what it did. Both go to stderr.
 **
 ** THE MODEL
@@ -122,6 +123,7 @@ typedef struct pc_file {
     pc_change *ch;       /* oldest first */
     size_t n, cap;
     int broken;          /* a pre-image could not be read: not undone */
+    unsigned long syncs; /* successful fsync/fdatasync calls, for the exit line */
 } pc_file;
 
 #define PC_MAX_FDS 4096
@@ -210,7 +212,16 @@ __attribute__((constructor)) static void pc_init(void)
 
 __attribute__((destructor)) static void pc_fini(void)
 {
-    if (pc_dir[0]) pc_say("powercut: exit ops=%lu", pc_ops);
+    char syncs[384] = "";
+    size_t o = 0;
+    if (!pc_dir[0]) return;
+    for (size_t i = 0; i < pc_nfiles && o < sizeof syncs; i++) {
+        const char *base = pc_files[i].path ? strrchr(pc_files[i].path, '/') : NULL;
+        int n = snprintf(syncs + o, sizeof syncs - o, " %s=%lu", base ? base + 1 : "?", pc_files[i].syncs);
+        if (n < 0) break;
+        o += (size_t)n;
+    }
+    pc_say("powercut: exit ops=%lu syncs:%s", pc_ops, syncs);
 }
 
 /* The fast test, without pc_mu: is fd tracked? */
@@ -617,6 +628,7 @@ static int pc_sync(int fd, int (*fn)(int), const char *what)
         f->n = 0;
         f->broken = 0;
         f->synced_size = sb.st_size;
+        f->syncs++;
     }
     pthread_mutex_unlock(&pc_mu);
     errno = err;

@@ -52,6 +52,9 @@
 #define PC_START_MS 20000   /* a start, to "pdrelay started" */
 #define PC_CUT_MS 60000     /* the clients' whole run, to the cut */
 #define PC_MAX_CLIENTS 16
+#ifndef PDR_POWERCUT_LIB
+#define PDR_POWERCUT_LIB ""   /* not built (pc_skip_reason says why): nothing runs */
+#endif
 
 struct pc_scene {
     it_fx *fx;
@@ -148,6 +151,7 @@ static int pc_start_cut(pc_scene *s, unsigned long at, uint64_t seed)
     char e_pre[4200], e_dir[4200], e_at[64], e_seed[64], e_asan[1024];
     const char *asan = getenv("ASAN_OPTIONS");
     const char *env[6];
+    if (pc_skip_reason()) return -1;
     tu_rmrf(s->fx->data_dir);
     if (mkdir(s->fx->data_dir, 0700) != 0) return -1;   /* the shim resolves it at load */
     tu_write_file(s->fx->log, "");
@@ -324,6 +328,7 @@ long pc_calibrate(pc_scene *s, int events)
         it_daemon_stop(&s->fx->d, SIGTERM) == 0) {
         pc_log_line(&s->fx->d, "powercut: exit ops=", line, sizeof line);
         if (line[0]) ops = strtol(line + strlen("powercut: exit ops="), NULL, 10);
+        fprintf(stderr, "powercut: calibration, %d events: %s\n", per * s->clients, line);
     }
     if (ops <= 0) fprintf(stderr, "powercut: calibration failed (log: %s)\n", s->fx->log);
     pc_clients_free(cl, s->clients);
@@ -475,6 +480,9 @@ int pc_run(pc_scene *s, int cuts, int calib_events, int stop_at_failure, FILE *p
                      "cycle %d: %s%s%d of %d acknowledged events lost [%s]; replay with "
                      "PDR_POWERCUT_REPLAY=%lu,%" PRIu64 " (scratch %s)",
                      i + 1, r.why, r.why[0] ? "; " : "", r.lost, r.acked, r.cut_line, at, seed, pc_scene_dir(s));
+        if (rc)
+            fprintf(stderr, "powercut: cycle %d could not run: %s (PDR_POWERCUT_REPLAY=%lu,%" PRIu64 ")\n", i + 1,
+                    r.why, at, seed);
         if (progress && (i + 1) % 50 == 0)
             fprintf(progress, "powercut: %d cuts, %ld acknowledged, %ld lost, %d corrupt, %d failed starts\n",
                     i + 1, t->acked, t->lost, t->corrupt, t->failed_starts);
