@@ -132,6 +132,7 @@ static pc_file *pc_files;
 static size_t pc_nfiles, pc_capfiles;
 static int pc_fd_file[PC_MAX_FDS];   /* fd -> index in pc_files + 1; 0: untracked */
 static char pc_dir[PATH_MAX + 2];    /* realpath of PDR_POWERCUT_DIR + "/"; "" = off */
+static char pc_dir_lit[PATH_MAX + 2]; /* PDR_POWERCUT_DIR as given, + "/" */
 static unsigned long pc_ops, pc_at;
 static uint64_t pc_rng;
 static size_t pc_sector = 512;
@@ -198,6 +199,7 @@ static void pc_init_once(void)
     if (pc_sector == 0 || pc_sector > 65536) pc_sector = 512;
     if (dir && *dir && realpath(dir, rp)) snprintf(pc_dir, sizeof pc_dir, "%s/", rp);
     else if (dir && *dir == '/') snprintf(pc_dir, sizeof pc_dir, "%s/", dir);   /* not made yet */
+    if (pc_dir[0]) snprintf(pc_dir_lit, sizeof pc_dir_lit, "%s/", dir);
 }
 
 /* Every entry point starts here: another library's constructor may write
@@ -440,13 +442,25 @@ static int pc_mode_needed(int flags)
     return (flags & O_CREAT) != 0;
 }
 
+/* Could path name a file under the directory? An absolute path outside it
+** (as given or resolved) cannot, and is opened without the mutex: a slow
+** open elsewhere (curl's CA bundle) does not wait for a sync. */
+static int pc_maybe_ours(const char *path)
+{
+    size_t a = strlen(pc_dir), b = strlen(pc_dir_lit);
+    if (!pc_dir[0]) return 0;
+    if (!path || path[0] != '/') return 1;
+    return !strncmp(path, pc_dir, a) || !strncmp(path, pc_dir_lit, b) || !strncmp(path, pc_dir, a - 1) ||
+           !strncmp(path, pc_dir_lit, b - 1);
+}
+
 static int pc_open_common(int (*fn)(int, const char *, int, ...), int (*fnp)(const char *, int, ...), int dirfd,
                           const char *path, int flags, mode_t mode)
 {
     int fd, existed = 1, err;
     struct stat sb;
     PC_INIT();
-    if (!pc_dir[0]) return fnp ? fnp(path, flags, mode) : fn(dirfd, path, flags, mode);
+    if (!pc_maybe_ours(path)) return fnp ? fnp(path, flags, mode) : fn(dirfd, path, flags, mode);
     pthread_mutex_lock(&pc_mu);
     if (flags & O_CREAT) existed = fstatat(fnp ? AT_FDCWD : dirfd, path, &sb, 0) == 0;
     fd = fnp ? fnp(path, flags, mode) : fn(dirfd, path, flags, mode);
