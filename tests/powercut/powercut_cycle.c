@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "clock.h"
 #include "db.h"
@@ -217,27 +216,18 @@ static void *pc_client_main(void *arg)
 
 /* ---- the checks ------------------------------------------------------------------ */
 
-/* PRAGMA integrity_check of data_dir's database: 1 if "ok"; else 0, with
-** its first line in why. */
-static int pc_integrity_ok(const char *data_dir, char *why, size_t whysz)
+/* Nothing is corrupt: `pdrelay queue check` (PRAGMA integrity_check over
+** the whole file, as an operator runs it) says ok and exits 0. */
+static int pc_integrity_ok(const char *cfg, char *why, size_t whysz)
 {
-    char *path = tu_printf("%s/%s", data_dir, DB_FILE_NAME);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int ok = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        snprintf(why, whysz, "integrity_check: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "?");
-    } else if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK ||
-               sqlite3_step(st) != SQLITE_ROW) {
-        snprintf(why, whysz, "integrity_check failed: %s", sqlite3_errmsg(db));
-    } else {
-        const char *res = (const char *)sqlite3_column_text(st, 0);
-        ok = res && !strcmp(res, "ok");
-        if (!ok) snprintf(why, whysz, "integrity_check: %s", res ? res : "(null)");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    free(path);
+    const char *argv[] = {tu_pdrelay(), "queue", "-c", cfg, "check", NULL};
+    char *out = NULL, *err = NULL;
+    int ex = tu_run(argv, NULL, &out, &err);
+    int ok = ex == 0 && out && !strncmp(out, "ok: ", 4);
+    if (!ok)
+        snprintf(why, whysz, "pdrelay queue check exited %d: %.200s%.200s", ex, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
     return ok;
 }
 
@@ -396,7 +386,7 @@ int pc_cycle(pc_scene *s, unsigned long at, uint64_t seed, pc_result *r)
                  s->fx->log);
         goto out;
     }
-    if (!pc_integrity_ok(s->fx->data_dir, r->why, sizeof r->why)) {
+    if (!pc_integrity_ok(s->fx->cfg, r->why, sizeof r->why)) {
         r->corrupt = 1;
         goto out;
     }
