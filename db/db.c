@@ -78,7 +78,8 @@
 **   3. application_id, user_version, schema: foreign → CORRUPT, newer →
 **      TOO_NEW. A file that is not SQLite fails here with NOTADB → CORRUPT.
 **   4. PRAGMA quick_check (unless skipped): anything but "ok" → CORRUPT.
-**   5. pragmas: WAL, synchronous, busy_timeout, journal_size_limit, cache.
+**   5. pragmas: page_size (a new file's), WAL, synchronous, busy_timeout,
+**      journal_size_limit, wal_autocheckpoint, cache.
 **   6. migrations from user_version to DB_SCHEMA_VERSION in one BEGIN
 **      IMMEDIATE transaction (re-reading the version inside it, for two
 **      processes that open a new file at once).
@@ -928,6 +929,10 @@ static pdr_rc db_set_pragmas(db_handle *db, const db_options *opt, char *errbuf,
     int src;
 
     if (!opt->read_only) {
+        /* Before anything writes the file (journal_mode=WAL writes the
+        ** header of a new one); ignored for an existing file. */
+        rc = db_exec(db, DB_SQL_PAGE_SIZE, "setting page_size", errbuf, errsz);
+        if (rc) return rc;
         /* journal_mode answers with the mode in force: on a file system
         ** without shared memory it stays "delete", which we refuse rather
         ** than lose group commit and concurrent readers silently. */
@@ -949,6 +954,8 @@ static pdr_rc db_set_pragmas(db_handle *db, const db_options *opt, char *errbuf,
     rc = db_exec(db, opt->sync_full ? DB_SQL_SYNC_FULL : DB_SQL_SYNC_NORMAL,
                  "setting synchronous", errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_JOURNAL_SIZE_LIMIT, "setting journal_size_limit",
+                          errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_WAL_AUTOCHECKPOINT, "setting wal_autocheckpoint",
                           errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_CACHE_SIZE, "setting cache_size", errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_TEMP_STORE, "setting temp_store", errbuf, errsz);
@@ -1152,7 +1159,7 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
     static const db_stmt_id ids[] = {
         DB_STMT_PRAGMA_JOURNAL_MODE, DB_STMT_PRAGMA_SYNCHRONOUS, DB_STMT_PRAGMA_BUSY_TIMEOUT,
         DB_STMT_PRAGMA_JOURNAL_SIZE_LIMIT, DB_STMT_PRAGMA_USER_VERSION,
-        DB_STMT_PRAGMA_APPLICATION_ID
+        DB_STMT_PRAGMA_APPLICATION_ID, DB_STMT_PRAGMA_PAGE_SIZE, DB_STMT_PRAGMA_WAL_AUTOCHECKPOINT
     };
     size_t i;
     int src;
@@ -1187,6 +1194,12 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
             break;
         case DB_STMT_PRAGMA_APPLICATION_ID:
             out->application_id = (int32_t)sqlite3_column_int64(st, 0);
+            break;
+        case DB_STMT_PRAGMA_PAGE_SIZE:
+            out->page_size = sqlite3_column_int(st, 0);
+            break;
+        case DB_STMT_PRAGMA_WAL_AUTOCHECKPOINT:
+            out->wal_autocheckpoint = sqlite3_column_int(st, 0);
             break;
         default:
             break;

@@ -75,6 +75,8 @@ typedef struct db_settings {
     int64_t journal_size_limit; /* bytes */
     int user_version;           /* DB_SCHEMA_VERSION once opened */
     int32_t application_id;     /* pdrelay's fixed id */
+    int page_size;              /* bytes; a new file's is sql.h's DB_SQL_PAGE_SIZE */
+    int wal_autocheckpoint;     /* WAL frames */
 } db_settings;
 
 pdr_rc db_settings_get(db_handle *db, db_settings *out);
