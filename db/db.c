@@ -1209,6 +1209,18 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
     return PDR_OK;
 }
 
+pdr_rc db_file_sizes(const db_handle *db, int64_t *file_out, int64_t *wal_out)
+{
+    struct stat sb;
+    char wal[4200];
+    if (!db || !file_out || !wal_out) return PDR_ERR_INVALID;
+    if (stat(db->path, &sb) != 0) return db_rc_from_errno(errno);
+    *file_out = (int64_t)sb.st_size;
+    snprintf(wal, sizeof wal, "%s-wal", db->path);
+    *wal_out = stat(wal, &sb) == 0 ? (int64_t)sb.st_size : 0;
+    return PDR_OK;
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 pdr_rc db_explain(db_handle *db, const char *stmt_name, char *out, size_t outsz)
