@@ -128,6 +128,9 @@ typedef struct pdr_config {
 
     /* [outbox] */
     pdr_sync_mode synchronous;  /* default full */
+    int64_t commit_interval_ms; /* default 0, at most 1s: the writer waits up to
+                                ** this after a batch's first job for more
+                                ** (agent/writer.h) */
     int64_t max_events;         /* default 1000000, >= 1 */
     int64_t max_age_ms;         /* default 0 = never expire */
     int64_t delay_note_after_ms;/* default 5m, 0 = off: an event sent more than
