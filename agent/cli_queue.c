@@ -175,6 +175,21 @@ static int64_t drain_eta_ms(const db_key_stats *k, const pdr_config *cfg, int64_
     return eta + (throttled ? k->throttled_until_ms - now : 0);
 }
 
+/* n bytes as "812 B", "4.0 KiB", "20.4 MiB", "1.2 GiB". */
+static const char *fmt_bytes(int64_t n, char *out, size_t outsz)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) snprintf(out, outsz, "%lld B", (long long)n);
+    else snprintf(out, outsz, "%.1f %s", v, units[u]);
+    return out;
+}
+
 static int queue_status(db_handle *db, const pdr_config *cfg, int json)
 {
     db_key_stats *st = NULL;
@@ -184,7 +199,12 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
     int link = 0;
     char red[PDR_REDACT_SIZE], age[32], next[32], why[4400] = "", when[PDR_TIMESTAMP_SIZE];
     long pid = db_daemon_pid(cfg->data_dir, why, sizeof why);
-    pdr_rc rc = db_outbox_count(db, &pending, &dead);
+    db_counts counts;
+    int64_t file_bytes = 0, wal_bytes = 0;
+    pdr_rc rc = db_outbox_counts(db, &counts);
+    pending = counts.pending;
+    dead = counts.dead;
+    if (!rc) rc = db_file_sizes(db, &file_bytes, &wal_bytes);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
     if (!rc) rc = db_link_get(db, &link, &since);
     if (rc) {
@@ -207,6 +227,12 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         cJSON_AddNumberToObject(doc, "pending", (double)pending);
         cJSON_AddNumberToObject(doc, "dead", (double)dead);
         cJSON_AddNumberToObject(doc, "max_events", (double)cfg->max_events);
+        /* on disk: the file and its WAL; in it: the bodies of the rows */
+        cJSON_AddNumberToObject(doc, "database_bytes", (double)(file_bytes + wal_bytes));
+        cJSON_AddNumberToObject(doc, "database_file_bytes", (double)file_bytes);
+        cJSON_AddNumberToObject(doc, "wal_bytes", (double)wal_bytes);
+        cJSON_AddNumberToObject(doc, "pending_bytes", (double)counts.pending_bytes);
+        cJSON_AddNumberToObject(doc, "dead_bytes", (double)counts.dead_bytes);
         for (size_t i = 0; i < n; i++) {
             cJSON *k = cJSON_CreateObject();
             const char *t = cli_target_of(cfg, st[i].routing_key);
@@ -238,6 +264,13 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
     } else {
         printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", shown(db_path(db)),
                (long long)pending, (long long)dead, (long long)cfg->max_events);
+        {
+            char a[24], b[24], c[24], d[24], e[24];
+            printf("database: %s on disk (file %s + WAL %s); it holds %s of pending events and %s of dead "
+                   "letters\n", fmt_bytes(file_bytes + wal_bytes, a, sizeof a), fmt_bytes(file_bytes, b, sizeof b),
+                   fmt_bytes(wal_bytes, c, sizeof c), fmt_bytes(counts.pending_bytes, d, sizeof d),
+                   fmt_bytes(counts.dead_bytes, e, sizeof e));
+        }
         if (pid <= 0)
             printf("uplink: unknown (no daemon is running on %s)\n", shown(cfg->data_dir));
         else if (link == DB_LINK_UP)

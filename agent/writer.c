@@ -10,8 +10,17 @@
 ** batch. When the commit ends, the thread calls each job's callback outside
 ** the mutex. A probe job runs alone, in its turn.
 **
+** [outbox] commit_interval > 0: with a push job at the head of the queue,
+** the thread first waits, up to the interval, for more to queue
+** (batch_gather), so that a site that prefers fewer writes to flash over
+** latency gets bigger batches. The interval is measured by the injectable
+** clock (agent/clock.h) and waited for on the condition (a timed wait
+** that each submit cuts short), never by spinning.
+**
 **   submit:  lock mu; append job; signal cv; unlock
 **   thread:  lock mu; wait cv until a job or stopping;
+**            [commit_interval: wait cv until it is over, the batch is
+**            full, or stopping]
 **            take the batch; unlock; commit; lock; stats; unlock;
 **            call each job's done; repeat
 **
@@ -30,9 +39,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -49,9 +60,10 @@ struct writer {
     db_handle *db;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* signalled when a job queues or stopping begins */
+    pthread_cond_t cv;          /* signalled when a job queues or stopping begins (CLOCK_MONOTONIC) */
     pthread_t thread;
     writer_job *head, *tail;    /* FIFO of queued jobs */
+    size_t queued_events;       /* events of the queued push jobs */
     int stopping;               /* no new jobs */
     int started;                /* the thread runs */
     writer_stats stats;
@@ -102,7 +114,14 @@ pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ct
         return rc;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    {
+        /* batch_gather's timed waits must not jump with the wall clock */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     *out = w;
     return PDR_OK;
 }
@@ -302,7 +321,38 @@ static writer_job *batch_take(writer *w, size_t *nev)
     if (!end) w->tail = NULL;
     last->next = NULL;   /* the batch is now a list of its own */
     for (writer_job *j = first; j; j = j->next) w->stats.queued_jobs--;
+    w->queued_events -= *nev;
     return first;
+}
+
+/* [outbox] commit_interval (mu held; the waits release it): the head of the
+** queue is a push job, the first of the next batch; waits up to the
+** interval after it was taken up, by the injectable clock, for more jobs to
+** join it. Ends early when the batch is full (WRITER_BATCH_MAX events) or
+** the writer stops (the queued jobs then commit at once). Each wait is a
+** timed wait on cv, cut short by every submit; a wall clock stepped back
+** restarts the interval once instead of stretching it. */
+static void batch_gather(writer *w)
+{
+    int64_t interval = w->cfg->commit_interval_ms;
+    int64_t deadline = pdr_clock_now_ms() + interval;
+    for (;;) {
+        int64_t left = deadline - pdr_clock_now_ms();
+        struct timespec ts;
+        if (left > interval) {
+            deadline -= left - interval;
+            left = interval;
+        }
+        if (left <= 0 || w->stopping || w->queued_events >= WRITER_BATCH_MAX) return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(left / 1000);
+        ts.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
 }
 
 #ifndef NDEBUG
@@ -330,6 +380,7 @@ static void *writer_main(void *arg)
         int probe;
         while (!w->head && !w->stopping) pthread_cond_wait(&w->cv, &w->mu);
         if (!w->head) break;   /* stopping and nothing queued */
+        if (w->head->kind == JOB_PUSH && w->cfg->commit_interval_ms > 0) batch_gather(w);
         batch = batch_take(w, &nev);
         probe = batch->kind == JOB_PROBE;
         last = w->stats.last_rc;
@@ -430,6 +481,7 @@ pdr_rc writer_submit_async(writer *w, writer_job *job)
     }
     w->tail = job;
     w->stats.queued_jobs++;
+    if (job->kind == JOB_PUSH) w->queued_events += job->n;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return PDR_OK;

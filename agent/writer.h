@@ -9,6 +9,10 @@
 ** the batch), then calls each job's callback with its results. So the fsync
 ** cost is paid per batch, the batch grows with the load by itself, and a
 ** client's reply is sent only after the commit that holds its events.
+** [outbox] commit_interval (default 0) makes the thread wait, after the
+** first job of a batch, up to that long for more before it commits: fewer,
+** bigger commits (fewer writes to flash) for that much more latency; the
+** replies still wait for their commit (invariant 1).
 **
 ** INVARIANTS
 **   1. A job's callback runs only after the batch holding the job's events

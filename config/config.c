@@ -164,6 +164,10 @@ static const pdr_config_key key_table[] = {
     {"outbox", "synchronous", PDR_KT_ENUM, 0, "full", CFG(synchronous), 0, 0, sync_names, RESTART,
      "full: one fsync per commit, survives power loss. normal: spares flash, may lose the last commits on power "
      "loss."},
+    {"outbox", "commit_interval", PDR_KT_DURATION, 0, "0", CFG(commit_interval_ms), 0, MS_SECOND, NULL, RESTART,
+     "Group commits: after the first event of a batch, wait up to this long for more before committing them in one "
+     "transaction, for fewer writes to flash; the replies wait for that commit. 0: commit at once (the batch is what "
+     "queued during the last commit)."},
     {"outbox", "max_events", PDR_KT_INT64, 0, "1000000", CFG(max_events), 1, 1000000000, NULL, KEEP,
      "Bound on pending events (dead letters have their own bounds, max_dead and max_dead_age); when it is reached, "
      "ingest answers 503 with Retry-After (so senders retry), /readyz answers 503 and pdrelay send exits 75. "

@@ -128,6 +128,9 @@ typedef struct pdr_config {
 
     /* [outbox] */
     pdr_sync_mode synchronous;  /* default full */
+    int64_t commit_interval_ms; /* default 0, at most 1s: the writer waits up to
+                                ** this after a batch's first job for more
+                                ** (agent/writer.h) */
     int64_t max_events;         /* default 1000000, >= 1: pending events */
     int64_t max_bytes;          /* default 256MB: the pending events' bodies */
     int64_t min_free;           /* default 64MB, 0 = none: free space left on

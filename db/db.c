@@ -99,7 +99,8 @@
 **      progress, a file of version < 3 without run_state) the pages a
 **      crash can break are read (below, DB_OPEN_CHECKS in sql.h), with
 **      cell_size_check on: a damaged page → CORRUPT.
-**   5. pragmas: WAL, synchronous, busy_timeout, journal_size_limit, cache.
+**   5. pragmas: page_size (a new file's), WAL, synchronous, busy_timeout,
+**      journal_size_limit, wal_autocheckpoint, cache.
 **   6. migrations from user_version to DB_SCHEMA_VERSION in one BEGIN
 **      IMMEDIATE transaction (re-reading the version inside it, for two
 **      processes that open a new file at once).
@@ -1018,6 +1019,10 @@ static pdr_rc db_set_pragmas(db_handle *db, const db_options *opt, char *errbuf,
     int src;
 
     if (!opt->read_only) {
+        /* Before anything writes the file (journal_mode=WAL writes the
+        ** header of a new one); ignored for an existing file. */
+        rc = db_exec(db, DB_SQL_PAGE_SIZE, "setting page_size", errbuf, errsz);
+        if (rc) return rc;
         /* journal_mode answers with the mode in force: on a file system
         ** without shared memory it stays "delete", which we refuse rather
         ** than lose group commit and concurrent readers silently. */
@@ -1039,6 +1044,8 @@ static pdr_rc db_set_pragmas(db_handle *db, const db_options *opt, char *errbuf,
     rc = db_exec(db, opt->sync_full ? DB_SQL_SYNC_FULL : DB_SQL_SYNC_NORMAL,
                  "setting synchronous", errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_JOURNAL_SIZE_LIMIT, "setting journal_size_limit",
+                          errbuf, errsz);
+    if (!rc) rc = db_exec(db, DB_SQL_WAL_AUTOCHECKPOINT, "setting wal_autocheckpoint",
                           errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_CACHE_SIZE, "setting cache_size", errbuf, errsz);
     if (!rc) rc = db_exec(db, DB_SQL_TEMP_STORE, "setting temp_store", errbuf, errsz);
@@ -1255,7 +1262,7 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
     static const db_stmt_id ids[] = {
         DB_STMT_PRAGMA_JOURNAL_MODE, DB_STMT_PRAGMA_SYNCHRONOUS, DB_STMT_PRAGMA_BUSY_TIMEOUT,
         DB_STMT_PRAGMA_JOURNAL_SIZE_LIMIT, DB_STMT_PRAGMA_USER_VERSION,
-        DB_STMT_PRAGMA_APPLICATION_ID
+        DB_STMT_PRAGMA_APPLICATION_ID, DB_STMT_PRAGMA_PAGE_SIZE, DB_STMT_PRAGMA_WAL_AUTOCHECKPOINT
     };
     size_t i;
     int src;
@@ -1290,6 +1297,12 @@ pdr_rc db_settings_get(db_handle *db, db_settings *out)
             break;
         case DB_STMT_PRAGMA_APPLICATION_ID:
             out->application_id = (int32_t)sqlite3_column_int64(st, 0);
+            break;
+        case DB_STMT_PRAGMA_PAGE_SIZE:
+            out->page_size = sqlite3_column_int(st, 0);
+            break;
+        case DB_STMT_PRAGMA_WAL_AUTOCHECKPOINT:
+            out->wal_autocheckpoint = sqlite3_column_int(st, 0);
             break;
         default:
             break;
@@ -1410,6 +1423,18 @@ out:
     sqlite3_exec(db->h, DB_SQL_CELL_SIZE_CHECK, NULL, NULL, NULL);
     if (n_out) *n_out = n;
     return rc;
+}
+
+pdr_rc db_file_sizes(const db_handle *db, int64_t *file_out, int64_t *wal_out)
+{
+    struct stat sb;
+    char wal[4200];
+    if (!db || !file_out || !wal_out) return PDR_ERR_INVALID;
+    if (stat(db->path, &sb) != 0) return db_rc_from_errno(errno);
+    *file_out = (int64_t)sb.st_size;
+    snprintf(wal, sizeof wal, "%s-wal", db->path);
+    *wal_out = stat(wal, &sb) == 0 ? (int64_t)sb.st_size : 0;
+    return PDR_OK;
 }
 
 /* ---- tests --------------------------------------------------------------- */

@@ -124,9 +124,17 @@ typedef struct db_settings {
     int64_t journal_size_limit; /* bytes */
     int user_version;           /* DB_SCHEMA_VERSION once opened */
     int32_t application_id;     /* pdrelay's fixed id */
+    int page_size;              /* bytes; a new file's is sql.h's DB_SQL_PAGE_SIZE */
+    int wal_autocheckpoint;     /* WAL frames */
 } db_settings;
 
 pdr_rc db_settings_get(db_handle *db, db_settings *out);
+
+/* The sizes in bytes of the database file and of its -wal file (0 when
+** there is none): what the outbox takes on disk (the -shm file, a 32 KiB
+** index of the WAL, is left out). PDR_ERR_IO (errno's translation) when the
+** database file cannot be stat'd. */
+pdr_rc db_file_sizes(const db_handle *db, int64_t *file_out, int64_t *wal_out);
 
 /* The full path of the database file (owned by db). */
 const char *db_path(const db_handle *db);

@@ -177,6 +177,13 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 ** outbox_dead_age  (dead_ms, id) of dead rows: the oldest dead letters are
 **                  found with one seek when max_dead or max_dead_age drops
 **                  them. Costs nothing at push (a new row is pending).
+** outbox_head      dropped: since version 2 the sender finds the keys and
+**                  their next rows through outbox_sched; OUTBOX_LIST_PENDING_KEY
+**                  (`pdrelay queue list --key`) was its last reader. It cost
+**                  every push one more index page per routing key in each
+**                  commit: bench_flash (tests/bench), synchronous=full, one
+**                  sender, 5,000 events, 4 KiB pages: 42.7 KB written per
+**                  event with it, 36.1 KB without (2 KiB pages: 28.9, 24.6).
 ** run_state        the one row of the daemon's run: clean = 1 when the last
 **                  `pdrelay run` stopped cleanly (written at its stop, cleared
 **                  at its start), so that opening checks the file only after
@@ -214,6 +221,7 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     "  WHERE one=1;" \
     " END;" \
     "CREATE INDEX outbox_dead_age ON outbox(dead_ms, id) WHERE state=1;" \
+    "DROP INDEX outbox_head;" \
     "CREATE TABLE run_state(" \
     " one INTEGER PRIMARY KEY CHECK(one=1)," \
     " clean INTEGER NOT NULL," \
@@ -266,8 +274,36 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
 #define DB_SQL_JOURNAL_WAL         "PRAGMA journal_mode=WAL"
 #define DB_SQL_SYNC_FULL           "PRAGMA synchronous=FULL"
 #define DB_SQL_SYNC_NORMAL         "PRAGMA synchronous=NORMAL"
+/*
+** Flash wear (README "Flash wear" has the table; tests/bench/bench_flash.c
+** measures it). What a commit costs is the pages it changes, each a whole
+** WAL frame (24 bytes + a page), and the checkpoint writes each changed page
+** once more into the database file.
+**
+** Page size, for a NEW file only: it must be set before the file's first
+** write, and an existing file keeps the page size it was made with (in WAL
+** mode not even VACUUM changes it). 2 KiB: a commit changes a handful of
+** pages (the row's table leaf, the index leaves, counts, sqlite_sequence)
+** that hold a few hundred bytes of news each, so a smaller page writes less;
+** a PagerDuty event (~600 bytes stored) still fits three to a leaf, where
+** 1 KiB pages hold one and spill the larger Alertmanager bodies into
+** overflow pages. bench_flash, synchronous=full, one sender: 36.1 KB written
+** per event with 4 KiB pages, 24.6 KB with 2 KiB (1 KiB: 21.2).
+*/
+#define DB_SQL_PAGE_SIZE           "PRAGMA page_size=2048"
+/* Checkpoint when the WAL holds 4000 frames (8 MiB of 2 KiB pages) instead
+** of SQLite's 1000: a page changed by many commits between two checkpoints
+** (the counts row, the index leaves, the table's last leaf) is written into
+** the database file once per checkpoint, so fewer checkpoints write less.
+** bench_flash, synchronous=full, 2 KiB pages, 16 senders: 12.8 KB per event
+** at 1000, 9.7 KB at 4000 (64 senders: 7.5, 6.3); beyond, little more.
+** Per connection: every writer (daemon, `pdrelay send`) sets it. */
+#define DB_SQL_WAL_AUTOCHECKPOINT  "PRAGMA wal_autocheckpoint=4000"
 /* After a checkpoint the WAL is truncated back to this size, so one burst
-** (a backlog after days offline) does not leave a huge -wal file behind. */
+** (a backlog after days offline) does not leave a huge -wal file behind.
+** Above the WAL's size at a checkpoint (8 MiB, DB_SQL_WAL_AUTOCHECKPOINT),
+** so an ordinary WAL is reused from its start, never truncated and grown
+** again (each growth is a metadata write of the file system's). */
 #define DB_SQL_JOURNAL_SIZE_LIMIT  "PRAGMA journal_size_limit=16777216"
 /* Page cache of 2 MiB per connection (negative: KiB), SQLite's default,
 ** stated: it holds the indexes' upper levels; a larger one only bought
@@ -481,6 +517,9 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(OUTBOX_LIST_PENDING, \
       "SELECT " DB_ROW_COLUMNS " FROM outbox WHERE state=0" \
       " ORDER BY id LIMIT @limit") \
+    /* Index: outbox_coalesce (the key's range) and a sort by id: reads \
+    ** every pending row of the key, an inspection's price since schema 3 \
+    ** dropped outbox_head, which cost every push a page (sql.h, v3). */   \
     X(OUTBOX_LIST_PENDING_KEY, \
       "SELECT " DB_ROW_COLUMNS " FROM outbox" \
       " WHERE state=0 AND routing_key=@routing_key ORDER BY id LIMIT @limit") \
@@ -506,6 +545,8 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(PRAGMA_JOURNAL_SIZE_LIMIT, "PRAGMA journal_size_limit") \
     X(PRAGMA_USER_VERSION, "PRAGMA user_version") \
     X(PRAGMA_APPLICATION_ID, "PRAGMA application_id") \
+    X(PRAGMA_PAGE_SIZE, "PRAGMA page_size") \
+    X(PRAGMA_WAL_AUTOCHECKPOINT, "PRAGMA wal_autocheckpoint") \
     /* db_write_probe: rewrites the header's application_id with its own \
     ** value (1346654796 = DB_APPLICATION_ID), a one-page write. */ \
     X(WRITE_PROBE, "PRAGMA application_id=1346654796") \

@@ -597,12 +597,32 @@ static void test_queue_status(void **state)
     assert_status_line(out, "R0\xe2\x80\xa6" "ab12", "a", 2, 0);
     assert_status_line(out, "R0\xe2\x80\xa6" "ef56", "-", 1, 0);
     assert_no_whole_key(out);
+    assert_true(tu_contains(out, "\ndatabase: "));
+    assert_true(tu_contains(out, " on disk (file "));
     free(out); free(err);
 
+    /* The database's size on disk and the bytes of the bodies it holds. */
+    db_handle *db = open_db(f);
+    db_counts counts;
+    int64_t file_bytes = 0, wal_bytes = 0;
+    assert_int_equal(db_outbox_counts(db, &counts), PDR_OK);
+    db_close(db);
+    assert_true(counts.pending_bytes > 0);
+    char *dbpath = tu_printf("%s/%s", f->data_dir, DB_FILE_NAME), *walpath = tu_printf("%s-wal", dbpath);
+    assert_int_equal(stat(dbpath, &sb), 0);
+    file_bytes = sb.st_size;
+    if (stat(walpath, &sb) == 0) wal_bytes = sb.st_size;
     assert_int_equal(run(&out, &err, "queue", "status", "--json", "-c", f->cfg, NULL), 0);
     assert_no_whole_key(out);
     cJSON *doc = cJSON_Parse(out);
     assert_non_null(doc);
+    assert_true(cJSON_GetObjectItem(doc, "database_file_bytes")->valuedouble == (double)file_bytes);
+    assert_true(cJSON_GetObjectItem(doc, "wal_bytes")->valuedouble == (double)wal_bytes);
+    assert_true(cJSON_GetObjectItem(doc, "database_bytes")->valuedouble == (double)(file_bytes + wal_bytes));
+    assert_true(cJSON_GetObjectItem(doc, "pending_bytes")->valuedouble == (double)counts.pending_bytes);
+    assert_true(cJSON_GetObjectItem(doc, "dead_bytes")->valuedouble == 0);
+    free(dbpath);
+    free(walpath);
     assert_int_equal(cJSON_GetObjectItem(doc, "pending")->valueint, 3);
     cJSON *keys = cJSON_GetObjectItem(doc, "keys");
     assert_int_equal(cJSON_GetArraySize(keys), 2);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 
 #include <cjson/cJSON.h>
 
@@ -130,6 +131,8 @@ static void test_counters_move(void **state)
     assert_sample(m, "pdrelay_outbox_events{state=\"pending\"}", 0);
     assert_non_null(strstr(m, "pdrelay_build_info{version=\""));
     assert_true(sample(m, "process_start_time_seconds") > 1.7e9);
+    double written0 = sample(m, "pdrelay_db_bytes_written_total");   /* /proc/self/io */
+    assert_true(written0 >= 0);
     free(m);
 
     /* One throttled attempt, then: a routed alert (prod), an unrouted one,
@@ -159,6 +162,10 @@ static void test_counters_move(void **state)
     assert_sample(m, "pdrelay_ingest_commit_seconds_count", 2);
     assert_sample(m, "pdrelay_outbox_events{state=\"pending\"}", 0);
     assert_sample(m, "pdrelay_dedup_entries", 1);   /* alerts with a fingerprint; native events have none */
+    /* The commits wrote to the outbox's file system (tmpfs counts nothing). */
+    struct statfs sf;
+    assert_int_equal(statfs(f->dir, &sf), 0);
+    if (sf.f_type != 0x01021994 /* TMPFS_MAGIC */) assert_true(sample(m, "pdrelay_db_bytes_written_total") > written0);
     free(m);
 
     /* A resolve, a refused event (dead letter), a change event. */

@@ -131,6 +131,7 @@ static void check_defaults(const pdr_config *c)
     assert_null(c->ca_file);
     assert_null(c->proxy);
     assert_int_equal(c->synchronous, PDR_SYNC_FULL);
+    assert_int_equal(c->commit_interval_ms, 0);
     assert_int_equal(c->max_events, 1000000);
     assert_int_equal(c->max_age_ms, 0);
     assert_int_equal(c->dedup_ttl_ms, 24 * 3600 * 1000LL);
@@ -448,6 +449,22 @@ static void test_outage_keys(void **state)
                   NULL);
 }
 
+/* [outbox] commit_interval: a duration from 0 (commit at once) to 1s. */
+static void test_commit_interval_key(void **state)
+{
+    fx *f = *state;
+    load_ok(f, "[outbox]\ncommit_interval = 20ms\n");
+    assert_int_equal(f->cfg->commit_interval_ms, 20);
+    load_ok(f, "[outbox]\ncommit_interval = 1s\n");
+    assert_int_equal(f->cfg->commit_interval_ms, 1000);
+    load_ok(f, "[outbox]\ncommit_interval = 0\n");
+    assert_int_equal(f->cfg->commit_interval_ms, 0);
+    expect_errors(f, "[outbox]\ncommit_interval = 1001ms\ncommit_interval = 5\n",
+                  ":2: commit_interval = 1001ms: out of range; allowed: 0 to 1s",
+                  ":3: commit_interval = 5" NOT_DURATION,
+                  NULL);
+}
+
 /* ---- each class of error ---------------------------------------------------- */
 
 static void test_error_unknown_section(void **state)
@@ -475,7 +492,7 @@ static void test_error_unknown_key(void **state)
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, "
                   "down_probe_max, throttle_backoff",
-                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, max_events, max_bytes, min_free, max_dead, max_dead_age, "
+                  ":8: unknown key 'sync' in [outbox]; allowed: synchronous, commit_interval, max_events, max_bytes, min_free, max_dead, max_dead_age, "
                   "max_age, delay_note_after, "
                   "resolved_while_queued",
                   ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
@@ -901,7 +918,7 @@ static void test_several_errors_all_reported(void **state)
                   ":10: match = sev: not a matcher; " MATCHER_ALLOWED,
                   ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
                   "routing_key_file = PATH",
-                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, max_events, max_bytes, min_free, max_dead, max_dead_age, "
+                  ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, commit_interval, max_events, max_bytes, min_free, max_dead, max_dead_age, "
                   "max_age, delay_note_after, resolved_while_queued",
                   NULL);
 }
@@ -1255,6 +1272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sizes_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durations_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_interval_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_bad_number, setup, teardown),

@@ -167,6 +167,9 @@ static void test_pragmas_full(void **state)
     assert_int_equal(s.journal_size_limit, 16 * 1024 * 1024);
     assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
     assert_int_not_equal(s.application_id, 0);
+    /* A new file gets the page size chosen for flash (sql.h). */
+    assert_int_equal(s.page_size, 2048);
+    assert_int_equal(s.wal_autocheckpoint, 4000);
     db_close(db);
     tu_rmrf(tmp);
     free(tmp);
@@ -511,13 +514,18 @@ static void test_unclean_check_is_bounded(void **state)
         assert_non_null(f);
         psz = (size_t)f[16] << 8 | f[17];
         if (psz == 1) psz = 65536;
-        pg = (size_t)(root - 1) * psz;
-        assert_int_equal(f[pg], 0x05);                          /* interior table page */
-        ncell = (size_t)f[pg + 3] << 8 | f[pg + 4];
-        assert_true(ncell >= 8);
-        cell = (size_t)f[pg + 12 + 2 * (ncell / 2)] << 8 | f[pg + 12 + 2 * (ncell / 2) + 1];
-        leaf = (size_t)f[pg + cell] << 24 | (size_t)f[pg + cell + 1] << 16 | (size_t)f[pg + cell + 2] << 8 |
-               f[pg + cell + 3];
+        /* down the middle child of each interior page to a leaf */
+        leaf = (size_t)root;
+        pg = (leaf - 1) * psz;
+        assert_int_equal(f[pg], 0x05);                          /* the root: an interior table page */
+        while (f[pg] == 0x05) {
+            ncell = (size_t)f[pg + 3] << 8 | f[pg + 4];
+            assert_true(ncell >= 1);
+            cell = (size_t)f[pg + 12 + 2 * (ncell / 2)] << 8 | f[pg + 12 + 2 * (ncell / 2) + 1];
+            leaf = (size_t)f[pg + cell] << 24 | (size_t)f[pg + cell + 1] << 16 | (size_t)f[pg + cell + 2] << 8 |
+                   f[pg + cell + 3];
+            pg = (leaf - 1) * psz;
+        }
         assert_int_equal(f[(leaf - 1) * psz], 0x0D);            /* a table leaf */
         memset(f + (leaf - 1) * psz + 8, 0xFF, 32);
         out = fopen(path, "wb");
@@ -853,6 +861,29 @@ static void make_v1(const char *path)
 #undef V1_ROW
 }
 
+/* An existing file keeps the page size it was made with (SQLite's default
+** then, 4096): page_size only applies to a file's first write. */
+static void test_existing_file_keeps_its_page_size(void **state)
+{
+    char *tmp = tu_mkdtemp();
+    char *path = tu_printf("%s/%s", tmp, DB_FILE_NAME);
+    db_options o = opts_for(tmp);
+    db_settings s;
+    db_handle *db = NULL;
+    (void)state;
+
+    make_v1(path);
+    assert_int_equal(db_open(&o, &db, NULL, 0), PDR_OK);
+    assert_int_equal(db_settings_get(db, &s), PDR_OK);
+    assert_int_equal(s.page_size, 4096);
+    assert_int_equal(s.user_version, DB_SCHEMA_VERSION);
+    push_one(db, "{\"n\":1}");
+    db_close(db);
+    tu_rmrf(tmp);
+    free(path);
+    free(tmp);
+}
+
 static void test_migrates_v1(void **state)
 {
     static const int want_urgency[] = {0, 0, 3, 0, 4, 2, 3, 1, 2, 2, 4, 2, 1, 2, 0};   /* by id */
@@ -979,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_locked_is_busy),
         cmocka_unit_test(test_two_handles_share_counts),
         cmocka_unit_test(test_migrates_v1),
+        cmocka_unit_test(test_existing_file_keeps_its_page_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

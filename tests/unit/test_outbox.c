@@ -939,6 +939,11 @@ static void test_schedule_is_index_driven(void **state)
     assert_null(strstr(plan, "SCAN"));
     assert_int_equal(db_explain(f->db, "OUTBOX_COLLAPSE", plan, sizeof plan), PDR_OK);
     assert_non_null(strstr(plan, "outbox_coalesce"));
+    /* Schema 3 dropped outbox_head (a page per push): listing a key's rows
+    ** reads its range of outbox_coalesce. */
+    assert_int_equal(db_explain(f->db, "OUTBOX_LIST_PENDING_KEY", plan, sizeof plan), PDR_OK);
+    assert_non_null(strstr(plan, "outbox_coalesce"));
+    assert_null(strstr(plan, "outbox_head"));
     assert_null(strstr(plan, "SCAN"));
     assert_int_equal(db_explain(f->db, "NO_SUCH_STATEMENT", plan, sizeof plan), PDR_ERR_NOT_FOUND);
     assert_int_equal(db_explain(f->db, "OUTBOX_DUE", plan, 8), PDR_ERR_FULL);

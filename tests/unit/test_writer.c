@@ -1,7 +1,8 @@
 /*
 ** test_writer.c — the group-commit writer: requests that arrive while a
 ** commit runs share the next one; each request learns its own events'
-** outcomes; order is kept; a stopping writer refuses new work.
+** outcomes; order is kept; a stopping writer refuses new work; [outbox]
+** commit_interval holds a batch open for the requests that follow.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,10 +11,13 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "testutil.h"
@@ -48,7 +52,14 @@ static void on_commit(void *ctx)
     }
 }
 
+static wfx *wfx_new_interval(int64_t max_events, int64_t commit_interval_ms);
+
 static wfx *wfx_new(int64_t max_events)
+{
+    return wfx_new_interval(max_events, 0);
+}
+
+static wfx *wfx_new_interval(int64_t max_events, int64_t commit_interval_ms)
 {
     wfx *f = calloc(1, sizeof *f);
     f->dir = tu_mkdtemp();
@@ -57,6 +68,7 @@ static wfx *wfx_new(int64_t max_events)
     f->cfg->data_dir = tu_printf("%s/var", f->dir);
     f->cfg->max_events = max_events;
     f->cfg->synchronous = PDR_SYNC_NORMAL;
+    f->cfg->commit_interval_ms = commit_interval_ms;
     pthread_mutex_init(&f->mu, NULL);
     /* The writer opens an existing database: create it first. */
     db_close(tu_db_open(f->cfg->data_dir, max_events));
@@ -201,12 +213,124 @@ static void test_stop_refuses(void **state)
     wfx_free(f);
 }
 
+/* ---- [outbox] commit_interval ------------------------------------------- */
+
+/* The test's clock: the writer thread reads it, the test moves it; reads
+** are counted, so the test can await the writer's return to its wait. */
+static _Atomic int64_t fake_now;
+static atomic_int fake_reads;
+
+static int64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&fake_reads, 1);
+    return atomic_load(&fake_now);
+}
+
+typedef struct ajob {
+    writer_job job;
+    wfx *f;
+    db_event ev;
+    char dedup[16];
+    pdr_rc result;
+    int64_t id;
+    int commits_seen;       /* on_commit calls when the callback ran */
+    atomic_int done;
+} ajob;
+
+static void ajob_done(writer_job *job)
+{
+    ajob *a = job->ctx;
+    pthread_mutex_lock(&a->f->mu);
+    a->commits_seen = a->f->commits;
+    pthread_mutex_unlock(&a->f->mu);
+    atomic_store(&a->done, 1);
+}
+
+static void ajob_submit(wfx *f, ajob *a, int i)
+{
+    memset(a, 0, sizeof *a);
+    a->f = f;
+    snprintf(a->dedup, sizeof a->dedup, "ci-%d", i);
+    a->ev.routing_key = KEY;
+    a->ev.action = PDR_ACTION_TRIGGER;
+    a->ev.dedup_key = a->dedup;
+    a->ev.body = "{\"n\":1}";
+    a->ev.body_len = strlen(a->ev.body);
+    a->ev.urgency = PDR_URGENCY_WARNING;
+    writer_job_push(&a->job, &a->ev, 1, &a->result, &a->id, ajob_done, a);
+    assert_int_equal(writer_submit_async(f->w, &a->job), PDR_OK);
+}
+
+static int jobs_done(ajob *a, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += atomic_load(&a[i].done);
+    return k;
+}
+
+/* Awaits (5 s at most) the writer's reading the clock `more` times after
+** `since` reads, or a job's being answered. */
+static void await_clock_reads(int since, int more, ajob *a, int n)
+{
+    int64_t end = pdr_clock_mono_ms() + 5000;
+    while (atomic_load(&fake_reads) < since + more && !jobs_done(a, n)) {
+        assert_true(pdr_clock_mono_ms() < end);
+        sched_yield();
+    }
+}
+
+/* With commit_interval 50ms, requests that come within 50 ms (of the test's
+** clock) of the first one share its commit, and none is answered before
+** that commit: the first one waits for the interval, not for company. */
+static void test_commit_interval(void **state)
+{
+    ajob a[3];
+    (void)state;
+    atomic_store(&fake_now, INT64_C(1700000000000));
+    pdr_clock_set(fake_clock, NULL);   /* before the writer's thread starts */
+    wfx *f = wfx_new_interval(100, 50);
+
+    ajob_submit(f, &a[0], 0);
+    /* The writer took the first job up and waits (it reads the clock at
+    ** each turn of its wait: twice means it went back to waiting). */
+    int reads = atomic_load(&fake_reads);
+    await_clock_reads(reads, 2, a, 1);
+    assert_int_equal(jobs_done(a, 1), 0);
+    ajob_submit(f, &a[1], 1);
+    ajob_submit(f, &a[2], 2);
+    reads = atomic_load(&fake_reads);
+    await_clock_reads(reads, 2, a, 3);
+    assert_int_equal(jobs_done(a, 3), 0);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->commits, 0);
+    pthread_mutex_unlock(&f->mu);
+
+    atomic_fetch_add(&fake_now, 50);   /* the interval is over: one commit */
+    int64_t end = pdr_clock_mono_ms() + 5000;
+    while (jobs_done(a, 3) < 3) {
+        assert_true(pdr_clock_mono_ms() < end);
+        sched_yield();
+    }
+    writer_stats st;
+    writer_stats_get(f->w, &st);
+    assert_int_equal(st.batches, 1);
+    assert_int_equal(st.events, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(a[i].result, PDR_OK);
+        assert_int_equal(a[i].commits_seen, 1);   /* answered after its commit */
+    }
+    wfx_free(f);
+    pdr_clock_set(NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_results_per_event),
         cmocka_unit_test(test_stop_refuses),
+        cmocka_unit_test(test_commit_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
