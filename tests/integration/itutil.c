@@ -60,10 +60,37 @@ static void it_pid_track(pid_t pid, pid_t gone)
         }
 }
 
+/* environ without the variables env names, then env: malloc'd, the strings shared. */
+static char **it_env_merge(const char *const *env)
+{
+    size_t n = 0, k = 0, m = 0;
+    char **out;
+    while (environ[n]) n++;
+    while (env && env[m]) m++;
+    out = calloc(n + m + 1, sizeof *out);
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        int replaced = 0;
+        for (size_t j = 0; j < m && !replaced; j++) {
+            size_t len = strcspn(env[j], "=");
+            replaced = !strncmp(environ[i], env[j], len) && environ[i][len] == '=';
+        }
+        if (!replaced) out[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++) out[k++] = (char *)env[j];
+    return out;
+}
+
 int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
+{
+    return it_daemon_start_env(d, cfg, log_path, NULL);
+}
+
+int it_daemon_start_env(it_daemon *d, const char *cfg, const char *log_path, const char *const *env)
 {
     posix_spawn_file_actions_t fa;
     const char *argv[] = {tu_pdrelay(), "run", "-c", cfg, NULL};
+    char **envp;
     int rc;
     if (d->log_path != log_path) {   /* a restart reuses the struct */
         free(d->log_path);
@@ -79,7 +106,9 @@ int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path)
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     const char **sargv = tu_spawn_argv(argv);
-    rc = posix_spawnp(&d->pid, sargv[0], &fa, NULL, (char *const *)sargv, environ);
+    envp = env ? it_env_merge(env) : environ;
+    rc = envp ? posix_spawnp(&d->pid, sargv[0], &fa, NULL, (char *const *)sargv, envp) : ENOMEM;
+    if (envp != environ) free(envp);
     posix_spawn_file_actions_destroy(&fa);
     tu_argv_free(sargv, argv);
     if (rc == 0) it_pid_track(d->pid, 0);

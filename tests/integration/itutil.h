@@ -23,6 +23,11 @@ typedef struct it_daemon {
 ** it_daemon_stop. */
 int it_daemon_start(it_daemon *d, const char *cfg, const char *log_path);
 
+/* it_daemon_start with env (NULL-terminated "NAME=value" strings, may be
+** NULL) added to this process's environment for the daemon only, each
+** replacing a variable of the same name. */
+int it_daemon_start_env(it_daemon *d, const char *cfg, const char *log_path, const char *const *env);
+
 /* Sends sig and waits for the exit; returns the exit code, or 128+signal. */
 int it_daemon_stop(it_daemon *d, int sig);
 
