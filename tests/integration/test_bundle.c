@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,32 @@ static void test_import_queues_in_order_once_and_run_delivers(void **state)
     free(second);
     free(bundle);
     site_free(a);
+    it_fx_free(f, SECRETS, 2);
+}
+
+/* The air-gapped side exports while its daemon runs, the uplink down. */
+static void test_export_remove_beside_a_running_daemon(void **state)
+{
+    (void)state;
+    it_fx *f = it_fx_new(NULL);
+    char *out = NULL, *bundle = tu_printf("%s/stick.pdrb", f->dir);
+    it_fx_port(f);
+    b_config(f);
+    assert_int_equal(mockpd_halt(f->mock), 0);   /* no uplink */
+    assert_int_equal(it_daemon_start(&f->d, f->cfg, f->log), 0);
+    assert_int_equal(it_wait_log(&f->d, "msg=\"pdrelay started\"", 10000), 0);
+    queue_at(f->data_dir, T0, KEY1, "a", 20);
+    assert_int_equal(it_wait_log(&f->d, "uplink down", 10000), 0);
+    assert_int_equal(pdr(&out, NULL, "queue", "-c", f->cfg, "export", bundle, "--remove", NULL), 0);
+    assert_true(tu_contains(out, "exported 20 events"));
+    free(out);
+    assert_int_equal(it_count(f->data_dir, DB_ROW_PENDING), 0);
+    char *b = bundle_rows(bundle);
+    assert_true(tu_contains(b, "R1/a-0 R1/a-1 R1/a-2"));
+    assert_true(tu_contains(b, "R1/a-19"));
+    free(b);
+    assert_int_equal(it_daemon_stop(&f->d, SIGTERM), 0);
+    free(bundle);
     it_fx_free(f, SECRETS, 2);
 }
 
@@ -690,6 +717,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_selects_in_order_and_removes_only_with_remove),
         cmocka_unit_test(test_import_queues_in_order_once_and_run_delivers),
+        cmocka_unit_test(test_export_remove_beside_a_running_daemon),
         cmocka_unit_test(test_rows_carried_twice_are_queued_once),
         cmocka_unit_test(test_refuses_tampered_newer_and_foreign_files),
         cmocka_unit_test(test_imports_an_older_bundle_schema),
