@@ -9,6 +9,14 @@
 ** alerts or the config (summary, dedup_key, last_error, target, path) is
 ** printed through pdr_log_escape: no control character or invalid UTF-8
 ** reaches the terminal, in the tables or in the JSON.
+**
+** export and import carry events by hand between outboxes in a bundle file
+** (db/bundle.c: its format, the order of the steps that make both
+** crash-safe). export without --remove only reads the outbox (opened
+** read-only); everything they print from a bundle (site, ids, the path) is
+** escaped like the rest. The daemon need not be stopped for either: an
+** import's commit wakes its sender as a `pdrelay send` does (it watches
+** the data directory).
 */
 #include <errno.h>
 #include <getopt.h>
@@ -28,7 +36,7 @@
 #include "event.h"
 #include "log.h"
 
-enum { OPT_JSON = 256, OPT_DEAD, OPT_KEY, OPT_LIMIT, OPT_ALL, OPT_OLDER };
+enum { OPT_JSON = 256, OPT_DEAD, OPT_KEY, OPT_LIMIT, OPT_ALL, OPT_OLDER, OPT_SINCE, OPT_REMOVE };
 
 static const struct option queue_options[] = {
     {"config", required_argument, NULL, 'c'},
@@ -38,14 +46,17 @@ static const struct option queue_options[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"all", no_argument, NULL, OPT_ALL},
     {"older-than", required_argument, NULL, OPT_OLDER},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"remove", no_argument, NULL, OPT_REMOVE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}
 };
 
 typedef struct queue_args {
     const char *config;
-    int json, dead, all;
+    int json, dead, all, remove;
     const char *key;
+    const char *since;
     const char *limit;
     const char *older;
     const char *sub;
@@ -66,6 +77,8 @@ static int queue_parse(int argc, char **argv, queue_args *a)
         case OPT_LIMIT: a->limit = optarg; break;
         case OPT_ALL: a->all = 1; break;
         case OPT_OLDER: a->older = optarg; break;
+        case OPT_SINCE: a->since = optarg; break;
+        case OPT_REMOVE: a->remove = 1; break;
         case 'h': cli_help(stdout, "queue"); return -1;
         case ':':
         default:
@@ -73,7 +86,7 @@ static int queue_parse(int argc, char **argv, queue_args *a)
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry, purge, check or kick; "
+        fprintf(stderr, "pdrelay queue: missing subcommand: status, list, retry, purge, check, kick, export or import; "
                         "see 'pdrelay queue --help'\n");
         return CLI_EXIT_USAGE;
     }
@@ -83,15 +96,19 @@ static int queue_parse(int argc, char **argv, queue_args *a)
     return 0;
 }
 
+static const char *shown(const char *s);
+
 /* Flags that a subcommand does not take are errors, not silently ignored. */
 static int queue_check_flags(const queue_args *a)
 {
     struct { int given; const char *flag; const char *subs; } f[] = {
         {a->dead, "--dead", "list purge"},
-        {a->key != NULL, "--key", "list retry"},
+        {a->key != NULL, "--key", "list retry export"},
         {a->limit != NULL, "--limit", "list"},
         {a->all, "--all", "retry"},
         {a->older != NULL, "--older-than", "purge"},
+        {a->since != NULL, "--since", "export"},
+        {a->remove, "--remove", "export"},
     };
     int bad = 0;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
@@ -104,8 +121,14 @@ static int queue_check_flags(const queue_args *a)
             bad = 1;
         }
     }
-    if (a->n_ids && strcmp(a->sub, "retry")) {
-        fprintf(stderr, "pdrelay queue %s: unexpected argument '%s'\n", a->sub, a->ids[0]);
+    if (!strcmp(a->sub, "export") || !strcmp(a->sub, "import")) {
+        if (a->n_ids != 1) {
+            fprintf(stderr, "pdrelay queue %s: give one FILE (the bundle%s); see 'pdrelay queue --help'\n",
+                    a->sub, a->n_ids ? ", not several" : "");
+            bad = 1;
+        }
+    } else if (a->n_ids && strcmp(a->sub, "retry")) {
+        fprintf(stderr, "pdrelay queue %s: unexpected argument '%s'\n", a->sub, shown(a->ids[0]));
         bad = 1;
     }
     return bad ? CLI_EXIT_USAGE : 0;
@@ -529,6 +552,119 @@ static int queue_check(db_handle *db, int json)
     return n ? cli_exit_for(PDR_ERR_CORRUPT) : CLI_EXIT_OK;
 }
 
+/* --since T: an RFC 3339 time (2026-11-30T08:00:00Z), or a duration meaning
+** that long ago (12h, 7d). */
+static int parse_since(const char *s, int64_t *ms_out)
+{
+    int64_t d;
+    if (pdr_timestamp_parse_ms(s, ms_out) == PDR_OK) return 0;
+    if (pdr_duration_parse(s, &d) == PDR_OK) {
+        *ms_out = pdr_clock_now_ms() - d;
+        return 0;
+    }
+    return -1;
+}
+
+/* The exit code of a failed export or import: a bad bundle, or a FILE that
+** exists, is the input's fault (2); a bound or a lock, retry later (75). */
+static int bundle_exit_for(pdr_rc rc)
+{
+    if (rc == PDR_ERR_CORRUPT || rc == PDR_ERR_TOO_NEW) return CLI_EXIT_USAGE;
+    return cli_exit_for(rc);
+}
+
+static void bundle_error(const char *sub, const char *err, pdr_rc rc)
+{
+    fprintf(stderr, "pdrelay queue %s: %s\n", sub, shown(err[0] ? err : pdr_strerror(rc)));
+}
+
+static int queue_export(db_handle *db, const pdr_config *cfg, const queue_args *a)
+{
+    db_export_opts o;
+    db_bundle_info info;
+    char err[1024] = "", when[PDR_TIMESTAMP_SIZE];
+    pdr_rc rc;
+
+    memset(&o, 0, sizeof o);
+    o.path = a->ids[0];
+    o.since_ms = INT64_MIN;
+    o.site = cfg->source;
+    o.remove = a->remove;
+    if (a->key && !(o.routing_key = cli_resolve_key("queue export", cfg, a->key))) return CLI_EXIT_USAGE;
+    if (a->since && parse_since(a->since, &o.since_ms)) {
+        fprintf(stderr, "pdrelay queue export: invalid --since '%s'; expected an RFC 3339 time such as "
+                        "2026-11-30T08:00:00Z, or a duration meaning that long ago, such as 12h or 7d\n",
+                shown(a->since));
+        return CLI_EXIT_USAGE;
+    }
+    rc = db_bundle_export(db, &o, &info, err, sizeof err);
+    if (rc) {
+        bundle_error("export", err, rc);
+        return bundle_exit_for(rc);
+    }
+    if (a->json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddNumberToObject(doc, "exported", (double)info.count);
+        if (info.count) {
+            cJSON_AddStringToObject(doc, "file", o.path);
+            cJSON_AddStringToObject(doc, "bundle_id", info.bundle_id);
+            cJSON_AddStringToObject(doc, "sha256", info.sha256);
+            cJSON_AddStringToObject(doc, "created", pdr_timestamp_format(info.created_ms, when));
+        } else {
+            cJSON_AddNullToObject(doc, "file");
+        }
+        cJSON_AddBoolToObject(doc, "removed", info.count && o.remove);
+        print_json(doc);
+    } else if (!info.count) {
+        printf("nothing to export: no pending events%s%s; no file written\n", a->key ? " for this key" : "",
+               a->since ? " since then" : "");
+    } else {
+        printf("exported %lld event%s to %s (bundle %s, sha256 %s)%s\n", (long long)info.count,
+               info.count == 1 ? "" : "s", shown(o.path), info.bundle_id, info.sha256,
+               o.remove ? " and removed them from the outbox" : "");
+    }
+    return CLI_EXIT_OK;
+}
+
+static int queue_import(db_handle *db, const queue_args *a)
+{
+    db_import_result r;
+    char err[1024] = "", when[PDR_TIMESTAMP_SIZE], made[PDR_TIMESTAMP_SIZE], from[320];
+    const char *path = a->ids[0];
+    pdr_rc rc = db_bundle_import(db, path, &r, err, sizeof err);
+    if (rc) {
+        bundle_error("import", err, rc);
+        return bundle_exit_for(rc);
+    }
+    if (r.info.site[0])
+        snprintf(from, sizeof from, "%s", shown(r.info.site));
+    else
+        snprintf(from, sizeof from, "outbox %s", shown(r.info.origin));
+    if (a->json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "file", path);
+        cJSON_AddStringToObject(doc, "bundle_id", r.info.bundle_id);
+        if (r.info.site[0]) cJSON_AddStringToObject(doc, "site", r.info.site);
+        else cJSON_AddNullToObject(doc, "site");
+        cJSON_AddStringToObject(doc, "origin", r.info.origin);
+        cJSON_AddStringToObject(doc, "exported", pdr_timestamp_format(r.info.created_ms, made));
+        cJSON_AddNumberToObject(doc, "bundle_schema_version", r.info.version);
+        cJSON_AddBoolToObject(doc, "already_imported", r.already);
+        if (r.already) cJSON_AddStringToObject(doc, "imported_at", pdr_timestamp_format(r.imported_ms, when));
+        cJSON_AddNumberToObject(doc, "imported", (double)r.imported);
+        cJSON_AddNumberToObject(doc, "already_present", (double)r.present);
+        print_json(doc);
+    } else if (r.already) {
+        printf("%s: bundle %s from %s was already imported on %s; nothing queued\n", shown(path),
+               shown(r.info.bundle_id), from, pdr_timestamp_format(r.imported_ms, when));
+    } else {
+        printf("imported %lld event%s from %s (bundle %s from %s, exported %s); %lld already present\n",
+               (long long)r.imported, r.imported == 1 ? "" : "s", shown(path), shown(r.info.bundle_id), from,
+               pdr_timestamp_format(r.info.created_ms, made), (long long)r.present);
+    }
+    return CLI_EXIT_OK;
+}
+
 int cli_queue(int argc, char **argv)
 {
     queue_args a;
@@ -540,9 +676,9 @@ int cli_queue(int argc, char **argv)
     ex = queue_parse(argc, argv, &a);
     if (ex) return ex < 0 ? CLI_EXIT_OK : ex;
     if (strcmp(a.sub, "status") && strcmp(a.sub, "list") && strcmp(a.sub, "retry") && strcmp(a.sub, "purge") &&
-        strcmp(a.sub, "kick") && strcmp(a.sub, "check")) {
-        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry, purge, check or kick\n",
-                a.sub);
+        strcmp(a.sub, "kick") && strcmp(a.sub, "check") && strcmp(a.sub, "export") && strcmp(a.sub, "import")) {
+        fprintf(stderr, "pdrelay queue: unknown subcommand '%s'; expected status, list, retry, purge, check, kick, "
+                        "export or import\n", shown(a.sub));
         return CLI_EXIT_USAGE;
     }
     ex = queue_check_flags(&a);
@@ -555,7 +691,7 @@ int cli_queue(int argc, char **argv)
     }
     if (!strcmp(a.sub, "check"))
         db = cli_db_open_unchecked("queue", cfg, &ex);   /* it reports every problem itself */
-    else if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list"))
+    else if (!strcmp(a.sub, "status") || !strcmp(a.sub, "list") || (!strcmp(a.sub, "export") && !a.remove))
         db = cli_db_open_read_only("queue", cfg, &ex);
     else
         db = cli_db_open("queue", cfg, &ex);
@@ -565,6 +701,8 @@ int cli_queue(int argc, char **argv)
     else if (!strcmp(a.sub, "list")) ex = queue_list(db, cfg, &a);
     else if (!strcmp(a.sub, "check")) ex = queue_check(db, a.json);
     else if (!strcmp(a.sub, "retry")) ex = queue_retry(db, cfg, &a);
+    else if (!strcmp(a.sub, "export")) ex = queue_export(db, cfg, &a);
+    else if (!strcmp(a.sub, "import")) ex = queue_import(db, &a);
     else ex = queue_purge(db, &a);
 out:
     db_close(db);

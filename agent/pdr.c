@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mbedtls/sha256.h>
@@ -229,6 +230,62 @@ pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN]
     if (rc) return rc;
     sha256_to_hex(md, out);
     return PDR_OK;
+}
+
+struct pdr_sha256 {
+    mbedtls_sha256_context ctx;
+    int failed;     /* an mbedTLS call failed: final reports it */
+};
+
+pdr_sha256 *pdr_sha256_new(void)
+{
+    pdr_sha256 *h = pdr_malloc(sizeof *h);
+    if (!h) return NULL;
+    h->failed = 0;
+    mbedtls_sha256_init(&h->ctx);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    h->failed = mbedtls_sha256_starts(&h->ctx, 0) != 0;
+#else
+    h->failed = mbedtls_sha256_starts_ret(&h->ctx, 0) != 0;
+#endif
+    return h;
+}
+
+pdr_rc pdr_sha256_update(pdr_sha256 *h, const void *data, size_t len)
+{
+    if (!h) return PDR_ERR_INVALID;
+    if (h->failed) return PDR_ERR_INTERNAL;
+    if (!len) return PDR_OK;
+#if MBEDTLS_VERSION_MAJOR >= 3
+    h->failed = mbedtls_sha256_update(&h->ctx, (const unsigned char *)data, len) != 0;
+#else
+    h->failed = mbedtls_sha256_update_ret(&h->ctx, (const unsigned char *)data, len) != 0;
+#endif
+    return h->failed ? PDR_ERR_INTERNAL : PDR_OK;
+}
+
+pdr_rc pdr_sha256_final_hex(pdr_sha256 *h, char out[PDR_SHA256_HEX_LEN])
+{
+    unsigned char md[32];
+    int failed;
+    if (!h) return PDR_ERR_INVALID;
+    failed = h->failed;
+#if MBEDTLS_VERSION_MAJOR >= 3
+    if (!failed) failed = mbedtls_sha256_finish(&h->ctx, md) != 0;
+#else
+    if (!failed) failed = mbedtls_sha256_finish_ret(&h->ctx, md) != 0;
+#endif
+    pdr_sha256_free(h);
+    if (failed) return PDR_ERR_INTERNAL;
+    sha256_to_hex(md, out);
+    return PDR_OK;
+}
+
+void pdr_sha256_free(pdr_sha256 *h)
+{
+    if (!h) return;
+    mbedtls_sha256_free(&h->ctx);
+    free(h);
 }
 
 pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,

@@ -137,6 +137,17 @@ pdr_rc pdr_sha256_raw(const void *data, size_t len, unsigned char out[32]);
 /* Lowercase hex SHA-256 (mbedTLS) of data into out[PDR_SHA256_HEX_LEN]. */
 pdr_rc pdr_sha256_hex(const void *data, size_t len, char out[PDR_SHA256_HEX_LEN]);
 
+/* SHA-256 (mbedTLS) of data given in pieces, for inputs too large to hold
+** at once (a bundle's rows, db/bundle.c): pdr_sha256_new(), then
+** pdr_sha256_update() for each piece, then pdr_sha256_final_hex(), which
+** frees the context whatever it returns. pdr_sha256_free() drops a context
+** that will not be finished (NULL accepted). new returns NULL on OOM. */
+typedef struct pdr_sha256 pdr_sha256;
+pdr_sha256 *pdr_sha256_new(void);
+pdr_rc pdr_sha256_update(pdr_sha256 *h, const void *data, size_t len);
+pdr_rc pdr_sha256_final_hex(pdr_sha256 *h, char out[PDR_SHA256_HEX_LEN]);
+void pdr_sha256_free(pdr_sha256 *h);
+
 /* The deterministic dedup key for an alert without one:
 ** hex SHA-256 of routing_key ":" fingerprint. */
 pdr_rc pdr_dedup_key_derive(const char *routing_key, const char *fingerprint,

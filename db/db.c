@@ -4,7 +4,8 @@
 ** pragmas, the migrations, the statements prepared once; and the helpers
 ** the rest of db/ shares (dbInt.h): error translation, binding, transactions
 ** and reading rows. The outbox is in outbox.c, the dedup table in dedup.c,
-** every SQL text in sql.h.
+** export and import of bundles in bundle.c, every SQL text in sql.h (a
+** bundle file's own in bundle_sql.h).
 **
 ** NOTES ON THE DESIGN OF THE DATABASE
 **
@@ -19,7 +20,10 @@
 **      db_outbox_collapse() (only at the sender's order, under [outbox]
 **      resolved_while_queued = collapse: the pending rows of one
 **      (routing_key, dedup_key) up to a given id, a trigger that resolved
-**      while queued and any acknowledge between); retrying a dead letter
+**      while queued and any acknowledge between), or db_bundle_export()
+**      with --remove (the rows it exported, in the transaction that
+**      selected them, committed only once the bundle holding them is
+**      complete and fsync'd: bundle.c); retrying a dead letter
 **      replaces it by a copy in the same transaction. Nothing else deletes
 **      a pending row.
 **   3. Order. A GROUP is the pending rows of one (routing_key, dedup_key)
@@ -59,16 +63,26 @@
 **      write): a file that says clean was last closed with every
 **      transaction whole, and opening trusts it (OPENING, step 4). Nothing
 **      else writes run_state.
+**   8. Import is idempotent. An event carried in a bundle is queued at most
+**      once by an outbox: a bundle whose id is in imports queues nothing,
+**      and a row whose (origin, row_id) is in imported_rows (imported
+**      from another bundle) or, for a bundle of this outbox's own, whose
+**      id is still here, is skipped. The rows, imported_rows and imports
+**      are written in one transaction, so a kill leaves all or none of an
+**      import (bundle.c).
 **
 ** LIFE OF A ROW
 **
 **     push ──► PENDING ──(2xx)── db_outbox_delivered ──► (deleted)
-**                │  ▲
+**   (or import)  │  ▲
 **   (transient)  │  └── db_outbox_reschedule (attempts+1, next_ms, last_error)
 **                │  └── db_outbox_wake_heads (next_ms = now: the uplink is back)
 **                │
 **   (resolved    ├──── db_outbox_collapse ──► (deleted, with the rows of its
 **    while queued)                             group up to the given id)
+**                │
+**   (carried     ├──── db_bundle_export, --remove ──► (deleted, once in a
+**    by hand)                                          complete bundle)
 **                │
 **   (permanent)  └──── db_outbox_kill ───► DEAD ──(db_outbox_retry_*)──► PENDING (new id,
 **                      (attempts+1)         │                            back of its group,

@@ -522,6 +522,84 @@ pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms);
 /* "up", "down", "probing" for a DB_LINK_* state; "unknown" for others. */
 const char *db_link_state_name(int state);
 
+/* ---- bundles: events carried by hand (db/bundle.c) ------------------------ */
+
+/* A bundle is a file of pending events exported from one outbox and
+** imported into another (`pdrelay queue export` and `import`): a SQLite
+** database of its own, with its own application_id (DB_BUNDLE_APPLICATION_ID,
+** so that neither is taken for the other) and its own schema versions
+** (bundle_sql.h); its format is described at the top of db/bundle.c. */
+#define DB_BUNDLE_SCHEMA_VERSION 2
+
+/* The longest site name a db_bundle_info holds whole. */
+#define DB_BUNDLE_SITE_MAX 255
+
+/* A bundle's manifest. */
+typedef struct db_bundle_info {
+    int version;                        /* the file's bundle schema version */
+    char bundle_id[33];                 /* 32 random hex digits */
+    char origin[33];                    /* the exporting outbox's identity */
+    char site[DB_BUNDLE_SITE_MAX + 1];  /* [agent] source there; "" when none
+                                        ** (version 1 has no site) */
+    int64_t created_ms;
+    int64_t count;                      /* events */
+    char sha256[PDR_SHA256_HEX_LEN];    /* of the rows, canonical (bundle.c) */
+} db_bundle_info;
+
+typedef struct db_export_opts {
+    const char *path;           /* the bundle to write; must not exist */
+    const char *routing_key;    /* only this key's events; NULL: all */
+    int64_t since_ms;           /* only events created at or after; INT64_MIN: all */
+    const char *site;           /* recorded in the manifest; may be NULL */
+    int remove;                 /* delete the exported events from the outbox */
+    int schema_version;         /* 0: DB_BUNDLE_SCHEMA_VERSION; tests write an
+                                ** older shape with 1 */
+} db_export_opts;
+
+/* Exports the pending events o selects, in id order, to a new bundle at
+** o->path: written to o->path ".tmp" (a leftover one is replaced),
+** committed and fsync'd, read back and its checksum verified, renamed to
+** o->path, its directory fsync'd; only then, with o->remove, are the same
+** events deleted from the outbox, in the transaction that selected them
+** (BEGIN IMMEDIATE: the daemon's sender cannot deliver or change them
+** meanwhile; it waits on the busy timeout). A crash at any point leaves
+** every selected event in the outbox, or in a complete bundle, or both.
+** info (may be NULL) gets the manifest. No event selected: PDR_OK with
+** info->count 0 and no file written. o->path existing: PDR_ERR_INVALID,
+** nothing written. errbuf gets a sentence for the user on failure. */
+pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *info,
+                        char *errbuf, size_t errsz);
+
+/* Reads the manifest of the bundle at path and checks it: the file is a
+** bundle (PDR_ERR_CORRUPT otherwise: not SQLite, a pdrelay outbox, another
+** application's database), of a schema version this pdrelay reads
+** (PDR_ERR_TOO_NEW), whose rows hash to the manifest's sha256 and number
+** its count (PDR_ERR_CORRUPT: "checksum mismatch: the manifest says X, the
+** rows hash to Y"). Opens it read-only; writes nothing. */
+pdr_rc db_bundle_verify(const char *path, db_bundle_info *info, char *errbuf, size_t errsz);
+
+typedef struct db_import_result {
+    db_bundle_info info;        /* the bundle's manifest */
+    int64_t imported;           /* events queued */
+    int64_t present;            /* events skipped: imported before (from any
+                                ** bundle), still in this outbox (a bundle of
+                                ** its own), or identical to the newest pending
+                                ** event of their group (coalesced) */
+    int already;                /* this bundle was imported before: nothing done */
+    int64_t imported_ms;        /* when it was, if already */
+} db_import_result;
+
+/* Imports the bundle at path: db_bundle_verify(), then one transaction on
+** the outbox that queues its events in their order, each pushed as
+** db_outbox_push_batch() would (coalescing, head, dedup record, the bounds
+** of invariant 4), keeping its created_ms, event_ms and urgency, and due
+** now; it records the bundle's id and each row's (origin, row_id) (db.c,
+** invariant 8), so that the same bundle, or a row carried twice, is queued
+** once. A bound that refuses an event rolls all of it back: PDR_ERR_FULL
+** (db_outbox_last_bound() says which). errbuf gets a sentence on failure. */
+pdr_rc db_bundle_import(db_handle *db, const char *path, db_import_result *res,
+                        char *errbuf, size_t errsz);
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* The query plan (EXPLAIN QUERY PLAN) of the prepared statement named

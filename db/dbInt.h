@@ -89,5 +89,24 @@ pdr_rc db_rows_collect(db_handle *db, sqlite3_stmt *st, size_t max,
 ** PDR_ERR_CORRUPT (with db's errmsg set) for a row a damaged page garbled. */
 pdr_rc db_row_read(db_handle *db, sqlite3_stmt *st, db_row *row);
 
+/* ---- the push, for db/bundle.c (outbox.c) ---- */
+
+/* Is ev an event the outbox takes (routing key and body present, a known
+** action, a dedup_key within PDR_DEDUP_KEY_MAX_BYTES)? */
+int db_outbox_event_valid(const db_event *ev);
+
+/* The counts row, inside or outside a transaction. */
+pdr_rc db_outbox_counts_row(db_handle *db, db_counts *c);
+
+/* One valid event pushed inside the caller's write transaction (the logic
+** of db_outbox_push_batch: coalescing, the bounds of invariant 4 against
+** *c, urgency, head, the dedup record), stored with created_ms and due at
+** now. keep_urgency: ev->urgency, when a valid pdr_urgency, is stored as
+** it is, even for an acknowledge or resolve (an imported row keeps the
+** urgency its first outbox gave it). Returns PDR_OK, PDR_COALESCED,
+** PDR_ERR_FULL (db->last_bound says which bound) or a database error; on
+** any but the first two the caller rolls back. */
+pdr_rc db_outbox_push_in_tx(db_handle *db, const db_event *ev, int64_t now, int64_t created_ms,
+                            int keep_urgency, db_counts *c, int64_t *id_out);
 
 #endif /* PDR_DB_INT_H */

@@ -43,7 +43,7 @@ static int64_t size_to_i64(size_t n)
 #endif
 }
 
-static int outbox_event_valid(const db_event *ev)
+int db_outbox_event_valid(const db_event *ev)
 {
     if (!ev || !ev->routing_key || !ev->body) return 0;
     if (ev->action < PDR_ACTION_TRIGGER || ev->action > PDR_ACTION_CHANGE) return 0;
@@ -52,7 +52,7 @@ static int outbox_event_valid(const db_event *ev)
 }
 
 /* The counts row, inside or outside a transaction. */
-static pdr_rc outbox_counts_row(db_handle *db, db_counts *c)
+pdr_rc db_outbox_counts_row(db_handle *db, db_counts *c)
 {
     sqlite3_stmt *st = db_stmt(db, DB_STMT_COUNTS);
     pdr_rc rc = PDR_OK;
@@ -72,7 +72,7 @@ static pdr_rc outbox_counts_row(db_handle *db, db_counts *c)
 static pdr_rc outbox_counts(db_handle *db, int64_t *pending, int64_t *dead)
 {
     db_counts c;
-    pdr_rc rc = outbox_counts_row(db, &c);
+    pdr_rc rc = db_outbox_counts_row(db, &c);
     if (rc) return rc;
     *pending = c.pending;
     *dead = c.dead;
@@ -218,6 +218,12 @@ static db_bound outbox_bound(db_handle *db, const db_counts *c, int64_t len)
 static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
                               db_counts *c, int64_t *id_out)
 {
+    return db_outbox_push_in_tx(db, ev, now, now, 0, c, id_out);
+}
+
+pdr_rc db_outbox_push_in_tx(db_handle *db, const db_event *ev, int64_t now, int64_t created_ms,
+                            int keep_urgency, db_counts *c, int64_t *id_out)
+{
     db_bound bound;
     sqlite3_stmt *st;
     pdr_rc rc;
@@ -234,8 +240,10 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
         db->last_bound = bound;
         return PDR_ERR_FULL;
     }
-    rc = outbox_urgency(db, ev, now, found, newest_urgency, &urgency);
-    if (rc) return rc;
+    if (keep_urgency && urgency_valid(ev->urgency))
+        urgency = ev->urgency;
+    else if ((rc = outbox_urgency(db, ev, now, found, newest_urgency, &urgency)) != PDR_OK)
+        return rc;
 
     st = db_stmt(db, DB_STMT_OUTBOX_INSERT);
     db_bind_text(st, "@routing_key", ev->routing_key, &src);
@@ -244,6 +252,7 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
     db_bind_text(st, "@fingerprint", ev->fingerprint, &src);
     db_bind_textn(st, "@body", ev->body, ev->body_len, &src);
     db_bind_int64(st, "@now", now, &src);
+    db_bind_int64(st, "@created", created_ms, &src);
     db_bind_int64(st, "@urgency", urgency, &src);
     db_bind_int64(st, "@head", !found, &src);
     db_bind_text(st, "@target", ev->target, &src);
@@ -274,7 +283,7 @@ static pdr_rc outbox_push_one(db_handle *db, const db_event *ev, int64_t now,
 static int outbox_counts_match(db_handle *db, const db_counts *want)
 {
     db_counts c;
-    if (outbox_counts_row(db, &c)) return 1;   /* a read error is not ours to judge */
+    if (db_outbox_counts_row(db, &c)) return 1;   /* a read error is not ours to judge */
     return c.pending == want->pending && c.dead == want->dead &&
            c.pending_bytes == want->pending_bytes && c.dead_bytes == want->dead_bytes;
 }
@@ -301,10 +310,10 @@ pdr_rc db_outbox_push_batch(db_handle *db, const db_event *evs, size_t n,
     rc = db_tx_begin(db);
     if (rc) goto out;
     /* Read once: we hold the write lock, nobody else changes it. */
-    rc = outbox_counts_row(db, &c);
+    rc = db_outbox_counts_row(db, &c);
     if (rc) goto out;
     for (i = 0; i < n; i++) {
-        if (!outbox_event_valid(&evs[i])) {
+        if (!db_outbox_event_valid(&evs[i])) {
             /* A caller's bug, not the database's: refuse this one only. */
             results[i] = PDR_ERR_INVALID;
             if (ids) ids[i] = 0;
@@ -778,7 +787,7 @@ pdr_rc db_outbox_counts(db_handle *db, db_counts *out)
 {
     if (!db || !out) return PDR_ERR_INVALID;
     memset(out, 0, sizeof *out);
-    return outbox_counts_row(db, out);
+    return db_outbox_counts_row(db, out);
 }
 
 /* ---- bounds ------------------------------------------------------------------- */
@@ -876,7 +885,7 @@ pdr_rc db_outbox_trim_dead(db_handle *db, int64_t now_ms, int64_t *by_age, int64
     if (!db) return PDR_ERR_INVALID;
     cutoff = now_ms - db->max_dead_age_ms;
     /* Nothing past a bound: no write transaction at all. */
-    rc = outbox_counts_row(db, &c);
+    rc = db_outbox_counts_row(db, &c);
     if (!rc) rc = outbox_dead_oldest(db, &oldest);
     if (rc) return rc;
     if (c.dead > db->max_dead || (c.dead && oldest < cutoff)) {
@@ -885,7 +894,7 @@ pdr_rc db_outbox_trim_dead(db_handle *db, int64_t now_ms, int64_t *by_age, int64
         st = db_stmt(db, DB_STMT_OUTBOX_TRIM_DEAD_AGE);
         db_bind_int64(st, "@cutoff", cutoff, &src);
         rc = db_stmt_run_many(db, st, src, &n_age);
-        if (!rc) rc = outbox_counts_row(db, &c);
+        if (!rc) rc = db_outbox_counts_row(db, &c);
         if (!rc && c.dead > db->max_dead) {
             st = db_stmt(db, DB_STMT_OUTBOX_TRIM_DEAD_COUNT);
             db_bind_int64(st, "@excess", c.dead - db->max_dead, &src);

@@ -227,7 +227,31 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     " clean INTEGER NOT NULL," \
     " started_ms INTEGER NOT NULL," \
     " stopped_ms INTEGER NOT NULL);" \
-    "INSERT INTO run_state(one, clean, started_ms, stopped_ms) VALUES(1, 0, 0, 0);"
+    "INSERT INTO run_state(one, clean, started_ms, stopped_ms) VALUES(1, 0, 0, 0);" \
+    /* Bundles (db/bundle.c, `pdrelay queue export` and `import`):          \
+    ** outbox_identity  the one row naming this outbox: origin, 32 random   \
+    **                  hex digits drawn once, written into every bundle    \
+    **                  exported from it, so that (origin, id) names an     \
+    **                  event across outboxes (ids alone repeat).           \
+    ** imports          one row per bundle imported (its manifest's id),    \
+    **                  so that importing it again queues nothing.          \
+    ** imported_rows    (origin, row_id) of every row imported, so that a   \
+    **                  row carried in two bundles is queued once (db.c,    \
+    **                  invariant 8). */                                    \
+    "CREATE TABLE outbox_identity(" \
+    " one INTEGER PRIMARY KEY CHECK(one=1)," \
+    " origin TEXT NOT NULL);" \
+    "INSERT INTO outbox_identity(one, origin) VALUES(1, lower(hex(randomblob(16))));" \
+    "CREATE TABLE imports(" \
+    " bundle_id TEXT PRIMARY KEY," \
+    " site TEXT," \
+    " origin TEXT NOT NULL," \
+    " imported_ms INTEGER NOT NULL," \
+    " count INTEGER NOT NULL) WITHOUT ROWID;" \
+    "CREATE TABLE imported_rows(" \
+    " origin TEXT NOT NULL," \
+    " row_id INTEGER NOT NULL," \
+    " PRIMARY KEY(origin, row_id)) WITHOUT ROWID;"
 
 /* X(version, script): script `version` migrates version-1 to version.
 ** Keep them in order and without gaps; the last one is DB_SCHEMA_VERSION. */
@@ -390,12 +414,13 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     ** insert: ~3 us of 10 per event). Safe because every error of a push \
     ** rolls back its whole transaction (outbox.c). */                     \
     /* @head: 1 when OUTBOX_NEWEST found no pending row of the group (the \
-    ** same transaction: nobody else writes in between). */               \
+    ** same transaction: nobody else writes in between). @created: now,  \
+    ** but for an imported row, which keeps its own (db/bundle.c). */    \
     X(OUTBOX_INSERT, \
       "INSERT OR FAIL INTO outbox(routing_key, action, dedup_key, fingerprint, body," \
       " created_ms, attempts, next_ms, state, dead_ms, urgency, head, target, event_ms)" \
       " VALUES(@routing_key, @action, @dedup_key, @fingerprint, @body," \
-      " @now, 0, @now, 0, 0, @urgency, @head, @target, @event_ms)") \
+      " @created, 0, @now, 0, 0, @urgency, @head, @target, @event_ms)") \
     /* push of a trigger: the incident is recorded at once, state 4 (queued); \
     ** an existing entry keeps its dedup_key, state and updated_ms. */      \
     X(DEDUP_QUEUE, \
@@ -603,6 +628,39 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     X(RUN_STATE_BEGIN, \
       "UPDATE run_state SET clean=0, started_ms=@now WHERE one=1") \
     X(RUN_STATE_END, \
-      "UPDATE run_state SET clean=1, stopped_ms=@now WHERE one=1")
+      "UPDATE run_state SET clean=1, stopped_ms=@now WHERE one=1") \
+    /* bundles (db/bundle.c): the outbox side of export and import; the   \
+    ** bundle file's own statements are in bundle_sql.h.                  \
+    ** BEGIN (deferred): an export without --remove only reads, from one \
+    ** snapshot, and holds no writer back. */                              \
+    X(BUNDLE_BEGIN_READ, "BEGIN") \
+    /* The selection of an export, in id order: pending rows of one key   \
+    ** (@routing_key NULL: every key) created at or after @since. A scan  \
+    ** of the pending rows: an export is an operator's rare order. */      \
+    X(BUNDLE_SELECT, \
+      "SELECT " DB_ROW_COLUMNS " FROM outbox WHERE state=0" \
+      " AND (@routing_key IS NULL OR routing_key=@routing_key)" \
+      " AND created_ms>=@since ORDER BY id") \
+    /* --remove: the same selection, up to the last id exported (the     \
+    ** export's transaction held the write lock: nothing changed). */     \
+    X(BUNDLE_REMOVE, \
+      "DELETE FROM outbox WHERE state=0" \
+      " AND (@routing_key IS NULL OR routing_key=@routing_key)" \
+      " AND created_ms>=@since AND id<=@upto") \
+    X(BUNDLE_ORIGIN, \
+      "SELECT origin FROM outbox_identity WHERE one=1") \
+    X(BUNDLE_IMPORT_GET, \
+      "SELECT imported_ms, site FROM imports WHERE bundle_id=@bundle_id") \
+    X(BUNDLE_IMPORT_PUT, \
+      "INSERT INTO imports(bundle_id, site, origin, imported_ms, count)" \
+      " VALUES(@bundle_id, @site, @origin, @now, @count)") \
+    X(BUNDLE_ROW_SEEN, \
+      "SELECT 1 FROM imported_rows WHERE origin=@origin AND row_id=@row_id") \
+    X(BUNDLE_ROW_PUT, \
+      "INSERT OR IGNORE INTO imported_rows(origin, row_id) VALUES(@origin, @row_id)") \
+    /* A bundle of this outbox's own brought back: the row is still here \
+    ** (exported without --remove) when its id is (ids are never reused). */ \
+    X(BUNDLE_ROW_HERE, \
+      "SELECT 1 FROM outbox WHERE id=@id")
 
 #endif /* PDR_DB_SQL_H */

@@ -55,7 +55,8 @@
 **
 ** LIMITS OF THE MODEL (treated as durable, or not seen)
 **   - Metadata: creating, renaming and unlinking files, directory fsyncs,
-**     O_TRUNC at open. A file seen for the first time is taken as synced
+**     O_TRUNC at open. A file renamed with rename() keeps its unsynced
+**     changes under its new name. A file seen for the first time is taken as synced
 **     as it is.
 **   - The -shm file is not tracked: SQLite rebuilds it from the WAL after a
 **     crash. Writes through mmap and through stdio (FILE *) are not seen;
@@ -101,6 +102,7 @@ static int (*real_ftruncate)(int, off_t);
 static int (*real_ftruncate64)(int, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
+static int (*real_rename)(const char *, const char *);
 
 #define PC_RESOLVE(name) (real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name))
 
@@ -193,6 +195,7 @@ static void pc_init_once(void)
     PC_RESOLVE(ftruncate64);
     PC_RESOLVE(fsync);
     PC_RESOLVE(fdatasync);
+    PC_RESOLVE(rename);
     pc_at = pc_env_ul("PDR_POWERCUT_AT", 0);
     pc_rng = pc_env_ul("PDR_POWERCUT_SEED", 1);
     pc_sector = pc_env_ul("PDR_POWERCUT_SECTOR", 512);
@@ -643,6 +646,33 @@ static int pc_sync(int fd, int (*fn)(int), const char *what)
         f->broken = 0;
         f->synced_size = sb.st_size;
         f->syncs++;
+    }
+    pthread_mutex_unlock(&pc_mu);
+    errno = err;
+    return rc;
+}
+
+/* rename(2) is durable (metadata, see LIMITS), but the file keeps its
+** unsynced changes: the cut finds it under its new name. (An export
+** writes FILE.tmp, then renames it: db/bundle.c.) renameat is not wrapped. */
+int rename(const char *from, const char *to)
+{
+    struct stat sb;
+    char rp[PATH_MAX];
+    int rc, err;
+    PC_INIT();
+    pthread_mutex_lock(&pc_mu);
+    rc = real_rename(from, to);
+    err = errno;
+    if (rc == 0 && pc_dir[0] && stat(to, &sb) == 0 && realpath(to, rp)) {
+        for (size_t i = 0; i < pc_nfiles; i++) {
+            char *p;
+            if (pc_files[i].dev != sb.st_dev || pc_files[i].ino != sb.st_ino) continue;
+            p = strdup(rp);
+            if (!p) continue;
+            free(pc_files[i].path);
+            pc_files[i].path = p;
+        }
     }
     pthread_mutex_unlock(&pc_mu);
     errno = err;
