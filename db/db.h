@@ -514,6 +514,13 @@ pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms);
 /* "up", "down", "probing" for a DB_LINK_* state; "unknown" for others. */
 const char *db_link_state_name(int state);
 
+/* The [pagerduty] url requests go to now (agent/upstream.h), credentials
+** redacted: set by the sender at its start and at each failover and
+** failback, shown by `pdrelay queue status`. Get: "" before any was set;
+** cut to outsz - 1 bytes. */
+pdr_rc db_upstream_set(db_handle *db, const char *url);
+pdr_rc db_upstream_get(db_handle *db, char *out, size_t outsz);
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* The query plan (EXPLAIN QUERY PLAN) of the prepared statement named
