@@ -401,7 +401,6 @@ void metrics_upstream_active(int i)
 /* Under mu. */
 static void render_upstreams(buf *b)
 {
-    if (!n_upstream_urls) return;
     put(b, "# HELP pdrelay_upstream_active 1 for the [pagerduty] url requests go to now, 0 for the others.\n"
            "# TYPE pdrelay_upstream_active gauge\n");
     for (int i = 0; i < n_upstream_urls; i++) {
