@@ -61,7 +61,8 @@ static void esc_free(esc_pool *p)
 
 /* The effective settings, section by section, generated from the key table
 ** (config/config.c) so that every key is shown and none twice. Values are
-** escaped; a URL's credentials are redacted (pdr_url_redact). */
+** escaped; a URL's credentials are redacted, in each entry of a list
+** (pdr_url_list_redact). */
 static void config_print(const pdr_config *c)
 {
     size_t n = 0;
@@ -80,7 +81,7 @@ static void config_print(const pdr_config *c)
             section = k->section;
         }
         pdr_config_key_value(k, c, v, sizeof v);
-        printf(" %s=%s", k->key, esc(&p, strstr(v, "://") ? pdr_url_redact(v, u, sizeof u) : v));
+        printf(" %s=%s", k->key, esc(&p, strstr(v, "://") ? pdr_url_list_redact(v, u, sizeof u) : v));
         esc_free(&p);
     }
     if (section) printf("\n");

@@ -220,7 +220,7 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
     int64_t pending = 0, dead = 0, since = 0;
     int64_t now = pdr_clock_now_ms();
     int link = 0;
-    char red[PDR_REDACT_SIZE], age[32], next[32], why[4400] = "", when[PDR_TIMESTAMP_SIZE];
+    char red[PDR_REDACT_SIZE], age[32], next[32], why[4400] = "", when[PDR_TIMESTAMP_SIZE], upstream[600];
     long pid = db_daemon_pid(cfg->data_dir, why, sizeof why);
     db_counts counts;
     int64_t file_bytes = 0, wal_bytes = 0;
@@ -230,6 +230,7 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
     if (!rc) rc = db_file_sizes(db, &file_bytes, &wal_bytes);
     if (!rc) rc = db_outbox_stats(db, &st, &n);
     if (!rc) rc = db_link_get(db, &link, &since);
+    if (!rc) rc = db_upstream_get(db, upstream, sizeof upstream);
     if (rc) {
         fprintf(stderr, "pdrelay queue status: %s: %s (%s)\n", db_path(db), pdr_strerror(rc), db_errmsg(db));
         free(st);
@@ -245,6 +246,9 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         if (pid > 0 && since) cJSON_AddStringToObject(up, "since", pdr_timestamp_format(since, when));
         else cJSON_AddNullToObject(up, "since");
         cJSON_AddBoolToObject(up, "daemon_running", pid > 0);
+        /* the url requests go to ([pagerduty] url, agent/upstream.h) */
+        if (pid > 0 && upstream[0]) cJSON_AddStringToObject(up, "upstream", upstream);
+        else cJSON_AddNullToObject(up, "upstream");
         cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
         cJSON_AddStringToObject(doc, "database", db_path(db));
         cJSON_AddNumberToObject(doc, "pending", (double)pending);
@@ -301,6 +305,16 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         else
             printf("uplink: %s for %s (since %s); events wait for it\n", uplink,
                    pdr_fmt_age(now - since, age, sizeof age), pdr_timestamp_format(since, when));
+        if (pid > 0 && upstream[0] && cfg->n_upstreams > 1) {
+            size_t at = 0;
+            for (size_t i = 0; i < cfg->n_upstreams && !at; i++) {
+                char u[600];
+                if (!strcmp(pdr_url_redact(cfg->upstreams[i].url, u, sizeof u), upstream)) at = i + 1;
+            }
+            if (at) printf("upstream: %s (url %zu of %zu%s)\n", shown(upstream), at, cfg->n_upstreams,
+                           at > 1 ? "; the first is probed to fail back" : "");
+            else printf("upstream: %s\n", shown(upstream));
+        }
         if (n) printf("%-12s %-16s %8s %6s  %-14s %-12s %-12s %s\n", "ROUTING KEY", "TARGET", "PENDING", "DEAD",
                       "OLDEST PENDING", "NEXT ATTEMPT", "DRAIN ETA", "STATE");
         for (size_t i = 0; i < n; i++) {

@@ -294,7 +294,7 @@ int cli_run(int argc, char **argv)
     }
     snprintf(nt, sizeof nt, "%zu", cfg->n_targets);
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
-            dbp, "url", pdr_url_redact(cfg->pd_url, shown_url, sizeof shown_url), "targets", nt, NULL);
+            dbp, "url", pdr_url_list_redact(cfg->pd_url, shown_url, sizeof shown_url), "targets", nt, NULL);
     notify_ready(cfg);
     for (size_t i = 0; i < cfg->n_targets; i++)
         pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",

@@ -397,6 +397,44 @@ static long long proc_write_bytes(void)
     return v;
 }
 
+/* Under mu: the urls for pdrelay_upstream_active, credentials redacted. */
+#define UPSTREAM_LABEL_MAX 256
+static char upstream_urls[PDR_CONFIG_MAX_UPSTREAMS][UPSTREAM_LABEL_MAX];
+static int n_upstream_urls, upstream_active;
+
+void metrics_upstreams_set(const char *const *urls, int n)
+{
+    pthread_mutex_lock(&mu);
+    n_upstream_urls = n < PDR_CONFIG_MAX_UPSTREAMS ? n : PDR_CONFIG_MAX_UPSTREAMS;
+    for (int i = 0; i < n_upstream_urls; i++)
+        snprintf(upstream_urls[i], sizeof upstream_urls[i], "%s", urls[i]);
+    upstream_active = 0;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_upstream_active(int i)
+{
+    pthread_mutex_lock(&mu);
+    upstream_active = i;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Under mu. */
+static void render_upstreams(buf *b)
+{
+    put(b, "# HELP pdrelay_upstream_active 1 for the [pagerduty] url requests go to now, 0 for the others.\n"
+           "# TYPE pdrelay_upstream_active gauge\n");
+    for (int i = 0; i < n_upstream_urls; i++) {
+        put(b, "pdrelay_upstream_active{url=\"");
+        for (const char *c = upstream_urls[i]; *c; c++) {
+            if (*c == '\\' || *c == '"') put(b, "\\%c", *c);
+            else if (*c == '\n') put(b, "\\n");
+            else put(b, "%c", *c);
+        }
+        put(b, "\"} %d\n", i == upstream_active);
+    }
+}
+
 char *metrics_render(const metrics_gauges *g)
 {
     long long written = proc_write_bytes();
@@ -410,6 +448,7 @@ char *metrics_render(const metrics_gauges *g)
     put(&b, "# HELP pdrelay_link_down_seconds_total Seconds the uplink has been down since the start.\n"
             "# TYPE pdrelay_link_down_seconds_total counter\npdrelay_link_down_seconds_total %.3f\n",
         link_down_total + (link_up ? 0.0 : metrics_now() - link_down_since));
+    render_upstreams(&b);
     pthread_mutex_unlock(&mu);
     put(&b, "# HELP pdrelay_outbox_events Events in the outbox by state.\n# TYPE pdrelay_outbox_events gauge\n");
     put(&b, "pdrelay_outbox_events{state=\"pending\"} %lld\n", (long long)g->pending);
@@ -465,5 +504,6 @@ void metrics_reset(void)
     n_targets = 0;
     link_up = 1;
     link_down_total = 0;
+    n_upstream_urls = upstream_active = 0;
     pthread_mutex_unlock(&mu);
 }

@@ -92,6 +92,13 @@ char *metrics_render(const metrics_gauges *g);
 ** down, the current outage included at each scrape). Starts up. */
 void metrics_link_set(int up);
 
+/* pdrelay_upstream_active{url}: the [pagerduty] urls (n at most
+** PDR_CONFIG_MAX_UPSTREAMS, credentials already redacted; copied), the
+** first active; then which one is (an index). No series before the first
+** call. */
+void metrics_upstreams_set(const char *const *urls, int n);
+void metrics_upstream_active(int i);
+
 /* Clears every series (tests). */
 void metrics_reset(void);
 

@@ -75,7 +75,7 @@ pd_request *pd_request_create(const pdr_config *cfg)
     ** silently drop a proxy or CA file: then no request at all. */
     if (curl_easy_setopt(e, CURLOPT_USERAGENT, ua) != CURLE_OK ||
         (cfg->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK) ||
-        (cfg->proxy && curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy) != CURLE_OK)
+        (cfg->n_upstreams && pd_request_via(r, &cfg->upstreams[0]) != PDR_OK)
 #if LIBCURL_VERSION_NUM >= 0x075500
         || curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK
 #endif
@@ -113,6 +113,15 @@ void pd_request_destroy(pd_request *r)
 CURL *pd_request_easy(pd_request *r)
 {
     return r->easy;
+}
+
+pdr_rc pd_request_via(pd_request *r, const pdr_upstream *u)
+{
+    /* NULL restores libcurl's default: the environment's proxy; any interface */
+    if (curl_easy_setopt(r->easy, CURLOPT_PROXY, u->proxy) != CURLE_OK ||
+        curl_easy_setopt(r->easy, CURLOPT_INTERFACE, u->interface) != CURLE_OK)
+        return PDR_ERR_NOMEM;
+    return PDR_OK;
 }
 
 pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len)

@@ -5,8 +5,11 @@
 ** A pd_request wraps one curl easy handle that is reused for every request
 ** of one routing key, so connections are kept alive (the multi handle's
 ** connection pool is shared across keys). TLS verification is always on,
-** TLS 1.2 at least; ca_file, proxy and timeouts come from the config, and
-** libcurl honours https_proxy / no_proxy from the environment.
+** TLS 1.2 at least; ca_file and timeouts come from the config, the proxy
+** and the outgoing interface from the upstream the request goes to
+** (pd_request_via; the first url's until then), and libcurl honours
+** https_proxy / no_proxy from the environment when the upstream has no
+** proxy of its own.
 **
 ** Every reply is classified (Fluent Bit's OK / RETRY / ERROR):
 **   2xx                                   PD_OK     (dedup_key parsed from the body)
@@ -68,6 +71,12 @@ void pd_request_destroy(pd_request *r);
 
 /* The easy handle to add to a multi handle after pd_request_prepare(). */
 CURL *pd_request_easy(pd_request *r);
+
+/* The proxy and interface of the upstream the next request goes to
+** (CURLOPT_PROXY, CURLOPT_INTERFACE; NULL entries restore libcurl's
+** defaults). PDR_OK, or PDR_ERR_NOMEM (libcurl could not copy them): then
+** r must not be used before a call that succeeds. */
+pdr_rc pd_request_via(pd_request *r, const pdr_upstream *u);
 
 /* Sets up a POST of body (copied) to url. Returns PDR_OK, or PDR_ERR_NOMEM
 ** (libcurl could not copy the URL either): then r keeps no body and must be

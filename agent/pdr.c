@@ -377,6 +377,25 @@ char *pdr_url_redact(const char *url, char *out, size_t outsz)
     return out;
 }
 
+char *pdr_url_list_redact(const char *list, char *out, size_t outsz)
+{
+    size_t n = 0;
+    if (!outsz) return out;
+    out[0] = '\0';
+    if (!list) return out;
+    for (const char *p = list; n + 1 < outsz;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char entry[1024], red[1024];
+        snprintf(entry, sizeof entry, "%.*s", (int)(len < sizeof entry ? len : sizeof entry - 1), p);
+        pdr_url_redact(entry, red, sizeof red);
+        n += (size_t)snprintf(out + n, outsz - n, "%s%s", p == list ? "" : ",", red);
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return out;
+}
+
 char *pdr_fmt_age(long long ms, char *out, size_t outsz)
 {
     long long s;

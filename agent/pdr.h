@@ -113,6 +113,11 @@ size_t pdr_redact_in(char *text, const char *secret);
 ** returns out. */
 char *pdr_url_redact(const char *url, char *out, size_t outsz);
 
+/* pdr_url_redact for each entry of a comma-separated list (config/config.h
+** PDR_KT_URL_LIST, PDR_KT_PER_URL), joined by ',' again; a value without a
+** ',' is one entry. Returns out. */
+char *pdr_url_list_redact(const char *list, char *out, size_t outsz);
+
 /* The length (1 to 4) of the well-formed UTF-8 sequence at s, n bytes of
 ** which may be read, and its code point in *cp; 0 when s does not start one
 ** (a stray continuation byte, an overlong form, a surrogate, a code point

@@ -21,6 +21,18 @@
 ** under its own limiter. The log says so at each change, and once per
 ** outage_log_interval while down; attempts and per-key repeats go to debug.
 **
+** SEVERAL UPLINKS (sender.h invariant 10, upstream.h). With more than one
+** [pagerduty] url, a failure of the link on the active one moves requests
+** to the next (`uplink failover`, every key's next row due at once) and the
+** link stays up; only when none is left does it go DOWN as above, its probes
+** rotating over the list. Each request records its upstream (lane.up): the
+** outcome of one sent to an upstream that is not the active one (sent before
+** a failover, or the failback probe) never moves the link; when it failed
+** its row is due again at once, for the active one, without growing the
+** key's backoff. The failback probe is started by fill() like any request,
+** so it is a key's next row; `uplink failback` when the first has answered
+** for failback_after.
+**
 ** assert() checks, where they could break: a lane starts a request only
 ** when idle, so one per key (invariant 2); 0 <= in_flight <= concurrency;
 ** fill() starts a request while the link is not up only as the one probe
@@ -55,6 +67,7 @@
 #include "metrics.h"
 #include "pd_client.h"
 #include "ratelimit.h"
+#include "upstream.h"
 #include "writer.h"
 
 #define SENDER_DUE_BATCH 512
@@ -90,6 +103,8 @@ typedef struct lane {
     db_row row;                 /* the row in flight when busy */
     int noted;                  /* the row in flight went out as "resolved while offline" */
     int probe;                  /* the request in flight was started as the probe (link not up) */
+    int up;                     /* the upstream (index) the request in flight went to */
+    int fb;                     /* the request in flight is the failback probe (upstream.h) */
     int64_t not_before_ms;      /* after an outcome the database did not take:
                                 ** no new request before then (wall clock) */
     int64_t retry_at_ms;        /* after a failure of this key (not of the link):
@@ -114,6 +129,8 @@ typedef struct outcome {
     int64_t delay;              /* PD_RETRY: until the next attempt */
     pdr_rc rc;                  /* of the database write */
     int link_fail;              /* a failure of the uplink, not of the key */
+    int elsewhere;              /* a failure of an upstream that is not the active one:
+                                ** the row goes again at once, to the active one */
     int logged;                 /* a link transition line already said it */
 } outcome;
 
@@ -144,7 +161,7 @@ struct sender {
     int64_t next_outage_log_ms;
     int64_t outage_attempts;    /* requests made during the current outage */
     char down_cause[sizeof ((pd_result *)0)->error]; /* the error that took it down */
-    char url_alert[600], url_change[600];
+    upstreams ups;              /* the urls and which one is active (upstream.h) */
     sender_db_error_fn on_db_error;
     void *on_db_error_ctx;
 };
@@ -164,8 +181,7 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     atomic_init(&s->stop, 0);
     atomic_init(&s->notified, 0);
     atomic_init(&s->kicked, 0);
-    snprintf(s->url_alert, sizeof s->url_alert, "%s/v2/enqueue", cfg->pd_url);
-    snprintf(s->url_change, sizeof s->url_change, "%s/v2/change/enqueue", cfg->pd_url);
+    ups_init(&s->ups, cfg, (uint64_t)pdr_clock_mono_ms() * 0x9E3779B97F4A7C15ull);
     s->multi = curl_multi_init();
     s->lanes = pdr_calloc(SENDER_MAX_LANES, sizeof *s->lanes);
     s->done = pdr_calloc((size_t)cfg->concurrency, sizeof *s->done);
@@ -288,6 +304,14 @@ static void link_publish(sender *s, int64_t since)
     if (rc) write_failed(s, "cannot record the uplink state", rc, NULL);
 }
 
+/* The active upstream, for `queue status` and pdrelay_upstream_active. */
+static void upstream_publish(sender *s)
+{
+    metrics_upstream_active(s->ups.active);
+    pdr_rc rc = db_upstream_set(s->db, s->ups.e[s->ups.active].shown);
+    if (rc) write_failed(s, "cannot record the active uplink", rc, NULL);
+}
+
 /* The delay until the next probe: the schedule's next step, jittered
 ** within its last tenth (one probe at a time: no herd to spread). */
 static int64_t probe_delay(sender *s)
@@ -393,12 +417,38 @@ static void link_answered(sender *s, int64_t now)
     lanes_resume(s, now);
     metrics_link_set(1);
     link_publish(s, now);
+    if (s->ups.n > 1) upstream_publish(s);
     backlog(s, now, &pending, &age);
     fmt_i64(pend, sizeof pend, pending);
     fmt_i64(att, sizeof att, s->outage_attempts);
     pdr_log(PDR_LOG_WARN, "uplink up: delivering the backlog, most urgent first", "outage",
             pdr_fmt_age(now - s->link_down_ms, len, sizeof len), "waiting", pend, "oldest",
-            pdr_fmt_age(age, oldest, sizeof oldest), "attempts", att, NULL);
+            pdr_fmt_age(age, oldest, sizeof oldest), "attempts", att, "via",
+            s->ups.n > 1 ? s->ups.e[s->ups.active].shown : NULL, NULL);
+}
+
+/* The active upstream failed and the link goes on through the next one
+** (ups_failed said so): every key's next row is due at once, there. Called
+** inside the pass's transaction. */
+static void failover(sender *s, const lane *l, const pd_result *res, int from, int64_t now)
+{
+    char err[sizeof res->error];
+    snprintf(err, sizeof err, "%s", res->error);
+    pdr_redact_in(err, l->key);
+    lanes_resume(s, now);
+    upstream_publish(s);
+    pdr_log(PDR_LOG_WARN, "uplink failover: requests go to the next url", "from", s->ups.e[from].shown, "to",
+            s->ups.e[s->ups.active].shown, "cause", pd_error_type_name(res->type), "error", err, NULL);
+}
+
+/* The first url answered for failback_after: requests go back to it. */
+static void failback(sender *s, int from)
+{
+    char after[32];
+    upstream_publish(s);
+    pdr_log(PDR_LOG_WARN, "uplink failback: the first url answered, requests go back to it", "from",
+            s->ups.e[from].shown, "to", s->ups.e[0].shown, "answered_for",
+            pdr_duration_format(s->cfg->failback_after_ms, after, sizeof after), NULL);
 }
 
 /* While down: one line per outage_log_interval. */
@@ -516,12 +566,16 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
 ** without a request (collapsed), -1 when it could not start (memory). */
 static int start_request(sender *s, lane *l, db_row *row, int64_t now)
 {
-    const char *url = row->action == PDR_ACTION_CHANGE ? s->url_change : s->url_alert;
+    int fb, up = ups_pick(&s->ups, s->link == LINK_UP, now, &fb);
+    const ups_entry *ue = &s->ups.e[up];
+    const char *url = row->action == PDR_ACTION_CHANGE ? ue->url_change : ue->url_alert;
     char *body;
     size_t len;
     int owned, bad = body_for(s, l, row, now, &body, &len, &owned);
     if (bad) return bad;
-    bad = pd_request_prepare(l->req, url, body, len) != PDR_OK;
+    /* one url: its proxy and interface were set when the lane was made */
+    bad = (s->ups.n > 1 && pd_request_via(l->req, ue->cfg) != PDR_OK) ||
+          pd_request_prepare(l->req, url, body, len) != PDR_OK;
     if (owned) free(body);
     if (bad) return -1;
     /* Invariants 2 and 7: the lane is idle; a link not up has no probe out. */
@@ -540,7 +594,15 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     s->in_flight++;
     l->probe = s->link != LINK_UP;
     s->probes_in_flight += l->probe;
+    l->up = up;
+    l->fb = fb;
+    ups_started(&s->ups, up, s->link == LINK_UP, fb);
     s->starts++;
+    if (fb && pdr_log_enabled(PDR_LOG_DEBUG)) {
+        char id[24];
+        fmt_i64(id, sizeof id, l->row.id);
+        pdr_log(PDR_LOG_DEBUG, "probing the first url", "key", l->red, "id", id, "url", ue->shown, NULL);
+    }
     if (s->link == LINK_DOWN) {
         s->link = LINK_PROBING;
         if (pdr_log_enabled(PDR_LOG_DEBUG)) {
@@ -643,6 +705,8 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         return;
     }
     if (n == SENDER_DUE_BATCH) min_into(wake, now);
+    /* the failback probe's turn (one due now waits for a row to go) */
+    if (ups_wake_ms(&s->ups) > now) min_into(wake, ups_wake_ms(&s->ups));
     /* The longest delay the sender ever sets, and a second to spare. */
     int64_t longest = s->cfg->backoff_max_ms;
     if (s->cfg->down_probe_max_ms > longest) longest = s->cfg->down_probe_max_ms;
@@ -755,6 +819,43 @@ static int64_t throttled(sender *s, lane *l, const pd_result *res, int64_t now)
     return delay;
 }
 
+/* With several urls: what o says about the upstream its request went to
+** (upstream.h). Before the link's own logic in record(): a failover keeps
+** the link up (o->link_fail cleared), ALL_DOWN leaves o->link_fail for it. */
+static void upstream_outcome(sender *s, outcome *o, int64_t now)
+{
+    lane *l = o->l;
+    int up = s->link == LINK_UP, from = s->ups.active;
+    int healthy = o->res.http_status > 0 && o->res.http_status < 500;
+    ups_verdict v = UPS_SAME;
+    if (!up) {
+        /* the probe's upstream (a 5xx keeps the link down: record()) */
+        if (healthy) ups_answered(&s->ups, l->up, l->fb, 0, now);
+        else if (o->res.outcome == PD_RETRY) ups_failed(&s->ups, l->up, l->fb, 0, now);
+        return;
+    }
+    if (l->up != from || l->fb) {
+        /* not the active one: it never moves the link */
+        if (healthy) {
+            v = ups_answered(&s->ups, l->up, l->fb, 1, now);
+        } else if (o->res.outcome == PD_RETRY) {
+            ups_failed(&s->ups, l->up, l->fb, 1, now);
+            o->elsewhere = 1;
+        }
+        o->link_fail = 0;
+    } else if (o->link_fail) {
+        v = ups_failed(&s->ups, l->up, 0, 1, now);
+        if (v == UPS_FAILOVER) {
+            failover(s, l, &o->res, from, now);
+            o->link_fail = 0;
+            o->elsewhere = o->logged = 1;
+        }
+    } else if (healthy) {
+        ups_answered(&s->ups, l->up, 0, 1, now);
+    }
+    if (v == UPS_FAILBACK) failback(s, from);
+}
+
 static void record(sender *s, outcome *o, CURLcode cc)
 {
     lane *l = o->l;
@@ -774,6 +875,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     assert(s->probes_in_flight >= 0);
     if (o->res.http_status) ratelimit_done(&l->rl, now);
     o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
+    if (s->ups.n > 1) upstream_outcome(s, o, now);
     /* a 5xx while down is the outage going on; any other answer ends it
     ** (after this row's own outcome is written, below) */
     int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
@@ -797,7 +899,10 @@ static void record(sender *s, outcome *o, CURLcode cc)
         }
         break;
     case PD_RETRY:
-        if (o->link_fail || (s->link != LINK_UP && !answered)) {
+        if (o->elsewhere) {
+            /* not the active upstream's failure: the row goes again now, to it */
+            o->delay = 0;
+        } else if (o->link_fail || (s->link != LINK_UP && !answered)) {
             /* the uplink's failure: the row waits for the probe schedule,
             ** the key's own backoff is not grown */
             o->delay = s->next_probe_ms > now ? s->next_probe_ms - now : 0;
@@ -830,8 +935,8 @@ static void report_retry(sender *s, lane *l, const outcome *o, const char *id, c
     snprintf(reason, sizeof reason, "%s HTTP %ld", pd_error_type_name(res->type), res->http_status);
     if (!l->fail_reason[0]) l->fail_since_ms = now;
     l->fail_count++;
-    if (o->link_fail || s->link != LINK_UP || !strcmp(reason, l->fail_reason)) {
-        int quiet = o->logged || o->link_fail || s->link != LINK_UP;
+    if (o->link_fail || o->elsewhere || s->link != LINK_UP || !strcmp(reason, l->fail_reason)) {
+        int quiet = o->logged || o->link_fail || o->elsewhere || s->link != LINK_UP;
         if (!quiet) l->fail_unlogged++;
         pdr_log(PDR_LOG_DEBUG, "delivery failed; will retry", "key", l->red, "id", id, "action", action,
                 "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type), "error", res->error,
@@ -962,6 +1067,7 @@ static void kicked(sender *s, int64_t now)
     }
     if (s->link != LINK_UP) return;
     lanes_resume(s, now);
+    ups_kick(&s->ups, now);   /* and the first url, when it is not the active one, probed now */
     pdr_log(PDR_LOG_DEBUG, "kicked: every key's next event is due now", NULL);
 }
 
@@ -1115,6 +1221,12 @@ pdr_rc sender_start(sender *s)
                                                ? s->cfg->cleanup_interval_ms : SENDER_FIRST_CLEANUP_MS);
     metrics_link_set(1);
     link_publish(s, s->up_since_ms);
+    {
+        const char *shown[PDR_CONFIG_MAX_UPSTREAMS];
+        for (int i = 0; i < s->ups.n; i++) shown[i] = s->ups.e[i].shown;
+        metrics_upstreams_set(shown, s->ups.n);
+    }
+    upstream_publish(s);
     if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;
     pthread_setname_np(s->thread, "pdr-sender");   /* shown by top -H, ps -L, perf */
     s->started = 1;

@@ -39,6 +39,18 @@
 **      (queued while the uplink was down or before this start) and only
 **      when it is about to be sent; collapse never drops a resolve that
 **      PagerDuty needs (an incident it already has goes as note).
+**  10. With several [pagerduty] urls (upstream.h) requests go to one, the
+**      active one. When it fails as in 7, the next one not known down
+**      becomes active and every key's next row is due at once; only when
+**      none is left does 7 apply, its probes rotating over the urls. While
+**      a later one is active, the first is probed, one request at a time
+**      on 7's schedule, with a key's next row; requests go back to it once
+**      it has answered for failback_after. A failure of a request to an
+**      upstream that is not the active one never moves the link or grows
+**      the key's backoff: its row is due again at once. Per-dedup_key
+**      order holds across these moves by 1 and 2 alone: a key has one
+**      request in flight, to whichever url, and its row leaves only on a
+**      2xx.
 **
 ** LIFE OF A ROW IN THE SENDER
 **

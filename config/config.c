@@ -130,9 +130,10 @@ static const pdr_config_key key_table[] = {
      "A request (headers and body) must arrive whole within this of the connection's opening (on a kept-alive "
      "connection: within idle_timeout plus this of the previous reply), and its reply must be taken within this; "
      "a slower client is cut off (408 when nothing of its request was answered yet)."},
-    {"pagerduty", "url", PDR_KT_URL, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL, RESTART,
+    {"pagerduty", "url", PDR_KT_URL_LIST, 0, "https://events.pagerduty.com", CFG(pd_url), 0, 0, NULL, RESTART,
      "Base URL of the Events API; /v2/enqueue and /v2/change/enqueue are appended (EU: "
-     "https://events.eu.pagerduty.com)."},
+     "https://events.eu.pagerduty.com). Several, comma-separated (at most 4), are uplinks in order of preference: "
+     "requests go to the first that answers, and back to the first after failback_after."},
     {"pagerduty", "rate_per_minute", PDR_KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL, RESTART,
      "Requests per minute to PagerDuty, per routing key (PagerDuty's own limit is 120)."},
     {"pagerduty", "burst", PDR_KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL, RESTART,
@@ -152,12 +153,21 @@ static const pdr_config_key key_table[] = {
      "Requests in flight at once over all routing keys (each key has at most one)."},
     {"pagerduty", "ca_file", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(ca_file), 0, 0, NULL, RESTART,
      "CA bundle to verify PagerDuty's certificate with; empty: the system's CAs."},
-    {"pagerduty", "proxy", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL, RESTART,
-     "HTTP(S) proxy for requests to PagerDuty, e.g. http://proxy.example:3128; empty: none."},
+    {"pagerduty", "proxy", PDR_KT_PER_URL, PDR_KF_OPTIONAL, "", CFG(proxy), 0, 0, NULL, RESTART,
+     "HTTP(S) proxy for requests to PagerDuty, e.g. http://proxy.example:3128; with several urls, one entry per "
+     "url, comma-separated, - for none; empty: none."},
+    {"pagerduty", "interface", PDR_KT_PER_URL, PDR_KF_OPTIONAL, "", CFG(interface), 0, 0, NULL, RESTART,
+     "Outgoing interface or source address of requests to PagerDuty, as libcurl's CURLOPT_INTERFACE takes it "
+     "(eth1, if!eth1, host!192.0.2.7), one entry per url, comma-separated, - for the system's choice; empty: the "
+     "system's choice."},
     {"pagerduty", "down_probe_max", PDR_KT_DURATION, 0, "60s", CFG(down_probe_max_ms), 1, MS_DAY, NULL, RESTART,
      "While the uplink is down, pdrelay probes it with one request at a time, on an exponential backoff capped by "
      "this (so a metered link is not probed every few seconds for days); recovery is noticed within this, or at "
      "once on SIGUSR1 or pdrelay queue kick."},
+    {"pagerduty", "failback_after", PDR_KT_DURATION, 0, "10m", CFG(failback_after_ms), 0, MAX_DURATION, NULL,
+     RESTART,
+     "With several urls, while requests go to a later one, the first is probed on the down_probe_max schedule; "
+     "once it has answered for this long, requests go back to it; 0: at its first answer."},
     {"pagerduty", "throttle_backoff", PDR_KT_DURATION, 0, "30s", CFG(throttle_backoff_ms), 0, MS_HOUR, NULL, RESTART,
      "After a 429 without Retry-After, the routing key waits at least this long (PagerDuty's advice) and its rate "
      "is halved for the next rate_window; 0: the ordinary retry backoff only (the rate is still halved)."},
@@ -487,31 +497,233 @@ static int set_string(load_ctx *c, const pdr_config_key *kd, const char *value)
     return 0;
 }
 
-static int set_url(load_ctx *c, const pdr_config_key *kd, const char *value)
-{
-    char **sp = field(c->cfg, kd);
-    const char *host;
-    char *copy;
-    size_t n;
+#define URL_ALLOWED "http://HOST[:PORT][/PATH] or https://…"
 
+/* Where the host of an http:// or https:// URL begins, or NULL when value
+** is not one (no host, or a blank in it). */
+static const char *url_host(const char *value)
+{
+    const char *host;
     if (!strncmp(value, "https://", 8))
         host = value + 8;
     else if (!strncmp(value, "http://", 7))
         host = value + 7;
     else
-        host = NULL;
-    if (!host || !*host || *host == '/' || strpbrk(value, " \t")) {
-        err_at(c, c->lineno, "%s%s%s: %s; allowed: http://HOST[:PORT][/PATH] or https://…", kd->key,
-               *value ? " = " : "", value, *value ? "not an HTTP URL" : "empty value");
+        return NULL;
+    return !*host || *host == '/' || strpbrk(value, " \t") ? NULL : host;
+}
+
+/* A copy of a URL without its trailing '/'s (NULL: memory ran out). */
+static char *url_dup(load_ctx *c, const char *value, const char *host)
+{
+    char *copy = dup_or_fail(c, value);
+    if (!copy) return NULL;
+    size_t n = strlen(copy);
+    while (n > (size_t)(host - value) && copy[n - 1] == '/') copy[--n] = '\0';
+    return copy;
+}
+
+static int set_url(load_ctx *c, const pdr_config_key *kd, const char *value)
+{
+    char **sp = field(c->cfg, kd);
+    const char *host = url_host(value);
+    char *copy;
+
+    if (!host) {
+        err_at(c, c->lineno, "%s%s%s: %s; allowed: " URL_ALLOWED, kd->key, *value ? " = " : "", value,
+               *value ? "not an HTTP URL" : "empty value");
         return -1;
     }
-    copy = dup_or_fail(c, value);
+    copy = url_dup(c, value, host);
     if (!copy) return -1;
-    n = strlen(copy);
-    while (n > (size_t)(host - value) && copy[n - 1] == '/') copy[--n] = '\0';
     free(*sp);
     *sp = copy;
     return 0;
+}
+
+/* ---- lists: [pagerduty] url and the keys with one entry per url ---------- */
+
+/* Splits s at ',' into entries, blanks around each trimmed: the first max
+** of them into start[] and len[]. Returns how many there are (may be more
+** than max). */
+static size_t list_split(const char *s, const char *start[], size_t len[], size_t max)
+{
+    size_t n = 0;
+    for (;;) {
+        const char *e = strchr(s, ',');
+        const char *end = e ? e : s + strlen(s);
+        const char *b = s;
+        while (b < end && isspace((unsigned char)*b)) b++;
+        while (end > b && isspace((unsigned char)end[-1])) end--;
+        if (n < max) {
+            start[n] = b;
+            len[n] = (size_t)(end - b);
+        }
+        n++;
+        if (!e) return n;
+        s = e + 1;
+    }
+}
+
+/* The entries joined by ',' (malloc'd; NULL: memory ran out). */
+static char *list_join(load_ctx *c, char *const entries[], size_t n)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++) total += strlen(entries[i]) + 1;
+    char *out = pdr_malloc(total), *p = out;
+    if (!out) {
+        c->fatal = PDR_ERR_NOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(entries[i]);
+        if (i) *p++ = ',';
+        memcpy(p, entries[i], l);
+        p += l;
+    }
+    *p = '\0';
+    return out;
+}
+
+static char *entry_dup(load_ctx *c, const char *start, size_t len)
+{
+    char *p = pdr_malloc(len + 1);
+    if (!p) {
+        c->fatal = PDR_ERR_NOMEM;
+        return NULL;
+    }
+    memcpy(p, start, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* [pagerduty] url: one URL (as PDR_KT_URL, with its messages), or up to
+** PDR_CONFIG_MAX_UPSTREAMS of them; each bad entry is named by its position. */
+static int set_url_list(load_ctx *c, const pdr_config_key *kd, const char *value)
+{
+    const char *start[PDR_CONFIG_MAX_UPSTREAMS];
+    size_t len[PDR_CONFIG_MAX_UPSTREAMS];
+    char *entries[PDR_CONFIG_MAX_UPSTREAMS] = {NULL};
+    char **sp = field(c->cfg, kd);
+    size_t n = list_split(value, start, len, PDR_CONFIG_MAX_UPSTREAMS);
+    int bad = 0;
+
+    if (n == 1) return set_url(c, kd, value);
+    if (n > PDR_CONFIG_MAX_UPSTREAMS) {
+        err_at(c, c->lineno, "%s: %zu entries; allowed: at most %d comma-separated URLs", kd->key, n,
+               PDR_CONFIG_MAX_UPSTREAMS);
+        return -1;
+    }
+    for (size_t i = 0; i < n && !c->fatal; i++) {
+        char *e = entry_dup(c, start[i], len[i]);
+        const char *host = e ? url_host(e) : NULL;
+        if (e && !host) {
+            err_at(c, c->lineno, "%s: entry %zu '%s': %s; allowed: " URL_ALLOWED, kd->key, i + 1, e,
+                   *e ? "not an http:// or https:// URL" : "empty");
+            bad = 1;
+        } else if (e) {
+            entries[i] = url_dup(c, e, host);
+        }
+        free(e);
+    }
+    char *joined = bad || c->fatal ? NULL : list_join(c, entries, n);
+    for (size_t i = 0; i < n; i++) free(entries[i]);
+    if (!joined) return -1;
+    free(*sp);
+    *sp = joined;
+    return 0;
+}
+
+#define PER_URL_ALLOWED "one entry per url entry, comma-separated, - for none"
+
+/* proxy, interface: entries without blanks, "-" for none; their count is
+** checked against url's by upstreams_build(). */
+static int set_per_url(load_ctx *c, const pdr_config_key *kd, const char *value)
+{
+    const char *start[PDR_CONFIG_MAX_UPSTREAMS];
+    size_t len[PDR_CONFIG_MAX_UPSTREAMS];
+    char *entries[PDR_CONFIG_MAX_UPSTREAMS] = {NULL};
+    char **sp = field(c->cfg, kd);
+    size_t n;
+    int bad = 0;
+
+    if (!*value && (kd->flags & PDR_KF_OPTIONAL)) {
+        free(*sp);
+        *sp = NULL;
+        return 0;
+    }
+    n = list_split(value, start, len, PDR_CONFIG_MAX_UPSTREAMS);
+    if (n > PDR_CONFIG_MAX_UPSTREAMS) {
+        err_at(c, c->lineno, "%s: %zu entries; allowed: " PER_URL_ALLOWED " (url has at most %d)", kd->key, n,
+               PDR_CONFIG_MAX_UPSTREAMS);
+        return -1;
+    }
+    for (size_t i = 0; i < n && !c->fatal; i++) {
+        entries[i] = entry_dup(c, start[i], len[i]);
+        if (!entries[i]) break;
+        if (!len[i] || strpbrk(entries[i], " \t")) {
+            err_at(c, c->lineno, "%s: entry %zu '%s': %s; allowed: " PER_URL_ALLOWED, kd->key, i + 1, entries[i],
+                   len[i] ? "contains a blank" : "empty");
+            bad = 1;
+        }
+    }
+    char *joined = bad || c->fatal ? NULL : list_join(c, entries, n);
+    for (size_t i = 0; i < n; i++) free(entries[i]);
+    if (!joined) return -1;
+    free(*sp);
+    *sp = joined;
+    return 0;
+}
+
+static void upstreams_free(pdr_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        free(cfg->upstreams[i].url);
+        free(cfg->upstreams[i].proxy);
+        free(cfg->upstreams[i].interface);
+    }
+    memset(cfg->upstreams, 0, sizeof cfg->upstreams);
+    cfg->n_upstreams = 0;
+}
+
+/* Entry i of a per-url key into *out: NULL for none ("-", or the key unset). */
+static void per_url_entry(load_ctx *c, const char *list, size_t i, char **out)
+{
+    const char *start[PDR_CONFIG_MAX_UPSTREAMS];
+    size_t len[PDR_CONFIG_MAX_UPSTREAMS];
+    *out = NULL;
+    if (!list || list_split(list, start, len, PDR_CONFIG_MAX_UPSTREAMS) <= i) return;
+    if (len[i] == 1 && start[i][0] == '-') return;
+    *out = entry_dup(c, start[i], len[i]);
+}
+
+/* cfg->upstreams from url, proxy and interface; a per-url key whose count
+** of entries is not url's is an error at its line. */
+static void upstreams_build(load_ctx *c, int proxy_line, int interface_line)
+{
+    pdr_config *cfg = c->cfg;
+    const char *start[PDR_CONFIG_MAX_UPSTREAMS];
+    size_t len[PDR_CONFIG_MAX_UPSTREAMS];
+    size_t n = list_split(cfg->pd_url, start, len, PDR_CONFIG_MAX_UPSTREAMS);
+    const struct { const char *key, *list; int line; } per[] = {
+        {"proxy", cfg->proxy, proxy_line}, {"interface", cfg->interface, interface_line}
+    };
+
+    upstreams_free(cfg);
+    if (n > PDR_CONFIG_MAX_UPSTREAMS) n = PDR_CONFIG_MAX_UPSTREAMS;   /* reported by set_url_list */
+    for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
+        size_t m = per[k].list ? list_split(per[k].list, NULL, NULL, 0) : n;
+        if (m != n)
+            err_at(c, per[k].line, "%s has %zu entr%s but url has %zu; allowed: empty, or " PER_URL_ALLOWED,
+                   per[k].key, m, m == 1 ? "y" : "ies", n);
+    }
+    for (size_t i = 0; i < n && !c->fatal; i++) {
+        pdr_upstream *u = &cfg->upstreams[i];
+        cfg->n_upstreams = i + 1;
+        u->url = entry_dup(c, start[i], len[i]);
+        per_url_entry(c, cfg->proxy, i, &u->proxy);
+        per_url_entry(c, cfg->interface, i, &u->interface);
+    }
 }
 
 static int set_number(load_ctx *c, const pdr_config_key *kd, const char *value)
@@ -615,6 +827,8 @@ static int set_value(load_ctx *c, const pdr_config_key *kd, const char *value)
     switch (kd->type) {
     case PDR_KT_STRING: return set_string(c, kd, value);
     case PDR_KT_URL: return set_url(c, kd, value);
+    case PDR_KT_URL_LIST: return set_url_list(c, kd, value);
+    case PDR_KT_PER_URL: return set_per_url(c, kd, value);
     case PDR_KT_INT:
     case PDR_KT_INT64:
     case PDR_KT_MS: return set_number(c, kd, value);
@@ -1063,6 +1277,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 static void validate_whole(load_ctx *c)
 {
     const pdr_config *cfg = c->cfg;
+    int line_proxy = 0, line_iface = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(key_table[i].section, "pagerduty")) continue;
+        if (!strcmp(key_table[i].key, "proxy")) line_proxy = c->key_line[i];
+        if (!strcmp(key_table[i].key, "interface")) line_iface = c->key_line[i];
+    }
+    upstreams_build(c, line_proxy, line_iface);
     if (cfg->backoff_max_ms < cfg->backoff_initial_ms) {
         int li = 0, lm = 0;
         for (size_t i = 0; i < N_KEYS; i++) {
@@ -1215,6 +1436,10 @@ char *pdr_config_key_allowed(const pdr_config_key *k, char *out, size_t outsz)
             snprintf(out, outsz, "text");
         break;
     case PDR_KT_URL: snprintf(out, outsz, "an http:// or https:// URL"); break;
+    case PDR_KT_URL_LIST:
+        snprintf(out, outsz, "1 to %d http:// or https:// URLs, comma-separated", PDR_CONFIG_MAX_UPSTREAMS);
+        break;
+    case PDR_KT_PER_URL: snprintf(out, outsz, PER_URL_ALLOWED); break;
     case PDR_KT_INT:
     case PDR_KT_INT64: snprintf(out, outsz, "%lld to %lld", (long long)k->min, (long long)k->max); break;
     case PDR_KT_MS: snprintf(out, outsz, "%lld to %lld (ms)", (long long)k->min, (long long)k->max); break;
@@ -1246,7 +1471,9 @@ char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char 
     int64_t v;
     switch (k->type) {
     case PDR_KT_STRING:
-    case PDR_KT_URL: {
+    case PDR_KT_URL:
+    case PDR_KT_URL_LIST:
+    case PDR_KT_PER_URL: {
         const char *sv;
         memcpy(&sv, f, sizeof sv);
         snprintf(out, outsz, "%s", sv ? sv : "");
@@ -1281,11 +1508,17 @@ char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char 
     return out;
 }
 
+/* Is a field of this type a char * (compared and copied as text)? */
+static int is_text(pdr_key_type t)
+{
+    return t == PDR_KT_STRING || t == PDR_KT_URL || t == PDR_KT_URL_LIST || t == PDR_KT_PER_URL;
+}
+
 int pdr_config_key_differs(const pdr_config_key *k, const pdr_config *a, const pdr_config *b)
 {
     if (!k || !a || !b || !k->size) return 0;
     const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-    if (k->type == PDR_KT_STRING || k->type == PDR_KT_URL) {
+    if (is_text(k->type)) {
         const char *sa, *sb;
         memcpy(&sa, fa, sizeof sa);
         memcpy(&sb, fb, sizeof sb);
@@ -1304,7 +1537,7 @@ pdr_rc pdr_config_keep_running(pdr_config *n, const pdr_config *running)
         char *fn = (char *)n + k->offset;
         const char *fr = (const char *)running + k->offset;
         if (k->reload != PDR_RELOAD_KEEP || !k->size) continue;
-        if (k->type == PDR_KT_STRING || k->type == PDR_KT_URL) {
+        if (is_text(k->type)) {
             char *old, *copy = NULL;
             const char *sr;
             memcpy(&sr, fr, sizeof sr);
@@ -1327,7 +1560,9 @@ static pdr_rc config_new(load_ctx *c, const char *path)
     if (!c->cfg) return PDR_ERR_NOMEM;
     c->cfg->path = pdr_strdup(path);
     if (!c->cfg->path) return PDR_ERR_NOMEM;
-    return apply_defaults(c);
+    pdr_rc rc = apply_defaults(c);
+    if (rc == PDR_OK) upstreams_build(c, 0, 0);   /* a file's keys rebuild them (validate_whole) */
+    return c->fatal ? c->fatal : rc;
 }
 
 pdr_rc pdr_config_defaults(pdr_config **out)
@@ -1407,6 +1642,8 @@ void pdr_config_destroy(pdr_config *cfg)
     free(cfg->pd_url);
     free(cfg->ca_file);
     free(cfg->proxy);
+    free(cfg->interface);
+    upstreams_free(cfg);
     for (size_t i = 0; i < cfg->n_targets; i++) {
         pdr_target *t = &cfg->targets[i];
         for (size_t m = 0; m < t->n_matchers; m++) pdr_matcher_free(&t->matchers[m]);

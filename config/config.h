@@ -30,6 +30,7 @@
 #define PDR_CONFIG_MAX_TARGETS 64    /* [target NAME] sections per file */
 #define PDR_CONFIG_MAX_MATCHERS 32   /* match lines per target */
 #define PDR_CONFIG_MAX_ERRORS 100    /* errors recorded; then one "too many errors" line */
+#define PDR_CONFIG_MAX_UPSTREAMS 4   /* entries of [pagerduty] url */
 
 typedef enum pdr_log_level {
     PDR_LOG_ERROR = 0,
@@ -78,6 +79,16 @@ typedef struct pdr_target {
     int line;                                /* line of the section header */
 } pdr_target;
 
+/* One entry of [pagerduty] url with its proxy and interface (the entries
+** of the same position); agent/upstream.h chooses among them. */
+typedef struct pdr_upstream {
+    char *url;                  /* http:// or https://, no trailing '/' */
+    char *proxy;                /* NULL: none of its own (libcurl still honours
+                                ** https_proxy / no_proxy) */
+    char *interface;            /* NULL: the system's choice; else libcurl's
+                                ** CURLOPT_INTERFACE ("eth1", "host!10.0.0.2", …) */
+} pdr_upstream;
+
 typedef struct pdr_config {
     char *path;                 /* the file it was loaded from */
 
@@ -107,7 +118,10 @@ typedef struct pdr_config {
                                 ** arrive whole within this */
 
     /* [pagerduty] */
-    char *pd_url;               /* default "https://events.pagerduty.com", no trailing '/' */
+    char *pd_url;               /* default "https://events.pagerduty.com": the url
+                                ** list, entries without trailing '/', joined by
+                                ** ','; one entry is the URL alone. Requests use
+                                ** upstreams[], not this */
     int rate_per_minute;        /* default 120, >= 1 */
     int burst;                  /* default 10, >= 1 */
     int64_t rate_window_ms;     /* default 60s: PagerDuty's look-back; the allowance per
@@ -118,13 +132,21 @@ typedef struct pdr_config {
     int64_t connect_timeout_ms; /* default 5000 */
     int concurrency;            /* default 16: requests in flight at once, all keys */
     char *ca_file;              /* NULL when unset */
-    char *proxy;                /* NULL when unset */
+    char *proxy;                /* NULL when unset; else one entry per url entry,
+                                ** joined by ',', "-" for none (upstreams[]) */
+    char *interface;            /* NULL when unset; as proxy */
+    int64_t failback_after_ms;  /* default 10m: the first url must answer probes
+                                ** this long before requests go back to it */
     int64_t down_probe_max_ms;  /* default 60s, >= 1ms: while the uplink is down,
                                 ** one probe request on an exponential backoff
                                 ** capped by this */
     int64_t throttle_backoff_ms;/* default 30s: a key answered 429 without
                                 ** Retry-After waits at least this long, and its
                                 ** rate is halved for the next rate window */
+
+    pdr_upstream upstreams[PDR_CONFIG_MAX_UPSTREAMS]; /* url, proxy and interface
+                                ** by entry, in url's order */
+    size_t n_upstreams;         /* 1 to PDR_CONFIG_MAX_UPSTREAMS */
 
     /* [outbox] */
     pdr_sync_mode synchronous;  /* default full */
@@ -164,6 +186,11 @@ typedef struct pdr_config_errors {
 typedef enum pdr_key_type {
     PDR_KT_STRING,           /* char *; max = longest allowed length (0: no limit) */
     PDR_KT_URL,              /* char *; http:// or https://, trailing '/' removed */
+    PDR_KT_URL_LIST,         /* char *; 1 to PDR_CONFIG_MAX_UPSTREAMS comma-separated
+                             ** PDR_KT_URL entries, stored joined by ',' */
+    PDR_KT_PER_URL,          /* char *; one comma-separated entry per entry of the
+                             ** url list ("-": none), stored joined by ','; the
+                             ** count is checked against url after the file */
     PDR_KT_INT,              /* int in [min, max] */
     PDR_KT_INT64,            /* int64_t in [min, max] */
     PDR_KT_MS,               /* int64_t milliseconds, a plain integer in [min, max] */

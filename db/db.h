@@ -600,6 +600,13 @@ typedef struct db_import_result {
 pdr_rc db_bundle_import(db_handle *db, const char *path, db_import_result *res,
                         char *errbuf, size_t errsz);
 
+/* The [pagerduty] url requests go to now (agent/upstream.h), credentials
+** redacted: set by the sender at its start and at each failover and
+** failback, shown by `pdrelay queue status`. Get: "" before any was set;
+** cut to outsz - 1 bytes. */
+pdr_rc db_upstream_set(db_handle *db, const char *url);
+pdr_rc db_upstream_get(db_handle *db, char *out, size_t outsz);
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* The query plan (EXPLAIN QUERY PLAN) of the prepared statement named

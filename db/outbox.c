@@ -974,3 +974,35 @@ pdr_rc db_link_get(db_handle *db, int *state, int64_t *since_ms)
     sqlite3_reset(st);
     return rc;
 }
+
+pdr_rc db_upstream_set(db_handle *db, const char *url)
+{
+    sqlite3_stmt *st;
+    int src = SQLITE_OK;
+    if (!db || !url) return PDR_ERR_INVALID;
+    st = db_stmt(db, DB_STMT_UPSTREAM_SET);
+    db_bind_text(st, "@upstream", url, &src);
+    return db_stmt_run_one(db, st, src);
+}
+
+pdr_rc db_upstream_get(db_handle *db, char *out, size_t outsz)
+{
+    sqlite3_stmt *st;
+    pdr_rc rc = PDR_OK;
+    int src;
+    if (!db || !out || !outsz) return PDR_ERR_INVALID;
+    out[0] = '\0';
+    st = db_stmt(db, DB_STMT_UPSTREAM_GET);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        size_t n = t ? strlen(t) : 0;
+        if (n >= outsz) n = outsz - 1;
+        if (n) memcpy(out, t, n);
+        out[n] = '\0';
+    } else {
+        rc = db_fail(db, src == SQLITE_DONE ? SQLITE_CORRUPT : src, "reading link_state");
+    }
+    sqlite3_reset(st);
+    return rc;
+}

@@ -251,7 +251,10 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
     "CREATE TABLE imported_rows(" \
     " origin TEXT NOT NULL," \
     " row_id INTEGER NOT NULL," \
-    " PRIMARY KEY(origin, row_id)) WITHOUT ROWID;"
+    " PRIMARY KEY(origin, row_id)) WITHOUT ROWID;" \
+    /* link_state.upstream: the [pagerduty] url requests go to now, its \
+    ** credentials redacted (db_upstream_set; "" until a daemon says) */ \
+    "ALTER TABLE link_state ADD COLUMN upstream TEXT NOT NULL DEFAULT '';"
 
 /* X(version, script): script `version` migrates version-1 to version.
 ** Keep them in order and without gaps; the last one is DB_SCHEMA_VERSION. */
@@ -622,6 +625,10 @@ _Static_assert(DB_APPLICATION_ID == 1346654796, "WRITE_PROBE repeats this number
       "UPDATE link_state SET state=@state, since_ms=@since WHERE one=1") \
     X(LINK_GET, \
       "SELECT state, since_ms FROM link_state WHERE one=1") \
+    X(UPSTREAM_SET, \
+      "UPDATE link_state SET upstream=@upstream WHERE one=1") \
+    X(UPSTREAM_GET, \
+      "SELECT upstream FROM link_state WHERE one=1") \
     /* the daemon's run (db_run_begin, db_run_end): the clean-stop marker */ \
     X(RUN_STATE_GET, \
       "SELECT clean, started_ms FROM run_state WHERE one=1") \

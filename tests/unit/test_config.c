@@ -490,8 +490,8 @@ static void test_error_unknown_key(void **state)
                   ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, "
                   "outage_log_interval",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
-                  "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, "
-                  "down_probe_max, throttle_backoff",
+                  "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, interface, "
+                  "down_probe_max, failback_after, throttle_backoff",
                   ":8: unknown key 'sync' in [outbox]; allowed: synchronous, commit_interval, max_events, max_bytes, min_free, max_dead, max_dead_age, "
                   "max_age, delay_note_after, "
                   "resolved_while_queued",
@@ -541,6 +541,84 @@ static void test_error_bad_enum_url_string(void **state)
                   ":13: unix_socket = /0123456789012345678901234567890123456789"
                   "0123456789012345678901234567890123456789012345678901234567890123456789: "
                   "too long; allowed: at most 107 characters",
+                  NULL);
+}
+
+/* [pagerduty] url as a list: entries trimmed and their trailing '/'
+** removed, proxy and interface one entry per url ("-": none), one URL and
+** one proxy as before; failback_after. */
+static void test_url_list(void **state)
+{
+    fx *f = *state;
+    load_ok(f, "[pagerduty]\nurl = https://a.example/ , http://user:pw@10.0.0.2:8080/pd//\n"
+               "proxy = -, http://proxy:3128\ninterface = eth0 ,host!10.0.0.9\nfailback_after = 2s\n");
+    const pdr_config *c = f->cfg;
+    assert_string_equal(c->pd_url, "https://a.example,http://user:pw@10.0.0.2:8080/pd");
+    assert_int_equal(c->n_upstreams, 2);
+    assert_string_equal(c->upstreams[0].url, "https://a.example");
+    assert_null(c->upstreams[0].proxy);
+    assert_string_equal(c->upstreams[0].interface, "eth0");
+    assert_string_equal(c->upstreams[1].url, "http://user:pw@10.0.0.2:8080/pd");
+    assert_string_equal(c->upstreams[1].proxy, "http://proxy:3128");
+    assert_string_equal(c->upstreams[1].interface, "host!10.0.0.9");
+    assert_string_equal(c->proxy, "-,http://proxy:3128");
+    assert_int_equal(c->failback_after_ms, 2000);
+    /* what config check and config keys print: the list as stored */
+    char v[256];
+    size_t n;
+    const pdr_config_key *keys = pdr_config_keys(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(keys[i].key, "interface")) assert_string_equal(pdr_config_key_value(&keys[i], c, v, sizeof v),
+                                                                  "eth0,host!10.0.0.9");
+
+    /* one URL, one proxy: as before the list */
+    load_ok(f, "[pagerduty]\nurl = http://127.0.0.1:9/\nproxy = http://proxy:3128\n");
+    c = f->cfg;
+    assert_int_equal(c->n_upstreams, 1);
+    assert_string_equal(c->pd_url, "http://127.0.0.1:9");
+    assert_string_equal(c->upstreams[0].url, "http://127.0.0.1:9");
+    assert_string_equal(c->upstreams[0].proxy, "http://proxy:3128");
+    assert_null(c->upstreams[0].interface);
+    assert_int_equal(c->failback_after_ms, 10 * 60 * 1000);
+
+    /* the defaults have their one upstream too */
+    pdr_config *d = NULL;
+    assert_int_equal(pdr_config_defaults(&d), PDR_OK);
+    assert_int_equal(d->n_upstreams, 1);
+    assert_string_equal(d->upstreams[0].url, "https://events.pagerduty.com");
+    assert_null(d->upstreams[0].proxy);
+    pdr_config_destroy(d);
+}
+
+static void test_error_url_list(void **state)
+{
+    fx *f = *state;
+    expect_errors(f,
+                  "[pagerduty]\n"
+                  "url = https://a.example,ftp://x\n"
+                  "url = https://a.example,,https://c.example\n"
+                  "url = http://a,http://b,http://c,http://d,http://e\n"
+                  "url = https://a.example, https://b.example\n"
+                  "proxy = http://p:3128\n"
+                  "interface = eth0,eth1,eth2\n",
+                  ":2: url: entry 2 'ftp://x': not an http:// or https:// URL; allowed: "
+                  "http://HOST[:PORT][/PATH] or https://…",
+                  ":3: url: entry 2 '': empty; allowed: http://HOST[:PORT][/PATH] or https://…",
+                  ":4: url: 5 entries; allowed: at most 4 comma-separated URLs",
+                  ":6: proxy has 1 entry but url has 2; allowed: empty, or one entry per url entry, "
+                  "comma-separated, - for none",
+                  ":7: interface has 3 entries but url has 2; allowed: empty, or one entry per url entry, "
+                  "comma-separated, - for none",
+                  NULL);
+    /* a proxy given before the url it counts against: the error is at the proxy */
+    expect_errors(f,
+                  "[pagerduty]\nproxy = -,-,-\ninterface = eth0,,eth1\nurl = http://a,http://b\n"
+                  "failback_after = soon\n",
+                  ":3: interface: entry 2 '': empty; allowed: one entry per url entry, comma-separated, - for none",
+                  ":5: failback_after = soon: not a duration; allowed: a whole number with a unit ms, s, m, h or d "
+                  "(e.g. 500ms, 30s, 5m, 24h, 7d), or 0",
+                  ":2: proxy has 3 entries but url has 2; allowed: empty, or one entry per url entry, "
+                  "comma-separated, - for none",
                   NULL);
 }
 
@@ -1154,7 +1232,9 @@ static void test_key_table_well_formed(void **state)
                      k->key);
         switch (k->type) {
         case PDR_KT_STRING:
-        case PDR_KT_URL: want = sizeof(char *); break;
+        case PDR_KT_URL:
+        case PDR_KT_URL_LIST:
+        case PDR_KT_PER_URL: want = sizeof(char *); break;
         case PDR_KT_INT:
         case PDR_KT_ENUM: want = sizeof(int); break;
         case PDR_KT_INT64:
@@ -1184,7 +1264,9 @@ static char *other_value(const pdr_config_key *k)
     int64_t v;
     switch (k->type) {
     case PDR_KT_STRING: return tu_printf("%sx", def);
-    case PDR_KT_URL: return tu_printf("%s/x", def);
+    case PDR_KT_URL:
+    case PDR_KT_URL_LIST: return tu_printf("%s/x", def);
+    case PDR_KT_PER_URL: return tu_printf("x");   /* one entry, as url has by default */
     case PDR_KT_INT:
     case PDR_KT_INT64:
     case PDR_KT_MS:
@@ -1278,6 +1360,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_bad_number, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_bad_enum_url_string, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_backoff_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_url_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_url_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_syntax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_continuation_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_length_limit, setup, teardown),

@@ -511,6 +511,11 @@ static void test_helpers(void **state)
     assert_string_equal(pdr_url_redact("https://events.pagerduty.com", text, sizeof text),
                         "https://events.pagerduty.com");
     assert_string_equal(pdr_url_redact("https://host/a:b@c", text, sizeof text), "https://host/a:b@c");
+    /* in every entry of a list ([pagerduty] url, proxy) */
+    assert_string_equal(pdr_url_list_redact("https://u:S3cret@a,-,http://v:T0p@b:1/x", text, sizeof text),
+                        "https://u:\xe2\x80\xa6@a,-,http://v:\xe2\x80\xa6@b:1/x");
+    assert_string_equal(pdr_url_list_redact("http://user:S3cret@proxy:3128", text, sizeof text),
+                        "http://user:\xe2\x80\xa6@proxy:3128");
     char hex[PDR_SHA256_HEX_LEN];
     assert_int_equal(pdr_sha256_hex("abc", 3, hex), PDR_OK);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
