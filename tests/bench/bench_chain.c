@@ -312,6 +312,10 @@ int main(int argc, char **argv)
            median(p99[0], n_runs));
     printf("two hops (edge -> site -> mock) %4.0f /s    %7.1f ms         %7.1f ms\n", t2, median(p50[1], n_runs),
            median(p99[1], n_runs));
-    printf("ratio two hops / single hop: %.2f (expected >= 0.80) %s\n", t2 / t1, t2 / t1 >= 0.8 ? "ok" : "MISS");
+    double ratio[99];
+    for (int r = 0; r < n_runs; r++) ratio[r] = tp[1][r] / tp[0][r];
+    double rm = median(ratio, n_runs);
+    printf("ratio two hops / single hop: %.2f of the medians; median of the runs' own ratios %.2f "
+           "(expected >= 0.80) %s\n", t2 / t1, rm, rm >= 0.8 ? "ok" : "MISS");
     return 0;
 }
