@@ -95,8 +95,8 @@ const char *cli_target_of(const pdr_config *cfg, const char *routing_key);
 ** what it is ("routing_key_file of [target prod]"), its mode (& 07777). */
 typedef void (*cli_mode_warn_fn)(void *ctx, const char *file, const char *what, unsigned mode);
 
-/* Checks the files of cfg that hold secrets: every routing_key_file, the
-** auth_token_file, and the database (data_dir/pdrelay.db, if it exists:
+/* Checks the files of cfg that hold secrets: every routing_key_file, both
+** auth_token_files ([listen] and [pagerduty]), and the database (data_dir/pdrelay.db, if it exists:
 ** it holds every queued event with its routing key, so it is held to the
 ** same rule). Calls warn for each whose mode & 077 is not 0 (group or
 ** others have any access); a file that cannot be stat'ed is skipped.

@@ -120,6 +120,7 @@ size_t cli_modes_check(const pdr_config *cfg, cli_mode_warn_fn warn, void *ctx)
         n += mode_check_one(cfg->targets[i].routing_key_file, what, warn, ctx);
     }
     n += mode_check_one(cfg->auth_token_file, "[listen] auth_token_file", warn, ctx);
+    n += mode_check_one(cfg->upstream_token_file, "[pagerduty] auth_token_file", warn, ctx);
     snprintf(db_file, sizeof db_file, "%s/%s", cfg->data_dir, DB_FILE_NAME);
     n += mode_check_one(db_file, "the outbox database", warn, ctx);
     return n;

@@ -194,7 +194,8 @@ static int64_t drain_eta_ms(const db_key_stats *k, const pdr_config *cfg, int64_
 {
     int throttled = k->throttled_until_ms > now;
     int rate = throttled && k->throttle_rate > 0 ? k->throttle_rate : cfg->rate_per_minute;
-    int64_t eta = k->pending * 60000 / (rate > 0 ? rate : 1);
+    /* rate_per_minute 0: no limiter on this hop (upstream = relay), no estimate of its own */
+    int64_t eta = rate > 0 ? k->pending * 60000 / rate : 0;
     return eta + (throttled ? k->throttled_until_ms - now : 0);
 }
 

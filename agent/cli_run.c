@@ -17,7 +17,8 @@
 **                    confirmed stays queued
 **   SIGHUP           reload the config file: the keys config/config.c's
 **                    key table marks PDR_RELOAD_APPLIES (targets, routing key
-**                    files, auth token, log level, …). An invalid file is
+**                    files, auth tokens, the upstream one included, log
+**                    level, …). An invalid file is
 **                    reported and the running config kept. A changed key
 **                    that needs a restart is named in a warning; [outbox]
 **                    max_events (PDR_RELOAD_KEEP) keeps its running value in
@@ -148,7 +149,7 @@ static void run_log_previous(db_handle *db, int was_clean)
 }
 
 /* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
-static void reload(ingest *ing, const pdr_config *running, int verbose)
+static void reload(ingest *ing, sender *snd, const pdr_config *running, int verbose)
 {
     pdr_config *n = NULL;
     pdr_config_errors errs = {0};
@@ -177,11 +178,16 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
     pdr_log_set_level(verbose ? PDR_LOG_DEBUG : n->log_level);
     pdr_log_set_syslog(n->syslog);
     cli_modes_check(n, run_mode_warn, NULL);
-    rc = ingest_reload(ing, n, err, sizeof err);   /* takes n */
+    rc = ingest_reload(ing, n, err, sizeof err);   /* takes n: alive until the next reload */
     if (rc) {
         pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
         return;
     }
+    /* [pagerduty] auth_token_file, read by the load: the sender uses it from
+    ** each key's next request (sender.c, THE TOKEN) */
+    if (sender_set_token(snd, n->upstream_token) != PDR_OK)
+        pdr_log(PDR_LOG_ERROR, "reload: cannot hand the upstream token to the sender: the old one stays", "error",
+                pdr_strerror(PDR_ERR_NOMEM), NULL);
     pdr_log(PDR_LOG_INFO, "configuration reloaded", "config", running->path, "targets", nt, NULL);
 }
 
@@ -274,7 +280,7 @@ int cli_run(int argc, char **argv)
         goto out_curl;
     }
     sender_set_db_error_hook(snd, on_sender_db_error, wr);
-    if (sender_start(snd) != PDR_OK) {
+    if (sender_set_token(snd, cfg->upstream_token) != PDR_OK || sender_start(snd) != PDR_OK) {
         pdr_log(PDR_LOG_ERROR, "cannot start the sender", NULL);
         ex = CLI_EXIT_FAIL;
         goto out_curl;
@@ -307,7 +313,7 @@ int cli_run(int argc, char **argv)
             /* READY=1 whatever the result: a refused file leaves the old
             ** config running, which is still a ready service. */
             sdnotify_reloading();
-            reload(ing, cfg, verbose);
+            reload(ing, snd, cfg, verbose);
             sdnotify_send("READY=1");
             continue;
         }

@@ -187,31 +187,20 @@ typedef struct req {
 
 /* ---- config references -------------------------------------------------- */
 
-/* Reads the token (first line, trailing whitespace removed) and keeps only
-** its SHA-256, so comparisons take the same time whatever the guess. */
+/* Reads the token (pdr_token_file_read: the first line, trailing whitespace
+** removed) and keeps only its SHA-256, so comparisons take the same time
+** whatever the guess. */
 static pdr_rc token_load(const char *path, cfg_ref *ref, char *errbuf, size_t errsz)
 {
-    char line[4096];
-    size_t n;
-    FILE *f;
+    char line[PDR_TOKEN_MAX + 1], why[256];
 
     ref->has_token = 0;
     if (!path) return PDR_OK;
-    f = fopen(path, "re");
-    if (!f) {
-        snprintf(errbuf, errsz, "%s: cannot read the auth token file: %s", path, strerror(errno));
+    if (pdr_token_file_read(path, line, sizeof line, why, sizeof why)) {
+        snprintf(errbuf, errsz, "%s: %s", path, why);
         return PDR_ERR_CONFIG;
     }
-    if (!fgets(line, sizeof line, f)) line[0] = '\0';
-    fclose(f);
-    n = strcspn(line, "\r\n");
-    while (n && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
-    line[n] = '\0';
-    if (n == 0) {
-        snprintf(errbuf, errsz, "%s: the auth token file is empty; put the token on its first line", path);
-        return PDR_ERR_CONFIG;
-    }
-    pdr_rc rc = pdr_sha256_raw(line, n, ref->token_sha);
+    pdr_rc rc = pdr_sha256_raw(line, strlen(line), ref->token_sha);
     memset(line, 0, sizeof line);
     if (rc) return rc;
     ref->has_token = 1;

@@ -13,6 +13,7 @@
 struct pd_request {
     CURL *easy;
     struct curl_slist *headers;
+    pdr_upstream_kind upstream;
     char *body;                 /* the request body: libcurl does not copy it */
     char *resp;                 /* the reply, capped at PD_RESPONSE_MAX */
     size_t resp_len;
@@ -47,6 +48,31 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* The request headers, with "Authorization: Bearer <token>" when token is
+** set; NULL when out of memory. */
+static struct curl_slist *headers_new(const char *token)
+{
+    static const char *const fixed[] = {"Content-Type: application/json", "Expect:"};
+    struct curl_slist *list = NULL, *h;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        h = curl_slist_append(list, fixed[i]);
+        if (!h) goto nomem;
+        list = h;
+    }
+    if (token && *token) {
+        char line[PDR_TOKEN_MAX + 32];
+        snprintf(line, sizeof line, "Authorization: Bearer %s", token);
+        h = curl_slist_append(list, line);
+        pdr_secure_zero(line, sizeof line);
+        if (!h) goto nomem;
+        list = h;
+    }
+    return list;
+nomem:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
 pd_request *pd_request_create(const pdr_config *cfg)
 {
     char ua[64];
@@ -55,15 +81,8 @@ pd_request *pd_request_create(const pdr_config *cfg)
     r->resp = pdr_malloc(PD_RESPONSE_MAX + 1);
     r->easy = curl_easy_init();
     snprintf(ua, sizeof ua, "pdrelay/%s", PDR_VERSION);
-    r->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (r->headers) {
-        struct curl_slist *h = curl_slist_append(r->headers, "Expect:");
-        if (h) r->headers = h;
-        else {
-            curl_slist_free_all(r->headers);
-            r->headers = NULL;
-        }
-    }
+    r->upstream = cfg->upstream;
+    r->headers = headers_new(NULL);
     if (!r->resp || !r->easy || !r->headers) {
         pd_request_destroy(r);
         return NULL;
@@ -98,6 +117,21 @@ pd_request *pd_request_create(const pdr_config *cfg)
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);   /* libcurl's minimum; default 64 KiB */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     return r;
+}
+
+pdr_rc pd_request_set_token(pd_request *r, const char *token)
+{
+    struct curl_slist *h = headers_new(token);
+    pdr_rc rc = PDR_OK;
+    if (!h) {
+        h = headers_new(NULL);
+        if (!h) return PDR_ERR_NOMEM;   /* the old headers stay */
+        rc = PDR_ERR_NOMEM;
+    }
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, h);
+    curl_slist_free_all(r->headers);
+    r->headers = h;
+    return rc;
 }
 
 void pd_request_destroy(pd_request *r)
@@ -240,6 +274,12 @@ void pd_classify(long status, CURLcode cc, const char *body, size_t len, int64_t
     }
 }
 
+void pd_upstream_adjust(pd_result *res, pdr_upstream_kind upstream)
+{
+    if (upstream == PDR_UPSTREAM_RELAY && res->outcome == PD_DEAD && res->type == PD_ERR_UNAUTHORIZED)
+        res->outcome = PD_RETRY;
+}
+
 void pd_request_result(pd_request *r, CURLcode cc, pd_result *out)
 {
     long status = 0;
@@ -250,4 +290,5 @@ void pd_request_result(pd_request *r, CURLcode cc, pd_result *out)
         retry_after = 0;
     if (retry_after > 3600) retry_after = 3600;   /* SENDER_RETRY_AFTER_MAX_MS */
     pd_classify(status, cc, r->resp, r->resp_len, (int64_t)retry_after, r->errbuf, out);
+    pd_upstream_adjust(out, r->upstream);
 }

@@ -19,6 +19,12 @@
 **   400 (with PagerDuty's errors[]), 401, 403, 404, 413, other 4xx   PD_DEAD
 **   anything else (3xx, 1xx)              PD_RETRY  other
 **
+** With [pagerduty] upstream = relay (another pdrelay answers), a 401 or 403
+** is that relay's token check, not a verdict on the event: PD_RETRY
+** unauthorized (pd_upstream_adjust), held until the token is fixed. Every
+** request carries "Authorization: Bearer <token>" when a token is set
+** (pd_request_set_token; the token is never put in a result or a log).
+**
 ** Ownership: pd_request_create / pd_request_destroy (NULL accepted).
 */
 #ifndef PDR_PD_CLIENT_H
@@ -85,6 +91,16 @@ pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size
 
 /* Classifies the finished transfer (cc from CURLMSG_DONE). */
 void pd_request_result(pd_request *r, CURLcode cc, pd_result *out);
+
+/* Sets the token sent as "Authorization: Bearer <token>" from the next
+** prepared request on (NULL or "": none). Only while r is not in a multi
+** handle. PDR_OK, or PDR_ERR_NOMEM (then r sends no Authorization header). */
+pdr_rc pd_request_set_token(pd_request *r, const char *token);
+
+/* What [pagerduty] upstream changes in a classified result: with
+** PDR_UPSTREAM_RELAY a 401/403 (PD_DEAD unauthorized) becomes PD_RETRY.
+** pd_request_result() applies it; exposed for unit tests. */
+void pd_upstream_adjust(pd_result *res, pdr_upstream_kind upstream);
 
 /* Classification of a reply alone (exposed for unit tests). body may be NULL. */
 void pd_classify(long http_status, CURLcode cc, const char *body, size_t body_len,

@@ -9,6 +9,7 @@
 pdr_rc ratelimit_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms)
 {
     int64_t allowance = (int64_t)rate_per_minute * window_ms / 60000;
+    rl->off = rate_per_minute == 0;
     if (rate_per_minute < 1) rate_per_minute = 1;
     rl->rate = allowance >= 1 ? (allowance <= 1000000 ? (int)allowance : 1000000) : 1;
     rl->window_ms = window_ms > 0 ? window_ms : 60000;
@@ -47,6 +48,7 @@ static void refill(ratelimit *rl, int64_t now_ms)
 int64_t ratelimit_next_ms(ratelimit *rl, int64_t now_ms)
 {
     int64_t t = now_ms;
+    if (rl->off) return now_ms;
     refill(rl, now_ms);
     if (rl->tokens < 1.0) {
         int64_t wait = (int64_t)((1.0 - rl->tokens) / rate_at(rl, now_ms)) + 1;
@@ -70,6 +72,7 @@ void ratelimit_take(ratelimit *rl, int64_t now_ms)
 
 void ratelimit_done(ratelimit *rl, int64_t now_ms)
 {
+    if (rl->off) return;   /* n_done stays 0: nothing is recent */
     if (rl->n_done < rl->rate) {
         rl->done[(rl->head + rl->n_done) % rl->rate] = now_ms;
         rl->n_done++;

@@ -11,6 +11,10 @@
 ** later than the server's arrival time, so however the network delays
 ** requests, the server never sees more than rate_per_minute in any window.
 **
+** rate_per_minute 0 is no limiter ([pagerduty] upstream = relay: the site
+** relay limits towards PagerDuty): every request may start at once; only
+** the sender's own waits (a 429's, a backoff) hold a key back.
+**
 ** All times are the caller's (pdr_clock_now_ms), so tests drive it.
 ** Caller-owned: ratelimit_init / ratelimit_cleanup.
 */
@@ -31,12 +35,14 @@ typedef struct ratelimit {
     int64_t window_ms;
     int n_done, head;         /* entries used; index of the oldest */
     int64_t halved_until_ms;  /* before then, half the rate (ratelimit_halve) */
+    int off;                  /* rate_per_minute 0: no limit */
 } ratelimit;
 
 /* Returns PDR_OK, or PDR_ERR_NOMEM (rl untouched but for its fields; no
 ** ratelimit_cleanup needed). The bucket starts full; it refills
 ** at rate_per_minute; at most rate_per_minute * window_ms / 60000 requests
-** (at least 1) fall in any window_ms (PagerDuty: 60000). */
+** (at least 1) fall in any window_ms (PagerDuty: 60000); rate_per_minute
+** 0: no limit at all. */
 pdr_rc ratelimit_init(ratelimit *rl, int rate_per_minute, int burst, int64_t window_ms, int64_t now_ms);
 void ratelimit_cleanup(ratelimit *rl);
 

@@ -33,6 +33,19 @@
 ** so it is a key's next row; `uplink failback` when the first has answered
 ** for failback_after.
 **
+** THE UPSTREAM'S WAITS. A Retry-After on an answer that keeps the link
+** down (a site relay's 503 "Outbox full", PagerDuty's 503) is the earliest
+** next probe (probe_floor_ms), whatever the probe schedule says; only
+** sender_kick() goes sooner. On a key's own failure it is the least backoff.
+**
+** THE TOKEN ([pagerduty] auth_token_file). The main thread hands the token
+** over with sender_set_token() (at start and after each reload that
+** changed it): a copy under token_mu and a generation number. The thread
+** takes it at the top of its loop (token_take) and puts it on a lane's
+** handle before that lane's next request (start_request), so a request
+** never changes headers while in flight. A new token makes every key's
+** next row due (a key held for a 401 goes again at once).
+**
 ** assert() checks, where they could break: a lane starts a request only
 ** when idle, so one per key (invariant 2); 0 <= in_flight <= concurrency;
 ** fill() starts a request while the link is not up only as the one probe
@@ -112,6 +125,7 @@ typedef struct lane {
     int64_t throttled_until_ms; /* after a 429 */
     int last_5xx;               /* its last answer was a 5xx */
     int64_t seen_fill;          /* the fill that last saw a due row of this key */
+    int token_gen;              /* the token generation its handle carries */
     /* Repeated failures for one reason: logged once, then summarised. */
     char fail_reason[48];       /* "server_error HTTP 503"; "" when not failing */
     int64_t fail_count;         /* failures since the key last delivered */
@@ -162,6 +176,13 @@ struct sender {
     int64_t outage_attempts;    /* requests made during the current outage */
     char down_cause[sizeof ((pd_result *)0)->error]; /* the error that took it down */
     upstreams ups;              /* the urls and which one is active (upstream.h) */
+    int64_t probe_floor_ms;     /* no probe before then: an upstream's Retry-After */
+    /* the upstream token: handed over by sender_set_token() under token_mu */
+    pthread_mutex_t token_mu;
+    char *token_next;           /* under token_mu: the newest token (NULL: none) */
+    atomic_int token_gen;       /* bumped by each sender_set_token() that changed it */
+    char *token;                /* the sender thread's copy */
+    int token_seen;             /* the generation of token */
     sender_db_error_fn on_db_error;
     void *on_db_error_ctx;
 };
@@ -182,6 +203,8 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     atomic_init(&s->notified, 0);
     atomic_init(&s->kicked, 0);
     ups_init(&s->ups, cfg, (uint64_t)pdr_clock_mono_ms() * 0x9E3779B97F4A7C15ull);
+    atomic_init(&s->token_gen, 0);
+    pthread_mutex_init(&s->token_mu, NULL);
     s->multi = curl_multi_init();
     s->lanes = pdr_calloc(SENDER_MAX_LANES, sizeof *s->lanes);
     s->done = pdr_calloc((size_t)cfg->concurrency, sizeof *s->done);
@@ -200,6 +223,13 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     return PDR_OK;
 }
 
+static void token_free(char *t)
+{
+    if (!t) return;
+    pdr_secure_zero(t, strlen(t));
+    free(t);
+}
+
 void sender_destroy(sender *s)
 {
     if (!s) return;
@@ -215,6 +245,9 @@ void sender_destroy(sender *s)
     if (s->multi) curl_multi_cleanup(s->multi);
     if (s->ino_fd >= 0) close(s->ino_fd);
     db_close(s->db);
+    token_free(s->token);
+    token_free(s->token_next);
+    pthread_mutex_destroy(&s->token_mu);
     free(s);
 }
 
@@ -321,6 +354,14 @@ static int64_t probe_delay(sender *s)
     return d - (d - drawn) / 5;
 }
 
+/* The next probe: the schedule's next step, and no sooner than an
+** upstream's Retry-After (probe_floor_ms). */
+static int64_t probe_at(sender *s, int64_t now)
+{
+    int64_t t = now + probe_delay(s);
+    return t > s->probe_floor_ms ? t : s->probe_floor_ms;
+}
+
 /* Is this outcome a failure of the uplink rather than of the key? No HTTP
 ** reply at all (DNS, refused, timeout, TLS), or a 5xx while every other key
 ** with work also last answered 5xx. */
@@ -365,7 +406,7 @@ static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t n
         pdr_redact_in(s->down_cause, l->key);
         backlog(s, now, &pending, &age);
         s->link = LINK_DOWN;
-        s->next_probe_ms = now + probe_delay(s);
+        s->next_probe_ms = probe_at(s, now);
         s->next_outage_log_ms = now + s->cfg->outage_log_interval_ms;
         metrics_link_set(0);
         link_publish(s, now);
@@ -381,7 +422,7 @@ static int link_failed(sender *s, const lane *l, const pd_result *res, int64_t n
     }
     if (was == LINK_PROBING) {
         s->link = LINK_DOWN;
-        s->next_probe_ms = now + probe_delay(s);
+        s->next_probe_ms = probe_at(s, now);
     }
     return 0;
 }
@@ -413,6 +454,7 @@ static void link_answered(sender *s, int64_t now)
     if (s->link == LINK_PROBING) metrics_inc(MC_PROBES, "recovered", NULL);
     s->link = LINK_UP;
     s->up_since_ms = now;
+    s->probe_floor_ms = 0;
     backoff_reset(&s->link_bo);
     lanes_resume(s, now);
     metrics_link_set(1);
@@ -571,7 +613,13 @@ static int start_request(sender *s, lane *l, db_row *row, int64_t now)
     const char *url = row->action == PDR_ACTION_CHANGE ? ue->url_change : ue->url_alert;
     char *body;
     size_t len;
-    int owned, bad = body_for(s, l, row, now, &body, &len, &owned);
+    int owned, bad;
+    /* the lane is idle (not in the multi handle): its headers may change */
+    if (l->token_gen != s->token_seen) {
+        if (pd_request_set_token(l->req, s->token) != PDR_OK) return -1;
+        l->token_gen = s->token_seen;
+    }
+    bad = body_for(s, l, row, now, &body, &len, &owned);
     if (bad) return bad;
     /* one url: its proxy and interface were set when the lane was made */
     bad = (s->ups.n > 1 && pd_request_via(l->req, ue->cfg) != PDR_OK) ||
@@ -813,7 +861,8 @@ static int64_t throttled(sender *s, lane *l, const pd_result *res, int64_t now)
     ratelimit_throttled(&l->rl, now);
     ratelimit_halve(&l->rl, now + delay + s->cfg->rate_window_ms);
     l->throttled_until_ms = now + delay;
-    int half = s->cfg->rate_per_minute / 2 > 0 ? s->cfg->rate_per_minute / 2 : 1;
+    /* rate_per_minute 0 (no limiter): 0 is stored, the key has no rate to halve */
+    int half = s->cfg->rate_per_minute == 0 ? 0 : s->cfg->rate_per_minute / 2 > 0 ? s->cfg->rate_per_minute / 2 : 1;
     pdr_rc rc = db_key_throttle_set(s->db, l->key, now + delay, half);
     if (rc) write_failed(s, "cannot record a throttled key", rc, l->red);
     return delay;
@@ -879,6 +928,11 @@ static void record(sender *s, outcome *o, CURLcode cc)
     /* a 5xx while down is the outage going on; any other answer ends it
     ** (after this row's own outcome is written, below) */
     int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
+    /* An upstream that says when to come back (a relay's 503 "Outbox
+    ** full" with Retry-After): while the link is down, no probe before. */
+    if (o->res.outcome == PD_RETRY && o->res.type != PD_ERR_RATE_LIMIT && o->res.retry_after_ms > 0 &&
+        now + o->res.retry_after_ms > s->probe_floor_ms)
+        s->probe_floor_ms = now + o->res.retry_after_ms;
     if (o->link_fail) {
         o->logged = link_failed(s, l, &o->res, now, was_probe);
     } else if (answered) {
@@ -886,6 +940,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
     } else if (s->link == LINK_PROBING && was_probe) {
         link_failed(s, l, &o->res, now, was_probe);   /* a 5xx (or no answer) to the probe: down still */
     }
+    if (s->link == LINK_DOWN && s->next_probe_ms < s->probe_floor_ms) s->next_probe_ms = s->probe_floor_ms;
     switch (o->res.outcome) {
     case PD_OK:
         /* Invariant 1: deleted only after a 2xx. */
@@ -944,7 +999,8 @@ static void report_retry(sender *s, lane *l, const outcome *o, const char *id, c
         if (!quiet && now >= l->fail_next_summary_ms) {
             char c[24], since[32];
             fmt_i64(c, sizeof c, l->fail_unlogged);
-            pdr_log(PDR_LOG_WARN, "delivery still failing for this key", "key", l->red, "reason", l->fail_reason,
+            pdr_log(res->type == PD_ERR_UNAUTHORIZED ? PDR_LOG_ERROR : PDR_LOG_WARN,
+                    "delivery still failing for this key", "key", l->red, "reason", l->fail_reason,
                     "failures", c, "since", pdr_fmt_age(now - l->fail_since_ms, since, sizeof since),
                     "error", res->error, NULL);
             l->fail_unlogged = 0;
@@ -955,6 +1011,16 @@ static void report_retry(sender *s, lane *l, const outcome *o, const char *id, c
     snprintf(l->fail_reason, sizeof l->fail_reason, "%s", reason);
     l->fail_unlogged = 0;
     l->fail_next_summary_ms = now + s->cfg->outage_log_interval_ms;
+    if (res->type == PD_ERR_UNAUTHORIZED) {
+        /* only with upstream = relay (pd_upstream_adjust): else a 401/403 is dead */
+        pdr_log(PDR_LOG_ERROR,
+                "refused by the upstream relay's token check: events are held and retried, never dead-lettered; "
+                "check [pagerduty] auth_token_file here against [listen] auth_token_file at the relay (repeats "
+                "are logged at debug)",
+                "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
+                pd_error_type_name(res->type), "error", res->error, "attempts", attempts, "retry_in", delay_s, NULL);
+        return;
+    }
     pdr_log(PDR_LOG_WARN,
             res->type == PD_ERR_RATE_LIMIT ? "throttled by PagerDuty (429): this key waits, then runs at half rate "
                                              "for a window; repeats are logged at debug"
@@ -1062,6 +1128,7 @@ static void kicked(sender *s, int64_t now)
 {
     if (s->link == LINK_DOWN) {
         s->next_probe_ms = now;
+        s->probe_floor_ms = 0;   /* the operator says now */
         pdr_log(PDR_LOG_DEBUG, "kicked: probing the uplink now", NULL);
         return;
     }
@@ -1132,6 +1199,29 @@ static int inotify_drain(sender *s)
     return hit;
 }
 
+/* Takes the token sender_set_token() left; a change after the first makes
+** every key's next row due (a key held for a 401 goes now). Returns 1 when
+** it did so. On no memory the old token stays and the next loop tries
+** again. */
+static int token_take(sender *s, int64_t now)
+{
+    char *t = NULL;
+    int gen, nomem;
+    pthread_mutex_lock(&s->token_mu);
+    gen = atomic_load(&s->token_gen);
+    if (s->token_next) t = pdr_strdup(s->token_next);
+    nomem = s->token_next && !t;
+    pthread_mutex_unlock(&s->token_mu);
+    if (nomem) return 0;
+    token_free(s->token);
+    s->token = t;
+    s->token_seen = gen;
+    if (s->fill_seq == 0 || s->link != LINK_UP) return 0;   /* the start's token; a probe goes on schedule */
+    lanes_resume(s, now);
+    pdr_log(PDR_LOG_INFO, "upstream token changed: every key's next event is due now", NULL);
+    return 1;
+}
+
 static void *sender_main(void *arg)
 {
     sender *s = arg;
@@ -1143,6 +1233,7 @@ static void *sender_main(void *arg)
         int stopping = atomic_load(&s->stop);
         int64_t now = pdr_clock_now_ms(), mono = pdr_clock_mono_ms();
         int postponed = 0;
+        if (atomic_load(&s->token_gen) != s->token_seen && token_take(s, now)) dirty = 1;
         if (stopping) {
             if (!grace_end) grace_end = mono + s->cfg->timeout_ms;
             if (s->in_flight == 0 || mono >= grace_end) break;
@@ -1230,6 +1321,25 @@ pdr_rc sender_start(sender *s)
     if (pthread_create(&s->thread, NULL, sender_main, s) != 0) return PDR_ERR_NOMEM;
     pthread_setname_np(s->thread, "pdr-sender");   /* shown by top -H, ps -L, perf */
     s->started = 1;
+    return PDR_OK;
+}
+
+pdr_rc sender_set_token(sender *s, const char *token)
+{
+    char *copy = NULL;
+    int same;
+    if (token && *token && !(copy = pdr_strdup(token))) return PDR_ERR_NOMEM;
+    pthread_mutex_lock(&s->token_mu);
+    same = copy ? s->token_next && !strcmp(copy, s->token_next) : !s->token_next;
+    if (!same) {
+        char *old = s->token_next;
+        s->token_next = copy;
+        copy = old;
+        atomic_fetch_add(&s->token_gen, 1);
+    }
+    pthread_mutex_unlock(&s->token_mu);
+    token_free(copy);
+    if (!same && s->multi) curl_multi_wakeup(s->multi);
     return PDR_OK;
 }
 

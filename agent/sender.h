@@ -34,7 +34,10 @@
 **      5xx brings it up: every key's next row becomes due at once. Failures
 **      of the uplink do not grow a key's own backoff.
 **   8. After a 429 a key sends nothing for throttle_backoff (or the
-**      Retry-After given), then at half its rate for one window.
+**      Retry-After given), then at half its rate for one window. Any other
+**      Retry-After (a 503) is the least wait: of the key's backoff, or of
+**      the next probe while the link is down (only sender_kick goes
+**      sooner).
 **   9. [outbox] resolved_while_queued acts only on a trigger that was held
 **      (queued while the uplink was down or before this start) and only
 **      when it is about to be sent; collapse never drops a resolve that
@@ -68,7 +71,8 @@
 ** Threads: the sender's own thread does all the work, alone with its
 ** database handle, curl handles, rate limiters (ratelimit.h), backoffs
 ** (backoff.h), pd_client.h and annotate.h, none of which is shared. Other
-** threads call only sender_notify (the writer) and sender_kick (main).
+** threads call only sender_notify (the writer), sender_kick and
+** sender_set_token (main).
 */
 #ifndef PDR_SENDER_H
 #define PDR_SENDER_H
@@ -93,6 +97,13 @@ void sender_set_db_error_hook(sender *s, sender_db_error_fn fn, void *ctx);
 
 /* Starts the thread. Main thread. */
 pdr_rc sender_start(sender *s);
+
+/* The token for "Authorization: Bearer" on every request upstream
+** ([pagerduty] auth_token_file; NULL or "": none), copied. Used from each
+** key's next request on; a change (not the first) makes every key's next
+** row due. Main thread: before sender_start() and after a reload.
+** PDR_OK or PDR_ERR_NOMEM (the previous token stays). */
+pdr_rc sender_set_token(sender *s, const char *token);
 
 /* Wakes the thread: new events were pushed by this process. Thread-safe
 ** (the writer thread calls it after a commit; an atomic flag and a curl

@@ -65,10 +65,14 @@ static const char *const bool_names[] = {"false", "true", NULL};
 static const char *const severity_names[] = {"critical", "error", "warning", "info", NULL};
 /* index = pdr_rwq_mode value */
 static const char *const rwq_names[] = {"note", "send", "collapse", NULL};
+/* index = pdr_upstream_kind value */
+static const char *const upstream_names[] = {"pagerduty", "relay", NULL};
 
 _Static_assert(sizeof(pdr_log_level) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(pdr_sync_mode) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(pdr_rwq_mode) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(pdr_upstream_kind) == sizeof(int), "enum fields are stored as int");
+_Static_assert(PDR_UPSTREAM_PAGERDUTY == 0 && PDR_UPSTREAM_RELAY == 1, "upstream_names order");
 _Static_assert(PDR_RWQ_NOTE == 0 && PDR_RWQ_SEND == 1 && PDR_RWQ_COLLAPSE == 2, "rwq_names order");
 
 /* A field of pdr_config: its offset and its size (checked against the type
@@ -134,8 +138,17 @@ static const pdr_config_key key_table[] = {
      "Base URL of the Events API; /v2/enqueue and /v2/change/enqueue are appended (EU: "
      "https://events.eu.pagerduty.com). Several, comma-separated (at most 4), are uplinks in order of preference: "
      "requests go to the first that answers, and back to the first after failback_after."},
-    {"pagerduty", "rate_per_minute", PDR_KT_INT, 0, "120", CFG(rate_per_minute), 1, 1000000, NULL, RESTART,
-     "Requests per minute to PagerDuty, per routing key (PagerDuty's own limit is 120)."},
+    {"pagerduty", "upstream", PDR_KT_ENUM, 0, "pagerduty", CFG(upstream), 0, 0, upstream_names, RESTART,
+     "What url points at. pagerduty: PagerDuty (a 401 or 403 is a dead letter). relay: another pdrelay, a site "
+     "relay: a 401 or 403 is its token check, so the event is held and retried with backoff (logged at error), "
+     "never a dead letter, and rate_per_minute may be 0."},
+    {"pagerduty", "auth_token_file", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(upstream_token_file), 0, 0, NULL,
+     APPLIES,
+     "A file whose first line is a token sent upstream as \"Authorization: Bearer TOKEN\" on every request (for "
+     "a site relay's [listen] auth_token_file; read at load and at each reload); empty: no token."},
+    {"pagerduty", "rate_per_minute", PDR_KT_INT, 0, "120", CFG(rate_per_minute), 0, 1000000, NULL, RESTART,
+     "Requests per minute to PagerDuty, per routing key (PagerDuty's own limit is 120); 0, only with upstream = "
+     "relay: no limiter on this hop (the site relay limits towards PagerDuty; a 429 is still honoured)."},
     {"pagerduty", "burst", PDR_KT_INT, 0, "10", CFG(burst), 1, 1000000, NULL, RESTART,
      "Requests a routing key may send at once after being idle (the token bucket's size)."},
     {"pagerduty", "rate_window", PDR_KT_DURATION, 0, "60s", CFG(rate_window_ms), 100, MS_HOUR, NULL, RESTART,
@@ -349,8 +362,7 @@ static char *dup_or_fail(load_ctx *c, const char *s)
     return p;
 }
 
-/* Overwrites a secret so it does not linger in freed memory. */
-static void secure_zero(void *p, size_t n)
+void pdr_secure_zero(void *p, size_t n)
 {
     volatile unsigned char *v = p;
     while (n--) *v++ = 0;
@@ -891,7 +903,7 @@ static int check_routing_key(load_ctx *c, const char *what, const char *key, siz
     out[len] = '\0';
     rc = 0;
 out:
-    secure_zero(copy, sizeof copy);
+    pdr_secure_zero(copy, sizeof copy);
     return rc;
 }
 
@@ -930,7 +942,7 @@ static void read_key_file(load_ctx *c, pdr_target *t, const char *path)
     snprintf(what, sizeof what, "routing_key_file = %s: the key", path);
     check_routing_key(c, what, buf + start, end - start, t->routing_key);
 out:
-    secure_zero(buf, sizeof buf);
+    pdr_secure_zero(buf, sizeof buf);
 }
 
 static void add_matcher(load_ctx *c, pdr_target *t, const char *spec)
@@ -1273,6 +1285,67 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     return 1;
 }
 
+/* The line that last set the key section/name (0: its default). */
+static int line_of(const load_ctx *c, const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(key_table[i].section, section) && !strcmp(key_table[i].key, name)) return c->key_line[i];
+    return 0;
+}
+
+pdr_rc pdr_token_file_read(const char *path, char *out, size_t outsz, char *errbuf, size_t errsz)
+{
+    char line[PDR_TOKEN_MAX + 2];   /* one more: a longer line is refused, not cut */
+    size_t n;
+    FILE *f;
+    pdr_rc rc = PDR_ERR_CONFIG;
+
+    if (outsz) out[0] = '\0';
+    f = fopen(path, "re");
+    if (!f) {
+        snprintf(errbuf, errsz, "cannot read the auth token file: %s", strerror(errno));
+        return PDR_ERR_CONFIG;
+    }
+    if (!fgets(line, sizeof line, f)) line[0] = '\0';
+    fclose(f);
+    n = strcspn(line, "\r\n");
+    while (n && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+    line[n] = '\0';
+    if (n == 0) {
+        snprintf(errbuf, errsz, "the auth token file is empty; put the token on its first line");
+    } else if (n >= outsz || n > PDR_TOKEN_MAX) {
+        snprintf(errbuf, errsz, "the auth token is longer than %d bytes", PDR_TOKEN_MAX);
+    } else {
+        size_t i;
+        for (i = 0; i < n && (unsigned char)line[i] >= 0x20 && line[i] != 0x7f; i++) {}
+        if (i < n) {
+            snprintf(errbuf, errsz, "the auth token holds a control character (byte %zu); allowed: printable text",
+                     i + 1);
+        } else {
+            memcpy(out, line, n + 1);
+            rc = PDR_OK;
+        }
+    }
+    pdr_secure_zero(line, sizeof line);
+    return rc;
+}
+
+/* [pagerduty] auth_token_file: read now, so that a missing or empty file
+** is an error at its line, and a reload reads it again. */
+static void upstream_token_load(load_ctx *c)
+{
+    pdr_config *cfg = c->cfg;
+    char tok[PDR_TOKEN_MAX + 1], why[256];
+    if (!cfg->upstream_token_file) return;
+    if (pdr_token_file_read(cfg->upstream_token_file, tok, sizeof tok, why, sizeof why)) {
+        err_at(c, line_of(c, "pagerduty", "auth_token_file"), "auth_token_file = %s: %s", cfg->upstream_token_file,
+               why);
+        return;
+    }
+    cfg->upstream_token = dup_or_fail(c, tok);
+    pdr_secure_zero(tok, sizeof tok);
+}
+
 /* Checks that need more than one key. */
 static void validate_whole(load_ctx *c)
 {
@@ -1284,6 +1357,11 @@ static void validate_whole(load_ctx *c)
         if (!strcmp(key_table[i].key, "interface")) line_iface = c->key_line[i];
     }
     upstreams_build(c, line_proxy, line_iface);
+    upstream_token_load(c);
+    if (cfg->rate_per_minute == 0 && cfg->upstream != PDR_UPSTREAM_RELAY)
+        err_at(c, line_of(c, "pagerduty", "rate_per_minute"),
+               "rate_per_minute = 0 (no limiter) is allowed only with upstream = relay, where the site relay "
+               "limits towards PagerDuty; allowed: 1 to 1000000, or set upstream = relay");
     if (cfg->backoff_max_ms < cfg->backoff_initial_ms) {
         int li = 0, lm = 0;
         for (size_t i = 0; i < N_KEYS; i++) {
@@ -1640,6 +1718,11 @@ void pdr_config_destroy(pdr_config *cfg)
     free(cfg->unix_socket);
     free(cfg->auth_token_file);
     free(cfg->pd_url);
+    free(cfg->upstream_token_file);
+    if (cfg->upstream_token) {
+        pdr_secure_zero(cfg->upstream_token, strlen(cfg->upstream_token));
+        free(cfg->upstream_token);
+    }
     free(cfg->ca_file);
     free(cfg->proxy);
     free(cfg->interface);
@@ -1650,7 +1733,7 @@ void pdr_config_destroy(pdr_config *cfg)
         free(t->matchers);
         free(t->name);
         free(t->routing_key_file);
-        secure_zero(t->routing_key, sizeof t->routing_key);
+        pdr_secure_zero(t->routing_key, sizeof t->routing_key);
     }
     free(cfg->targets);
     free(cfg);

@@ -31,6 +31,7 @@
 #define PDR_CONFIG_MAX_MATCHERS 32   /* match lines per target */
 #define PDR_CONFIG_MAX_ERRORS 100    /* errors recorded; then one "too many errors" line */
 #define PDR_CONFIG_MAX_UPSTREAMS 4   /* entries of [pagerduty] url */
+#define PDR_TOKEN_MAX 4094           /* bytes of an auth token (pdr_token_file_read) */
 
 typedef enum pdr_log_level {
     PDR_LOG_ERROR = 0,
@@ -55,6 +56,16 @@ typedef enum pdr_rwq_mode {
                             ** counted and logged; as NOTE when PagerDuty already
                             ** has an open incident for the dedup_key */
 } pdr_rwq_mode;
+
+/* [pagerduty] upstream: what answers the sender's requests. */
+typedef enum pdr_upstream_kind {
+    PDR_UPSTREAM_PAGERDUTY = 0, /* PagerDuty itself (or a mock of it) */
+    PDR_UPSTREAM_RELAY = 1      /* another pdrelay (a site relay): it judges
+                                ** events as PagerDuty does, so a 401/403 is
+                                ** its token check, held and retried (pd_client.h),
+                                ** and rate_per_minute = 0 may leave the
+                                ** PagerDuty-facing limit to it */
+} pdr_upstream_kind;
 
 typedef enum pdr_match_op {
     PDR_MATCH_EQ = 1,       /* label=value   */
@@ -122,7 +133,12 @@ typedef struct pdr_config {
                                 ** list, entries without trailing '/', joined by
                                 ** ','; one entry is the URL alone. Requests use
                                 ** upstreams[], not this */
-    int rate_per_minute;        /* default 120, >= 1 */
+    pdr_upstream_kind upstream; /* default pagerduty */
+    char *upstream_token_file;  /* [pagerduty] auth_token_file; NULL when unset */
+    char *upstream_token;       /* its first line, read at load (pdr_token_file_read);
+                                ** NULL when unset; never logged or printed */
+    int rate_per_minute;        /* default 120, >= 1; 0 (upstream = relay only):
+                                ** no client-side limiter */
     int burst;                  /* default 10, >= 1 */
     int64_t rate_window_ms;     /* default 60s: PagerDuty's look-back; the allowance per
                                 ** window is rate_per_minute * rate_window / 1 minute */
@@ -282,6 +298,18 @@ pdr_rc pdr_size_parse(const char *s, int64_t *bytes_out);
 
 /* Formats bytes as the largest exact unit ("256MB", "1536KB", "100") into out. */
 char *pdr_size_format(int64_t bytes, char *out, size_t outsz);
+
+/* Reads a token file: its first line, trailing spaces, tabs and the line
+** end removed (the rules of [listen] and [pagerduty] auth_token_file). On
+** success out holds the token (NUL-terminated, never empty). On failure
+** returns PDR_ERR_CONFIG (unreadable, empty, longer than outsz - 1 bytes,
+** or a control character in it) and errbuf says why, without the token
+** or the path: "cannot read the auth token file: No such file or
+** directory". The caller wipes out after use. */
+pdr_rc pdr_token_file_read(const char *path, char *out, size_t outsz, char *errbuf, size_t errsz);
+
+/* Overwrites a secret (a key, a token) so it does not linger in freed memory. */
+void pdr_secure_zero(void *p, size_t n);
 
 /* Does the target's matcher list hold for these labels? get(ctx, name)
 ** returns the label's value or NULL when absent (an absent label matches

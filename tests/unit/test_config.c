@@ -489,7 +489,7 @@ static void test_error_unknown_key(void **state)
                   ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, max_connections_per_client, threads, idle_timeout, request_timeout",
                   ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, "
                   "outage_log_interval",
-                  ":6: unknown key 'rate' in [pagerduty]; allowed: url, rate_per_minute, burst, rate_window, "
+                  ":6: unknown key 'rate' in [pagerduty]; allowed: url, upstream, auth_token_file, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, interface, "
                   "down_probe_max, failback_after, throttle_backoff",
                   ":8: unknown key 'sync' in [outbox]; allowed: synchronous, commit_interval, max_events, max_bytes, min_free, max_dead, max_dead_age, "
@@ -508,13 +508,13 @@ static void test_error_bad_number(void **state)
 {
     fx *f = *state;
     expect_errors(f,
-                  "[listen]\nport = 8o\nport = 65536\nport = -1\n[pagerduty]\nrate_per_minute = 0\n"
+                  "[listen]\nport = 8o\nport = 65536\nport = -1\n[pagerduty]\nrate_per_minute = -1\n"
                   "burst = 1.5\ntimeout_ms = 10s\nbackoff_initial_ms =\n[outbox]\n"
                   "max_events = 99999999999999999999\n",
                   ":2: port = 8o: not an integer; allowed: 0 to 65535",
                   ":3: port = 65536: out of range; allowed: 0 to 65535",
                   ":4: port = -1: out of range; allowed: 0 to 65535",
-                  ":6: rate_per_minute = 0: out of range; allowed: 1 to 1000000",
+                  ":6: rate_per_minute = -1: out of range; allowed: 0 to 1000000",
                   ":7: burst = 1.5: not an integer; allowed: 1 to 1000000",
                   ":8: timeout_ms = 10s: not an integer number of milliseconds; allowed: 1 to 3600000",
                   ":9: backoff_initial_ms: empty value; allowed: 1 to 86400000",
@@ -635,6 +635,51 @@ static void test_error_backoff_order(void **state)
                   "backoff_max_ms >= backoff_initial_ms",
                   NULL);
     load_ok(f, "[pagerduty]\nbackoff_initial_ms = 6000\nbackoff_max_ms = 6000\n");
+}
+
+/* [pagerduty] upstream, auth_token_file and rate_per_minute = 0 (README "A
+** site relay"): a relay hop may go without a limiter, PagerDuty may not;
+** the token file is read at load, each problem at the key's line, and the
+** token is never in a message. */
+static void test_relay_keys(void **state)
+{
+    fx *f = *state;
+    char *tok = tu_printf("%s/up.token", f->dir), *content;
+    load_ok(f, "[pagerduty]\n");
+    assert_int_equal(f->cfg->upstream, PDR_UPSTREAM_PAGERDUTY);
+    assert_null(f->cfg->upstream_token_file);
+    assert_null(f->cfg->upstream_token);
+    expect_errors(f, "[pagerduty]\n\nrate_per_minute = 0\n",
+                  ":3: rate_per_minute = 0 (no limiter) is allowed only with upstream = relay, where the site relay "
+                  "limits towards PagerDuty; allowed: 1 to 1000000, or set upstream = relay",
+                  NULL);
+    expect_errors(f, "[pagerduty]\nupstream = pdrelay\n",
+                  ":2: upstream = pdrelay: unknown value; allowed: pagerduty, relay", NULL);
+    load_ok(f, "[pagerduty]\nrate_per_minute = 0\nupstream = relay\n");
+    assert_int_equal(f->cfg->upstream, PDR_UPSTREAM_RELAY);
+    assert_int_equal(f->cfg->rate_per_minute, 0);
+
+    content = tu_printf("[pagerduty]\nupstream = relay\nauth_token_file = %s\n", tok);
+    char *missing = tu_printf(":3: auth_token_file = %s: cannot read the auth token file: No such file or directory",
+                              tok);
+    expect_errors(f, content, missing, NULL);
+    tu_write_file(tok, "\n");
+    char *empty = tu_printf(":3: auth_token_file = %s: the auth token file is empty; put the token on its first line",
+                            tok);
+    expect_errors(f, content, empty, NULL);
+    tu_write_file(tok, "s3cr\001t\n");
+    char *ctl = tu_printf(":3: auth_token_file = %s: the auth token holds a control character (byte 5); allowed: "
+                          "printable text", tok);
+    expect_errors(f, content, ctl, NULL);
+    tu_write_file(tok, "s3cret-token \t\r\nsecond line\n");
+    load_ok(f, content);
+    assert_string_equal(f->cfg->upstream_token, "s3cret-token");
+    assert_string_equal(f->cfg->upstream_token_file, tok);
+    free(content);
+    free(missing);
+    free(empty);
+    free(ctl);
+    free(tok);
 }
 
 static void test_error_syntax(void **state)
@@ -1304,7 +1349,14 @@ static void test_key_differs_each_key(void **state)
     for (size_t i = 0; i < n; i++) {
         const pdr_config_key *k = &keys[i];
         if (!k->size) continue;
-        char *value = other_value(k), *content = tu_printf("[%s]\n%s = %s\n", k->section, k->key, value);
+        char *value = other_value(k), *content;
+        if (!strcmp(k->section, "pagerduty") && !strcmp(k->key, "auth_token_file")) {
+            /* read at load: it must name a token file */
+            free(value);
+            value = tu_printf("%s/x.token", f->dir);
+            tu_write_file(value, "tok\n");
+        }
+        content = tu_printf("[%s]\n%s = %s\n", k->section, k->key, value);
         char shown[256];
         load_ok(f, content);
         for (size_t j = 0; j < n; j++) {
@@ -1362,6 +1414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_backoff_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_url_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_url_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_syntax, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_continuation_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_length_limit, setup, teardown),

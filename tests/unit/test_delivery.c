@@ -124,6 +124,25 @@ static void test_ratelimit_burst_then_rate(void **state)
     ratelimit_cleanup(&rl);
 }
 
+/* rate_per_minute 0 ([pagerduty] upstream = relay): no limit, ever. */
+static void test_ratelimit_off(void **state)
+{
+    ratelimit rl;
+    int64_t now = 1000;
+    (void)state;
+    assert_int_equal(ratelimit_init(&rl, 0, 1, 60000, now), PDR_OK);
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(ratelimit_next_ms(&rl, now), now);
+        ratelimit_take(&rl, now);
+        ratelimit_done(&rl, now);
+    }
+    ratelimit_throttled(&rl, now);
+    ratelimit_halve(&rl, now + 60000);
+    assert_int_equal(ratelimit_next_ms(&rl, now), now);   /* the sender's own wait holds a 429'd key */
+    assert_int_equal(rl.n_done, 0);
+    ratelimit_cleanup(&rl);
+}
+
 static void test_backoff(void **state)
 {
     (void)state;
@@ -235,6 +254,22 @@ static void test_classify(void **state)
         assert_int_equal(r.outcome, table[i].o);
         assert_int_equal(r.type, table[i].t);
     }
+    /* upstream = relay: a 401/403 is the relay's token check, held; nothing else changes */
+    for (long st = 401; st <= 403; st += 2) {
+        pd_classify(st, CURLE_OK, "{}", 2, 0, NULL, &r);
+        pd_upstream_adjust(&r, PDR_UPSTREAM_PAGERDUTY);
+        assert_int_equal(r.outcome, PD_DEAD);
+        pd_upstream_adjust(&r, PDR_UPSTREAM_RELAY);
+        assert_int_equal(r.outcome, PD_RETRY);
+        assert_int_equal(r.type, PD_ERR_UNAUTHORIZED);
+    }
+    pd_classify(400, CURLE_OK, "{}", 2, 0, NULL, &r);
+    pd_upstream_adjust(&r, PDR_UPSTREAM_RELAY);
+    assert_int_equal(r.outcome, PD_DEAD);
+    pd_classify(503, CURLE_OK, "{}", 2, 2, NULL, &r);
+    pd_upstream_adjust(&r, PDR_UPSTREAM_RELAY);
+    assert_int_equal(r.outcome, PD_RETRY);
+    assert_int_equal(r.retry_after_ms, 2000);
     pd_classify(404, CURLE_OK, "not json", 8, 0, NULL, &r);
     assert_string_equal(r.error, "HTTP 404: not json");
 
@@ -261,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_sliding_window),
         cmocka_unit_test(test_ratelimit_burst_then_rate),
         cmocka_unit_test(test_ratelimit_halved_after_429),
+        cmocka_unit_test(test_ratelimit_off),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_backoff_resumes_after_restart),
         cmocka_unit_test(test_classify),
