@@ -148,7 +148,7 @@ static void run_log_previous(db_handle *db, int was_clean)
 }
 
 /* SIGHUP: loads the file again; a valid one replaces the ingest's config. */
-static void reload(ingest *ing, const pdr_config *running, int verbose)
+static void reload(ingest *ing, sender *snd, const pdr_config *running, int verbose)
 {
     pdr_config *n = NULL;
     pdr_config_errors errs = {0};
@@ -182,6 +182,10 @@ static void reload(ingest *ing, const pdr_config *running, int verbose)
         pdr_log(PDR_LOG_ERROR, "reload failed: the running configuration is kept", "error", err, NULL);
         return;
     }
+    /* n lives on in the ingest until the next reload (this thread's): the
+    ** sender copies its webhook targets now. */
+    if (sender_webhooks_set(snd, n) != PDR_OK)
+        pdr_log(PDR_LOG_ERROR, "reload: out of memory: the sender keeps the previous webhook targets", NULL);
     pdr_log(PDR_LOG_INFO, "configuration reloaded", "config", running->path, "targets", nt, NULL);
 }
 
@@ -296,9 +300,13 @@ int cli_run(int argc, char **argv)
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
             dbp, "url", pdr_url_redact(cfg->pd_url, shown_url, sizeof shown_url), "targets", nt, NULL);
     notify_ready(cfg);
-    for (size_t i = 0; i < cfg->n_targets; i++)
-        pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",
-                pdr_redact(cfg->targets[i].routing_key, red, sizeof red), NULL);
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        char origin[256];
+        const pdr_target *t = &cfg->targets[i];
+        pdr_log(PDR_LOG_DEBUG, "target", "name", t->name, "key",
+                t->webhook_url ? t->webhook_key : pdr_redact(t->routing_key, red, sizeof red), "url",
+                t->webhook_url ? pdr_url_origin(t->webhook_url, origin, sizeof origin) : NULL, NULL);
+    }
 
     for (;;) {
         int sig = 0;
@@ -307,7 +315,7 @@ int cli_run(int argc, char **argv)
             /* READY=1 whatever the result: a refused file leaves the old
             ** config running, which is still a ready service. */
             sdnotify_reloading();
-            reload(ing, cfg, verbose);
+            reload(ing, snd, cfg, verbose);
             sdnotify_send("READY=1");
             continue;
         }

@@ -87,6 +87,12 @@ pdr_rc sender_start(sender *s);
 ** wake-up). */
 void sender_notify(sender *s);
 
+/* A reload: the webhook targets of cfg (URL, headers, rate; copied, cfg
+** is not kept) replace the sender's from its next pass (webhook.h, "THE
+** TABLE"). PDR_OK or PDR_ERR_NOMEM (the running ones are kept). Main
+** thread (SIGHUP); thread-safe against the sender thread. */
+pdr_rc sender_webhooks_set(sender *s, const pdr_config *cfg);
+
 /* "The uplink is back now" (SIGUSR1, `pdrelay queue kick`): the next
 ** probe of a link that is down goes at once instead of at its backoff.
 ** Thread-safe; async-signal-unsafe (call it from the signal loop). */

@@ -14,6 +14,7 @@
 
 /* Bytes of a refusing reply quoted in the dead letter's error. */
 #define WEBHOOK_EXCERPT_MAX 200
+#define WEBHOOK_CONTENT_TYPE "Content-Type: application/json"
 
 static void secure_zero(void *p, size_t n)
 {
@@ -34,9 +35,7 @@ static void target_free(webhook_target *t)
     free(t->key);
     free(t->url);
     for (size_t i = 0; t->lines && i < t->n_headers; i++) str_zero_free(t->lines[i]);
-    for (size_t i = 0; t->values && i < t->n_headers; i++) str_zero_free(t->values[i]);
     free(t->lines);
-    free(t->values);
 }
 
 static pdr_rc target_copy(webhook_target *d, const pdr_target *s)
@@ -50,14 +49,12 @@ static pdr_rc target_copy(webhook_target *d, const pdr_target *s)
     if (!d->name || !d->key || !d->url) return PDR_ERR_NOMEM;
     if (!s->n_headers) return PDR_OK;
     d->lines = pdr_calloc(s->n_headers, sizeof *d->lines);
-    d->values = pdr_calloc(s->n_headers, sizeof *d->values);
-    if (!d->lines || !d->values) return PDR_ERR_NOMEM;
+    if (!d->lines) return PDR_ERR_NOMEM;
     for (size_t i = 0; i < s->n_headers; i++) {
         size_t n = strlen(s->headers[i].name) + strlen(s->headers[i].value) + 3;
         d->n_headers = i + 1;   /* so target_free frees what is there */
         d->lines[i] = pdr_malloc(n);
-        d->values[i] = pdr_strdup(s->headers[i].value);
-        if (!d->lines[i] || !d->values[i]) return PDR_ERR_NOMEM;
+        if (!d->lines[i]) return PDR_ERR_NOMEM;
         snprintf(d->lines[i], n, "%s: %s", s->headers[i].name, s->headers[i].value);
         if (!strcasecmp(s->headers[i].name, "Content-Type")) d->has_content_type = 1;
     }
@@ -120,7 +117,7 @@ static int slist_add(struct curl_slist **h, const char *line)
 struct curl_slist *webhook_headers(const webhook_target *t)
 {
     struct curl_slist *h = NULL;
-    if ((!t->has_content_type && slist_add(&h, "Content-Type: application/json")) || slist_add(&h, "Expect:"))
+    if ((!t->has_content_type && slist_add(&h, WEBHOOK_CONTENT_TYPE)) || slist_add(&h, "Expect:"))
         goto fail;
     for (size_t i = 0; i < t->n_headers; i++)
         if (slist_add(&h, t->lines[i])) goto fail;
@@ -159,17 +156,20 @@ void webhook_classify(long status, CURLcode cc, const char *body, size_t len, in
     }
 }
 
-void webhook_scrub(char *text, const webhook_target *t)
+void webhook_scrub(char *text, const struct curl_slist *h)
 {
-    for (size_t i = 0; t && i < t->n_headers; i++) {
-        const char *v = t->values[i];
-        size_t vl = strlen(v);
+    for (; h; h = h->next) {
+        const char *v = strchr(h->data, ':');
+        size_t vl;
+        if (!v || !strcmp(h->data, WEBHOOK_CONTENT_TYPE)) continue;   /* ours, no secret */
+        for (v++; *v == ' '; v++) {}
+        vl = strlen(v);
         if (!vl) continue;
         for (char *p = strstr(text, v); p; p = strstr(p + vl, v)) memset(p, '*', vl);
     }
 }
 
-void webhook_result(pd_request *r, CURLcode cc, const webhook_target *t, pd_result *out)
+void webhook_result(pd_request *r, CURLcode cc, const struct curl_slist *h, pd_result *out)
 {
     long status = 0;
     curl_off_t retry_after = 0;
@@ -178,7 +178,7 @@ void webhook_result(pd_request *r, CURLcode cc, const webhook_target *t, pd_resu
     /* No reply: pd_client's classification and libcurl's own words. */
     if (cc != CURLE_OK) {
         pd_request_result(r, cc, out);
-        webhook_scrub(out->error, t);
+        webhook_scrub(out->error, h);
         return;
     }
     body = pd_request_response(r, &len);
@@ -187,5 +187,5 @@ void webhook_result(pd_request *r, CURLcode cc, const webhook_target *t, pd_resu
         retry_after = 0;
     if (retry_after > 3600) retry_after = 3600;   /* SENDER_RETRY_AFTER_MAX_MS */
     webhook_classify(status, cc, body, len, (int64_t)retry_after, NULL, out);
-    webhook_scrub(out->error, t);
+    webhook_scrub(out->error, h);
 }

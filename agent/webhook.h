@@ -63,7 +63,6 @@ typedef struct webhook_target {
     char *url;
     char origin[256];           /* the URL for logs: pdr_url_origin */
     char **lines;               /* "Name: value" request header lines */
-    char **values;              /* the values alone, for webhook_scrub */
     size_t n_headers;
     int has_content_type;       /* the file sets Content-Type */
     int rate_per_minute;
@@ -94,14 +93,16 @@ pdr_rc webhook_prepare(pd_request *r, const webhook_target *t, const struct curl
                        size_t len);
 
 /* Classifies a finished webhook transfer (cc from CURLMSG_DONE) into out,
-** as the table above says; t (may be NULL) scrubs the error text. */
-void webhook_result(pd_request *r, CURLcode cc, const webhook_target *t, pd_result *out);
+** as the table above says; the error text is scrubbed of the values of h,
+** the request's headers (may be NULL). */
+void webhook_result(pd_request *r, CURLcode cc, const struct curl_slist *h, pd_result *out);
 
 /* The classification alone (for unit tests): body the reply (may be NULL). */
 void webhook_classify(long http_status, CURLcode cc, const char *body, size_t len, int64_t retry_after_s,
                       const char *curl_detail, pd_result *out);
 
-/* Overwrites with '*' every occurrence in text of a header value of t. */
-void webhook_scrub(char *text, const webhook_target *t);
+/* Overwrites with '*' every occurrence in text of the value of a
+** "Name: value" line of h. */
+void webhook_scrub(char *text, const struct curl_slist *h);
 
 #endif /* PDR_WEBHOOK_H */
