@@ -1,7 +1,8 @@
 /*
 ** sender.h — the thread that drains the outbox to PagerDuty.
 **
-** One thread drives libcurl's multi interface. Each routing key is a lane
+** One thread drives libcurl's multi interface. Each routing key (and each
+** webhook target's key "webhook:NAME", agent/webhook.h) is a lane
 ** with its own rate limiter (ratelimit.h), backoff (backoff.h) and curl
 ** handle; a lane has at most one request in flight, which keeps per-key
 ** order; lanes run in parallel up to [pagerduty] concurrency.
@@ -28,7 +29,9 @@
 **      at backoff_max_ms), not backoff_initial_ms; the stored next_ms is
 **      honoured first (a head is read only once due).
 **   7. While the uplink is down (a failure with no HTTP reply, or a 5xx on
-**      every key with work) at most one request is in flight, the probe,
+**      every PagerDuty key with work) at most one request to PagerDuty is
+**      in flight, the probe (webhook keys, agent/webhook.h, are outside the
+**      uplink: they neither take it down nor wait for it),
 **      started no sooner than the probe schedule (backoff_max_ms doubling
 **      to down_probe_max) or sender_kick(). The first answer that is not a
 **      5xx brings it up: every key's next row becomes due at once. Failures
