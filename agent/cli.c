@@ -130,7 +130,7 @@ db_handle *cli_db_open_unchecked(const char *cmd, const pdr_config *cfg, int *ex
 const char *cli_target_of(const pdr_config *cfg, const char *routing_key)
 {
     for (size_t i = 0; i < cfg->n_targets; i++)
-        if (!strcmp(cfg->targets[i].routing_key, routing_key)) return cfg->targets[i].name;
+        if (!strcmp(pdr_target_key(&cfg->targets[i]), routing_key)) return cfg->targets[i].name;
     return NULL;
 }
 
@@ -139,8 +139,8 @@ const char *cli_resolve_key(const char *cmd, const pdr_config *cfg, const char *
     const pdr_target *t = pdr_config_target(cfg, arg);
     char red[PDR_REDACT_SIZE];
     const char *why;
-    if (t) return t->routing_key;
-    if (pdr_routing_key_check(arg, strlen(arg), &why) == PDR_OK) return arg;
+    if (t) return pdr_target_key(t);   /* "webhook:NAME" for a webhook target */
+    if (pdr_routing_key_check(arg, strlen(arg), &why) == PDR_OK || pdr_key_is_webhook(arg)) return arg;
     fprintf(stderr,
             "pdrelay %s: --key %s is neither a target of the config nor a routing key "
             "(a routing key is exactly %d letters and digits; this has %zu characters)\n",

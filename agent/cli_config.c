@@ -89,8 +89,25 @@ static void config_print(const pdr_config *c)
         printf("no [target] sections: `pdrelay send` needs -k KEY, alerts are unrouted\n");
     for (size_t i = 0; i < c->n_targets; i++) {
         const pdr_target *t = &c->targets[i];
-        char red[PDR_REDACT_SIZE];
-        printf("[target %s] routing_key=%s", esc(&p, t->name), pdr_redact(t->routing_key, red, sizeof red));
+        char red[PDR_REDACT_SIZE], origin[256];
+        if (t->webhook_url) {
+            /* the URL's path may hold a token; header values are secrets:
+            ** the origin, the file and the header names only */
+            printf("[target %s] webhook_url=%s rate_per_minute=%d", esc(&p, t->name),
+                   esc(&p, pdr_url_origin(t->webhook_url, origin, sizeof origin)), t->rate_per_minute);
+            esc_free(&p);
+            if (t->webhook_headers_file) {
+                printf(" headers=%s", t->n_headers ? "" : "(none)");
+                for (size_t h = 0; h < t->n_headers; h++) {
+                    printf("%s%s", h ? "," : "", esc(&p, t->headers[h].name));
+                    esc_free(&p);
+                }
+                printf(" (from %s)", esc(&p, t->webhook_headers_file));
+                esc_free(&p);
+            }
+        } else {
+            printf("[target %s] routing_key=%s", esc(&p, t->name), pdr_redact(t->routing_key, red, sizeof red));
+        }
         if (t->routing_key_file) printf(" (from %s)", esc(&p, t->routing_key_file));
         if (!t->n_matchers) printf(" match=(everything)");
         esc_free(&p);
@@ -118,6 +135,8 @@ size_t cli_modes_check(const pdr_config *cfg, cli_mode_warn_fn warn, void *ctx)
     for (size_t i = 0; i < cfg->n_targets; i++) {
         snprintf(what, sizeof what, "routing_key_file of [target %s]", cfg->targets[i].name);
         n += mode_check_one(cfg->targets[i].routing_key_file, what, warn, ctx);
+        snprintf(what, sizeof what, "webhook_headers_file of [target %s]", cfg->targets[i].name);
+        n += mode_check_one(cfg->targets[i].webhook_headers_file, what, warn, ctx);
     }
     n += mode_check_one(cfg->auth_token_file, "[listen] auth_token_file", warn, ctx);
     n += mode_check_one(cfg->upstream_token_file, "[pagerduty] auth_token_file", warn, ctx);

@@ -188,6 +188,10 @@ static void reload(ingest *ing, sender *snd, const pdr_config *running, int verb
     if (sender_set_token(snd, n->upstream_token) != PDR_OK)
         pdr_log(PDR_LOG_ERROR, "reload: cannot hand the upstream token to the sender: the old one stays", "error",
                 pdr_strerror(PDR_ERR_NOMEM), NULL);
+    /* n lives on in the ingest until the next reload (this thread's): the
+    ** sender copies its webhook targets now. */
+    if (sender_webhooks_set(snd, n) != PDR_OK)
+        pdr_log(PDR_LOG_ERROR, "reload: out of memory: the sender keeps the previous webhook targets", NULL);
     pdr_log(PDR_LOG_INFO, "configuration reloaded", "config", running->path, "targets", nt, NULL);
 }
 
@@ -302,9 +306,13 @@ int cli_run(int argc, char **argv)
     pdr_log(PDR_LOG_INFO, "pdrelay started", "version", PDR_VERSION, "config", cfg->path, "database",
             dbp, "url", pdr_url_list_redact(cfg->pd_url, shown_url, sizeof shown_url), "targets", nt, NULL);
     notify_ready(cfg);
-    for (size_t i = 0; i < cfg->n_targets; i++)
-        pdr_log(PDR_LOG_DEBUG, "target", "name", cfg->targets[i].name, "key",
-                pdr_redact(cfg->targets[i].routing_key, red, sizeof red), NULL);
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        char origin[256];
+        const pdr_target *t = &cfg->targets[i];
+        pdr_log(PDR_LOG_DEBUG, "target", "name", t->name, "key",
+                t->webhook_url ? t->webhook_key : pdr_redact(t->routing_key, red, sizeof red), "url",
+                t->webhook_url ? pdr_url_origin(t->webhook_url, origin, sizeof origin) : NULL, NULL);
+    }
 
     for (;;) {
         int sig = 0;

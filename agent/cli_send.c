@@ -359,10 +359,16 @@ int cli_send(int argc, char **argv)
             ex = CLI_EXIT_USAGE;
             goto out;
         }
+        if (t->webhook_url) {
+            send_fail("[target %s] is a webhook target: pdrelay send queues PagerDuty events only", a.target);
+            ex = CLI_EXIT_USAGE;
+            goto out;
+        }
         keys[n_keys++] = t->routing_key;
     } else {
+        /* every PagerDuty target; webhook targets take alerts, not events */
         for (size_t i = 0; i < cfg->n_targets && n_keys < SEND_MAX_KEYS; i++)
-            keys[n_keys++] = cfg->targets[i].routing_key;
+            if (!cfg->targets[i].webhook_url) keys[n_keys++] = cfg->targets[i].routing_key;
     }
     if (n_keys == 0) {
         send_fail("no routing key: give -k KEY, or configure a [target NAME] "

@@ -50,6 +50,8 @@ static const family counter_families[MC_COUNT] = {
      {"result", NULL}, 1},
     {"pdrelay_dead_dropped_total", "Dead letters dropped, oldest first, past [outbox] max_dead or max_dead_age.",
      {"bound", NULL}, 1},
+    {"pdrelay_webhook_requests_total", "Requests to webhook targets ([target] webhook_url) by target and HTTP "
+     "status (0: no reply).", {"target", "status"}, 2},
 };
 
 static const double api_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -239,7 +241,7 @@ void metrics_set_targets(const pdr_config *cfg)
         int seen = 0;
         for (size_t k = 0; k < n_targets; k++)
             if (!strcmp(targets[k].key, cfg->targets[i].routing_key)) seen = 1;
-        if (seen) continue;
+        if (seen || cfg->targets[i].webhook_url) continue;   /* webhook keys name their target */
         snprintf(targets[n_targets].key, sizeof targets[n_targets].key, "%s", cfg->targets[i].routing_key);
         copy_label(targets[n_targets].name, cfg->targets[i].name);
         n_targets++;

@@ -40,6 +40,7 @@ typedef enum metric_counter {
     MC_RESOLVED_WHILE_QUEUED, /* pdrelay_resolved_while_queued_total{action}: collapsed | noted */
     MC_PROBES,             /* pdrelay_link_probes_total{result}: requests that probed a down uplink */
     MC_DEAD_DROPPED,       /* pdrelay_dead_dropped_total{bound}: max_dead | max_dead_age */
+    MC_WEBHOOK_REQUESTS,   /* pdrelay_webhook_requests_total{target,status}: requests to webhook targets */
     MC_COUNT
 } metric_counter;
 

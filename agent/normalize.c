@@ -48,6 +48,14 @@
 ** source, timestamp, custom_details, links); such an alert that is no longer
 ** firing makes nothing. An alert that matches no target is counted and logged,
 ** never an error.
+**
+** Webhook targets (webhook_url; agent/webhook.h has what their rows are)
+** take the alert as received, not the event above: /v1/alerts the alert
+** object, one event each; Alertmanager the payload, one event per target
+** and body, holding the alerts routed there. An alert that matches no
+** PagerDuty target goes to [agent] fallback_target too (PagerDuty or
+** webhook), unless its matchers already sent it there; only with no
+** fallback_target and no target at all is it unrouted.
 */
 #include "normalize.h"
 
@@ -193,6 +201,26 @@ static int timestamp_usable(const char *ts)
     return ts && strcmp(ts, GO_ZERO_TIME) != 0 && pdr_timestamp_valid(ts);
 }
 
+/* Appends e (taken on success) to out, growing the array. */
+static pdr_rc event_append(normalize_result *out, size_t *cap, normalize_event *e)
+{
+    if (out->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        if (ncap > NORMALIZE_MAX_EVENTS) ncap = NORMALIZE_MAX_EVENTS;
+        normalize_event *evs = cJSON_malloc(ncap * sizeof *evs);
+        if (!evs) return PDR_ERR_NOMEM;
+        if (out->n) memcpy(evs, out->evs, out->n * sizeof *evs);
+        cJSON_free(out->evs);
+        out->evs = evs;
+        *cap = ncap;
+    }
+    /* Repairs are logged by the ingest after the commit that stores the
+    ** event (a refused or coalesced event is not news). */
+    if (e->repaired) out->repaired++;
+    out->evs[out->n++] = *e;
+    return PDR_OK;
+}
+
 /* Checks ev for kind (repairing it), prints it and appends it to out.
 ** target, fingerprint (copied) and ends_at (when a resolve happened, as
 ** received) may be NULL. ev stays the caller's. */
@@ -260,24 +288,52 @@ static pdr_rc emit(normalize_result *out, size_t *cap, cJSON *ev, pdr_event_kind
         e.target = normalize_strdup(target);
         if (!e.target) goto out;
     }
-    if (out->n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 8;
-        if (ncap > NORMALIZE_MAX_EVENTS) ncap = NORMALIZE_MAX_EVENTS;
-        normalize_event *evs = cJSON_malloc(ncap * sizeof *evs);
-        if (!evs) goto out;
-        if (out->n) memcpy(evs, out->evs, out->n * sizeof *evs);
-        cJSON_free(out->evs);
-        out->evs = evs;
-        *cap = ncap;
-    }
-    rc = PDR_OK;
-
-    /* Repairs are logged by the ingest after the commit that stores the
-    ** event (a refused or coalesced event is not news). */
-    if (e.repaired) out->repaired++;
-    out->evs[out->n++] = e;
+    rc = event_append(out, cap, &e);
+    if (rc) goto out;
     return PDR_OK;
 
+out:
+    event_free(&e);
+    return rc;
+}
+
+/* The event of a webhook target: body (taken: freed here, whatever
+** happens) as it goes to the URL. group is what orders its rows: the
+** fingerprint of a /v1/alerts alert, the groupKey of an Alertmanager
+** payload ("" when it has none: then one order for all of them). */
+static pdr_rc emit_webhook(normalize_result *out, size_t *cap, const pdr_target *t, pdr_action act,
+                           const char *group, const char *severity, char *body, int64_t event_ms)
+{
+    char dk[PDR_SHA256_HEX_LEN];
+    normalize_event e;
+    pdr_rc rc;
+
+    memset(&e, 0, sizeof e);
+    e.body = body;
+    rc = PDR_ERR_NOMEM;
+    if (!body) goto out;
+    if (out->n >= NORMALIZE_MAX_EVENTS) {
+        pdr_event_err_add(&out->errs, "Body would make more than %d events (alerts x matching targets); send fewer alerts per request",
+                NORMALIZE_MAX_EVENTS);
+        rc = PDR_ERR_INVALID;
+        goto out;
+    }
+    e.body_len = strlen(body);
+    snprintf(e.routing_key, sizeof e.routing_key, "%s", t->webhook_key);
+    e.action = act;
+    e.event_ms = event_ms;
+    if (act == PDR_ACTION_TRIGGER) snprintf(e.severity, sizeof e.severity, "%s", severity);
+    rc = pdr_dedup_key_derive(t->webhook_key, group, dk);
+    if (rc) goto out;
+    rc = PDR_ERR_NOMEM;
+    e.dedup_key = normalize_strdup(dk);
+    e.target = normalize_strdup(t->name);
+    if (!e.dedup_key || !e.target) goto out;
+    e.rep.utf8_repaired = out->utf8_repaired;
+    e.repaired = pdr_repairs_any(&e.rep);
+    rc = event_append(out, cap, &e);
+    if (rc) goto out;
+    return PDR_OK;
 out:
     event_free(&e);
     return rc;
@@ -321,6 +377,10 @@ typedef struct alert_view {
     const char *client;
     const char *client_url;
     cJSON *details;              /* custom_details template (owned by the caller) */
+    const cJSON *obj;            /* the alert object as received */
+    cJSON **am_alerts;           /* Alertmanager: per target (index in cfg), the
+                                 ** array of the alerts routed to it if a webhook
+                                 ** target; NULL for /v1/alerts */
 } alert_view;
 
 typedef struct label_ctx {
@@ -589,44 +649,89 @@ static pdr_rc event_make(const alert_view *v, const pdr_config *cfg, const pdr_t
     return PDR_OK;
 }
 
-/* Routes one alert: an event per matching target, or one unrouted count. */
-static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, normalize_result *out, size_t *cap)
+/* A webhook target's share of one alert: for Alertmanager, the alert joins
+** the target's array (one event per body, made by am_webhooks); for
+** /v1/alerts, the alert object is one event. */
+static pdr_rc route_webhook(const alert_view *v, const pdr_config *cfg, const pdr_target *t, const char *fp,
+                            normalize_result *out, size_t *cap)
 {
-    label_ctx lc = {v->labels, v->alertname_fallback};
-    char fp_hash[PDR_SHA256_HEX_LEN], dk[PDR_SHA256_HEX_LEN];
-    const char *fp = v->fingerprint_in;
-    size_t matched = 0;
-    cJSON *ev = NULL;
-    pdr_rc rc = PDR_OK;
+    cJSON **arr;
+    int64_t ms = 0;
+    const char *when = v->act == PDR_ACTION_RESOLVE ? v->ends_at : v->starts_at;
 
-    if (!fp) {
-        rc = labels_fingerprint(v->labels, v->alertname_fallback, fp_hash);
-        if (rc) goto out;
-        fp = fp_hash;
+    if (v->am_alerts) {
+        arr = &v->am_alerts[t - cfg->targets];
+        cJSON *copy;
+        if (!*arr && !(*arr = cJSON_CreateArray())) return PDR_ERR_NOMEM;
+        copy = cJSON_Duplicate(v->obj, 1);
+        if (!copy || !cJSON_AddItemToArray(*arr, copy)) {
+            cJSON_Delete(copy);
+            return PDR_ERR_NOMEM;
+        }
+        return PDR_OK;
     }
+    if (!timestamp_usable(when) || pdr_timestamp_parse_ms(when, &ms)) ms = 0;
+    return emit_webhook(out, cap, t, v->act, fp, severity_map(v->severity_in, cfg),
+                        cJSON_PrintUnformatted(v->obj), ms);
+}
+
+/* One alert to one target: its PagerDuty event, or its webhook share. */
+static pdr_rc route_to(const alert_view *v, const pdr_config *cfg, const pdr_target *t, const char *fp,
+                       normalize_result *out, size_t *cap)
+{
+    char dk[PDR_SHA256_HEX_LEN];
+    cJSON *ev = NULL;
+    pdr_rc rc;
+
+    if (t->webhook_url) return route_webhook(v, cfg, t, fp, out, cap);
     /* A change event has no incident to resolve or acknowledge. */
     if (v->change && v->act != PDR_ACTION_TRIGGER) {
         pdr_log(PDR_LOG_DEBUG, "change alert not firing: nothing to send", "alertname", v->name,
                 "fingerprint", fp, NULL);
-        goto out;
+        return PDR_OK;
+    }
+    rc = pdr_dedup_key_derive(t->routing_key, fp, dk);
+    if (!rc) rc = event_make(v, cfg, t, dk, &ev);
+    if (!rc) rc = emit(out, cap, ev, v->change ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, t->name, fp, v->ends_at);
+    cJSON_Delete(ev);
+    return rc;
+}
+
+/* Routes one alert: to every matching target, then to fallback_target when
+** no PagerDuty target matched, or one unrouted count. */
+static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, normalize_result *out, size_t *cap)
+{
+    label_ctx lc = {v->labels, v->alertname_fallback};
+    char fp_hash[PDR_SHA256_HEX_LEN];
+    const char *fp = v->fingerprint_in;
+    const pdr_target *fb = cfg->fallback_target ? pdr_config_target(cfg, cfg->fallback_target) : NULL;
+    size_t matched = 0, pd_matched = 0;
+    int fb_matched = 0;
+    pdr_rc rc = PDR_OK;
+
+    if (!fp) {
+        rc = labels_fingerprint(v->labels, v->alertname_fallback, fp_hash);
+        if (rc) return rc;
+        fp = fp_hash;
     }
     /* The details go into every event of this alert: fingerprint included. */
     if (v->details && !get_present(v->details, "fingerprint")) {
         rc = add_str(v->details, "fingerprint", fp);
-        if (rc) goto out;
+        if (rc) return rc;
     }
     for (size_t i = 0; i < cfg->n_targets; i++) {
         const pdr_target *t = &cfg->targets[i];
         if (!pdr_target_matches(t, label_get, &lc)) continue;
         matched++;
-        rc = pdr_dedup_key_derive(t->routing_key, fp, dk);
-        if (rc) goto out;
-        rc = event_make(v, cfg, t, dk, &ev);
-        if (rc) goto out;
-        rc = emit(out, cap, ev, v->change ? PDR_EVENT_CHANGE : PDR_EVENT_ALERT, t->name, fp, v->ends_at);
-        if (rc) goto out;
-        cJSON_Delete(ev);
-        ev = NULL;
+        if (!t->webhook_url) pd_matched++;
+        if (t == fb) fb_matched = 1;
+        rc = route_to(v, cfg, t, fp, out, cap);
+        if (rc) return rc;
+    }
+    if (!pd_matched && fb && !fb_matched) {
+        matched++;
+        rc = route_to(v, cfg, fb, fp, out, cap);
+        if (rc) return rc;
     }
     if (!matched) {
         /* Logged once per body (finish()), the first one by name. */
@@ -634,9 +739,7 @@ static pdr_rc alert_route(const alert_view *v, const pdr_config *cfg, normalize_
             snprintf(out->unrouted_first, sizeof out->unrouted_first, "%s", v->name);
         }
     }
-out:
-    cJSON_Delete(ev);
-    return rc;
+    return PDR_OK;
 }
 
 /* Validates a labels object: every value a string. path names it in errors. */
@@ -756,9 +859,69 @@ static pdr_rc am_details(const cJSON *a, const cJSON *root, cJSON **out)
     return rc;
 }
 
+/* The payload for one webhook target: root's members in their order, with
+** "alerts" replaced by those routed there (taken) and "status" recomputed
+** for them. */
+static pdr_rc am_webhook_payload(const cJSON *root, cJSON *alerts, int firing, char **text_out)
+{
+    cJSON *p = cJSON_CreateObject();
+    const cJSON *m;
+    pdr_rc rc = p ? PDR_OK : PDR_ERR_NOMEM;
+
+    *text_out = NULL;
+    cJSON_ArrayForEach(m, root) {
+        if (rc) break;
+        if (!strcmp(m->string, "alerts")) {
+            rc = add_item(p, "alerts", alerts);
+            alerts = NULL;
+        } else if (!strcmp(m->string, "status") && cJSON_IsString(m)) {
+            rc = add_str(p, "status", firing ? "firing" : "resolved");
+        } else {
+            rc = add_copy(p, m->string, m);
+        }
+    }
+    cJSON_Delete(alerts);
+    if (!rc && !(*text_out = cJSON_PrintUnformatted(p))) rc = PDR_ERR_NOMEM;
+    cJSON_Delete(p);
+    return rc;
+}
+
+/* One event per webhook target that alerts were routed to, in target order
+** (after the body's PagerDuty events): trigger when any of its alerts fires
+** (the severity of the most severe firing one), else resolve. */
+static pdr_rc am_webhooks(const cJSON *root, const pdr_config *cfg, cJSON **am_alerts, normalize_result *out,
+                          size_t *cap)
+{
+    const char *group = get_str(root, "groupKey");
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        cJSON *alerts = am_alerts[i];
+        const cJSON *a;
+        int firing = 0, urg = PDR_URGENCY_INFO + 1;
+        char *text = NULL;
+        pdr_rc rc;
+        if (!alerts) continue;
+        am_alerts[i] = NULL;
+        cJSON_ArrayForEach(a, alerts) {
+            if (strcmp(get_str(a, "status"), "firing")) continue;
+            firing = 1;
+            int u = pdr_urgency_of_severity(severity_map(get_str(get_present(a, "labels"), "severity"), cfg));
+            if (u < urg) urg = u;
+        }
+        rc = am_webhook_payload(root, alerts, firing, &text);
+        if (!rc)
+            rc = emit_webhook(out, cap, &cfg->targets[i], firing ? PDR_ACTION_TRIGGER : PDR_ACTION_RESOLVE,
+                              group ? group : "", firing ? pdr_urgency_name(urg) : "", text, 0);
+        else
+            cJSON_free(text);
+        if (rc) return rc;
+    }
+    return PDR_OK;
+}
+
 pdr_rc normalize_alertmanager(const char *body, size_t len, const pdr_config *cfg, normalize_result *out)
 {
     cJSON *root = NULL, *details = NULL;
+    cJSON *am_alerts[PDR_CONFIG_MAX_TARGETS] = {NULL};
     const cJSON *a;
     size_t cap = 0;
     pdr_rc rc;
@@ -788,11 +951,15 @@ pdr_rc normalize_alertmanager(const char *body, size_t len, const pdr_config *cf
         v.generator_url = get_str(a, "generatorURL");
         v.client = "Alertmanager";
         v.client_url = get_str(root, "externalURL");
+        v.obj = a;
+        v.am_alerts = am_alerts;
         rc = am_details(a, root, &details);
         if (!rc) rc = alert_emit(&v, details, cfg, out, &cap);
         if (rc) goto out;
     }
+    rc = am_webhooks(root, cfg, am_alerts, out, &cap);
 out:
+    for (size_t i = 0; i < PDR_CONFIG_MAX_TARGETS; i++) cJSON_Delete(am_alerts[i]);
     return finish(out, root, rc);
 }
 
@@ -904,6 +1071,7 @@ pdr_rc normalize_alerts(const char *body, size_t len, const pdr_config *cfg, nor
         v.starts_at = get_str(a, "starts_at");
         v.ends_at = get_str(a, "ends_at");
         v.generator_url = get_str(a, "generator_url");
+        v.obj = a;
         rc = alerts_details(a, &details);
         if (!rc) rc = alert_emit(&v, details, cfg, out, &cap);
         if (rc) goto out;

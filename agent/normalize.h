@@ -6,11 +6,16 @@
 **                       a PagerDuty event, checked and repaired by
 **                       pdr_event_check(); it carries its own routing_key.
 **   normalize_alertmanager() POST /v1/alertmanager: an Alertmanager webhook body
-**                       (version "4"); each alert x each matching target is
-**                       one event.
+**                       (version "4"); each alert x each matching PagerDuty
+**                       target is one event; each webhook target that any
+**                       alert matches is one event (the payload, its alerts
+**                       cut down to those routed there; agent/webhook.h).
 **   normalize_alerts()       POST /v1/alerts: one alert or an array of alerts in
 **                       the original service's model; each alert x each
-**                       matching target is one event.
+**                       matching target is one event (for a webhook target:
+**                       the alert object).
+** An alert that matches no PagerDuty target also goes to [agent]
+** fallback_target when one is set (unless its own matchers sent it there).
 **
 ** Every parser first parses and sanitizes the whole body (pdr_json_parse,
 ** pdr_json_sanitize in event.h): invalid UTF-8 is replaced with U+FFFD
@@ -47,11 +52,12 @@
 
 /* One event to queue. */
 typedef struct normalize_event {
-    char routing_key[PDR_ROUTING_KEY_LEN + 1];
+    char routing_key[PDR_OUTBOX_KEY_MAX + 1]; /* or "webhook:NAME" for a webhook
+                                ** target (agent/webhook.h: what such an event is) */
     pdr_action action;
     char *dedup_key;            /* up to PDR_DEDUP_KEY_MAX characters; "" for change events, never NULL */
     char severity[16];          /* payload.severity of a trigger, else "" */
-    char *fingerprint;          /* NULL for PagerDuty-native events */
+    char *fingerprint;          /* NULL for PagerDuty-native events and webhook targets */
     char *target;               /* target name; NULL for PagerDuty-native events */
     char *body;                 /* JSON text to POST upstream (compact) */
     size_t body_len;
@@ -72,7 +78,8 @@ typedef struct normalize_result {
     normalize_event *evs;            /* array of n */
     size_t n;
     size_t alerts;              /* alerts in the body (1 for PagerDuty-native) */
-    size_t unrouted;            /* alerts that matched no target (one info line per body) */
+    size_t unrouted;            /* alerts that matched no target, and there is no
+                                ** [agent] fallback_target (one info line per body) */
     char unrouted_first[64];    /* the name of the first of them, for that line */
     size_t utf8_repaired;       /* invalid UTF-8 sequences replaced in the body */
     size_t repaired;            /* events with at least one repair */

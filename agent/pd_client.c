@@ -182,6 +182,12 @@ pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size
     return PDR_OK;
 }
 
+const char *pd_request_response(const pd_request *r, size_t *len)
+{
+    *len = r->resp_len;
+    return r->resp;
+}
+
 /* "HTTP 400: err1; err2" from PagerDuty's body, or its message, or the raw text. */
 static void describe_reply(long status, const char *body, size_t len, char *out, size_t outsz)
 {

@@ -89,6 +89,10 @@ pdr_rc pd_request_via(pd_request *r, const pdr_upstream *u);
 ** prepared again before it is used. */
 pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size_t len);
 
+/* The reply body of the finished transfer: at most PD_RESPONSE_MAX bytes,
+** NUL-terminated, *len its length (agent/webhook.c classifies with it). */
+const char *pd_request_response(const pd_request *r, size_t *len);
+
 /* Classifies the finished transfer (cc from CURLMSG_DONE). */
 void pd_request_result(pd_request *r, CURLcode cc, pd_result *out);
 

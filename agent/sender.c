@@ -46,6 +46,17 @@
 ** never changes headers while in flight. A new token makes every key's
 ** next row due (a key held for a 401 goes again at once).
 **
+** WEBHOOK KEYS ("webhook:NAME", agent/webhook.h) are lanes like any key
+** (order, one request in flight, their target's rate_per_minute, backoff,
+** 429 throttling), with three differences: the URL, headers and rate come
+** from the webhook table (a copy of the running config's webhook targets,
+** swapped in by sender_webhooks_set at each reload; a key whose target is
+** gone is held, its rows pending, one error line per key); the body goes as
+** stored (no annotate.h rewriting, no resolved_while_queued); and they are
+** outside THE UPLINK: their failures never take it down, their answers
+** never bring it up, and while it is down they go on under their own
+** limiter and backoff (only PagerDuty keys wait for the probe).
+**
 ** assert() checks, where they could break: a lane starts a request only
 ** when idle, so one per key (invariant 2); 0 <= in_flight <= concurrency;
 ** fill() starts a request while the link is not up only as the one probe
@@ -81,6 +92,7 @@
 #include "pd_client.h"
 #include "ratelimit.h"
 #include "upstream.h"
+#include "webhook.h"
 #include "writer.h"
 
 #define SENDER_DUE_BATCH 512
@@ -99,6 +111,9 @@
 ** request (an expired entry is never an answer: the purge only reclaims
 ** space, db/dedup.c). */
 #define SENDER_FIRST_CLEANUP_MS 10000
+/* A webhook key whose target left the config: looked at again after this
+** (or at once when a reload swaps the table). */
+#define SENDER_WEBHOOK_HOLD_MS 60000
 
 typedef enum link_state {      /* as db_link_set() stores it */
     LINK_UP = DB_LINK_UP,
@@ -107,8 +122,14 @@ typedef enum link_state {      /* as db_link_set() stores it */
 } link_state;
 
 typedef struct lane {
-    char key[PDR_ROUTING_KEY_LEN + 1];
-    char red[PDR_REDACT_SIZE];  /* the key redacted, for logs */
+    char key[PDR_OUTBOX_KEY_MAX + 1];
+    char red[PDR_OUTBOX_KEY_MAX + 1]; /* the key redacted, for logs (a webhook key
+                                ** is no secret: as it is) */
+    int webhook;                /* a webhook key (pdr_key_is_webhook) */
+    int rate;                   /* its rate_per_minute */
+    struct curl_slist *wh_headers; /* webhook: the headers of the request in
+                                ** flight (or of the last one) */
+    int wh_missing;             /* webhook: its target is not in the table (logged) */
     ratelimit rl;
     backoff bo;
     pd_request *req;
@@ -183,6 +204,10 @@ struct sender {
     atomic_int token_gen;       /* bumped by each sender_set_token() that changed it */
     char *token;                /* the sender thread's copy */
     int token_seen;             /* the generation of token */
+    webhook_table *wh;          /* the webhook targets in use (sender thread) */
+    pthread_mutex_t wh_mu;      /* guards wh_next */
+    webhook_table *wh_next;     /* a reload's table, not yet taken */
+    atomic_int wh_swap;         /* wh_next is set */
     sender_db_error_fn on_db_error;
     void *on_db_error_ctx;
 };
@@ -205,10 +230,12 @@ pdr_rc sender_create(const pdr_config *cfg, sender **out)
     ups_init(&s->ups, cfg, (uint64_t)pdr_clock_mono_ms() * 0x9E3779B97F4A7C15ull);
     atomic_init(&s->token_gen, 0);
     pthread_mutex_init(&s->token_mu, NULL);
+    atomic_init(&s->wh_swap, 0);
+    pthread_mutex_init(&s->wh_mu, NULL);
     s->multi = curl_multi_init();
     s->lanes = pdr_calloc(SENDER_MAX_LANES, sizeof *s->lanes);
     s->done = pdr_calloc((size_t)cfg->concurrency, sizeof *s->done);
-    if (!s->multi || !s->lanes || !s->done) {
+    if (!s->multi || !s->lanes || !s->done || webhook_table_new(cfg, &s->wh) != PDR_OK) {
         sender_destroy(s);
         return PDR_ERR_NOMEM;
     }
@@ -239,8 +266,12 @@ void sender_destroy(sender *s)
         db_row_cleanup(&l->row);
         pd_request_destroy(l->req);
         ratelimit_cleanup(&l->rl);
+        webhook_headers_free(l->wh_headers);
     }
     free(s->lanes);
+    webhook_table_free(s->wh);
+    webhook_table_free(s->wh_next);
+    pthread_mutex_destroy(&s->wh_mu);
     free(s->done);
     if (s->multi) curl_multi_cleanup(s->multi);
     if (s->ino_fd >= 0) close(s->ino_fd);
@@ -265,6 +296,7 @@ static void lanes_gc(sender *s, int64_t now)
             l->retry_at_ms <= now && l->not_before_ms <= now) {
             pd_request_destroy(l->req);
             ratelimit_cleanup(&l->rl);
+            webhook_headers_free(l->wh_headers);
             continue;
         }
         if (i != j) s->lanes[j] = *l;
@@ -278,13 +310,21 @@ static lane *lane_get(sender *s, const char *key, int64_t now)
     for (size_t i = 0; i < s->n_lanes; i++)
         if (!strcmp(s->lanes[i].key, key)) return &s->lanes[i];
     if (s->n_lanes == SENDER_MAX_LANES) lanes_gc(s, now);
-    if (s->n_lanes == SENDER_MAX_LANES || strlen(key) > PDR_ROUTING_KEY_LEN) return NULL;
+    if (s->n_lanes == SENDER_MAX_LANES || strlen(key) > PDR_OUTBOX_KEY_MAX) return NULL;
     lane *l = &s->lanes[s->n_lanes];
     memset(l, 0, sizeof *l);
     snprintf(l->key, sizeof l->key, "%s", key);
-    pdr_redact(key, l->red, sizeof l->red);
+    l->webhook = pdr_key_is_webhook(key);
+    l->rate = s->cfg->rate_per_minute;
+    if (l->webhook) {
+        const webhook_target *t = webhook_table_find(s->wh, key);
+        if (t) l->rate = t->rate_per_minute;
+        snprintf(l->red, sizeof l->red, "%s", key);
+    } else {
+        pdr_redact(key, l->red, sizeof l->red);
+    }
     l->req = pd_request_create(s->cfg);
-    if (!l->req || ratelimit_init(&l->rl, s->cfg->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
+    if (!l->req || ratelimit_init(&l->rl, l->rate, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK) {
         pd_request_destroy(l->req);
         return NULL;
     }
@@ -374,6 +414,7 @@ static int link_failure(sender *s, lane *l, const pd_result *res)
     if (!l->last_5xx) return 0;
     for (size_t i = 0; i < s->n_lanes; i++) {
         const lane *o = &s->lanes[i];
+        if (o->webhook) continue;   /* not PagerDuty: says nothing about the uplink */
         int has_work = o->busy || o->seen_fill == s->fill_seq || o->fail_reason[0];
         if (has_work && !o->last_5xx) return 0;
     }
@@ -560,6 +601,7 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
     *len = row->body_len;
     *owned = 0;
     l->noted = 0;
+    if (l->webhook) return 0;   /* the body as stored (webhook.h) */
     if (row->action == PDR_ACTION_TRIGGER && row->dedup_key && s->cfg->resolved_while_queued != PDR_RWQ_SEND &&
         held(s, row)) {
         int64_t rid = 0, rms = 0;
@@ -604,54 +646,100 @@ static int body_for(sender *s, lane *l, db_row *row, int64_t now, char **body, s
     return 0;
 }
 
+/* A webhook key whose target is not in the table: its rows stay pending
+** (never dead-lettered for it), the key looked at again after
+** SENDER_WEBHOOK_HOLD_MS or at the next reload; one error line per key. */
+static void webhook_held(lane *l, int64_t now)
+{
+    l->retry_at_ms = now + SENDER_WEBHOOK_HOLD_MS;
+    if (l->wh_missing) return;
+    l->wh_missing = 1;
+    pdr_log(PDR_LOG_ERROR, "webhook target not in the configuration: its events are held (pending, not dead) "
+            "until a reload brings it back", "key", l->key, "target", l->key + PDR_WEBHOOK_KEY_PREFIX_LEN, NULL);
+}
+
+/* Prepares a webhook key's request: its target's URL and headers (the
+** lane keeps the header list until its next request). 0, 2 when the
+** target is gone (held), -1 out of memory. */
+static int webhook_start(sender *s, lane *l, const db_row *row, int64_t now)
+{
+    const webhook_target *t = webhook_table_find(s->wh, l->key);
+    struct curl_slist *h;
+    if (!t) {
+        webhook_held(l, now);
+        return 2;
+    }
+    if (l->wh_missing) {
+        l->wh_missing = 0;
+        pdr_log(PDR_LOG_INFO, "webhook target back in the configuration: its events go out", "key", l->key, NULL);
+    }
+    h = webhook_headers(t);
+    if (!h || webhook_prepare(l->req, t, h, row->body, row->body_len) != PDR_OK) {
+        webhook_headers_free(h);
+        return -1;
+    }
+    webhook_headers_free(l->wh_headers);   /* the handle now holds h */
+    l->wh_headers = h;
+    return 0;
+}
+
 /* Starts row's request on l. Returns 0 when started, 1 when the row went
-** without a request (collapsed), -1 when it could not start (memory). */
+** without a request (collapsed), 2 when it is held (a webhook key without
+** its target: l->retry_at_ms says until when), -1 when it could not start
+** (memory). */
 static int start_request(sender *s, lane *l, db_row *row, int64_t now)
 {
-    int fb, up = ups_pick(&s->ups, s->link == LINK_UP, now, &fb);
+    /* a webhook key's request goes to its own url, never an upstream's */
+    int fb = 0, up = l->webhook ? 0 : ups_pick(&s->ups, s->link == LINK_UP, now, &fb);
     const ups_entry *ue = &s->ups.e[up];
     const char *url = row->action == PDR_ACTION_CHANGE ? ue->url_change : ue->url_alert;
     char *body;
     size_t len;
     int owned, bad;
-    /* the lane is idle (not in the multi handle): its headers may change */
-    if (l->token_gen != s->token_seen) {
-        if (pd_request_set_token(l->req, s->token) != PDR_OK) return -1;
-        l->token_gen = s->token_seen;
+    if (l->webhook) {
+        bad = webhook_start(s, l, row, now);
+        if (bad) return bad;
+    } else {
+        /* the lane is idle (not in the multi handle): its headers may change */
+        if (l->token_gen != s->token_seen) {
+            if (pd_request_set_token(l->req, s->token) != PDR_OK) return -1;
+            l->token_gen = s->token_seen;
+        }
+        bad = body_for(s, l, row, now, &body, &len, &owned);
+        if (bad) return bad;
+        /* one url: its proxy and interface were set when the lane was made */
+        bad = (s->ups.n > 1 && pd_request_via(l->req, ue->cfg) != PDR_OK) ||
+              pd_request_prepare(l->req, url, body, len) != PDR_OK;
+        if (owned) free(body);
+        if (bad) return -1;
     }
-    bad = body_for(s, l, row, now, &body, &len, &owned);
-    if (bad) return bad;
-    /* one url: its proxy and interface were set when the lane was made */
-    bad = (s->ups.n > 1 && pd_request_via(l->req, ue->cfg) != PDR_OK) ||
-          pd_request_prepare(l->req, url, body, len) != PDR_OK;
-    if (owned) free(body);
-    if (bad) return -1;
-    /* Invariants 2 and 7: the lane is idle; a link not up has no probe out. */
+    /* Invariants 2 and 7: the lane is idle; a link not up has no probe out
+    ** (webhook keys are outside the uplink). */
     assert(!l->busy);
     assert(s->in_flight < s->cfg->concurrency);
-    assert(s->link != LINK_PROBING);
-    assert(s->link == LINK_UP || s->probes_in_flight == 0);
+    assert(l->webhook || s->link != LINK_PROBING);
+    assert(l->webhook || s->link == LINK_UP || s->probes_in_flight == 0);
     if (curl_multi_add_handle(s->multi, pd_request_easy(l->req)) != CURLM_OK) return -1;
     /* Sender invariant 6: a head that failed before (in an earlier run of
     ** the daemon too) goes on from its backoff, not from the start. */
-    if (s->link == LINK_UP) backoff_resume(&l->bo, row->attempts);
+    if (s->link == LINK_UP || l->webhook) backoff_resume(&l->bo, row->attempts);
     ratelimit_take(&l->rl, now);
     l->row = *row;
     memset(row, 0, sizeof *row);   /* the lane owns the strings now */
     l->busy = 1;
     s->in_flight++;
-    l->probe = s->link != LINK_UP;
+    l->probe = !l->webhook && s->link != LINK_UP;
     s->probes_in_flight += l->probe;
     l->up = up;
     l->fb = fb;
-    ups_started(&s->ups, up, s->link == LINK_UP, fb);
+    if (!l->webhook) ups_started(&s->ups, up, s->link == LINK_UP, fb);
     s->starts++;
     if (fb && pdr_log_enabled(PDR_LOG_DEBUG)) {
         char id[24];
         fmt_i64(id, sizeof id, l->row.id);
         pdr_log(PDR_LOG_DEBUG, "probing the first url", "key", l->red, "id", id, "url", ue->shown, NULL);
     }
-    if (s->link == LINK_DOWN) {
+    if (!l->webhook && s->link == LINK_DOWN) {
         s->link = LINK_PROBING;
         if (pdr_log_enabled(PDR_LOG_DEBUG)) {
             char id[24];
@@ -688,24 +776,23 @@ static int64_t lane_ready_ms(lane *l, int64_t now)
 }
 
 /* Starts what may start; lowers *wake to when anything else may. While
-** the link is down that is one probe at most: the first row of the most
-** urgent key that may go, whatever its own next_ms (the probe schedule
-** decides). */
+** the link is down that is one probe at most for the PagerDuty keys: the
+** first row of the most urgent such key that may go, whatever its own
+** next_ms (the probe schedule decides); webhook keys go on as when up. */
 static void fill(sender *s, int64_t now, int64_t *wake)
 {
     db_row *rows = NULL;
     size_t n = 0;
     int64_t next;
     int probing = s->link != LINK_UP;
-    if (probing) {
-        if (s->link == LINK_PROBING) return;          /* its completion wakes us */
-        if (now < s->next_probe_ms) {
-            min_into(wake, s->next_probe_ms);
-            return;
-        }
+    int probe_due = s->link == LINK_DOWN && now >= s->next_probe_ms;   /* a PagerDuty key may probe now */
+    int probed = 0;
+    if (probing && !probe_due) {
+        if (s->link == LINK_DOWN) min_into(wake, s->next_probe_ms);   /* else the probe's completion wakes us */
+        if (!s->wh->n) return;                    /* no webhook key may go either */
     }
     s->fill_seq++;
-    pdr_rc rc = db_outbox_due(s->db, probing ? INT64_MAX : now, SENDER_DUE_BATCH, &rows, &n);
+    pdr_rc rc = db_outbox_due(s->db, probe_due ? INT64_MAX : now, SENDER_DUE_BATCH, &rows, &n);
     if (rc) {
         log_db_error(s, "cannot read the outbox", rc, NULL);
         min_into(wake, now + 1000);
@@ -725,6 +812,11 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         }
         l->seen_fill = s->fill_seq;
         if (l->busy) continue;                    /* its completion wakes us */
+        if (probing && !l->webhook && (!probe_due || probed)) continue;   /* waits for the probe */
+        if (l->webhook && rows[i].next_ms > now) {   /* read for a probe, not due itself */
+            min_into(wake, rows[i].next_ms);
+            continue;
+        }
         if (s->cfg->max_age_ms && rows[i].created_ms + s->cfg->max_age_ms <= now) {
             kill_expired(s, l, &rows[i]);
             min_into(wake, now);                  /* the next head may be due */
@@ -740,16 +832,20 @@ static void fill(sender *s, int64_t now, int64_t *wake)
         if (st < 0) {
             pdr_log(PDR_LOG_ERROR, "cannot start a request (out of memory)", "key", l->red, NULL);
             min_into(wake, now + 1000);
+        } else if (st == 2) {
+            min_into(wake, l->retry_at_ms);       /* held: a webhook key without its target */
         } else if (st > 0) {
             min_into(wake, now);                  /* collapsed: the key's next row may go */
-        } else if (probing) {
-            break;                                /* one probe */
+        } else if (probing && !l->webhook) {
+            probed = 1;                           /* one probe */
         }
     }
     db_rows_free(rows, n);
     if (probing) {
         /* nothing could probe (every key throttled or held): look again */
         if (s->link == LINK_DOWN) min_into(wake, now + 1000 < s->next_probe_ms ? s->next_probe_ms : now + 1000);
+        /* webhook keys in their backoff: when the first is due */
+        if (s->wh->n && db_outbox_next_due_after(s->db, now, &next) == PDR_OK) min_into(wake, next);
         return;
     }
     if (n == SENDER_DUE_BATCH) min_into(wake, now);
@@ -819,6 +915,10 @@ static void api_metrics(const lane *l, const pd_result *res)
     curl_off_t us = 0;
     const char *ep = endpoint_name(l->row.action);
     snprintf(status, sizeof status, "%ld", res->http_status);
+    if (l->webhook) {   /* not PagerDuty's API: a family of its own */
+        metrics_inc(MC_WEBHOOK_REQUESTS, l->key + PDR_WEBHOOK_KEY_PREFIX_LEN, status);
+        return;
+    }
     metrics_inc(MC_API_REQUESTS, ep, status);
     if (curl_easy_getinfo(pd_request_easy(l->req), CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
         metrics_observe(MH_API_DURATION, ep, (double)us / 1e6);
@@ -836,7 +936,7 @@ static void event_metrics(const outcome *o)
         metrics_inc(MC_DEAD_LETTERS, "permanent", NULL);
         return;
     }
-    if (o->res.outcome != PD_OK) return;
+    if (o->res.outcome != PD_OK || o->l->webhook) return;   /* webhooks: pdrelay_webhook_requests_total */
     metrics_target(r->routing_key, target, sizeof target);
     switch (r->action) {
     case PDR_ACTION_TRIGGER:
@@ -861,8 +961,9 @@ static int64_t throttled(sender *s, lane *l, const pd_result *res, int64_t now)
     ratelimit_throttled(&l->rl, now);
     ratelimit_halve(&l->rl, now + delay + s->cfg->rate_window_ms);
     l->throttled_until_ms = now + delay;
-    /* rate_per_minute 0 (no limiter): 0 is stored, the key has no rate to halve */
-    int half = s->cfg->rate_per_minute == 0 ? 0 : s->cfg->rate_per_minute / 2 > 0 ? s->cfg->rate_per_minute / 2 : 1;
+    /* the key's rate halved; 0 (rate_per_minute 0 with a relay: no limiter)
+    ** is stored as 0, the key has no rate to halve */
+    int half = l->rate == 0 ? 0 : l->rate / 2 > 0 ? l->rate / 2 : 1;
     pdr_rc rc = db_key_throttle_set(s->db, l->key, now + delay, half);
     if (rc) write_failed(s, "cannot record a throttled key", rc, l->red);
     return delay;
@@ -911,8 +1012,12 @@ static void record(sender *s, outcome *o, CURLcode cc)
     int64_t now = pdr_clock_now_ms();
     db_row *r = &l->row;
 
-    pd_request_result(l->req, cc, &o->res);
-    pdr_redact_in(o->res.error, l->key);   /* an upstream that echoes the key: not into rows or logs */
+    if (l->webhook) {
+        webhook_result(l->req, cc, l->wh_headers, &o->res);   /* header values scrubbed from the text */
+    } else {
+        pd_request_result(l->req, cc, &o->res);
+        pdr_redact_in(o->res.error, l->key);   /* an upstream that echoes the key: not into rows or logs */
+    }
     api_metrics(l, &o->res);
     curl_multi_remove_handle(s->multi, pd_request_easy(l->req));
     assert(l->busy && s->in_flight > 0 && s->in_flight <= s->cfg->concurrency);
@@ -923,15 +1028,17 @@ static void record(sender *s, outcome *o, CURLcode cc)
     l->probe = 0;
     assert(s->probes_in_flight >= 0);
     if (o->res.http_status) ratelimit_done(&l->rl, now);
-    o->link_fail = o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
-    if (s->ups.n > 1) upstream_outcome(s, o, now);
+    /* A webhook key's outcome is its own: never the uplink's. */
+    o->link_fail = !l->webhook && o->res.outcome == PD_RETRY && link_failure(s, l, &o->res);
+    if (s->ups.n > 1 && !l->webhook) upstream_outcome(s, o, now);
     /* a 5xx while down is the outage going on; any other answer ends it
     ** (after this row's own outcome is written, below) */
-    int answered = !o->link_fail && o->res.http_status && !(o->res.http_status >= 500 && s->link != LINK_UP);
+    int answered = !l->webhook && !o->link_fail && o->res.http_status &&
+                   !(o->res.http_status >= 500 && s->link != LINK_UP);
     /* An upstream that says when to come back (a relay's 503 "Outbox
     ** full" with Retry-After): while the link is down, no probe before. */
-    if (o->res.outcome == PD_RETRY && o->res.type != PD_ERR_RATE_LIMIT && o->res.retry_after_ms > 0 &&
-        now + o->res.retry_after_ms > s->probe_floor_ms)
+    if (!l->webhook && o->res.outcome == PD_RETRY && o->res.type != PD_ERR_RATE_LIMIT &&
+        o->res.retry_after_ms > 0 && now + o->res.retry_after_ms > s->probe_floor_ms)
         s->probe_floor_ms = now + o->res.retry_after_ms;
     if (o->link_fail) {
         o->logged = link_failed(s, l, &o->res, now, was_probe);
@@ -957,7 +1064,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         if (o->elsewhere) {
             /* not the active upstream's failure: the row goes again now, to it */
             o->delay = 0;
-        } else if (o->link_fail || (s->link != LINK_UP && !answered)) {
+        } else if (!l->webhook && (o->link_fail || (s->link != LINK_UP && !answered))) {
             /* the uplink's failure: the row waits for the probe schedule,
             ** the key's own backoff is not grown */
             o->delay = s->next_probe_ms > now ? s->next_probe_ms - now : 0;
@@ -1022,8 +1129,10 @@ static void report_retry(sender *s, lane *l, const outcome *o, const char *id, c
         return;
     }
     pdr_log(PDR_LOG_WARN,
-            res->type == PD_ERR_RATE_LIMIT ? "throttled by PagerDuty (429): this key waits, then runs at half rate "
-                                             "for a window; repeats are logged at debug"
+            res->type == PD_ERR_RATE_LIMIT ? (l->webhook ? "throttled by the webhook (429): this key waits, then runs "
+                                                           "at half rate for a window; repeats are logged at debug"
+                                                         : "throttled by PagerDuty (429): this key waits, then runs at "
+                                                           "half rate for a window; repeats are logged at debug")
                                            : "delivery failed; will retry (repeats for this reason are logged at debug)",
             "key", l->red, "id", id, "action", action, "dedup_key", r->dedup_key, "error_type",
             pd_error_type_name(res->type), "error", res->error, "attempts", attempts, "retry_in", delay_s, NULL);
@@ -1068,7 +1177,8 @@ static void report(sender *s, const outcome *o)
         report_retry(s, l, o, id, action, attempts, now);
         break;
     case PD_DEAD:
-        pdr_log(PDR_LOG_ERROR, "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
+        pdr_log(PDR_LOG_ERROR, l->webhook ? "refused by the webhook: moved to the dead letters"
+                                          : "refused by PagerDuty: moved to the dead letters", "key", l->red, "id", id,
                 "action", action, "dedup_key", r->dedup_key, "error_type", pd_error_type_name(res->type),
                 "error", res->error, "attempts", attempts, NULL);
         break;
@@ -1222,6 +1332,37 @@ static int token_take(sender *s, int64_t now)
     return 1;
 }
 
+/* Takes a reload's webhook table (sender_webhooks_set): held keys look
+** again now; a key whose target's rate changed gets a new limiter when
+** idle (else at its next creation). The old table goes: requests in flight
+** hold their own copies (the lane's header list, libcurl's URL). */
+static void webhooks_take(sender *s, int64_t now)
+{
+    webhook_table *n;
+    pthread_mutex_lock(&s->wh_mu);
+    n = s->wh_next;
+    s->wh_next = NULL;
+    atomic_store(&s->wh_swap, 0);
+    pthread_mutex_unlock(&s->wh_mu);
+    if (!n) return;
+    webhook_table_free(s->wh);
+    s->wh = n;
+    for (size_t i = 0; i < s->n_lanes; i++) {
+        lane *l = &s->lanes[i];
+        const webhook_target *t;
+        ratelimit rl;
+        if (!l->webhook) continue;
+        if (l->wh_missing) l->retry_at_ms = 0;
+        t = webhook_table_find(s->wh, l->key);
+        if (!t || t->rate_per_minute == l->rate || l->busy ||
+            ratelimit_init(&rl, t->rate_per_minute, s->cfg->burst, s->cfg->rate_window_ms, now) != PDR_OK)
+            continue;
+        ratelimit_cleanup(&l->rl);
+        l->rl = rl;
+        l->rate = t->rate_per_minute;
+    }
+}
+
 static void *sender_main(void *arg)
 {
     sender *s = arg;
@@ -1234,6 +1375,10 @@ static void *sender_main(void *arg)
         int64_t now = pdr_clock_now_ms(), mono = pdr_clock_mono_ms();
         int postponed = 0;
         if (atomic_load(&s->token_gen) != s->token_seen && token_take(s, now)) dirty = 1;
+        if (atomic_load(&s->wh_swap)) {
+            webhooks_take(s, now);
+            dirty = 1;
+        }
         if (stopping) {
             if (!grace_end) grace_end = mono + s->cfg->timeout_ms;
             if (s->in_flight == 0 || mono >= grace_end) break;
@@ -1348,6 +1493,21 @@ void sender_notify(sender *s)
     /* One wake-up per fill is enough: while a notification is pending (the
     ** thread has not yet looked), more commits need not wake it again. */
     if (atomic_exchange(&s->notified, 1) == 0) curl_multi_wakeup(s->multi);
+}
+
+pdr_rc sender_webhooks_set(sender *s, const pdr_config *cfg)
+{
+    webhook_table *n = NULL, *old;
+    pdr_rc rc = webhook_table_new(cfg, &n);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->wh_mu);
+    old = s->wh_next;
+    s->wh_next = n;
+    atomic_store(&s->wh_swap, 1);
+    pthread_mutex_unlock(&s->wh_mu);
+    webhook_table_free(old);
+    curl_multi_wakeup(s->multi);
+    return PDR_OK;
 }
 
 void sender_kick(sender *s)

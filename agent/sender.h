@@ -1,7 +1,8 @@
 /*
 ** sender.h — the thread that drains the outbox to PagerDuty.
 **
-** One thread drives libcurl's multi interface. Each routing key is a lane
+** One thread drives libcurl's multi interface. Each routing key (and each
+** webhook target's key "webhook:NAME", agent/webhook.h) is a lane
 ** with its own rate limiter (ratelimit.h), backoff (backoff.h) and curl
 ** handle; a lane has at most one request in flight, which keeps per-key
 ** order; lanes run in parallel up to [pagerduty] concurrency.
@@ -28,7 +29,9 @@
 **      at backoff_max_ms), not backoff_initial_ms; the stored next_ms is
 **      honoured first (a head is read only once due).
 **   7. While the uplink is down (a failure with no HTTP reply, or a 5xx on
-**      every key with work) at most one request is in flight, the probe,
+**      every PagerDuty key with work) at most one request to PagerDuty is
+**      in flight, the probe (webhook keys, agent/webhook.h, are outside the
+**      uplink: they neither take it down nor wait for it),
 **      started no sooner than the probe schedule (backoff_max_ms doubling
 **      to down_probe_max) or sender_kick(). The first answer that is not a
 **      5xx brings it up: every key's next row becomes due at once. Failures
@@ -109,6 +112,12 @@ pdr_rc sender_set_token(sender *s, const char *token);
 ** (the writer thread calls it after a commit; an atomic flag and a curl
 ** wake-up). */
 void sender_notify(sender *s);
+
+/* A reload: the webhook targets of cfg (URL, headers, rate; copied, cfg
+** is not kept) replace the sender's from its next pass (webhook.h, "THE
+** TABLE"). PDR_OK or PDR_ERR_NOMEM (the running ones are kept). Main
+** thread (SIGHUP); thread-safe against the sender thread. */
+pdr_rc sender_webhooks_set(sender *s, const pdr_config *cfg);
 
 /* "The uplink is back now" (SIGUSR1, `pdrelay queue kick`): the next
 ** probe of a link that is down goes at once instead of at its backoff.

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,6 +108,9 @@ static const pdr_config_key key_table[] = {
      NULL, RESTART,
      "While the uplink to PagerDuty is down, one summary line (backlog, age of the oldest event, attempts made) "
      "per this interval."},
+    {"agent", "fallback_target", PDR_KT_STRING, PDR_KF_OPTIONAL, "", CFG(fallback_target), 0, 0, NULL, APPLIES,
+     "The NAME of a [target NAME] that gets every alert matching no PagerDuty target (typically a webhook "
+     "target) instead of it being dropped as unrouted; empty: such alerts are unrouted."},
     {"listen", "address", PDR_KT_STRING, 0, "127.0.0.1", CFG(listen_address), 0, 0, NULL, RESTART,
      "Address of the HTTP ingest server (a name or an IPv4 or IPv6 address); 127.0.0.1 keeps it local to this "
      "machine."},
@@ -221,13 +225,23 @@ static const pdr_config_key key_table[] = {
     {"dedup", "cleanup_interval", PDR_KT_DURATION, 0, "1h", CFG(cleanup_interval_ms), 1, MAX_DURATION, NULL, RESTART,
      "How often expired dedup entries are purged."},
     {"target", "routing_key", PDR_KT_ROUTING_KEY, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
-     "The integration key, inline; exactly one of routing_key and routing_key_file is required."},
+     "The integration key, inline; exactly one of routing_key, routing_key_file and webhook_url is required."},
     {"target", "routing_key_file", PDR_KT_ROUTING_KEY_FILE, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
      "A file holding the integration key (read at load and at each reload, whitespace trimmed)."},
     {"target", "match", PDR_KT_MATCH, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
      "A label matcher, repeatable, one per line; an alert goes to every target whose matchers all hold (none: "
      "every alert). A regex is POSIX extended and must match the whole value; a label the alert does not have "
      "counts as empty, as in Prometheus."},
+    {"target", "webhook_url", PDR_KT_WEBHOOK_URL, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
+     "Instead of a routing key: POST each alert routed here to this URL as JSON (the Alertmanager payload, or "
+     "the /v1/alerts alert object), queued and retried like PagerDuty events; NAME is then at most 64 "
+     "characters. Logs show only the URL's scheme, host and port."},
+    {"target", "webhook_headers_file", PDR_KT_WEBHOOK_HEADERS, 0, NULL, NOFIELD, 0, 0, NULL, APPLIES,
+     "With webhook_url: a file of extra request headers, one \"Name: value\" per line (# comments and blank "
+     "lines allowed), read at load and at each reload; values may be secrets and are never shown."},
+    {"target", "rate_per_minute", PDR_KT_TARGET_RATE, 0, NULL, NOFIELD, 1, 1000000, NULL, APPLIES,
+     "With webhook_url: requests per minute to the URL (burst as [pagerduty] burst); when not set, [pagerduty] "
+     "rate_per_minute."},
 };
 
 #undef APPLIES
@@ -261,6 +275,9 @@ typedef enum line_kind {
 typedef struct target_aux {
     int rk_line;         /* line of routing_key, 0 if none */
     int rkf_line;        /* line of routing_key_file, 0 if none */
+    int url_line;        /* line of webhook_url, 0 if none */
+    int hf_line;         /* line of webhook_headers_file, 0 if none */
+    int rate_line;       /* line of rate_per_minute, 0 if none */
 } target_aux;
 
 typedef struct load_ctx {
@@ -849,7 +866,10 @@ static int set_value(load_ctx *c, const pdr_config_key *kd, const char *value)
     case PDR_KT_ENUM: return set_enum(c, kd, value);
     case PDR_KT_ROUTING_KEY:
     case PDR_KT_ROUTING_KEY_FILE:
-    case PDR_KT_MATCH: break;   /* handled by the target code */
+    case PDR_KT_MATCH:
+    case PDR_KT_WEBHOOK_URL:
+    case PDR_KT_WEBHOOK_HEADERS:
+    case PDR_KT_TARGET_RATE: break;   /* handled by the target code */
     }
     return -1;
 }
@@ -984,6 +1004,157 @@ static void err_both_sources(load_ctx *c, const pdr_target *t, const target_aux 
            t->name, a->rk_line, a->rkf_line);
 }
 
+/* webhook_url beside a routing key (either order): one message, at the
+** later of the two lines. */
+static void err_url_and_key(load_ctx *c, const pdr_target *t, const target_aux *a)
+{
+    const char *other = a->rk_line ? "routing_key" : "routing_key_file";
+    int other_line = a->rk_line ? a->rk_line : a->rkf_line;
+    err_at(c, c->lineno,
+           "[target %s] has both webhook_url (line %d) and %s (line %d); allowed: exactly one of routing_key, "
+           "routing_key_file and webhook_url",
+           t->name, a->url_line, other, other_line);
+}
+
+/* ---- webhook targets: the URL and the headers file ---------------------- */
+
+#define HEADERS_FILE_MAX (64 * 1024)   /* a headers file longer than this is refused */
+
+static void headers_free(pdr_target *t)
+{
+    for (size_t i = 0; i < t->n_headers; i++) {
+        free(t->headers[i].name);
+        if (t->headers[i].value) {
+            pdr_secure_zero(t->headers[i].value, strlen(t->headers[i].value));
+            free(t->headers[i].value);
+        }
+    }
+    free(t->headers);
+    t->headers = NULL;
+    t->n_headers = 0;
+}
+
+/* RFC 9110 token characters: what a header name is made of. */
+static int is_tchar(int ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* Reads path, a webhook_headers_file: one "Name: value" per line, blank
+** lines and lines starting with '#' skipped, a CRLF ending taken as LF.
+** The name is an HTTP token; the value (spaces and tabs around it trimmed)
+** is not empty and holds no control character (so no CR or LF can split
+** it into a second header); Content-Length, Transfer-Encoding and Host are
+** libcurl's. Errors name the config line, the file and its line, and what
+** is wrong, never the line's text: a value is a secret, and a line without
+** ':' or with a bad name may be one too. */
+static void read_headers_file(load_ctx *c, pdr_target *t, const char *path)
+{
+    static const char *const reserved[] = {"Content-Length", "Transfer-Encoding", "Host"};
+    char *buf = NULL;
+    size_t n = 0;
+    int err = 0, more = 0, line = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f) {
+        err_at(c, c->lineno, "webhook_headers_file = %s: cannot read: %s", path, strerror(errno));
+        return;
+    }
+    buf = pdr_malloc(HEADERS_FILE_MAX + 1);
+    if (!buf) {
+        fclose(f);
+        c->fatal = PDR_ERR_NOMEM;
+        return;
+    }
+    n = fread(buf, 1, HEADERS_FILE_MAX, f);
+    if (ferror(f))
+        err = errno ? errno : EIO;
+    else if (n == HEADERS_FILE_MAX && getc(f) != EOF)
+        more = 1;
+    fclose(f);
+    buf[n] = '\0';
+    if (err) {
+        err_at(c, c->lineno, "webhook_headers_file = %s: cannot read: %s", path, strerror(err));
+        goto out;
+    }
+    if (more) {
+        err_at(c, c->lineno, "webhook_headers_file = %s: longer than %d bytes; allowed: at most %d header lines",
+               path, HEADERS_FILE_MAX, PDR_CONFIG_MAX_HEADERS);
+        goto out;
+    }
+    if (memchr(buf, '\0', n)) {
+        err_at(c, c->lineno, "webhook_headers_file = %s: contains a NUL byte; allowed: a text file of "
+               "\"Name: value\" lines", path);
+        goto out;
+    }
+    for (char *p = buf, *next; p < buf + n; p = next) {
+        char *end = strchr(p, '\n'), *colon, *v, *ve;
+        const char *why = NULL;
+        next = end ? end + 1 : buf + n;
+        if (!end) end = buf + n;
+        *end = '\0';
+        line++;
+        if (end > p && end[-1] == '\r') *--end = '\0';
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        colon = strchr(p, ':');
+        if (!colon) {
+            why = "has no ':'; allowed: Name: value";
+        } else if (colon == p) {
+            why = "has no header name before ':'; allowed: Name: value";
+        } else {
+            for (char *q = p; q < colon && !why; q++)
+                if (!is_tchar((unsigned char)*q))
+                    why = "has a character not allowed in a header name (allowed: letters, digits and "
+                          "!#$%&'*+-.^_`|~; no space before ':')";
+        }
+        if (!why) {
+            v = colon + 1;
+            while (*v == ' ' || *v == '\t') v++;
+            ve = v + strlen(v);
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            *ve = '\0';
+            if (!*v) why = "has an empty value; allowed: Name: value";
+            for (char *q = v; *q && !why; q++)
+                if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+                    why = "has a control character (a CR, say) in its value; allowed: printable text";
+        }
+        if (!why) {
+            *colon = '\0';
+            for (size_t r = 0; r < sizeof reserved / sizeof *reserved && !why; r++)
+                if (!strcasecmp(p, reserved[r]))
+                    why = "sets a header libcurl sets itself (Content-Length, Transfer-Encoding, Host)";
+        }
+        if (!why && t->n_headers >= PDR_CONFIG_MAX_HEADERS) why = "is one header too many (at most 32)";
+        if (why) {
+            err_at(c, c->lineno, "webhook_headers_file = %s:%d: the line %s", path, line, why);
+            continue;
+        }
+        if (!t->headers) {
+            t->headers = pdr_calloc(PDR_CONFIG_MAX_HEADERS, sizeof *t->headers);
+            if (!t->headers) {
+                c->fatal = PDR_ERR_NOMEM;
+                goto out;
+            }
+        }
+        t->headers[t->n_headers].name = dup_or_fail(c, p);
+        t->headers[t->n_headers].value = dup_or_fail(c, v);
+        t->n_headers++;
+        if (c->fatal) goto out;
+    }
+out:
+    pdr_secure_zero(buf, HEADERS_FILE_MAX + 1);
+    free(buf);
+}
+
+/* http:// or https:// with a host, no space: the check of set_url. */
+static int url_ok(const char *value)
+{
+    const char *host = !strncmp(value, "https://", 8) ? value + 8 : !strncmp(value, "http://", 7) ? value + 7 : NULL;
+    return host && *host && *host != '/' && !strpbrk(value, " \t");
+}
+
 static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
 {
     pdr_target *t = &c->cfg->targets[c->cur_target];
@@ -999,6 +1170,8 @@ static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
         a->rk_line = c->lineno;
         if (a->rkf_line)
             err_both_sources(c, t, a);
+        else if (a->url_line)
+            err_url_and_key(c, t, a);
         check_routing_key(c, "routing_key", value, strlen(value), t->routing_key);
         return;
     case PDR_KT_ROUTING_KEY_FILE:
@@ -1011,6 +1184,8 @@ static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
         a->rkf_line = c->lineno;
         if (a->rk_line)
             err_both_sources(c, t, a);
+        else if (a->url_line)
+            err_url_and_key(c, t, a);
         if (!*value) {
             err_at(c, c->lineno, "routing_key_file: empty value; allowed: the path of a file holding the key");
             return;
@@ -1022,6 +1197,61 @@ static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
     case PDR_KT_MATCH:
         add_matcher(c, t, value);
         return;
+    case PDR_KT_WEBHOOK_URL: {
+        char shown[256];
+        if (a->url_line) {
+            err_at(c, c->lineno, "webhook_url set twice in [target %s] (first at line %d); allowed: once", t->name,
+                   a->url_line);
+            return;
+        }
+        a->url_line = c->lineno;
+        if (a->rk_line || a->rkf_line) err_url_and_key(c, t, a);
+        if (!url_ok(value)) {
+            /* the URL may hold a token in its path: shown as its origin */
+            err_at(c, c->lineno, "webhook_url%s%s: %s; allowed: http://HOST[:PORT][/PATH] or https://…",
+                   *value ? " = " : "", *value ? pdr_url_origin(value, shown, sizeof shown) : "",
+                   *value ? "not an HTTP URL" : "empty value");
+            return;
+        }
+        if (strlen(t->name) > PDR_WEBHOOK_NAME_MAX)
+            err_at(c, c->lineno, "[target %s]: the name of a webhook target is %zu bytes; allowed: at most %d",
+                   t->name, strlen(t->name), PDR_WEBHOOK_NAME_MAX);
+        t->webhook_url = dup_or_fail(c, value);
+        snprintf(t->webhook_key, sizeof t->webhook_key, "%s%s", PDR_WEBHOOK_KEY_PREFIX, t->name);
+        return;
+    }
+    case PDR_KT_WEBHOOK_HEADERS:
+        if (a->hf_line) {
+            err_at(c, c->lineno, "webhook_headers_file set twice in [target %s] (first at line %d); allowed: once",
+                   t->name, a->hf_line);
+            return;
+        }
+        a->hf_line = c->lineno;
+        if (!*value) {
+            err_at(c, c->lineno, "webhook_headers_file: empty value; allowed: the path of a file of header lines");
+            return;
+        }
+        t->webhook_headers_file = dup_or_fail(c, value);
+        if (!t->webhook_headers_file) return;
+        read_headers_file(c, t, value);
+        return;
+    case PDR_KT_TARGET_RATE: {
+        int64_t v;
+        int overflow;
+        if (a->rate_line) {
+            err_at(c, c->lineno, "rate_per_minute set twice in [target %s] (first at line %d); allowed: once",
+                   t->name, a->rate_line);
+            return;
+        }
+        a->rate_line = c->lineno;
+        if (parse_int64(value, &v, &overflow) || overflow || v < kd->min || v > kd->max) {
+            err_at(c, c->lineno, "rate_per_minute%s%s: %s; allowed: %lld to %lld", *value ? " = " : "", value,
+                   *value ? "not an integer in range" : "empty value", (long long)kd->min, (long long)kd->max);
+            return;
+        }
+        t->rate_per_minute = (int)v;
+        return;
+    }
     default:
         return;
     }
@@ -1029,17 +1259,27 @@ static void target_set(load_ctx *c, const pdr_config_key *kd, const char *value)
 
 /* ---- sections ----------------------------------------------------------- */
 
-/* Closes the current section: a target must have a routing key. */
+/* Closes the current section: a target must have a routing key or a
+** webhook_url; the webhook keys need webhook_url. */
 static void section_end(load_ctx *c)
 {
     if (c->sec == SEC_TARGET && c->cur_target >= 0) {
         const pdr_target *t = &c->cfg->targets[c->cur_target];
         const target_aux *a = &c->aux[c->cur_target];
-        if (!a->rk_line && !a->rkf_line)
+        if (!a->rk_line && !a->rkf_line && !a->url_line)
             err_at(c, t->line,
-                   "[target %s] has no routing key; allowed: routing_key = KEY (%d characters) "
-                   "or routing_key_file = PATH",
+                   "[target %s] has no routing key; allowed: routing_key = KEY (%d characters), "
+                   "routing_key_file = PATH or webhook_url = URL",
                    t->name, PDR_ROUTING_KEY_LEN);
+        if (!a->url_line && a->hf_line)
+            err_at(c, a->hf_line,
+                   "webhook_headers_file in [target %s], which has no webhook_url; allowed: only with webhook_url",
+                   t->name);
+        if (!a->url_line && a->rate_line)
+            err_at(c, a->rate_line,
+                   "rate_per_minute in [target %s], which has no webhook_url; allowed: only with webhook_url "
+                   "(a routing key's rate is [pagerduty] rate_per_minute)",
+                   t->name);
     }
     c->sec = SEC_IGNORED;
     c->cur_target = -1;
@@ -1349,7 +1589,7 @@ static void upstream_token_load(load_ctx *c)
 /* Checks that need more than one key. */
 static void validate_whole(load_ctx *c)
 {
-    const pdr_config *cfg = c->cfg;
+    pdr_config *cfg = c->cfg;
     int line_proxy = 0, line_iface = 0;
     for (size_t i = 0; i < N_KEYS; i++) {
         if (strcmp(key_table[i].section, "pagerduty")) continue;
@@ -1362,6 +1602,17 @@ static void validate_whole(load_ctx *c)
         err_at(c, line_of(c, "pagerduty", "rate_per_minute"),
                "rate_per_minute = 0 (no limiter) is allowed only with upstream = relay, where the site relay "
                "limits towards PagerDuty; allowed: 1 to 1000000, or set upstream = relay");
+    /* After the whole file: [pagerduty] may come after the targets. */
+    for (size_t i = 0; i < cfg->n_targets; i++)
+        if (cfg->targets[i].webhook_url && !cfg->targets[i].rate_per_minute)
+            cfg->targets[i].rate_per_minute = cfg->rate_per_minute;
+    if (cfg->fallback_target && !pdr_config_target(cfg, cfg->fallback_target)) {
+        int line = 0;
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (!strcmp(key_table[i].key, "fallback_target")) line = c->key_line[i];
+        err_at(c, line, "fallback_target = %s: no [target %s] in this file; allowed: the NAME of a [target NAME]",
+               cfg->fallback_target, cfg->fallback_target);
+    }
     if (cfg->backoff_max_ms < cfg->backoff_initial_ms) {
         int li = 0, lm = 0;
         for (size_t i = 0; i < N_KEYS; i++) {
@@ -1533,6 +1784,9 @@ char *pdr_config_key_allowed(const pdr_config_key *k, char *out, size_t outsz)
     case PDR_KT_ROUTING_KEY: snprintf(out, outsz, "%d letters and digits", PDR_ROUTING_KEY_LEN); break;
     case PDR_KT_ROUTING_KEY_FILE: snprintf(out, outsz, "a file name"); break;
     case PDR_KT_MATCH: snprintf(out, outsz, "label=value, label!=value, label=~regex, label!~regex"); break;
+    case PDR_KT_WEBHOOK_URL: snprintf(out, outsz, "an http:// or https:// URL"); break;
+    case PDR_KT_WEBHOOK_HEADERS: snprintf(out, outsz, "a file name"); break;
+    case PDR_KT_TARGET_RATE: snprintf(out, outsz, "%lld to %lld", (long long)k->min, (long long)k->max); break;
     }
     len = strlen(out);
     if ((k->flags & PDR_KF_OPTIONAL) && len < outsz) snprintf(out + len, outsz - len, ", or empty");
@@ -1581,7 +1835,10 @@ char *pdr_config_key_value(const pdr_config_key *k, const pdr_config *cfg, char 
         break;
     case PDR_KT_ROUTING_KEY:
     case PDR_KT_ROUTING_KEY_FILE:
-    case PDR_KT_MATCH: break;
+    case PDR_KT_MATCH:
+    case PDR_KT_WEBHOOK_URL:
+    case PDR_KT_WEBHOOK_HEADERS:
+    case PDR_KT_TARGET_RATE: break;
     }
     return out;
 }
@@ -1714,6 +1971,7 @@ void pdr_config_destroy(pdr_config *cfg)
     free(cfg->path);
     free(cfg->data_dir);
     free(cfg->source);
+    free(cfg->fallback_target);
     free(cfg->listen_address);
     free(cfg->unix_socket);
     free(cfg->auth_token_file);
@@ -1734,6 +1992,9 @@ void pdr_config_destroy(pdr_config *cfg)
         free(t->name);
         free(t->routing_key_file);
         pdr_secure_zero(t->routing_key, sizeof t->routing_key);
+        free(t->webhook_url);
+        free(t->webhook_headers_file);
+        headers_free(t);
     }
     free(cfg->targets);
     free(cfg);
@@ -1754,6 +2015,37 @@ const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name)
     for (size_t i = 0; i < cfg->n_targets; i++)
         if (!strcmp(cfg->targets[i].name, name)) return &cfg->targets[i];
     return NULL;
+}
+
+const char *pdr_target_key(const pdr_target *t)
+{
+    return t->webhook_url ? t->webhook_key : t->routing_key;
+}
+
+int pdr_key_is_webhook(const char *key)
+{
+    return key && !strncmp(key, PDR_WEBHOOK_KEY_PREFIX, PDR_WEBHOOK_KEY_PREFIX_LEN);
+}
+
+char *pdr_url_origin(const char *url, char *out, size_t outsz)
+{
+    const char *host, *end, *at;
+    size_t scheme;
+    if (!out || !outsz) return out;
+    out[0] = '\0';
+    if (!url) return out;
+    host = strstr(url, "://");
+    if (!host) {
+        snprintf(out, outsz, "…");
+        return out;
+    }
+    scheme = (size_t)(host - url) + 3;
+    host += 3;
+    end = host + strcspn(host, "/?#");
+    at = memchr(host, '@', (size_t)(end - host));
+    if (at) host = at + 1;
+    snprintf(out, outsz, "%.*s%.*s%s", (int)scheme, url, (int)(end - host), host, *end ? "/…" : "");
+    return out;
 }
 
 const char *pdr_severity_name(int sev)

@@ -32,6 +32,17 @@
 #define PDR_CONFIG_MAX_ERRORS 100    /* errors recorded; then one "too many errors" line */
 #define PDR_CONFIG_MAX_UPSTREAMS 4   /* entries of [pagerduty] url */
 #define PDR_TOKEN_MAX 4094           /* bytes of an auth token (pdr_token_file_read) */
+#define PDR_CONFIG_MAX_HEADERS 32    /* lines of a webhook_headers_file */
+
+/* Webhook targets ([target NAME] with webhook_url): their events are queued
+** in the outbox under the key "webhook:NAME", which can never be a
+** PagerDuty routing key (those are 32 letters and digits, no ':'), so a
+** webhook target is a lane of its own in the sender (agent/webhook.h). */
+#define PDR_WEBHOOK_KEY_PREFIX "webhook:"
+#define PDR_WEBHOOK_KEY_PREFIX_LEN 8
+#define PDR_WEBHOOK_NAME_MAX 64      /* NAME of a webhook target, in bytes */
+/* The longest outbox key: a routing key or "webhook:NAME". */
+#define PDR_OUTBOX_KEY_MAX (PDR_WEBHOOK_KEY_PREFIX_LEN + PDR_WEBHOOK_NAME_MAX)
 
 typedef enum pdr_log_level {
     PDR_LOG_ERROR = 0,
@@ -81,13 +92,29 @@ typedef struct pdr_matcher {
     regex_t re;             /* compiled for RE/NRE only */
 } pdr_matcher;
 
+/* One line of a webhook_headers_file. The value is a secret: it is sent
+** and never shown (not in logs, metrics, errors or `config check`). */
+typedef struct pdr_header {
+    char *name;
+    char *value;
+} pdr_header;
+
 typedef struct pdr_target {
     char *name;                              /* NAME of [target NAME] */
-    char routing_key[PDR_ROUTING_KEY_LEN + 1];
+    char routing_key[PDR_ROUTING_KEY_LEN + 1]; /* "" for a webhook target */
     char *routing_key_file;                  /* NULL when routing_key was inline */
     pdr_matcher *matchers;                   /* all must hold; none = match all */
     size_t n_matchers;
     int line;                                /* line of the section header */
+    /* A webhook target (webhook_url set, no routing key): */
+    char *webhook_url;                       /* NULL for a PagerDuty target */
+    char *webhook_headers_file;              /* NULL when none */
+    pdr_header *headers;                     /* from that file, in file order */
+    size_t n_headers;
+    int rate_per_minute;                     /* requests per minute to the URL: the
+                                             ** target's, else [pagerduty]
+                                             ** rate_per_minute; 0 for PagerDuty targets */
+    char webhook_key[PDR_OUTBOX_KEY_MAX + 1]; /* "webhook:NAME"; "" for PagerDuty targets */
 } pdr_target;
 
 /* One entry of [pagerduty] url with its proxy and interface (the entries
@@ -113,6 +140,9 @@ typedef struct pdr_config {
                                 ** for pdr_severity_name() */
     int64_t outage_log_interval_ms; /* default 10m, >= 1s: while the uplink is
                                 ** down, one summary line per interval */
+    char *fallback_target;      /* NULL when unset: the target (an existing one)
+                                ** that gets every alert matching no PagerDuty
+                                ** target (agent/normalize.c) */
 
     /* [listen] */
     char *listen_address;       /* default "127.0.0.1" */
@@ -215,7 +245,10 @@ typedef enum pdr_key_type {
     PDR_KT_ENUM,             /* an int (enum) field; value = index in names[] */
     PDR_KT_ROUTING_KEY,      /* [target]: the key inline */
     PDR_KT_ROUTING_KEY_FILE, /* [target]: a file holding the key */
-    PDR_KT_MATCH             /* [target]: one label matcher, repeatable */
+    PDR_KT_MATCH,            /* [target]: one label matcher, repeatable */
+    PDR_KT_WEBHOOK_URL,      /* [target]: the URL a webhook target POSTs to */
+    PDR_KT_WEBHOOK_HEADERS,  /* [target]: a file of "Name: value" header lines */
+    PDR_KT_TARGET_RATE       /* [target]: an int in [min, max], webhook targets only */
 } pdr_key_type;
 
 #define PDR_KF_OPTIONAL 1u   /* an empty value means unset (NULL or 0) */
@@ -319,6 +352,18 @@ int pdr_target_matches(const pdr_target *t, pdr_label_get_fn get, void *ctx);
 
 /* Finds a target by name; NULL if none. */
 const pdr_target *pdr_config_target(const pdr_config *cfg, const char *name);
+
+/* The outbox key of a target: its routing key, or "webhook:NAME" for a
+** webhook target. */
+const char *pdr_target_key(const pdr_target *t);
+
+/* Is key an outbox key of a webhook target ("webhook:NAME")? */
+int pdr_key_is_webhook(const char *key);
+
+/* url for display without what may be a secret: only "scheme://host[:port]"
+** and "/…" when a path or query followed (many webhook services put a
+** token in the path); a user:password part is dropped too. Returns out. */
+char *pdr_url_origin(const char *url, char *out, size_t outsz);
 
 /* "critical", "error", "warning", "info" for 0..3 (others: "error") */
 const char *pdr_severity_name(int sev);

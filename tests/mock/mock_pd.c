@@ -38,6 +38,14 @@
 **  5. Memory is bounded: bodies are capped at 1 MB (413 beyond), records at
 **     MOCK_RECORDS_MAX, each rate window at --limit timestamps.
 **
+** A plain webhook endpoint stands in for a generic HTTP receiver (pdrelay's
+** webhook targets): POST /webhook or /webhook/ANYTHING records the method,
+** path, every request header and the body (GET /_mock/webhooks), answers
+** 200 {"status":"ok"}, and has a fault mode of its own, set with
+** {"target":"webhook", ...} on /_mock/mode (the same modes; the events'
+** mode is left alone). /_mock/wait also takes webhooks=N (2xx answers) and
+** webhook_requests=N.
+**
 ** Life of one event request (the access handler is called several times):
 **
 **   first call ── route_find ──▶ unknown path 404 / wrong method 405 /
@@ -106,6 +114,17 @@ typedef struct mock_record {
     char *routing_key, *event_action, *dedup_key, *summary, *body;
 } mock_record;
 
+/* One webhook request as /_mock/webhooks shows it. */
+typedef struct wh_record {
+    long seq;
+    int64_t arrival_ms;
+    char *method, *path;
+    char *headers;      /* a JSON object of the request's headers, as text */
+    int status;         /* 0: none (hang, reset) */
+    mock_fault fault;
+    char *body;
+} wh_record;
+
 /* The accepted-request times of one routing key, oldest first, at most
 ** mock.limit of them. */
 typedef struct rate_window {
@@ -139,6 +158,14 @@ static struct {
     long accepted, throttled, invalid, faulted, requests;
     rate_window *windows;
     uint64_t uuid_state;
+    /* The webhook endpoint: its own fault mode, records and counters. */
+    mock_fault wh_fault;
+    int wh_status, wh_delay_ms;
+    long wh_left;
+    char *wh_retry_after;
+    struct wh_record *whs;
+    size_t nwhs, capwhs;
+    long wh_accepted, wh_requests;
 
     int stop_rd, stop_wr; /* readable once the server is stopping */
 } mock = {
@@ -252,6 +279,16 @@ static void records_free(void)
     free(mock.recs);
     mock.recs = NULL;
     mock.nrecs = mock.caprecs = 0;
+    for (size_t i = 0; i < mock.nwhs; i++) {
+        wh_record *r = &mock.whs[i];
+        free(r->method);
+        free(r->path);
+        free(r->headers);
+        free(r->body);
+    }
+    free(mock.whs);
+    mock.whs = NULL;
+    mock.nwhs = mock.capwhs = 0;
 }
 
 /* A fresh UUID-shaped dedup key, as PagerDuty gives a trigger without one. */
@@ -456,7 +493,7 @@ static void hang_until_gone(struct MHD_Connection *conn)
 /* ---- routes ---------------------------------------------------------------- */
 
 typedef enum route {
-    R_ENQUEUE, R_CHANGE, R_MODE, R_RESET, R_EVENTS, R_REQUESTS, R_STATS, R_WAIT
+    R_ENQUEUE, R_CHANGE, R_MODE, R_RESET, R_EVENTS, R_REQUESTS, R_STATS, R_WAIT, R_WEBHOOKS, R_WEBHOOK
 } route;
 
 static const struct {
@@ -473,6 +510,8 @@ static const struct {
     {"/_mock/requests", "GET", R_REQUESTS},
     {"/_mock/stats", "GET", R_STATS},
     {"/_mock/wait", "GET", R_WAIT},
+    {"/_mock/webhooks", "GET", R_WEBHOOKS},
+    {"/webhook", "POST", R_WEBHOOK},   /* and /webhook/ANYTHING: route_find */
 };
 #define ROUTES_N (sizeof routes / sizeof routes[0])
 
@@ -494,13 +533,15 @@ static const char *url_path(const char *url, char **host_out)
 static int route_find(const char *url)
 {
     for (size_t i = 0; i < ROUTES_N; i++)
-        if (!strcmp(url, routes[i].path)) return (int)i;
+        if (!strcmp(url, routes[i].path) || (routes[i].r == R_WEBHOOK && !strncmp(url, "/webhook/", 9)))
+            return (int)i;
     return -1;
 }
 
 /* Per-request state, freed by on_completed. */
 typedef struct req_ctx {
     int route_ix;
+    char *url;  /* the path as requested (the webhook records it) */
     char *proxied_host; /* see mock_record */
     char *body; /* NUL-terminated */
     size_t len, cap;
@@ -556,6 +597,104 @@ out:
     return rc;
 }
 
+/* MHD_get_connection_values iterator: each header into a JSON object. */
+static enum MHD_Result header_add(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    cJSON_AddStringToObject(cls, key, value ? value : "");
+    return MHD_YES;
+}
+
+/* A webhook request: decided, recorded and counted under the mutex (its
+** own fault mode), then answered like an event request. */
+static enum MHD_Result handle_webhook(struct MHD_Connection *conn, req_ctx *ctx, const char *method)
+{
+    cJSON *hdrs = cJSON_CreateObject();
+    char *htext;
+    mock_fault fault;
+    int status, delay;
+    char *retry_after = NULL;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, header_add, hdrs);
+    htext = cJSON_PrintUnformatted(hdrs);
+    cJSON_Delete(hdrs);
+
+    pthread_mutex_lock(&mock.mu);
+    mock.seq++;
+    fault = mock.wh_fault;
+    delay = mock.latency_ms;
+    if (mock.wh_fault != FAULT_OK && mock.wh_left > 0 && --mock.wh_left == 0) mock.wh_fault = FAULT_OK;
+    switch (fault) {
+    case FAULT_HANG:
+    case FAULT_RESET: status = 0; break;
+    case FAULT_STATUS:
+        status = mock.wh_status;
+        retry_after = xstrdup(mock.wh_retry_after);
+        break;
+    case FAULT_SLOW: delay += mock.wh_delay_ms; /* fall through */
+    default: status = ctx->too_big ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_OK; break;
+    }
+    mock.wh_requests++;
+    if (status >= 200 && status < 300) mock.wh_accepted++;
+    if (mock.nwhs < MOCK_RECORDS_MAX) {
+        if (mock.nwhs == mock.capwhs) {
+            size_t cap = mock.capwhs ? mock.capwhs * 2 : 64;
+            wh_record *n = realloc(mock.whs, cap * sizeof *n);
+            if (!n) abort();
+            mock.whs = n;
+            mock.capwhs = cap;
+        }
+        wh_record *r = &mock.whs[mock.nwhs++];
+        r->seq = mock.seq;
+        r->arrival_ms = mono_ms();
+        r->method = xstrdup(method);
+        r->path = xstrdup(ctx->url);
+        r->headers = xstrdup(htext ? htext : "{}");
+        r->status = status;
+        r->fault = fault;
+        r->body = xstrdup(ctx->body ? ctx->body : "");
+    }
+    pthread_cond_broadcast(&mock.cv);
+    pthread_mutex_unlock(&mock.mu);
+    cJSON_free(htext);
+
+    enum MHD_Result rc = MHD_NO;
+    if (fault == FAULT_RESET) goto out;
+    if (fault == FAULT_HANG) {
+        hang_until_gone(conn);
+        goto out;
+    }
+    if (delay > 0 && !delay_ms(delay)) goto out;
+    rc = reply_json(conn, (unsigned)status,
+                    fault == FAULT_STATUS ? msg_json("mock fault", "Injected webhook fault") : msg_json("ok", "Recorded"),
+                    retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, retry_after);
+out:
+    free(retry_after);
+    return rc;
+}
+
+static enum MHD_Result handle_webhooks(struct MHD_Connection *conn)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&mock.mu);
+    for (size_t i = 0; i < mock.nwhs; i++) {
+        const wh_record *r = &mock.whs[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+        cJSON_AddNumberToObject(o, "arrival_ms", (double)r->arrival_ms);
+        cJSON_AddStringToObject(o, "method", r->method);
+        cJSON_AddStringToObject(o, "path", r->path);
+        cJSON_AddNumberToObject(o, "status", r->status);
+        if (r->fault == FAULT_OK) cJSON_AddNullToObject(o, "fault");
+        else cJSON_AddStringToObject(o, "fault", fault_names[r->fault]);
+        cJSON *h = cJSON_Parse(r->headers);
+        cJSON_AddItemToObject(o, "headers", h ? h : cJSON_CreateObject());
+        cJSON_AddStringToObject(o, "body", r->body);
+        cJSON_AddItemToArray(arr, o);
+    }
+    pthread_mutex_unlock(&mock.mu);
+    return reply_json(conn, MHD_HTTP_OK, arr, NULL, NULL);
+}
+
 static cJSON *stats_json(void) /* under mock.mu */
 {
     cJSON *j = cJSON_CreateObject();
@@ -564,6 +703,8 @@ static cJSON *stats_json(void) /* under mock.mu */
     cJSON_AddNumberToObject(j, "invalid", (double)mock.invalid);
     cJSON_AddNumberToObject(j, "faulted", (double)mock.faulted);
     cJSON_AddNumberToObject(j, "requests", (double)mock.requests);
+    cJSON_AddNumberToObject(j, "webhooks", (double)mock.wh_accepted);
+    cJSON_AddNumberToObject(j, "webhook_requests", (double)mock.wh_requests);
     return j;
 }
 
@@ -625,16 +766,21 @@ static enum MHD_Result handle_wait(struct MHD_Connection *conn)
 {
     long want_acc = query_long(conn, "accepted", 0, LONG_MAX);
     long want_req = query_long(conn, "requests", 0, LONG_MAX);
+    long want_wh = query_long(conn, "webhooks", 0, LONG_MAX);
+    long want_whr = query_long(conn, "webhook_requests", 0, LONG_MAX);
     long timeout = query_long(conn, "timeout_ms", MOCK_WAIT_DEFAULT_MS, MOCK_WAIT_MAX_MS);
-    if (want_acc < 0 || want_req < 0 || timeout < 0)
+    if (want_acc < 0 || want_req < 0 || want_wh < 0 || want_whr < 0 || timeout < 0)
         return reply_msg(conn, MHD_HTTP_BAD_REQUEST, "bad request",
                          "accepted, requests and timeout_ms must be non-negative integers");
     struct timespec until = deadline_in(timeout);
     int rc = 0;
     pthread_mutex_lock(&mock.mu);
-    while (!mock.stopping && rc != ETIMEDOUT && (mock.accepted < want_acc || mock.requests < want_req))
+    while (!mock.stopping && rc != ETIMEDOUT &&
+           (mock.accepted < want_acc || mock.requests < want_req || mock.wh_accepted < want_wh ||
+            mock.wh_requests < want_whr))
         rc = pthread_cond_timedwait(&mock.cv, &mock.mu, &until);
-    bool reached = mock.accepted >= want_acc && mock.requests >= want_req;
+    bool reached = mock.accepted >= want_acc && mock.requests >= want_req && mock.wh_accepted >= want_wh &&
+                   mock.wh_requests >= want_whr;
     bool stopping = mock.stopping;
     cJSON *stats = stats_json();
     pthread_mutex_unlock(&mock.mu);
@@ -654,6 +800,8 @@ static enum MHD_Result handle_mode(struct MHD_Connection *conn, req_ctx *ctx)
     const cJSON *dl = cJSON_GetObjectItemCaseSensitive(j, "delay_ms");
     const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(j, "count");
     const cJSON *ra = cJSON_GetObjectItemCaseSensitive(j, "retry_after");
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(j, "target");
+    bool webhook = cJSON_IsString(tg) && !strcmp(tg->valuestring, "webhook");
     const char *problem = NULL;
     int f = -1;
     if (!cJSON_IsObject(j) || !cJSON_IsString(mode)) {
@@ -670,12 +818,26 @@ static enum MHD_Result handle_mode(struct MHD_Connection *conn, req_ctx *ctx)
             problem = "count must be a non-negative integer";
         else if (ra && !cJSON_IsNull(ra) && !cJSON_IsString(ra))
             problem = "retry_after must be a string";
+        else if (tg && !(cJSON_IsString(tg) && (webhook || !strcmp(tg->valuestring, "events"))))
+            problem = "target must be \"events\" or \"webhook\"";
     }
     if (problem) {
         cJSON_Delete(j);
         return reply_msg(conn, MHD_HTTP_BAD_REQUEST, "bad request", problem);
     }
     pthread_mutex_lock(&mock.mu);
+    if (webhook) {
+        mock.wh_fault = (mock_fault)f;
+        mock.wh_status = st ? st->valueint : 500;
+        mock.wh_delay_ms = dl ? dl->valueint : 0;
+        mock.wh_left = cnt && cnt->valueint > 0 ? cnt->valueint : -1;
+        free(mock.wh_retry_after);
+        mock.wh_retry_after = cJSON_IsString(ra) ? xstrdup(ra->valuestring) : NULL;
+        cJSON *reply = mode_json();
+        pthread_mutex_unlock(&mock.mu);
+        cJSON_Delete(j);
+        return reply_json(conn, MHD_HTTP_OK, reply, NULL, NULL);
+    }
     mock.fault = (mock_fault)f;
     mock.fault_status = st ? st->valueint : 500;
     mock.fault_delay_ms = dl ? dl->valueint : 0;
@@ -701,6 +863,11 @@ static enum MHD_Result handle_reset(struct MHD_Connection *conn)
     mock.fault_left = -1;
     free(mock.retry_after);
     mock.retry_after = NULL;
+    mock.wh_fault = FAULT_OK;
+    mock.wh_left = -1;
+    mock.wh_accepted = mock.wh_requests = 0;
+    free(mock.wh_retry_after);
+    mock.wh_retry_after = NULL;
     cJSON *stats = stats_json();
     pthread_cond_broadcast(&mock.cv);
     pthread_mutex_unlock(&mock.mu);
@@ -735,6 +902,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         ctx->route_ix = ix;
         ctx->proxied_host = host;
+        ctx->url = xstrdup(url);
         *con_cls = ctx;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > MOCK_BODY_MAX) {
@@ -742,6 +910,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ctx->too_big = true;
             route r = routes[ix].r;
             if (r == R_ENQUEUE || r == R_CHANGE) return handle_event(conn, ctx);
+            if (r == R_WEBHOOK) return handle_webhook(conn, ctx, method);
             return reply_msg(conn, MHD_HTTP_CONTENT_TOO_LARGE, "Request too large",
                              "Request body is larger than 1 MB");
         }
@@ -772,6 +941,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     case R_WAIT:
         return handle_wait(conn);
+    case R_WEBHOOKS:
+        return handle_webhooks(conn);
+    case R_WEBHOOK:
+        return handle_webhook(conn, ctx, method);
     }
     return MHD_NO;
 }
@@ -786,6 +959,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ctx) {
         free(ctx->body);
         free(ctx->proxied_host);
+        free(ctx->url);
         free(ctx);
         *con_cls = NULL;
     }
@@ -914,6 +1088,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &mock.t0);
     mock.uuid_state = ((uint64_t)mock.t0.tv_nsec << 20) ^ (uint64_t)getpid() ^ UINT64_C(0x9E3779B97F4A7C15);
     mock.fault_left = -1;
+    mock.wh_left = -1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1016,6 +1191,7 @@ int main(int argc, char **argv)
     records_free();
     windows_free();
     free(mock.retry_after);
+    free(mock.wh_retry_after);
     free(cert);
     free(key);
     if (mock.verbose) fputs("mock_pd: stopped\n", stderr);

@@ -398,6 +398,31 @@ static int wait_for(mockpd *m, const char *what, int n, int timeout_ms)
 
 int mockpd_wait_accepted(mockpd *m, int n, int timeout_ms) { return wait_for(m, "accepted", n, timeout_ms); }
 int mockpd_wait_requests(mockpd *m, int n, int timeout_ms) { return wait_for(m, "requests", n, timeout_ms); }
+int mockpd_wait_webhooks(mockpd *m, int n, int timeout_ms) { return wait_for(m, "webhooks", n, timeout_ms); }
+int mockpd_wait_webhook_requests(mockpd *m, int n, int timeout_ms)
+{
+    return wait_for(m, "webhook_requests", n, timeout_ms);
+}
+
+cJSON *mockpd_webhooks(mockpd *m) { return control(m, "GET", "/_mock/webhooks", NULL, 200, 0, NULL); }
+
+int mockpd_set_webhook_mode(mockpd *m, const char *mode, int status, int delay_ms, int count,
+                            const char *retry_after)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "target", "webhook");
+    cJSON_AddStringToObject(o, "mode", mode);
+    if (status > 0) cJSON_AddNumberToObject(o, "status", status);
+    if (delay_ms > 0) cJSON_AddNumberToObject(o, "delay_ms", delay_ms);
+    if (count > 0) cJSON_AddNumberToObject(o, "count", count);
+    if (retry_after) cJSON_AddStringToObject(o, "retry_after", retry_after);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json) return -1;
+    int rc = mockpd_set_mode_json(m, json);
+    cJSON_free(json);
+    return rc;
+}
 
 cJSON *mockpd_events(mockpd *m) { return control(m, "GET", "/_mock/events", NULL, 200, 0, NULL); }
 cJSON *mockpd_requests(mockpd *m) { return control(m, "GET", "/_mock/requests", NULL, 200, 0, NULL); }

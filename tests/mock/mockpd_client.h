@@ -119,6 +119,19 @@ cJSON *mockpd_stats(mockpd *m);
 /* One counter of mockpd_stats ("accepted", ...), or -1 on error. */
 long mockpd_stat(mockpd *m, const char *name);
 
+/* The webhook endpoint (POST /webhook/ANYTHING). mockpd_webhooks: every
+** request, oldest first, each {"seq","arrival_ms","method","path","status",
+** "fault","headers":{name: value, ...},"body"}. mockpd_set_webhook_mode:
+** as mockpd_set_mode, for the webhook endpoint only (retry_after: a
+** Retry-After header on "status" replies, or NULL). mockpd_wait_webhooks:
+** until n webhook requests were answered 2xx. */
+cJSON *mockpd_webhooks(mockpd *m);
+int mockpd_set_webhook_mode(mockpd *m, const char *mode, int status, int delay_ms, int count,
+                            const char *retry_after);
+int mockpd_wait_webhooks(mockpd *m, int n, int timeout_ms);
+/* Until n webhook requests arrived, whatever their answer. */
+int mockpd_wait_webhook_requests(mockpd *m, int n, int timeout_ms);
+
 /* Clears records, counters and rate windows; mode back to "ok". 0 on success. */
 int mockpd_reset(mockpd *m);
 

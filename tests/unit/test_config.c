@@ -488,7 +488,7 @@ static void test_error_unknown_key(void **state)
                   "[dedup]\nttl_ms = 5\n[target prod]\nrouting_key = " KEY_A "\nkey = x\n",
                   ":2: unknown key 'prot' in [listen]; allowed: address, port, unix_socket, auth_token_file, max_connections, max_connections_per_client, threads, idle_timeout, request_timeout",
                   ":4: unknown key 'Log_Level' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, "
-                  "outage_log_interval",
+                  "outage_log_interval, fallback_target",
                   ":6: unknown key 'rate' in [pagerduty]; allowed: url, upstream, auth_token_file, rate_per_minute, burst, rate_window, "
                   "backoff_initial_ms, backoff_max_ms, timeout_ms, connect_timeout_ms, concurrency, ca_file, proxy, interface, "
                   "down_probe_max, failback_after, throttle_backoff",
@@ -496,7 +496,8 @@ static void test_error_unknown_key(void **state)
                   "max_age, delay_note_after, "
                   "resolved_while_queued",
                   ":10: unknown key 'ttl_ms' in [dedup]; allowed: ttl, cleanup_interval",
-                  ":13: unknown key 'key' in [target prod]; allowed: routing_key, routing_key_file, match",
+                  ":13: unknown key 'key' in [target prod]; allowed: routing_key, routing_key_file, match, "
+                  "webhook_url, webhook_headers_file, rate_per_minute",
                   NULL);
     expect_errors(f, "port = 1\n[listen]\nport = 2\n",
                   ":1: key 'port' is outside any section; allowed: keys under [agent] [listen] [pagerduty] "
@@ -742,7 +743,7 @@ static void test_line_length_limit(void **state)
     ini = tu_printf("[agent]\ndata_dir = %s\nbogus = 1\ndata_dir = %s\nlog_level = loud\n", x200, x250);
     expect_errors(f, ini,
                   ":2: line too long (at most 199 characters)",
-                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval",
+                  ":3: unknown key 'bogus' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval, fallback_target",
                   ":4: line too long (at most 199 characters)",
                   ":5: log_level = loud: unknown value; allowed: error, warn, info, debug", NULL);
     free(ini);
@@ -761,14 +762,104 @@ static void test_error_targets(void **state)
                   "[target prod]\nmatch = a=b\n[agent]\n[target a b]\nrouting_key = x\n[target]\n"
                   "[target ok]\nrouting_key = " KEY_A "\n[target ok]\nrouting_key = " KEY_B "\n"
                   "[target empty]\n",
-                  ":1: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
-                  "routing_key_file = PATH",
+                  ":1: [target prod] has no routing key; allowed: routing_key = KEY (32 characters), "
+                  "routing_key_file = PATH or webhook_url = URL",
                   ":4: bad target name 'a b'; allowed: letters, digits, '_', '.', '-'",
                   ":6: [target] needs a name; allowed: [target NAME], NAME of letters, digits, '_', '.', '-'",
                   ":9: duplicate [target ok]; first defined at line 7",
-                  ":11: [target empty] has no routing key; allowed: routing_key = KEY (32 characters) or "
-                  "routing_key_file = PATH",
+                  ":11: [target empty] has no routing key; allowed: routing_key = KEY (32 characters), "
+                  "routing_key_file = PATH or webhook_url = URL",
                   NULL);
+}
+
+/* Webhook targets: the keys, the headers file (read at load), rate_per_minute
+** (the [pagerduty] one when not set, wherever that section is), the outbox
+** key, fallback_target; the URL shown without its path. */
+static void test_webhook_targets(void **state)
+{
+    fx *f = *state;
+    char *hf = tu_printf("%s/h.headers", f->dir);
+    tu_write_file(hf, "# comment\n\nAuthorization: Bearer tok-SECRET\r\nX-Scope-OrgID:\t tenant-1 \n");
+    char *ini = tu_printf("[agent]\nfallback_target = hook\n[target hook]\nwebhook_url = https://hooks.example/a/b?t=1\n"
+                          "webhook_headers_file = %s\nmatch = team=web\n[target slow]\nwebhook_url = http://h:8080\n"
+                          "rate_per_minute = 6\n[target pd]\nrouting_key = " KEY_A "\n[pagerduty]\nrate_per_minute = 90\n",
+                          hf);
+    load_ok(f, ini);
+    const pdr_target *t = pdr_config_target(f->cfg, "hook");
+    assert_non_null(t);
+    assert_string_equal(t->webhook_url, "https://hooks.example/a/b?t=1");
+    assert_string_equal(pdr_target_key(t), "webhook:hook");
+    assert_true(pdr_key_is_webhook(pdr_target_key(t)));
+    assert_string_equal(t->routing_key, "");
+    assert_int_equal(t->n_headers, 2);
+    assert_string_equal(t->headers[0].name, "Authorization");
+    assert_string_equal(t->headers[0].value, "Bearer tok-SECRET");
+    assert_string_equal(t->headers[1].name, "X-Scope-OrgID");
+    assert_string_equal(t->headers[1].value, "tenant-1");
+    assert_int_equal(t->rate_per_minute, 90);
+    assert_int_equal(pdr_config_target(f->cfg, "slow")->rate_per_minute, 6);
+    assert_int_equal(pdr_config_target(f->cfg, "pd")->rate_per_minute, 0);
+    assert_string_equal(pdr_target_key(pdr_config_target(f->cfg, "pd")), KEY_A);
+    assert_false(pdr_key_is_webhook(KEY_A));
+    assert_string_equal(f->cfg->fallback_target, "hook");
+    char o[128];
+    assert_string_equal(pdr_url_origin("https://u:pw@hooks.example:8443/a/b?t=1", o, sizeof o),
+                        "https://hooks.example:8443/…");
+    assert_string_equal(pdr_url_origin("http://h", o, sizeof o), "http://h");
+    free(ini);
+    free(hf);
+}
+
+/* Every error of the webhook keys, each at its line; a headers file's
+** errors name its own line and never print the line's text. */
+static void test_webhook_errors(void **state)
+{
+    fx *f = *state;
+    char *hf = tu_printf("%s/bad.headers", f->dir);
+    tu_write_file(hf, "Good: yes\nno colon SECRET1\nBad Name: SECRET2\n: SECRET3\nEmpty:   \nCtl: a\x01SECRET4\n"
+                      "content-length: 3\n");
+    char *hf2 = tu_printf("%s/good.headers", f->dir);
+    tu_write_file(hf2, "A: b\n");
+    char *ini = tu_printf("[agent]\nfallback_target = nowhere\n"
+                          "[target a]\nwebhook_url = " KEY_A "\n"
+                          "[target b]\nrouting_key = " KEY_A "\nwebhook_url = http://x/y\n"
+                          "[target c]\nwebhook_url = http://x\nwebhook_headers_file = %s\n"
+                          "[target d]\nrouting_key = " KEY_B "\nwebhook_headers_file = %s\nrate_per_minute = 5\n"
+                          "[target e]\nwebhook_url = http://x\nrate_per_minute = 0\nwebhook_url = http://y\n"
+                          "[target %s]\nwebhook_url = http://x\n",
+                          hf, hf2,
+                          "n0123456789012345678901234567890123456789012345678901234567890123");
+    char *e2 = tu_printf(":10: webhook_headers_file = %s:2: the line has no ':'; allowed: Name: value", hf);
+    char *e3 = tu_printf(":10: webhook_headers_file = %s:3: the line has a character not allowed in a header name "
+                         "(allowed: letters, digits and !#$%%&'*+-.^_`|~; no space before ':')", hf);
+    char *e4 = tu_printf(":10: webhook_headers_file = %s:4: the line has no header name before ':'; allowed: Name: "
+                         "value", hf);
+    char *e5 = tu_printf(":10: webhook_headers_file = %s:5: the line has an empty value; allowed: Name: value", hf);
+    char *e6 = tu_printf(":10: webhook_headers_file = %s:6: the line has a control character (a CR, say) in its value; "
+                         "allowed: printable text", hf);
+    char *e7 = tu_printf(":10: webhook_headers_file = %s:7: the line sets a header libcurl sets itself "
+                         "(Content-Length, Transfer-Encoding, Host)", hf);
+    expect_errors(f, ini,
+                  ":4: webhook_url = …: not an HTTP URL; allowed: http://HOST[:PORT][/PATH] or https://…",
+                  ":7: [target b] has both webhook_url (line 7) and routing_key (line 6); allowed: exactly one of "
+                  "routing_key, routing_key_file and webhook_url",
+                  e2, e3, e4, e5, e6, e7,
+                  ":13: webhook_headers_file in [target d], which has no webhook_url; allowed: only with webhook_url",
+                  ":14: rate_per_minute in [target d], which has no webhook_url; allowed: only with webhook_url (a "
+                  "routing key's rate is [pagerduty] rate_per_minute)",
+                  ":17: rate_per_minute = 0: not an integer in range; allowed: 1 to 1000000",
+                  ":18: webhook_url set twice in [target e] (first at line 16); allowed: once",
+                  ":20: [target n0123456789012345678901234567890123456789012345678901234567890123]: the name of a "
+                  "webhook target is 65 bytes; allowed: at most 64",
+                  ":2: fallback_target = nowhere: no [target nowhere] in this file; allowed: the NAME of a [target "
+                  "NAME]",
+                  NULL);
+    for (size_t i = 0; i < f->errs.n; i++)
+        if (strstr(f->errs.msgs[i], "SECRET")) fail_msg("a header line's text in: %s", f->errs.msgs[i]);
+    free(e2); free(e3); free(e4); free(e5); free(e6); free(e7);
+    free(ini);
+    free(hf);
+    free(hf2);
 }
 
 static void test_error_routing_keys(void **state)
@@ -1009,7 +1100,7 @@ static void test_caps(void **state)
     for (int i = 0; i < 150; i++) p += sprintf(p, "k%d = 1\n", i);
     assert_int_equal(load(f, ini), PDR_ERR_CONFIG);
     assert_int_equal(f->errs.n, PDR_CONFIG_MAX_ERRORS + 1);
-    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval", f->path);
+    w = tu_printf("%s:101: unknown key 'k99' in [agent]; allowed: data_dir, log_level, source, syslog, default_severity, outage_log_interval, fallback_target", f->path);
     assert_string_equal(f->errs.msgs[99], w);
     free(w);
     w = tu_printf("%s: too many errors; only the first 100 are shown", f->path);
@@ -1039,8 +1130,8 @@ static void test_several_errors_all_reported(void **state)
                   ":7: ttl = 1 day" NOT_DURATION,
                   ":8: unknown section [logging]; allowed: [agent] [listen] [pagerduty] [outbox] [dedup] [target NAME]",
                   ":10: match = sev: not a matcher; " MATCHER_ALLOWED,
-                  ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters) or "
-                  "routing_key_file = PATH",
+                  ":9: [target prod] has no routing key; allowed: routing_key = KEY (32 characters), "
+                  "routing_key_file = PATH or webhook_url = URL",
                   ":12: unknown key 'max_event' in [outbox]; allowed: synchronous, commit_interval, max_events, max_bytes, min_free, max_dead, max_dead_age, "
                   "max_age, delay_note_after, resolved_while_queued",
                   NULL);
@@ -1288,7 +1379,10 @@ static void test_key_table_well_formed(void **state)
         case PDR_KT_SIZE: want = sizeof(int64_t); break;
         case PDR_KT_ROUTING_KEY:
         case PDR_KT_ROUTING_KEY_FILE:
-        case PDR_KT_MATCH: want = 0; break;
+        case PDR_KT_MATCH:
+        case PDR_KT_WEBHOOK_URL:
+        case PDR_KT_WEBHOOK_HEADERS:
+        case PDR_KT_TARGET_RATE: want = 0; break;
         }
         if (k->size != want || !strcmp(k->section, "target") != (want == 0))
             fail_msg("[%s] %s: field of %zu bytes for a type of %zu", k->section, k->key, k->size, want);
@@ -1357,6 +1451,11 @@ static void test_key_differs_each_key(void **state)
             tu_write_file(value, "tok\n");
         }
         content = tu_printf("[%s]\n%s = %s\n", k->section, k->key, value);
+        if (!strcmp(k->key, "fallback_target")) {   /* must name a target */
+            char *more = tu_printf("%s[target %s]\nrouting_key = " KEY_A "\n", content, value);
+            free(content);
+            content = more;
+        }
         char shown[256];
         load_ok(f, content);
         for (size_t j = 0; j < n; j++) {
@@ -1420,6 +1519,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_line_length_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_routing_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_wrong_length_never_printed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_read_and_trimmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_matchers, setup, teardown),

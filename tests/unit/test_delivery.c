@@ -19,6 +19,7 @@
 #include "db.h"
 #include "pd_client.h"
 #include "ratelimit.h"
+#include "webhook.h"
 #include "testutil.h"
 
 /* Drives one key's limiter as the sender does (one request in flight, each
@@ -222,6 +223,38 @@ static void test_backoff_resumes_after_restart(void **state)
     free(dir);
 }
 
+/* Webhook replies (webhook.h): 2xx delivered; 408, 429, 5xx, no reply
+** retried; other 4xx dead with an escaped excerpt; the header values of the
+** request scrubbed from the text. */
+static void test_webhook_classify(void **state)
+{
+    (void)state;
+    pd_result r;
+    static const struct { long st; pd_outcome want; } cases[] = {
+        {200, PD_OK}, {204, PD_OK}, {408, PD_RETRY}, {429, PD_RETRY}, {500, PD_RETRY}, {503, PD_RETRY},
+        {400, PD_DEAD}, {401, PD_DEAD}, {404, PD_DEAD}, {413, PD_DEAD}, {301, PD_RETRY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        webhook_classify(cases[i].st, CURLE_OK, "{\"dedup_key\":\"x\"}", 15, 0, NULL, &r);
+        if (r.outcome != cases[i].want) fail_msg("HTTP %ld: outcome %d", cases[i].st, (int)r.outcome);
+        assert_string_equal(r.dedup_key, "");
+    }
+    webhook_classify(429, CURLE_OK, NULL, 0, 7, NULL, &r);
+    assert_int_equal(r.type, PD_ERR_RATE_LIMIT);
+    assert_int_equal(r.retry_after_ms, 7000);
+    const char *body = "bad\x1b[31m token=Bearer SeCrEt\n";
+    webhook_classify(400, CURLE_OK, body, strlen(body), 0, NULL, &r);
+    assert_string_equal(r.error, "HTTP 400: bad\\x1b[31m token=Bearer SeCrEt\\n");
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Authorization: Bearer SeCrEt");
+    webhook_scrub(r.error, h);
+    assert_string_equal(r.error, "HTTP 400: bad\\x1b[31m token=*************\\n");
+    curl_slist_free_all(h);
+    webhook_classify(0, CURLE_COULDNT_CONNECT, NULL, 0, 0, "refused", &r);
+    assert_int_equal(r.outcome, PD_RETRY);
+    assert_int_equal(r.type, PD_ERR_NETWORK);
+}
+
 static void test_classify(void **state)
 {
     (void)state;
@@ -300,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_backoff_resumes_after_restart),
         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_webhook_classify),
     };
     return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
 }

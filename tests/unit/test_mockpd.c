@@ -214,7 +214,7 @@ static void test_invalid_events(void **state)
     cJSON *s = mockpd_stats(m);
     assert_non_null(s);
     char *txt = cJSON_PrintUnformatted(s);
-    assert_string_equal(txt, "{\"accepted\":0,\"throttled\":0,\"invalid\":9,\"faulted\":0,\"requests\":9}");
+    assert_string_equal(txt, "{\"accepted\":0,\"throttled\":0,\"invalid\":9,\"faulted\":0,\"requests\":9,\"webhooks\":0,\"webhook_requests\":0}");
     cJSON_free(txt);
     cJSON_Delete(s);
     cJSON *ev = mockpd_events(m);
@@ -492,7 +492,7 @@ static void test_wait(void **state)
     int64_t t0 = now_ms();
     assert_int_equal(mockpd_http(m, "GET", "/_mock/wait?accepted=1&timeout_ms=150", NULL, NULL, 0, &reply), 408);
     assert_true(now_ms() - t0 >= 150);
-    assert_string_equal(reply, "{\"accepted\":0,\"throttled\":0,\"invalid\":0,\"faulted\":0,\"requests\":0}");
+    assert_string_equal(reply, "{\"accepted\":0,\"throttled\":0,\"invalid\":0,\"faulted\":0,\"requests\":0,\"webhooks\":0,\"webhook_requests\":0}");
     free(reply);
     /* a blocked waiter is woken by deliveries from elsewhere */
     bg_wait w = {.m = m, .rc = -2};
