@@ -177,7 +177,9 @@ static void test_export_selects_in_order_and_removes_only_with_remove(void **sta
     struct stat sb;
     assert_int_equal(stat(all, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_false(exists(tu_printf("%s.tmp", all)));
+    char *tmp = tu_printf("%s.tmp", all);
+    assert_false(exists(tmp));
+    free(tmp);
 
     /* --key by target name and --since an RFC 3339 time */
     assert_int_equal(pdr(&out, NULL, "queue", "-c", a->cfg, "export", newer, "--key", "t1",
