@@ -101,18 +101,6 @@ enum { BC_SEQ, BC_ROW_ID, BC_ROUTING_KEY, BC_ACTION, BC_DEDUP_KEY, BC_FINGERPRIN
 /* Which of them are integers (the others are text), for the checksum. */
 static const char bundle_col_int[BC_COUNT] = {1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 1};
 
-static void bundle_msg(char *buf, size_t sz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void bundle_msg(char *buf, size_t sz, const char *fmt, ...)
-{
-    va_list ap;
-    if (!buf || !sz) return;
-    va_start(ap, fmt);
-    vsnprintf(buf, sz, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- the checksum ---------------------------------------------------------- */
 
 /* One column's value, as the checksum takes it. */
@@ -176,7 +164,7 @@ static pdr_rc bundle_fail(sqlite3 *h, int src, const char *path, const char *doi
                           char *errbuf, size_t errsz)
 {
     pdr_rc rc = db_rc_from_sqlite(src);
-    bundle_msg(errbuf, errsz, "%s: %s: %s", path, doing,
+    db_msg(errbuf, errsz, "%s: %s: %s", path, doing,
                h ? sqlite3_errmsg(h) : sqlite3_errstr(src));
     return rc == PDR_OK ? PDR_ERR_INTERNAL : rc;
 }
@@ -219,11 +207,11 @@ static pdr_rc bundle_open_read(const char *path, sqlite3 **out, int *version_out
     *out = NULL;
     if (stat(path, &sb) != 0) {
         int err = errno;
-        bundle_msg(errbuf, errsz, "%s: %s", path, strerror(err));
+        db_msg(errbuf, errsz, "%s: %s", path, strerror(err));
         return err == ENOENT ? PDR_ERR_NOT_FOUND : err == EACCES ? PDR_ERR_PERM : PDR_ERR_IO;
     }
     if (!S_ISREG(sb.st_mode)) {
-        bundle_msg(errbuf, errsz, "%s: not a regular file, so not a bundle", path);
+        db_msg(errbuf, errsz, "%s: not a regular file, so not a bundle", path);
         return PDR_ERR_INVALID;
     }
     src = sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
@@ -237,7 +225,7 @@ static pdr_rc bundle_open_read(const char *path, sqlite3 **out, int *version_out
     if (!src) src = bundle_query_int64(h, BUNDLE_SQL_USER_VERSION, &version);
     if (src) {
         if ((src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT) {
-            bundle_msg(errbuf, errsz, "%s: not a pdrelay bundle (not a SQLite database, or a damaged "
+            db_msg(errbuf, errsz, "%s: not a pdrelay bundle (not a SQLite database, or a damaged "
                        "one); nothing imported", path);
             rc = PDR_ERR_CORRUPT;
         } else {
@@ -248,23 +236,23 @@ static pdr_rc bundle_open_read(const char *path, sqlite3 **out, int *version_out
     }
     if (app_id != DB_BUNDLE_APPLICATION_ID) {
         if (app_id == DB_APPLICATION_ID)
-            bundle_msg(errbuf, errsz, "%s is a pdrelay outbox, not a bundle: make a bundle of it with "
+            db_msg(errbuf, errsz, "%s is a pdrelay outbox, not a bundle: make a bundle of it with "
                        "`pdrelay queue export` where it runs", path);
         else
-            bundle_msg(errbuf, errsz, "%s: not a pdrelay bundle (application_id %lld, not %d)", path,
+            db_msg(errbuf, errsz, "%s: not a pdrelay bundle (application_id %lld, not %d)", path,
                        (long long)app_id, DB_BUNDLE_APPLICATION_ID);
         sqlite3_close(h);
         return PDR_ERR_CORRUPT;
     }
     if (version > DB_BUNDLE_SCHEMA_VERSION) {
-        bundle_msg(errbuf, errsz, "%s has bundle schema version %lld, newer than this pdrelay reads (%d): "
+        db_msg(errbuf, errsz, "%s has bundle schema version %lld, newer than this pdrelay reads (%d): "
                    "import it with the newer pdrelay that wrote it, or upgrade this one; nothing imported",
                    path, (long long)version, DB_BUNDLE_SCHEMA_VERSION);
         sqlite3_close(h);
         return PDR_ERR_TOO_NEW;
     }
     if (version < 1) {
-        bundle_msg(errbuf, errsz, "%s is damaged: it is marked as a pdrelay bundle but has no schema "
+        db_msg(errbuf, errsz, "%s is damaged: it is marked as a pdrelay bundle but has no schema "
                    "(version %lld); nothing imported", path, (long long)version);
         sqlite3_close(h);
         return PDR_ERR_CORRUPT;
@@ -291,7 +279,7 @@ static pdr_rc bundle_read_manifest(sqlite3 *h, const char *path, int version, db
     src = sqlite3_step(st);
     if (src != SQLITE_ROW) {
         if (src == SQLITE_DONE) {
-            bundle_msg(errbuf, errsz, "%s is damaged: it has no manifest; nothing imported", path);
+            db_msg(errbuf, errsz, "%s is damaged: it has no manifest; nothing imported", path);
             rc = PDR_ERR_CORRUPT;
         } else {
             rc = bundle_fail(h, src, path, "reading the manifest", errbuf, errsz);
@@ -300,7 +288,7 @@ static pdr_rc bundle_read_manifest(sqlite3 *h, const char *path, int version, db
     }
     format = (const char *)sqlite3_column_text(st, 0);
     if (!format || strcmp(format, DB_BUNDLE_FORMAT) != 0) {
-        bundle_msg(errbuf, errsz, "%s is damaged: its manifest does not say %s; nothing imported", path,
+        db_msg(errbuf, errsz, "%s is damaged: its manifest does not say %s; nothing imported", path,
                    DB_BUNDLE_FORMAT);
         rc = PDR_ERR_CORRUPT;
         goto out;
@@ -314,7 +302,7 @@ static pdr_rc bundle_read_manifest(sqlite3 *h, const char *path, int version, db
     bundle_copy(info->sha256, sizeof info->sha256, sqlite3_column_text(st, 5));
     bundle_copy(info->site, sizeof info->site, sqlite3_column_text(st, 6));
     if (!info->bundle_id[0] || !info->origin[0]) {
-        bundle_msg(errbuf, errsz, "%s is damaged: its manifest lacks its %s; nothing imported", path,
+        db_msg(errbuf, errsz, "%s is damaged: its manifest lacks its %s; nothing imported", path,
                    info->bundle_id[0] ? "origin" : "bundle id");
         rc = PDR_ERR_CORRUPT;
     }
@@ -359,12 +347,12 @@ static pdr_rc bundle_check_rows(sqlite3 *h, const char *path, const db_bundle_in
     rc = pdr_sha256_final_hex(hash, got);
     if (rc) return rc;
     if (strcmp(got, info->sha256) != 0) {
-        bundle_msg(errbuf, errsz, "%s: checksum mismatch: the manifest says %.64s, the rows hash to %s; "
+        db_msg(errbuf, errsz, "%s: checksum mismatch: the manifest says %.64s, the rows hash to %s; "
                    "the bundle is damaged or was altered; nothing imported", path, info->sha256, got);
         return PDR_ERR_CORRUPT;
     }
     if (n != info->count) {
-        bundle_msg(errbuf, errsz, "%s: the manifest counts %lld events, the bundle holds %lld; the bundle is "
+        db_msg(errbuf, errsz, "%s: the manifest counts %lld events, the bundle holds %lld; the bundle is "
                    "damaged or was altered; nothing imported", path, (long long)info->count, (long long)n);
         return PDR_ERR_CORRUPT;
     }
@@ -415,14 +403,14 @@ static pdr_rc bundle_random_id(char out[33], char *errbuf, size_t errsz)
     size_t got = 0;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        bundle_msg(errbuf, errsz, "cannot open /dev/urandom for the bundle's id: %s", strerror(errno));
+        db_msg(errbuf, errsz, "cannot open /dev/urandom for the bundle's id: %s", strerror(errno));
         return PDR_ERR_IO;
     }
     while (got < sizeof r) {
         ssize_t n = read(fd, r + got, sizeof r - got);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            bundle_msg(errbuf, errsz, "cannot read /dev/urandom for the bundle's id: %s",
+            db_msg(errbuf, errsz, "cannot read /dev/urandom for the bundle's id: %s",
                        n < 0 ? strerror(errno) : "end of file");
             close(fd);
             return PDR_ERR_IO;
@@ -466,7 +454,7 @@ static pdr_rc bundle_fsync_path(const char *path, int dir, char *errbuf, size_t 
         if (dir && err == EINVAL) err = 0;
     }
     if (!err) return PDR_OK;
-    bundle_msg(errbuf, errsz, "cannot fsync %s: %s", path, strerror(err));
+    db_msg(errbuf, errsz, "cannot fsync %s: %s", path, strerror(err));
     return bundle_errno(err);
 }
 
@@ -484,12 +472,12 @@ static int bundle_exists(const char *path, char *errbuf, size_t errsz)
 {
     struct stat sb;
     if (lstat(path, &sb) == 0) {
-        bundle_msg(errbuf, errsz, "%s exists: a bundle is never written over; give a new file name "
+        db_msg(errbuf, errsz, "%s exists: a bundle is never written over; give a new file name "
                    "(or move the old one aside)", path);
         return 1;
     }
     if (errno == ENOENT) return 0;
-    bundle_msg(errbuf, errsz, "%s: %s", path, strerror(errno));
+    db_msg(errbuf, errsz, "%s: %s", path, strerror(errno));
     return -1;
 }
 
@@ -532,7 +520,7 @@ static pdr_rc bundle_writer_open(bundle_writer *w, int version, char *errbuf, si
     fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int err = errno;
-        bundle_msg(errbuf, errsz, "cannot create %s: %s", w->tmp, strerror(err));
+        db_msg(errbuf, errsz, "cannot create %s: %s", w->tmp, strerror(err));
         return bundle_errno(err);
     }
     close(fd);
@@ -691,7 +679,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
     version = o->schema_version ? o->schema_version : DB_BUNDLE_SCHEMA_VERSION;
     if (version < 1 || version > DB_BUNDLE_SCHEMA_VERSION) return PDR_ERR_INVALID;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", o->path) >= (int)sizeof tmp) {
-        bundle_msg(errbuf, errsz, "%s: file name too long", o->path);
+        db_msg(errbuf, errsz, "%s: file name too long", o->path);
         return PDR_ERR_INVALID;
     }
     memset(&w, 0, sizeof w);
@@ -760,7 +748,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
     rc = db_bundle_verify(tmp, &check, errbuf, errsz);
     if (!rc && (check.count != info.count || strcmp(check.sha256, info.sha256) != 0 ||
                 strcmp(check.bundle_id, info.bundle_id) != 0)) {
-        bundle_msg(errbuf, errsz, "%s: read back, it differs from what was written", tmp);
+        db_msg(errbuf, errsz, "%s: read back, it differs from what was written", tmp);
         rc = PDR_ERR_IO;
     }
     if (rc) goto out;
@@ -773,7 +761,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
     }
     if (rename(tmp, o->path) != 0) {
         int err = errno;
-        bundle_msg(errbuf, errsz, "cannot rename %s to %s: %s", tmp, o->path, strerror(err));
+        db_msg(errbuf, errsz, "cannot rename %s to %s: %s", tmp, o->path, strerror(err));
         rc = bundle_errno(err);
         goto out;
     }
@@ -783,7 +771,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
         /* The bundle is complete but perhaps not durable: keep the events. */
         char why[512];
         snprintf(why, sizeof why, "%s", errbuf && errsz ? errbuf : "");
-        bundle_msg(errbuf, errsz, "%s was written, but its directory could not be synced (%s): the events "
+        db_msg(errbuf, errsz, "%s was written, but its directory could not be synced (%s): the events "
                    "stay in the outbox too", o->path, why);
         db_tx_rollback(db);
         return rc;
@@ -797,7 +785,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
         db_bind_int64(st, "@upto", last_id, &src);
         rc = db_stmt_run_many(db, st, src, &removed);
         if (!rc && removed != info.count) {
-            bundle_msg(errbuf, errsz, "removing the exported events: %lld rows matched, %lld were exported",
+            db_msg(errbuf, errsz, "removing the exported events: %lld rows matched, %lld were exported",
                        (long long)removed, (long long)info.count);
             rc = PDR_ERR_INTERNAL;
         }
@@ -805,7 +793,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", errbuf && errsz && errbuf[0] ? errbuf : db_errmsg(db));
-            bundle_msg(errbuf, errsz, "the bundle %s is complete, but the events stay in the outbox too "
+            db_msg(errbuf, errsz, "the bundle %s is complete, but the events stay in the outbox too "
                        "(removing them failed: %s); a later export carries them again, and import skips "
                        "what it already queued", o->path, why);
             db_tx_rollback(db);
@@ -818,7 +806,7 @@ pdr_rc db_bundle_export(db_handle *db, const db_export_opts *o, db_bundle_info *
     return PDR_OK;
 
 fail_db:
-    bundle_msg(errbuf, errsz, "%s: %s", db_path(db), db_errmsg(db));
+    db_msg(errbuf, errsz, "%s: %s", db_path(db), db_errmsg(db));
 out:
     bundle_writer_abandon(&w);
     if (in_tx) db_tx_rollback(db);
@@ -916,7 +904,7 @@ static pdr_rc bundle_import_rows(db_handle *db, sqlite3 *h, const char *path, co
         ev.target = (const char *)sqlite3_column_text(st, BC_TARGET);
         ev.event_ms = sqlite3_column_int64(st, BC_EVENT_MS);
         if (!db_outbox_event_valid(&ev)) {
-            bundle_msg(errbuf, errsz, "%s: event %lld is not one pdrelay queues (no routing key or body, an "
+            db_msg(errbuf, errsz, "%s: event %lld is not one pdrelay queues (no routing key or body, an "
                        "unknown action %d, or a dedup key too long); nothing imported", path, (long long)seq,
                        (int)ev.action);
             rc = PDR_ERR_INVALID;
@@ -935,7 +923,7 @@ static pdr_rc bundle_import_rows(db_handle *db, sqlite3 *h, const char *path, co
             res->present++;
         } else {
             if (r == PDR_ERR_FULL)
-                bundle_msg(errbuf, errsz, "the outbox is full: [outbox] %s refused event %lld of %lld; nothing "
+                db_msg(errbuf, errsz, "the outbox is full: [outbox] %s refused event %lld of %lld; nothing "
                            "imported (make room, or raise the bound, then import again)",
                            db_bound_key(db_outbox_last_bound(db)), (long long)seq, (long long)info->count);
             rc = r;
@@ -1000,7 +988,7 @@ pdr_rc db_bundle_import(db_handle *db, const char *path, db_import_result *res,
     return PDR_OK;
 
 fail_db:
-    bundle_msg(errbuf, errsz, "%s: %s", db_path(db), db_errmsg(db));
+    db_msg(errbuf, errsz, "%s: %s", db_path(db), db_errmsg(db));
 out:
     db_tx_rollback(db);
     sqlite3_close(h);

@@ -208,10 +208,7 @@ _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSI
 
 /* ---- messages and error translation -------------------------------------- */
 
-static void db_msg(char *buf, size_t sz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void db_msg(char *buf, size_t sz, const char *fmt, ...)
+void db_msg(char *buf, size_t sz, const char *fmt, ...)
 {
     va_list ap;
     if (!buf || !sz) return;

@@ -44,6 +44,9 @@ struct db {
     char errmsg[256];                   /* the last error, for db_errmsg() */
 };
 
+/* snprintf into a message buffer (nothing when buf is NULL or sz 0). */
+void db_msg(char *buf, size_t sz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Translates a SQLite result code (primary or extended) into a pdr_rc. */
 pdr_rc db_rc_from_sqlite(int src);
 
