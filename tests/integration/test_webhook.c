@@ -214,7 +214,9 @@ static void test_v1_alerts_in_order(void **state)
         const cJSON *rec = cJSON_GetArrayItem(w, i);
         if (jnum(rec, "status") != 200) continue;
         cJSON *b = wh_body(w, i);
-        cJSON *want = cJSON_Parse(v1_alert(names[ok], "web", st[ok]));
+        char *text = v1_alert(names[ok], "web", st[ok]);
+        cJSON *want = cJSON_Parse(text);
+        free(text);
         if (!cJSON_Compare(b, want, 1))
             it_fail("webhook %d: %s, want %s", ok, jstr(rec, "body"), cJSON_PrintUnformatted(want));
         cJSON_Delete(b);
