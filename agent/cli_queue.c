@@ -255,6 +255,9 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         cJSON_AddNumberToObject(doc, "pending", (double)pending);
         cJSON_AddNumberToObject(doc, "dead", (double)dead);
         cJSON_AddNumberToObject(doc, "max_events", (double)cfg->max_events);
+        cJSON_AddNumberToObject(doc, "max_bytes", (double)cfg->max_bytes);
+        cJSON_AddNumberToObject(doc, "min_free", (double)cfg->min_free);
+        cJSON_AddNumberToObject(doc, "max_dead", (double)cfg->max_dead);
         /* on disk: the file and its WAL; in it: the bodies of the rows */
         cJSON_AddNumberToObject(doc, "database_bytes", (double)(file_bytes + wal_bytes));
         cJSON_AddNumberToObject(doc, "database_file_bytes", (double)file_bytes);
@@ -290,8 +293,11 @@ static int queue_status(db_handle *db, const pdr_config *cfg, int json)
         }
         print_json(doc);
     } else {
-        printf("outbox %s: %lld pending, %lld dead (max_events %lld)\n", shown(db_path(db)),
-               (long long)pending, (long long)dead, (long long)cfg->max_events);
+        char mb[32], mf[32];
+        printf("outbox %s: %lld pending, %lld dead (max_events %lld, max_bytes %s, min_free %s, max_dead %lld)\n",
+               shown(db_path(db)), (long long)pending, (long long)dead, (long long)cfg->max_events,
+               pdr_size_format(cfg->max_bytes, mb, sizeof mb), pdr_size_format(cfg->min_free, mf, sizeof mf),
+               (long long)cfg->max_dead);
         {
             char a[24], b[24], c[24], d[24], e[24];
             printf("database: %s on disk (file %s + WAL %s); it holds %s of pending events and %s of dead "

@@ -589,7 +589,7 @@ static void test_queue_status(void **state)
     free(msg);
     db_close(open_db(f));
     assert_int_equal(run(&out, &err, "queue", "-c", f->cfg, "status", NULL), 0);
-    assert_true(tu_contains(out, ": 0 pending, 0 dead (max_events 1000000)"));
+    assert_true(tu_contains(out, ": 0 pending, 0 dead (max_events 1000000, max_bytes 256MB, min_free 64MB, max_dead 10000)"));
     free(out); free(err);
     queue_three(f);
     assert_int_equal(run(&out, &err, "queue", "status", "-c", f->cfg, NULL), 0);
