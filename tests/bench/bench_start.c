@@ -65,10 +65,30 @@
 
 static int g_drop_caches;
 
+#define BENCH_MAX_BYTES (INT64_C(4) << 30)   /* [outbox] max_bytes = 4GB */
+
+/* The outbox with bounds that fit the backlog built (the defaults' max_bytes,
+** 256MB, holds about 950k of these events). */
+static db_handle *open_outbox(const char *data_dir, int64_t max_events)
+{
+    db_options o;
+    db_handle *db = NULL;
+    char err[512] = "";
+    memset(&o, 0, sizeof o);
+    o.data_dir = data_dir;
+    o.max_events = max_events;
+    o.max_bytes = BENCH_MAX_BYTES;
+    if (db_open(&o, &db, err, sizeof err) != PDR_OK) {
+        fprintf(stderr, "bench_start: cannot open the outbox of %s: %s\n", data_dir, err);
+        exit(1);
+    }
+    return db;
+}
+
 /* N triggers over n_keys keys, in transactions of BATCH. 0 on success. */
 static int build(const char *data_dir, int n, int n_keys, int64_t max_events)
 {
-    db_handle *db = tu_db_open(data_dir, max_events);
+    db_handle *db = open_outbox(data_dir, max_events);
     db_event *evs = calloc(BATCH, sizeof *evs);
     char **bodies = calloc(BATCH, sizeof *bodies), **dks = calloc(BATCH, sizeof *dks);
     char keys[16][PDR_ROUTING_KEY_LEN + 1];
@@ -276,8 +296,8 @@ int main(int argc, char **argv)
         if (statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC_)
             printf("WARNING: %s is on tmpfs: cold starts read nothing from a disk\n", dir);
         char *text = tu_printf("[agent]\ndata_dir = %s\n[listen]\nport = 0\n[pagerduty]\nurl = %s\n"
-                               "[outbox]\nmax_events = %lld\n",
-                               data_dir, mockpd_url(mock), (long long)max_events);
+                               "[outbox]\nmax_events = %lld\nmax_bytes = %lld\n",
+                               data_dir, mockpd_url(mock), (long long)max_events, (long long)BENCH_MAX_BYTES);
         tu_write_file(cfg, text);
         free(text);
         fprintf(stderr, "building an outbox of %d events in %s...\n", n, dir);
@@ -329,7 +349,7 @@ int main(int argc, char **argv)
         }
         {
             /* what is left, for the record */
-            db_handle *db = tu_db_open(data_dir, max_events);
+            db_handle *db = open_outbox(data_dir, max_events);
             int64_t pending = 0;
             db_outbox_count(db, &pending, NULL);
             db_close(db);
