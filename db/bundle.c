@@ -168,23 +168,6 @@ static pdr_rc bundle_fail(sqlite3 *h, int src, const char *path, const char *doi
     return rc == PDR_OK ? PDR_ERR_INTERNAL : rc;
 }
 
-static int bundle_query_int64(sqlite3 *h, const char *sql, int64_t *out)
-{
-    sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
-    if (!src) {
-        src = sqlite3_step(st);
-        if (src == SQLITE_ROW) {
-            *out = sqlite3_column_int64(st, 0);
-            src = SQLITE_OK;
-        } else if (src == SQLITE_DONE) {
-            src = SQLITE_CORRUPT;
-        }
-    }
-    sqlite3_finalize(st);
-    return src;
-}
-
 static void bundle_harden(sqlite3 *h)
 {
     sqlite3_extended_result_codes(h, 1);
@@ -220,8 +203,8 @@ static pdr_rc bundle_open_read(const char *path, sqlite3 **out, int *version_out
         return rc;
     }
     bundle_harden(h);
-    src = bundle_query_int64(h, BUNDLE_SQL_APPLICATION_ID, &app_id);
-    if (!src) src = bundle_query_int64(h, BUNDLE_SQL_USER_VERSION, &version);
+    src = db_query_int64(h, BUNDLE_SQL_APPLICATION_ID, &app_id, SQLITE_CORRUPT);
+    if (!src) src = db_query_int64(h, BUNDLE_SQL_USER_VERSION, &version, SQLITE_CORRUPT);
     if (src) {
         if ((src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT) {
             db_msg(errbuf, errsz, "%s: not a pdrelay bundle (not a SQLite database, or a damaged "

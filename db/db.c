@@ -848,8 +848,7 @@ static pdr_rc db_read_only_uri(const char *path, char **out)
     return PDR_OK;
 }
 
-/* Runs a one-row, one-integer query. */
-static int db_query_int64(sqlite3 *h, const char *sql, int64_t *v)
+int db_query_int64(sqlite3 *h, const char *sql, int64_t *v, int no_row)
 {
     sqlite3_stmt *st = NULL;
     int src = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
@@ -859,7 +858,7 @@ static int db_query_int64(sqlite3 *h, const char *sql, int64_t *v)
         *v = sqlite3_column_int64(st, 0);
         src = SQLITE_OK;
     } else if (src == SQLITE_DONE) {
-        src = SQLITE_INTERNAL;
+        src = no_row;
     }
     sqlite3_finalize(st);
     return src;
@@ -898,9 +897,9 @@ static pdr_rc db_check_header(db_handle *db, int64_t *version_out, char *errbuf,
     int64_t app_id = 0, version = 0, n_schema = 0;
     int src;
 
-    src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id);
-    if (!src) src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version);
-    if (!src) src = db_query_int64(db->h, DB_SQL_SCHEMA_COUNT, &n_schema);
+    src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id, SQLITE_INTERNAL);
+    if (!src) src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version, SQLITE_INTERNAL);
+    if (!src) src = db_query_int64(db->h, DB_SQL_SCHEMA_COUNT, &n_schema, SQLITE_INTERNAL);
     if (src) return db_open_fail(db, src, "reading the header", errbuf, errsz);
 
     if (app_id != 0 && app_id != DB_APPLICATION_ID) {
@@ -957,7 +956,7 @@ static pdr_rc db_read_clean(db_handle *db, int64_t version, int *clean_out, char
     int src;
     *clean_out = 0;
     if (version < 3) return PDR_OK;
-    src = db_query_int64(db->h, DB_SQL_RUN_STATE_CLEAN, &clean);
+    src = db_query_int64(db->h, DB_SQL_RUN_STATE_CLEAN, &clean, SQLITE_INTERNAL);
     if (src == SQLITE_INTERNAL) return PDR_OK;      /* no row */
     if (src) return db_open_fail(db, src, "reading run_state", errbuf, errsz);
     *clean_out = clean == 1;
@@ -1077,8 +1076,8 @@ static pdr_rc db_migrate(db_handle *db, int64_t from, char *errbuf, size_t errsz
     rc = db_exec(db, DB_SQL_MIGRATE_BEGIN, "migrating", errbuf, errsz);
     if (rc) return rc;
     /* Another process may have migrated between our check and our lock. */
-    src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version);
-    if (!src) src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id);
+    src = db_query_int64(db->h, DB_SQL_USER_VERSION, &version, SQLITE_INTERNAL);
+    if (!src) src = db_query_int64(db->h, DB_SQL_APPLICATION_ID, &app_id, SQLITE_INTERNAL);
     if (src) {
         rc = db_open_fail(db, src, "migrating", errbuf, errsz);
         goto out;

@@ -47,6 +47,10 @@ struct db {
 /* snprintf into a message buffer (nothing when buf is NULL or sz 0). */
 void db_msg(char *buf, size_t sz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Runs a one-row, one-integer query on h into *v; no row gives no_row
+** (the caller says what that means: SQLITE_INTERNAL, SQLITE_CORRUPT). */
+int db_query_int64(sqlite3 *h, const char *sql, int64_t *v, int no_row);
+
 /* Translates a SQLite result code (primary or extended) into a pdr_rc. */
 pdr_rc db_rc_from_sqlite(int src);
 
