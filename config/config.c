@@ -1590,13 +1590,7 @@ static void upstream_token_load(load_ctx *c)
 static void validate_whole(load_ctx *c)
 {
     pdr_config *cfg = c->cfg;
-    int line_proxy = 0, line_iface = 0;
-    for (size_t i = 0; i < N_KEYS; i++) {
-        if (strcmp(key_table[i].section, "pagerduty")) continue;
-        if (!strcmp(key_table[i].key, "proxy")) line_proxy = c->key_line[i];
-        if (!strcmp(key_table[i].key, "interface")) line_iface = c->key_line[i];
-    }
-    upstreams_build(c, line_proxy, line_iface);
+    upstreams_build(c, line_of(c, "pagerduty", "proxy"), line_of(c, "pagerduty", "interface"));
     upstream_token_load(c);
     if (cfg->rate_per_minute == 0 && cfg->upstream != PDR_UPSTREAM_RELAY)
         err_at(c, line_of(c, "pagerduty", "rate_per_minute"),
@@ -1607,18 +1601,12 @@ static void validate_whole(load_ctx *c)
         if (cfg->targets[i].webhook_url && !cfg->targets[i].rate_per_minute)
             cfg->targets[i].rate_per_minute = cfg->rate_per_minute;
     if (cfg->fallback_target && !pdr_config_target(cfg, cfg->fallback_target)) {
-        int line = 0;
-        for (size_t i = 0; i < N_KEYS; i++)
-            if (!strcmp(key_table[i].key, "fallback_target")) line = c->key_line[i];
-        err_at(c, line, "fallback_target = %s: no [target %s] in this file; allowed: the NAME of a [target NAME]",
+        err_at(c, line_of(c, "agent", "fallback_target"),
+               "fallback_target = %s: no [target %s] in this file; allowed: the NAME of a [target NAME]",
                cfg->fallback_target, cfg->fallback_target);
     }
     if (cfg->backoff_max_ms < cfg->backoff_initial_ms) {
-        int li = 0, lm = 0;
-        for (size_t i = 0; i < N_KEYS; i++) {
-            if (!strcmp(key_table[i].key, "backoff_initial_ms")) li = c->key_line[i];
-            if (!strcmp(key_table[i].key, "backoff_max_ms")) lm = c->key_line[i];
-        }
+        int li = line_of(c, "pagerduty", "backoff_initial_ms"), lm = line_of(c, "pagerduty", "backoff_max_ms");
         err_at(c, li > lm ? li : lm,
                "backoff_max_ms = %lld is less than backoff_initial_ms = %lld; allowed: backoff_max_ms >= "
                "backoff_initial_ms",
