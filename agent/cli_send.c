@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "log.h"
 #include "event.h"
+#include "writer.h"
 
 #define SEND_MAX_KEYS 64
 #define SEND_MAX_ITEMS 64
@@ -457,10 +458,8 @@ int cli_send(int argc, char **argv)
         } else if (results[i] == PDR_ERR_FULL) {
             db_bound b = db_outbox_last_bound(db);
             char limit[32];
-            if (b == DB_BOUND_MAX_EVENTS) snprintf(limit, sizeof limit, "%lld", (long long)cfg->max_events);
-            else pdr_size_format(b == DB_BOUND_MAX_BYTES ? cfg->max_bytes : cfg->min_free, limit, sizeof limit);
             send_fail("outbox is full (%s = %s): event not queued for %s; retry when the outbox drains%s",
-                      db_bound_key(b), limit, tname ? tname : red,
+                      db_bound_key(b), writer_bound_limit(cfg, b, limit, sizeof limit), tname ? tname : red,
                       b == DB_BOUND_MIN_FREE ? " or space is freed" : "");
             ex = CLI_EXIT_TEMPFAIL;
         }

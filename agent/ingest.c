@@ -392,22 +392,17 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *c, pdr_rc rc)
 ** its value. cfg: the request's (a reload keeps the running bounds). */
 static enum MHD_Result reply_full(struct MHD_Connection *c, const pdr_config *cfg, db_bound b)
 {
+    /* each bound's sentence, around its value */
+    static const char *const what[DB_BOUND_COUNT][2] = {
+        [DB_BOUND_MAX_EVENTS] = {"the outbox holds [outbox] max_events (", ") pending events; retry when it drains"},
+        [DB_BOUND_MAX_BYTES] = {"the pending events reached [outbox] max_bytes (", "); retry when it drains"},
+        [DB_BOUND_MIN_FREE] = {"the filesystem of data_dir has less free space than [outbox] min_free (",
+                               "); retry when space is freed or the outbox drains"},
+    };
     char v[32];
-    switch (b) {
-    case DB_BOUND_MAX_BYTES:
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
-                           "the pending events reached [outbox] max_bytes (%s); retry when it drains",
-                           pdr_size_format(cfg->max_bytes, v, sizeof v));
-    case DB_BOUND_MIN_FREE:
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
-                           "the filesystem of data_dir has less free space than [outbox] min_free (%s); retry "
-                           "when space is freed or the outbox drains",
-                           pdr_size_format(cfg->min_free, v, sizeof v));
-    default:
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
-                           "the outbox holds [outbox] max_events (%lld) pending events; retry when it drains",
-                           (long long)cfg->max_events);
-    }
+    if (b <= DB_BOUND_NONE || b >= DB_BOUND_COUNT) b = DB_BOUND_MAX_EVENTS;
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "Outbox full", RETRY_AFTER_FULL, NULL,
+                       "%s%s%s", what[b][0], writer_bound_limit(cfg, b, v, sizeof v), what[b][1]);
 }
 
 static enum MHD_Result reply_invalid(struct MHD_Connection *c, route r, const normalize_result *nr)

@@ -91,6 +91,14 @@ void writer_db_options(const pdr_config *cfg, db_options *out)
     out->max_dead_age_ms = cfg->max_dead_age_ms;
 }
 
+char *writer_bound_limit(const pdr_config *cfg, db_bound b, char *out, size_t outsz)
+{
+    if (b == DB_BOUND_MAX_BYTES) return pdr_size_format(cfg->max_bytes, out, outsz);
+    if (b == DB_BOUND_MIN_FREE) return pdr_size_format(cfg->min_free, out, outsz);
+    snprintf(out, outsz, "%lld", (long long)cfg->max_events);
+    return out;
+}
+
 pdr_rc writer_create(const pdr_config *cfg, writer_commit_fn on_commit, void *ctx, writer **out)
 {
     writer *w;
@@ -247,11 +255,9 @@ static void writer_note_bound(writer *w, writer_job *first, writer_job *end, siz
     }
     if (b != DB_BOUND_NONE && b != w->refusing) {
         char limit[32];
-        const pdr_config *c = w->cfg;
-        if (b == DB_BOUND_MAX_EVENTS) snprintf(limit, sizeof limit, "%lld", (long long)c->max_events);
-        else pdr_size_format(b == DB_BOUND_MAX_BYTES ? c->max_bytes : c->min_free, limit, sizeof limit);
         pdr_log(PDR_LOG_WARN, "outbox full: new events are refused (503) until it drains; nothing queued is "
-                "dropped", "bound", db_bound_key(b), "limit", limit, NULL);
+                "dropped", "bound", db_bound_key(b), "limit", writer_bound_limit(w->cfg, b, limit, sizeof limit),
+                NULL);
         w->refusing = b;
     } else if (b == DB_BOUND_NONE && stored && w->refusing != DB_BOUND_NONE) {
         pdr_log(PDR_LOG_INFO, "outbox accepts new events again", "bound", db_bound_key(w->refusing), NULL);

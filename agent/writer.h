@@ -84,6 +84,10 @@ typedef struct writer_stats {
 ** Zeroes the rest. */
 void writer_db_options(const pdr_config *cfg, db_options *out);
 
+/* The value cfg gives bound b, as the config writes it ("1000000", "256MB"),
+** into out; for the messages that name a bound (503, log, `send`). */
+char *writer_bound_limit(const pdr_config *cfg, db_bound b, char *out, size_t outsz);
+
 /* Opens its own database connection on cfg's data_dir. cfg is borrowed and
 ** must outlive the writer. on_commit may be NULL.
 ** Main thread, before any other call. */
