@@ -186,6 +186,9 @@ struct sender {
     int64_t starts;             /* requests started, ever (for SENDER_NOTIFY_QUIET_MS) */
     int ino_fd;
     int64_t next_cleanup_ms;
+    int64_t next_trim_ms;       /* trim_dead's next pass: at start, after a row
+                                ** died, or when the oldest dead letter comes
+                                ** of age (only this thread makes dead rows) */
     int64_t fill_seq;           /* fills so far (lane.seen_fill) */
     /* the uplink */
     link_state link;
@@ -754,6 +757,7 @@ static void kill_expired(sender *s, lane *l, db_row *row)
 {
     char id[24];
     pdr_rc rc = db_outbox_expire(s->db, row->id, "max_age exceeded: not delivered in time");
+    s->next_trim_ms = 0;   /* a dead letter more: trim_dead at the next pass */
     snprintf(id, sizeof id, "%lld", (long long)row->id);
     if (rc) {
         write_failed(s, "cannot move an expired event to the dead letters", rc, l->red);
@@ -1079,6 +1083,7 @@ static void record(sender *s, outcome *o, CURLcode cc)
         break;
     case PD_DEAD:
         o->rc = db_outbox_kill(s->db, r->id, o->res.error);
+        s->next_trim_ms = 0;   /* a dead letter more: trim_dead at the next pass */
         break;
     }
     if (answered) link_answered(s, now);
@@ -1249,13 +1254,18 @@ static void kicked(sender *s, int64_t now)
 }
 
 /* Dead letters past [outbox] max_dead or max_dead_age are dropped, oldest
-** first (db.c, invariant 4), counted and logged; the next pass is due when
-** the oldest remaining one comes of age. One O(1) read and one index seek
-** when nothing is past a bound. */
+** first (db.c, invariant 4), counted and logged. Only when one may be past
+** a bound: at the start, after this thread made a row dead, and when the
+** oldest remaining one comes of age; not at every pass. */
 static void trim_dead(sender *s, int64_t now, int64_t *wake)
 {
     int64_t by_age = 0, by_count = 0, next = 0;
-    pdr_rc rc = db_outbox_trim_dead(s->db, now, &by_age, &by_count, &next);
+    pdr_rc rc;
+    if (now < s->next_trim_ms) {
+        min_into(wake, s->next_trim_ms);
+        return;
+    }
+    rc = db_outbox_trim_dead(s->db, now, &by_age, &by_count, &next);
     if (rc) {
         write_failed(s, "cannot drop dead letters past their bounds", rc, NULL);
         return;
@@ -1271,7 +1281,8 @@ static void trim_dead(sender *s, int64_t now, int64_t *wake)
         metrics_add(MC_DEAD_DROPPED, "max_dead_age", NULL, (double)by_age);
         metrics_add(MC_DEAD_DROPPED, "max_dead", NULL, (double)by_count);
     }
-    if (next) min_into(wake, next);
+    s->next_trim_ms = next ? next : INT64_MAX;
+    min_into(wake, s->next_trim_ms);
 }
 
 static void housekeeping(sender *s, int64_t now, int64_t *wake)
