@@ -242,17 +242,11 @@ out:
     return rc;
 }
 
-/* After a commit: each job refused by a bound learns which; the log says
-** once when a bound starts refusing events and once when events are
-** stored again. */
-static void writer_note_bound(writer *w, writer_job *first, writer_job *end, size_t stored)
+/* After a commit that refused events by bound b (DB_BOUND_NONE: none): the
+** log says once when a bound starts refusing events and once when events
+** are stored again. */
+static void writer_note_bound(writer *w, db_bound b, size_t stored)
 {
-    db_bound b = db_outbox_last_bound(w->db);
-    for (writer_job *j = first; j != end; j = j->next) {
-        j->bound = DB_BOUND_NONE;
-        for (size_t i = 0; i < j->n; i++)
-            if (j->results[i] == PDR_ERR_FULL) j->bound = b;
-    }
     if (b != DB_BOUND_NONE && b != w->refusing) {
         char limit[32];
         pdr_log(PDR_LOG_WARN, "outbox full: new events are refused (503) until it drains; nothing queued is "
@@ -294,15 +288,17 @@ static pdr_rc writer_commit(writer *w, writer_job *first, writer_job *end, size_
     }
     if (rc) return rc;
     metrics_observe(MH_COMMIT, NULL, metrics_now() - t0);
+    db_bound bound = db_outbox_last_bound(w->db);
     k = 0;
     for (writer_job *j = first; j != end; j = j->next) {
         memcpy(j->results, w->bres + k, j->n * sizeof *j->results);
         if (j->ids) memcpy(j->ids, w->bids + k, j->n * sizeof *j->ids);
+        j->bound = bound;   /* read with a PDR_ERR_FULL result only */
         k += j->n;
     }
     for (size_t i = 0; i < nev; i++)
         if (w->bres[i] == PDR_OK) stored++;
-    writer_note_bound(w, first, end, stored);
+    writer_note_bound(w, bound, stored);
     if (stored && w->on_commit) w->on_commit(w->ctx);
     return PDR_OK;
 }

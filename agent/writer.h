@@ -110,7 +110,8 @@ struct writer_job {
     int64_t *ids;
     pdr_rc rc;                  /* outcome, as writer_submit() returns it */
     db_bound bound;             /* a push with a PDR_ERR_FULL result: the bound
-                                ** that refused it (db_outbox_last_bound) */
+                                ** that refused it (db_outbox_last_bound of
+                                ** its batch; meaningless without one) */
     writer_done_fn done;
     void *ctx;                  /* the caller's */
     writer_job *next;           /* private */
