@@ -199,14 +199,16 @@ static pdr_rc outbox_dedup_queue(db_handle *db, const db_event *ev, int64_t now,
     return db_stmt_run_many(db, st, src, NULL);
 }
 
-/* Which bound (invariant 4) refuses an event of len bytes, given the
+static int64_t outbox_free_space(db_handle *db, int64_t now);
+
+/* Which bound (invariant 4) refuses an event of len bytes at now, given the
 ** counts c (those of the transaction so far). */
-static db_bound outbox_bound(db_handle *db, const db_counts *c, int64_t len)
+static db_bound outbox_bound(db_handle *db, const db_counts *c, int64_t len, int64_t now)
 {
     if (c->pending >= db->max_events) return DB_BOUND_MAX_EVENTS;
     if (c->pending_bytes > db->max_bytes - len) return DB_BOUND_MAX_BYTES;
     if (db->min_free) {
-        int64_t avail = db_free_space(db);
+        int64_t avail = outbox_free_space(db, now);
         if (avail >= 0 && avail - len < db->min_free) return DB_BOUND_MIN_FREE;
     }
     return DB_BOUND_NONE;
@@ -235,7 +237,7 @@ pdr_rc db_outbox_push_in_tx(db_handle *db, const db_event *ev, int64_t now, int6
     if (rc) return rc;
     assert(!same || found);   /* invariant 3: head = !found below */
     if (same) return PDR_COALESCED;
-    bound = outbox_bound(db, c, (int64_t)ev->body_len);
+    bound = outbox_bound(db, c, (int64_t)ev->body_len, now);
     if (bound != DB_BOUND_NONE) {
         db->last_bound = bound;
         return PDR_ERR_FULL;
@@ -842,11 +844,10 @@ static int64_t free_space_statvfs(const char *dir)
 ** the last read are subtracted so that a burst cannot overshoot it. */
 #define DB_FREE_SPACE_REFRESH_MS 1000
 
-int64_t db_free_space(db_handle *db)
+/* db_free_space at now (the push's time: one clock read per batch). */
+static int64_t outbox_free_space(db_handle *db, int64_t now)
 {
-    int64_t now;
-    if (!db) return -1;
-    now = pdr_clock_now_ms();   /* the injectable clock; a step backwards reads again */
+    /* the injectable clock; a step backwards reads again */
     if (!db->free_read_ms || now - db->free_read_ms >= DB_FREE_SPACE_REFRESH_MS || now < db->free_read_ms) {
         db->free_read = free_space_fn ? free_space_fn(db->dir, free_space_ctx) : free_space_statvfs(db->dir);
         db->free_spent = 0;
@@ -854,6 +855,11 @@ int64_t db_free_space(db_handle *db)
     }
     if (db->free_read < 0) return -1;
     return db->free_read - db->free_spent;
+}
+
+int64_t db_free_space(db_handle *db)
+{
+    return db ? outbox_free_space(db, pdr_clock_now_ms()) : -1;
 }
 
 /* The MIN(dead_ms) of the dead rows, 0 when there are none. */
