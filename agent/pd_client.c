@@ -286,15 +286,23 @@ void pd_upstream_adjust(pd_result *res, pdr_upstream_kind upstream)
         res->outcome = PD_RETRY;
 }
 
-void pd_request_result(pd_request *r, CURLcode cc, pd_result *out)
+void pd_request_reply(pd_request *r, long *status, int64_t *retry_after_s)
 {
-    long status = 0;
     curl_off_t retry_after = 0;
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    *status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, status);
     /* libcurl 7.88 may return a negative value for a date in the past. */
     if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK || retry_after < 0)
         retry_after = 0;
     if (retry_after > 3600) retry_after = 3600;   /* SENDER_RETRY_AFTER_MAX_MS */
-    pd_classify(status, cc, r->resp, r->resp_len, (int64_t)retry_after, r->errbuf, out);
+    *retry_after_s = (int64_t)retry_after;
+}
+
+void pd_request_result(pd_request *r, CURLcode cc, pd_result *out)
+{
+    long status = 0;
+    int64_t retry_after = 0;
+    pd_request_reply(r, &status, &retry_after);
+    pd_classify(status, cc, r->resp, r->resp_len, retry_after, r->errbuf, out);
     pd_upstream_adjust(out, r->upstream);
 }

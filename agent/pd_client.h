@@ -93,6 +93,10 @@ pdr_rc pd_request_prepare(pd_request *r, const char *url, const char *body, size
 ** NUL-terminated, *len its length (agent/webhook.c classifies with it). */
 const char *pd_request_response(const pd_request *r, size_t *len);
 
+/* The finished transfer's HTTP status (0: none) and Retry-After in seconds
+** (0: none; clamped to an hour), as pd_request_result() classifies them. */
+void pd_request_reply(pd_request *r, long *status, int64_t *retry_after_s);
+
 /* Classifies the finished transfer (cc from CURLMSG_DONE). */
 void pd_request_result(pd_request *r, CURLcode cc, pd_result *out);
 

@@ -172,7 +172,7 @@ void webhook_scrub(char *text, const struct curl_slist *h)
 void webhook_result(pd_request *r, CURLcode cc, const struct curl_slist *h, pd_result *out)
 {
     long status = 0;
-    curl_off_t retry_after = 0;
+    int64_t retry_after = 0;
     size_t len = 0;
     const char *body;
     /* No reply: pd_client's classification and libcurl's own words. */
@@ -182,10 +182,7 @@ void webhook_result(pd_request *r, CURLcode cc, const struct curl_slist *h, pd_r
         return;
     }
     body = pd_request_response(r, &len);
-    curl_easy_getinfo(pd_request_easy(r), CURLINFO_RESPONSE_CODE, &status);
-    if (curl_easy_getinfo(pd_request_easy(r), CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK || retry_after < 0)
-        retry_after = 0;
-    if (retry_after > 3600) retry_after = 3600;   /* SENDER_RETRY_AFTER_MAX_MS */
-    webhook_classify(status, cc, body, len, (int64_t)retry_after, NULL, out);
+    pd_request_reply(r, &status, &retry_after);
+    webhook_classify(status, cc, body, len, retry_after, NULL, out);
     webhook_scrub(out->error, h);
 }
