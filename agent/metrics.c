@@ -301,11 +301,12 @@ static void put(buf *b, const char *fmt, ...)
     }
 }
 
-/* A label value escaped as the text format wants (\\, \", \n). */
-static const char *esc(const char *v, char out[LABEL_MAX * 2])
+/* A label value escaped as the text format wants (\\, \", \n), into out
+** of outsz bytes (twice the value's length fits it whole). */
+static const char *esc_n(const char *v, char *out, size_t outsz)
 {
     size_t o = 0;
-    for (; *v && o + 2 < LABEL_MAX * 2; v++) {
+    for (; *v && o + 2 < outsz; v++) {
         if (*v == '\\' || *v == '"') {
             out[o++] = '\\';
             out[o++] = *v;
@@ -318,6 +319,11 @@ static const char *esc(const char *v, char out[LABEL_MAX * 2])
     }
     out[o] = '\0';
     return out;
+}
+
+static const char *esc(const char *v, char out[LABEL_MAX * 2])
+{
+    return esc_n(v, out, LABEL_MAX * 2);
 }
 
 static void render_counters(buf *b)
@@ -427,13 +433,9 @@ static void render_upstreams(buf *b)
     put(b, "# HELP pdrelay_upstream_active 1 for the [pagerduty] url requests go to now, 0 for the others.\n"
            "# TYPE pdrelay_upstream_active gauge\n");
     for (int i = 0; i < n_upstream_urls; i++) {
-        put(b, "pdrelay_upstream_active{url=\"");
-        for (const char *c = upstream_urls[i]; *c; c++) {
-            if (*c == '\\' || *c == '"') put(b, "\\%c", *c);
-            else if (*c == '\n') put(b, "\\n");
-            else put(b, "%c", *c);
-        }
-        put(b, "\"} %d\n", i == upstream_active);
+        char e[UPSTREAM_LABEL_MAX * 2];
+        put(b, "pdrelay_upstream_active{url=\"%s\"} %d\n", esc_n(upstream_urls[i], e, sizeof e),
+            i == upstream_active);
     }
 }
 
